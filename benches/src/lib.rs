@@ -1,0 +1,1 @@
+//! Criterion benchmarks of nas-rs live in benches/benches.

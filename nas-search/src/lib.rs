@@ -1,0 +1,1 @@
+//! nas-search (work in progress).

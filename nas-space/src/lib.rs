@@ -1,0 +1,81 @@
+//! Search-space algebra for neural architecture search.
+//!
+//! Every space implements [`SearchSpace`]: sampling, mutation, crossover, neighbours, validation,
+//! canonical forms, exact sizes, encodings, distances and a text format. Architectures are plain
+//! values (`Clone + Eq + Hash`) with serde JSON support. This crate depends on no other crate of
+//! the workspace, so a strategy can be tested against a synthetic objective with no tensors at all.
+
+#![warn(missing_docs)]
+
+use rand::RngCore;
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+mod error;
+pub use error::SpaceError;
+
+/// A search space: the set of architectures a strategy chooses from and the moves between them.
+///
+/// Methods take `&mut dyn RngCore` so that spaces stay object-safe in their randomness and every
+/// strategy can drive them from its own seeded, serialisable generator.
+pub trait SearchSpace: Send + Sync {
+    /// One architecture of the space.
+    type Arch: Clone + Eq + Hash + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// A short, stable name of the space (`"nb201"`, `"darts"`, ...), used in checkpoints.
+    fn name(&self) -> &'static str;
+
+    /// Draws an architecture uniformly at random over the space's categorical decisions.
+    fn sample(&self, rng: &mut dyn RngCore) -> Self::Arch;
+
+    /// A random one-step change of `arch` (one decision, or one edge, changed); always valid.
+    fn mutate(&self, arch: &Self::Arch, rng: &mut dyn RngCore) -> Self::Arch;
+
+    /// A random recombination of two parents; always valid.
+    fn crossover(&self, a: &Self::Arch, b: &Self::Arch, rng: &mut dyn RngCore) -> Self::Arch;
+
+    /// Every architecture one step away from `arch`, in a deterministic order.
+    fn neighbours(&self, arch: &Self::Arch) -> Vec<Self::Arch>;
+
+    /// `Ok(())` when `arch` belongs to the space, otherwise what is wrong with it.
+    fn validate(&self, arch: &Self::Arch) -> Result<(), SpaceError>;
+
+    /// A canonical key: equal for architectures the space considers equivalent.
+    fn canonical(&self, arch: &Self::Arch) -> String;
+
+    /// The exact number of architectures, where finite and known in closed form.
+    fn size(&self) -> Option<u128>;
+
+    /// The number of choices of each categorical decision (for policy-based strategies).
+    fn decisions(&self) -> Vec<usize>;
+
+    /// The choice index of each decision for `arch`, in the order of [`SearchSpace::decisions`].
+    fn encode_decisions(&self, arch: &Self::Arch) -> Vec<usize>;
+
+    /// The architecture for one choice per decision; an error if the choices are out of range or
+    /// do not make a valid architecture.
+    fn decode_decisions(&self, choices: &[usize]) -> Result<Self::Arch, SpaceError>;
+
+    /// A one-hot vector per decision, concatenated.
+    fn one_hot(&self, arch: &Self::Arch) -> Vec<f32> {
+        let sizes = self.decisions();
+        let choices = self.encode_decisions(arch);
+        let mut v = vec![0.0; sizes.iter().sum()];
+        let mut offset = 0;
+        for (n, c) in sizes.iter().zip(choices) {
+            v[offset + c] = 1.0;
+            offset += n;
+        }
+        v
+    }
+
+    /// The number of single-step moves needed to turn `a` into `b` (a metric on the space).
+    fn distance(&self, a: &Self::Arch, b: &Self::Arch) -> usize;
+
+    /// The space's own text form of `arch`.
+    fn to_text(&self, arch: &Self::Arch) -> String;
+
+    /// Parses the space's own text form; malformed input gives an error saying where and what.
+    fn parse(&self, text: &str) -> Result<Self::Arch, SpaceError>;
+}

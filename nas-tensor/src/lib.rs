@@ -1,0 +1,1 @@
+//! nas-tensor (work in progress).
