@@ -1,1 +1,4 @@
-//! nas-search (work in progress).
+//! nas-search: search strategies, evaluators, networks built from genotypes, data sets and
+//! resumable search state.
+
+pub mod data;

@@ -1,0 +1,1 @@
+//! Data sets: loaders for the formats users have and the embedded default.
