@@ -28,12 +28,24 @@ pub fn sgemm(
         for j in 0..n {
             let mut acc = 0.0f32;
             for p in 0..k {
-                let av = if trans_a { a[p * lda + i] } else { a[i * lda + p] };
-                let bv = if trans_b { b[j * ldb + p] } else { b[p * ldb + j] };
+                let av = if trans_a {
+                    a[p * lda + i]
+                } else {
+                    a[i * lda + p]
+                };
+                let bv = if trans_b {
+                    b[j * ldb + p]
+                } else {
+                    b[p * ldb + j]
+                };
                 acc += av * bv;
             }
             let cij = &mut c[i * ldc + j];
-            *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
+            *cij = if beta == 0.0 {
+                alpha * acc
+            } else {
+                alpha * acc + beta * *cij
+            };
         }
     }
 }
