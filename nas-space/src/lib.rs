@@ -15,6 +15,9 @@ use std::hash::Hash;
 mod error;
 pub use error::SpaceError;
 
+pub mod nb201;
+mod text;
+
 /// A search space: the set of architectures a strategy chooses from and the moves between them.
 ///
 /// Methods take `&mut dyn RngCore` so that spaces stay object-safe in their randomness and every
