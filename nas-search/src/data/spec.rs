@@ -1,0 +1,138 @@
+//! Data-set specifications as the command line takes them: `KIND` or `KIND:PATH`.
+
+use super::cifar::{CifarKind, load_cifar_dir};
+use super::dataset::Splits;
+use super::digits::{digits_splits, load_digits_csv};
+use super::embedded::{
+    CIFAR10_CLASSES, DIGIT_CLASSES, FASHION_MNIST_CLASSES, digits_embedded, fashion_mnist_embedded,
+};
+use super::error::{DataError, Result};
+use super::idx::load_idx_dir;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Which data set to load.
+///
+/// Text forms (see [`DataSpec::HELP`]): `fashion` or `fashion-embedded` (the default),
+/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DataSpec {
+    /// The Fashion-MNIST subset compiled into the library.
+    #[default]
+    FashionEmbedded,
+    /// The UCI digits compiled into the library.
+    DigitsEmbedded,
+    /// An MNIST directory (IDX files).
+    Mnist(PathBuf),
+    /// A Fashion-MNIST directory (IDX files).
+    Fashion(PathBuf),
+    /// A CIFAR-10 binary directory.
+    Cifar10(PathBuf),
+    /// A CIFAR-100 binary directory.
+    Cifar100(PathBuf),
+    /// A digits CSV file.
+    Digits(PathBuf),
+}
+
+impl DataSpec {
+    /// One-paragraph description of the accepted forms, for `--help` texts and errors.
+    pub const HELP: &'static str = "fashion | fashion-embedded (embedded Fashion-MNIST subset, the default), \
+digits (embedded UCI digits), mnist:DIR, fashion:DIR (IDX files, optionally .gz), \
+cifar10:DIR (data_batch_1..5.bin, test_batch.bin), cifar100:DIR (train.bin, test.bin), \
+digits:FILE (CSV, optionally .gz)";
+
+    /// Loads the training and test parts (pixels in `[0, 1]`, no validation split yet).
+    pub fn load(&self) -> Result<Splits> {
+        match self {
+            DataSpec::FashionEmbedded => fashion_mnist_embedded(),
+            DataSpec::DigitsEmbedded => digits_embedded(),
+            DataSpec::Mnist(p) => load_idx_dir(p, "mnist").map(|s| names(s, &DIGIT_CLASSES)),
+            DataSpec::Fashion(p) => {
+                load_idx_dir(p, "fashion-mnist").map(|s| names(s, &FASHION_MNIST_CLASSES))
+            }
+            DataSpec::Cifar10(p) => {
+                load_cifar_dir(p, CifarKind::Cifar10).map(|s| names(s, &CIFAR10_CLASSES))
+            }
+            DataSpec::Cifar100(p) => load_cifar_dir(p, CifarKind::Cifar100),
+            DataSpec::Digits(p) => {
+                digits_splits(load_digits_csv(p)?.with_class_names(&DIGIT_CLASSES))
+            }
+        }
+    }
+
+    /// True for the data sets compiled into the library.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, DataSpec::FashionEmbedded | DataSpec::DigitsEmbedded)
+    }
+}
+
+fn names(mut s: Splits, class_names: &[&str]) -> Splits {
+    s.train = s.train.with_class_names(class_names);
+    s.test = s.test.with_class_names(class_names);
+    if let Some(v) = s.valid.take() {
+        s.valid = Some(v.with_class_names(class_names));
+    }
+    s
+}
+
+impl FromStr for DataSpec {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let err = |message: String| DataError::Spec {
+            spec: s.to_string(),
+            message,
+        };
+        let (kind, path) = match s.split_once(':') {
+            Some((k, p)) => (k.trim(), Some(p)),
+            None => (s.trim(), None),
+        };
+        let kind_lc = kind.to_ascii_lowercase();
+        let path = match path {
+            Some("") => {
+                return Err(err(format!("empty path after \"{kind}:\"")));
+            }
+            Some(p) => Some(PathBuf::from(p)),
+            None => None,
+        };
+        match (kind_lc.as_str(), path) {
+            ("fashion" | "fashion-mnist" | "fashion-embedded", None) => {
+                Ok(DataSpec::FashionEmbedded)
+            }
+            ("fashion-embedded", Some(_)) => Err(err(
+                "fashion-embedded takes no path (use fashion:DIR for a directory)".into(),
+            )),
+            ("digits" | "digits-embedded", None) => Ok(DataSpec::DigitsEmbedded),
+            ("digits-embedded", Some(_)) => Err(err(
+                "digits-embedded takes no path (use digits:FILE for a CSV file)".into(),
+            )),
+            ("fashion" | "fashion-mnist", Some(p)) => Ok(DataSpec::Fashion(p)),
+            ("mnist", Some(p)) => Ok(DataSpec::Mnist(p)),
+            ("cifar10" | "cifar-10", Some(p)) => Ok(DataSpec::Cifar10(p)),
+            ("cifar100" | "cifar-100", Some(p)) => Ok(DataSpec::Cifar100(p)),
+            ("digits", Some(p)) => Ok(DataSpec::Digits(p)),
+            ("mnist" | "cifar10" | "cifar-10" | "cifar100" | "cifar-100", None) => Err(err(
+                format!("{kind} is not embedded; give its directory as {kind}:DIR"),
+            )),
+            _ => Err(err(format!(
+                "unknown data set kind {kind:?}; expected one of: {}",
+                DataSpec::HELP
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for DataSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataSpec::FashionEmbedded => write!(f, "fashion-embedded"),
+            DataSpec::DigitsEmbedded => write!(f, "digits"),
+            DataSpec::Mnist(p) => write!(f, "mnist:{}", p.display()),
+            DataSpec::Fashion(p) => write!(f, "fashion:{}", p.display()),
+            DataSpec::Cifar10(p) => write!(f, "cifar10:{}", p.display()),
+            DataSpec::Cifar100(p) => write!(f, "cifar100:{}", p.display()),
+            DataSpec::Digits(p) => write!(f, "digits:{}", p.display()),
+        }
+    }
+}
