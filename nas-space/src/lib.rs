@@ -15,6 +15,7 @@ use std::hash::Hash;
 mod error;
 pub use error::SpaceError;
 
+pub mod darts;
 pub mod nb201;
 mod text;
 

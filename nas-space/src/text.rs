@@ -67,7 +67,6 @@ impl<'a> Cursor<'a> {
         self.input.as_bytes().get(self.pos).copied()
     }
 
-    #[allow(dead_code)]
     pub(crate) fn skip_ws(&mut self) {
         while let Some(b) = self.peek() {
             if b.is_ascii_whitespace() {
