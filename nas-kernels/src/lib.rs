@@ -1,7 +1,40 @@
-//! Raw compute for nas-rs: kernels on slices with explicit shapes.
+//! Raw compute for nas-rs: kernels on slices with explicit shapes, behind a small
+//! [`Backend`] trait.
 //!
+//! - [`Backend`] (module [`backend`]): the interface the tensor crate programs against — a
+//!   buffer type plus op-enum-driven kernels (elementwise, reductions, softmax/cross-entropy,
+//!   matmul, conv2d, pooling, batch norm, random fills), forward and backward.
+//! - [`Cpu`]: the CPU implementation (`Buffer = Vec<f32>`).
+//! - [`Device`]: run-time device choice (`"cpu"`, `"cuda:0"`).
+//! - [`KernelError`]: every shape or parameter error.
+//! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
 //! - [`gemm`]: single-precision GEMM (row-major, optional transposes, alpha/beta).
 //! - [`threads`]: thread-count setting (`NAS_THREADS`) and `parallel_for`.
+//!
+//! ```
+//! use nas_kernels::{Backend, Conv2d, Cpu};
+//! let p = Conv2d::new(1, 1, 3, 3, 1, 3).padding(1);
+//! let x = Cpu.from_slice(&[1.0; 9])?;
+//! let w = Cpu.from_slice(&[1.0; 9])?;
+//! let mut y = Cpu.zeros(p.y_len())?;
+//! Cpu.conv2d(&p, &x, &w, None, &mut y)?;
+//! assert_eq!(y[4], 9.0); // the centre sees all nine ones
+//! assert_eq!(y[0], 4.0); // a corner sees four
+//! # Ok::<(), nas_kernels::KernelError>(())
+//! ```
 
+pub mod backend;
+pub mod cpu;
+pub mod device;
+pub mod error;
 pub mod gemm;
+pub mod ops;
 pub mod threads;
+
+pub use backend::{
+    Backend, BatchNorm2d, BinaryOp, Conv2d, Matmul, Pool2d, PoolKind, RandomDist, ReduceOp,
+    SoftmaxOp, UnaryOp, broadcast_shape,
+};
+pub use cpu::Cpu;
+pub use device::Device;
+pub use error::{KernelError, Result};

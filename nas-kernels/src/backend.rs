@@ -1,0 +1,314 @@
+//! The [`Backend`] trait: the one interface between the tensor crate and the compute.
+//!
+//! A backend owns a buffer type (host `Vec<f32>` for [`Cpu`](crate::Cpu), a device allocation
+//! for CUDA) and implements a small, fixed set of methods. Ops that belong together are one
+//! method taking an op enum ([`UnaryOp`], [`BinaryOp`], [`ReduceOp`], [`SoftmaxOp`],
+//! [`PoolKind`], [`RandomDist`]) or a parameter struct ([`Matmul`], [`Conv2d`], [`Pool2d`],
+//! [`BatchNorm2d`]); adding an op means one enum variant, one CPU function, one CUDA kernel and
+//! one gradient rule in the tensor crate.
+//!
+//! # Conventions (all methods)
+//! - Everything is `f32`, contiguous, row-major; images are NCHW.
+//! - Outputs are caller-provided buffers that are **overwritten** (never accumulated into,
+//!   except where a method says so, e.g. [`Backend::axpy`] and `beta` of [`Backend::matmul`]),
+//!   so a training step can reuse its buffers. Inputs and outputs must be distinct buffers.
+//! - Every method checks each buffer's length against the shape it was given and returns
+//!   [`KernelError`](crate::KernelError) on a mismatch or a bad parameter; nothing is written
+//!   then.
+//! - Backward methods take the upstream gradient `dy` of the op's output and write the
+//!   gradient of `sum(y * dy)` with respect to the named input.
+//! - Shapes are host-side; small host-side arrays (labels, channel lists) are passed as
+//!   slices and uploaded by device backends as needed.
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::device::Device;
+use crate::error::Result;
+pub use crate::ops::batch_norm::BatchNorm2d;
+pub use crate::ops::conv2d::Conv2d;
+pub use crate::ops::elementwise::{BinaryOp, UnaryOp, broadcast_shape};
+pub use crate::ops::matmul::Matmul;
+pub use crate::ops::pool2d::{Pool2d, PoolKind};
+pub use crate::ops::random::RandomDist;
+pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
+
+/// A compute backend: a buffer type plus kernels over it. See the [module docs](self) for the
+/// conventions every method follows.
+pub trait Backend: std::fmt::Debug + Send + Sync {
+    /// A buffer of `f32` values owned by this backend (`Vec<f32>` on the CPU).
+    type Buffer: std::fmt::Debug + Send + Sync;
+
+    // ---------------------------------------------------------------- buffers
+
+    /// The device this backend computes on.
+    fn device(&self) -> Device;
+    /// A buffer of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Self::Buffer>;
+    /// A buffer holding a copy of `data`.
+    fn from_slice(&self, data: &[f32]) -> Result<Self::Buffer>;
+    /// The buffer's contents, copied to the host.
+    fn to_vec(&self, buf: &Self::Buffer) -> Result<Vec<f32>>;
+    /// Number of elements of a buffer.
+    fn len(&self, buf: &Self::Buffer) -> usize;
+    /// `dst = src` (equal lengths).
+    fn copy(&self, src: &Self::Buffer, dst: &mut Self::Buffer) -> Result<()>;
+    /// Sets every element of `dst` to `value`.
+    fn fill(&self, value: f32, dst: &mut Self::Buffer) -> Result<()>;
+
+    // ---------------------------------------------------------------- elementwise
+
+    /// `y = op(x)` elementwise (equal lengths).
+    fn unary(&self, op: UnaryOp, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    /// `dx = dy * op'(x)`, given the forward input `x` and output `y` (all equal lengths).
+    fn unary_backward(
+        &self,
+        op: UnaryOp,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// `out = a op b` with numpy broadcasting; `out` has [`broadcast_shape`]`(a_shape, b_shape)`.
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Self::Buffer,
+        a_shape: &[usize],
+        b: &Self::Buffer,
+        b_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Sums `x` (shape `x_shape`) down to `out_shape`, which must broadcast to `x_shape`: the
+    /// backward of broadcasting (e.g. a bias gradient from `[n, c, h, w]` to `[1, c, 1, 1]`).
+    fn sum_to_shape(
+        &self,
+        x: &Self::Buffer,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Broadcasts `x` (shape `x_shape`) to `out_shape`.
+    fn broadcast_to(
+        &self,
+        x: &Self::Buffer,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// `y += alpha * x` (accumulates into `y`).
+    fn axpy(&self, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    /// DARTS' mixed op: `out = sum_k weights[k] * xs[k]` (`weights` has `xs.len()` elements).
+    fn weighted_sum(
+        &self,
+        weights: &Self::Buffer,
+        xs: &[&Self::Buffer],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::weighted_sum`]: `dxs[k] = weights[k] * dy` and
+    /// `dweights[k] = sum(dy * xs[k])`.
+    fn weighted_sum_backward(
+        &self,
+        weights: &Self::Buffer,
+        xs: &[&Self::Buffer],
+        dy: &Self::Buffer,
+        dxs: &mut [&mut Self::Buffer],
+        dweights: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Concatenates NCHW tensors `xs[i]: [n, channels[i], hw]` along channels into
+    /// `out: [n, sum(channels), hw]`.
+    fn concat_channels(
+        &self,
+        xs: &[&Self::Buffer],
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Splits `x: [n, sum(channels), hw]` along channels into `outs[i]: [n, channels[i], hw]`
+    /// (also the backward of [`Backend::concat_channels`], and vice versa).
+    fn split_channels(
+        &self,
+        x: &Self::Buffer,
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        outs: &mut [&mut Self::Buffer],
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- reductions
+
+    /// Reduces `x` (shape `shape`) along `axis` (output: `shape` without that axis, i.e.
+    /// `prod(shape) / shape[axis]` elements), or over everything when `axis` is `None`
+    /// (output: 1 element).
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        x: &Self::Buffer,
+        shape: &[usize],
+        axis: Option<usize>,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::reduce`] given its input `x` and output `y`.
+    fn reduce_backward(
+        &self,
+        op: ReduceOp,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        shape: &[usize],
+        axis: Option<usize>,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Softmax or log-softmax over the last axis of a `rows x cols` matrix.
+    fn softmax(
+        &self,
+        op: SoftmaxOp,
+        x: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::softmax`] from its output `y`.
+    fn softmax_backward(
+        &self,
+        op: SoftmaxOp,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Cross-entropy of `logits: [rows, cols]` with integer `labels` (`rows` of them, each
+    /// `< cols`), averaged over rows, written to `loss` (1 element).
+    fn cross_entropy(
+        &self,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        loss: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::cross_entropy`]: `dlogits = dloss / rows * (softmax - onehot)`,
+    /// `dloss` being the 1-element upstream gradient.
+    fn cross_entropy_backward(
+        &self,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        dloss: &Self::Buffer,
+        dlogits: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- linear algebra, conv
+
+    /// Batched GEMM, see [`Matmul`]. Reads `c` only when `beta != 0`.
+    fn matmul(
+        &self,
+        p: &Matmul,
+        a: &Self::Buffer,
+        b: &Self::Buffer,
+        c: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// 2-D convolution `y = conv(x, w) + bias`, see [`Conv2d`] for shapes.
+    fn conv2d(
+        &self,
+        p: &Conv2d,
+        x: &Self::Buffer,
+        w: &Self::Buffer,
+        bias: Option<&Self::Buffer>,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Gradient of a convolution with respect to its input.
+    fn conv2d_backward_input(
+        &self,
+        p: &Conv2d,
+        w: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Gradient of a convolution with respect to its weight (and bias, when `dbias` is given).
+    fn conv2d_backward_weight(
+        &self,
+        p: &Conv2d,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        dw: &mut Self::Buffer,
+        dbias: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- pooling, norm
+
+    /// Max or average pooling, see [`Pool2d`].
+    fn pool2d(&self, p: &Pool2d, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    /// Backward of [`Backend::pool2d`] given its input `x` and output `y`.
+    fn pool2d_backward(
+        &self,
+        p: &Pool2d,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Global average pooling `[n, c, hw] -> [n, c]`.
+    fn global_avg_pool(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::global_avg_pool`].
+    fn global_avg_pool_backward(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Batch norm, see [`BatchNorm2d`]. `gamma`/`beta` (`c` each) are the optional affine
+    /// parameters. Training uses batch statistics and updates the running statistics that are
+    /// given; evaluation requires both running statistics. `save_mean` and `save_invstd`
+    /// (`c` each) receive the mean and `1 / sqrt(var + eps)` actually used, for the backward.
+    fn batch_norm(
+        &self,
+        p: &BatchNorm2d,
+        x: &Self::Buffer,
+        gamma: Option<&Self::Buffer>,
+        beta: Option<&Self::Buffer>,
+        running_mean: Option<&mut Self::Buffer>,
+        running_var: Option<&mut Self::Buffer>,
+        y: &mut Self::Buffer,
+        save_mean: &mut Self::Buffer,
+        save_invstd: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Backward of [`Backend::batch_norm`] (same `p`, same `gamma`, the saved statistics):
+    /// writes `dx`, and `dgamma`/`dbeta` when given.
+    fn batch_norm_backward(
+        &self,
+        p: &BatchNorm2d,
+        x: &Self::Buffer,
+        gamma: Option<&Self::Buffer>,
+        save_mean: &Self::Buffer,
+        save_invstd: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        dgamma: Option<&mut Self::Buffer>,
+        dbeta: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- randomness
+
+    /// Fills `out` with samples of `dist` drawn from `rng` in element order.
+    fn fill_random(
+        &self,
+        dist: RandomDist,
+        rng: &mut ChaCha8Rng,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Inverted-dropout mask: each element is 0 with probability `p` (in `[0, 1]`), else
+    /// `1 / (1 - p)`; multiply activations by it (and gradients by the same mask).
+    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut Self::Buffer) -> Result<()>;
+}

@@ -1,0 +1,599 @@
+//! The CPU backend: buffers are `Vec<f32>`, kernels are the `cpu_kernel` modules of each op.
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::*;
+use crate::device::Device;
+use crate::error::{KernelError, Result, check_len};
+use crate::ops::{batch_norm, conv2d, elementwise, pool2d, random, reduce};
+
+/// The CPU backend. Kernels use [`crate::gemm::sgemm`] and spread large problems over threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cpu;
+
+fn prod(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn opt_len(op: &'static str, what: &'static str, b: Option<&Vec<f32>>, len: usize) -> Result<()> {
+    match b {
+        Some(b) => check_len(op, what, b.len(), len),
+        None => Ok(()),
+    }
+}
+
+impl Backend for Cpu {
+    type Buffer = Vec<f32>;
+
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+    fn from_slice(&self, data: &[f32]) -> Result<Vec<f32>> {
+        Ok(data.to_vec())
+    }
+    fn to_vec(&self, buf: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(buf.clone())
+    }
+    fn len(&self, buf: &Vec<f32>) -> usize {
+        buf.len()
+    }
+    fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>) -> Result<()> {
+        check_len("copy", "dst", dst.len(), src.len())?;
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+    fn fill(&self, value: f32, dst: &mut Vec<f32>) -> Result<()> {
+        dst.fill(value);
+        Ok(())
+    }
+
+    fn unary(&self, op: UnaryOp, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        check_len("unary", "y", y.len(), x.len())?;
+        elementwise::cpu_kernel::unary(op, x, y);
+        Ok(())
+    }
+    fn unary_backward(
+        &self,
+        op: UnaryOp,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        let n = x.len();
+        check_len("unary_backward", "y", y.len(), n)?;
+        check_len("unary_backward", "dy", dy.len(), n)?;
+        check_len("unary_backward", "dx", dx.len(), n)?;
+        elementwise::cpu_kernel::unary_backward(op, x, y, dy, dx);
+        Ok(())
+    }
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Vec<f32>,
+        a_shape: &[usize],
+        b: &Vec<f32>,
+        b_shape: &[usize],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "binary";
+        check_len(OP, "a", a.len(), prod(a_shape))?;
+        check_len(OP, "b", b.len(), prod(b_shape))?;
+        let os = broadcast_shape(a_shape, b_shape).ok_or_else(|| KernelError::Broadcast {
+            op: OP,
+            a: a_shape.to_vec(),
+            b: b_shape.to_vec(),
+        })?;
+        check_len(OP, "out", out.len(), prod(&os))?;
+        elementwise::cpu_kernel::binary(op, a, a_shape, b, b_shape, out, &os);
+        Ok(())
+    }
+    fn sum_to_shape(
+        &self,
+        x: &Vec<f32>,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "sum_to_shape";
+        check_len(OP, "x", x.len(), prod(x_shape))?;
+        check_len(OP, "out", out.len(), prod(out_shape))?;
+        if out_shape.len() > x_shape.len()
+            || broadcast_shape(x_shape, out_shape).as_deref() != Some(x_shape)
+        {
+            return Err(KernelError::Broadcast {
+                op: OP,
+                a: x_shape.to_vec(),
+                b: out_shape.to_vec(),
+            });
+        }
+        elementwise::cpu_kernel::sum_to_shape(x, x_shape, out, out_shape);
+        Ok(())
+    }
+    fn broadcast_to(
+        &self,
+        x: &Vec<f32>,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "broadcast_to";
+        check_len(OP, "x", x.len(), prod(x_shape))?;
+        check_len(OP, "out", out.len(), prod(out_shape))?;
+        if x_shape.len() > out_shape.len()
+            || broadcast_shape(x_shape, out_shape).as_deref() != Some(out_shape)
+        {
+            return Err(KernelError::Broadcast {
+                op: OP,
+                a: x_shape.to_vec(),
+                b: out_shape.to_vec(),
+            });
+        }
+        elementwise::cpu_kernel::broadcast_to(x, x_shape, out, out_shape);
+        Ok(())
+    }
+    fn axpy(&self, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        check_len("axpy", "y", y.len(), x.len())?;
+        elementwise::cpu_kernel::axpy(alpha, x, y);
+        Ok(())
+    }
+    fn weighted_sum(&self, weights: &Vec<f32>, xs: &[&Vec<f32>], out: &mut Vec<f32>) -> Result<()> {
+        const OP: &str = "weighted_sum";
+        check_len(OP, "weights", weights.len(), xs.len())?;
+        for x in xs {
+            check_len(OP, "xs[k]", x.len(), out.len())?;
+        }
+        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+        elementwise::cpu_kernel::weighted_sum(weights, &xs, out);
+        Ok(())
+    }
+    fn weighted_sum_backward(
+        &self,
+        weights: &Vec<f32>,
+        xs: &[&Vec<f32>],
+        dy: &Vec<f32>,
+        dxs: &mut [&mut Vec<f32>],
+        dweights: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "weighted_sum_backward";
+        check_len(OP, "weights", weights.len(), xs.len())?;
+        check_len(OP, "dweights", dweights.len(), xs.len())?;
+        check_len(OP, "dxs (count)", dxs.len(), xs.len())?;
+        for x in xs {
+            check_len(OP, "xs[k]", x.len(), dy.len())?;
+        }
+        for d in dxs.iter() {
+            check_len(OP, "dxs[k]", d.len(), dy.len())?;
+        }
+        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+        let mut dxs: Vec<&mut [f32]> = dxs.iter_mut().map(|d| d.as_mut_slice()).collect();
+        elementwise::cpu_kernel::weighted_sum_backward(weights, &xs, dy, &mut dxs, dweights);
+        Ok(())
+    }
+    fn concat_channels(
+        &self,
+        xs: &[&Vec<f32>],
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "concat_channels";
+        check_len(OP, "channels (count)", channels.len(), xs.len())?;
+        for (x, &c) in xs.iter().zip(channels) {
+            check_len(OP, "xs[i]", x.len(), n * c * hw)?;
+        }
+        check_len(
+            OP,
+            "out",
+            out.len(),
+            n * channels.iter().sum::<usize>() * hw,
+        )?;
+        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+        elementwise::cpu_kernel::concat_channels(&xs, channels, n, hw, out);
+        Ok(())
+    }
+    fn split_channels(
+        &self,
+        x: &Vec<f32>,
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        outs: &mut [&mut Vec<f32>],
+    ) -> Result<()> {
+        const OP: &str = "split_channels";
+        check_len(OP, "channels (count)", channels.len(), outs.len())?;
+        for (o, &c) in outs.iter().zip(channels) {
+            check_len(OP, "outs[i]", o.len(), n * c * hw)?;
+        }
+        check_len(OP, "x", x.len(), n * channels.iter().sum::<usize>() * hw)?;
+        let mut outs: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        elementwise::cpu_kernel::split_channels(x, channels, n, hw, &mut outs);
+        Ok(())
+    }
+
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        x: &Vec<f32>,
+        shape: &[usize],
+        axis: Option<usize>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (outer, len, inner) = reduce_dims("reduce", x.len(), shape, axis)?;
+        check_len("reduce", "out", out.len(), outer * inner)?;
+        if len == 0 && op == ReduceOp::Max {
+            return Err(KernelError::param("reduce", "max over an empty axis"));
+        }
+        reduce::cpu_kernel::reduce(op, x, outer, len, inner, out);
+        Ok(())
+    }
+    fn reduce_backward(
+        &self,
+        op: ReduceOp,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+        shape: &[usize],
+        axis: Option<usize>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "reduce_backward";
+        let (outer, len, inner) = reduce_dims(OP, x.len(), shape, axis)?;
+        check_len(OP, "y", y.len(), outer * inner)?;
+        check_len(OP, "dy", dy.len(), outer * inner)?;
+        check_len(OP, "dx", dx.len(), x.len())?;
+        reduce::cpu_kernel::reduce_backward(op, x, y, outer, len, inner, dy, dx);
+        Ok(())
+    }
+    fn softmax(
+        &self,
+        op: SoftmaxOp,
+        x: &Vec<f32>,
+        rows: usize,
+        cols: usize,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_len("softmax", "x", x.len(), rows * cols)?;
+        check_len("softmax", "y", y.len(), rows * cols)?;
+        reduce::cpu_kernel::softmax(op, x, cols, y);
+        Ok(())
+    }
+    fn softmax_backward(
+        &self,
+        op: SoftmaxOp,
+        y: &Vec<f32>,
+        dy: &Vec<f32>,
+        rows: usize,
+        cols: usize,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        for (what, l) in [("y", y.len()), ("dy", dy.len()), ("dx", dx.len())] {
+            check_len("softmax_backward", what, l, rows * cols)?;
+        }
+        reduce::cpu_kernel::softmax_backward(op, y, dy, cols, dx);
+        Ok(())
+    }
+    fn cross_entropy(
+        &self,
+        logits: &Vec<f32>,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        loss: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_ce("cross_entropy", logits.len(), labels, rows, cols)?;
+        check_len("cross_entropy", "loss", loss.len(), 1)?;
+        loss[0] = reduce::cpu_kernel::cross_entropy(logits, labels, cols);
+        Ok(())
+    }
+    fn cross_entropy_backward(
+        &self,
+        logits: &Vec<f32>,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        dloss: &Vec<f32>,
+        dlogits: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "cross_entropy_backward";
+        check_ce(OP, logits.len(), labels, rows, cols)?;
+        check_len(OP, "dloss", dloss.len(), 1)?;
+        check_len(OP, "dlogits", dlogits.len(), rows * cols)?;
+        reduce::cpu_kernel::cross_entropy_backward(logits, labels, cols, dloss[0], dlogits);
+        Ok(())
+    }
+
+    fn matmul(&self, p: &Matmul, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
+        check_len("matmul", "a", a.len(), p.a_len())?;
+        check_len("matmul", "b", b.len(), p.b_len())?;
+        check_len("matmul", "c", c.len(), p.c_len())?;
+        let (m, n, k) = (p.m, p.n, p.k);
+        let lda = if p.trans_a { m } else { k };
+        let ldb = if p.trans_b { k } else { n };
+        for i in 0..p.batch {
+            let bo = if p.b_shared { 0 } else { i * k * n };
+            crate::gemm::sgemm(
+                p.trans_a,
+                p.trans_b,
+                m,
+                n,
+                k,
+                p.alpha,
+                &a[i * m * k..(i + 1) * m * k],
+                lda.max(1),
+                &b[bo..bo + k * n],
+                ldb.max(1),
+                p.beta,
+                &mut c[i * m * n..(i + 1) * m * n],
+                n.max(1),
+            );
+        }
+        Ok(())
+    }
+    fn conv2d(
+        &self,
+        p: &Conv2d,
+        x: &Vec<f32>,
+        w: &Vec<f32>,
+        bias: Option<&Vec<f32>>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "weight", w.len(), p.w_len())?;
+        opt_len(OP, "bias", bias, p.c_out)?;
+        check_len(OP, "y", y.len(), p.y_len())?;
+        conv2d::cpu_kernel::forward(p, x, w, bias.map(|b| b.as_slice()), y);
+        Ok(())
+    }
+    fn conv2d_backward_input(
+        &self,
+        p: &Conv2d,
+        w: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_input";
+        p.validate()?;
+        check_len(OP, "weight", w.len(), p.w_len())?;
+        check_len(OP, "dy", dy.len(), p.y_len())?;
+        check_len(OP, "dx", dx.len(), p.x_len())?;
+        conv2d::cpu_kernel::backward_input(p, w, dy, dx);
+        Ok(())
+    }
+    fn conv2d_backward_weight(
+        &self,
+        p: &Conv2d,
+        x: &Vec<f32>,
+        dy: &Vec<f32>,
+        dw: &mut Vec<f32>,
+        dbias: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_weight";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "dy", dy.len(), p.y_len())?;
+        check_len(OP, "dweight", dw.len(), p.w_len())?;
+        opt_len(OP, "dbias", dbias.as_deref(), p.c_out)?;
+        conv2d::cpu_kernel::backward_weight(p, x, dy, dw, dbias.map(|b| b.as_mut_slice()));
+        Ok(())
+    }
+
+    fn pool2d(&self, p: &Pool2d, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        p.validate()?;
+        check_len("pool2d", "x", x.len(), p.x_len())?;
+        check_len("pool2d", "y", y.len(), p.y_len())?;
+        pool2d::cpu_kernel::forward(p, x, y);
+        Ok(())
+    }
+    fn pool2d_backward(
+        &self,
+        p: &Pool2d,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "pool2d_backward";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "y", y.len(), p.y_len())?;
+        check_len(OP, "dy", dy.len(), p.y_len())?;
+        check_len(OP, "dx", dx.len(), p.x_len())?;
+        pool2d::cpu_kernel::backward(p, x, dy, dx);
+        Ok(())
+    }
+    fn global_avg_pool(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        x: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        if hw == 0 {
+            return Err(KernelError::param("global_avg_pool", "hw must be positive"));
+        }
+        check_len("global_avg_pool", "x", x.len(), n * c * hw)?;
+        check_len("global_avg_pool", "y", y.len(), n * c)?;
+        pool2d::cpu_kernel::global_avg(hw, x, y);
+        Ok(())
+    }
+    fn global_avg_pool_backward(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        if hw == 0 {
+            return Err(KernelError::param(
+                "global_avg_pool_backward",
+                "hw must be positive",
+            ));
+        }
+        check_len("global_avg_pool_backward", "dy", dy.len(), n * c)?;
+        check_len("global_avg_pool_backward", "dx", dx.len(), n * c * hw)?;
+        pool2d::cpu_kernel::global_avg_backward(hw, dy, dx);
+        Ok(())
+    }
+    fn batch_norm(
+        &self,
+        p: &BatchNorm2d,
+        x: &Vec<f32>,
+        gamma: Option<&Vec<f32>>,
+        beta: Option<&Vec<f32>>,
+        running_mean: Option<&mut Vec<f32>>,
+        running_var: Option<&mut Vec<f32>>,
+        y: &mut Vec<f32>,
+        save_mean: &mut Vec<f32>,
+        save_invstd: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "y", y.len(), p.x_len())?;
+        opt_len(OP, "gamma", gamma, p.c)?;
+        opt_len(OP, "beta", beta, p.c)?;
+        opt_len(OP, "running_mean", running_mean.as_deref(), p.c)?;
+        opt_len(OP, "running_var", running_var.as_deref(), p.c)?;
+        check_len(OP, "save_mean", save_mean.len(), p.c)?;
+        check_len(OP, "save_invstd", save_invstd.len(), p.c)?;
+        if !p.training && (running_mean.is_none() || running_var.is_none()) {
+            return Err(KernelError::param(
+                OP,
+                "evaluation mode needs running_mean and running_var",
+            ));
+        }
+        batch_norm::cpu_kernel::forward(
+            p,
+            x,
+            gamma.map(|g| g.as_slice()),
+            beta.map(|b| b.as_slice()),
+            running_mean.map(|r| r.as_mut_slice()),
+            running_var.map(|r| r.as_mut_slice()),
+            y,
+            save_mean,
+            save_invstd,
+        );
+        Ok(())
+    }
+    fn batch_norm_backward(
+        &self,
+        p: &BatchNorm2d,
+        x: &Vec<f32>,
+        gamma: Option<&Vec<f32>>,
+        save_mean: &Vec<f32>,
+        save_invstd: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+        dgamma: Option<&mut Vec<f32>>,
+        dbeta: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_backward";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "dy", dy.len(), p.x_len())?;
+        check_len(OP, "dx", dx.len(), p.x_len())?;
+        opt_len(OP, "gamma", gamma, p.c)?;
+        check_len(OP, "save_mean", save_mean.len(), p.c)?;
+        check_len(OP, "save_invstd", save_invstd.len(), p.c)?;
+        opt_len(OP, "dgamma", dgamma.as_deref(), p.c)?;
+        opt_len(OP, "dbeta", dbeta.as_deref(), p.c)?;
+        batch_norm::cpu_kernel::backward(
+            p,
+            x,
+            gamma.map(|g| g.as_slice()),
+            save_mean,
+            save_invstd,
+            dy,
+            dx,
+            dgamma.map(|g| g.as_mut_slice()),
+            dbeta.map(|b| b.as_mut_slice()),
+        );
+        Ok(())
+    }
+
+    fn fill_random(
+        &self,
+        dist: RandomDist,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        match dist {
+            RandomDist::Uniform { low, high }
+                if !(low < high) || !low.is_finite() || !high.is_finite() =>
+            {
+                return Err(KernelError::param(
+                    "fill_random",
+                    format!("uniform needs finite low < high, got [{low}, {high})"),
+                ));
+            }
+            RandomDist::Normal { mean, std }
+                if !(std >= 0.0) || !std.is_finite() || !mean.is_finite() =>
+            {
+                return Err(KernelError::param(
+                    "fill_random",
+                    format!("normal needs finite mean and std >= 0, got {mean}, {std}"),
+                ));
+            }
+            _ => {}
+        }
+        random::fill(dist, rng, out);
+        Ok(())
+    }
+    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) -> Result<()> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(KernelError::param(
+                "dropout_mask",
+                format!("p must be in [0, 1], got {p}"),
+            ));
+        }
+        random::dropout_mask(p, rng, out);
+        Ok(())
+    }
+}
+
+fn reduce_dims(
+    op: &'static str,
+    len: usize,
+    shape: &[usize],
+    axis: Option<usize>,
+) -> Result<(usize, usize, usize)> {
+    check_len(op, "x", len, prod(shape))?;
+    match axis {
+        None => Ok((1, len, 1)),
+        Some(a) if a < shape.len() => Ok(reduce::axis_split(shape, a)),
+        Some(a) => Err(KernelError::param(
+            op,
+            format!("axis {a} out of range for a shape of rank {}", shape.len()),
+        )),
+    }
+}
+
+fn check_ce(
+    op: &'static str,
+    len: usize,
+    labels: &[usize],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_len(op, "logits", len, rows * cols)?;
+    check_len(op, "labels", labels.len(), rows)?;
+    if rows == 0 {
+        return Err(KernelError::param(op, "needs at least one row"));
+    }
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= cols) {
+        return Err(KernelError::param(
+            op,
+            format!("label {l} at row {i} is out of range for {cols} classes"),
+        ));
+    }
+    Ok(())
+}

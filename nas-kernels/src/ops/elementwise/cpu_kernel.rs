@@ -1,0 +1,283 @@
+//! CPU kernels for the elementwise ops. Lengths are validated by the caller ([`crate::Cpu`]).
+
+use super::{BinaryOp, UnaryOp};
+
+#[inline(always)]
+fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = f(x);
+    }
+}
+
+/// `y = op(x)`; dispatches once so every loop body is a constant op.
+pub(crate) fn unary(op: UnaryOp, x: &[f32], y: &mut [f32]) {
+    match op {
+        UnaryOp::Relu => map1(x, y, |v| UnaryOp::Relu.apply(v)),
+        UnaryOp::Neg => map1(x, y, |v| UnaryOp::Neg.apply(v)),
+        UnaryOp::Exp => map1(x, y, |v| UnaryOp::Exp.apply(v)),
+        UnaryOp::Log => map1(x, y, |v| UnaryOp::Log.apply(v)),
+        UnaryOp::Sqrt => map1(x, y, |v| UnaryOp::Sqrt.apply(v)),
+        UnaryOp::Square => map1(x, y, |v| UnaryOp::Square.apply(v)),
+        UnaryOp::Abs => map1(x, y, |v| UnaryOp::Abs.apply(v)),
+        UnaryOp::Tanh => map1(x, y, |v| UnaryOp::Tanh.apply(v)),
+        UnaryOp::Sigmoid => map1(x, y, |v| UnaryOp::Sigmoid.apply(v)),
+        UnaryOp::Recip => map1(x, y, |v| UnaryOp::Recip.apply(v)),
+        UnaryOp::Scale(a) => map1(x, y, |v| a * v),
+        UnaryOp::AddScalar(a) => map1(x, y, |v| v + a),
+    }
+}
+
+/// `dx = dy * op'(x)`.
+pub(crate) fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    match op {
+        UnaryOp::Relu => {
+            for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                *d = if x > 0.0 { g } else { 0.0 };
+            }
+        }
+        UnaryOp::Scale(a) => map1(dy, dx, |g| g * a),
+        _ => {
+            for i in 0..dx.len() {
+                dx[i] = op.grad(x[i], y[i], dy[i]);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
+    }
+}
+
+/// Row-major strides of `shape` seen as a shape of rank `rank` (right-aligned), with stride 0 on
+/// broadcast (size-1 or missing) dimensions whose target size is not 1.
+fn bstrides(shape: &[usize], target: &[usize]) -> Vec<usize> {
+    let r = target.len();
+    let off = r - shape.len();
+    let mut st = vec![0; r];
+    let mut acc = 1;
+    for d in (0..shape.len()).rev() {
+        st[d + off] = if shape[d] == 1 && target[d + off] != 1 {
+            0
+        } else {
+            acc
+        };
+        acc *= shape[d];
+    }
+    st
+}
+
+/// Calls `f(out_flat, a_off, b_off, inner_len, a_inner_stride, b_inner_stride)` for each
+/// innermost row of the output shape.
+fn for_rows(
+    out_shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    let r = out_shape.len();
+    if r == 0 {
+        f(0, 0, 0, 1, 0, 0);
+        return;
+    }
+    let inner = out_shape[r - 1];
+    let rows: usize = out_shape[..r - 1].iter().product();
+    let mut idx = vec![0usize; r - 1];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for row in 0..rows {
+        f(row * inner, oa, ob, inner, sa[r - 1], sb[r - 1]);
+        // increment the multi-index over the outer dims
+        let mut d = r - 1;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            oa -= sa[d] * out_shape[d];
+            ob -= sb[d] * out_shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `out = a op b` with broadcasting; `out_shape` is the broadcast shape.
+pub(crate) fn binary(
+    op: BinaryOp,
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    out: &mut [f32],
+    out_shape: &[usize],
+) {
+    if a_shape == b_shape {
+        match op {
+            BinaryOp::Add => zip2(a, b, out, |x, y| x + y),
+            BinaryOp::Sub => zip2(a, b, out, |x, y| x - y),
+            BinaryOp::Mul => zip2(a, b, out, |x, y| x * y),
+            BinaryOp::Div => zip2(a, b, out, |x, y| x / y),
+            BinaryOp::Maximum => zip2(a, b, out, |x, y| x.max(y)),
+            BinaryOp::Minimum => zip2(a, b, out, |x, y| x.min(y)),
+        }
+        return;
+    }
+    let sa = bstrides(a_shape, out_shape);
+    let sb = bstrides(b_shape, out_shape);
+    for_rows(out_shape, &sa, &sb, |o, pa, pb, len, ia, ib| {
+        let out = &mut out[o..o + len];
+        match (ia, ib) {
+            (1, 1) => zip2(&a[pa..pa + len], &b[pb..pb + len], out, |x, y| {
+                op.apply(x, y)
+            }),
+            (1, 0) => {
+                let bv = b[pb];
+                for (o, &x) in out.iter_mut().zip(&a[pa..pa + len]) {
+                    *o = op.apply(x, bv);
+                }
+            }
+            (0, 1) => {
+                let av = a[pa];
+                for (o, &y) in out.iter_mut().zip(&b[pb..pb + len]) {
+                    *o = op.apply(av, y);
+                }
+            }
+            _ => {
+                for j in 0..len {
+                    out[j] = op.apply(a[pa + j * ia], b[pb + j * ib]);
+                }
+            }
+        }
+    });
+}
+
+/// `out = sum of x over the dimensions where `out_shape` broadcasts to `x_shape``.
+pub(crate) fn sum_to_shape(x: &[f32], x_shape: &[usize], out: &mut [f32], out_shape: &[usize]) {
+    out.fill(0.0);
+    if x_shape == out_shape {
+        out.copy_from_slice(x);
+        return;
+    }
+    let so = bstrides(out_shape, x_shape);
+    let sx = bstrides(x_shape, x_shape);
+    for_rows(x_shape, &sx, &so, |_, px, po, len, _ix, io| {
+        let xs = &x[px..px + len];
+        if io == 0 {
+            out[po] += xs.iter().sum::<f32>();
+        } else {
+            for (o, &v) in out[po..po + len].iter_mut().zip(xs) {
+                *o += v;
+            }
+        }
+    });
+}
+
+/// `out = x` broadcast to `out_shape`.
+pub(crate) fn broadcast_to(x: &[f32], x_shape: &[usize], out: &mut [f32], out_shape: &[usize]) {
+    let sx = bstrides(x_shape, out_shape);
+    let zeros = vec![0usize; out_shape.len()];
+    for_rows(out_shape, &sx, &zeros, |o, px, _, len, ix, _| {
+        if ix == 0 {
+            out[o..o + len].fill(x[px]);
+        } else {
+            out[o..o + len].copy_from_slice(&x[px..px + len]);
+        }
+    });
+}
+
+/// `y += alpha * x`.
+pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+/// `out = sum_k w[k] * xs[k]`.
+pub(crate) fn weighted_sum(w: &[f32], xs: &[&[f32]], out: &mut [f32]) {
+    if xs.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    map1(xs[0], out, |v| w[0] * v);
+    for k in 1..xs.len() {
+        axpy(w[k], xs[k], out);
+    }
+}
+
+/// `dxs[k] = w[k] * dy`, `dw[k] = <dy, xs[k]>` (accumulated in f64).
+pub(crate) fn weighted_sum_backward(
+    w: &[f32],
+    xs: &[&[f32]],
+    dy: &[f32],
+    dxs: &mut [&mut [f32]],
+    dw: &mut [f32],
+) {
+    for k in 0..xs.len() {
+        map1(dy, dxs[k], |g| w[k] * g);
+        dw[k] = dot(dy, xs[k]) as f32;
+    }
+}
+
+/// Dot product with eight f32 partial sums per block, added up in f64.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut total = 0.0f64;
+    for (ca, cb) in a.chunks(1024).zip(b.chunks(1024)) {
+        let mut acc = [0.0f32; 8];
+        let mut ia = ca.chunks_exact(8);
+        let mut ib = cb.chunks_exact(8);
+        for (x, y) in (&mut ia).zip(&mut ib) {
+            for j in 0..8 {
+                acc[j] += x[j] * y[j];
+            }
+        }
+        let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
+        for (x, y) in ia.remainder().iter().zip(ib.remainder()) {
+            s += (*x as f64) * (*y as f64);
+        }
+        total += s;
+    }
+    total
+}
+
+/// Concatenates NCHW tensors along channels.
+pub(crate) fn concat_channels(
+    xs: &[&[f32]],
+    channels: &[usize],
+    n: usize,
+    hw: usize,
+    out: &mut [f32],
+) {
+    let ct: usize = channels.iter().sum();
+    for b in 0..n {
+        let mut off = 0;
+        for (x, &c) in xs.iter().zip(channels) {
+            let src = &x[b * c * hw..(b + 1) * c * hw];
+            let d0 = (b * ct + off) * hw;
+            out[d0..d0 + c * hw].copy_from_slice(src);
+            off += c;
+        }
+    }
+}
+
+/// Splits an NCHW tensor along channels.
+pub(crate) fn split_channels(
+    x: &[f32],
+    channels: &[usize],
+    n: usize,
+    hw: usize,
+    outs: &mut [&mut [f32]],
+) {
+    let ct: usize = channels.iter().sum();
+    for b in 0..n {
+        let mut off = 0;
+        for (o, &c) in outs.iter_mut().zip(channels) {
+            let s0 = (b * ct + off) * hw;
+            o[b * c * hw..(b + 1) * c * hw].copy_from_slice(&x[s0..s0 + c * hw]);
+            off += c;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Max and average pooling on NCHW tensors (any window, stride and padding), global average
+//! pooling, and their backward.
+
+pub mod cpu_kernel;
+
+use crate::error::{KernelError, Result};
+
+/// Which pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// Maximum over the window (padding never wins); the gradient goes to the first maximum
+    /// in row-major window order.
+    Max,
+    /// Mean over the window. With `count_include_pad == false` (DARTS, NAS-Bench-201) the
+    /// divisor is the number of in-bounds elements; with `true` it is `kh * kw`.
+    Avg {
+        /// Whether padded zeros count in the divisor.
+        count_include_pad: bool,
+    },
+}
+
+/// Shape and hyper-parameters of a pooling: input `[n, c, h, w]`, output
+/// `[n, c, out_h, out_w]` with `out_h = (h + 2 * pad_h - kh) / stride_h + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2d {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Batch size.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Window `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Stride `(vertical, horizontal)`.
+    pub stride: (usize, usize),
+    /// Padding on each side; at most half the window, as in PyTorch.
+    pub padding: (usize, usize),
+}
+
+impl Pool2d {
+    /// A square `k x k` window with the given stride and padding.
+    pub fn new(
+        kind: PoolKind,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        Pool2d {
+            kind,
+            n,
+            c,
+            h,
+            w,
+            kernel: (k, k),
+            stride: (stride, stride),
+            padding: (padding, padding),
+        }
+    }
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1
+    }
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1
+    }
+    /// Elements of the input.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    /// Elements of the output.
+    pub fn y_len(&self) -> usize {
+        self.n * self.c * self.out_h() * self.out_w()
+    }
+    /// Checks sizes, stride and that padding is at most half the window.
+    pub fn validate(&self) -> Result<()> {
+        let op = "pool2d";
+        for (name, v) in [
+            ("n", self.n),
+            ("c", self.c),
+            ("h", self.h),
+            ("w", self.w),
+            ("kernel", self.kernel.0.min(self.kernel.1)),
+            ("stride", self.stride.0.min(self.stride.1)),
+        ] {
+            if v == 0 {
+                return Err(KernelError::param(op, format!("`{name}` must be positive")));
+            }
+        }
+        if 2 * self.padding.0 > self.kernel.0 || 2 * self.padding.1 > self.kernel.1 {
+            return Err(KernelError::param(
+                op,
+                "padding must be at most half the window",
+            ));
+        }
+        if self.h + 2 * self.padding.0 < self.kernel.0
+            || self.w + 2 * self.padding.1 < self.kernel.1
+        {
+            return Err(KernelError::param(
+                op,
+                "window larger than the padded input",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Cpu, KernelError};
+    use proptest::prelude::*;
+
+    /// Oracle: pad into an Option grid, then reduce each window.
+    fn naive(p: &Pool2d, x: &[f32]) -> Vec<f32> {
+        let (ph, pw) = p.padding;
+        let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+        let mut out = vec![];
+        for bc in 0..p.n * p.c {
+            let mut grid = vec![None; hp * wp];
+            for i in 0..p.h {
+                for j in 0..p.w {
+                    grid[(i + ph) * wp + j + pw] = Some(x[(bc * p.h + i) * p.w + j]);
+                }
+            }
+            for oy in 0..p.out_h() {
+                for ox in 0..p.out_w() {
+                    let mut vals = vec![];
+                    let mut cells = 0;
+                    for ky in 0..p.kernel.0 {
+                        for kx in 0..p.kernel.1 {
+                            cells += 1;
+                            if let Some(v) =
+                                grid[(oy * p.stride.0 + ky) * wp + ox * p.stride.1 + kx]
+                            {
+                                vals.push(v as f64);
+                            }
+                        }
+                    }
+                    out.push(match p.kind {
+                        PoolKind::Max => vals.iter().cloned().fold(f64::MIN, f64::max) as f32,
+                        PoolKind::Avg { count_include_pad } => {
+                            let d = if count_include_pad { cells } else { vals.len() };
+                            (vals.iter().sum::<f64>() / d as f64) as f32
+                        }
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn kinds() -> [PoolKind; 3] {
+        [
+            PoolKind::Max,
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn pool_matches_naive_and_fd(n in 1usize..3, c in 1usize..4, h in 1usize..9, w in 1usize..9,
+                                     k in 1usize..4, s in 1usize..3, kind in 0usize..3, seed in 0u32..1000) {
+            let pad = if k >= 2 { (seed as usize) % (k / 2 + 1) } else { 0 };
+            let p = Pool2d::new(kinds()[kind], n, c, h, w, k, s, pad);
+            prop_assume!(p.validate().is_ok());
+            // distinct values (a permutation) so that max has no ties and FD is well defined
+            let len = p.x_len();
+            let x: Vec<f32> = (0..len).map(|i| ((i as u32 * 7919 + seed) % len as u32) as f32 * 0.1).collect();
+            let mut xs = x.clone(); xs.sort_by(f32::total_cmp); xs.dedup();
+            prop_assume!(xs.len() == len);
+            let mut y = vec![0.0; p.y_len()];
+            Cpu.pool2d(&p, &x, &mut y).unwrap();
+            let want = naive(&p, &x);
+            for i in 0..y.len() { prop_assert!((y[i] - want[i]).abs() < 1e-5); }
+            let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + (i % 3) as f32).collect();
+            let mut dx = vec![0.0; len];
+            Cpu.pool2d_backward(&p, &x, &y, &dy, &mut dx).unwrap();
+            let loss = |x: &Vec<f32>| naive(&p, x).iter().zip(&dy).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
+            for j in 0..len {
+                let h = 0.01f32; // values are >= 0.1 apart
+                let mut xp = x.clone(); xp[j] += h;
+                let mut xm = x.clone(); xm[j] -= h;
+                let fd = (loss(&xp) - loss(&xm)) / (2.0 * h as f64);
+                prop_assert!((fd - dx[j] as f64).abs() < 1e-2 * (1.0 + fd.abs()), "j={} fd={} dx={}", j, fd, dx[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn darts_pools_3x3() {
+        for s in [1usize, 2] {
+            for kind in kinds() {
+                let p = Pool2d::new(kind, 2, 3, 7, 6, 3, s, 1);
+                let x: Vec<f32> = (0..p.x_len())
+                    .map(|i| ((i * 37) % 101) as f32 - 50.0)
+                    .collect();
+                let mut y = vec![0.0; p.y_len()];
+                Cpu.pool2d(&p, &x, &mut y).unwrap();
+                let want = naive(&p, &x);
+                for i in 0..y.len() {
+                    assert!((y[i] - want[i]).abs() < 1e-4);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn global_avg_pool_and_backward() {
+        let (n, c, hw) = (2, 3, 5);
+        let x: Vec<f32> = (0..n * c * hw).map(|i| i as f32).collect();
+        let mut y = vec![0.0; n * c];
+        Cpu.global_avg_pool(n, c, hw, &x, &mut y).unwrap();
+        for i in 0..n * c {
+            assert_eq!(y[i], (i * hw + 2) as f32);
+        }
+        let dy: Vec<f32> = (0..n * c).map(|i| i as f32).collect();
+        let mut dx = vec![0.0; n * c * hw];
+        Cpu.global_avg_pool_backward(n, c, hw, &dy, &mut dx)
+            .unwrap();
+        for i in 0..n * c * hw {
+            assert_eq!(dx[i], (i / hw) as f32 / hw as f32);
+        }
+        assert!(Cpu.global_avg_pool(n, c, hw + 1, &x, &mut y).is_err());
+    }
+
+    #[test]
+    fn pool_errors() {
+        let bad = Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 2);
+        assert!(matches!(
+            bad.validate(),
+            Err(KernelError::InvalidParam { .. })
+        ));
+        let p = Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 1);
+        let mut y = vec![0.0; 15];
+        assert!(matches!(
+            Cpu.pool2d(&p, &vec![0.0; 16], &mut y),
+            Err(KernelError::LengthMismatch { what: "y", .. })
+        ));
+        assert!(
+            Cpu.pool2d(
+                &Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1),
+                &vec![0.0; 16],
+                &mut y
+            )
+            .is_err()
+        );
+    }
+}
