@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod data;
+pub mod export;
+pub mod space;

@@ -1,0 +1,201 @@
+//! `nas space`: size, sampling, canonical forms, neighbours, validation and format conversion in a
+//! search space.
+
+use crate::error::{CliError, Result};
+use crate::output::Out;
+use crate::spaces::{CliSpace, SpaceName, arch_argument, parse_arch, with_space};
+use clap::{Args, Subcommand, ValueEnum};
+use nas_space::SearchSpace;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+const EXAMPLES: &str = "\
+Examples:
+  nas space --space nb201 size
+  nas space --space nb201 sample -n 5 --seed 42
+  nas space --space nb201 canonical '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|'
+  nas space --space nb201 neighbours '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'
+  nas space --space nb201 convert --to json '|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|'
+  nas space --space nb201 convert --to text @cell.json
+  nas --json space --space nb201 distance ARCH_A ARCH_B
+
+An ARCH is the space's text form, its JSON form, @FILE (either form in a file) or - (stdin).";
+
+/// Arguments of `nas space`.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct SpaceArgs {
+    /// The search space.
+    #[arg(long, short, value_enum, default_value = "nb201", global = true)]
+    pub space: SpaceName,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SpaceAction,
+}
+
+/// How architectures are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchFormat {
+    /// The space's own text form.
+    Text,
+    /// JSON (one document per line).
+    Json,
+}
+
+/// The `nas space` actions.
+#[derive(Debug, Subcommand)]
+pub enum SpaceAction {
+    /// Print the number of architectures (exact, where known) and the categorical decisions.
+    Size,
+    /// Draw architectures uniformly at random, reproducibly from a seed.
+    Sample {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 1)]
+        n: usize,
+        /// Seed of the random generator (ChaCha8).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output form of each architecture.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ArchFormat,
+    },
+    /// Print the canonical form (equal for architectures the space considers equivalent).
+    Canonical {
+        /// The architecture.
+        arch: String,
+    },
+    /// Print every architecture one step away, one per line.
+    #[command(alias = "neighbors")]
+    Neighbours {
+        /// The architecture.
+        arch: String,
+        /// Output form of each architecture.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ArchFormat,
+    },
+    /// Convert an architecture between the text form and JSON.
+    Convert {
+        /// The architecture (text or JSON).
+        arch: String,
+        /// The form to print.
+        #[arg(long, value_enum)]
+        to: ArchFormat,
+    },
+    /// Check that an architecture parses and belongs to the space (exit code 1 if not).
+    Validate {
+        /// The architecture.
+        arch: String,
+    },
+    /// Print the number of single-step moves between two architectures.
+    Distance {
+        /// First architecture.
+        a: String,
+        /// Second architecture.
+        b: String,
+    },
+}
+
+/// Runs `nas space`.
+pub fn run(args: &SpaceArgs, out: &Out) -> Result<()> {
+    with_space!(args.space, |space| run_in(space, &args.action, out))
+}
+
+fn arch_json<S: SearchSpace>(arch: &S::Arch) -> Result<Value> {
+    serde_json::to_value(arch).map_err(|e| CliError::Unsupported(format!("cannot write JSON: {e}")))
+}
+
+fn print_form<S: SearchSpace>(space: &S, arch: &S::Arch, format: ArchFormat) -> Result<String> {
+    Ok(match format {
+        ArchFormat::Text => space.to_text(arch),
+        ArchFormat::Json => arch_json::<S>(arch)?.to_string(),
+    })
+}
+
+fn load<S: SearchSpace>(space: &S, arg: &str) -> Result<S::Arch> {
+    parse_arch(space, &arch_argument(arg)?)
+}
+
+fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()> {
+    let name = space.name();
+    let (text, value) = match action {
+        SpaceAction::Size => {
+            let decisions = space.decisions();
+            let text = match space.size() {
+                Some(n) => n.to_string(),
+                None => "unknown (no closed form)".to_string(),
+            };
+            out.note(&format!(
+                "{name}: {} decisions with {:?} choices",
+                decisions.len(),
+                decisions
+            ));
+            let value = json!({
+                "space": name,
+                // A JSON number where it fits in u64, else a decimal string.
+                "size": space.size().map(|n| match u64::try_from(n) {
+                    Ok(v) => json!(v),
+                    Err(_) => json!(n.to_string()),
+                }),
+                "decisions": decisions,
+            });
+            (text, value)
+        }
+        SpaceAction::Sample { n, seed, format } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+            let archs: Vec<S::Arch> = (0..*n).map(|_| space.sample(&mut rng)).collect();
+            let mut text = String::new();
+            let mut values = Vec::with_capacity(archs.len());
+            for a in &archs {
+                text.push_str(&print_form(space, a, *format)?);
+                text.push('\n');
+                values.push(json!({"text": space.to_text(a), "arch": arch_json::<S>(a)?}));
+            }
+            let value = json!({"space": name, "seed": seed, "archs": values});
+            (text, value)
+        }
+        SpaceAction::Canonical { arch } => {
+            let a = load(space, arch)?;
+            let c = space.canonical(&a);
+            let value = json!({"space": name, "text": space.to_text(&a), "canonical": c});
+            (c, value)
+        }
+        SpaceAction::Neighbours { arch, format } => {
+            let a = load(space, arch)?;
+            let ns = space.neighbours(&a);
+            let mut text = String::new();
+            let mut values = Vec::with_capacity(ns.len());
+            for x in &ns {
+                text.push_str(&print_form(space, x, *format)?);
+                text.push('\n');
+                values.push(json!({"text": space.to_text(x), "arch": arch_json::<S>(x)?}));
+            }
+            out.note(&format!("{} neighbours", ns.len()));
+            let value = json!({"space": name, "text": space.to_text(&a), "neighbours": values});
+            (text, value)
+        }
+        SpaceAction::Convert { arch, to } => {
+            let a = load(space, arch)?;
+            let value =
+                json!({"space": name, "text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
+            let text = match to {
+                ArchFormat::Text => space.to_text(&a),
+                ArchFormat::Json => serde_json::to_string_pretty(&arch_json::<S>(&a)?)
+                    .map_err(|e| CliError::Unsupported(format!("cannot write JSON: {e}")))?,
+            };
+            (text, value)
+        }
+        SpaceAction::Validate { arch } => {
+            let a = load(space, arch)?;
+            let value = json!({"space": name, "valid": true, "text": space.to_text(&a)});
+            (format!("valid {}: {}", S::LABEL, space.to_text(&a)), value)
+        }
+        SpaceAction::Distance { a, b } => {
+            let (x, y) = (load(space, a)?, load(space, b)?);
+            let d = space.distance(&x, &y);
+            let value = json!({"space": name, "a": space.to_text(&x), "b": space.to_text(&y), "distance": d});
+            (d.to_string(), value)
+        }
+    };
+    out.result(&text, &value).map_err(CliError::Output)
+}

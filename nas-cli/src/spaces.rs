@@ -1,0 +1,141 @@
+//! The search spaces the CLI knows, reading architectures from arguments, and what each space adds
+//! on top of [`SearchSpace`] for the command line (Graphviz output, native formats).
+
+use crate::error::{CliError, Result, quote};
+use nas_space::SearchSpace;
+use nas_space::nb201::{EDGES, Nb201Op, Nb201Space};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The spaces selectable with `--space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpaceName {
+    /// NAS-Bench-201 cell: 6 edges, 5 ops each (15,625 cells).
+    Nb201,
+}
+
+impl SpaceName {
+    /// Every space, in the order used when guessing which one an architecture belongs to.
+    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201];
+
+    /// The name as `--space` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpaceName::Nb201 => "nb201",
+        }
+    }
+}
+
+/// Runs `$body` with `$s` bound to a reference to the space named by `$name`.
+macro_rules! with_space {
+    ($name:expr, |$s:ident| $body:expr) => {
+        match $name {
+            $crate::spaces::SpaceName::Nb201 => {
+                let $s = &nas_space::nb201::Nb201Space;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_space;
+
+/// What the CLI needs from a space beyond [`SearchSpace`].
+pub trait CliSpace: SearchSpace {
+    /// A human label of one architecture (`"NAS-Bench-201 cell"`).
+    const LABEL: &'static str;
+
+    /// The export format that is this space's own text form (`nas export --format`), if any.
+    const NATIVE_FORMAT: Option<&'static str>;
+
+    /// The cell (or network) as a Graphviz DOT digraph.
+    fn dot(&self, arch: &Self::Arch) -> String;
+}
+
+impl CliSpace for Nb201Space {
+    const LABEL: &'static str = "NAS-Bench-201 cell";
+    const NATIVE_FORMAT: Option<&'static str> = Some("nb201");
+
+    fn dot(&self, arch: &Self::Arch) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "// {}", self.to_text(arch));
+        s.push_str("digraph nb201_cell {\n  rankdir=LR;\n  node [shape=circle];\n");
+        s.push_str("  n0 [label=\"in\"];\n  n1 [label=\"1\"];\n  n2 [label=\"2\"];\n  n3 [label=\"out\"];\n");
+        for (e, &(from, to)) in EDGES.iter().enumerate() {
+            let op = arch.ops[e];
+            if op == Nb201Op::None {
+                // The zero op: no edge.
+                continue;
+            }
+            let _ = writeln!(s, "  n{from} -> n{to} [label=\"{}\"];", op.as_str());
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+/// The text of an architecture argument: `@FILE` reads the file, `-` reads stdin, anything else
+/// is the architecture itself. Returns the text, trimmed.
+pub fn arch_argument(arg: &str) -> Result<String> {
+    let text = if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|source| CliError::Io {
+            path: Path::new(path).to_path_buf(),
+            source,
+        })?
+    } else if arg == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|source| CliError::Io {
+            path: "<stdin>".into(),
+            source,
+        })?
+    } else {
+        arg.to_string()
+    };
+    Ok(text.trim().to_string())
+}
+
+/// True when `text` looks like JSON (an object, array or string) rather than a space's text form.
+pub fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().chars().next(), Some('{' | '[' | '"'))
+}
+
+/// Parses an architecture of `space` from its text form or JSON, then validates it.
+pub fn parse_arch<S: SearchSpace>(space: &S, text: &str) -> Result<S::Arch> {
+    let arch = if looks_like_json(text) {
+        serde_json::from_str::<S::Arch>(text).map_err(|e| CliError::ArchJson {
+            space: space.name().to_string(),
+            input: quote(text),
+            message: e.to_string(),
+        })?
+    } else {
+        space.parse(text).map_err(|source| CliError::Arch {
+            space: space.name().to_string(),
+            input: quote(text),
+            source,
+        })?
+    };
+    space.validate(&arch).map_err(|source| CliError::Arch {
+        space: space.name().to_string(),
+        input: quote(text),
+        source,
+    })?;
+    Ok(arch)
+}
+
+/// The space an architecture belongs to: `given` if set, otherwise the first space (in
+/// [`SpaceName::ALL`] order) that parses `text`; an error listing every space's complaint if none.
+pub fn resolve_space(given: Option<SpaceName>, text: &str) -> Result<SpaceName> {
+    if let Some(s) = given {
+        return Ok(s);
+    }
+    let mut complaints = Vec::new();
+    for &name in SpaceName::ALL {
+        match with_space!(name, |s| parse_arch(s, text).map(|_| ())) {
+            Ok(()) => return Ok(name),
+            Err(e) => complaints.push(format!("  {}: {e}", name.as_str())),
+        }
+    }
+    Err(CliError::Unsupported(format!(
+        "{} is not an architecture of any known space (pass --space to choose one):\n{}",
+        quote(text),
+        complaints.join("\n")
+    )))
+}

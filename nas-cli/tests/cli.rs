@@ -1,0 +1,399 @@
+//! Runs the built `nas` binary and checks its outputs and exit codes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn nas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .output()
+        .expect("run nas")
+}
+
+fn nas_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nas");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Success with empty-or-not stdout; prints stderr on failure for diagnosis.
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}, stderr: {}",
+        o.status.code(),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// A user error: the given exit code, a one-line `nas: error:` message (or clap's `error:`), and
+/// no panic or debug output.
+fn fails(o: &Output, code: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {} stderr: {err}",
+        stdout(o)
+    );
+    assert!(err.contains("error:"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Error {") && !err.contains("Os {"),
+        "debug output: {err}"
+    );
+    err
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).expect("valid JSON on stdout")
+}
+
+const CELL: &str =
+    "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|";
+
+fn shipped(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(rel)
+}
+
+// ------------------------------------------------------------------ help and globals
+
+#[test]
+fn help_lists_commands_and_each_has_examples() {
+    let top = ok(&nas(&["--help"]));
+    for c in ["space", "export", "data", "--json", "--quiet", "Examples:"] {
+        assert!(top.contains(c), "{c} missing from\n{top}");
+    }
+    for sub in [
+        &["space", "--help"][..],
+        &["export", "--help"],
+        &["data", "--help"],
+    ] {
+        let h = ok(&nas(sub));
+        assert!(h.contains("Examples:\n  nas "), "{sub:?}:\n{h}");
+    }
+    // Commands that do not exist yet are refused, not faked.
+    fails(&nas(&["search"]), 2);
+    // No command: usage on stderr, exit 2.
+    let o = nas(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage: nas"), "{}", stderr(&o));
+}
+
+#[test]
+fn quiet_silences_notes_but_not_results() {
+    let loud = nas(&["space", "size"]);
+    assert!(!stderr(&loud).is_empty());
+    let quiet = nas(&["--quiet", "space", "size"]);
+    assert_eq!(ok(&quiet).trim(), "15625");
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+}
+
+// ------------------------------------------------------------------ nas space
+
+#[test]
+fn nb201_size_is_15625() {
+    assert_eq!(
+        ok(&nas(&["space", "--space", "nb201", "size"])).trim(),
+        "15625"
+    );
+    let v = json(&nas(&["--json", "space", "--space", "nb201", "size"]));
+    assert_eq!(v["size"], 15625);
+    assert_eq!(v["decisions"], serde_json::json!([5, 5, 5, 5, 5, 5]));
+    // --space also accepted after the action.
+    assert_eq!(
+        ok(&nas(&["space", "size", "--space", "nb201"])).trim(),
+        "15625"
+    );
+    let e = fails(&nas(&["space", "--space", "imagenet", "size"]), 2);
+    assert!(e.contains("imagenet"), "{e}");
+}
+
+#[test]
+fn sampling_is_seeded_and_gives_valid_architectures() {
+    let a = ok(&nas(&["space", "sample", "-n", "20", "--seed", "3"]));
+    let b = ok(&nas(&["space", "sample", "-n", "20", "--seed", "3"]));
+    let c = ok(&nas(&["space", "sample", "-n", "20", "--seed", "4"]));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let lines: Vec<&str> = a.lines().collect();
+    assert_eq!(lines.len(), 20);
+    let distinct: std::collections::HashSet<&&str> = lines.iter().collect();
+    assert!(
+        distinct.len() > 15,
+        "20 draws from 15,625 cells are almost all distinct"
+    );
+    for l in &lines {
+        ok(&nas(&["space", "validate", l]));
+    }
+    let v = json(&nas(&[
+        "--json", "space", "sample", "-n", "4", "--seed", "3",
+    ]));
+    let texts: Vec<&str> = v["archs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, lines[..4]);
+    // JSON lines read back as the same cells.
+    let j = ok(&nas(&[
+        "space", "sample", "-n", "4", "--seed", "3", "--format", "json",
+    ]));
+    for (line, text) in j.lines().zip(&lines) {
+        assert_eq!(
+            ok(&nas(&["space", "convert", "--to", "text", line])).trim(),
+            *text
+        );
+    }
+}
+
+#[test]
+fn canonical_forms_merge_equivalent_cells() {
+    // Node 1 feeds nothing when edges 1->2 and 1->3 are `none`, so its input edge does not matter.
+    let a = "|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|";
+    let b = "|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|";
+    let c = "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|";
+    let ca = ok(&nas(&["space", "canonical", a]));
+    assert_eq!(ca, ok(&nas(&["space", "canonical", b])));
+    assert_ne!(ca, ok(&nas(&["space", "canonical", c])));
+    assert_eq!(ca.trim(), "nor_conv_3x3(x)");
+}
+
+#[test]
+fn neighbours_are_the_24_single_edge_changes() {
+    let out = ok(&nas(&["-q", "space", "neighbours", CELL]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 24);
+    let distinct: std::collections::HashSet<&&str> = lines.iter().collect();
+    assert_eq!(distinct.len(), 24);
+    for l in &lines {
+        assert_eq!(ok(&nas(&["space", "distance", CELL, l])).trim(), "1");
+    }
+    assert!(!lines.contains(&CELL));
+}
+
+#[test]
+fn convert_round_trips_through_files_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = ok(&nas(&["space", "convert", "--to", "json", CELL]));
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["ops"][0], "NorConv3x3");
+    let f = dir.path().join("cell.json");
+    std::fs::write(&f, &j).unwrap();
+    let at = format!("@{}", f.display());
+    assert_eq!(
+        ok(&nas(&["space", "convert", "--to", "text", &at])).trim(),
+        CELL
+    );
+    assert_eq!(
+        ok(&nas_stdin(&["space", "convert", "--to", "text", "-"], &j)).trim(),
+        CELL
+    );
+    let e = fails(
+        &nas(&["space", "convert", "--to", "text", "@/no/such/cell.json"]),
+        1,
+    );
+    assert!(e.contains("/no/such/cell.json"), "{e}");
+}
+
+#[test]
+fn bad_architectures_exit_1_naming_the_problem() {
+    let e = fails(
+        &nas(&[
+            "space",
+            "--space",
+            "nb201",
+            "canonical",
+            "|nor_conv_3x3~0|+|bogus_op~0|none~1|+|none~0|none~1|none~2|",
+        ]),
+        1,
+    );
+    assert!(
+        e.contains("bad nb201 architecture") && e.contains("bogus_op"),
+        "{e}"
+    );
+    assert!(e.contains("byte"), "{e}");
+    let e = fails(&nas(&["space", "validate", "|none~0|+|none~0|none~1|"]), 1);
+    assert!(e.contains("parse error"), "{e}");
+    let e = fails(
+        &nas(&["space", "convert", "--to", "text", r#"{"ops":["None"]}"#]),
+        1,
+    );
+    assert!(e.contains("JSON"), "{e}");
+}
+
+// ------------------------------------------------------------------ nas export
+
+#[test]
+fn export_formats() {
+    let j = ok(&nas(&["export", CELL]));
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["ops"].as_array().unwrap().len(), 6);
+    assert_eq!(ok(&nas(&["export", "-f", "nb201", &j])).trim(), CELL);
+    assert_eq!(
+        ok(&nas(&["export", "-f", "text", "--space", "nb201", CELL])).trim(),
+        CELL
+    );
+
+    let dot = ok(&nas(&["export", "--format", "dot", CELL]));
+    assert!(dot.contains("digraph"));
+    // Five non-`none` edges, each drawn once with its op.
+    assert_eq!(dot.matches("->").count(), 5, "{dot}");
+    assert!(dot.contains("n0 -> n3 [label=\"avg_pool_3x3\"]"), "{dot}");
+    assert!(dot.contains("n1 -> n2 [label=\"skip_connect\"]"), "{dot}");
+    assert!(
+        !dot.contains("n1 -> n3"),
+        "the none edge is not drawn: {dot}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cell.dot");
+    let o = nas(&["export", "-f", "dot", "-o", f.to_str().unwrap(), CELL]);
+    assert!(ok(&o).is_empty());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), dot);
+
+    let v = json(&nas(&["--json", "export", "-f", "nb201", CELL]));
+    assert_eq!(v["space"], "nb201");
+    assert_eq!(v["content"].as_str().unwrap().trim(), CELL);
+
+    let e = fails(&nas(&["export", "-f", "darts", CELL]), 1);
+    assert!(e.contains("darts format"), "{e}");
+    let e = fails(&nas(&["export", "not-an-architecture"]), 1);
+    assert!(e.contains("not an architecture of any known space"), "{e}");
+    fails(&nas(&["export", "-f", "png", CELL]), 2);
+}
+
+// ------------------------------------------------------------------ nas data
+
+#[test]
+fn data_info_on_the_embedded_sets() {
+    let d = ok(&nas(&["data", "info", "digits"]));
+    assert!(d.contains("examples:  1797 (train 1438, test 359)"), "{d}");
+    assert!(d.contains("1x8x8"), "{d}");
+    let v = json(&nas(&["--json", "data", "info"]));
+    assert_eq!(v["examples"], 5000);
+    assert_eq!(v["train"]["examples"], 4000);
+    assert_eq!(v["shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(v["num_classes"], 10);
+    assert_eq!(v["class_names"][9], "Ankle boot");
+    let v = json(&nas(&[
+        "--json", "data", "info", "digits", "--valid", "0.25", "--seed", "5",
+    ]));
+    assert_eq!(v["valid"]["examples"], 360);
+    assert_eq!(v["train"]["examples"], 1438 - 360);
+    fails(&nas(&["data", "info", "digits", "--valid", "1.5"]), 2);
+}
+
+#[test]
+fn data_info_reads_files_from_disk() {
+    let dir = shipped("fashion-mnist");
+    let spec = format!("fashion:{}", dir.display());
+    let v = json(&nas(&["--json", "data", "info", &spec]));
+    assert_eq!(v["examples"], 5000);
+    assert_eq!(v["embedded"], false);
+    let spec = format!("digits:{}", shipped("digits/digits.csv.gz").display());
+    assert!(ok(&nas(&["data", "info", &spec])).contains("1797"));
+}
+
+/// Writes a CIFAR-10 directory into `dir` whose pixels are real Fashion-MNIST bytes.
+fn cifar_dir(dir: &Path, per_file: usize) {
+    let mut images = Vec::new();
+    let gz = std::fs::File::open(shipped("fashion-mnist/train-4k-images-idx3-ubyte.gz")).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut images)
+        .unwrap();
+    let pixels = &images[16..];
+    let mut k = 0;
+    let mut file = |name: &str, n: usize| {
+        let mut rec = Vec::new();
+        for _ in 0..n {
+            rec.push((k % 10) as u8);
+            rec.extend_from_slice(&pixels[k * 3072..(k + 1) * 3072]);
+            k += 1;
+        }
+        std::fs::write(dir.join(name), rec).unwrap();
+    };
+    for i in 1..=5 {
+        file(&format!("data_batch_{i}.bin"), per_file);
+    }
+    file("test_batch.bin", 2);
+}
+
+#[test]
+fn data_info_on_cifar10_files_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    cifar_dir(dir.path(), 3);
+    let spec = format!("cifar10:{}", dir.path().display());
+    let v = json(&nas(&["--json", "data", "info", &spec]));
+    assert_eq!(v["examples"], 17);
+    assert_eq!(v["shape"], serde_json::json!([3, 32, 32]));
+    assert_eq!(v["class_names"][0], "airplane");
+
+    let p = dir.path().join("test_batch.bin");
+    let mut b = std::fs::read(&p).unwrap();
+    b.truncate(b.len() - 10);
+    std::fs::write(&p, &b).unwrap();
+    let e = fails(&nas(&["data", "info", &spec]), 1);
+    assert!(
+        e.contains("test_batch.bin") && e.contains("truncated"),
+        "{e}"
+    );
+}
+
+#[test]
+fn data_info_errors() {
+    let e = fails(&nas(&["data", "info", "mnist:/no/such/dir"]), 1);
+    assert!(
+        e.contains("/no/such/dir") && e.contains("no such file"),
+        "{e}"
+    );
+    let e = fails(&nas(&["data", "info", "imagenet:/x"]), 2);
+    assert!(e.contains("unknown data set kind \"imagenet\""), "{e}");
+    let e = fails(&nas(&["data", "info", "cifar10"]), 2);
+    assert!(e.contains("cifar10:DIR"), "{e}");
+    // A file whose magic is wrong: the digits CSV given as an MNIST directory's images.
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::copy(shipped("digits/digits.csv.gz"), dir.path().join(name)).unwrap();
+    }
+    let e = fails(
+        &nas(&["data", "info", &format!("mnist:{}", dir.path().display())]),
+        1,
+    );
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("magic"),
+        "{e}"
+    );
+}
