@@ -16,6 +16,7 @@ mod error;
 pub use error::SpaceError;
 
 pub mod darts;
+pub mod nb101;
 pub mod nb201;
 mod text;
 
