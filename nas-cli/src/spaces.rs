@@ -3,6 +3,7 @@
 
 use crate::error::{CliError, Result, quote};
 use nas_space::SearchSpace;
+use nas_space::darts::{DartsCell, DartsSpace};
 use nas_space::nb201::{EDGES, Nb201Op, Nb201Space};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,16 +13,19 @@ use std::path::Path;
 pub enum SpaceName {
     /// NAS-Bench-201 cell: 6 edges, 5 ops each (15,625 cells).
     Nb201,
+    /// DARTS genotype: a normal and a reduction cell of 4 nodes, 2 inputs each, 7 ops.
+    Darts,
 }
 
 impl SpaceName {
     /// Every space, in the order used when guessing which one an architecture belongs to.
-    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201];
+    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201, SpaceName::Darts];
 
     /// The name as `--space` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             SpaceName::Nb201 => "nb201",
+            SpaceName::Darts => "darts",
         }
     }
 }
@@ -32,6 +36,10 @@ macro_rules! with_space {
         match $name {
             $crate::spaces::SpaceName::Nb201 => {
                 let $s = &nas_space::nb201::Nb201Space;
+                $body
+            }
+            $crate::spaces::SpaceName::Darts => {
+                let $s = &nas_space::darts::DartsSpace;
                 $body
             }
         }
@@ -71,6 +79,55 @@ impl CliSpace for Nb201Space {
         s.push_str("}\n");
         s
     }
+}
+
+impl CliSpace for DartsSpace {
+    const LABEL: &'static str = "DARTS genotype";
+    const NATIVE_FORMAT: Option<&'static str> = Some("darts");
+
+    fn dot(&self, arch: &Self::Arch) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "// {}", self.to_text(arch));
+        s.push_str("digraph darts_genotype {\n  rankdir=LR;\n  node [shape=circle];\n");
+        darts_cell_dot(&mut s, "normal", &arch.normal);
+        darts_cell_dot(&mut s, "reduce", &arch.reduce);
+        s.push_str("}\n");
+        s
+    }
+}
+
+/// One DARTS cell as a DOT cluster: inputs `c_{k-2}`, `c_{k-1}`, intermediate nodes 0..3 (the
+/// original code's numbering), and the output `c_{k}` that concatenates them.
+fn darts_cell_dot(s: &mut String, name: &str, cell: &DartsCell) {
+    let _ = writeln!(
+        s,
+        "  subgraph cluster_{name} {{\n    label=\"{name} cell\";"
+    );
+    let _ = writeln!(s, "    {name}_in0 [label=\"c_{{k-2}}\", shape=box];");
+    let _ = writeln!(s, "    {name}_in1 [label=\"c_{{k-1}}\", shape=box];");
+    for k in 0..cell.nodes.len() {
+        let _ = writeln!(s, "    {name}_n{k} [label=\"{k}\"];");
+    }
+    let _ = writeln!(s, "    {name}_out [label=\"c_{{k}}\", shape=box];");
+    let node = |i: usize| match i {
+        0 => format!("{name}_in0"),
+        1 => format!("{name}_in1"),
+        i => format!("{name}_n{}", i - 2),
+    };
+    for (k, edges) in cell.nodes.iter().enumerate() {
+        for &(op, input) in edges {
+            let _ = writeln!(
+                s,
+                "    {} -> {name}_n{k} [label=\"{}\"];",
+                node(input),
+                op.as_str()
+            );
+        }
+    }
+    for k in 0..cell.nodes.len() {
+        let _ = writeln!(s, "    {name}_n{k} -> {name}_out;");
+    }
+    s.push_str("  }\n");
 }
 
 /// The text of an architecture argument: `@FILE` reads the file, `-` reads stdin, anything else

@@ -397,3 +397,77 @@ fn data_info_errors() {
         "{e}"
     );
 }
+
+// ------------------------------------------------------------------ DARTS
+
+/// DARTS (second order) as published, in the original code's form with `range(2, 6)`.
+const DARTS_V2_PY: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=range(2, 6), reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=range(2, 6))";
+
+#[test]
+fn darts_space_through_the_cli() {
+    assert_eq!(
+        ok(&nas(&["space", "--space", "darts", "size"])).trim(),
+        "1076746950455072400"
+    );
+    let text = ok(&nas(&["export", "-f", "darts", DARTS_V2_PY]));
+    assert!(
+        text.starts_with("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "),
+        "{text}"
+    );
+    assert!(text.contains("normal_concat=[2, 3, 4, 5]"), "{text}");
+    // JSON round trip, space guessed from the JSON.
+    let j = ok(&nas(&["export", DARTS_V2_PY]));
+    assert_eq!(ok(&nas(&["export", "-f", "darts", &j])), text);
+    // Swapping the two edges of a node leaves the canonical form unchanged.
+    let swapped = DARTS_V2_PY.replacen(
+        "('sep_conv_3x3', 1), ('skip_connect', 0)",
+        "('skip_connect', 0), ('sep_conv_3x3', 1)",
+        1,
+    );
+    assert_ne!(swapped, DARTS_V2_PY);
+    let c1 = ok(&nas(&["space", "-s", "darts", "canonical", DARTS_V2_PY]));
+    let c2 = ok(&nas(&["space", "-s", "darts", "canonical", &swapped]));
+    assert_eq!(c1, c2);
+    let n = ok(&nas(&[
+        "-q",
+        "space",
+        "-s",
+        "darts",
+        "neighbours",
+        DARTS_V2_PY,
+    ]));
+    assert_eq!(n.lines().count(), 120);
+
+    let dot = ok(&nas(&["export", "-f", "dot", DARTS_V2_PY]));
+    assert!(dot.contains("subgraph cluster_normal") && dot.contains("subgraph cluster_reduce"));
+    // 2 x (8 op edges + 4 concat edges).
+    assert_eq!(dot.matches("->").count(), 24, "{dot}");
+    assert!(
+        dot.contains("normal_n0 -> normal_n3 [label=\"dil_conv_3x3\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("reduce_in0 -> reduce_n0 [label=\"max_pool_3x3\"]"),
+        "{dot}"
+    );
+
+    let e = fails(&nas(&["export", "-f", "nb201", DARTS_V2_PY]), 1);
+    assert!(
+        e.contains("nb201 format cannot hold a DARTS genotype"),
+        "{e}"
+    );
+    let bad = DARTS_V2_PY.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 7)");
+    let e = fails(&nas(&["space", "-s", "darts", "validate", &bad]), 1);
+    assert!(e.contains("bad darts architecture"), "{e}");
+    // Seeded sampling in the DARTS space.
+    let a = ok(&nas(&[
+        "space", "-s", "darts", "sample", "-n", "3", "--seed", "9",
+    ]));
+    assert_eq!(
+        a,
+        ok(&nas(&[
+            "space", "-s", "darts", "sample", "-n", "3", "--seed", "9"
+        ]))
+    );
+    assert_eq!(a.lines().count(), 3);
+}

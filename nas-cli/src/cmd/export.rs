@@ -14,6 +14,7 @@ Examples:
   nas export --format dot -o cell.dot @cell.txt      (then: dot -Tsvg cell.dot > cell.svg)
   nas export --space nb201 --format nb201 @cell.json
   nas space sample --format json | nas export --format dot -
+  nas export --format dot @genotype.txt     (a DARTS Genotype(normal=[...], ...) in a file)
 
 The space is guessed from the architecture when --space is not given.";
 

@@ -19,6 +19,8 @@ Examples:
   nas space --space nb201 convert --to json '|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|'
   nas space --space nb201 convert --to text @cell.json
   nas --json space --space nb201 distance ARCH_A ARCH_B
+  nas space --space darts size
+  nas space --space darts sample -n 2 --seed 1 --format json
 
 An ARCH is the space's text form, its JSON form, @FILE (either form in a file) or - (stdin).";
 
