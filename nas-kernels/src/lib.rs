@@ -30,6 +30,7 @@ pub mod error;
 pub mod gemm;
 pub mod ops;
 pub mod threads;
+mod workspace;
 
 pub use backend::{
     Backend, BatchNorm2d, BinaryOp, Conv2d, Matmul, Pool2d, PoolKind, RandomDist, ReduceOp,

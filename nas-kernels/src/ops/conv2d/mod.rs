@@ -234,3 +234,243 @@ pub mod reference {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_kernel::{
+        Path, applicable, backward_input_with, backward_weight_with, forward_with,
+    };
+    use super::*;
+    use crate::{Backend, Cpu};
+    use proptest::prelude::*;
+
+    fn data(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) -> std::result::Result<(), TestCaseError> {
+        prop_assert_eq!(a.len(), b.len());
+        for i in 0..a.len() {
+            prop_assert!(
+                (a[i] - b[i]).abs() <= tol * (1.0 + b[i].abs()),
+                "{} [{}]: {} vs {}",
+                what,
+                i,
+                a[i],
+                b[i]
+            );
+        }
+        Ok(())
+    }
+
+    /// Every applicable path, forward and both backward, against the direct reference.
+    fn check_all_paths(p: &Conv2d, seed: u64) -> std::result::Result<(), TestCaseError> {
+        let x = data(p.x_len(), seed);
+        let w = data(p.w_len(), seed + 1);
+        let bias = data(p.c_out, seed + 2);
+        let dy = data(p.y_len(), seed + 3);
+        let mut y_ref = vec![0.0; p.y_len()];
+        reference::forward(p, &x, &w, Some(&bias), &mut y_ref);
+        let mut dx_ref = vec![0.0; p.x_len()];
+        reference::backward_input(p, &w, &dy, &mut dx_ref);
+        let mut dw_ref = vec![0.0; p.w_len()];
+        let mut db_ref = vec![0.0; p.c_out];
+        reference::backward_weight(p, &x, &dy, &mut dw_ref, Some(&mut db_ref));
+        for path in [Path::Im2col, Path::OneByOne, Path::Depthwise, Path::Direct] {
+            if !applicable(path, p) {
+                continue;
+            }
+            let mut y = vec![f32::NAN; p.y_len()];
+            forward_with(path, p, &x, &w, Some(&bias), &mut y);
+            close(&y, &y_ref, 1e-4, &format!("{path:?} forward {p:?}"))?;
+            let mut dx = vec![f32::NAN; p.x_len()];
+            backward_input_with(path, p, &w, &dy, &mut dx);
+            close(&dx, &dx_ref, 1e-4, &format!("{path:?} dx {p:?}"))?;
+            let mut dw = vec![f32::NAN; p.w_len()];
+            let mut db = vec![f32::NAN; p.c_out];
+            backward_weight_with(path, p, &x, &dy, &mut dw, Some(&mut db));
+            close(&dw, &dw_ref, 2e-4, &format!("{path:?} dw {p:?}"))?;
+            close(&db, &db_ref, 2e-4, &format!("{path:?} db {p:?}"))?;
+        }
+        // and the public entry point
+        let mut y = vec![0.0; p.y_len()];
+        Cpu.conv2d(p, &x, &w, Some(&bias), &mut y).unwrap();
+        close(&y, &y_ref, 1e-4, "Cpu.conv2d")?;
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(160))]
+        #[test]
+        fn all_paths_match_reference(n in 1usize..3, cg in 1usize..4, og in 1usize..4, groups in 1usize..4,
+                                     h in 1usize..12, w in 1usize..40, kh in 1usize..4, kw in 1usize..5,
+                                     s in 1usize..3, pad in 0usize..3, d in 1usize..3, depthwise in any::<bool>(),
+                                     seed in 0u64..1_000_000) {
+            let (c_in, c_out, groups) = if depthwise { (cg * groups, cg * groups, cg * groups) } else { (cg * groups, og * groups, groups) };
+            let mut p = Conv2d::new(n, c_in, h, w, c_out, 1).stride(s).padding(pad).dilation(d).groups(groups);
+            p.kh = kh;
+            p.kw = kw;
+            prop_assume!(p.validate().is_ok());
+            check_all_paths(&p, seed)?;
+        }
+    }
+
+    #[test]
+    fn fixed_shapes_used_by_nas() {
+        // DARTS / NAS-Bench-201 shapes: 3x3 and 5x5 depthwise (stride 1 and 2, dilation 2),
+        // 1x1 pointwise, 3x3 dense, 1x1 stride 2 (factorized reduce), widths not multiples of 16.
+        let cases = [
+            Conv2d::new(2, 16, 32, 32, 16, 3).padding(1),
+            Conv2d::new(2, 8, 17, 33, 8, 3).padding(1).groups(8),
+            Conv2d::new(2, 8, 16, 16, 8, 5).padding(2).groups(8),
+            Conv2d::new(2, 8, 16, 16, 8, 3)
+                .padding(2)
+                .dilation(2)
+                .groups(8),
+            Conv2d::new(2, 8, 16, 16, 8, 5)
+                .padding(4)
+                .dilation(2)
+                .groups(8)
+                .stride(2),
+            Conv2d::new(2, 8, 15, 15, 12, 1),
+            Conv2d::new(2, 8, 16, 16, 4, 1).stride(2),
+            Conv2d::new(1, 3, 20, 21, 10, 3).padding(1),
+            Conv2d::new(3, 20, 9, 7, 9, 3),
+        ];
+        for (i, p) in cases.iter().enumerate() {
+            check_all_paths(p, i as u64).unwrap();
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        // Finite differences of the (default-path) forward, in f64 sums of f32 outputs.
+        for p in [
+            Conv2d::new(2, 3, 5, 6, 4, 3).padding(1),
+            Conv2d::new(1, 4, 6, 5, 4, 3)
+                .padding(2)
+                .dilation(2)
+                .groups(4),
+            Conv2d::new(2, 4, 5, 5, 6, 1),
+            Conv2d::new(1, 4, 7, 7, 2, 3).stride(2).padding(1).groups(2),
+        ] {
+            let x = data(p.x_len(), 5);
+            let w = data(p.w_len(), 6);
+            let dy = data(p.y_len(), 7);
+            let loss = |x: &Vec<f32>, w: &Vec<f32>| {
+                let mut y = vec![0.0; p.y_len()];
+                Cpu.conv2d(&p, x, w, None, &mut y).unwrap();
+                y.iter()
+                    .zip(&dy)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+            };
+            let mut dx = vec![0.0; p.x_len()];
+            Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).unwrap();
+            let mut dw = vec![0.0; p.w_len()];
+            Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
+                .unwrap();
+            let h = 1e-2f32;
+            for j in 0..x.len() {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[j] += h;
+                xm[j] -= h;
+                let fd = (loss(&xp, &w) - loss(&xm, &w)) / (2.0 * h as f64);
+                assert!(
+                    (fd - dx[j] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                    "{p:?} dx[{j}] fd={fd} got={}",
+                    dx[j]
+                );
+            }
+            for j in 0..w.len() {
+                let (mut wp, mut wm) = (w.clone(), w.clone());
+                wp[j] += h;
+                wm[j] -= h;
+                let fd = (loss(&x, &wp) - loss(&x, &wm)) / (2.0 * h as f64);
+                assert!(
+                    (fd - dw[j] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                    "{p:?} dw[{j}] fd={fd} got={}",
+                    dw[j]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn thread_counts_agree() {
+        let p = Conv2d::new(5, 8, 12, 19, 8, 3).padding(1);
+        let dp = Conv2d::new(5, 8, 12, 19, 8, 3).padding(1).groups(8);
+        let run = |p: &Conv2d| {
+            let x = data(p.x_len(), 1);
+            let w = data(p.w_len(), 2);
+            let dy = data(p.y_len(), 3);
+            let mut y = vec![0.0; p.y_len()];
+            let mut dx = vec![0.0; p.x_len()];
+            let mut dw = vec![0.0; p.w_len()];
+            Cpu.conv2d(p, &x, &w, None, &mut y).unwrap();
+            Cpu.conv2d_backward_input(p, &w, &dy, &mut dx).unwrap();
+            Cpu.conv2d_backward_weight(p, &x, &dy, &mut dw, None)
+                .unwrap();
+            (y, dx, dw)
+        };
+        for p in [p, dp] {
+            let before = crate::threads::num_threads();
+            crate::threads::set_num_threads(1);
+            let one = run(&p);
+            crate::threads::set_num_threads(3);
+            let three = run(&p);
+            crate::threads::set_num_threads(before);
+            assert_eq!(one.0, three.0);
+            assert_eq!(one.1, three.1);
+            for (a, b) in one.2.iter().zip(&three.2) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn shape_errors() {
+        let p = Conv2d::new(1, 4, 5, 5, 6, 3).padding(1);
+        let x = vec![0.0; p.x_len()];
+        let w = vec![0.0; p.w_len()];
+        let mut y = vec![0.0; p.y_len()];
+        assert!(matches!(
+            Cpu.conv2d(&p, &x, &w[..w.len() - 1].to_vec(), None, &mut y),
+            Err(KernelError::LengthMismatch { what: "weight", .. })
+        ));
+        assert!(matches!(
+            Cpu.conv2d(&p, &x, &w, Some(&vec![0.0; 5]), &mut y),
+            Err(KernelError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            Cpu.conv2d(&p.groups(4), &x, &w, None, &mut y),
+            Err(KernelError::InvalidParam { .. })
+        ));
+        assert!(matches!(
+            Cpu.conv2d(&p.stride(0), &x, &w, None, &mut y),
+            Err(KernelError::InvalidParam { .. })
+        ));
+        let big = Conv2d::new(1, 4, 2, 2, 6, 5);
+        assert!(matches!(
+            big.validate(),
+            Err(KernelError::InvalidParam { .. })
+        ));
+        let mut dx = vec![0.0; 3];
+        assert!(Cpu.conv2d_backward_input(&p, &w, &y, &mut dx).is_err());
+        let mut dw = vec![0.0; 3];
+        assert!(
+            Cpu.conv2d_backward_weight(&p, &x, &y, &mut dw, None)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! Register-blocked direct convolution for stride 1 with AVX-512 (x86-64, detected at run
+//! time; [`available`] says whether this path may run).
+//!
+//! The image is copied once into a zero-padded buffer, so the inner loops have no bounds
+//! logic: an output tile of `R` channels x `16 * V` columns of one row lives in registers while
+//! the loop runs over input channels and kernel taps, each step one unaligned load of the
+//! shifted input row and `R` broadcast weights.
+
+use std::arch::x86_64::*;
+
+use super::{Conv2d, SyncPtr, chunk, num_threads, parallel_for, sum_partials, with_scratch};
+
+/// Floats of slack after each padded buffer: vector loads may run past the last row.
+const SLACK: usize = 64;
+
+/// Whether the CPU supports AVX-512F.
+pub(super) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// Geometry of one stride-1 convolution of a padded image.
+struct S1 {
+    cin: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    dh: usize,
+    dw: usize,
+    hp: usize,
+    wp: usize,
+    oh: usize,
+    ow: usize,
+}
+
+/// Copies `c` planes of `h x w` into a zero-padded `[c, h + 2 ph, w + 2 pw]` buffer (+ slack).
+fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    dst.fill(0.0);
+    for ch in 0..c {
+        for y in 0..h {
+            let d = (ch * hp + y + ph) * wp + pw;
+            dst[d..d + w].copy_from_slice(&src[(ch * h + y) * w..(ch * h + y + 1) * w]);
+        }
+    }
+}
+
+#[inline(always)]
+fn mask(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
+/// One output tile: `R` output channels x `V` vectors of one output row.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const R: usize, const V: usize>(
+    s: &S1,
+    x: *const f32,
+    w: *const f32,
+    ldw: usize,
+    y: *mut f32,
+    m: [__mmask16; V],
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let plane = s.hp * s.wp;
+    // SAFETY (whole body): the caller guarantees that x, w and y cover the tile, with slack
+    // for the loads past the row end.
+    unsafe {
+        for ic in 0..s.cin {
+            for ky in 0..s.kh {
+                let xr = x.add(ic * plane + ky * s.dh * s.wp);
+                let wr = w.add((ic * s.kh + ky) * s.kw * ldw);
+                for kx in 0..s.kw {
+                    let xs = xr.add(kx * s.dw);
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for v in 0..V {
+                        xv[v] = _mm512_loadu_ps(xs.add(16 * v));
+                    }
+                    let wk = wr.add(kx * ldw);
+                    for r in 0..R {
+                        let wv = _mm512_set1_ps(*wk.add(r));
+                        for v in 0..V {
+                            acc[r][v] = _mm512_fmadd_ps(xv[v], wv, acc[r][v]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for v in 0..V {
+                _mm512_mask_storeu_ps(y.add(r * s.oh * s.ow + 16 * v), m[v], acc[r][v]);
+            }
+        }
+    }
+}
+
+macro_rules! by_r {
+    ($r:expr, $f:ident, $v:literal, ($($a:expr),*)) => {
+        match $r {
+            1 => $f::<1, $v>($($a),*),
+            2 => $f::<2, $v>($($a),*),
+            3 => $f::<3, $v>($($a),*),
+            4 => $f::<4, $v>($($a),*),
+            5 => $f::<5, $v>($($a),*),
+            6 => $f::<6, $v>($($a),*),
+            7 => $f::<7, $v>($($a),*),
+            _ => $f::<8, $v>($($a),*),
+        }
+    };
+}
+
+/// `y[oc, oy, ox] = sum_{ic, ky, kx} wt[((ic * kh + ky) * kw + kx) * ldw + oc] *
+/// xp[ic, oy + ky * dh, ox + kx * dw]` for one padded image.
+///
+/// # Safety
+/// AVX-512F available; `xp` holds `cin * hp * wp + SLACK` floats, `wt` the transposed weights,
+/// `y` `cout * oh * ow` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f32) {
+    let mut oc0 = 0;
+    while oc0 < s.cout {
+        let r = (s.cout - oc0).min(8);
+        for oy in 0..s.oh {
+            let mut ox0 = 0;
+            while ox0 < s.ow {
+                let rem = s.ow - ox0;
+                // SAFETY: offsets stay inside the buffers described above.
+                unsafe {
+                    let xr = xp.add(oy * s.wp + ox0);
+                    let yo = y.add(oc0 * s.oh * s.ow + oy * s.ow + ox0);
+                    let w0 = wt.add(oc0);
+                    if rem > 16 {
+                        let m = [0xffff, mask(rem - 16)];
+                        by_r!(r, tile, 2, (s, xr, w0, ldw, yo, m));
+                        ox0 += 32;
+                    } else {
+                        let m = [mask(rem)];
+                        by_r!(r, tile, 1, (s, xr, w0, ldw, yo, m));
+                        ox0 += 16;
+                    }
+                }
+            }
+        }
+        oc0 += r;
+    }
+}
+
+/// Weight-gradient tile: `acc_out[(r * cin * kh * kw + t) * 16 ..]` (16 lanes) += the
+/// correlation of `R` output-gradient planes with `T` horizontally shifted input rows.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_tile<const R: usize, const T: usize>(
+    s: &S1,
+    x: *const f32,
+    dy: *const f32,
+    acc_out: *mut f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let ohw = s.oh * s.ow;
+    // SAFETY: see `dw_s1`.
+    unsafe {
+        for oy in 0..s.oh {
+            let xr = x.add(oy * s.wp);
+            let gr = dy.add(oy * s.ow);
+            let mut ox0 = 0;
+            while ox0 < s.ow {
+                let m = mask(s.ow - ox0);
+                let mut xv = [_mm512_setzero_ps(); T];
+                for t in 0..T {
+                    xv[t] = _mm512_loadu_ps(xr.add(ox0 + t * s.dw));
+                }
+                for r in 0..R {
+                    let g = _mm512_maskz_loadu_ps(m, gr.add(r * ohw + ox0));
+                    for t in 0..T {
+                        acc[r][t] = _mm512_fmadd_ps(g, xv[t], acc[r][t]);
+                    }
+                }
+                ox0 += 16;
+            }
+        }
+        let kk = s.kh * s.kw;
+        for r in 0..R {
+            for t in 0..T {
+                let o = acc_out.add((r * s.cin * kk + t) * 16);
+                _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][t]));
+            }
+        }
+    }
+}
+
+macro_rules! by_rt {
+    ($r:expr, $t:expr, ($($a:expr),*)) => {
+        match ($r, $t) {
+            (1, 1) => dw_tile::<1, 1>($($a),*),
+            (1, 2) => dw_tile::<1, 2>($($a),*),
+            (1, _) => dw_tile::<1, 3>($($a),*),
+            (2, 1) => dw_tile::<2, 1>($($a),*),
+            (2, 2) => dw_tile::<2, 2>($($a),*),
+            (2, _) => dw_tile::<2, 3>($($a),*),
+            (3, 1) => dw_tile::<3, 1>($($a),*),
+            (3, 2) => dw_tile::<3, 2>($($a),*),
+            (3, _) => dw_tile::<3, 3>($($a),*),
+            (4, 1) => dw_tile::<4, 1>($($a),*),
+            (4, 2) => dw_tile::<4, 2>($($a),*),
+            (4, _) => dw_tile::<4, 3>($($a),*),
+            (5, 1) => dw_tile::<5, 1>($($a),*),
+            (5, 2) => dw_tile::<5, 2>($($a),*),
+            (5, _) => dw_tile::<5, 3>($($a),*),
+            (6, 1) => dw_tile::<6, 1>($($a),*),
+            (6, 2) => dw_tile::<6, 2>($($a),*),
+            (6, _) => dw_tile::<6, 3>($($a),*),
+            (7, 1) => dw_tile::<7, 1>($($a),*),
+            (7, 2) => dw_tile::<7, 2>($($a),*),
+            (7, _) => dw_tile::<7, 3>($($a),*),
+            (_, 1) => dw_tile::<8, 1>($($a),*),
+            (_, 2) => dw_tile::<8, 2>($($a),*),
+            (_, _) => dw_tile::<8, 3>($($a),*),
+        }
+    };
+}
+
+/// Adds one image's weight gradient, as 16-lane partial sums, into `accv`
+/// (`[cout, cin, kh, kw, 16]`).
+///
+/// # Safety
+/// AVX-512F available; `xp` a padded image as in [`conv_s1`]; `dy` `cout * oh * ow` floats;
+/// `accv` `cout * cin * kh * kw * 16` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
+    let kk = s.kh * s.kw;
+    let plane = s.hp * s.wp;
+    let ohw = s.oh * s.ow;
+    let mut oc0 = 0;
+    while oc0 < s.cout {
+        let r = (s.cout - oc0).min(8);
+        for ic in 0..s.cin {
+            for ky in 0..s.kh {
+                let mut kx0 = 0;
+                while kx0 < s.kw {
+                    let t = (s.kw - kx0).min(3);
+                    // SAFETY: offsets stay inside the buffers described above.
+                    unsafe {
+                        let x = xp.add(ic * plane + ky * s.dh * s.wp + kx0 * s.dw);
+                        let g = dy.add(oc0 * ohw);
+                        let a = accv.add(((oc0 * s.cin + ic) * kk + ky * s.kw + kx0) * 16);
+                        by_rt!(r, t, (s, x, g, a));
+                    }
+                    kx0 += t;
+                }
+            }
+        }
+        oc0 += r;
+    }
+}
+
+pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+    let (ph, pw) = p.padding;
+    let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+    let kk = p.kh * p.kw;
+    let glen = cig * kk * cog;
+    let xl = p.c_in * p.h * p.w;
+    let s = S1 {
+        cin: cig,
+        cout: cog,
+        kh: p.kh,
+        kw: p.kw,
+        dh: p.dilation.0,
+        dw: p.dilation.1,
+        hp,
+        wp,
+        oh,
+        ow,
+    };
+    with_scratch(p.groups * glen, |wt| {
+        for g in 0..p.groups {
+            for ocg in 0..cog {
+                for icg in 0..cig {
+                    for t in 0..kk {
+                        wt[g * glen + (icg * kk + t) * cog + ocg] =
+                            w[((g * cog + ocg) * cig + icg) * kk + t];
+                    }
+                }
+            }
+        }
+        let wt = &*wt;
+        let yp = SyncPtr(y.as_mut_ptr());
+        parallel_for(p.n, &|b| {
+            with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
+                pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
+                for g in 0..p.groups {
+                    // SAFETY: AVX-512F checked by `available` (the only way to reach this
+                    // path); buffers sized as `conv_s1` requires; task b writes only image b.
+                    unsafe {
+                        conv_s1(
+                            &s,
+                            xpad.as_ptr().add(g * cig * hp * wp),
+                            wt.as_ptr().add(g * glen),
+                            cog,
+                            yp.ptr().add((b * p.c_out + g * cog) * oh * ow),
+                        );
+                    }
+                }
+            });
+        });
+    });
+}
+
+pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+    let (dh, dw) = p.dilation;
+    // the input gradient is a stride-1 convolution of dy padded by d * (k - 1) - p
+    let qh = dh * (p.kh - 1) - p.padding.0;
+    let qw = dw * (p.kw - 1) - p.padding.1;
+    let (hp, wp) = (oh + 2 * qh, ow + 2 * qw);
+    let kk = p.kh * p.kw;
+    let glen = cig * kk * cog;
+    let yl = p.c_out * oh * ow;
+    let s = S1 {
+        cin: cog,
+        cout: cig,
+        kh: p.kh,
+        kw: p.kw,
+        dh,
+        dw,
+        hp,
+        wp,
+        oh: p.h,
+        ow: p.w,
+    };
+    with_scratch(p.groups * glen, |wt| {
+        for g in 0..p.groups {
+            for ocg in 0..cog {
+                for icg in 0..cig {
+                    for ky in 0..p.kh {
+                        for kx in 0..p.kw {
+                            wt[g * glen + ((ocg * p.kh + ky) * p.kw + kx) * cig + icg] =
+                                w[((g * cog + ocg) * cig + icg) * kk
+                                    + (p.kh - 1 - ky) * p.kw
+                                    + (p.kw - 1 - kx)];
+                        }
+                    }
+                }
+            }
+        }
+        let wt = &*wt;
+        let dxp = SyncPtr(dx.as_mut_ptr());
+        parallel_for(p.n, &|b| {
+            with_scratch(p.c_out * hp * wp + SLACK, |gpad| {
+                pad_into(&dy[b * yl..(b + 1) * yl], p.c_out, oh, ow, qh, qw, gpad);
+                for g in 0..p.groups {
+                    // SAFETY: as in `forward`; task b writes only image b of dx.
+                    unsafe {
+                        conv_s1(
+                            &s,
+                            gpad.as_ptr().add(g * cog * hp * wp),
+                            wt.as_ptr().add(g * glen),
+                            cig,
+                            dxp.ptr().add((b * p.c_in + g * cig) * p.h * p.w),
+                        );
+                    }
+                }
+            });
+        });
+    });
+}
+
+pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+    let (ph, pw) = p.padding;
+    let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+    let kk = p.kh * p.kw;
+    let xl = p.c_in * p.h * p.w;
+    let wl = dw.len();
+    let s = S1 {
+        cin: cig,
+        cout: cog,
+        kh: p.kh,
+        kw: p.kw,
+        dh: p.dilation.0,
+        dw: p.dilation.1,
+        hp,
+        wp,
+        oh,
+        ow,
+    };
+    let parts = num_threads().min(p.n).max(1);
+    with_scratch(parts * wl, |partials| {
+        let pp = SyncPtr(partials.as_mut_ptr());
+        parallel_for(parts, &|t| {
+            with_scratch(wl * 16, |accv| {
+                accv.fill(0.0);
+                with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
+                    for b in chunk(p.n, parts, t) {
+                        pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
+                        for g in 0..p.groups {
+                            // SAFETY: as in `forward`; accv is this task's own.
+                            unsafe {
+                                dw_s1(
+                                    &s,
+                                    xpad.as_ptr().add(g * cig * hp * wp),
+                                    dy.as_ptr().add((b * p.c_out + g * cog) * oh * ow),
+                                    accv.as_mut_ptr().add(g * cog * cig * kk * 16),
+                                );
+                            }
+                        }
+                    }
+                });
+                // SAFETY: each task writes only its own partial.
+                let part = unsafe { pp.slice(t * wl, wl) };
+                for (o, lanes) in part.iter_mut().zip(accv.chunks_exact(16)) {
+                    *o = lanes.iter().sum();
+                }
+            });
+        });
+        sum_partials(partials, parts, dw);
+    });
+}
