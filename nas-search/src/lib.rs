@@ -1,4 +1,32 @@
 //! nas-search: search strategies, evaluators, networks built from genotypes, data sets and
 //! resumable search state.
+//!
+//! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
+//!   REINFORCE, local search and Hyperband / successive halving.
+//! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure).
+//! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
+//!   ([`run_search`]); [`checkpoint`] holds the file format.
+//! * [`synthetic`]: a small synthetic space and objective for tests.
+//! * [`stats`]: mean, standard deviation and Welch's t-test for comparing strategies.
 
+#![warn(missing_docs)]
+
+pub mod checkpoint;
 pub mod data;
+pub mod error;
+pub mod evaluator;
+pub mod history;
+pub mod nb201;
+pub mod nb201_cost;
+pub mod search;
+pub mod stats;
+pub mod strategy;
+pub mod synthetic;
+
+pub use error::{Result, SearchError};
+pub use evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
+pub use history::{History, Outcome, Trial};
+pub use search::{
+    Budget, SearchConfig, SearchOutcome, StopReason, run_search, run_search_observed,
+};
+pub use strategy::{Ask, Candidate, Strategy, StrategyKind};

@@ -1,0 +1,78 @@
+//! The error type of nas-search.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Errors of the search crate: bad tables, bad checkpoints, failing evaluators, bad settings.
+#[derive(Debug, Error)]
+pub enum SearchError {
+    /// A data file (for example the NAS-Bench-201 table) that cannot be read or parsed.
+    #[error("{path}: line {line}: {problem}")]
+    DataFile {
+        /// The file (or `<embedded>` for the table built into the crate).
+        path: String,
+        /// 1-based line number (0 when the problem is not tied to a line).
+        line: usize,
+        /// What is wrong there.
+        problem: String,
+    },
+    /// A checkpoint that cannot be used: corrupt, truncated, or written by another search.
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An evaluator reported an error that ends the search (not a failed trial).
+    #[error("evaluator failed fatally on trial {trial}: {reason}")]
+    EvaluatorFatal {
+        /// The trial being evaluated.
+        trial: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A strategy misbehaved (proposed an invalid architecture, lost track of its state, ...).
+    #[error("strategy {strategy}: {problem}")]
+    Strategy {
+        /// The strategy's name.
+        strategy: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// An invalid setting (budget, number of workers, hyper-parameter, name).
+    #[error("invalid setting: {0}")]
+    Config(String),
+    /// An error from the search space.
+    #[error(transparent)]
+    Space(#[from] nas_space::SpaceError),
+    /// An I/O error with the file it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A (de)serialisation error outside checkpoints (JSON output, strategy state).
+    #[error("serialisation: {0}")]
+    Serde(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;
+
+impl SearchError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SearchError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn strategy(name: &str, problem: impl Into<String>) -> Self {
+        SearchError::Strategy {
+            strategy: name.to_string(),
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,788 @@
+//! The search loop: parallel evaluation, budgets, checkpoint and resume.
+//!
+//! # Determinism
+//!
+//! With a fixed seed and number of workers, the history does not depend on timing:
+//!
+//! * **bounded window of asks**: the loop keeps at most `workers` candidates asked but not yet
+//!   told. It asks only right after a tell (or at the start), until the window is full, so
+//!   every `ask` sees the strategy after exactly the same sequence of tells;
+//! * **tells in ask order**: a result that arrives early waits until every older candidate has
+//!   been told, so the strategy sees results in the order it asked, whatever order the workers
+//!   finish in;
+//! * **per-trial seeds**: the evaluator gets a seed derived from the search seed and the trial
+//!   id ([`crate::evaluator::trial_seed`]), never from the worker;
+//! * the one random generator (ChaCha8, owned by the loop, passed to `ask`) is checkpointed.
+//!
+//! Changing `workers` changes the window and therefore the history (a checkpoint records it and
+//! a resume must use the same number). Budgets by evaluations and by simulated cost are
+//! deterministic; a wall-time budget is not.
+//!
+//! # Checkpoints
+//!
+//! With [`SearchConfig::checkpoint`] set, the whole [`SearchState`] (strategy state, history,
+//! candidates in flight with any results already in, RNG state, budget spent) is written
+//! atomically (see [`crate::checkpoint`]) after every finished evaluation. If the file exists
+//! when the search starts, the search resumes from it; a corrupt file or one written by another
+//! search (other space, strategy, settings, evaluator, seed, workers) is refused with an error
+//! and left untouched. Candidates that were in flight without a result are evaluated again
+//! (same trial id, same seed), so a resumed search ends with exactly the history of an
+//! uninterrupted one, timing fields aside.
+
+use crate::checkpoint;
+use crate::error::{Result, SearchError};
+use crate::evaluator::{EvalError, EvalRequest, Evaluator, trial_seed};
+use crate::history::{History, Outcome, Trial};
+use crate::strategy::{Ask, Strategy};
+use nas_space::SearchSpace;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Limits of a search; the first one reached stops it (`None` = no limit). At least one of
+/// them, or a strategy that finishes by itself, must end the search.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Maximum number of evaluations (trials reusing an equivalent's result do not count).
+    pub max_evaluations: Option<u64>,
+    /// Maximum simulated cost (sum of [`crate::evaluator::Metrics::cost`]; epochs for the table).
+    /// Checked before each ask, so in-flight trials may overshoot it by up to `workers - 1`.
+    pub max_cost: Option<f64>,
+    /// Maximum wall time in seconds, summed over resumed sessions (not deterministic).
+    pub max_wall_time_s: Option<f64>,
+}
+
+impl Budget {
+    /// A budget of `n` evaluations.
+    pub fn evaluations(n: u64) -> Self {
+        Budget {
+            max_evaluations: Some(n),
+            ..Budget::default()
+        }
+    }
+    /// A budget of simulated cost `c`.
+    pub fn cost(c: f64) -> Self {
+        Budget {
+            max_cost: Some(c),
+            ..Budget::default()
+        }
+    }
+}
+
+/// Settings of one search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// Seed of the search's random generator and of the per-trial seeds.
+    pub seed: u64,
+    /// Number of evaluations run at once (worker threads; 1 = evaluate on the calling thread).
+    pub workers: usize,
+    /// When to stop.
+    pub budget: Budget,
+    /// Checkpoint file: written after every finished evaluation; resumed from if it exists.
+    pub checkpoint: Option<PathBuf>,
+    /// Reuse the result of an equivalent architecture (same [`SearchSpace::canonical`] key, same
+    /// fidelity) instead of evaluating it again. Off by default, as in the literature's
+    /// protocol (equivalent NAS-Bench-201 cells were trained separately and differ).
+    pub skip_equivalent: bool,
+}
+
+impl SearchConfig {
+    /// One worker, no checkpoint, no skipping, the given seed and budget.
+    pub fn new(seed: u64, budget: Budget) -> Self {
+        SearchConfig {
+            seed,
+            workers: 1,
+            budget,
+            checkpoint: None,
+            skip_equivalent: false,
+        }
+    }
+}
+
+/// Resources used so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spent {
+    /// Evaluations told (trials reusing a cached result not counted).
+    pub evaluations: u64,
+    /// Simulated cost told.
+    pub cost: f64,
+    /// Wall time of all sessions, seconds.
+    pub wall_time_s: f64,
+}
+
+/// Why a search stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// The evaluation budget was used up.
+    Evaluations,
+    /// The cost budget was used up.
+    Cost,
+    /// The wall-time budget was used up.
+    WallTime,
+    /// The strategy said it was done.
+    StrategyDone,
+    /// The strategy waited with nothing in flight.
+    StrategyStuck,
+    /// More than [`MAX_CACHED_STREAK`] proposals in a row were equivalent to evaluated ones.
+    OnlyEquivalents,
+}
+
+/// With `skip_equivalent`, the search stops after this many consecutive skipped proposals.
+pub const MAX_CACHED_STREAK: u64 = 10_000;
+
+/// What a finished search returns.
+#[derive(Debug, Clone)]
+pub struct SearchOutcome<A> {
+    /// Every trial in order.
+    pub history: History<A>,
+    /// Resources used.
+    pub spent: Spent,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// Whether it continued from a checkpoint.
+    pub resumed: bool,
+}
+
+impl<A: PartialEq> SearchOutcome<A> {
+    /// The final choice ([`History::best`]).
+    pub fn best(&self) -> Option<&Trial<A>> {
+        self.history.best()
+    }
+}
+
+/// What identifies a search; a checkpoint is resumed only when all of it matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchMeta {
+    /// [`SearchSpace::name`].
+    pub space: String,
+    /// [`Strategy::name`].
+    pub strategy: String,
+    /// [`Strategy::config`].
+    pub strategy_config: serde_json::Value,
+    /// [`Evaluator::name`].
+    pub evaluator: String,
+    /// The seed.
+    pub seed: u64,
+    /// The number of workers (it shapes the history).
+    pub workers: usize,
+    /// Whether equivalent architectures are skipped.
+    pub skip_equivalent: bool,
+}
+
+/// A finished evaluation not yet told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Its cost.
+    pub cost: f64,
+    /// Start (Unix ms).
+    pub started_unix_ms: u64,
+    /// End (Unix ms).
+    pub finished_unix_ms: u64,
+    /// Wall time (s).
+    pub wall_time_s: f64,
+}
+
+/// A candidate asked and not yet told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "A: Serialize + DeserializeOwned")]
+pub struct Pending<A> {
+    /// Trial id.
+    pub id: u64,
+    /// Architecture.
+    pub arch: A,
+    /// Fidelity.
+    pub fidelity: u32,
+    /// Reuses this earlier trial's result (skip-equivalent).
+    pub cached_from: Option<u64>,
+    /// The result, once its evaluation finished.
+    pub result: Option<Finished>,
+}
+
+/// The whole state of a search: what a checkpoint holds (JSON after the header line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "A: Serialize + DeserializeOwned")]
+pub struct SearchState<A> {
+    /// Identity of the search.
+    pub meta: SearchMeta,
+    /// The budget it runs under (a resume may change it).
+    pub budget: Budget,
+    /// The search's random generator (after the last ask).
+    pub rng: ChaCha8Rng,
+    /// [`Strategy::save_state`].
+    pub strategy_state: serde_json::Value,
+    /// Trials told so far.
+    pub history: History<A>,
+    /// Candidates asked and not yet told, oldest first.
+    pub pending: VecDeque<Pending<A>>,
+    /// Id of the next trial.
+    pub next_id: u64,
+    /// Resources used.
+    pub spent: Spent,
+    /// Set once the search has stopped asking.
+    pub stop: Option<StopReason>,
+    /// Consecutive skipped proposals.
+    pub cached_streak: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Job<A> {
+    id: u64,
+    arch: A,
+    fidelity: u32,
+    seed: u64,
+}
+
+enum EvalMsg {
+    Done(u64, Finished),
+    Fatal(u64, String),
+}
+
+fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> EvalMsg {
+    let started_unix_ms = now_ms();
+    let t0 = Instant::now();
+    let req = EvalRequest {
+        arch: &job.arch,
+        fidelity: job.fidelity,
+        trial_id: job.id,
+        seed: job.seed,
+    };
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.evaluate(&req)));
+    let wall_time_s = t0.elapsed().as_secs_f64();
+    let finished_unix_ms = now_ms();
+    let (outcome, cost) = match res {
+        Ok(Ok(m)) if !m.valid_accuracy.is_finite() => (
+            Outcome::Failed {
+                reason: format!("non-finite accuracy {}", m.valid_accuracy),
+            },
+            m.cost,
+        ),
+        Ok(Ok(m)) => {
+            let c = m.cost;
+            (Outcome::Ok(m), c)
+        }
+        Ok(Err(EvalError::Failed { reason, cost })) => (Outcome::Failed { reason }, cost),
+        Ok(Err(EvalError::Fatal(reason))) => return EvalMsg::Fatal(job.id, reason),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            (
+                Outcome::Failed {
+                    reason: format!("evaluator panicked: {msg}"),
+                },
+                0.0,
+            )
+        }
+    };
+    EvalMsg::Done(
+        job.id,
+        Finished {
+            outcome,
+            cost,
+            started_unix_ms,
+            finished_unix_ms,
+            wall_time_s,
+        },
+    )
+}
+
+/// Where evaluations run: inline on the calling thread, or on worker threads.
+enum Exec<'e, A, E: ?Sized> {
+    Inline {
+        evaluator: &'e E,
+        queue: VecDeque<Job<A>>,
+    },
+    Threads {
+        jobs: Option<mpsc::Sender<Job<A>>>,
+        results: mpsc::Receiver<EvalMsg>,
+    },
+}
+
+impl<A, E: Evaluator<A> + ?Sized> Exec<'_, A, E> {
+    fn dispatch(&mut self, job: Job<A>) {
+        match self {
+            Exec::Inline { queue, .. } => queue.push_back(job),
+            Exec::Threads { jobs, .. } => {
+                if let Some(tx) = jobs {
+                    let _ = tx.send(job);
+                }
+            }
+        }
+    }
+    fn next(&mut self) -> Option<EvalMsg> {
+        match self {
+            Exec::Inline { evaluator, queue } => {
+                queue.pop_front().map(|j| evaluate_one(*evaluator, &j))
+            }
+            Exec::Threads { results, .. } => results.recv().ok(),
+        }
+    }
+}
+
+struct Driver<'a, S: SearchSpace, E: ?Sized> {
+    space: &'a S,
+    strategy: &'a mut dyn Strategy<S>,
+    config: &'a SearchConfig,
+    st: SearchState<S::Arch>,
+    seen: HashMap<(String, u32), u64>,
+    started: Instant,
+    wall_before: f64,
+    observer: &'a mut dyn FnMut(&Trial<S::Arch>),
+    _e: std::marker::PhantomData<fn(&E)>,
+}
+
+impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
+    fn wall(&self) -> f64 {
+        self.wall_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn budget_stop(&self) -> Option<StopReason> {
+        let b = &self.st.budget;
+        let in_flight = self
+            .st
+            .pending
+            .iter()
+            .filter(|p| p.cached_from.is_none())
+            .count() as u64;
+        if let Some(n) = b.max_evaluations {
+            if self.st.spent.evaluations + in_flight >= n {
+                return Some(StopReason::Evaluations);
+            }
+        }
+        if let Some(c) = b.max_cost {
+            if self.st.spent.cost >= c {
+                return Some(StopReason::Cost);
+            }
+        }
+        if let Some(w) = b.max_wall_time_s {
+            if self.wall() >= w {
+                return Some(StopReason::WallTime);
+            }
+        }
+        None
+    }
+
+    fn fill(&mut self, exec: &mut Exec<'_, S::Arch, E>) -> Result<()> {
+        while self.st.stop.is_none() && self.st.pending.len() < self.config.workers {
+            if let Some(r) = self.budget_stop() {
+                self.st.stop = Some(r);
+                break;
+            }
+            let cand = match self.strategy.ask(self.space, &mut self.st.rng)? {
+                Ask::Done => {
+                    self.st.stop = Some(StopReason::StrategyDone);
+                    break;
+                }
+                Ask::Wait => break,
+                Ask::Evaluate(c) => c,
+            };
+            self.space.validate(&cand.arch).map_err(|e| {
+                SearchError::strategy(
+                    self.strategy.name(),
+                    format!("proposed an invalid architecture: {e}"),
+                )
+            })?;
+            let id = self.st.next_id;
+            self.st.next_id += 1;
+            let mut cached_from = None;
+            if self.config.skip_equivalent {
+                let key = (self.space.canonical(&cand.arch), cand.fidelity);
+                match self.seen.get(&key) {
+                    Some(&orig) => cached_from = Some(orig),
+                    None => {
+                        self.seen.insert(key, id);
+                    }
+                }
+            }
+            if cached_from.is_some() {
+                self.st.cached_streak += 1;
+                if self.st.cached_streak >= MAX_CACHED_STREAK {
+                    self.st.stop = Some(StopReason::OnlyEquivalents);
+                }
+            } else {
+                self.st.cached_streak = 0;
+                exec.dispatch(Job {
+                    id,
+                    arch: cand.arch.clone(),
+                    fidelity: cand.fidelity,
+                    seed: trial_seed(self.config.seed, id),
+                });
+            }
+            self.st.pending.push_back(Pending {
+                id,
+                arch: cand.arch,
+                fidelity: cand.fidelity,
+                cached_from,
+                result: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells every ready candidate at the head of the queue, asking after each tell.
+    fn tell_ready(&mut self, exec: &mut Exec<'_, S::Arch, E>) -> Result<()> {
+        loop {
+            let ready = match self.st.pending.front() {
+                Some(p) => p.result.is_some() || p.cached_from.is_some(),
+                None => false,
+            };
+            if !ready {
+                return Ok(());
+            }
+            let p = self.st.pending.pop_front().expect("front exists");
+            let trial = match (p.cached_from, p.result) {
+                (Some(orig), _) => {
+                    let o = self.st.history.trials.get(orig as usize).ok_or_else(|| {
+                        SearchError::strategy(
+                            self.strategy.name(),
+                            "cached trial refers to an unknown trial",
+                        )
+                    })?;
+                    let t = now_ms();
+                    Trial {
+                        id: p.id,
+                        arch: p.arch,
+                        fidelity: p.fidelity,
+                        outcome: o.outcome.clone(),
+                        cost: 0.0,
+                        cached_from: Some(orig),
+                        started_unix_ms: t,
+                        finished_unix_ms: t,
+                        wall_time_s: 0.0,
+                    }
+                }
+                (None, Some(f)) => Trial {
+                    id: p.id,
+                    arch: p.arch,
+                    fidelity: p.fidelity,
+                    outcome: f.outcome,
+                    cost: f.cost,
+                    cached_from: None,
+                    started_unix_ms: f.started_unix_ms,
+                    finished_unix_ms: f.finished_unix_ms,
+                    wall_time_s: f.wall_time_s,
+                },
+                (None, None) => unreachable!("checked ready above"),
+            };
+            self.strategy.tell(self.space, &trial)?;
+            if trial.cached_from.is_none() {
+                self.st.spent.evaluations += 1;
+                self.st.spent.cost += trial.cost;
+            }
+            (self.observer)(&trial);
+            self.st.history.trials.push(trial);
+            self.fill(exec)?;
+        }
+    }
+
+    fn save(&mut self) -> Result<()> {
+        let Some(path) = &self.config.checkpoint else {
+            return Ok(());
+        };
+        self.st.strategy_state = self.strategy.save_state()?;
+        self.st.spent.wall_time_s = self.wall();
+        let json = serde_json::to_vec(&self.st).map_err(|e| SearchError::Serde(e.to_string()))?;
+        checkpoint::write_atomic(path, &json)
+    }
+
+    fn run(&mut self, exec: &mut Exec<'_, S::Arch, E>) -> Result<()> {
+        for p in &self.st.pending {
+            if p.result.is_none() && p.cached_from.is_none() {
+                exec.dispatch(Job {
+                    id: p.id,
+                    arch: p.arch.clone(),
+                    fidelity: p.fidelity,
+                    seed: trial_seed(self.config.seed, p.id),
+                });
+            }
+        }
+        self.tell_ready(exec)?;
+        self.fill(exec)?;
+        self.save()?;
+        loop {
+            self.tell_ready(exec)?;
+            if self.st.pending.is_empty() {
+                if self.st.stop.is_none() {
+                    self.st.stop = Some(StopReason::StrategyStuck);
+                }
+                break;
+            }
+            let Some(msg) = exec.next() else {
+                return Err(SearchError::Config(
+                    "all workers stopped unexpectedly".into(),
+                ));
+            };
+            match msg {
+                EvalMsg::Fatal(id, reason) => {
+                    self.save()?;
+                    return Err(SearchError::EvaluatorFatal { trial: id, reason });
+                }
+                EvalMsg::Done(id, f) => {
+                    if let Some(p) = self.st.pending.iter_mut().find(|p| p.id == id) {
+                        p.result = Some(f);
+                    }
+                    self.tell_ready(exec)?;
+                    self.save()?;
+                }
+            }
+        }
+        self.save()
+    }
+}
+
+fn check_meta(path: &Path, saved: &SearchMeta, want: &SearchMeta) -> Result<()> {
+    let mut diffs = Vec::new();
+    if saved.space != want.space {
+        diffs.push(format!(
+            "space {:?} (this search: {:?})",
+            saved.space, want.space
+        ));
+    }
+    if saved.strategy != want.strategy {
+        diffs.push(format!(
+            "strategy {:?} (this search: {:?})",
+            saved.strategy, want.strategy
+        ));
+    } else if saved.strategy_config != want.strategy_config {
+        diffs.push(format!(
+            "strategy settings {} (this search: {})",
+            saved.strategy_config, want.strategy_config
+        ));
+    }
+    if saved.evaluator != want.evaluator {
+        diffs.push(format!(
+            "evaluator {:?} (this search: {:?})",
+            saved.evaluator, want.evaluator
+        ));
+    }
+    if saved.seed != want.seed {
+        diffs.push(format!("seed {} (this search: {})", saved.seed, want.seed));
+    }
+    if saved.workers != want.workers {
+        diffs.push(format!(
+            "workers {} (this search: {})",
+            saved.workers, want.workers
+        ));
+    }
+    if saved.skip_equivalent != want.skip_equivalent {
+        diffs.push(format!(
+            "skip_equivalent {} (this search: {})",
+            saved.skip_equivalent, want.skip_equivalent
+        ));
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!(
+                "written by a different search: {}; refusing to resume",
+                diffs.join("; ")
+            ),
+        })
+    }
+}
+
+/// Loads and validates a checkpoint for `meta` without running anything.
+pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
+    path: &Path,
+    meta: &SearchMeta,
+) -> Result<SearchState<A>> {
+    let payload = checkpoint::read_verified(path)?;
+    let st: SearchState<A> =
+        serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!("state does not decode for this space: {e}"),
+        })?;
+    check_meta(path, &st.meta, meta)?;
+    if st
+        .history
+        .trials
+        .iter()
+        .enumerate()
+        .any(|(i, t)| t.id != i as u64)
+        || st
+            .pending
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.id != st.history.trials.len() as u64 + i as u64)
+        || st.next_id != (st.history.trials.len() + st.pending.len()) as u64
+    {
+        return Err(SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: "inconsistent trial numbering".into(),
+        });
+    }
+    Ok(st)
+}
+
+/// Runs a search (see the module docs for determinism and checkpoints).
+pub fn run_search<S, E>(
+    space: &S,
+    strategy: &mut dyn Strategy<S>,
+    evaluator: &E,
+    config: &SearchConfig,
+) -> Result<SearchOutcome<S::Arch>>
+where
+    S: SearchSpace,
+    E: Evaluator<S::Arch> + ?Sized,
+{
+    run_search_observed(space, strategy, evaluator, config, &mut |_| {})
+}
+
+/// [`run_search`] calling `observer` with each trial as it is told (for progress displays).
+pub fn run_search_observed<S, E>(
+    space: &S,
+    strategy: &mut dyn Strategy<S>,
+    evaluator: &E,
+    config: &SearchConfig,
+    observer: &mut dyn FnMut(&Trial<S::Arch>),
+) -> Result<SearchOutcome<S::Arch>>
+where
+    S: SearchSpace,
+    E: Evaluator<S::Arch> + ?Sized,
+{
+    if config.workers == 0 {
+        return Err(SearchError::Config("workers must be at least 1".into()));
+    }
+    let b = &config.budget;
+    if b.max_cost.is_some_and(|c| !(c >= 0.0)) || b.max_wall_time_s.is_some_and(|w| !(w >= 0.0)) {
+        return Err(SearchError::Config(format!(
+            "budget limits must be non-negative numbers: {b:?}"
+        )));
+    }
+    let meta = SearchMeta {
+        space: space.name().to_string(),
+        strategy: strategy.name().to_string(),
+        strategy_config: strategy.config(),
+        evaluator: evaluator.name(),
+        seed: config.seed,
+        workers: config.workers,
+        skip_equivalent: config.skip_equivalent,
+    };
+    let mut resumed = false;
+    let mut st = match &config.checkpoint {
+        Some(path) if path.exists() => {
+            let st = load_checkpoint::<S::Arch>(path, &meta)?;
+            strategy
+                .load_state(st.strategy_state.clone())
+                .map_err(|e| SearchError::Checkpoint {
+                    path: path.clone(),
+                    problem: format!("strategy state does not load: {e}"),
+                })?;
+            resumed = true;
+            st
+        }
+        _ => SearchState {
+            meta: meta.clone(),
+            budget: config.budget.clone(),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            strategy_state: serde_json::Value::Null,
+            history: History::default(),
+            pending: VecDeque::new(),
+            next_id: 0,
+            spent: Spent::default(),
+            stop: None,
+            cached_streak: 0,
+        },
+    };
+    // A resume may extend the budget: budget stops are re-checked.
+    st.budget = config.budget.clone();
+    if matches!(
+        st.stop,
+        Some(StopReason::Evaluations | StopReason::Cost | StopReason::WallTime)
+    ) {
+        st.stop = None;
+    }
+    let mut seen = HashMap::new();
+    if config.skip_equivalent {
+        let all = st
+            .history
+            .trials
+            .iter()
+            .map(|t| (t.id, &t.arch, t.fidelity, t.cached_from))
+            .chain(
+                st.pending
+                    .iter()
+                    .map(|p| (p.id, &p.arch, p.fidelity, p.cached_from)),
+            );
+        for (id, arch, fid, cached) in all {
+            if cached.is_none() {
+                seen.entry((space.canonical(arch), fid)).or_insert(id);
+            }
+        }
+    }
+    let wall_before = st.spent.wall_time_s;
+    let mut driver: Driver<'_, S, E> = Driver {
+        space,
+        strategy,
+        config,
+        st,
+        seen,
+        started: Instant::now(),
+        wall_before,
+        observer,
+        _e: std::marker::PhantomData,
+    };
+    if config.workers == 1 {
+        let mut exec = Exec::Inline {
+            evaluator,
+            queue: VecDeque::new(),
+        };
+        driver.run(&mut exec)?;
+    } else {
+        let (job_tx, job_rx) = mpsc::channel::<Job<S::Arch>>();
+        let (res_tx, res_rx) = mpsc::channel::<EvalMsg>();
+        let job_rx = Mutex::new(job_rx);
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..config.workers {
+                let res_tx = res_tx.clone();
+                let job_rx = &job_rx;
+                scope.spawn(move || {
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        if res_tx.send(evaluate_one(evaluator, &job)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(res_tx);
+            let mut exec: Exec<'_, S::Arch, E> = Exec::Threads {
+                jobs: Some(job_tx),
+                results: res_rx,
+            };
+            let r = driver.run(&mut exec);
+            if let Exec::Threads { jobs, .. } = &mut exec {
+                jobs.take();
+            }
+            r
+        })?;
+    }
+    let stop = driver.st.stop.unwrap_or(StopReason::StrategyStuck);
+    Ok(SearchOutcome {
+        history: driver.st.history,
+        spent: driver.st.spent,
+        stop,
+        resumed,
+    })
+}

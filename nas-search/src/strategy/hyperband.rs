@@ -1,0 +1,173 @@
+//! Successive halving and Hyperband over a ladder of fidelities (training epochs).
+
+use super::{Ask, Candidate, Strategy};
+use crate::error::{Result, SearchError};
+use crate::history::Trial;
+use nas_space::SearchSpace;
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Settings of [`Hyperband`].
+///
+/// Hyperband (Li et al., JMLR 2018) with the rungs taken from a given ladder of fidelities
+/// instead of `R * eta^-s` (a table only knows some epochs: NAS-Bench-201's 12 and 200). With
+/// `s_max = fidelities.len() - 1`, bracket `s` (from `s_max` down to 0) starts
+/// `ceil((s_max + 1) / (s + 1) * eta^s)` random architectures at rung `s_max - s` and keeps the
+/// best `floor(n / eta)` (at least 1) for each next rung. Brackets repeat until the budget ends.
+/// `brackets = Some(1)` gives plain successive halving (only the most exploratory bracket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HyperbandConfig {
+    /// Increasing fidelities, one per rung (default `[12, 200]`).
+    pub fidelities: Vec<u32>,
+    /// Reduction factor (default 3, Li et al.'s recommendation).
+    pub eta: usize,
+    /// How many of the brackets (most exploratory first) to cycle through; `None` = all.
+    pub brackets: Option<usize>,
+}
+
+impl Default for HyperbandConfig {
+    fn default() -> Self {
+        HyperbandConfig {
+            fidelities: vec![12, 200],
+            eta: 3,
+            brackets: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "A: Serialize + DeserializeOwned")]
+struct HbState<A> {
+    /// Brackets started so far.
+    bracket: u64,
+    /// Current rung (index into the ladder).
+    rung: usize,
+    /// Members of the current rung and their scores once told.
+    members: Vec<(A, Option<f64>)>,
+    asked: usize,
+    told: usize,
+}
+
+/// Hyperband / successive halving over fidelities; see [`HyperbandConfig`].
+#[derive(Debug, Clone)]
+pub struct Hyperband<A> {
+    config: HyperbandConfig,
+    state: HbState<A>,
+}
+
+impl<A> Hyperband<A> {
+    /// A new Hyperband; errors on an empty or non-increasing ladder or `eta < 2`.
+    pub fn new(config: HyperbandConfig) -> Result<Self> {
+        let f = &config.fidelities;
+        if f.is_empty() || f.windows(2).any(|w| w[0] >= w[1]) || f[0] == 0 {
+            return Err(SearchError::Config(format!(
+                "hyperband: fidelities must be positive and strictly increasing, got {f:?}"
+            )));
+        }
+        if config.eta < 2 || config.brackets == Some(0) {
+            return Err(SearchError::Config(format!(
+                "hyperband: eta must be >= 2 and brackets >= 1, got {} and {:?}",
+                config.eta, config.brackets
+            )));
+        }
+        Ok(Hyperband {
+            config,
+            state: HbState {
+                bracket: 0,
+                rung: 0,
+                members: Vec::new(),
+                asked: 0,
+                told: 0,
+            },
+        })
+    }
+
+    /// The bracket index `s` and its number of starting configurations for bracket counter `b`.
+    pub fn bracket_plan(&self, b: u64) -> (usize, usize) {
+        let s_max = self.config.fidelities.len() - 1;
+        let nb = self.config.brackets.unwrap_or(s_max + 1).min(s_max + 1);
+        let s = s_max - (b % nb as u64) as usize;
+        let n = ((s_max + 1) as f64 / (s + 1) as f64 * (self.config.eta as f64).powi(s as i32))
+            .ceil() as usize;
+        (s, n.max(1))
+    }
+}
+
+impl<S: SearchSpace> Strategy<S> for Hyperband<S::Arch> {
+    fn name(&self) -> &'static str {
+        "hyperband"
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+    fn ask(&mut self, space: &S, rng: &mut dyn RngCore) -> Result<Ask<S::Arch>> {
+        let s_max = self.config.fidelities.len() - 1;
+        loop {
+            if self.state.members.is_empty() {
+                let (s, n) = self.bracket_plan(self.state.bracket);
+                self.state.rung = s_max - s;
+                self.state.members = (0..n).map(|_| (space.sample(rng), None)).collect();
+                self.state.asked = 0;
+                self.state.told = 0;
+            }
+            let st = &mut self.state;
+            if st.asked < st.members.len() {
+                let arch = st.members[st.asked].0.clone();
+                st.asked += 1;
+                let fidelity = self.config.fidelities[st.rung];
+                return Ok(Ask::Evaluate(Candidate { arch, fidelity }));
+            }
+            if st.told < st.members.len() {
+                return Ok(Ask::Wait);
+            }
+            if st.rung == s_max {
+                st.bracket += 1;
+                st.members.clear();
+                continue;
+            }
+            let keep = (st.members.len() / self.config.eta).max(1);
+            // Stable sort: best first, failed last, ties keep the earlier member.
+            st.members.sort_by(|a, b| {
+                let (x, y) = (
+                    a.1.unwrap_or(f64::NEG_INFINITY),
+                    b.1.unwrap_or(f64::NEG_INFINITY),
+                );
+                y.total_cmp(&x)
+            });
+            st.members.truncate(keep);
+            for m in &mut st.members {
+                m.1 = None;
+            }
+            st.rung += 1;
+            st.asked = 0;
+            st.told = 0;
+        }
+    }
+    fn tell(&mut self, _space: &S, trial: &Trial<S::Arch>) -> Result<()> {
+        let st = &mut self.state;
+        if st.told >= st.asked {
+            return Err(SearchError::strategy(
+                "hyperband",
+                "told more results than asked",
+            ));
+        }
+        if st.members[st.told].0 != trial.arch {
+            return Err(SearchError::strategy(
+                "hyperband",
+                "result told out of order",
+            ));
+        }
+        st.members[st.told].1 = trial.score();
+        st.told += 1;
+        Ok(())
+    }
+    fn save_state(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+    }
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        self.state = serde_json::from_value(state)
+            .map_err(|e| SearchError::strategy("hyperband", format!("bad saved state: {e}")))?;
+        Ok(())
+    }
+}

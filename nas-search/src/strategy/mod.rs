@@ -1,0 +1,138 @@
+//! Multi-trial search strategies behind one ask/tell interface.
+//!
+//! A [`Strategy`] proposes architectures ([`Strategy::ask`]) and learns from their results
+//! ([`Strategy::tell`]). The search loop ([`crate::search`]) guarantees that results are told in
+//! exactly the order the candidates were asked, whatever order the workers finish in, so a
+//! strategy may keep a plain FIFO of what it asked. All randomness comes from the generator passed
+//! to `ask` (owned and checkpointed by the search loop), and the whole state is serialisable
+//! ([`Strategy::save_state`] / [`Strategy::load_state`]), which makes searches resumable.
+
+use crate::error::{Result, SearchError};
+use crate::history::Trial;
+use nas_space::SearchSpace;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+mod evolution;
+mod hyperband;
+mod local;
+mod random;
+mod reinforce;
+
+pub use evolution::{ReaConfig, RegularizedEvolution};
+pub use hyperband::{Hyperband, HyperbandConfig};
+pub use local::{LocalSearch, LocalSearchConfig};
+pub use random::{RandomConfig, RandomSearch};
+pub use reinforce::{Reinforce, ReinforceConfig};
+
+/// A proposal: evaluate `arch` at `fidelity` epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate<A> {
+    /// The architecture.
+    pub arch: A,
+    /// Training epochs (the table knows 12 and 200).
+    pub fidelity: u32,
+}
+
+/// The answer of [`Strategy::ask`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask<A> {
+    /// Evaluate this candidate next.
+    Evaluate(Candidate<A>),
+    /// Nothing to propose until more results are told (for example a successive-halving rung
+    /// waiting for all its members). If nothing is in flight, the search ends.
+    Wait,
+    /// The strategy has finished.
+    Done,
+}
+
+/// A multi-trial search strategy over the space `S` (object safe: `Box<dyn Strategy<S>>`).
+pub trait Strategy<S: SearchSpace>: Send {
+    /// Stable name (`"random"`, `"rea"`, `"reinforce"`, `"local"`, `"hyperband"`), checked on
+    /// resume.
+    fn name(&self) -> &'static str;
+
+    /// The hyper-parameters as JSON, checked on resume (a checkpoint of a differently configured
+    /// strategy is refused).
+    fn config(&self) -> serde_json::Value;
+
+    /// The next candidate, drawing any randomness from `rng`.
+    fn ask(&mut self, space: &S, rng: &mut dyn RngCore) -> Result<Ask<S::Arch>>;
+
+    /// The result of the oldest candidate not yet told.
+    fn tell(&mut self, space: &S, trial: &Trial<S::Arch>) -> Result<()>;
+
+    /// The whole mutable state (not the configuration) as JSON.
+    fn save_state(&self) -> Result<serde_json::Value>;
+
+    /// Restores a state written by [`Strategy::save_state`] of the same strategy and config.
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()>;
+}
+
+/// The strategies by name, with their documented defaults; builds boxed strategies for any space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StrategyKind {
+    /// [`RandomSearch`].
+    Random(RandomConfig),
+    /// [`RegularizedEvolution`].
+    Rea(ReaConfig),
+    /// [`Reinforce`].
+    Reinforce(ReinforceConfig),
+    /// [`LocalSearch`].
+    Local(LocalSearchConfig),
+    /// [`Hyperband`] (successive halving when it has one bracket).
+    Hyperband(HyperbandConfig),
+}
+
+impl StrategyKind {
+    /// Parses `random`, `rea`, `reinforce`, `local` or `hyperband` (defaults for all settings).
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "random" | "rs" => StrategyKind::Random(RandomConfig::default()),
+            "rea" | "evolution" => StrategyKind::Rea(ReaConfig::default()),
+            "reinforce" | "rl" => StrategyKind::Reinforce(ReinforceConfig::default()),
+            "local" | "ls" => StrategyKind::Local(LocalSearchConfig::default()),
+            "hyperband" | "hb" => StrategyKind::Hyperband(HyperbandConfig::default()),
+            other => {
+                return Err(SearchError::Config(format!(
+                    "unknown strategy {other:?} (expected random, rea, reinforce, local or hyperband)"
+                )));
+            }
+        })
+    }
+
+    /// The strategy's short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StrategyKind::Random(_) => "random",
+            StrategyKind::Rea(_) => "rea",
+            StrategyKind::Reinforce(_) => "reinforce",
+            StrategyKind::Local(_) => "local",
+            StrategyKind::Hyperband(_) => "hyperband",
+        }
+    }
+
+    /// Sets the fidelity that single-fidelity strategies evaluate at (Hyperband keeps its
+    /// ladder).
+    pub fn with_fidelity(mut self, fidelity: u32) -> Self {
+        match &mut self {
+            StrategyKind::Random(c) => c.fidelity = fidelity,
+            StrategyKind::Rea(c) => c.fidelity = fidelity,
+            StrategyKind::Reinforce(c) => c.fidelity = fidelity,
+            StrategyKind::Local(c) => c.fidelity = fidelity,
+            StrategyKind::Hyperband(_) => {}
+        }
+        self
+    }
+
+    /// Builds the strategy for `space` (REINFORCE sizes its policy from `space.decisions()`).
+    pub fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(match self {
+            StrategyKind::Random(c) => Box::new(RandomSearch::new(c.clone())),
+            StrategyKind::Rea(c) => Box::new(RegularizedEvolution::new(c.clone())?),
+            StrategyKind::Reinforce(c) => Box::new(Reinforce::new(c.clone(), &space.decisions())?),
+            StrategyKind::Local(c) => Box::new(LocalSearch::new(c.clone())),
+            StrategyKind::Hyperband(c) => Box::new(Hyperband::new(c.clone())?),
+        })
+    }
+}
