@@ -1,0 +1,145 @@
+//! Reverse-mode autograd: `backward()` walks the recorded graph from a scalar loss.
+//!
+//! Every op result that needs a gradient holds a [`Node`](crate::tensor) with its inputs and a
+//! gradient rule. `backward` orders the nodes reachable from the loss topologically (depth-first,
+//! iterative), then visits them from the loss down, handing each node the gradient of its output
+//! and accumulating what it returns per input. Leaves that require gradients accumulate into
+//! their `.grad`. Every node visited is taken out of its tensor and dropped, so the graph's
+//! memory (saved inputs, intermediates) is released by the time `backward` returns.
+
+use std::collections::HashMap;
+
+use crate::buf::Buf;
+use crate::error::{Result, TensorError};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Backpropagates from this scalar: adds d(self)/d(leaf) into the `.grad` of every leaf that
+    /// requires a gradient, then releases the graph.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(TensorError::NonScalarBackward(self.shape().to_vec()));
+        }
+        self.backward_with(&[1.0])
+    }
+
+    /// Backpropagates with an explicit output gradient (same number of elements as `self`).
+    pub fn backward_with(&self, grad_output: &[f32]) -> Result<()> {
+        if grad_output.len() != self.numel() {
+            return Err(TensorError::Shape {
+                op: "backward",
+                detail: format!(
+                    "output gradient has {} values, tensor has shape {:?}",
+                    grad_output.len(),
+                    self.shape()
+                ),
+            });
+        }
+        if !self.requires_grad() {
+            return Err(TensorError::InvalidArgument {
+                op: "backward",
+                detail: "the tensor does not require a gradient (no parameter was involved, or it was computed under no_grad)".into(),
+            });
+        }
+        if !self.is_leaf() && self.grad_fn_name().is_none() {
+            return Err(TensorError::InvalidArgument {
+                op: "backward",
+                detail: "the graph of this tensor was already released by an earlier backward"
+                    .into(),
+            });
+        }
+        let order = topo_order(self);
+        let mut grads: HashMap<u64, Buf> = HashMap::new();
+        grads.insert(self.id(), Buf::copy_from(grad_output));
+        for t in order.iter().rev() {
+            let node = t
+                .inner
+                .node
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
+            match node {
+                None => {
+                    if t.is_leaf() && t.requires_grad() {
+                        t.accumulate_grad(&g);
+                    }
+                }
+                Some(node) => {
+                    let needs: Vec<bool> = node.parents.iter().map(|p| p.requires_grad()).collect();
+                    let crate::tensor::Node {
+                        op,
+                        parents,
+                        backward,
+                        _live,
+                    } = node;
+                    let pgrads = backward(&g, &needs)?;
+                    debug_assert_eq!(pgrads.len(), parents.len(), "{op}: one gradient per input");
+                    for ((p, pg), need) in parents.iter().zip(pgrads).zip(needs) {
+                        let Some(pg) = pg else { continue };
+                        if !need {
+                            continue;
+                        }
+                        if pg.len() != p.numel() {
+                            return Err(TensorError::Shape {
+                                op,
+                                detail: format!(
+                                    "gradient rule returned {} values for an input of shape {:?}",
+                                    pg.len(),
+                                    p.shape()
+                                ),
+                            });
+                        }
+                        match grads.get_mut(&p.id()) {
+                            Some(acc) => acc.iter_mut().zip(pg.iter()).for_each(|(a, b)| *a += b),
+                            None => {
+                                grads.insert(p.id(), pg);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tensors reachable from `root` through recorded nodes, inputs before the ops that use them.
+fn topo_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // (tensor, children already pushed?)
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        let parents: Vec<Tensor> = t
+            .inner
+            .node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|n| {
+                n.parents
+                    .iter()
+                    .filter(|p| p.requires_grad())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        stack.push((t, true));
+        for p in parents {
+            if !seen.contains(&p.id()) {
+                stack.push((p, false));
+            }
+        }
+    }
+    order
+}

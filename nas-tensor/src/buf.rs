@@ -1,0 +1,182 @@
+//! Tensor storage with a per-thread free list.
+//!
+//! A training step allocates the same buffer sizes every step. Fresh allocations of large buffers
+//! come from the OS as untouched pages, and touching them costs page faults (about 4 us per 4 KiB
+//! on the development machine). [`Buf`] returns its vector to a per-thread free list keyed by
+//! length when dropped, and [`Buf::zeros`] takes from that list first, so steady-state training
+//! reuses memory instead of faulting in new pages.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+
+/// Buffers shorter than this are not pooled (the allocator handles them well).
+const MIN_POOLED: usize = 1024;
+/// At most this many free buffers are kept per length.
+const MAX_PER_LEN: usize = 64;
+/// At most this many floats are kept in one thread's free list (1 GiB).
+const MAX_POOLED_FLOATS: usize = 256 << 20;
+
+#[derive(Default)]
+struct FreeList {
+    by_len: HashMap<usize, Vec<Vec<f32>>>,
+    floats: usize,
+    hits: u64,
+    misses: u64,
+}
+
+thread_local! {
+    static POOL: RefCell<FreeList> = RefCell::new(FreeList::default());
+}
+
+/// A float32 buffer that goes back to this thread's free list when dropped.
+#[derive(Debug, PartialEq)]
+pub struct Buf(Vec<f32>);
+
+impl Buf {
+    /// A buffer of `len` zeros, reusing a pooled vector of the same length when there is one.
+    pub fn zeros(len: usize) -> Buf {
+        if len >= MIN_POOLED {
+            let reused = POOL
+                .try_with(|p| {
+                    let mut p = p.borrow_mut();
+                    let v = p.by_len.get_mut(&len).and_then(|l| l.pop());
+                    match v {
+                        Some(v) => {
+                            p.floats -= len;
+                            p.hits += 1;
+                            Some(v)
+                        }
+                        None => {
+                            p.misses += 1;
+                            None
+                        }
+                    }
+                })
+                .ok()
+                .flatten();
+            if let Some(mut v) = reused {
+                v.fill(0.0);
+                return Buf(v);
+            }
+        }
+        Buf(vec![0.0; len])
+    }
+
+    /// A buffer holding `len` copies of `value`.
+    pub fn full(len: usize, value: f32) -> Buf {
+        let mut b = Buf::zeros(len);
+        if value != 0.0 {
+            b.fill(value);
+        }
+        b
+    }
+
+    /// A pooled copy of `src`.
+    pub fn copy_from(src: &[f32]) -> Buf {
+        let mut b = Buf::zeros(src.len());
+        b.copy_from_slice(src);
+        b
+    }
+
+    /// Wraps an existing vector (it joins the pool when dropped).
+    pub fn from_vec(v: Vec<f32>) -> Buf {
+        Buf(v)
+    }
+
+    /// The underlying vector (the CPU backend's buffer type).
+    pub fn as_vec(&self) -> &Vec<f32> {
+        &self.0
+    }
+
+    /// The underlying vector, mutably (do not change its length).
+    pub fn as_vec_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.0
+    }
+
+    /// The vector, taken out of the pool's reach.
+    pub fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Clone for Buf {
+    fn clone(&self) -> Buf {
+        Buf::copy_from(&self.0)
+    }
+}
+
+impl Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        let len = self.0.len();
+        if len < MIN_POOLED || self.0.capacity() != len {
+            return;
+        }
+        let v = std::mem::take(&mut self.0);
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.floats + len > MAX_POOLED_FLOATS {
+                return;
+            }
+            let list = p.by_len.entry(len).or_default();
+            if list.len() < MAX_PER_LEN {
+                list.push(v);
+                p.floats += len;
+            }
+        });
+    }
+}
+
+/// Statistics of this thread's buffer pool: `(hits, misses, floats currently pooled)`.
+/// A hit is a pooled allocation that reused a freed buffer.
+pub fn pool_stats() -> (u64, u64, usize) {
+    POOL.with(|p| {
+        let p = p.borrow();
+        (p.hits, p.misses, p.floats)
+    })
+}
+
+/// Frees every buffer kept in this thread's pool.
+pub fn clear_pool() {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.by_len.clear();
+        p.floats = 0;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_buffers_are_reused_and_zeroed() {
+        clear_pool();
+        let (h0, _, _) = pool_stats();
+        let mut a = Buf::zeros(5000);
+        a[3] = 7.0;
+        let ptr = a.as_ptr();
+        drop(a);
+        assert_eq!(pool_stats().2, 5000);
+        let b = Buf::zeros(5000);
+        assert_eq!(b.as_ptr(), ptr, "same allocation reused");
+        assert!(b.iter().all(|&x| x == 0.0), "reused buffer is zeroed");
+        assert_eq!(pool_stats().0, h0 + 1);
+        let small = Buf::zeros(10);
+        drop(small);
+        assert_eq!(pool_stats().2, 0, "small buffers are not pooled");
+    }
+}

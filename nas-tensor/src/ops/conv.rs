@@ -1,0 +1,413 @@
+//! 2-D convolution, pooling and batch norm: shape checking and gradient rules here, compute in
+//! the `nas_kernels` backend.
+
+use nas_kernels::Backend;
+use nas_kernels::backend::{
+    BatchNorm2d as BnParams, Conv2d as ConvParams, Pool2d as PoolParams, PoolKind,
+};
+
+use crate::buf::Buf;
+use crate::error::{Result, arg_err, shape_err};
+use crate::ops::cpu;
+use crate::tensor::{Tensor, check_same_device};
+
+/// Stride, padding, dilation and groups of a convolution (PyTorch's `Conv2d` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConvOptions {
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Dilation.
+    pub dilation: usize,
+    /// Groups (`c_in` and `c_out` multiples of it).
+    pub groups: usize,
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+impl ConvOptions {
+    /// Sets the stride.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = s;
+        self
+    }
+    /// Sets the padding.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = p;
+        self
+    }
+    /// Sets the dilation.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = d;
+        self
+    }
+    /// Sets the groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+fn nchw(op: &'static str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    match *t.shape() {
+        [n, c, h, w] => Ok((n, c, h, w)),
+        _ => shape_err(
+            op,
+            format!("need an NCHW input [n, c, h, w], got {:?}", t.shape()),
+        ),
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution (cross-correlation, as PyTorch) of `self: [n, c_in, h, w]` with
+    /// `weight: [c_out, c_in / groups, kh, kw]` and an optional `bias: [c_out]`.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, o: ConvOptions) -> Result<Tensor> {
+        let op = "conv2d";
+        check_same_device(op, self, weight)?;
+        let (n, c_in, h, w) = nchw(op, self)?;
+        let &[c_out, cpg, kh, kw] = weight.shape() else {
+            return shape_err(
+                op,
+                format!(
+                    "weight must be [c_out, c_in/groups, kh, kw], got {:?}",
+                    weight.shape()
+                ),
+            );
+        };
+        if o.groups == 0 || c_in % o.groups != 0 || c_out % o.groups != 0 || cpg != c_in / o.groups
+        {
+            return shape_err(
+                op,
+                format!(
+                    "input {:?} and weight {:?} do not fit groups = {}",
+                    self.shape(),
+                    weight.shape(),
+                    o.groups
+                ),
+            );
+        }
+        if let Some(b) = bias {
+            check_same_device(op, self, b)?;
+            if b.shape() != [c_out] {
+                return shape_err(op, format!("bias must be [{c_out}], got {:?}", b.shape()));
+            }
+        }
+        if o.stride == 0 || o.dilation == 0 {
+            return arg_err(
+                op,
+                format!("stride and dilation must be positive, got {o:?}"),
+            );
+        }
+        let eff_h = o.dilation * (kh - 1) + 1;
+        let eff_w = o.dilation * (kw - 1) + 1;
+        if h + 2 * o.padding < eff_h || w + 2 * o.padding < eff_w {
+            return shape_err(
+                op,
+                format!(
+                    "input {:?} with padding {} is smaller than the dilated kernel {eff_h}x{eff_w}",
+                    self.shape(),
+                    o.padding
+                ),
+            );
+        }
+        let p = ConvParams {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: (o.stride, o.stride),
+            padding: (o.padding, o.padding),
+            dilation: (o.dilation, o.dilation),
+            groups: o.groups,
+        };
+        p.validate()?;
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let mut y = Buf::zeros(p.y_len());
+        {
+            let bias_guard = bias.map(|b| b.read());
+            cpu().conv2d(
+                &p,
+                self.read().as_vec(),
+                weight.read().as_vec(),
+                bias_guard.as_ref().map(|b| b.as_vec()),
+                y.as_vec_mut(),
+            )?;
+        }
+        let (xc, wc) = (self.clone(), weight.clone());
+        let mut parents = vec![self, weight];
+        if let Some(b) = bias {
+            parents.push(b);
+        }
+        let has_bias = bias.is_some();
+        Ok(Tensor::from_op(
+            op,
+            vec![n, c_out, oh, ow],
+            self.device(),
+            y,
+            &parents,
+            move |g, needs| {
+                let dy = Buf::copy_from(g);
+                let dx = if needs[0] {
+                    let mut dx = Buf::zeros(p.x_len());
+                    cpu().conv2d_backward_input(
+                        &p,
+                        wc.read().as_vec(),
+                        dy.as_vec(),
+                        dx.as_vec_mut(),
+                    )?;
+                    Some(dx)
+                } else {
+                    None
+                };
+                let need_b = has_bias && needs[2];
+                let (mut dw, mut db) = (None, None);
+                if needs[1] || need_b {
+                    let mut w_buf = Buf::zeros(p.w_len());
+                    let mut b_buf = Buf::zeros(c_out);
+                    cpu().conv2d_backward_weight(
+                        &p,
+                        xc.read().as_vec(),
+                        dy.as_vec(),
+                        w_buf.as_vec_mut(),
+                        need_b.then_some(b_buf.as_vec_mut()),
+                    )?;
+                    dw = needs[1].then_some(w_buf);
+                    db = need_b.then_some(b_buf);
+                }
+                let mut grads = vec![dx, dw];
+                if has_bias {
+                    grads.push(db);
+                }
+                Ok(grads)
+            },
+        ))
+    }
+
+    fn pool(
+        &self,
+        op: &'static str,
+        kind: PoolKind,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        let (n, c, h, w) = nchw(op, self)?;
+        if k == 0 || stride == 0 || 2 * padding > k || h + 2 * padding < k || w + 2 * padding < k {
+            return arg_err(
+                op,
+                format!(
+                    "window {k}, stride {stride}, padding {padding} do not fit input {:?} (need padding <= k/2, k <= size + 2*padding)",
+                    self.shape()
+                ),
+            );
+        }
+        let p = PoolParams::new(kind, n, c, h, w, k, stride, padding);
+        p.validate()?;
+        let mut y = Buf::zeros(p.y_len());
+        cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
+        let yc = if matches!(kind, PoolKind::Max) && self.requires_grad() {
+            Some(y.clone())
+        } else {
+            None
+        };
+        let xc = self.clone();
+        Ok(Tensor::from_op(
+            op,
+            vec![n, c, p.out_h(), p.out_w()],
+            self.device(),
+            y,
+            &[self],
+            move |g, _| {
+                let dy = Buf::copy_from(g);
+                let mut dx = Buf::zeros(p.x_len());
+                let y_for_bwd = match &yc {
+                    Some(y) => y.clone(),
+                    None => Buf::zeros(p.y_len()),
+                };
+                cpu().pool2d_backward(
+                    &p,
+                    xc.read().as_vec(),
+                    y_for_bwd.as_vec(),
+                    dy.as_vec(),
+                    dx.as_vec_mut(),
+                )?;
+                Ok(vec![Some(dx)])
+            },
+        ))
+    }
+
+    /// Max pooling with a `k x k` window (padding never wins).
+    pub fn max_pool2d(&self, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+        self.pool("max_pool2d", PoolKind::Max, k, stride, padding)
+    }
+
+    /// Average pooling with a `k x k` window; padded zeros do not count in the divisor
+    /// (PyTorch's `count_include_pad=False`, as DARTS and NAS-Bench-201 use).
+    pub fn avg_pool2d(&self, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+        self.pool(
+            "avg_pool2d",
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            k,
+            stride,
+            padding,
+        )
+    }
+
+    /// Global average pooling `[n, c, h, w] -> [n, c]`.
+    pub fn global_avg_pool(&self) -> Result<Tensor> {
+        let (n, c, h, w) = nchw("global_avg_pool", self)?;
+        let hw = h * w;
+        let mut y = Buf::zeros(n * c);
+        cpu().global_avg_pool(n, c, hw, self.read().as_vec(), y.as_vec_mut())?;
+        Ok(Tensor::from_op(
+            "global_avg_pool",
+            vec![n, c],
+            self.device(),
+            y,
+            &[self],
+            move |g, _| {
+                let dy = Buf::copy_from(g);
+                let mut dx = Buf::zeros(n * c * hw);
+                cpu().global_avg_pool_backward(n, c, hw, dy.as_vec(), dx.as_vec_mut())?;
+                Ok(vec![Some(dx)])
+            },
+        ))
+    }
+
+    /// Batch normalisation over the channels of `self: [n, c, h, w]` (PyTorch's `BatchNorm2d`).
+    ///
+    /// In training the batch mean and biased variance normalise, and the running statistics
+    /// (when given) are updated in place with `momentum` (the variance with the unbiased
+    /// estimate); in evaluation the running statistics normalise (both are required).
+    /// `weight`/`bias` (`[c]` each) are the optional affine parameters.
+    pub fn batch_norm(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let op = "batch_norm";
+        let (n, c, h, w) = nchw(op, self)?;
+        for (name, t) in [
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ] {
+            if let Some(t) = t {
+                check_same_device(op, self, t)?;
+                if t.shape() != [c] {
+                    return shape_err(
+                        op,
+                        format!(
+                            "{name} must be [{c}] for input {:?}, got {:?}",
+                            self.shape(),
+                            t.shape()
+                        ),
+                    );
+                }
+            }
+        }
+        if weight.is_some() != bias.is_some() {
+            return arg_err(
+                op,
+                "weight and bias must be given together (affine) or not at all",
+            );
+        }
+        if !training && (running_mean.is_none() || running_var.is_none()) {
+            return arg_err(op, "evaluation mode needs running_mean and running_var");
+        }
+        let p = BnParams {
+            n,
+            c,
+            hw: h * w,
+            eps,
+            momentum,
+            training,
+        };
+        p.validate()?;
+        let mut y = Buf::zeros(p.x_len());
+        let mut save_mean = Buf::zeros(c);
+        let mut save_invstd = Buf::zeros(c);
+        {
+            let x = self.read();
+            let wg = weight.map(|t| t.read());
+            let bg = bias.map(|t| t.read());
+            let mut rm =
+                running_mean.map(|t| t.inner.data.write().unwrap_or_else(|e| e.into_inner()));
+            let mut rv =
+                running_var.map(|t| t.inner.data.write().unwrap_or_else(|e| e.into_inner()));
+            cpu().batch_norm(
+                &p,
+                x.as_vec(),
+                wg.as_ref().map(|g| g.as_vec()),
+                bg.as_ref().map(|g| g.as_vec()),
+                rm.as_mut().map(|g| g.as_vec_mut()),
+                rv.as_mut().map(|g| g.as_vec_mut()),
+                y.as_vec_mut(),
+                save_mean.as_vec_mut(),
+                save_invstd.as_vec_mut(),
+            )?;
+        }
+        let xc = self.clone();
+        let wc = weight.cloned();
+        let mut parents = vec![self];
+        if let (Some(wt), Some(bt)) = (weight, bias) {
+            parents.push(wt);
+            parents.push(bt);
+        }
+        Ok(Tensor::from_op(
+            op,
+            self.shape().to_vec(),
+            self.device(),
+            y,
+            &parents,
+            move |g, needs| {
+                let dy = Buf::copy_from(g);
+                let mut dx = Buf::zeros(p.x_len());
+                let affine = wc.is_some();
+                let mut dgamma = Buf::zeros(c);
+                let mut dbeta = Buf::zeros(c);
+                {
+                    let wg = wc.as_ref().map(|t| t.read());
+                    cpu().batch_norm_backward(
+                        &p,
+                        xc.read().as_vec(),
+                        wg.as_ref().map(|g| g.as_vec()),
+                        save_mean.as_vec(),
+                        save_invstd.as_vec(),
+                        dy.as_vec(),
+                        dx.as_vec_mut(),
+                        affine.then_some(dgamma.as_vec_mut()),
+                        affine.then_some(dbeta.as_vec_mut()),
+                    )?;
+                }
+                let mut grads = vec![needs[0].then_some(dx)];
+                if affine {
+                    grads.push(Some(dgamma));
+                    grads.push(Some(dbeta));
+                }
+                Ok(grads)
+            },
+        ))
+    }
+}

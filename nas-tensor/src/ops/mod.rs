@@ -1,0 +1,14 @@
+//! Differentiable ops, one file per family. Each op computes its output, then records (when
+//! gradients are on) a closure that maps the output gradient to the input gradients.
+
+pub mod conv;
+pub mod elementwise;
+pub mod matmul;
+pub mod reduce;
+pub mod shape;
+
+/// The CPU backend every op computes with in this build.
+pub(crate) fn cpu() -> &'static nas_kernels::Cpu {
+    static CPU: nas_kernels::Cpu = nas_kernels::Cpu;
+    &CPU
+}

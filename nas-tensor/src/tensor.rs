@@ -1,0 +1,524 @@
+//! The [`Tensor`] handle: shape, device, data, gradient and (when recorded) the graph node.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+
+use crate::Device;
+use crate::buf::Buf;
+use crate::error::{Result, TensorError, arg_err, shape_err};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static NO_GRAD_DEPTH: Cell<usize> = const { Cell::new(0) };
+    static LIVE_NODES: Cell<isize> = const { Cell::new(0) };
+    static NODES_RECORDED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How an op sends the gradient of its output to its inputs: given the output gradient and,
+/// per input, whether that input needs a gradient, it returns one gradient (or `None`) per input.
+pub(crate) type BackwardFn =
+    Box<dyn FnOnce(&[f32], &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static>;
+
+/// One recorded op: its inputs and its gradient rule.
+pub(crate) struct Node {
+    pub(crate) op: &'static str,
+    pub(crate) parents: Vec<Tensor>,
+    pub(crate) backward: BackwardFn,
+    pub(crate) _live: LiveNode,
+}
+
+/// Counts live nodes: one per node, decremented when the node (or its parts) are dropped.
+pub(crate) struct LiveNode;
+
+impl Drop for LiveNode {
+    fn drop(&mut self) {
+        let _ = LIVE_NODES.try_with(|c| c.set(c.get() - 1));
+    }
+}
+
+impl Node {
+    fn new(op: &'static str, parents: Vec<Tensor>, backward: BackwardFn) -> Node {
+        LIVE_NODES.with(|c| c.set(c.get() + 1));
+        NODES_RECORDED.with(|c| c.set(c.get() + 1));
+        Node {
+            op,
+            parents,
+            backward,
+            _live: LiveNode,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) device: Device,
+    pub(crate) data: RwLock<Buf>,
+    pub(crate) grad: Mutex<Option<Buf>>,
+    pub(crate) requires_grad: bool,
+    pub(crate) is_leaf: bool,
+    pub(crate) node: Mutex<Option<Node>>,
+}
+
+/// A float32 tensor: a cheap, shareable handle (cloning shares the data and the gradient).
+///
+/// Parameters are leaf tensors created with [`Tensor::param`] (or [`Tensor::requires_grad_`]);
+/// ops on tensors that require gradients record a graph node (unless in [`no_grad`] mode), and
+/// [`Tensor::backward`] on a scalar accumulates gradients into every leaf that requires them.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A weak handle to a tensor: lets tests check whether an intermediate is still alive.
+#[derive(Clone)]
+pub struct WeakTensor(Weak<Inner>);
+
+impl WeakTensor {
+    /// The tensor, if something still holds it.
+    pub fn upgrade(&self) -> Option<Tensor> {
+        self.0.upgrade().map(|inner| Tensor { inner })
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.inner.data.read().unwrap_or_else(|e| e.into_inner());
+        let n = d.len().min(8);
+        write!(
+            f,
+            "Tensor(shape={:?}, device={}, requires_grad={}, data={:?}{})",
+            self.inner.shape,
+            self.inner.device,
+            self.inner.requires_grad,
+            &d[..n],
+            if d.len() > n { "..." } else { "" }
+        )
+    }
+}
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Is gradient recording enabled on this thread (not inside [`no_grad`])?
+pub fn is_grad_enabled() -> bool {
+    NO_GRAD_DEPTH.with(|d| d.get() == 0)
+}
+
+/// While alive, ops on this thread record nothing (evaluation / inference mode).
+pub struct NoGradGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl NoGradGuard {
+    /// Enters no-grad mode until the guard is dropped.
+    pub fn new() -> NoGradGuard {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
+        NoGradGuard {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for NoGradGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Runs `f` with gradient recording disabled: no graph node is created and no intermediate
+/// is kept alive by a graph.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _g = NoGradGuard::new();
+    f()
+}
+
+/// Graph nodes currently alive that were created on this thread (a node dropped on another
+/// thread is counted there). Backward releases the nodes it walks.
+pub fn live_graph_nodes() -> isize {
+    LIVE_NODES.with(|c| c.get())
+}
+
+/// Graph nodes recorded so far on this thread (monotone counter).
+pub fn graph_nodes_recorded() -> u64 {
+    NODES_RECORDED.with(|c| c.get())
+}
+
+pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(TensorError::DeviceMismatch {
+            op,
+            a: a.device().to_string(),
+            b: b.device().to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    fn make(
+        shape: Vec<usize>,
+        device: Device,
+        data: Buf,
+        requires_grad: bool,
+        node: Option<Node>,
+    ) -> Tensor {
+        debug_assert_eq!(numel(&shape), data.len());
+        let is_leaf = node.is_none();
+        Tensor {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                shape,
+                device,
+                data: RwLock::new(data),
+                grad: Mutex::new(None),
+                requires_grad,
+                is_leaf,
+                node: Mutex::new(node),
+            }),
+        }
+    }
+
+    /// Internal constructor of an op result: records a graph node when gradients are enabled
+    /// and some input requires a gradient.
+    pub(crate) fn from_op(
+        op: &'static str,
+        shape: Vec<usize>,
+        device: Device,
+        data: Buf,
+        parents: &[&Tensor],
+        backward: impl FnOnce(&[f32], &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
+    ) -> Tensor {
+        let record = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
+        if record {
+            let parents: Vec<Tensor> = parents.iter().map(|&p| p.clone()).collect();
+            let node = Node::new(op, parents, Box::new(backward));
+            Tensor::make(shape, device, data, true, Some(node))
+        } else {
+            Tensor::make(shape, device, data, false, None)
+        }
+    }
+
+    /// Like [`Tensor::from_op`] for ops whose inputs need no gradient (or that are not
+    /// differentiable): never records.
+    pub(crate) fn constant(shape: Vec<usize>, device: Device, data: Buf) -> Tensor {
+        Tensor::make(shape, device, data, false, None)
+    }
+
+    // ----- creation -----
+
+    /// A tensor from a vector and a shape (on the CPU).
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return shape_err(
+                "from_vec",
+                format!(
+                    "{} values do not fill shape {:?} ({} elements)",
+                    data.len(),
+                    shape,
+                    numel(shape)
+                ),
+            );
+        }
+        Ok(Tensor::constant(
+            shape.to_vec(),
+            Device::Cpu,
+            Buf::from_vec(data),
+        ))
+    }
+
+    /// A tensor from a slice and a shape (on the CPU).
+    pub fn from_slice(data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return shape_err(
+                "from_slice",
+                format!(
+                    "{} values do not fill shape {:?} ({} elements)",
+                    data.len(),
+                    shape,
+                    numel(shape)
+                ),
+            );
+        }
+        Ok(Tensor::constant(
+            shape.to_vec(),
+            Device::Cpu,
+            Buf::copy_from(data),
+        ))
+    }
+
+    /// A scalar (shape `[]`).
+    pub fn scalar(v: f32) -> Tensor {
+        Tensor::constant(vec![], Device::Cpu, Buf::from_vec(vec![v]))
+    }
+
+    /// Zeros.
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::constant(shape.to_vec(), Device::Cpu, Buf::zeros(numel(shape)))
+    }
+
+    /// Ones.
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+
+    /// Every element equal to `v`.
+    pub fn full(shape: &[usize], v: f32) -> Tensor {
+        Tensor::constant(shape.to_vec(), Device::Cpu, Buf::full(numel(shape), v))
+    }
+
+    /// Standard normal samples drawn from `rng`.
+    pub fn randn_with(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
+        let mut b = Buf::zeros(numel(shape));
+        for x in b.iter_mut() {
+            *x = StandardNormal.sample(rng);
+        }
+        Tensor::constant(shape.to_vec(), Device::Cpu, b)
+    }
+
+    /// Standard normal samples from a ChaCha8 generator seeded with `seed`.
+    pub fn randn(shape: &[usize], seed: u64) -> Tensor {
+        Tensor::randn_with(shape, &mut ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Uniform samples in `[lo, hi)` drawn from `rng`.
+    pub fn uniform_with(shape: &[usize], lo: f32, hi: f32, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        if !(lo < hi) || !lo.is_finite() || !hi.is_finite() {
+            return arg_err("uniform", format!("need finite lo < hi, got [{lo}, {hi})"));
+        }
+        let dist = Uniform::new(lo, hi).map_err(|e| TensorError::InvalidArgument {
+            op: "uniform",
+            detail: e.to_string(),
+        })?;
+        let mut b = Buf::zeros(numel(shape));
+        for x in b.iter_mut() {
+            *x = dist.sample(rng);
+        }
+        Ok(Tensor::constant(shape.to_vec(), Device::Cpu, b))
+    }
+
+    /// Uniform samples in `[lo, hi)` from a ChaCha8 generator seeded with `seed`.
+    pub fn uniform(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Result<Tensor> {
+        Tensor::uniform_with(shape, lo, hi, &mut ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// A trainable leaf (parameter): the same values, `requires_grad = true`, no history.
+    pub fn param(self) -> Tensor {
+        let data = self.with_data(Buf::copy_from);
+        Tensor::make(
+            self.inner.shape.clone(),
+            self.inner.device,
+            data,
+            true,
+            None,
+        )
+    }
+
+    /// Alias of [`Tensor::param`] in PyTorch's spelling (returns a new leaf handle).
+    pub fn requires_grad_(self) -> Tensor {
+        self.param()
+    }
+
+    /// A copy of the values with no history and no gradient requirement.
+    pub fn detach(&self) -> Tensor {
+        let data = self.with_data(Buf::copy_from);
+        Tensor::constant(self.inner.shape.clone(), self.inner.device, data)
+    }
+
+    /// A tensor from an `ndarray` array (any dimensionality; copied, row-major).
+    pub fn from_ndarray<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> Tensor {
+        let shape = a.shape().to_vec();
+        let v: Vec<f32> = a.iter().copied().collect();
+        Tensor::constant(shape, Device::Cpu, Buf::from_vec(v))
+    }
+
+    /// The values as a dynamic-dimensional `ndarray` array.
+    pub fn to_ndarray(&self) -> ndarray::ArrayD<f32> {
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.inner.shape), self.to_vec())
+            .expect("shape and length agree by construction")
+    }
+
+    // ----- accessors -----
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.inner.shape
+    }
+
+    /// Number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.inner.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.inner.shape)
+    }
+
+    /// The device the data lives on.
+    pub fn device(&self) -> Device {
+        self.inner.device
+    }
+
+    /// Moves (copies) the tensor to `device`. Only the CPU is available in this build.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        Err(TensorError::DeviceUnavailable(device.to_string()))
+    }
+
+    /// Does this tensor take part in gradient computation?
+    pub fn requires_grad(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// Is this a leaf (created directly, not by a recorded op)?
+    pub fn is_leaf(&self) -> bool {
+        self.inner.is_leaf
+    }
+
+    /// A unique id (stable for the tensor's lifetime).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Do two handles refer to the same tensor?
+    pub fn same(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// A weak handle.
+    pub fn downgrade(&self) -> WeakTensor {
+        WeakTensor(Arc::downgrade(&self.inner))
+    }
+
+    /// Name of the op that produced this tensor, while its graph node is alive.
+    pub fn grad_fn_name(&self) -> Option<&'static str> {
+        self.inner
+            .node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|n| n.op)
+    }
+
+    /// Calls `f` with the values.
+    pub fn with_data<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        let d = self.inner.data.read().unwrap_or_else(|e| e.into_inner());
+        f(&d)
+    }
+
+    /// Modifies the values in place (optimizer updates, BN running statistics, weight init).
+    /// This is not recorded by autograd.
+    pub fn update_data<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let mut d = self.inner.data.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut d)
+    }
+
+    /// Overwrites the values from a slice of the same length.
+    pub fn set_data(&self, values: &[f32]) -> Result<()> {
+        if values.len() != self.numel() {
+            return shape_err(
+                "set_data",
+                format!(
+                    "{} values for a tensor of shape {:?}",
+                    values.len(),
+                    self.shape()
+                ),
+            );
+        }
+        self.update_data(|d| d.copy_from_slice(values));
+        Ok(())
+    }
+
+    /// A copy of the values.
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.with_data(|d| d.to_vec())
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return shape_err(
+                "item",
+                format!("need one element, got shape {:?}", self.shape()),
+            );
+        }
+        Ok(self.with_data(|d| d[0]))
+    }
+
+    // ----- gradients -----
+
+    /// The accumulated gradient (leaves only), as a tensor with no history.
+    pub fn grad(&self) -> Option<Tensor> {
+        let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref()
+            .map(|g| Tensor::constant(self.inner.shape.clone(), self.inner.device, g.clone()))
+    }
+
+    /// The accumulated gradient as a vector.
+    pub fn grad_vec(&self) -> Option<Vec<f32>> {
+        let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|g| g.to_vec())
+    }
+
+    /// Calls `f` with the gradient, if there is one.
+    pub fn with_grad<R>(&self, f: impl FnOnce(Option<&[f32]>) -> R) -> R {
+        let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        f(g.as_deref())
+    }
+
+    /// Modifies the gradient in place, if there is one (clipping, scaling).
+    pub fn update_grad<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Option<R> {
+        let mut g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_deref_mut().map(f)
+    }
+
+    /// Sets the gradient (e.g. to store a finite-difference estimate); `None` clears it.
+    pub fn set_grad(&self, grad: Option<&[f32]>) -> Result<()> {
+        if let Some(g) = grad
+            && g.len() != self.numel()
+        {
+            return shape_err(
+                "set_grad",
+                format!("{} values for shape {:?}", g.len(), self.shape()),
+            );
+        }
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad.map(Buf::copy_from);
+        Ok(())
+    }
+
+    /// Clears the gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: &[f32]) {
+        let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(acc) => acc.iter_mut().zip(g).for_each(|(a, b)| *a += b),
+            None => *slot = Some(Buf::copy_from(g)),
+        }
+    }
+
+    /// Reads the data for an op. (CPU only for now.)
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Buf> {
+        self.inner.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+}

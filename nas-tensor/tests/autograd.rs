@@ -1,0 +1,207 @@
+//! The autograd core: accumulation, zeroing, detach, no-grad, graph release and typed errors.
+
+use nas_tensor::{Tensor, TensorError, graph_nodes_recorded, live_graph_nodes, no_grad};
+
+fn t(v: &[f32], s: &[usize]) -> Tensor {
+    Tensor::from_slice(v, s).unwrap()
+}
+
+#[test]
+fn shared_subexpressions_accumulate() {
+    // y = sum(x * x + x)  =>  dy/dx = 2x + 1
+    let x = t(&[1.0, -2.0, 0.5], &[3]).param();
+    let y = x.mul(&x).unwrap().add(&x).unwrap().sum();
+    y.backward().unwrap();
+    assert_eq!(x.grad_vec().unwrap(), vec![3.0, -3.0, 2.0]);
+}
+
+#[test]
+fn gradients_accumulate_across_backward_calls_until_zeroed() {
+    let x = t(&[1.0, 2.0], &[2]).param();
+    for _ in 0..2 {
+        x.scale(3.0).sum().backward().unwrap();
+    }
+    assert_eq!(x.grad_vec().unwrap(), vec![6.0, 6.0]);
+    x.zero_grad();
+    assert!(x.grad_vec().is_none());
+    x.scale(-1.0).sum().backward().unwrap();
+    assert_eq!(x.grad_vec().unwrap(), vec![-1.0, -1.0]);
+}
+
+#[test]
+fn separate_parameter_sets_get_separate_gradients() {
+    // DARTS-style: w and alpha both receive gradients; each is read per handle.
+    let w = t(&[2.0], &[1]).param();
+    let alpha = t(&[3.0], &[1]).param();
+    let x = t(&[5.0], &[1]);
+    let loss = x.mul(&w).unwrap().mul(&alpha).unwrap().sum();
+    loss.backward().unwrap();
+    assert_eq!(w.grad_vec().unwrap(), vec![15.0]);
+    assert_eq!(alpha.grad_vec().unwrap(), vec![10.0]);
+    assert!(x.grad_vec().is_none(), "constants get no gradient");
+}
+
+#[test]
+fn detach_stops_the_gradient() {
+    let x = t(&[2.0], &[1]).param();
+    let y = x.mul(&x.detach()).unwrap().sum(); // d/dx (x * c) = c = 2, not 2x = 4
+    y.backward().unwrap();
+    assert_eq!(x.grad_vec().unwrap(), vec![2.0]);
+}
+
+#[test]
+fn no_grad_records_nothing_and_keeps_no_intermediate() {
+    let w = Tensor::randn(&[4, 4], 1).param();
+    let x = Tensor::randn(&[2, 4], 2);
+    let before = graph_nodes_recorded();
+    let live_before = live_graph_nodes();
+    let (out, weak) = no_grad(|| {
+        let h = x.matmul(&w).unwrap().relu();
+        let weak = h.downgrade();
+        (h.scale(2.0).sum(), weak)
+    });
+    assert_eq!(
+        graph_nodes_recorded(),
+        before,
+        "no node recorded under no_grad"
+    );
+    assert_eq!(live_graph_nodes(), live_before);
+    assert!(!out.requires_grad());
+    assert!(weak.upgrade().is_none(), "the intermediate was freed");
+    assert!(matches!(
+        out.backward(),
+        Err(TensorError::InvalidArgument { op: "backward", .. })
+    ));
+
+    // The same computation with gradients on records 4 nodes and keeps the intermediate.
+    let h = x.matmul(&w).unwrap().relu();
+    let weak = h.downgrade();
+    let out = h.scale(2.0).sum();
+    drop(h);
+    assert_eq!(graph_nodes_recorded(), before + 4);
+    assert!(weak.upgrade().is_some(), "the graph holds the intermediate");
+    drop(out);
+    assert!(weak.upgrade().is_none());
+    assert_eq!(live_graph_nodes(), live_before);
+}
+
+#[test]
+fn backward_releases_the_graph() {
+    let live_before = live_graph_nodes();
+    let w = Tensor::randn(&[3, 3], 3).param();
+    let x = Tensor::randn(&[5, 3], 4);
+    let h = x.matmul(&w).unwrap().relu();
+    let weak = h.downgrade();
+    let loss = h.matmul(&w).unwrap().sum();
+    drop(h);
+    assert_eq!(live_graph_nodes(), live_before + 4); // matmul, relu, matmul, sum
+    loss.backward().unwrap();
+    assert_eq!(
+        live_graph_nodes(),
+        live_before,
+        "every node released while `loss` is still alive"
+    );
+    assert!(weak.upgrade().is_none(), "intermediates released");
+    assert!(w.grad_vec().is_some());
+    // A second backward on the released graph is an error, not a silent no-op.
+    assert!(matches!(
+        loss.backward(),
+        Err(TensorError::InvalidArgument { op: "backward", .. })
+    ));
+}
+
+#[test]
+fn errors_are_typed_and_name_op_and_shapes() {
+    let a = Tensor::zeros(&[2, 3]).param();
+    let b = Tensor::zeros(&[4, 5]);
+    let e = a.matmul(&b).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, TensorError::Shape { op: "matmul", .. }));
+    assert!(msg.contains("[2, 3]") && msg.contains("[4, 5]"), "{msg}");
+
+    let e = a.add(&Tensor::zeros(&[4])).unwrap_err();
+    assert!(matches!(e, TensorError::Shape { op: "add", .. }), "{e}");
+
+    let e = a.scale(2.0).backward().unwrap_err();
+    assert!(
+        matches!(&e, TensorError::NonScalarBackward(s) if s == &vec![2, 3]),
+        "{e}"
+    );
+
+    let e = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+    assert!(matches!(e, TensorError::Shape { op: "from_vec", .. }));
+
+    let e = Tensor::zeros(&[2, 3]).cross_entropy(&[0, 3]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TensorError::InvalidArgument {
+                op: "cross_entropy",
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let e = Tensor::zeros(&[2, 3]).narrow(1, 2, 2).unwrap_err();
+    assert!(
+        matches!(e, TensorError::InvalidArgument { op: "narrow", .. }),
+        "{e}"
+    );
+
+    let e = Tensor::concat(&[Tensor::zeros(&[2, 3]), Tensor::zeros(&[3, 3])], 1).unwrap_err();
+    assert!(matches!(e, TensorError::Shape { op: "concat", .. }), "{e}");
+}
+
+#[test]
+fn creation_and_ndarray_round_trip() {
+    let a = Tensor::randn(&[2, 3, 4], 7);
+    assert_eq!(Tensor::randn(&[2, 3, 4], 7).to_vec(), a.to_vec(), "seeded");
+    assert_ne!(Tensor::randn(&[2, 3, 4], 8).to_vec(), a.to_vec());
+    let arr = a.to_ndarray();
+    assert_eq!(arr.shape(), &[2, 3, 4]);
+    assert_eq!(arr[[1, 2, 3]], a.to_vec()[12 + 8 + 3]);
+    let b = Tensor::from_ndarray(&arr);
+    assert_eq!(b.to_vec(), a.to_vec());
+    assert_eq!(b.shape(), a.shape());
+    let u = Tensor::uniform(&[1000], -0.5, 0.25, 1).unwrap().to_vec();
+    assert!(u.iter().all(|&x| (-0.5..0.25).contains(&x)));
+    let mean: f32 = u.iter().sum::<f32>() / 1000.0;
+    assert!((mean + 0.125).abs() < 0.02, "{mean}");
+    assert_eq!(Tensor::ones(&[2, 2]).to_vec(), vec![1.0; 4]);
+    assert_eq!(Tensor::full(&[3], 2.5).to_vec(), vec![2.5; 3]);
+}
+
+#[test]
+fn forward_values_match_hand_computation() {
+    let a = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let b = t(&[1.0, 0.0, -1.0, 2.0, 0.5, 1.0], &[3, 2]);
+    assert_eq!(a.matmul(&b).unwrap().to_vec(), vec![0.5, 7.0, 2.0, 16.0]);
+    // broadcasting a row
+    let r = t(&[10.0, 20.0, 30.0], &[3]);
+    assert_eq!(
+        a.add(&r).unwrap().to_vec(),
+        vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]
+    );
+    let s = a.softmax(1).unwrap().to_vec();
+    let e: Vec<f32> = [1.0f32, 2.0, 3.0].iter().map(|x| x.exp()).collect();
+    let z: f32 = e.iter().sum();
+    for j in 0..3 {
+        assert!((s[j] - e[j] / z).abs() < 1e-6);
+    }
+    // cross-entropy of uniform logits is ln(classes)
+    let ce = Tensor::zeros(&[3, 4])
+        .cross_entropy(&[0, 1, 3])
+        .unwrap()
+        .item()
+        .unwrap();
+    assert!((ce - 4f32.ln()).abs() < 1e-6);
+    let cat = Tensor::concat(&[t(&[1.0, 2.0], &[1, 2]), t(&[3.0], &[1, 1])], 1).unwrap();
+    assert_eq!(cat.to_vec(), vec![1.0, 2.0, 3.0]);
+    let w = Tensor::weighted_sum(
+        &[t(&[1.0, 2.0], &[2]), t(&[10.0, 20.0], &[2])],
+        &t(&[0.5, 2.0], &[2]),
+    )
+    .unwrap();
+    assert_eq!(w.to_vec(), vec![20.5, 41.0]);
+}
