@@ -4,6 +4,7 @@
 use crate::error::{CliError, Result, quote};
 use nas_space::SearchSpace;
 use nas_space::darts::{DartsCell, DartsSpace};
+use nas_space::nb101::Nb101Space;
 use nas_space::nb201::{EDGES, Nb201Op, Nb201Space};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,17 +16,20 @@ pub enum SpaceName {
     Nb201,
     /// DARTS genotype: a normal and a reduction cell of 4 nodes, 2 inputs each, 7 ops.
     Darts,
+    /// NAS-Bench-101 style DAG: up to 7 vertices, 9 edges, 3 ops (423,624 graphs).
+    Nb101,
 }
 
 impl SpaceName {
     /// Every space, in the order used when guessing which one an architecture belongs to.
-    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201, SpaceName::Darts];
+    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201, SpaceName::Darts, SpaceName::Nb101];
 
     /// The name as `--space` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             SpaceName::Nb201 => "nb201",
             SpaceName::Darts => "darts",
+            SpaceName::Nb101 => "nb101",
         }
     }
 }
@@ -40,6 +44,10 @@ macro_rules! with_space {
             }
             $crate::spaces::SpaceName::Darts => {
                 let $s = &nas_space::darts::DartsSpace;
+                $body
+            }
+            $crate::spaces::SpaceName::Nb101 => {
+                let $s = &nas_space::nb101::Nb101Space;
                 $body
             }
         }
@@ -91,6 +99,37 @@ impl CliSpace for DartsSpace {
         s.push_str("digraph darts_genotype {\n  rankdir=LR;\n  node [shape=circle];\n");
         darts_cell_dot(&mut s, "normal", &arch.normal);
         darts_cell_dot(&mut s, "reduce", &arch.reduce);
+        s.push_str("}\n");
+        s
+    }
+}
+
+impl CliSpace for Nb101Space {
+    const LABEL: &'static str = "NAS-Bench-101 graph";
+    const NATIVE_FORMAT: Option<&'static str> = None;
+
+    fn dot(&self, arch: &Self::Arch) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "// {}", self.to_text(arch));
+        s.push_str("digraph nb101_cell {\n  rankdir=LR;\n  node [shape=box];\n");
+        let n = arch.matrix.len();
+        for v in 0..n {
+            let label = if v == 0 {
+                "input"
+            } else if v + 1 == n {
+                "output"
+            } else {
+                arch.ops.get(v - 1).map_or("?", |op| op.as_str())
+            };
+            let _ = writeln!(s, "  v{v} [label=\"{label}\"];");
+        }
+        for (i, row) in arch.matrix.iter().enumerate() {
+            for (j, &edge) in row.iter().enumerate() {
+                if edge {
+                    let _ = writeln!(s, "  v{i} -> v{j};");
+                }
+            }
+        }
         s.push_str("}\n");
         s
     }

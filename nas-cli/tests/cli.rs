@@ -471,3 +471,53 @@ fn darts_space_through_the_cli() {
     );
     assert_eq!(a.lines().count(), 3);
 }
+
+// ------------------------------------------------------------------ NAS-Bench-101
+
+const NB101_A: &str = "ModelSpec(matrix=[[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], ops=['input', 'conv3x3-bn-relu', 'maxpool3x3', 'output'])";
+/// `NB101_A` with the two interior vertices swapped: the same graph up to relabelling.
+const NB101_B: &str = "ModelSpec(matrix=[[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], ops=['input', 'maxpool3x3', 'conv3x3-bn-relu', 'output'])";
+
+#[test]
+fn nb101_space_through_the_cli() {
+    assert_eq!(
+        ok(&nas(&["space", "--space", "nb101", "size"])).trim(),
+        "423624"
+    );
+    let ca = ok(&nas(&["space", "-s", "nb101", "canonical", NB101_A]));
+    assert_eq!(
+        ca,
+        ok(&nas(&["space", "-s", "nb101", "canonical", NB101_B]))
+    );
+    let other = NB101_A.replace("'maxpool3x3'", "'conv1x1-bn-relu'");
+    assert_ne!(ca, ok(&nas(&["space", "-s", "nb101", "canonical", &other])));
+    // Text -> JSON -> text, with the space guessed both ways.
+    let j = ok(&nas(&["export", NB101_A]));
+    assert_eq!(ok(&nas(&["export", "-f", "text", &j])).trim(), NB101_A);
+    let dot = ok(&nas(&["export", "-f", "dot", NB101_A]));
+    assert_eq!(dot.matches("->").count(), 4, "{dot}");
+    assert!(
+        dot.contains("v2 [label=\"maxpool3x3\"]") && dot.contains("v2 -> v3;"),
+        "{dot}"
+    );
+    for n in ok(&nas(&["-q", "space", "-s", "nb101", "neighbours", NB101_A])).lines() {
+        ok(&nas(&["space", "-s", "nb101", "validate", n]));
+    }
+    // A well-formed JSON value that is not a valid graph.
+    let e = fails(
+        &nas(&[
+            "space",
+            "-s",
+            "nb101",
+            "validate",
+            r#"{"matrix":[[false,true],[false]],"ops":[]}"#,
+        ]),
+        1,
+    );
+    assert!(
+        e.contains("bad nb101 architecture") && e.contains("row 1"),
+        "{e}"
+    );
+    let e = fails(&nas(&["export", "-f", "darts", NB101_A]), 1);
+    assert!(e.contains("NAS-Bench-101 graph"), "{e}");
+}

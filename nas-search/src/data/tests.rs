@@ -824,3 +824,96 @@ fn spec_parsing_accepts_the_documented_forms() {
     assert!(p("fashion-embedded:/x").is_err());
     assert!(p("").is_err());
 }
+
+// ---------------------------------------------------------------- properties
+
+mod props {
+    use super::super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A data set whose example `i` has every pixel equal to `i` (so batches reveal indices).
+    fn indexed(n: usize, shape: (usize, usize, usize)) -> Dataset {
+        let per = shape.0 * shape.1 * shape.2;
+        let images = (0..n)
+            .flat_map(|i| std::iter::repeat_n(i as f32, per))
+            .collect();
+        let labels = (0..n).map(|i| i % 3).collect();
+        Dataset::new("indexed", shape, 3, images, labels).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn batches_partition_each_epoch(n in 1usize..200, b in 1usize..40, drop_last: bool, seed: u64, shuffle: bool) {
+            let d = indexed(n, (1, 2, 2));
+            let opts = BatchOptions::new(b).seed(seed).drop_last(drop_last).shuffle(shuffle);
+            let mut it = d.batches(&opts).unwrap();
+            let expected_batches = if drop_last { n / b } else { n.div_ceil(b) };
+            prop_assert_eq!(it.num_batches(), expected_batches);
+            for _epoch in 0..2 {
+                let mut seen = Vec::new();
+                let mut count = 0;
+                while let Some(batch) = it.next_batch() {
+                    count += 1;
+                    prop_assert!(batch.len() <= b && !batch.is_empty());
+                    if drop_last { prop_assert_eq!(batch.len(), b); }
+                    prop_assert_eq!(batch.images.len(), batch.len() * 4);
+                    for (img, &l) in batch.images.chunks(4).zip(batch.labels) {
+                        let i = img[0] as usize;
+                        prop_assert!(img.iter().all(|&v| v == i as f32));
+                        prop_assert_eq!(l, i % 3);
+                        seen.push(i);
+                    }
+                }
+                prop_assert_eq!(count, expected_batches);
+                let covered = if drop_last { n / b * b } else { n };
+                prop_assert_eq!(seen.len(), covered);
+                let mut sorted = seen.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                prop_assert_eq!(sorted.len(), covered, "no example twice in an epoch");
+                if !shuffle {
+                    prop_assert_eq!(seen, (0..covered).collect::<Vec<_>>());
+                }
+                it.next_epoch();
+            }
+        }
+
+        #[test]
+        fn flip_is_an_involution_and_shift_inverts_on_the_interior(
+            c in 1usize..4, h in 1usize..9, w in 1usize..9, dy in -3isize..4, dx in -3isize..4, seed: u64,
+        ) {
+            let shape = (c, h, w);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let img: Vec<f32> = (0..c * h * w).map(|_| rand::Rng::random_range(&mut rng, 0.5f32..1.0)).collect();
+            let mut f = img.clone();
+            hflip(&mut f, shape);
+            hflip(&mut f, shape);
+            prop_assert_eq!(&f, &img);
+            let mut a = vec![0.0; img.len()];
+            let mut back = vec![0.0; img.len()];
+            shift(&img, &mut a, shape, dy, dx);
+            shift(&a, &mut back, shape, -dy, -dx);
+            for ch in 0..c {
+                for y in 0..h as isize {
+                    for x in 0..w as isize {
+                        let v = back[ch * h * w + y as usize * w + x as usize];
+                        let inside = (0..h as isize).contains(&(y - dy)) && (0..w as isize).contains(&(x - dx));
+                        // Pixels that went out of the image come back as the zero padding.
+                        let want = if inside { img[ch * h * w + y as usize * w + x as usize] } else { 0.0 };
+                        prop_assert_eq!(v, want);
+                    }
+                }
+            }
+            // Augmentation never changes the length and keeps every value from the image or 0.
+            let mut aug = img.clone();
+            let mut scratch = Vec::new();
+            Augment { pad: 3, flip: true }.apply(&mut aug, shape, &mut rng, &mut scratch);
+            prop_assert_eq!(aug.len(), img.len());
+            prop_assert!(aug.iter().all(|v| *v == 0.0 || img.contains(v)));
+        }
+    }
+}
