@@ -15,6 +15,7 @@ use std::hash::Hash;
 mod error;
 pub use error::SpaceError;
 
+pub mod chain;
 pub mod darts;
 pub mod nb101;
 pub mod nb201;

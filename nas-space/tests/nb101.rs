@@ -25,11 +25,14 @@ fn enumeration_gives_the_published_count() {
 
 /// A brute-force key: the smallest (matrix, ops) over all permutations of interior vertices
 /// (no colour refinement, no packing), on the pruned graph.
-fn brute_key(a: &Nb101Arch) -> (usize, Vec<Vec<bool>>, Vec<Nb101Op>) {
+/// (vertex count, matrix, interior ops) of a relabelled graph.
+type Key = (usize, Vec<Vec<bool>>, Vec<Nb101Op>);
+
+fn brute_key(a: &Nb101Arch) -> Key {
     let p = a.prune().unwrap();
     let n = p.num_vertices();
     let interior: Vec<usize> = (1..n - 1).collect();
-    let mut best: Option<(usize, Vec<Vec<bool>>, Vec<Nb101Op>)> = None;
+    let mut best: Option<Key> = None;
     for perm in permutations(&interior) {
         // new vertex k (1..n-1) is old vertex perm[k-1]
         let mut order = vec![0];
@@ -65,7 +68,7 @@ fn permutations(xs: &[usize]) -> Vec<Vec<usize>> {
 
 #[test]
 fn iso_hash_agrees_with_brute_force_isomorphism_up_to_6_vertices() {
-    let mut by_hash: HashMap<u64, (usize, Vec<Vec<bool>>, Vec<Nb101Op>)> = HashMap::new();
+    let mut by_hash: HashMap<u64, Key> = HashMap::new();
     let mut keys = HashSet::new();
     let mut graphs = 0;
     Nb101Space::for_each_pruned_graph(6, |a| {
