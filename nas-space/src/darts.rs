@@ -110,6 +110,11 @@ impl DartsOp {
     pub fn from_index(i: usize) -> Option<DartsOp> {
         DartsOp::ALL.get(i).copied()
     }
+
+    /// The op at position `i` of [`DARTS_PRIMITIVES`]; `None` for `none` (0) or `i >= 8`.
+    pub fn from_primitive_index(i: usize) -> Option<DartsOp> {
+        i.checked_sub(1).and_then(DartsOp::from_index)
+    }
 }
 
 impl fmt::Display for DartsOp {
@@ -171,6 +176,13 @@ fn pair_at(index: usize) -> (usize, usize) {
 }
 
 impl DartsCell {
+    /// A cell from its nodes' `(op, input)` edge pairs, checked by [`DartsCell::validate`].
+    pub fn new(nodes: [[(DartsOp, usize); 2]; NUM_NODES]) -> Result<DartsCell, SpaceError> {
+        let cell = DartsCell { nodes };
+        cell.validate()?;
+        Ok(cell)
+    }
+
     /// `Ok(())` when every node has two distinct inputs in range.
     pub fn validate(&self) -> Result<(), SpaceError> {
         for (k, node) in self.nodes.iter().enumerate() {

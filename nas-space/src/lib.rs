@@ -4,6 +4,36 @@
 //! canonical forms, exact sizes, encodings, distances and a text format. Architectures are plain
 //! values (`Clone + Eq + Hash`) with serde JSON support. This crate depends on no other crate of
 //! the workspace, so a strategy can be tested against a synthetic objective with no tensors at all.
+//!
+//! | module | space | `name()` | architecture | size | canonical key |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`nb201`] | NAS-Bench-201 cell | `"nb201"` | [`nb201::Nb201Cell`] (6 edge ops) | 15,625 | algebraic normal form: **4,930** classes (the benchmark's own `isomorph_class`: 6,466) |
+//! | [`darts`] | DARTS normal + reduction cell | `"darts"` | [`darts::DartsGenotype`] | 1,076,746,950,455,072,400 (edge pairs unordered) | edges of each node sorted |
+//! | [`nb101`] | NAS-Bench-101 style DAG | `"nb101"` | [`nb101::Nb101Arch`] (matrix + ops) | 423,624 isomorphism classes (enumerated) | exact isomorphism code of the pruned graph |
+//! | [`chain`] | chain / macro space | `"chain"` | [`chain::ChainArch`] (layers) | `sum_l K^l` | the text form |
+//!
+//! Common conventions: a mutation changes one decision (or one edge) and always returns a valid
+//! architecture; crossover is uniform per decision; `neighbours` lists every architecture one
+//! move away in a deterministic order; `distance` counts moves (NB201: Hamming on the 6 ops;
+//! DARTS: per node, the cheaper edge matching; NB101: Hamming on the 7-vertex decisions; chain:
+//! edit distance); `one_hot` (the trait default) concatenates one-hot decisions, and NB201 and
+//! NB101 add an adjacency encoding and the BANANAS path encoding as inherent methods. Every
+//! parser returns [`SpaceError::Parse`] with a byte offset and a message on malformed input, and
+//! never panics. Randomness comes in as `&mut dyn RngCore`, so a seeded
+//! `rand_chacha::ChaCha8Rng` makes every draw reproducible.
+//!
+//! ```
+//! use nas_space::SearchSpace;
+//! use nas_space::nb201::Nb201Space;
+//! use rand::SeedableRng;
+//!
+//! let space = Nb201Space;
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//! let a = space.sample(&mut rng);
+//! let b = space.mutate(&a, &mut rng);
+//! assert_eq!(space.distance(&a, &b), 1);
+//! assert_eq!(space.parse(&space.to_text(&b)).unwrap(), b);
+//! ```
 
 #![warn(missing_docs)]
 

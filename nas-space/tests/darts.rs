@@ -347,3 +347,17 @@ fn relabel_key_merges_swapped_independent_nodes() {
     c.nodes[3][0].0 = SepConv5x5;
     assert_ne!(a.relabel_key(), c.relabel_key());
 }
+
+#[test]
+fn constructors_check_their_input() {
+    assert_eq!(DartsOp::from_primitive_index(0), None);
+    assert_eq!(DartsOp::from_primitive_index(4), Some(DartsOp::SepConv3x3));
+    assert_eq!(DartsOp::from_primitive_index(8), None);
+    assert_eq!(
+        DartsCell::new(DARTS_V2.normal.nodes).unwrap(),
+        DARTS_V2.normal
+    );
+    let mut nodes = DARTS_V2.normal.nodes;
+    nodes[0][1].1 = 0;
+    assert!(DartsCell::new(nodes).is_err());
+}
