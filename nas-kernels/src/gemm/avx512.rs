@@ -82,3 +82,134 @@ pub(crate) unsafe fn kernel(
         }
     }
 }
+
+/// Transposes the 16 x 16 block held in `r` (row `i` in `r[i]`) in place: afterwards `r[j]`
+/// holds column `j`.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &mut [__m512; 16]) {
+    // Stage 1: interleave pairs of rows (within 128-bit lanes).
+    let mut a = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Stage 2: interleave 64-bit pairs: `b[4 i + c]` holds, in lane `l`, column `4 l + c` of
+    // rows `4 i .. 4 i + 4`.
+    let mut b = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        for h in 0..2 {
+            let x = _mm512_castps_pd(a[4 * i + h]);
+            let y = _mm512_castps_pd(a[4 * i + 2 + h]);
+            b[4 * i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(x, y));
+            b[4 * i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x, y));
+        }
+    }
+    // Stages 3 and 4: a 4 x 4 transpose of 128-bit lanes for each `c`.
+    for c in 0..4 {
+        let u0 = _mm512_shuffle_f32x4::<0x88>(b[c], b[4 + c]);
+        let u1 = _mm512_shuffle_f32x4::<0xDD>(b[c], b[4 + c]);
+        let u2 = _mm512_shuffle_f32x4::<0x88>(b[8 + c], b[12 + c]);
+        let u3 = _mm512_shuffle_f32x4::<0xDD>(b[8 + c], b[12 + c]);
+        r[c] = _mm512_shuffle_f32x4::<0x88>(u0, u2);
+        r[4 + c] = _mm512_shuffle_f32x4::<0x88>(u1, u3);
+        r[8 + c] = _mm512_shuffle_f32x4::<0xDD>(u0, u2);
+        r[12 + c] = _mm512_shuffle_f32x4::<0xDD>(u1, u3);
+    }
+}
+
+/// [`super::pack::pack_panels`] with the transposing case (steps contiguous, `ks == 1`) done
+/// by 16 x 16 register transposes; other cases use the portable code. `W` is 8 or a multiple
+/// of 16.
+///
+/// # Safety
+/// As for [`super::pack::pack_panels`], and the CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn pack_panels<const W: usize>(
+    len: usize,
+    kc: usize,
+    src: *const f32,
+    ls: usize,
+    ks: usize,
+    out: *mut f32,
+) {
+    if ks != 1 || ls == 1 || !(W == 8 || W % 16 == 0) {
+        // SAFETY: forwarded.
+        return unsafe { super::pack::pack_panels::<W>(len, kc, src, ls, ks, out) };
+    }
+    let padded = len.div_ceil(W) * W;
+    let kc16 = kc / 16 * 16;
+    // Where lane `x`, step `p` goes in the panels.
+    let dst = |x: usize, p: usize| (x / W) * kc * W + p * W + x % W;
+    let mut g = 0;
+    while g < padded {
+        let mut p0 = 0;
+        while p0 < kc16 {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for i in 0..16 {
+                if g + i < len {
+                    // SAFETY: lane `g + i < len`, steps `p0 .. p0 + 16 <= kc` are readable.
+                    r[i] = unsafe { _mm512_loadu_ps(src.add((g + i) * ls + p0)) };
+                }
+            }
+            transpose16(&mut r);
+            for q in 0..16 {
+                // SAFETY: lanes `g .. g + 16` (or `g .. g + 8` when only that panel exists)
+                // lie in the `padded` lanes `out` has room for.
+                unsafe {
+                    if W % 16 == 0 {
+                        _mm512_storeu_ps(out.add(dst(g, p0 + q)), r[q]);
+                    } else {
+                        let lo = _mm512_castps512_ps256(r[q]);
+                        _mm256_storeu_ps(out.add(dst(g, p0 + q)), lo);
+                        if g + 8 < padded {
+                            let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(r[q]));
+                            _mm256_storeu_ps(out.add(dst(g + 8, p0 + q)), _mm256_castpd_ps(hi));
+                        }
+                    }
+                }
+            }
+            p0 += 16;
+        }
+        for p in kc16..kc {
+            for x in g..(g + 16).min(padded) {
+                // SAFETY: as above; lanes past `len` are zero padding.
+                unsafe {
+                    *out.add(dst(x, p)) = if x < len { *src.add(x * ls + p) } else { 0.0 };
+                }
+            }
+        }
+        g += 16;
+    }
+}
+
+/// Packs A for the AVX-512 kernel (see [`super::pack::pack_a`]).
+///
+/// # Safety
+/// As for [`super::pack::pack_a`], and the CPU must support AVX-512F.
+pub(crate) unsafe fn pack_a(
+    mc: usize,
+    kc: usize,
+    a: *const f32,
+    rs: usize,
+    cs: usize,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded; the kernel table only uses this when AVX-512F is available.
+    unsafe { pack_panels::<MR>(mc, kc, a, rs, cs, out) }
+}
+
+/// Packs B for the AVX-512 kernel (see [`super::pack::pack_b`]).
+///
+/// # Safety
+/// As for [`super::pack::pack_b`], and the CPU must support AVX-512F.
+pub(crate) unsafe fn pack_b(
+    kc: usize,
+    nc: usize,
+    b: *const f32,
+    rs: usize,
+    cs: usize,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded; the kernel table only uses this when AVX-512F is available.
+    unsafe { pack_panels::<NR>(nc, kc, b, cs, rs, out) }
+}

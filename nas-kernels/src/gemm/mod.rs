@@ -486,8 +486,8 @@ static AVX512: MicroKernel = MicroKernel {
     mr: avx512::MR,
     nr: avx512::NR,
     kernel: avx512::kernel,
-    pack_a: pack::pack_a::<{ avx512::MR }>,
-    pack_b: pack::pack_b::<{ avx512::NR }>,
+    pack_a: avx512::pack_a,
+    pack_b: avx512::pack_b,
 };
 
 /// The micro-kernel of `kernel`; callers have checked [`Kernel::is_available`].
@@ -835,6 +835,105 @@ fn plan(uk: &MicroKernel, job: &Job, t: usize) -> Split {
     }
 }
 
+/// A piece of source memory a packing step reads: `rows` runs of `len` floats, `stride`
+/// floats apart.
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    addr: usize,
+    stride_bytes: usize,
+    rows: usize,
+    lines_per_row: usize,
+}
+
+impl Rect {
+    /// The memory packing the `r x c` block at `(i, j)` of `m` reads (`None` for general
+    /// strides, which are never produced by [`sgemm`]).
+    fn of_block(m: MatPtr, i: usize, j: usize, r: usize, c: usize) -> Option<Rect> {
+        let (stride, rows, len) = if m.cs == 1 {
+            (m.rs, r, c)
+        } else if m.rs == 1 {
+            (m.cs, c, r)
+        } else {
+            return None;
+        };
+        // Address arithmetic only (never dereferenced): prefetches do not fault.
+        let addr = (m.ptr as usize).wrapping_add(4 * (i * m.rs + j * m.cs));
+        let start = addr & !63;
+        let end = addr + 4 * len;
+        Some(Rect {
+            addr: start,
+            stride_bytes: 4 * stride,
+            rows,
+            lines_per_row: (end - start).div_ceil(64),
+        })
+    }
+
+    fn lines(&self) -> usize {
+        self.rows * self.lines_per_row
+    }
+}
+
+/// Spreads software prefetches of the source of the next packing step over the micro-kernel
+/// calls of the current block, so that streaming a large operand from memory overlaps with
+/// computation instead of stalling the next pack.
+#[derive(Debug, Default)]
+struct Prefetcher {
+    rects: [Option<Rect>; 2],
+    total: usize,
+    issued: usize,
+    // Position of the next line: rectangle, row, line within the row.
+    rect: usize,
+    row: usize,
+    col: usize,
+}
+
+impl Prefetcher {
+    fn new(rects: [Option<Rect>; 2]) -> Prefetcher {
+        let total = rects.iter().flatten().map(Rect::lines).sum();
+        Prefetcher {
+            rects,
+            total,
+            ..Prefetcher::default()
+        }
+    }
+
+    /// Issues prefetches up to fraction `done / of` of the lines.
+    #[inline]
+    fn advance(&mut self, done: usize, of: usize) {
+        let target = self.total * done / of.max(1);
+        while self.issued < target {
+            let Some(r) = self.rects[self.rect] else {
+                self.rect += 1;
+                continue;
+            };
+            if self.row == r.rows {
+                self.rect += 1;
+                self.row = 0;
+                continue;
+            }
+            prefetch(r.addr + self.row * r.stride_bytes + 64 * self.col);
+            self.col += 1;
+            if self.col == r.lines_per_row {
+                self.col = 0;
+                self.row += 1;
+            }
+            self.issued += 1;
+        }
+    }
+}
+
+/// Asks the CPU to bring the line at `addr` into L2 (no-op off x86-64; never faults).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch instructions do not access memory architecturally and never fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// The five loops on one thread.
 ///
 /// # Safety
@@ -850,29 +949,51 @@ unsafe fn gemm_serial(uk: &MicroKernel, blocks: &Blocks, job: &Job) {
             Err(_) => local.insert(Buffers::default()),
         };
         let mb = blocks.mb.max(mr);
+        let (m, n, k) = (job.m, job.n, job.k);
         let mut ic = 0;
-        while ic < job.m {
-            let mc = mb.min(job.m - ic);
+        while ic < m {
+            let mc = mb.min(m - ic);
             let mut pc = 0;
-            while pc < job.k {
-                let kc = blocks.kc.min(job.k - pc);
+            while pc < k {
+                let kc = blocks.kc.min(k - pc);
                 let beta = if pc == 0 { job.beta } else { 1.0 };
                 let nb = blocks.nb(kc);
                 let ap = bufs.a.get(mc.div_ceil(mr) * mr * kc);
                 // SAFETY: the block `(ic.., pc..)` of size `mc x kc` lies in op(A).
                 unsafe { (uk.pack_a)(mc, kc, job.a.at(ic, pc).ptr, job.a.rs, job.a.cs, ap) };
                 let mut jc = 0;
-                while jc < job.n {
-                    let nc = nb.min(job.n - jc);
+                while jc < n {
+                    let nc = nb.min(n - jc);
                     let bp = bufs.b.get(nc.div_ceil(nr) * nr * kc);
                     // SAFETY: the block `(pc.., jc..)` of size `kc x nc` lies in op(B).
                     unsafe { (uk.pack_b)(kc, nc, job.b.at(pc, jc).ptr, job.b.rs, job.b.cs, bp) };
+                    // What the next packing step reads.
+                    let mut pf = if jc + nc < n {
+                        let nc2 = nb.min(n - jc - nc);
+                        Prefetcher::new([Rect::of_block(job.b, pc, jc + nc, kc, nc2), None])
+                    } else if pc + kc < k {
+                        let kc2 = blocks.kc.min(k - pc - kc);
+                        let nc2 = blocks.nb(kc2).min(n);
+                        Prefetcher::new([
+                            Rect::of_block(job.a, ic, pc + kc, mc, kc2),
+                            Rect::of_block(job.b, pc + kc, 0, kc2, nc2),
+                        ])
+                    } else if ic + mc < m {
+                        let (mc2, kc2) = (mb.min(m - ic - mc), blocks.kc.min(k));
+                        Prefetcher::new([Rect::of_block(job.a, ic + mc, 0, mc2, kc2), None])
+                    } else {
+                        Prefetcher::default()
+                    };
+                    let calls = mc.div_ceil(mr) * nc.div_ceil(nr);
+                    let mut call = 0;
                     let mut ir = 0;
                     while ir < mc {
                         // SAFETY: panel `ir / mr` of the packed A block.
                         let a_panel = unsafe { ap.add(ir / mr * kc * mr) };
                         let mut jr = 0;
                         while jr < nc {
+                            call += 1;
+                            pf.advance(call, calls);
                             // SAFETY: panel `jr / nr` of the packed B block, and the tile at
                             // `(ic + ir, jc + jr)` of size `min(mr, ..) x min(nr, ..)` in C.
                             unsafe {

@@ -46,7 +46,7 @@ pub(crate) unsafe fn pack_b<const NR: usize>(
 ///
 /// # Safety
 /// See [`pack_a`] / [`pack_b`].
-unsafe fn pack_panels<const W: usize>(
+pub(crate) unsafe fn pack_panels<const W: usize>(
     len: usize,
     kc: usize,
     src: *const f32,
@@ -55,39 +55,50 @@ unsafe fn pack_panels<const W: usize>(
     out: *mut f32,
 ) {
     let panels = len.div_ceil(W);
+    if ls == 1 {
+        // Lanes contiguous: walk the source step by step (one long sequential run per step,
+        // which the hardware prefetchers stream) and scatter `W`-wide pieces to the panels.
+        for p in 0..kc {
+            // SAFETY: `src[x + p * ks]`, `x < len`, is readable by the contract.
+            let row = unsafe { std::slice::from_raw_parts(src.add(p * ks), len) };
+            for panel in 0..panels {
+                let x0 = panel * W;
+                // SAFETY: the panel's step `p` lies inside `out` (room for `panels * W * kc`).
+                let d = unsafe { &mut *(out.add(panel * kc * W + p * W) as *mut [f32; W]) };
+                if let Some(s) = row[x0..].first_chunk::<W>() {
+                    *d = *s;
+                } else {
+                    let w = len - x0;
+                    d[..w].copy_from_slice(&row[x0..]);
+                    d[w..].fill(0.0);
+                }
+            }
+        }
+        return;
+    }
     for panel in 0..panels {
         let x0 = panel * W;
         let w = W.min(len - x0);
         // SAFETY: the panel lies inside `out` (room for `panels * W * kc`).
         let dst = unsafe { std::slice::from_raw_parts_mut(out.add(panel * kc * W), kc * W) };
-        if ls == 1 {
-            // Lanes contiguous: copy `w` floats per step.
-            for (p, d) in dst.chunks_exact_mut(W).enumerate() {
-                // SAFETY: `src[(x0 + x) + p * ks]`, `x < w`, is readable by the contract.
-                let s = unsafe { std::slice::from_raw_parts(src.add(x0 + p * ks), w) };
-                d[..w].copy_from_slice(s);
-                d[w..].fill(0.0);
-            }
-        } else {
-            // Steps contiguous (or general strides): a transpose, walked source-sequentially
-            // over eight steps at a time so reads stream and writes stay within a few lines.
-            let mut p0 = 0;
-            while p0 < kc {
-                let pb = 8.min(kc - p0);
-                for x in 0..w {
-                    // SAFETY: `src[(x0 + x) * ls + p * ks]` is readable for `p < kc`.
-                    let lane = unsafe { src.add((x0 + x) * ls + p0 * ks) };
-                    for q in 0..pb {
-                        dst[(p0 + q) * W + x] = unsafe { *lane.add(q * ks) };
-                    }
+        // Steps contiguous (or general strides): a transpose, walked source-sequentially
+        // over eight steps at a time so reads stream and writes stay within a few lines.
+        let mut p0 = 0;
+        while p0 < kc {
+            let pb = 8.min(kc - p0);
+            for x in 0..w {
+                // SAFETY: `src[(x0 + x) * ls + p * ks]` is readable for `p < kc`.
+                let lane = unsafe { src.add((x0 + x) * ls + p0 * ks) };
+                for q in 0..pb {
+                    dst[(p0 + q) * W + x] = unsafe { *lane.add(q * ks) };
                 }
-                if w < W {
-                    for q in 0..pb {
-                        dst[(p0 + q) * W + w..(p0 + q + 1) * W].fill(0.0);
-                    }
-                }
-                p0 += pb;
             }
+            if w < W {
+                for q in 0..pb {
+                    dst[(p0 + q) * W + w..(p0 + q + 1) * W].fill(0.0);
+                }
+            }
+            p0 += pb;
         }
     }
 }
