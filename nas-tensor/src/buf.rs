@@ -119,6 +119,14 @@ impl DerefMut for Buf {
     }
 }
 
+impl<'a> IntoIterator for &'a Buf {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 impl Drop for Buf {
     fn drop(&mut self) {
         let len = self.0.len();

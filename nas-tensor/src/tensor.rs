@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
+use nas_kernels::{Backend, RandomDist};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal, Uniform};
 
 use crate::Device;
 use crate::buf::Buf;
@@ -24,7 +24,7 @@ thread_local! {
 /// How an op sends the gradient of its output to its inputs: given the output gradient and,
 /// per input, whether that input needs a gradient, it returns one gradient (or `None`) per input.
 pub(crate) type BackwardFn =
-    Box<dyn FnOnce(&[f32], &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static>;
+    Box<dyn FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static>;
 
 /// One recorded op: its inputs and its gradient rule.
 pub(crate) struct Node {
@@ -202,7 +202,7 @@ impl Tensor {
         device: Device,
         data: Buf,
         parents: &[&Tensor],
-        backward: impl FnOnce(&[f32], &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
+        backward: impl FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
     ) -> Tensor {
         let record = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
         if record {
@@ -282,13 +282,24 @@ impl Tensor {
         Tensor::constant(shape.to_vec(), Device::Cpu, Buf::full(numel(shape), v))
     }
 
+    /// Samples of `dist` (uniform, normal, Gumbel) drawn from `rng` in element order.
+    pub fn random_with(shape: &[usize], dist: RandomDist, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let mut b = Buf::zeros(numel(shape));
+        crate::ops::cpu().fill_random(dist, rng, b.as_vec_mut())?;
+        Ok(Tensor::constant(shape.to_vec(), Device::Cpu, b))
+    }
+
     /// Standard normal samples drawn from `rng`.
     pub fn randn_with(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
-        let mut b = Buf::zeros(numel(shape));
-        for x in b.iter_mut() {
-            *x = StandardNormal.sample(rng);
-        }
-        Tensor::constant(shape.to_vec(), Device::Cpu, b)
+        Tensor::random_with(
+            shape,
+            RandomDist::Normal {
+                mean: 0.0,
+                std: 1.0,
+            },
+            rng,
+        )
+        .expect("the standard normal is a valid distribution")
     }
 
     /// Standard normal samples from a ChaCha8 generator seeded with `seed`.
@@ -301,15 +312,7 @@ impl Tensor {
         if !(lo < hi) || !lo.is_finite() || !hi.is_finite() {
             return arg_err("uniform", format!("need finite lo < hi, got [{lo}, {hi})"));
         }
-        let dist = Uniform::new(lo, hi).map_err(|e| TensorError::InvalidArgument {
-            op: "uniform",
-            detail: e.to_string(),
-        })?;
-        let mut b = Buf::zeros(numel(shape));
-        for x in b.iter_mut() {
-            *x = dist.sample(rng);
-        }
-        Ok(Tensor::constant(shape.to_vec(), Device::Cpu, b))
+        Tensor::random_with(shape, RandomDist::Uniform { low: lo, high: hi }, rng)
     }
 
     /// Uniform samples in `[lo, hi)` from a ChaCha8 generator seeded with `seed`.

@@ -360,3 +360,43 @@ fn composite_network_conv_bn_relu_pool_linear_cross_entropy() {
     report.assert_ok("conv-bn-relu-pool-linear-ce");
     assert!(report.checked >= 460, "{report:?}");
 }
+
+#[test]
+fn more_elementwise_and_reductions() {
+    let a = spaced(&[2, 3, 4], 90);
+    let b = spaced(&[3, 1], 91).detach().add_scalar(0.02).param(); // no ties with a
+    check("maximum", |x| x[0].maximum(&x[1]), &[a.clone(), b.clone()]);
+    check("minimum", |x| x[0].minimum(&x[1]), &[a.clone(), b.clone()]);
+    check("square", |x| Ok(x[0].square()), std::slice::from_ref(&a));
+    check("abs", |x| Ok(x[0].abs()), std::slice::from_ref(&a));
+    let away = Tensor::uniform(&[2, 5], 0.5, 2.0, 92).unwrap().param();
+    check("recip", |x| Ok(x[0].recip()), std::slice::from_ref(&away));
+    check(
+        "recip of negatives",
+        |x| Ok(x[0].neg().recip()),
+        std::slice::from_ref(&away),
+    );
+    for d in 0..3 {
+        check(
+            "mean_dim",
+            |x| x[0].mean_dim(d, true),
+            std::slice::from_ref(&a),
+        );
+        check(
+            "max_dim",
+            |x| x[0].max_dim(d, false),
+            std::slice::from_ref(&a),
+        );
+    }
+    check(
+        "permute",
+        |x| x[0].permute(&[2, 0, 1]),
+        std::slice::from_ref(&a),
+    );
+    let v = a.permute(&[1, 2, 0]).unwrap();
+    assert_eq!(v.shape(), &[3, 4, 2]);
+    // element [i, j, k] of the permuted tensor is element [k, i, j] of the original
+    let (av, vv) = (a.to_vec(), v.to_vec());
+    assert_eq!(vv[(2 * 4 + 1) * 2 + 1], av[(3 + 2) * 4 + 1]);
+    assert!(a.permute(&[0, 0, 1]).is_err());
+}

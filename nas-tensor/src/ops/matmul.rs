@@ -1,10 +1,16 @@
-//! Matrix product and the linear (fully connected) layer op, through `nas_kernels::gemm::sgemm`.
+//! Matrix product and the linear (fully connected) layer op, through the backend's GEMM.
 
-use nas_kernels::gemm::sgemm;
+use nas_kernels::{Backend, Matmul, ReduceOp};
 
 use crate::buf::Buf;
 use crate::error::{Result, shape_err};
+use crate::ops::cpu;
 use crate::tensor::{Tensor, check_same_device};
+
+fn gemm(p: Matmul, a: &Buf, b: &Buf, c: &mut Buf) -> Result<()> {
+    cpu().matmul(&p, a.as_vec(), b.as_vec(), c.as_vec_mut())?;
+    Ok(())
+}
 
 impl Tensor {
     /// Matrix product of `[m, k]` and `[k, n]` tensors.
@@ -16,21 +22,7 @@ impl Tensor {
         }
         let (m, k, n) = (a[0], a[1], b[1]);
         let mut out = Buf::zeros(m * n);
-        sgemm(
-            false,
-            false,
-            m,
-            n,
-            k,
-            1.0,
-            &self.read(),
-            k,
-            &other.read(),
-            n,
-            0.0,
-            &mut out,
-            n,
-        );
+        gemm(Matmul::new(m, n, k), &self.read(), &other.read(), &mut out)?;
         let (ac, bc) = (self.clone(), other.clone());
         Ok(Tensor::from_op(
             "matmul",
@@ -39,46 +31,30 @@ impl Tensor {
             out,
             &[self, other],
             move |g, needs| {
-                let ga = needs[0].then(|| {
+                let mut ga = None;
+                if needs[0] {
                     // dA = G B^T : [m, n] x [n, k]
-                    let mut ga = Buf::zeros(m * k);
-                    sgemm(
-                        false,
-                        true,
-                        m,
-                        k,
-                        n,
-                        1.0,
+                    let mut d = Buf::zeros(m * k);
+                    gemm(
+                        Matmul::new(m, k, n).transpose(false, true),
                         g,
-                        n,
                         &bc.read(),
-                        n,
-                        0.0,
-                        &mut ga,
-                        k,
-                    );
-                    ga
-                });
-                let gb = needs[1].then(|| {
+                        &mut d,
+                    )?;
+                    ga = Some(d);
+                }
+                let mut gb = None;
+                if needs[1] {
                     // dB = A^T G : [k, m] x [m, n]
-                    let mut gb = Buf::zeros(k * n);
-                    sgemm(
-                        true,
-                        false,
-                        k,
-                        n,
-                        m,
-                        1.0,
+                    let mut d = Buf::zeros(k * n);
+                    gemm(
+                        Matmul::new(k, n, m).transpose(true, false),
                         &ac.read(),
-                        k,
                         g,
-                        n,
-                        0.0,
-                        &mut gb,
-                        n,
-                    );
-                    gb
-                });
+                        &mut d,
+                    )?;
+                    gb = Some(d);
+                }
                 Ok(vec![ga, gb])
             },
         ))
@@ -105,28 +81,19 @@ impl Tensor {
             }
         }
         let mut out = Buf::zeros(n * fout);
+        let mut beta = 0.0;
         if let Some(b) = bias {
-            let bd = b.read();
-            for row in out.chunks_mut(fout) {
-                row.copy_from_slice(&bd);
-            }
+            cpu().broadcast_to(b.read().as_vec(), &[fout], &[n, fout], out.as_vec_mut())?;
+            beta = 1.0;
         }
-        let beta = if bias.is_some() { 1.0 } else { 0.0 };
-        sgemm(
-            false,
-            true,
-            n,
-            fout,
-            fin,
-            1.0,
+        gemm(
+            Matmul::new(n, fout, fin)
+                .transpose(false, true)
+                .scale(1.0, beta),
             &self.read(),
-            fin,
             &weight.read(),
-            fin,
-            beta,
             &mut out,
-            fout,
-        );
+        )?;
         let (xc, wc) = (self.clone(), weight.clone());
         let mut parents = vec![self, weight];
         if let Some(b) = bias {
@@ -140,53 +107,36 @@ impl Tensor {
             out,
             &parents,
             move |g, needs| {
-                let gx = needs[0].then(|| {
-                    let mut gx = Buf::zeros(n * fin);
-                    sgemm(
-                        false,
-                        false,
-                        n,
-                        fin,
-                        fout,
-                        1.0,
+                let mut grads = vec![None, None];
+                if needs[0] {
+                    let mut d = Buf::zeros(n * fin);
+                    gemm(Matmul::new(n, fin, fout), g, &wc.read(), &mut d)?;
+                    grads[0] = Some(d);
+                }
+                if needs[1] {
+                    let mut d = Buf::zeros(fout * fin);
+                    gemm(
+                        Matmul::new(fout, fin, n).transpose(true, false),
                         g,
-                        fout,
-                        &wc.read(),
-                        fin,
-                        0.0,
-                        &mut gx,
-                        fin,
-                    );
-                    gx
-                });
-                let gw = needs[1].then(|| {
-                    let mut gw = Buf::zeros(fout * fin);
-                    sgemm(
-                        true,
-                        false,
-                        fout,
-                        fin,
-                        n,
-                        1.0,
-                        g,
-                        fout,
                         &xc.read(),
-                        fin,
-                        0.0,
-                        &mut gw,
-                        fin,
-                    );
-                    gw
-                });
-                let mut grads = vec![gx, gw];
+                        &mut d,
+                    )?;
+                    grads[1] = Some(d);
+                }
                 if has_bias {
-                    grads.push(needs[2].then(|| {
-                        let mut gb = Buf::zeros(fout);
-                        for row in g.chunks(fout) {
-                            gb.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-                        }
-                        gb
-                    }));
+                    let mut gb = None;
+                    if needs[2] {
+                        let mut d = Buf::zeros(fout);
+                        cpu().reduce(
+                            ReduceOp::Sum,
+                            g.as_vec(),
+                            &[n, fout],
+                            Some(0),
+                            d.as_vec_mut(),
+                        )?;
+                        gb = Some(d);
+                    }
+                    grads.push(gb);
                 }
                 Ok(grads)
             },

@@ -1,7 +1,10 @@
 //! Reductions (sum, mean, sum over one dim), softmax, log-softmax and cross-entropy.
 
+use nas_kernels::{Backend, ReduceOp, SoftmaxOp};
+
 use crate::buf::Buf;
 use crate::error::{Result, TensorError, arg_err, shape_err};
+use crate::ops::cpu;
 use crate::tensor::Tensor;
 
 /// Splits `shape` around `dim` into (outer, size of dim, inner).
@@ -21,131 +24,132 @@ pub(crate) fn split_at_dim(
     Ok((outer, shape[dim], inner))
 }
 
+fn reduce(
+    t: &Tensor,
+    op: ReduceOp,
+    name: &'static str,
+    axis: Option<usize>,
+    out_shape: Vec<usize>,
+) -> Result<Tensor> {
+    if t.numel() == 0 {
+        return arg_err(
+            name,
+            format!("reduction of an empty tensor of shape {:?}", t.shape()),
+        );
+    }
+    let out_len = out_shape.iter().product();
+    let mut y = Buf::zeros(out_len);
+    cpu().reduce(op, t.read().as_vec(), t.shape(), axis, y.as_vec_mut())?;
+    let xc = t.clone();
+    let yc = if op == ReduceOp::Max {
+        Some(y.clone())
+    } else {
+        None
+    };
+    Ok(Tensor::from_op(
+        name,
+        out_shape,
+        t.device(),
+        y,
+        &[t],
+        move |g, _| {
+            let x = xc.read();
+            let y = yc.unwrap_or_else(|| Buf::zeros(out_len));
+            let mut dx = Buf::zeros(x.len());
+            cpu().reduce_backward(
+                op,
+                x.as_vec(),
+                y.as_vec(),
+                xc.shape(),
+                axis,
+                g.as_vec(),
+                dx.as_vec_mut(),
+            )?;
+            Ok(vec![Some(dx)])
+        },
+    ))
+}
+
 impl Tensor {
-    /// Sum of all elements (a scalar of shape `[]`).
+    /// Sum of all elements (a scalar of shape `[]`; 0 for an empty tensor).
     pub fn sum(&self) -> Tensor {
-        let s: f64 = self.read().iter().map(|&x| x as f64).sum();
-        let n = self.numel();
-        Tensor::from_op(
-            "sum",
-            vec![],
-            self.device(),
-            Buf::from_vec(vec![s as f32]),
-            &[self],
-            move |g, _| Ok(vec![Some(Buf::full(n, g[0]))]),
-        )
+        if self.numel() == 0 {
+            return Tensor::scalar(0.0);
+        }
+        reduce(self, ReduceOp::Sum, "sum", None, vec![]).expect("sum of a non-empty tensor")
     }
 
     /// Mean of all elements (a scalar of shape `[]`).
     pub fn mean(&self) -> Result<Tensor> {
-        let n = self.numel();
-        if n == 0 {
-            return arg_err("mean", "mean of an empty tensor");
-        }
-        let s: f64 = self.read().iter().map(|&x| x as f64).sum();
-        Ok(Tensor::from_op(
-            "mean",
-            vec![],
-            self.device(),
-            Buf::from_vec(vec![(s / n as f64) as f32]),
-            &[self],
-            move |g, _| Ok(vec![Some(Buf::full(n, g[0] / n as f32))]),
-        ))
+        reduce(self, ReduceOp::Mean, "mean", None, vec![])
     }
 
-    /// Sum over dimension `dim` (removed from the shape, or kept as size 1 with `keepdim`).
-    pub fn sum_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
-        let (outer, d, inner) = split_at_dim("sum_dim", self.shape(), dim)?;
-        let mut out = Buf::zeros(outer * inner);
-        {
-            let x = self.read();
-            for o in 0..outer {
-                for j in 0..d {
-                    let src = &x[(o * d + j) * inner..(o * d + j + 1) * inner];
-                    let dst = &mut out[o * inner..(o + 1) * inner];
-                    dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-                }
-            }
-        }
+    fn reduce_dim(
+        &self,
+        op: ReduceOp,
+        name: &'static str,
+        dim: usize,
+        keepdim: bool,
+    ) -> Result<Tensor> {
+        split_at_dim(name, self.shape(), dim)?;
         let mut shape = self.shape().to_vec();
         if keepdim {
             shape[dim] = 1;
         } else {
             shape.remove(dim);
         }
+        reduce(self, op, name, Some(dim), shape)
+    }
+
+    /// Sum over dimension `dim` (removed from the shape, or kept as size 1 with `keepdim`).
+    pub fn sum_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_dim(ReduceOp::Sum, "sum_dim", dim, keepdim)
+    }
+
+    /// Mean over dimension `dim`.
+    pub fn mean_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_dim(ReduceOp::Mean, "mean_dim", dim, keepdim)
+    }
+
+    /// Maximum over dimension `dim` (the gradient goes to the first maximum).
+    pub fn max_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_dim(ReduceOp::Max, "max_dim", dim, keepdim)
+    }
+
+    fn softmax_impl(&self, op: SoftmaxOp, name: &'static str, dim: usize) -> Result<Tensor> {
+        let (outer, d, inner) = split_at_dim(name, self.shape(), dim)?;
+        if inner != 1 {
+            // Not the last axis (after squeezing trailing ones): move `dim` last, apply, move
+            // it back. Both moves are differentiable permutations.
+            let moved = self.move_dim_last(dim)?;
+            let y = moved.softmax_impl(op, name, moved.ndim() - 1)?;
+            return y.move_last_dim_to(dim);
+        }
+        let mut y = Buf::zeros(self.numel());
+        cpu().softmax(op, self.read().as_vec(), outer, d, y.as_vec_mut())?;
+        let yc = y.clone();
         Ok(Tensor::from_op(
-            "sum_dim",
-            shape,
+            name,
+            self.shape().to_vec(),
             self.device(),
-            out,
+            y,
             &[self],
             move |g, _| {
-                let mut gx = Buf::zeros(outer * d * inner);
-                for o in 0..outer {
-                    for j in 0..d {
-                        gx[(o * d + j) * inner..(o * d + j + 1) * inner]
-                            .copy_from_slice(&g[o * inner..(o + 1) * inner]);
-                    }
-                }
-                Ok(vec![Some(gx)])
+                let mut dx = Buf::zeros(yc.len());
+                cpu().softmax_backward(op, yc.as_vec(), g.as_vec(), outer, d, dx.as_vec_mut())?;
+                Ok(vec![Some(dx)])
             },
         ))
     }
 
     /// Softmax along `dim`.
     pub fn softmax(&self, dim: usize) -> Result<Tensor> {
-        let (outer, d, inner) = split_at_dim("softmax", self.shape(), dim)?;
-        let y = softmax_fwd(&self.read(), outer, d, inner, false);
-        let yc = Buf::copy_from(&y);
-        Ok(Tensor::from_op(
-            "softmax",
-            self.shape().to_vec(),
-            self.device(),
-            y,
-            &[self],
-            move |g, _| {
-                // dx = y * (g - sum_j g_j y_j)
-                let mut gx = Buf::zeros(yc.len());
-                for o in 0..outer {
-                    for i in 0..inner {
-                        let at = |j: usize| (o * d + j) * inner + i;
-                        let dot: f32 = (0..d).map(|j| g[at(j)] * yc[at(j)]).sum();
-                        for j in 0..d {
-                            gx[at(j)] = yc[at(j)] * (g[at(j)] - dot);
-                        }
-                    }
-                }
-                Ok(vec![Some(gx)])
-            },
-        ))
+        self.softmax_impl(SoftmaxOp::Softmax, "softmax", dim)
     }
 
     /// Log-softmax along `dim` (computed stably).
     pub fn log_softmax(&self, dim: usize) -> Result<Tensor> {
-        let (outer, d, inner) = split_at_dim("log_softmax", self.shape(), dim)?;
-        let y = softmax_fwd(&self.read(), outer, d, inner, true);
-        let yc = Buf::copy_from(&y);
-        Ok(Tensor::from_op(
-            "log_softmax",
-            self.shape().to_vec(),
-            self.device(),
-            y,
-            &[self],
-            move |g, _| {
-                // dx = g - softmax * sum_j g_j
-                let mut gx = Buf::zeros(yc.len());
-                for o in 0..outer {
-                    for i in 0..inner {
-                        let at = |j: usize| (o * d + j) * inner + i;
-                        let s: f32 = (0..d).map(|j| g[at(j)]).sum();
-                        for j in 0..d {
-                            gx[at(j)] = g[at(j)] - yc[at(j)].exp() * s;
-                        }
-                    }
-                }
-                Ok(vec![Some(gx)])
-            },
-        ))
+        self.softmax_impl(SoftmaxOp::LogSoftmax, "log_softmax", dim)
     }
 
     /// Mean cross-entropy of logits `[n, classes]` against integer class labels (PyTorch's
@@ -171,30 +175,27 @@ impl Tensor {
                 format!("label {l} at position {i} is not below {c} classes"),
             );
         }
-        let logp = softmax_fwd(&self.read(), n, c, 1, true);
-        let loss: f64 = labels
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| -(logp[i * c + l] as f64))
-            .sum::<f64>()
-            / n as f64;
+        let mut loss = Buf::zeros(1);
+        cpu().cross_entropy(self.read().as_vec(), labels, n, c, loss.as_vec_mut())?;
         let labels = labels.to_vec();
+        let xc = self.clone();
         Ok(Tensor::from_op(
             "cross_entropy",
             vec![],
             self.device(),
-            Buf::from_vec(vec![loss as f32]),
+            loss,
             &[self],
             move |g, _| {
-                let scale = g[0] / n as f32;
-                let mut gx = Buf::zeros(n * c);
-                for i in 0..n {
-                    for j in 0..c {
-                        gx[i * c + j] = logp[i * c + j].exp() * scale;
-                    }
-                    gx[i * c + labels[i]] -= scale;
-                }
-                Ok(vec![Some(gx)])
+                let mut dx = Buf::zeros(n * c);
+                cpu().cross_entropy_backward(
+                    xc.read().as_vec(),
+                    &labels,
+                    n,
+                    c,
+                    g.as_vec(),
+                    dx.as_vec_mut(),
+                )?;
+                Ok(vec![Some(dx)])
             },
         ))
     }
@@ -220,24 +221,4 @@ impl Tensor {
                 .collect()
         }))
     }
-}
-
-fn softmax_fwd(x: &[f32], outer: usize, d: usize, inner: usize, log: bool) -> Buf {
-    let mut y = Buf::zeros(x.len());
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |j: usize| (o * d + j) * inner + i;
-            let m = (0..d).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = (0..d).map(|j| (x[at(j)] - m).exp()).sum();
-            let ls = s.ln();
-            for j in 0..d {
-                y[at(j)] = if log {
-                    x[at(j)] - m - ls
-                } else {
-                    (x[at(j)] - m).exp() / s
-                };
-            }
-        }
-    }
-    y
 }

@@ -1,11 +1,14 @@
 //! Shape ops: reshape/flatten, narrow (slice along a dim), concat and split, plus the DARTS
 //! weighted sum and dropout.
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+
+use nas_kernels::{Backend, BinaryOp};
 
 use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
+use crate::ops::cpu;
+use crate::ops::elementwise::bin;
 use crate::ops::reduce::split_at_dim;
 use crate::tensor::{Tensor, check_same_device, numel};
 
@@ -60,6 +63,56 @@ impl Tensor {
             &[self],
             |g, _| Ok(vec![Some(Buf::copy_from(g))]),
         ))
+    }
+
+    /// Reorders the dimensions: output dim `i` is input dim `perm[i]` (a copy).
+    pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
+        let nd = self.ndim();
+        let mut seen = vec![false; nd];
+        if perm.len() != nd
+            || perm
+                .iter()
+                .any(|&p| p >= nd || std::mem::replace(&mut seen[p], true))
+        {
+            return arg_err(
+                "permute",
+                format!(
+                    "{perm:?} is not a permutation of the {nd} dims of {:?}",
+                    self.shape()
+                ),
+            );
+        }
+        let in_shape = self.shape().to_vec();
+        let out_shape: Vec<usize> = perm.iter().map(|&p| in_shape[p]).collect();
+        let out = permute_buf(&self.read(), &in_shape, perm);
+        let mut inv = vec![0; nd];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        let os = out_shape.clone();
+        Ok(Tensor::from_op(
+            "permute",
+            out_shape,
+            self.device(),
+            out,
+            &[self],
+            move |g, _| Ok(vec![Some(permute_buf(g, &os, &inv))]),
+        ))
+    }
+
+    /// Moves dimension `dim` to the end.
+    pub(crate) fn move_dim_last(&self, dim: usize) -> Result<Tensor> {
+        let mut perm: Vec<usize> = (0..self.ndim()).filter(|&d| d != dim).collect();
+        perm.push(dim);
+        self.permute(&perm)
+    }
+
+    /// Moves the last dimension to position `dim` (inverse of [`Tensor::move_dim_last`]).
+    pub(crate) fn move_last_dim_to(&self, dim: usize) -> Result<Tensor> {
+        let last = self.ndim() - 1;
+        let mut perm: Vec<usize> = (0..last).collect();
+        perm.insert(dim, last);
+        self.permute(&perm)
     }
 
     /// Flattens every dimension from `start` on into one (`[n, c, h, w]` -> `[n, c*h*w]` for 1).
@@ -144,14 +197,10 @@ impl Tensor {
         }
         let total: usize = sizes.iter().sum();
         let mut out = Buf::zeros(outer * total * inner);
-        let mut off = 0;
-        for (t, &sz) in tensors.iter().zip(&sizes) {
-            let x = t.read();
-            for o in 0..outer {
-                out[(o * total + off) * inner..(o * total + off + sz) * inner]
-                    .copy_from_slice(&x[o * sz * inner..(o + 1) * sz * inner]);
-            }
-            off += sz;
+        {
+            let guards: Vec<_> = tensors.iter().map(|t| t.read()).collect();
+            let xs: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
+            cpu().concat_channels(&xs, &sizes, outer, inner, out.as_vec_mut())?;
         }
         let mut shape = base.to_vec();
         shape[dim] = total;
@@ -163,23 +212,20 @@ impl Tensor {
             out,
             &refs,
             move |g, needs| {
-                let mut grads = Vec::with_capacity(sizes.len());
-                let mut off = 0;
-                for (&sz, &need) in sizes.iter().zip(needs) {
-                    if need {
-                        let mut gx = Buf::zeros(outer * sz * inner);
-                        for o in 0..outer {
-                            gx[o * sz * inner..(o + 1) * sz * inner].copy_from_slice(
-                                &g[(o * total + off) * inner..(o * total + off + sz) * inner],
-                            );
-                        }
-                        grads.push(Some(gx));
-                    } else {
-                        grads.push(None);
-                    }
-                    off += sz;
+                let mut parts: Vec<Buf> = sizes
+                    .iter()
+                    .map(|&sz| Buf::zeros(outer * sz * inner))
+                    .collect();
+                {
+                    let mut outs: Vec<&mut Vec<f32>> =
+                        parts.iter_mut().map(|p| p.as_vec_mut()).collect();
+                    cpu().split_channels(g.as_vec(), &sizes, outer, inner, &mut outs)?;
                 }
-                Ok(grads)
+                Ok(parts
+                    .into_iter()
+                    .zip(needs)
+                    .map(|(p, &need)| need.then_some(p))
+                    .collect())
             },
         ))
     }
@@ -227,17 +273,16 @@ impl Tensor {
                 );
             }
         }
-        let w = weights.to_vec();
         let mut out = Buf::zeros(first.numel());
-        for (x, &wk) in xs.iter().zip(&w) {
-            let xd = x.read();
-            out.iter_mut()
-                .zip(xd.iter())
-                .for_each(|(o, &v)| *o += wk * v);
+        {
+            let guards: Vec<_> = xs.iter().map(|t| t.read()).collect();
+            let xv: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
+            cpu().weighted_sum(weights.read().as_vec(), &xv, out.as_vec_mut())?;
         }
         let mut refs: Vec<&Tensor> = xs.iter().collect();
         refs.push(weights);
         let xs_c: Vec<Tensor> = xs.to_vec();
+        let wc = weights.clone();
         Ok(Tensor::from_op(
             "weighted_sum",
             first.shape().to_vec(),
@@ -246,26 +291,27 @@ impl Tensor {
             &refs,
             move |g, needs| {
                 let k = xs_c.len();
-                let mut grads = Vec::with_capacity(k + 1);
-                for (i, &wk) in w.iter().enumerate() {
-                    grads.push(needs[i].then(|| {
-                        let mut gx = Buf::zeros(g.len());
-                        gx.iter_mut().zip(g).for_each(|(a, &b)| *a = wk * b);
-                        gx
-                    }));
+                let mut dxs: Vec<Buf> = (0..k).map(|_| Buf::zeros(g.len())).collect();
+                let mut dw = Buf::zeros(k);
+                {
+                    let guards: Vec<_> = xs_c.iter().map(|t| t.read()).collect();
+                    let xv: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
+                    let mut dv: Vec<&mut Vec<f32>> =
+                        dxs.iter_mut().map(|d| d.as_vec_mut()).collect();
+                    cpu().weighted_sum_backward(
+                        wc.read().as_vec(),
+                        &xv,
+                        g.as_vec(),
+                        &mut dv,
+                        dw.as_vec_mut(),
+                    )?;
                 }
-                grads.push(needs[k].then(|| {
-                    let mut gw = Buf::zeros(k);
-                    for (i, x) in xs_c.iter().enumerate() {
-                        let xd = x.read();
-                        gw[i] = xd
-                            .iter()
-                            .zip(g)
-                            .map(|(&a, &b)| (a as f64) * (b as f64))
-                            .sum::<f64>() as f32;
-                    }
-                    gw
-                }));
+                let mut grads: Vec<Option<Buf>> = dxs
+                    .into_iter()
+                    .zip(needs)
+                    .map(|(d, &need)| need.then_some(d))
+                    .collect();
+                grads.push(needs[k].then_some(dw));
                 Ok(grads)
             },
         ))
@@ -280,31 +326,58 @@ impl Tensor {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let keep = 1.0 / (1.0 - p);
         let mut mask = Buf::zeros(self.numel());
-        for m in mask.iter_mut() {
-            *m = if rng.random::<f32>() < p { 0.0 } else { keep };
-        }
-        let mut out = Buf::zeros(self.numel());
-        {
-            let x = self.read();
-            for ((o, &v), &m) in out.iter_mut().zip(x.iter()).zip(mask.iter()) {
-                *o = v * m;
-            }
-        }
+        cpu().dropout_mask(p, rng, mask.as_vec_mut())?;
+        let shape = self.shape().to_vec();
+        let out = bin(BinaryOp::Mul, &self.read(), &shape, &mask, &shape, &shape)?;
         Ok(Tensor::from_op(
             "dropout",
-            self.shape().to_vec(),
+            shape.clone(),
             self.device(),
             out,
             &[self],
             move |g, _| {
-                let mut gx = Buf::zeros(g.len());
-                for ((a, &b), &m) in gx.iter_mut().zip(g).zip(mask.iter()) {
-                    *a = b * m;
-                }
-                Ok(vec![Some(gx)])
+                Ok(vec![Some(bin(
+                    BinaryOp::Mul,
+                    g,
+                    &shape,
+                    &mask,
+                    &shape,
+                    &shape,
+                )?)])
             },
         ))
     }
+}
+
+/// Copies `x` (shape `shape`) into the layout of `shape` permuted by `perm`.
+fn permute_buf(x: &[f32], shape: &[usize], perm: &[usize]) -> Buf {
+    let nd = shape.len();
+    let mut strides = vec![1usize; nd];
+    for d in (0..nd.saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+    let mut out = Buf::zeros(x.len());
+    if x.is_empty() {
+        return out;
+    }
+    let mut idx = vec![0usize; nd];
+    let mut src = 0usize;
+    for o in out.iter_mut() {
+        *o = x[src];
+        let mut d = nd;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            src += src_strides[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            src -= src_strides[d] * out_shape[d];
+            idx[d] = 0;
+        }
+    }
+    out
 }
