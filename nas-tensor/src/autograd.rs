@@ -64,7 +64,7 @@ impl Tensor {
             match node {
                 None => {
                     if t.is_leaf() && t.requires_grad() {
-                        t.accumulate_grad(&g);
+                        t.accumulate_grad(g);
                     }
                 }
                 Some(node) => {

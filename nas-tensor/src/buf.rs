@@ -17,16 +17,41 @@ const MAX_PER_LEN: usize = 64;
 /// At most this many floats are kept in one thread's free list (1 GiB).
 const MAX_POOLED_FLOATS: usize = 256 << 20;
 
-#[derive(Default)]
 struct FreeList {
+    enabled: bool,
     by_len: HashMap<usize, Vec<Vec<f32>>>,
     floats: usize,
     hits: u64,
     misses: u64,
 }
 
+impl Default for FreeList {
+    fn default() -> Self {
+        FreeList {
+            enabled: true,
+            by_len: HashMap::new(),
+            floats: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+}
+
 thread_local! {
     static POOL: RefCell<FreeList> = RefCell::new(FreeList::default());
+}
+
+/// Turns this thread's pool on or off (on by default); turning it off frees what it holds.
+/// For measuring what the pool saves.
+pub fn set_pooling(enabled: bool) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.enabled = enabled;
+        if !enabled {
+            p.by_len.clear();
+            p.floats = 0;
+        }
+    });
 }
 
 /// A float32 buffer that goes back to this thread's free list when dropped.
@@ -40,6 +65,9 @@ impl Buf {
             let reused = POOL
                 .try_with(|p| {
                     let mut p = p.borrow_mut();
+                    if !p.enabled {
+                        return None;
+                    }
                     let v = p.by_len.get_mut(&len).and_then(|l| l.pop());
                     match v {
                         Some(v) => {
@@ -136,7 +164,7 @@ impl Drop for Buf {
         let v = std::mem::take(&mut self.0);
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
-            if p.floats + len > MAX_POOLED_FLOATS {
+            if !p.enabled || p.floats + len > MAX_POOLED_FLOATS {
                 return;
             }
             let list = p.by_len.entry(len).or_default();

@@ -169,29 +169,34 @@ impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
         for (p, buf) in self.params.iter().zip(self.bufs.iter_mut()) {
-            let Some(mut g) = p.grad_vec() else { continue };
-            p.update_data(|w| {
-                if c.weight_decay != 0.0 {
-                    g.iter_mut()
-                        .zip(w.iter())
-                        .for_each(|(g, &w)| *g += c.weight_decay * w);
+            p.with_grad(|g| {
+                let Some(g) = g else { return };
+                let first = buf.is_none();
+                if c.momentum != 0.0 && first {
+                    *buf = Some(vec![0.0; g.len()]);
                 }
-                if c.momentum != 0.0 {
-                    match buf {
-                        None => *buf = Some(g.clone()),
-                        Some(b) => b
-                            .iter_mut()
-                            .zip(&g)
-                            .for_each(|(b, &g)| *b = c.momentum * *b + (1.0 - c.dampening) * g),
+                p.update_data(|w| {
+                    for i in 0..w.len() {
+                        let mut d = if c.weight_decay != 0.0 {
+                            g[i] + c.weight_decay * w[i]
+                        } else {
+                            g[i]
+                        };
+                        if let Some(b) = buf.as_mut() {
+                            b[i] = if first {
+                                d
+                            } else {
+                                c.momentum * b[i] + (1.0 - c.dampening) * d
+                            };
+                            d = if c.nesterov {
+                                d + c.momentum * b[i]
+                            } else {
+                                b[i]
+                            };
+                        }
+                        w[i] -= c.lr * d;
                     }
-                    let b = buf.as_ref().expect("set above");
-                    if c.nesterov {
-                        g.iter_mut().zip(b).for_each(|(g, &b)| *g += c.momentum * b);
-                    } else {
-                        g.copy_from_slice(b);
-                    }
-                }
-                w.iter_mut().zip(&g).for_each(|(w, &g)| *w -= c.lr * g);
+                });
             });
         }
         Ok(())
@@ -334,28 +339,32 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
         for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
-            let Some(mut g) = p.grad_vec() else { continue };
-            let n = p.numel();
-            let s = st.get_or_insert_with(|| AdamParamState {
-                step: 0,
-                exp_avg: vec![0.0; n],
-                exp_avg_sq: vec![0.0; n],
-            });
-            s.step += 1;
-            let bc1 = 1.0 - c.beta1.powi(s.step as i32);
-            let bc2 = 1.0 - c.beta2.powi(s.step as i32);
-            let step_size = c.lr / bc1;
-            let bc2_sqrt = bc2.sqrt();
-            p.update_data(|w| {
-                for i in 0..n {
-                    if c.weight_decay != 0.0 {
-                        g[i] += c.weight_decay * w[i];
+            p.with_grad(|g| {
+                let Some(g) = g else { return };
+                let n = g.len();
+                let s = st.get_or_insert_with(|| AdamParamState {
+                    step: 0,
+                    exp_avg: vec![0.0; n],
+                    exp_avg_sq: vec![0.0; n],
+                });
+                s.step += 1;
+                let bc1 = 1.0 - c.beta1.powi(s.step as i32);
+                let bc2 = 1.0 - c.beta2.powi(s.step as i32);
+                let step_size = c.lr / bc1;
+                let bc2_sqrt = bc2.sqrt();
+                p.update_data(|w| {
+                    for i in 0..n {
+                        let d = if c.weight_decay != 0.0 {
+                            g[i] + c.weight_decay * w[i]
+                        } else {
+                            g[i]
+                        };
+                        s.exp_avg[i] = c.beta1 * s.exp_avg[i] + (1.0 - c.beta1) * d;
+                        s.exp_avg_sq[i] = c.beta2 * s.exp_avg_sq[i] + (1.0 - c.beta2) * d * d;
+                        let denom = s.exp_avg_sq[i].sqrt() / bc2_sqrt + c.eps;
+                        w[i] -= step_size * s.exp_avg[i] / denom;
                     }
-                    s.exp_avg[i] = c.beta1 * s.exp_avg[i] + (1.0 - c.beta1) * g[i];
-                    s.exp_avg_sq[i] = c.beta2 * s.exp_avg_sq[i] + (1.0 - c.beta2) * g[i] * g[i];
-                    let denom = s.exp_avg_sq[i].sqrt() / bc2_sqrt + c.eps;
-                    w[i] -= step_size * s.exp_avg[i] / denom;
-                }
+                });
             });
         }
         Ok(())

@@ -512,11 +512,11 @@ impl Tensor {
         *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    pub(crate) fn accumulate_grad(&self, g: &[f32]) {
+    pub(crate) fn accumulate_grad(&self, g: Buf) {
         let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(g).for_each(|(a, b)| *a += b),
-            None => *slot = Some(Buf::copy_from(g)),
+            Some(acc) => acc.iter_mut().zip(g.iter()).for_each(|(a, b)| *a += b),
+            None => *slot = Some(g),
         }
     }
 

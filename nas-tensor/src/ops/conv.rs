@@ -159,7 +159,7 @@ impl Tensor {
             y,
             &parents,
             move |g, needs| {
-                let dy = Buf::copy_from(g);
+                let dy = g;
                 let dx = if needs[0] {
                     let mut dx = Buf::zeros(p.x_len());
                     cpu().conv2d_backward_input(
@@ -231,7 +231,7 @@ impl Tensor {
             y,
             &[self],
             move |g, _| {
-                let dy = Buf::copy_from(g);
+                let dy = g;
                 let mut dx = Buf::zeros(p.x_len());
                 let y_for_bwd = match &yc {
                     Some(y) => y.clone(),
@@ -281,7 +281,7 @@ impl Tensor {
             y,
             &[self],
             move |g, _| {
-                let dy = Buf::copy_from(g);
+                let dy = g;
                 let mut dx = Buf::zeros(n * c * hw);
                 cpu().global_avg_pool_backward(n, c, hw, dy.as_vec(), dx.as_vec_mut())?;
                 Ok(vec![Some(dx)])
@@ -382,7 +382,7 @@ impl Tensor {
             y,
             &parents,
             move |g, needs| {
-                let dy = Buf::copy_from(g);
+                let dy = g;
                 let mut dx = Buf::zeros(p.x_len());
                 let affine = wc.is_some();
                 let mut dgamma = Buf::zeros(c);
