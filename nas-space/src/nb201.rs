@@ -283,9 +283,10 @@ impl Nb201Cell {
     /// Rules: the input is `x`; `none` is zero; an op applied to zero is zero; `skip_connect` is
     /// the identity; a node is the multiset sum of the terms on its incoming edges, with nested
     /// sums flattened and terms sorted (byte order), joined by `+`; an op applied to a non-zero
-    /// sum is written `op(sum)`. The zero cell prints as `0`. Two cells with equal normal forms
-    /// compute the same function of the input for any weights (up to weight sharing of equal
-    /// terms); 15,625 cells fall into 4,930 classes.
+    /// sum is written `op(sum)`. The zero cell prints as `0`. Cells with equal normal forms
+    /// are the same computation up to reordering and regrouping sums and dropping zero terms
+    /// (each distinct term computed once, as the benchmark's own classes also assume); the
+    /// 15,625 cells fall into 4,930 classes.
     pub fn normal_form(&self) -> String {
         let atoms = self.normal_atoms().pop().expect("four nodes");
         if atoms.is_empty() {

@@ -103,3 +103,42 @@ fn spaces_are_usable_as_trait_objects() {
     let a = spaces[0].sample(&mut rng);
     assert!(spaces[0].validate(&a).is_ok());
 }
+
+fn json_round_trip<
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+>(
+    x: &T,
+) {
+    let s = serde_json::to_string(x).unwrap();
+    assert_eq!(&serde_json::from_str::<T>(&s).unwrap(), x, "{s}");
+}
+
+#[test]
+fn every_public_type_round_trips_through_json() {
+    use nas_space::chain::{ChainLayer, ChainOp};
+    use nas_space::darts::{DARTS_V1, DartsOp};
+    use nas_space::nb101::Nb101Op;
+    use nas_space::nb201::{Nb201Cell, Nb201Op};
+    for op in Nb201Op::ALL {
+        json_round_trip(&op);
+    }
+    for op in DartsOp::ALL {
+        json_round_trip(&op);
+    }
+    for op in Nb101Op::ALL {
+        json_round_trip(&op);
+    }
+    for op in ChainOp::ALL {
+        json_round_trip(&op);
+        json_round_trip(&ChainLayer { op, width: 7 });
+    }
+    json_round_trip(&Nb201Cell::from_index(1234).unwrap());
+    json_round_trip(&DARTS_V1);
+    json_round_trip(&DARTS_V1.reduce);
+    json_round_trip(&Nb201Space);
+    json_round_trip(&DartsSpace);
+    json_round_trip(&Nb101Space);
+    json_round_trip(&ChainSpace::mlp());
+    let e = nas_space::nb201::Nb201Cell::parse("|x").unwrap_err();
+    assert!(e.to_string().starts_with("parse error at byte 1: "), "{e}");
+}
