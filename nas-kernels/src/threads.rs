@@ -7,11 +7,16 @@
 //!   done. A call made from inside a task runs its tasks serially on the calling thread, so nested
 //!   parallel loops never deadlock or oversubscribe.
 //!
-//! This first version spawns scoped threads per call (tens of microseconds); the kernels only
-//! call it for problems large enough for that to be negligible.
+//! Tasks run on a persistent pool of parked worker threads (spawned on first use, grown when a
+//! larger thread count is asked for), so a call costs a wake-up (a few microseconds) rather than
+//! a thread spawn, and workers keep their thread-local scratch buffers between calls. Calls
+//! from different outer threads are serialised.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// 0 means "not yet initialised from the environment".
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -83,23 +88,181 @@ pub fn parallel_for_threads(threads: usize, n_tasks: usize, f: &(dyn Fn(usize) +
         run_serial(n_tasks, f);
         return;
     }
-    let next = AtomicUsize::new(0);
-    let work = || {
+    pool().run(threads - 1, n_tasks, f);
+}
+
+/// One `parallel_for` call as the workers see it.
+struct Job<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    n_tasks: usize,
+    next: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+impl Job<'_> {
+    /// Takes tasks until none is left; records a panic instead of unwinding.
+    fn work(&self) {
         let _guard = ParallelGuard::enter();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                let t = self.next.fetch_add(1, Ordering::Relaxed);
+                if t >= self.n_tasks {
+                    break;
+                }
+                (self.f)(t);
+            }
+        }));
+        if r.is_err() {
+            self.panicked.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A type-erased pointer to the current [`Job`] (valid while its caller waits in
+/// [`Pool::run`]).
+#[derive(Clone, Copy)]
+struct JobPtr(*const Job<'static>);
+// SAFETY: the pointee is `Sync` (atomics and a `Sync` closure) and outlives every use.
+unsafe impl Send for JobPtr {}
+
+struct State {
+    job: Option<JobPtr>,
+    /// Workers this generation needs, how many have joined, how many have finished.
+    wanted: usize,
+    joined: usize,
+    finished: usize,
+    /// Workers spawned so far.
+    workers: usize,
+}
+
+/// Persistent worker threads parked on a condition variable.
+struct Pool {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+    /// Bumped for every job; workers spin on it briefly before parking.
+    generation: AtomicU64,
+    /// Serialises callers from different outer threads.
+    caller: Mutex<()>,
+}
+
+/// How long a worker spins for the next job (and a caller for completion) before parking.
+const SPIN: Duration = Duration::from_micros(30);
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        state: Mutex::new(State {
+            job: None,
+            wanted: 0,
+            joined: 0,
+            finished: 0,
+            workers: 0,
+        }),
+        work: Condvar::new(),
+        done: Condvar::new(),
+        generation: AtomicU64::new(0),
+        caller: Mutex::new(()),
+    })
+}
+
+/// Locks, ignoring poisoning (the protected state stays consistent: panics are caught).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pool {
+    /// Runs `f` over `0..n_tasks` on the caller plus `helpers` workers.
+    fn run(&'static self, helpers: usize, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let _caller = lock(&self.caller);
+        let job = Job {
+            f,
+            n_tasks,
+            next: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+        };
+        let helpers = {
+            let mut st = lock(&self.state);
+            while st.workers < helpers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("nas-worker-{}", st.workers))
+                    .spawn(move || self.worker());
+                if spawned.is_err() {
+                    break;
+                }
+                st.workers += 1;
+            }
+            let helpers = helpers.min(st.workers);
+            // SAFETY (lifetime erasure): the caller does not return before every worker that
+            // joined this job has finished with it (see the wait below).
+            let ptr = JobPtr((&job as *const Job<'_>).cast::<Job<'static>>());
+            st.job = Some(ptr);
+            st.wanted = helpers;
+            st.joined = 0;
+            st.finished = 0;
+            self.generation.fetch_add(1, Ordering::Release);
+            helpers
+        };
+        self.work.notify_all();
+        job.work();
+        // Wait for the helpers: spin briefly, then park.
+        let start = Instant::now();
         loop {
-            let t = next.fetch_add(1, Ordering::Relaxed);
-            if t >= n_tasks {
+            let st = lock(&self.state);
+            if st.finished == helpers {
                 break;
             }
-            f(t);
+            if start.elapsed() < SPIN {
+                drop(st);
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut st = st;
+            while st.finished < helpers {
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            break;
         }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(work);
+        lock(&self.state).job = None;
+        if job.panicked.load(Ordering::Relaxed) {
+            panic!("a parallel_for task panicked");
         }
-        work();
-    });
+    }
+
+    fn worker(&'static self) {
+        let mut seen = 0u64;
+        loop {
+            // Spin briefly for the next job, then park.
+            let start = Instant::now();
+            while self.generation.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            }
+            let job = {
+                let mut st = lock(&self.state);
+                loop {
+                    let g = self.generation.load(Ordering::Acquire);
+                    if g != seen {
+                        seen = g;
+                        if st.job.is_some() && st.joined < st.wanted {
+                            st.joined += 1;
+                            break st.job;
+                        }
+                    }
+                    st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if let Some(JobPtr(ptr)) = job {
+                // SAFETY: the caller keeps the job alive until `finished` reaches `wanted`,
+                // which needs this worker's increment below.
+                unsafe { (*ptr).work() };
+            }
+            let mut st = lock(&self.state);
+            st.finished += 1;
+            if st.finished == st.wanted {
+                self.done.notify_one();
+            }
+        }
+    }
 }
 
 fn run_serial(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {

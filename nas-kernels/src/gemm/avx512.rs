@@ -213,3 +213,98 @@ pub(crate) unsafe fn pack_b(
     // SAFETY: forwarded; the kernel table only uses this when AVX-512F is available.
     unsafe { pack_panels::<NR>(nc, kc, b, cs, rs, out) }
 }
+
+/// Rows of a dot-product tile (see [`dot_tile`]).
+pub(crate) const DOT_R: usize = 4;
+/// Columns of a dot-product tile.
+pub(crate) const DOT_C: usize = 6;
+
+/// Dot-product micro-kernel for `A * B^T` with both operands contiguous along the depth: for
+/// an `R x C` tile, accumulates `A[i, p..p+kc] . B[j, p..p+kc]` as 16-lane partial sums into
+/// `acc[i * acc_rs + j * 16 ..][..16]` (loaded first unless `first`). No packing is needed;
+/// the lanes are summed once at the end of the whole product.
+///
+/// # Safety
+/// `a[i * lda + p]` for `i < R`, `p < kc` and `b[j * ldb + p]` for `j < C`, `p < kc` are
+/// readable, `acc` has room for the tile, and the CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn dot_tile<const R: usize, const C: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    acc_ptr: *mut f32,
+    acc_rs: usize,
+    first: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    if !first {
+        for i in 0..R {
+            for j in 0..C {
+                // SAFETY: the tile's accumulators lie in `acc_ptr` by the contract.
+                acc[i][j] = unsafe { _mm512_loadu_ps(acc_ptr.add(i * acc_rs + j * 16)) };
+            }
+        }
+    }
+    let full = kc / 16 * 16;
+    let mut p = 0;
+    while p < full {
+        let mut av = [_mm512_setzero_ps(); R];
+        for i in 0..R {
+            // SAFETY: `p + 16 <= kc`.
+            av[i] = unsafe { _mm512_loadu_ps(a.add(i * lda + p)) };
+        }
+        for j in 0..C {
+            // SAFETY: `p + 16 <= kc`.
+            let bv = unsafe { _mm512_loadu_ps(b.add(j * ldb + p)) };
+            for i in 0..R {
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+            }
+        }
+        p += 16;
+    }
+    if p < kc {
+        let mask: __mmask16 = (1u16 << (kc - p)) - 1;
+        let mut av = [_mm512_setzero_ps(); R];
+        for i in 0..R {
+            // SAFETY: only the lanes `p .. kc` are read.
+            av[i] = unsafe { _mm512_maskz_loadu_ps(mask, a.add(i * lda + p)) };
+        }
+        for j in 0..C {
+            // SAFETY: only the lanes `p .. kc` are read.
+            let bv = unsafe { _mm512_maskz_loadu_ps(mask, b.add(j * ldb + p)) };
+            for i in 0..R {
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+            }
+        }
+    }
+    for i in 0..R {
+        for j in 0..C {
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_ps(acc_ptr.add(i * acc_rs + j * 16), acc[i][j]) };
+        }
+    }
+}
+
+/// Signature of the [`dot_tile`] instances.
+pub(crate) type DotFn =
+    unsafe fn(usize, *const f32, usize, *const f32, usize, *mut f32, usize, bool);
+
+/// The [`dot_tile`] instance for an `r x c` tile (`1 <= r <= DOT_R`, `1 <= c <= DOT_C`).
+pub(crate) fn dot_fn(r: usize, c: usize) -> DotFn {
+    macro_rules! table {
+        ($($r:literal => [$($c:literal),*]),*) => {
+            match (r, c) {
+                $($(($r, $c) => dot_tile::<$r, $c>,)*)*
+                _ => dot_tile::<1, 1>,
+            }
+        };
+    }
+    table!(
+        1 => [1, 2, 3, 4, 5, 6],
+        2 => [1, 2, 3, 4, 5, 6],
+        3 => [1, 2, 3, 4, 5, 6],
+        4 => [1, 2, 3, 4, 5, 6]
+    )
+}

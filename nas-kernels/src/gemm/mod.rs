@@ -287,11 +287,15 @@ pub fn sgemm_with(
         threads,
         blocks: None,
         min_flops_per_thread: MIN_FLOPS_PER_THREAD,
+        dot_min_k: DOT_MIN_K,
     };
     sgemm_config(
         &cfg, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
     )
 }
+
+/// Smallest depth for which `A * B^T` with small `m`, `n` uses the dot-product kernel.
+const DOT_MIN_K: usize = 256;
 
 /// Below this many flops per extra thread a problem stays on fewer threads.
 const MIN_FLOPS_PER_THREAD: usize = 3_000_000;
@@ -304,6 +308,9 @@ pub(crate) struct Config {
     /// Block sizes; `None` derives them from the cache sizes.
     pub(crate) blocks: Option<Blocks>,
     pub(crate) min_flops_per_thread: usize,
+    /// Smallest depth for the dot-product path of `A * B^T` (AVX-512 only); `usize::MAX`
+    /// disables it.
+    pub(crate) dot_min_k: usize,
 }
 
 /// Elements a `rows x cols` matrix with leading dimension `ld` spans.
@@ -680,6 +687,8 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
     /// Per-thread scratch for the partial results of a depth-split product.
     static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread lane sums of the dot-product path.
+    static DOT_ACC: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs one job, possibly over several threads.
@@ -694,7 +703,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
         .min(1 + flops / cfg.min_flops_per_thread.max(1));
     if t <= 1 || threads::in_parallel() {
         // SAFETY: forwarded.
-        unsafe { gemm_serial(uk, blocks, job) };
+        unsafe { gemm_job(uk, blocks, cfg, job) };
         return;
     }
     match plan(uk, job, t) {
@@ -712,7 +721,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                         ..*job
                     };
                     // SAFETY: threads write disjoint column ranges of C.
-                    unsafe { gemm_serial(uk, blocks, &sub) };
+                    unsafe { gemm_job(uk, blocks, cfg, &sub) };
                 }
             });
         }
@@ -730,7 +739,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                         ..*job
                     };
                     // SAFETY: threads write disjoint row ranges of C.
-                    unsafe { gemm_serial(uk, blocks, &sub) };
+                    unsafe { gemm_job(uk, blocks, cfg, &sub) };
                 }
             });
         }
@@ -762,7 +771,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                 };
                 if sub.k > 0 {
                     // SAFETY: thread 0 writes C, the others their own partial.
-                    unsafe { gemm_serial(uk, blocks, &sub) };
+                    unsafe { gemm_job(uk, blocks, cfg, &sub) };
                 } else if i == 0 {
                     // SAFETY: C is `m x n` with `ldc`.
                     let c = unsafe {
@@ -833,6 +842,143 @@ fn plan(uk: &MicroKernel, job: &Job, t: usize) -> Split {
     } else {
         Split::Cols(t.min(n.div_ceil(uk.nr)).max(1))
     }
+}
+
+/// Runs one job on the current thread: the dot-product path for `A * B^T` with a small
+/// output and a long depth, else the packed five loops.
+///
+/// # Safety
+/// As for [`run`].
+unsafe fn gemm_job(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
+    #[cfg(target_arch = "x86_64")]
+    if cfg.kernel == Kernel::Avx512
+        && job.a.cs == 1
+        && job.b.rs == 1
+        && job.k >= cfg.dot_min_k
+        && (job.m + job.n) * 64 > job.m * job.n
+    {
+        let (kc, nb) = match cfg.blocks {
+            // Tiny test blocks: several depth blocks and B row blocks.
+            Some(b) => (b.kc, 2 * avx512::DOT_C + 1),
+            None => dot_blocks(CacheSizes::detect(), job.m, job.n),
+        };
+        // SAFETY: forwarded; AVX-512F is available (checked by the caller).
+        unsafe { gemm_dot(kc, nb, job) };
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { gemm_serial(uk, blocks, job) }
+}
+
+/// Blocking of the dot-product path: depth `kc` such that one tile's `DOT_R + DOT_C` rows fit
+/// in 3/4 of L1, and `nb` rows of B such that the A block (`m x kc`), the B block (`nb x kc`)
+/// and the lane sums (`m x nb x 16`) each fit in a quarter of L2.
+#[cfg(target_arch = "x86_64")]
+fn dot_blocks(cs: CacheSizes, m: usize, n: usize) -> (usize, usize) {
+    use avx512::{DOT_C, DOT_R};
+    let quarter = cs.l2 / 4;
+    let kc = (cs.l1d * 3 / 4 / (4 * (DOT_R + DOT_C)))
+        .min(quarter / (4 * m))
+        .clamp(64, 4096)
+        / 16
+        * 16;
+    let nb = (quarter / (64 * m)).min(quarter / (4 * kc)).max(DOT_C) / DOT_C * DOT_C;
+    (kc, nb.min(n.div_ceil(DOT_C) * DOT_C))
+}
+
+/// `C = alpha * A * B^T + beta * C` with both operands contiguous along the depth, by
+/// `DOT_R x DOT_C` tiles of 16-lane dot products: for each block of `nb` rows of B, for each
+/// depth block, every tile adds its partial lane sums into a per-thread scratch
+/// (`m x nb x 16`, L2-resident); the lanes are summed into C after the last depth block.
+/// Nothing is packed, which is what makes the weight gradient of a convolution (small `m`,
+/// `n`, long `k`) fast.
+///
+/// # Safety
+/// As for [`run`], with `job.a.cs == 1`, `job.b.rs == 1`, and AVX-512F available.
+#[cfg(target_arch = "x86_64")]
+unsafe fn gemm_dot(kc: usize, nb: usize, job: &Job) {
+    use avx512::{DOT_C, DOT_R, dot_fn};
+    let (m, n, k) = (job.m, job.n, job.k);
+    let (lda, ldb) = (job.a.rs, job.b.cs);
+    let kc = kc.max(1);
+    let nb = nb.max(1);
+    let mut scratch = DOT_ACC.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if scratch.len() < m * nb * 16 {
+        scratch.resize(m * nb * 16, 0.0);
+    }
+    let acc = scratch.as_mut_ptr();
+    let mut jb = 0;
+    while jb < n {
+        let nbc = nb.min(n - jb);
+        let tiles = m.div_ceil(DOT_R) * nbc.div_ceil(DOT_C);
+        let mut pc = 0;
+        while pc < k {
+            let kcur = kc.min(k - pc);
+            let mut pf = if pc + kcur < k {
+                let k2 = kc.min(k - pc - kcur);
+                Prefetcher::new([
+                    Rect::of_block(job.a, 0, pc + kcur, m, k2),
+                    Rect::of_block(job.b, pc + kcur, jb, k2, nbc),
+                ])
+            } else if jb + nbc < n {
+                let (k2, n2) = (kc.min(k), nb.min(n - jb - nbc));
+                Prefetcher::new([
+                    Rect::of_block(job.a, 0, 0, m, k2),
+                    Rect::of_block(job.b, 0, jb + nbc, k2, n2),
+                ])
+            } else {
+                Prefetcher::default()
+            };
+            let mut tile = 0;
+            let mut i0 = 0;
+            while i0 < m {
+                let r = DOT_R.min(m - i0);
+                let mut j0 = 0;
+                while j0 < nbc {
+                    let c = DOT_C.min(nbc - j0);
+                    tile += 1;
+                    pf.advance(tile, tiles);
+                    // SAFETY: rows `i0..i0 + r` of A and `jb + j0..jb + j0 + c` of B over
+                    // depths `pc..pc + kcur` are in bounds; the tile's lane sums lie in the
+                    // scratch (`m x nb x 16`).
+                    unsafe {
+                        dot_fn(r, c)(
+                            kcur,
+                            job.a.ptr.add(i0 * lda + pc),
+                            lda,
+                            job.b.ptr.add((jb + j0) * ldb + pc),
+                            ldb,
+                            acc.add((i0 * nb + j0) * 16),
+                            nb * 16,
+                            pc == 0,
+                        )
+                    };
+                    j0 += c;
+                }
+                i0 += r;
+            }
+            pc += kcur;
+        }
+        for i in 0..m {
+            for j in 0..nbc {
+                let s: f32 = scratch[(i * nb + j) * 16..(i * nb + j + 1) * 16]
+                    .iter()
+                    .sum();
+                // SAFETY: `(i, jb + j)` lies in C.
+                unsafe {
+                    let cp = job.c.add(i * job.ldc + jb + j);
+                    let v = job.alpha * s;
+                    *cp = if job.beta == 0.0 {
+                        v
+                    } else {
+                        v + job.beta * *cp
+                    };
+                }
+            }
+        }
+        jb += nbc;
+    }
+    DOT_ACC.with(|p| *p.borrow_mut() = scratch);
 }
 
 /// A piece of source memory a packing step reads: `rows` runs of `len` floats, `stride`

@@ -169,20 +169,30 @@ fn tiny_blocks(kernel: Kernel) -> Blocks {
 
 /// Every path: available kernels x {1, 2, 3} threads x {cache-derived, tiny} blocks, with
 /// threading forced even for tiny problems.
+/// For AVX-512 both with and without the dot-product path of `A * B^T` (forced on for every
+/// depth).
 fn configs() -> Vec<(String, Config)> {
     let mut out = Vec::new();
     for kernel in Kernel::available() {
         for threads in [1, 2, 3] {
             for tiny in [false, true] {
-                out.push((
-                    format!("{kernel} threads {threads} tiny-blocks {tiny}"),
-                    Config {
-                        kernel,
-                        threads,
-                        blocks: tiny.then(|| tiny_blocks(kernel)),
-                        min_flops_per_thread: 1,
-                    },
-                ));
+                let dots: &[bool] = if kernel == Kernel::Avx512 {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
+                for &dot in dots {
+                    out.push((
+                        format!("{kernel} threads {threads} tiny-blocks {tiny} dot {dot}"),
+                        Config {
+                            kernel,
+                            threads,
+                            blocks: tiny.then(|| tiny_blocks(kernel)),
+                            min_flops_per_thread: 1,
+                            dot_min_k: if dot { 1 } else { usize::MAX },
+                        },
+                    ));
+                }
             }
         }
     }
@@ -244,6 +254,7 @@ fn large_shapes_cross_real_blocks() {
         // conv forward (NN), weight gradient (NT, depth split), input gradient (TN).
         (false, false, 16, 4100, 144),
         (false, true, 16, 144, 4100),
+        (false, true, 13, 150, 3001),
         (true, false, 144, 4100, 16),
     ];
     for (i, &(ta, tb, m, n, k)) in shapes.iter().enumerate() {
@@ -257,6 +268,7 @@ fn large_shapes_cross_real_blocks() {
                         threads,
                         blocks: None,
                         min_flops_per_thread: MIN_FLOPS_PER_THREAD,
+                        dot_min_k: DOT_MIN_K,
                     };
                     let name = format!("{kernel} threads {threads}");
                     case.check(&case.run(&cfg), &want, &name).unwrap();
