@@ -3,6 +3,7 @@
 
 use crate::error::{CliError, Result, quote};
 use nas_space::SearchSpace;
+use nas_space::chain::ChainSpace;
 use nas_space::darts::{DartsCell, DartsSpace};
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::{EDGES, Nb201Op, Nb201Space};
@@ -18,11 +19,22 @@ pub enum SpaceName {
     Darts,
     /// NAS-Bench-101 style DAG: up to 7 vertices, 9 edges, 3 ops (423,624 graphs).
     Nb101,
+    /// Chain (macro) space, CNN preset: 1..=6 layers of conv3x3/conv5x5/sep_conv_3x3/sep_conv_5x5,
+    /// widths 16/32/64.
+    Chain,
+    /// Chain (macro) space, MLP preset: 1..=4 dense layers of width 16..256.
+    ChainMlp,
 }
 
 impl SpaceName {
     /// Every space, in the order used when guessing which one an architecture belongs to.
-    pub const ALL: &'static [SpaceName] = &[SpaceName::Nb201, SpaceName::Darts, SpaceName::Nb101];
+    pub const ALL: &'static [SpaceName] = &[
+        SpaceName::Nb201,
+        SpaceName::Darts,
+        SpaceName::Nb101,
+        SpaceName::Chain,
+        SpaceName::ChainMlp,
+    ];
 
     /// The name as `--space` takes it.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +42,8 @@ impl SpaceName {
             SpaceName::Nb201 => "nb201",
             SpaceName::Darts => "darts",
             SpaceName::Nb101 => "nb101",
+            SpaceName::Chain => "chain",
+            SpaceName::ChainMlp => "chain-mlp",
         }
     }
 }
@@ -48,6 +62,14 @@ macro_rules! with_space {
             }
             $crate::spaces::SpaceName::Nb101 => {
                 let $s = &nas_space::nb101::Nb101Space;
+                $body
+            }
+            $crate::spaces::SpaceName::Chain => {
+                let $s = &nas_space::chain::ChainSpace::cnn();
+                $body
+            }
+            $crate::spaces::SpaceName::ChainMlp => {
+                let $s = &nas_space::chain::ChainSpace::mlp();
                 $body
             }
         }
@@ -130,6 +152,31 @@ impl CliSpace for Nb101Space {
                 }
             }
         }
+        s.push_str("}\n");
+        s
+    }
+}
+
+impl CliSpace for ChainSpace {
+    const LABEL: &'static str = "chain of layers";
+    const NATIVE_FORMAT: Option<&'static str> = None;
+
+    fn dot(&self, arch: &Self::Arch) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "// {}", self.to_text(arch));
+        s.push_str(
+            "digraph chain {\n  rankdir=LR;\n  node [shape=box];\n  input [label=\"input\"];\n",
+        );
+        for (i, layer) in arch.layers.iter().enumerate() {
+            let _ = writeln!(s, "  l{i} [label=\"{}\"];", layer);
+        }
+        s.push_str("  output [label=\"output\"];\n");
+        let mut prev = "input".to_string();
+        for i in 0..arch.layers.len() {
+            let _ = writeln!(s, "  {prev} -> l{i};");
+            prev = format!("l{i}");
+        }
+        let _ = writeln!(s, "  {prev} -> output;");
         s.push_str("}\n");
         s
     }

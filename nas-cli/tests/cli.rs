@@ -521,3 +521,64 @@ fn nb101_space_through_the_cli() {
     let e = fails(&nas(&["export", "-f", "darts", NB101_A]), 1);
     assert!(e.contains("NAS-Bench-101 graph"), "{e}");
 }
+
+// ------------------------------------------------------------------ chain
+
+#[test]
+fn chain_spaces_through_the_cli() {
+    // CNN preset: 4 ops x 3 widths = 12 layer kinds, up to 6 layers: sum of 12^l, l = 1..=6.
+    let cnn: u64 = (1..=6).map(|l| 12u64.pow(l)).sum();
+    assert_eq!(
+        ok(&nas(&["space", "-s", "chain", "size"])).trim(),
+        cnn.to_string()
+    );
+    // MLP preset: 5 widths, up to 4 layers.
+    let mlp: u64 = (1..=4).map(|l| 5u64.pow(l)).sum();
+    assert_eq!(
+        ok(&nas(&["space", "-s", "chain-mlp", "size"])).trim(),
+        mlp.to_string()
+    );
+
+    let a = "conv3x3(32) -> conv3x3(32) -> sep_conv_5x5(64)";
+    // Closed form of the space: (len + 1) K - len insertions + 2 runs removable + len * (3 + 2) changes.
+    let n = ok(&nas(&["-q", "space", "-s", "chain", "neighbours", a]));
+    assert_eq!(n.lines().count(), (4 * 12 - 3) + 2 + 3 * 5);
+    assert!(n.lines().any(|l| l == "conv3x3(32) -> sep_conv_5x5(64)"));
+    assert_eq!(
+        ok(&nas(&[
+            "space",
+            "-s",
+            "chain",
+            "distance",
+            a,
+            "conv3x3(32) -> sep_conv_5x5(64)"
+        ]))
+        .trim(),
+        "1"
+    );
+    let dot = ok(&nas(&["export", "-f", "dot", a]));
+    assert_eq!(
+        dot.matches("->").count() - 2,
+        4,
+        "4 edges plus the 2 arrows in the comment: {dot}"
+    );
+    assert!(dot.contains("l2 [label=\"sep_conv_5x5(64)\"]"), "{dot}");
+    let j = ok(&nas(&["export", a]));
+    assert_eq!(ok(&nas(&["export", "-f", "text", &j])).trim(), a);
+    let e = fails(
+        &nas(&["space", "-s", "chain", "validate", "conv3x3(33)"]),
+        1,
+    );
+    assert!(e.contains("width 33"), "{e}");
+    let e = fails(&nas(&["space", "-s", "chain", "validate", "dense(32)"]), 1);
+    assert!(e.contains("op dense"), "{e}");
+    // A dense chain is guessed to be in the MLP preset.
+    let v = json(&nas(&[
+        "--json",
+        "export",
+        "-f",
+        "text",
+        "dense(64) -> dense(16)",
+    ]));
+    assert_eq!(v["space"], "chain-mlp");
+}

@@ -21,6 +21,7 @@ Examples:
   nas --json space --space nb201 distance ARCH_A ARCH_B
   nas space --space darts size
   nas space --space darts sample -n 2 --seed 1 --format json
+  nas space --space chain neighbours 'conv3x3(32) -> sep_conv_5x5(64)'
   nas space --space nb101 canonical \"ModelSpec(matrix=[[0, 1], [0, 0]], ops=['input', 'output'])\"
 
 An ARCH is the space's text form, its JSON form, @FILE (either form in a file) or - (stdin).";
