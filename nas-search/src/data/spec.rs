@@ -15,7 +15,8 @@ use std::str::FromStr;
 /// Which data set to load.
 ///
 /// Text forms (see [`DataSpec::HELP`]): `fashion` or `fashion-embedded` (the default),
-/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`.
+/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`. A path
+/// starting with `~/` is taken relative to `$HOME`, since shells leave `kind:~/...` unexpanded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DataSpec {
     /// The Fashion-MNIST subset compiled into the library.
@@ -93,7 +94,7 @@ impl FromStr for DataSpec {
             Some("") => {
                 return Err(err(format!("empty path after \"{kind}:\"")));
             }
-            Some(p) => Some(PathBuf::from(p)),
+            Some(p) => Some(expand_home(p)),
             None => None,
         };
         match (kind_lc.as_str(), path) {
@@ -120,6 +121,14 @@ impl FromStr for DataSpec {
                 DataSpec::HELP
             ))),
         }
+    }
+}
+
+/// Replaces a leading `~/` by `$HOME/` (shells do not expand `~` after `kind:`).
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
     }
 }
 

@@ -813,6 +813,12 @@ fn spec_parsing_accepts_the_documented_forms() {
     ] {
         assert_eq!(p(&p(s).unwrap().to_string()).unwrap(), p(s).unwrap(), "{s}");
     }
+    if let Some(home) = std::env::var_os("HOME") {
+        assert_eq!(
+            p("mnist:~/m").unwrap(),
+            DataSpec::Mnist(PathBuf::from(home).join("m"))
+        );
+    }
     let e = p("imagenet:/x").unwrap_err();
     assert!(matches!(e, DataError::Spec { .. }));
     assert!(
