@@ -7,10 +7,12 @@
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
 //!   ([`run_search`]); [`checkpoint`] holds the file format.
 //! * [`synthetic`]: a small synthetic space and objective for tests.
+//! * [`benchmark`]: the NAS-Bench-201 benchmark runner; [`plot`]: dependency-free SVG plots.
 //! * [`stats`]: mean, standard deviation and Welch's t-test for comparing strategies.
 
 #![warn(missing_docs)]
 
+pub mod benchmark;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod evaluator;
 pub mod history;
 pub mod nb201;
 pub mod nb201_cost;
+pub mod plot;
 pub mod search;
 pub mod stats;
 pub mod strategy;

@@ -541,6 +541,7 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 }
             }
         }
+        self.st.spent.wall_time_s = self.wall();
         self.save()
     }
 }
@@ -604,6 +605,15 @@ pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
     meta: &SearchMeta,
 ) -> Result<SearchState<A>> {
     let payload = checkpoint::read_verified(path)?;
+    #[derive(Deserialize)]
+    struct MetaOnly {
+        meta: SearchMeta,
+    }
+    let m: MetaOnly = serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
+        path: path.to_path_buf(),
+        problem: format!("not a search state: {e}"),
+    })?;
+    check_meta(path, &m.meta, meta)?;
     let st: SearchState<A> =
         serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
             path: path.to_path_buf(),

@@ -85,9 +85,13 @@ pub enum StrategyKind {
 }
 
 impl StrategyKind {
-    /// Parses `random`, `rea`, `reinforce`, `local` or `hyperband` (defaults for all settings).
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
+    /// Parses `random`, `rea`, `reinforce`, `local` or `hyperband`, optionally followed by
+    /// `:key=value` settings (JSON values), e.g. `reinforce:learning_rate=0.01` or
+    /// `rea:population_size=20:sample_size=5` or `hyperband:fidelities=[12,200]:eta=4`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut parts = spec.split(':');
+        let name = parts.next().unwrap_or("").trim();
+        let mut kind = match name {
             "random" | "rs" => StrategyKind::Random(RandomConfig::default()),
             "rea" | "evolution" => StrategyKind::Rea(ReaConfig::default()),
             "reinforce" | "rl" => StrategyKind::Reinforce(ReinforceConfig::default()),
@@ -98,6 +102,43 @@ impl StrategyKind {
                     "unknown strategy {other:?} (expected random, rea, reinforce, local or hyperband)"
                 )));
             }
+        };
+        for kv in parts {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                SearchError::Config(format!(
+                    "strategy setting {kv:?} in {spec:?} is not key=value"
+                ))
+            })?;
+            kind = kind
+                .with_setting(k.trim(), v.trim())
+                .map_err(|e| SearchError::Config(format!("strategy {spec:?}: {e}")))?;
+        }
+        Ok(kind)
+    }
+
+    fn with_setting(self, key: &str, value: &str) -> std::result::Result<Self, String> {
+        fn set<C: Serialize + serde::de::DeserializeOwned>(
+            c: &C,
+            key: &str,
+            value: &str,
+        ) -> std::result::Result<C, String> {
+            let mut obj = serde_json::to_value(c).map_err(|e| e.to_string())?;
+            let map = obj.as_object_mut().ok_or("settings are not an object")?;
+            if !map.contains_key(key) {
+                let keys: Vec<&String> = map.keys().collect();
+                return Err(format!("unknown setting {key:?} (settings: {keys:?})"));
+            }
+            let v: serde_json::Value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+            map.insert(key.to_string(), v);
+            serde_json::from_value(obj).map_err(|e| format!("bad value {value:?} for {key}: {e}"))
+        }
+        Ok(match self {
+            StrategyKind::Random(c) => StrategyKind::Random(set(&c, key, value)?),
+            StrategyKind::Rea(c) => StrategyKind::Rea(set(&c, key, value)?),
+            StrategyKind::Reinforce(c) => StrategyKind::Reinforce(set(&c, key, value)?),
+            StrategyKind::Local(c) => StrategyKind::Local(set(&c, key, value)?),
+            StrategyKind::Hyperband(c) => StrategyKind::Hyperband(set(&c, key, value)?),
         })
     }
 

@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 ///
 /// NAS-Bench-201's REINFORCE baseline optimises one logit vector per decision with Adam and an
 /// exponential-moving-average reward baseline; its scripts pass `--EMA_momentum 0.9` and take the
-/// learning rate as an argument. Defaults here: Adam with learning rate 0.5 on the logits
-/// (betas 0.9/0.999, eps 1e-8), baseline momentum 0.9, reward = 12-epoch validation accuracy
-/// in percent.
+/// learning rate as an argument. Defaults here: Adam (betas 0.9/0.999, eps 1e-8) with learning
+/// rate **0.05** on the logits, baseline momentum 0.9, reward = 12-epoch validation accuracy in
+/// percent. The learning rate was chosen by a sweep on the NAS-Bench-201 CIFAR-10 table (seeds
+/// 0-299, 100 evaluations; docs/RESULTS.md): 0.5 collapses the policy within a few dozen
+/// updates (93.22 ± 0.86 vs random search's 93.72), 0.05-0.1 do best (about 93.9). The
+/// acceptance tests use other seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReinforceConfig {
-    /// Adam learning rate on the logits (default 0.5).
+    /// Adam learning rate on the logits (default 0.05).
     pub learning_rate: f64,
     /// Momentum of the moving-average baseline (default 0.9).
     pub baseline_momentum: f64,
@@ -27,7 +30,7 @@ pub struct ReinforceConfig {
 impl Default for ReinforceConfig {
     fn default() -> Self {
         ReinforceConfig {
-            learning_rate: 0.5,
+            learning_rate: 0.05,
             baseline_momentum: 0.9,
             fidelity: 12,
         }

@@ -1,0 +1,87 @@
+//! Benchmark multi-trial strategies on the NAS-Bench-201 table.
+//!
+//! ```sh
+//! cargo run --release -p nas-search --example nb201_benchmark -- \
+//!     --runs 500 --budget 100 --dataset cifar10 --out results/nb201
+//! ```
+//!
+//! Options: `--runs N` (default 500), `--budget EVALS` (100), `--dataset cifar10|cifar100|
+//! imagenet16-120` (cifar10), `--strategies random,rea,reinforce,local` (these four),
+//! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--out DIR` (write
+//! summary.md, report.json, anytime.csv, anytime.svg there).
+
+use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
+use nas_search::nb201::{Dataset, Nb201Table};
+use nas_search::strategy::StrategyKind;
+use std::path::PathBuf;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut cfg = BenchmarkConfig::new(500, 100, Dataset::Cifar10);
+    let mut out: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--runs" => cfg.runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--budget" => cfg.budget = val()?.parse().map_err(|e| format!("--budget: {e}"))?,
+            "--dataset" => cfg.dataset = Dataset::parse(&val()?)?,
+            "--threads" => cfg.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--seed" => cfg.base_seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--strategies" => {
+                cfg.strategies = val()?
+                    .split(',')
+                    .map(StrategyKind::parse)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            "--skip-equivalent" => cfg.skip_equivalent = true,
+            "--out" => out = Some(PathBuf::from(val()?)),
+            "-h" | "--help" => {
+                println!(
+                    "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
+                     [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
+                     [--skip-equivalent] [--out DIR]"
+                );
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+        }
+    }
+    let table = Nb201Table::embedded()?;
+    let report = run_nb201_benchmark(table, &cfg)?;
+    println!(
+        "NAS-Bench-201 {}: {} runs x {} evaluations, {} threads, {:.2} s",
+        cfg.dataset.name(),
+        cfg.runs,
+        cfg.budget,
+        cfg.threads,
+        report.wall_time_s
+    );
+    print!("{}", report.markdown());
+    let marks: Vec<usize> = [10usize, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+        .into_iter()
+        .filter(|&m| m <= cfg.budget as usize)
+        .collect();
+    println!("anytime mean reported accuracy at {marks:?} evaluations:");
+    for r in &report.strategies {
+        let v: Vec<String> = marks
+            .iter()
+            .map(|&m| format!("{:.2}", r.anytime_mean[m - 1]))
+            .collect();
+        println!("  {:<10} {}", r.name, v.join("  "));
+    }
+    if let Some(dir) = out {
+        report.write(&dir)?;
+        println!(
+            "wrote {}/{{summary.md,report.json,anytime.csv,anytime.svg}}",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! The NAS-Bench-201 benchmark runner: many independent seeded runs of each strategy on the
+//! table, in parallel, with summary statistics, anytime curves and plots.
+
+use crate::error::{Result, SearchError};
+use crate::nb201::{Dataset, Nb201Evaluator, Nb201Table};
+use crate::plot::{Plot, Style};
+use crate::search::{Budget, SearchConfig, run_search};
+use crate::stats::{mean, std_dev};
+use crate::strategy::StrategyKind;
+use nas_space::nb201::Nb201Space;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Settings of [`run_nb201_benchmark`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkConfig {
+    /// Independent runs per strategy (run `i` uses seed `base_seed + i` for every strategy).
+    pub runs: usize,
+    /// Evaluations per run.
+    pub budget: u64,
+    /// The data set searched and reported.
+    pub dataset: Dataset,
+    /// The strategies compared.
+    pub strategies: Vec<StrategyKind>,
+    /// Threads running independent runs (each run evaluates on its own thread).
+    pub threads: usize,
+    /// Seed of run 0.
+    pub base_seed: u64,
+    /// Skip cells equivalent to evaluated ones (off in the literature's protocol).
+    pub skip_equivalent: bool,
+}
+
+impl BenchmarkConfig {
+    /// `runs` x `budget` on `dataset` with random, REA, REINFORCE and local search, all threads.
+    pub fn new(runs: usize, budget: u64, dataset: Dataset) -> Self {
+        BenchmarkConfig {
+            runs,
+            budget,
+            dataset,
+            strategies: ["random", "rea", "reinforce", "local"]
+                .iter()
+                .map(|s| StrategyKind::parse(s).expect("known names"))
+                .collect(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            base_seed: 0,
+            skip_equivalent: false,
+        }
+    }
+}
+
+/// Results of one strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyReport {
+    /// Strategy name.
+    pub name: String,
+    /// Reported (200-epoch test) accuracy of each run's final choice.
+    pub final_test: Vec<f64>,
+    /// Mean of `final_test`.
+    pub mean: f64,
+    /// Sample standard deviation of `final_test`.
+    pub std: f64,
+    /// Table optimum minus `mean`.
+    pub gap: f64,
+    /// Mean over runs of the incumbent's reported accuracy after `e + 1` evaluations.
+    pub anytime_mean: Vec<f64>,
+    /// Standard deviation over runs of the same.
+    pub anytime_std: Vec<f64>,
+}
+
+/// Results of a benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkReport {
+    /// The settings.
+    pub config: BenchmarkConfig,
+    /// Best 200-epoch test accuracy in the table for the data set.
+    pub optimum: f64,
+    /// One report per strategy, in the order of the settings.
+    pub strategies: Vec<StrategyReport>,
+    /// Wall time of the whole benchmark, seconds.
+    pub wall_time_s: f64,
+}
+
+/// Runs the benchmark: `runs` searches of `budget` evaluations per strategy, distributed over
+/// `threads` threads; deterministic for a given configuration (thread count aside).
+pub fn run_nb201_benchmark(
+    table: Arc<Nb201Table>,
+    cfg: &BenchmarkConfig,
+) -> Result<BenchmarkReport> {
+    if cfg.runs == 0 || cfg.budget == 0 || cfg.threads == 0 || cfg.strategies.is_empty() {
+        return Err(SearchError::Config(format!(
+            "benchmark needs runs, budget, threads and strategies > 0 (got {}, {}, {}, {})",
+            cfg.runs,
+            cfg.budget,
+            cfg.threads,
+            cfg.strategies.len()
+        )));
+    }
+    let t0 = std::time::Instant::now();
+    let optimum = table.optimum(cfg.dataset).test_200[cfg.dataset.column()];
+    let evaluator = Nb201Evaluator::new(table, cfg.dataset);
+    let n_jobs = cfg.runs * cfg.strategies.len();
+    let next = AtomicUsize::new(0);
+    type RunResult = (f64, Vec<f64>);
+    let results: Mutex<Vec<Option<Result<RunResult>>>> =
+        Mutex::new((0..n_jobs).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..cfg.threads.min(n_jobs) {
+            scope.spawn(|| {
+                loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    if j >= n_jobs {
+                        return;
+                    }
+                    let (si, run) = (j / cfg.runs, j % cfg.runs);
+                    let r = (|| -> Result<RunResult> {
+                        let mut strategy = cfg.strategies[si].build(&Nb201Space)?;
+                        let mut sc = SearchConfig::new(
+                            cfg.base_seed + run as u64,
+                            Budget::evaluations(cfg.budget),
+                        );
+                        sc.skip_equivalent = cfg.skip_equivalent;
+                        let out = run_search(&Nb201Space, strategy.as_mut(), &evaluator, &sc)?;
+                        let best = out
+                            .best()
+                            .and_then(|t| t.metrics().and_then(|m| m.test_accuracy))
+                            .unwrap_or(f64::NAN);
+                        let curve = out
+                            .history
+                            .anytime_reported()
+                            .into_iter()
+                            .map(|v| v.unwrap_or(f64::NAN))
+                            .collect();
+                        Ok((best, curve))
+                    })();
+                    if let Ok(mut res) = results.lock() {
+                        res[j] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| SearchError::Config("a benchmark thread panicked".into()))?;
+    let mut reports = Vec::new();
+    let mut it = results.into_iter();
+    for kind in &cfg.strategies {
+        let mut finals = Vec::with_capacity(cfg.runs);
+        let mut curves = Vec::with_capacity(cfg.runs);
+        for _ in 0..cfg.runs {
+            let (b, c) = it
+                .next()
+                .flatten()
+                .ok_or_else(|| SearchError::Config("a benchmark run did not finish".into()))??;
+            finals.push(b);
+            curves.push(c);
+        }
+        let len = cfg.budget as usize;
+        let mut anytime_mean = Vec::with_capacity(len);
+        let mut anytime_std = Vec::with_capacity(len);
+        for e in 0..len {
+            let col: Vec<f64> = curves
+                .iter()
+                .filter_map(|c| c.get(e).copied())
+                .filter(|v| v.is_finite())
+                .collect();
+            anytime_mean.push(if col.is_empty() { f64::NAN } else { mean(&col) });
+            anytime_std.push(std_dev(&col));
+        }
+        let m = mean(&finals);
+        reports.push(StrategyReport {
+            name: kind.name().to_string(),
+            std: std_dev(&finals),
+            gap: optimum - m,
+            mean: m,
+            final_test: finals,
+            anytime_mean,
+            anytime_std,
+        });
+    }
+    Ok(BenchmarkReport {
+        config: cfg.clone(),
+        optimum,
+        strategies: reports,
+        wall_time_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+impl BenchmarkReport {
+    /// A Markdown table: strategy, mean ± std of the reported accuracy, gap to the optimum.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "| strategy | {} test acc. (200 ep), mean ± std over {} runs | gap to optimum {:.2} |\n| --- | --- | --- |\n",
+            self.config.dataset.name(),
+            self.config.runs,
+            self.optimum
+        );
+        for r in &self.strategies {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} ± {:.2} | {:.2} |",
+                r.name, r.mean, r.std, r.gap
+            );
+        }
+        s
+    }
+
+    /// The anytime curves as CSV: `evaluations,<name>_mean,<name>_std,...`.
+    pub fn anytime_csv(&self) -> String {
+        let mut s = String::from("evaluations");
+        for r in &self.strategies {
+            let _ = write!(s, ",{0}_mean,{0}_std", r.name);
+        }
+        s.push('\n');
+        for e in 0..self.config.budget as usize {
+            let _ = write!(s, "{}", e + 1);
+            for r in &self.strategies {
+                let _ = write!(s, ",{:.4},{:.4}", r.anytime_mean[e], r.anytime_std[e]);
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The anytime plot (log-scaled evaluations, optimum as a dashed line).
+    pub fn anytime_plot(&self) -> Plot {
+        let mut p = Plot::new(
+            &format!(
+                "NAS-Bench-201 {}: best-so-far reported accuracy ({} runs)",
+                self.config.dataset.name(),
+                self.config.runs
+            ),
+            "evaluations",
+            "test accuracy of incumbent (%)",
+        );
+        p.x_log = true;
+        p.reference = Some((self.optimum, format!("optimum {:.2}", self.optimum)));
+        for r in &self.strategies {
+            let pts = r
+                .anytime_mean
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| ((e + 1) as f64, v))
+                .collect();
+            p.add(&r.name, pts, Style::Line);
+        }
+        p
+    }
+
+    /// Writes `summary.md`, `report.json`, `anytime.csv` and `anytime.svg` into `dir` (created
+    /// if missing).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
+        let w = |name: &str, text: String| -> Result<()> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| SearchError::io(&p, e))
+        };
+        w("summary.md", self.markdown())?;
+        w(
+            "report.json",
+            serde_json::to_string_pretty(self).map_err(|e| SearchError::Serde(e.to_string()))?,
+        )?;
+        w("anytime.csv", self.anytime_csv())?;
+        self.anytime_plot().save(dir.join("anytime.svg"))
+    }
+}

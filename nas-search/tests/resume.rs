@@ -1,0 +1,235 @@
+//! Checkpoint and resume: a search killed with SIGKILL at a random point and resumed ends with
+//! exactly the history of an uninterrupted run; bad checkpoints are refused and left untouched.
+
+use nas_search::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
+use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
+use nas_search::search::{Budget, SearchConfig, SearchOutcome, run_search};
+use nas_search::strategy::StrategyKind;
+use nas_search::synthetic::{ToyObjective, ToySpace};
+use nas_space::nb201::{Nb201Cell, Nb201Space};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The table evaluator slowed down by a clock-random 1-4 ms per evaluation.
+struct Slow(Nb201Evaluator);
+
+impl Evaluator<Nb201Cell> for Slow {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn evaluate(&self, req: &EvalRequest<'_, Nb201Cell>) -> Result<Metrics, EvalError> {
+        let ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_micros(1000 + (ns % 3000) as u64));
+        self.0.evaluate(req)
+    }
+}
+
+const BUDGET: u64 = 240;
+
+fn config(kind: &str, checkpoint: Option<&Path>) -> (StrategyKind, SearchConfig) {
+    let kind = StrategyKind::parse(kind).unwrap();
+    let budget = if kind.name() == "hyperband" {
+        Budget::cost(12.0 * 3.0 * 40.0 + 200.0 * 3.0 * 40.0)
+    } else {
+        Budget::evaluations(BUDGET)
+    };
+    let mut cfg = SearchConfig::new(1234, budget);
+    cfg.workers = 3;
+    cfg.checkpoint = checkpoint.map(Path::to_path_buf);
+    (kind, cfg)
+}
+
+fn search(kind: &str, checkpoint: Option<&Path>, slow: bool) -> SearchOutcome<Nb201Cell> {
+    let table = Nb201Table::embedded().unwrap();
+    let ev = Nb201Evaluator::new(table, Dataset::Cifar10);
+    let (kind, cfg) = config(kind, checkpoint);
+    let mut s = kind.build(&Nb201Space).unwrap();
+    if slow {
+        run_search(&Nb201Space, s.as_mut(), &Slow(ev), &cfg).unwrap()
+    } else {
+        run_search(&Nb201Space, s.as_mut(), &ev, &cfg).unwrap()
+    }
+}
+
+/// Run by the kill test in a child process (ignored in normal runs).
+#[test]
+#[ignore]
+fn child_search_for_kill_test() {
+    let Ok(path) = std::env::var("NASRS_KILL_CHECKPOINT") else {
+        return;
+    };
+    let kind = std::env::var("NASRS_KILL_STRATEGY").unwrap();
+    search(&kind, Some(Path::new(&path)), true);
+}
+
+fn told(path: &Path) -> Option<usize> {
+    let payload = nas_search::checkpoint::read_verified(path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    Some(v["history"]["trials"].as_array()?.len())
+}
+
+#[test]
+fn killed_search_resumes_to_the_uninterrupted_history() {
+    let exe = std::env::current_exe().unwrap();
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    for (i, kind) in ["rea", "reinforce", "local", "hyperband"]
+        .iter()
+        .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("search.ckpt");
+        // Kill after a random number of told trials in 5..150.
+        let kill_at = 5 + (clock / (i + 1) + i * 37) % 145;
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "child_search_for_kill_test",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("NASRS_KILL_CHECKPOINT", &ck)
+            .env("NASRS_KILL_STRATEGY", kind)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            if told(&ck).is_some_and(|n| n >= kill_at) {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{kind}: child ended before it was killed"
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{kind}: no progress"
+            );
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_none(),
+            "{kind}: the child was killed by a signal"
+        );
+        let at_kill = told(&ck).expect("the checkpoint is complete after SIGKILL");
+        assert!(at_kill >= kill_at);
+        let resumed = search(kind, Some(&ck), false);
+        let reference = search(kind, None, false);
+        assert!(resumed.resumed);
+        assert!(
+            resumed.history.len() > at_kill,
+            "{kind}: resumed at {at_kill} of {}",
+            resumed.history.len()
+        );
+        assert!(
+            resumed.history.same_except_timing(&reference.history),
+            "{kind}: resumed history differs from the uninterrupted one (killed at {at_kill})"
+        );
+        assert_eq!(resumed.spent.evaluations, reference.spent.evaluations);
+        assert_eq!(resumed.spent.cost, reference.spent.cost);
+        assert_eq!(resumed.stop, reference.stop);
+        eprintln!(
+            "{kind}: killed after {at_kill} told trials, resumed to {}",
+            resumed.history.len()
+        );
+        // Resuming a finished search returns the same history without evaluating anything.
+        let again = search(kind, Some(&ck), false);
+        assert!(again.history.same_except_timing(&reference.history));
+    }
+}
+
+fn toy_search(
+    kind: &str,
+    seed: u64,
+    budget: u64,
+    ck: &Path,
+) -> Result<SearchOutcome<nas_search::synthetic::ToyArch>, nas_search::SearchError> {
+    let space = ToySpace {
+        dims: 5,
+        choices: 3,
+    };
+    let obj = ToyObjective::new(&space, 9);
+    let mut s = StrategyKind::parse(kind).unwrap().build(&space).unwrap();
+    let mut cfg = SearchConfig::new(seed, Budget::evaluations(budget));
+    cfg.checkpoint = Some(ck.to_path_buf());
+    run_search(&space, s.as_mut(), &obj, &cfg)
+}
+
+#[test]
+fn bad_checkpoints_are_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("toy.ckpt");
+    toy_search("rea", 1, 30, &ck).unwrap();
+    let good = std::fs::read(&ck).unwrap();
+    let refuse = |bytes: &[u8], kind: &str, seed: u64, want: &str| {
+        std::fs::write(&ck, bytes).unwrap();
+        let e = toy_search(kind, seed, 40, &ck).unwrap_err().to_string();
+        assert!(
+            e.contains(&ck.display().to_string()) && e.contains(want),
+            "expected {want:?} in {e}"
+        );
+        assert_eq!(
+            std::fs::read(&ck).unwrap(),
+            bytes,
+            "a refused checkpoint must not be modified"
+        );
+    };
+    refuse(&good[..good.len() - 10], "rea", 1, "truncated");
+    refuse(&good[..20], "rea", 1, "no header line");
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 30] ^= 0x01;
+    refuse(&flipped, "rea", 1, "checksum mismatch");
+    refuse(b"hello\n{}", "rea", 1, "not a nas-rs search checkpoint");
+    refuse(
+        &good,
+        "local",
+        1,
+        "strategy \"rea\" (this search: \"local\")",
+    );
+    refuse(&good, "rea", 2, "seed 1 (this search: 2)");
+    // Another space: a NAS-Bench-201 search refuses the toy checkpoint.
+    std::fs::write(&ck, &good).unwrap();
+    let table = Nb201Table::embedded().unwrap();
+    let ev = Nb201Evaluator::new(table, Dataset::Cifar10);
+    let mut s = StrategyKind::parse("rea")
+        .unwrap()
+        .build(&Nb201Space)
+        .unwrap();
+    let mut cfg = SearchConfig::new(1, Budget::evaluations(40));
+    cfg.checkpoint = Some(ck.clone());
+    let e = run_search(&Nb201Space, s.as_mut(), &ev, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("space \"toy\" (this search: \"nb201\")"), "{e}");
+    assert_eq!(std::fs::read(&ck).unwrap(), good);
+    // A checkpoint in a directory that does not exist: an error naming it, nothing written.
+    let missing = dir.path().join("no/such/dir/x.ckpt");
+    let e = toy_search("rea", 1, 5, &missing).unwrap_err().to_string();
+    assert!(e.contains("no/such/dir/x.ckpt"), "{e}");
+    // The good checkpoint resumes and a larger budget extends the search exactly as an
+    // uninterrupted search with that budget.
+    let extended = toy_search("rea", 1, 40, &ck).unwrap();
+    let fresh_ck = dir.path().join("fresh.ckpt");
+    let fresh = toy_search("rea", 1, 40, &fresh_ck).unwrap();
+    assert!(extended.resumed && !fresh.resumed);
+    assert!(extended.history.same_except_timing(&fresh.history));
+    // No temporary files are left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+}
