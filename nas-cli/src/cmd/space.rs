@@ -9,6 +9,7 @@ use nas_space::SearchSpace;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+use std::io::Write;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -147,16 +148,23 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
         }
         SpaceAction::Sample { n, seed, format } => {
             let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-            let archs: Vec<S::Arch> = (0..*n).map(|_| space.sample(&mut rng)).collect();
-            let mut text = String::new();
-            let mut values = Vec::with_capacity(archs.len());
-            for a in &archs {
-                text.push_str(&print_form(space, a, *format)?);
-                text.push('\n');
-                values.push(json!({"text": space.to_text(a), "arch": arch_json::<S>(a)?}));
+            if !out.json {
+                // Stream: `-n` may be large.
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::new(stdout.lock());
+                for _ in 0..*n {
+                    let a = space.sample(&mut rng);
+                    writeln!(w, "{}", print_form(space, &a, *format)?).map_err(CliError::Output)?;
+                }
+                return w.flush().map_err(CliError::Output);
+            }
+            let mut values = Vec::with_capacity(*n);
+            for _ in 0..*n {
+                let a = space.sample(&mut rng);
+                values.push(json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?}));
             }
             let value = json!({"space": name, "seed": seed, "archs": values});
-            (text, value)
+            (String::new(), value)
         }
         SpaceAction::Canonical { arch } => {
             let a = load(space, arch)?;
