@@ -1,6 +1,8 @@
 //! CPU batch-norm kernels. Shapes validated by [`crate::Cpu`].
 
 use super::BatchNorm2d;
+use crate::threads::parallel_for;
+use crate::workspace::SyncPtr;
 
 /// Per-channel sum and sum of squared deviations from `shift` (a first guess of the mean,
 /// which keeps the one-pass variance accurate), in f64.
@@ -33,50 +35,76 @@ fn channel_stats(p: &BatchNorm2d, x: &[f32], ch: usize) -> (f64, f64) {
     (shift + mean_d, var)
 }
 
+/// Runs `f(ch)` for every channel, over threads when the tensor is large enough for that to pay.
+fn per_channel(p: &BatchNorm2d, f: &(dyn Fn(usize) + Sync)) {
+    if p.x_len() >= 1 << 15 {
+        parallel_for(p.c, f);
+    } else {
+        (0..p.c).for_each(f);
+    }
+}
+
 /// Forward; see [`crate::Backend::batch_norm`].
 pub(crate) fn forward(
     p: &BatchNorm2d,
     x: &[f32],
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
-    mut running_mean: Option<&mut [f32]>,
-    mut running_var: Option<&mut [f32]>,
+    running_mean: Option<&mut [f32]>,
+    running_var: Option<&mut [f32]>,
     y: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
 ) {
     let m = (p.n * p.hw) as f64;
-    for ch in 0..p.c {
+    let rm = running_mean.map(|r| SyncPtr(r.as_mut_ptr()));
+    let rv = running_var.map(|r| SyncPtr(r.as_mut_ptr()));
+    let (yp, smp, sip) = (
+        SyncPtr(y.as_mut_ptr()),
+        SyncPtr(save_mean.as_mut_ptr()),
+        SyncPtr(save_invstd.as_mut_ptr()),
+    );
+    per_channel(p, &|ch| {
+        // SAFETY: task `ch` touches only element `ch` of the per-channel arrays and the
+        // `ch` planes of y; all lengths were validated.
+        let (rm, rv) = unsafe {
+            (
+                rm.as_ref().map(|r| &mut r.slice(ch, 1)[0]),
+                rv.as_ref().map(|r| &mut r.slice(ch, 1)[0]),
+            )
+        };
         let (mean, var) = if p.training {
             let (mean, var) = channel_stats(p, x, ch);
             let mo = p.momentum as f64;
-            if let Some(rm) = running_mean.as_deref_mut() {
-                rm[ch] = ((1.0 - mo) * rm[ch] as f64 + mo * mean) as f32;
+            if let Some(rm) = rm {
+                *rm = ((1.0 - mo) * *rm as f64 + mo * mean) as f32;
             }
-            if let Some(rv) = running_var.as_deref_mut() {
-                rv[ch] = ((1.0 - mo) * rv[ch] as f64 + mo * var * m / (m - 1.0)) as f32;
+            if let Some(rv) = rv {
+                *rv = ((1.0 - mo) * *rv as f64 + mo * var * m / (m - 1.0)) as f32;
             }
             (mean, var)
         } else {
             // validated: present in evaluation
-            let rm = running_mean.as_deref().map_or(0.0, |r| r[ch]) as f64;
-            let rv = running_var.as_deref().map_or(1.0, |r| r[ch]) as f64;
-            (rm, rv)
+            (rm.map_or(0.0, |r| *r) as f64, rv.map_or(1.0, |r| *r) as f64)
         };
         let inv = 1.0 / (var + p.eps as f64).sqrt();
-        save_mean[ch] = mean as f32;
-        save_invstd[ch] = inv as f32;
+        unsafe {
+            smp.slice(ch, 1)[0] = mean as f32;
+            sip.slice(ch, 1)[0] = inv as f32;
+        }
         let g = gamma.map_or(1.0, |g| g[ch]);
         let b = beta.map_or(0.0, |b| b[ch]);
         let scale = g * inv as f32;
         let shift = b - mean as f32 * scale;
         for bi in 0..p.n {
             let o = (bi * p.c + ch) * p.hw;
-            for (yv, &xv) in y[o..o + p.hw].iter_mut().zip(&x[o..o + p.hw]) {
+            // SAFETY: the (bi, ch) plane belongs to this task.
+            let yr = unsafe { yp.slice(o, p.hw) };
+            for (yv, &xv) in yr.iter_mut().zip(&x[o..o + p.hw]) {
                 *yv = xv * scale + shift;
             }
         }
-    }
+    });
 }
 
 /// Backward; see [`crate::Backend::batch_norm_backward`].
@@ -88,11 +116,14 @@ pub(crate) fn backward(
     save_invstd: &[f32],
     dy: &[f32],
     dx: &mut [f32],
-    mut dgamma: Option<&mut [f32]>,
-    mut dbeta: Option<&mut [f32]>,
+    dgamma: Option<&mut [f32]>,
+    dbeta: Option<&mut [f32]>,
 ) {
     let m = (p.n * p.hw) as f64;
-    for ch in 0..p.c {
+    let dgp = dgamma.map(|r| SyncPtr(r.as_mut_ptr()));
+    let dbp = dbeta.map(|r| SyncPtr(r.as_mut_ptr()));
+    let dxp = SyncPtr(dx.as_mut_ptr());
+    per_channel(p, &|ch| {
         let mean = save_mean[ch];
         let inv = save_invstd[ch];
         // sum(dy) and sum(dy * (x - mean))
@@ -118,11 +149,14 @@ pub(crate) fn backward(
             sgx += b.iter().map(|&v| v as f64).sum::<f64>();
         }
         let g = gamma.map_or(1.0, |g| g[ch]);
-        if let Some(db) = dbeta.as_deref_mut() {
-            db[ch] = sg as f32;
-        }
-        if let Some(dg) = dgamma.as_deref_mut() {
-            dg[ch] = (sgx * inv as f64) as f32;
+        // SAFETY: task `ch` writes only element `ch` of dgamma/dbeta and the `ch` planes of dx.
+        unsafe {
+            if let Some(db) = dbp {
+                db.slice(ch, 1)[0] = sg as f32;
+            }
+            if let Some(dg) = dgp {
+                dg.slice(ch, 1)[0] = (sgx * inv as f64) as f32;
+            }
         }
         // training: dx = g * inv * (dy - mean(dy) - xhat * mean(dy * xhat))
         // evaluation: dx = g * inv * dy
@@ -136,13 +170,11 @@ pub(crate) fn backward(
         };
         for bi in 0..p.n {
             let o = (bi * p.c + ch) * p.hw;
-            for ((d, &xv), &gv) in dx[o..o + p.hw]
-                .iter_mut()
-                .zip(&x[o..o + p.hw])
-                .zip(&dy[o..o + p.hw])
-            {
+            // SAFETY: as above.
+            let dr = unsafe { dxp.slice(o, p.hw) };
+            for ((d, &xv), &gv) in dr.iter_mut().zip(&x[o..o + p.hw]).zip(&dy[o..o + p.hw]) {
                 *d = k * (gv - c0 - (xv - mean) * c1);
             }
         }
-    }
+    });
 }

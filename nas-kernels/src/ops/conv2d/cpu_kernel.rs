@@ -30,6 +30,8 @@ pub(crate) enum Path {
     Depthwise,
     /// Register-blocked AVX-512 direct convolution, stride 1.
     Direct,
+    /// Register-blocked AVX-512 depthwise kernels, stride 1.
+    DepthwiseDirect,
 }
 
 fn is_1x1(p: &Conv2d) -> bool {
@@ -43,13 +45,18 @@ pub(crate) fn applicable(path: Path, p: &Conv2d) -> bool {
         Path::OneByOne => is_1x1(p),
         Path::Depthwise => p.is_depthwise(),
         Path::Direct => direct::available() && p.stride == (1, 1),
+        Path::DepthwiseDirect => p.is_depthwise() && direct::available() && p.stride == (1, 1),
     }
 }
 
 /// The path used by default.
 pub(crate) fn choose(p: &Conv2d) -> Path {
     if p.is_depthwise() && p.c_in > 1 {
-        Path::Depthwise
+        if applicable(Path::DepthwiseDirect, p) {
+            Path::DepthwiseDirect
+        } else {
+            Path::Depthwise
+        }
     } else if is_1x1(p) {
         Path::OneByOne
     } else if applicable(Path::Direct, p) {
@@ -77,7 +84,13 @@ pub(crate) fn backward_weight(
     dw: &mut [f32],
     dbias: Option<&mut [f32]>,
 ) {
-    backward_weight_with(choose(p), p, x, dy, dw, dbias)
+    // For 1x1 convolutions the AVX-512 direct kernel beats GEMM here (the GEMM's depth is the
+    // image size and its output tiny), so it is chosen when available.
+    let path = match choose(p) {
+        Path::OneByOne if applicable(Path::Direct, p) => Path::Direct,
+        other => other,
+    };
+    backward_weight_with(path, p, x, dy, dw, dbias)
 }
 
 /// Forward along a given (applicable) path.
@@ -95,6 +108,7 @@ pub(crate) fn forward_with(
         Path::OneByOne => gemm1x1_forward(p, x, w, y),
         Path::Depthwise => depthwise::forward(p, x, w, y),
         Path::Direct => direct::forward(p, x, w, y),
+        Path::DepthwiseDirect => direct::depthwise_forward(p, x, w, y),
     }
     if let Some(b) = bias {
         let ohw = p.out_h() * p.out_w();
@@ -114,14 +128,26 @@ pub(crate) fn backward_input_with(path: Path, p: &Conv2d, w: &[f32], dy: &[f32],
         Path::OneByOne => gemm1x1_backward_input(p, w, dy, dx),
         Path::Depthwise => depthwise::backward_input(p, w, dy, dx),
         Path::Direct => {
-            if p.dilation.0 * (p.kh - 1) >= p.padding.0 && p.dilation.1 * (p.kw - 1) >= p.padding.1
-            {
+            if flip_ok(p) {
                 direct::backward_input(p, w, dy, dx)
             } else {
                 im2col_backward_input(p, w, dy, dx)
             }
         }
+        Path::DepthwiseDirect => {
+            if flip_ok(p) {
+                direct::depthwise_backward_input(p, w, dy, dx)
+            } else {
+                depthwise::backward_input(p, w, dy, dx)
+            }
+        }
     }
+}
+
+/// Whether the input gradient can be computed as a stride-1 convolution of the padded output
+/// gradient (padding `d * (k - 1) - p` must not be negative).
+fn flip_ok(p: &Conv2d) -> bool {
+    p.dilation.0 * (p.kh - 1) >= p.padding.0 && p.dilation.1 * (p.kw - 1) >= p.padding.1
 }
 
 /// Weight (and bias) gradient along a given (applicable) path.
@@ -138,6 +164,7 @@ pub(crate) fn backward_weight_with(
         Path::OneByOne => gemm1x1_backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
         Path::Direct => direct::backward_weight(p, x, dy, dw),
+        Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw),
     }
     if let Some(db) = dbias {
         let ohw = p.out_h() * p.out_w();
@@ -247,9 +274,12 @@ fn col2im(p: &Conv2d, col: &[f32], g: usize, dxb: &mut [f32]) {
                 let row = (icg * p.kh + ky) * p.kw + kx;
                 let src = &col[row * ohw..(row + 1) * ohw];
                 let (xlo, xhi) = out_range(kx * dw, pw, sw, p.w, ow);
+                if xlo >= xhi {
+                    continue;
+                }
                 for oy in ylo..yhi {
                     let iy = oy * sh + ky * dh - ph;
-                    let s = &src[oy * ow + xlo..oy * ow + xhi.max(xlo)];
+                    let s = &src[oy * ow + xlo..oy * ow + xhi];
                     let start = iy * p.w + xlo * sw + kx * dw - pw;
                     if sw == 1 {
                         for (d, &v) in plane[start..start + s.len()].iter_mut().zip(s) {
@@ -670,6 +700,15 @@ mod direct {
     }
     pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         super::im2col_backward_weight(p, x, dy, dw)
+    }
+    pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+        super::depthwise::forward(p, x, w, y)
+    }
+    pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        super::depthwise::backward_input(p, w, dy, dx)
+    }
+    pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+        super::depthwise::backward_weight(p, x, dy, dw)
     }
 }
 

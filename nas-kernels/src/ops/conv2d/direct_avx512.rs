@@ -35,13 +35,19 @@ struct S1 {
 /// Copies `c` planes of `h x w` into a zero-padded `[c, h + 2 ph, w + 2 pw]` buffer (+ slack).
 fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
-    dst.fill(0.0);
+    // zero only what the copy does not overwrite: border rows, border columns, slack
     for ch in 0..c {
+        let plane = &mut dst[ch * hp * wp..(ch + 1) * hp * wp];
+        plane[..ph * wp].fill(0.0);
+        plane[(ph + h) * wp..].fill(0.0);
         for y in 0..h {
-            let d = (ch * hp + y + ph) * wp + pw;
-            dst[d..d + w].copy_from_slice(&src[(ch * h + y) * w..(ch * h + y + 1) * w]);
+            let row = &mut plane[(y + ph) * wp..(y + ph + 1) * wp];
+            row[..pw].fill(0.0);
+            row[pw + w..].fill(0.0);
+            row[pw..pw + w].copy_from_slice(&src[(ch * h + y) * w..(ch * h + y + 1) * w]);
         }
     }
+    dst[c * hp * wp..].fill(0.0);
 }
 
 #[inline(always)]
@@ -418,5 +424,271 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
             });
         });
         sum_partials(partials, parts, dw);
+    });
+}
+
+// ------------------------------------------------------------------------------- depthwise
+
+/// Depthwise output tile: `RB` rows x `V` vectors of one plane; weights of one channel.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_plane_tile<const RB: usize, const V: usize>(
+    s: &S1,
+    x: *const f32,
+    w: *const f32,
+    y: *mut f32,
+    m: [__mmask16; V],
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; RB];
+    // SAFETY: the caller guarantees that x (padded plane + slack), w and y cover the tile.
+    unsafe {
+        for ky in 0..s.kh {
+            for kx in 0..s.kw {
+                let wv = _mm512_set1_ps(*w.add(ky * s.kw + kx));
+                let base = x.add(ky * s.dh * s.wp + kx * s.dw);
+                for r in 0..RB {
+                    for v in 0..V {
+                        let xv = _mm512_loadu_ps(base.add(r * s.wp + 16 * v));
+                        acc[r][v] = _mm512_fmadd_ps(xv, wv, acc[r][v]);
+                    }
+                }
+            }
+        }
+        for r in 0..RB {
+            for v in 0..V {
+                _mm512_mask_storeu_ps(y.add(r * s.ow + 16 * v), m[v], acc[r][v]);
+            }
+        }
+    }
+}
+
+macro_rules! by_rb {
+    ($r:expr, $v:literal, ($($a:expr),*)) => {
+        match $r {
+            1 => dw_plane_tile::<1, $v>($($a),*),
+            2 => dw_plane_tile::<2, $v>($($a),*),
+            3 => dw_plane_tile::<3, $v>($($a),*),
+            _ => dw_plane_tile::<4, $v>($($a),*),
+        }
+    };
+}
+
+/// One depthwise plane: `y[oy, ox] = sum w[ky, kx] * xp[oy + ky dh, ox + kx dw]`.
+///
+/// # Safety
+/// AVX-512F; `xp` holds `hp * wp + SLACK` floats, `w` `kh * kw`, `y` `oh * ow`.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_plane(s: &S1, xp: *const f32, w: *const f32, y: *mut f32) {
+    let mut oy = 0;
+    while oy < s.oh {
+        let rb = (s.oh - oy).min(4);
+        let mut ox0 = 0;
+        while ox0 < s.ow {
+            let rem = s.ow - ox0;
+            // SAFETY: offsets inside the buffers described above.
+            unsafe {
+                let xr = xp.add(oy * s.wp + ox0);
+                let yo = y.add(oy * s.ow + ox0);
+                if rem > 16 {
+                    by_rb!(rb, 2, (s, xr, w, yo, [0xffff, mask(rem - 16)]));
+                    ox0 += 32;
+                } else {
+                    by_rb!(rb, 1, (s, xr, w, yo, [mask(rem)]));
+                    ox0 += 16;
+                }
+            }
+        }
+        oy += rb;
+    }
+}
+
+/// Depthwise weight-gradient tile: taps `[ky0, ky0 + TR) x [kx0, kx0 + TC)` of one plane,
+/// summed over the whole plane; returns the `TR x TC` sums (row-major).
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_grad_tile<const TR: usize, const TC: usize>(
+    s: &S1,
+    x: *const f32,
+    dy: *const f32,
+    out: &mut [f32],
+) {
+    let mut acc = [[_mm512_setzero_ps(); TC]; TR];
+    // SAFETY: x is a padded plane (+ slack) offset to the first tap, dy `oh * ow` floats.
+    unsafe {
+        for oy in 0..s.oh {
+            let mut ox0 = 0;
+            while ox0 < s.ow {
+                let g = _mm512_maskz_loadu_ps(mask(s.ow - ox0), dy.add(oy * s.ow + ox0));
+                for a in 0..TR {
+                    let xr = x.add((oy + a * s.dh) * s.wp + ox0);
+                    for b in 0..TC {
+                        acc[a][b] =
+                            _mm512_fmadd_ps(g, _mm512_loadu_ps(xr.add(b * s.dw)), acc[a][b]);
+                    }
+                }
+                ox0 += 16;
+            }
+        }
+    }
+    for a in 0..TR {
+        for b in 0..TC {
+            out[a * TC + b] = _mm512_reduce_add_ps(acc[a][b]);
+        }
+    }
+}
+
+/// Adds the weight gradient of one plane into `dwc` (`kh * kw`).
+///
+/// # Safety
+/// As [`dw_plane`], with `dy` `oh * ow` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_plane_grad(s: &S1, xp: *const f32, dy: *const f32, dwc: &mut [f32]) {
+    let mut tmp = [0.0f32; 9];
+    let mut ky0 = 0;
+    while ky0 < s.kh {
+        let tr = (s.kh - ky0).min(3);
+        let mut kx0 = 0;
+        while kx0 < s.kw {
+            let tc = (s.kw - kx0).min(3);
+            // SAFETY: offsets inside the padded plane.
+            unsafe {
+                let x = xp.add(ky0 * s.dh * s.wp + kx0 * s.dw);
+                match (tr, tc) {
+                    (1, 1) => dw_grad_tile::<1, 1>(s, x, dy, &mut tmp),
+                    (1, 2) => dw_grad_tile::<1, 2>(s, x, dy, &mut tmp),
+                    (1, _) => dw_grad_tile::<1, 3>(s, x, dy, &mut tmp),
+                    (2, 1) => dw_grad_tile::<2, 1>(s, x, dy, &mut tmp),
+                    (2, 2) => dw_grad_tile::<2, 2>(s, x, dy, &mut tmp),
+                    (2, _) => dw_grad_tile::<2, 3>(s, x, dy, &mut tmp),
+                    (_, 1) => dw_grad_tile::<3, 1>(s, x, dy, &mut tmp),
+                    (_, 2) => dw_grad_tile::<3, 2>(s, x, dy, &mut tmp),
+                    (_, _) => dw_grad_tile::<3, 3>(s, x, dy, &mut tmp),
+                }
+            }
+            for a in 0..tr {
+                for b in 0..tc {
+                    dwc[(ky0 + a) * s.kw + kx0 + b] += tmp[a * tc + b];
+                }
+            }
+            kx0 += tc;
+        }
+        ky0 += tr;
+    }
+}
+
+/// Depthwise forward (`groups == c_in == c_out`, stride 1).
+pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (ph, pw) = p.padding;
+    let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+    let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
+    let s = S1 {
+        cin: 1,
+        cout: 1,
+        kh: p.kh,
+        kw: p.kw,
+        dh: p.dilation.0,
+        dw: p.dilation.1,
+        hp,
+        wp,
+        oh,
+        ow,
+    };
+    let yp = SyncPtr(y.as_mut_ptr());
+    parallel_for(p.n, &|b| {
+        with_scratch(hp * wp + SLACK, |xpad| {
+            for c in 0..p.c_in {
+                let i = b * p.c_in + c;
+                pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                // SAFETY: AVX-512F checked by `available`; task b writes only image b.
+                unsafe {
+                    dw_plane(
+                        &s,
+                        xpad.as_ptr(),
+                        w.as_ptr().add(c * kk),
+                        yp.ptr().add(i * ohw),
+                    )
+                };
+            }
+        });
+    });
+}
+
+/// Depthwise input gradient: the same kernel on `dy` padded by `d * (k - 1) - p` with the
+/// flipped weights. Requires `d * (k - 1) >= p` in both directions.
+pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (dh, dw) = p.dilation;
+    let qh = dh * (p.kh - 1) - p.padding.0;
+    let qw = dw * (p.kw - 1) - p.padding.1;
+    let (hp, wp) = (oh + 2 * qh, ow + 2 * qw);
+    let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
+    let wf: Vec<f32> = (0..p.c_in * kk)
+        .map(|i| w[(i / kk) * kk + kk - 1 - i % kk])
+        .collect();
+    let s = S1 {
+        cin: 1,
+        cout: 1,
+        kh: p.kh,
+        kw: p.kw,
+        dh,
+        dw,
+        hp,
+        wp,
+        oh: p.h,
+        ow: p.w,
+    };
+    let dxp = SyncPtr(dx.as_mut_ptr());
+    parallel_for(p.n, &|b| {
+        with_scratch(hp * wp + SLACK, |gpad| {
+            for c in 0..p.c_in {
+                let i = b * p.c_in + c;
+                pad_into(&dy[i * ohw..(i + 1) * ohw], 1, oh, ow, qh, qw, gpad);
+                // SAFETY: as in `depthwise_forward`.
+                unsafe {
+                    dw_plane(
+                        &s,
+                        gpad.as_ptr(),
+                        wf.as_ptr().add(c * kk),
+                        dxp.ptr().add(i * hw),
+                    )
+                };
+            }
+        });
+    });
+}
+
+/// Depthwise weight gradient; channels are spread over threads, each summing over the batch.
+pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (oh, ow) = (p.out_h(), p.out_w());
+    let (ph, pw) = p.padding;
+    let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+    let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
+    let s = S1 {
+        cin: 1,
+        cout: 1,
+        kh: p.kh,
+        kw: p.kw,
+        dh: p.dilation.0,
+        dw: p.dilation.1,
+        hp,
+        wp,
+        oh,
+        ow,
+    };
+    dw.fill(0.0);
+    let parts = num_threads().min(p.c_in).max(1);
+    let dwp = SyncPtr(dw.as_mut_ptr());
+    parallel_for(parts, &|t| {
+        with_scratch(hp * wp + SLACK, |xpad| {
+            for c in chunk(p.c_in, parts, t) {
+                // SAFETY: each task owns the weights of its channels.
+                let dwc = unsafe { dwp.slice(c * kk, kk) };
+                for b in 0..p.n {
+                    let i = b * p.c_in + c;
+                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                    // SAFETY: AVX-512F checked by `available`.
+                    unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
+                }
+            }
+        });
     });
 }

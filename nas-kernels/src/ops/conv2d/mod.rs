@@ -286,7 +286,13 @@ mod tests {
         let mut dw_ref = vec![0.0; p.w_len()];
         let mut db_ref = vec![0.0; p.c_out];
         reference::backward_weight(p, &x, &dy, &mut dw_ref, Some(&mut db_ref));
-        for path in [Path::Im2col, Path::OneByOne, Path::Depthwise, Path::Direct] {
+        for path in [
+            Path::Im2col,
+            Path::OneByOne,
+            Path::Depthwise,
+            Path::Direct,
+            Path::DepthwiseDirect,
+        ] {
             if !applicable(path, p) {
                 continue;
             }

@@ -1,6 +1,8 @@
 //! CPU kernels for the elementwise ops. Lengths are validated by the caller ([`crate::Cpu`]).
 
 use super::{BinaryOp, UnaryOp};
+use crate::threads::parallel_for;
+use crate::workspace::SyncPtr;
 
 #[inline(always)]
 fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
@@ -9,8 +11,32 @@ fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
     }
 }
 
-/// `y = op(x)`; dispatches once so every loop body is a constant op.
+/// Elements per task when an elementwise op is spread over threads.
+const CHUNK: usize = 1 << 16;
+
+/// Runs `f(x_chunk, y_chunk)` over matching chunks of `x` and `y`, on threads when large.
+fn chunked(x: &[f32], y: &mut [f32], f: &(dyn Fn(&[f32], &mut [f32]) + Sync)) {
+    let n = y.len();
+    if n <= CHUNK {
+        f(x, y);
+        return;
+    }
+    let yp = SyncPtr(y.as_mut_ptr());
+    parallel_for(n.div_ceil(CHUNK), &|t| {
+        let lo = t * CHUNK;
+        let hi = (lo + CHUNK).min(n);
+        // SAFETY: chunks are disjoint and inside y.
+        f(&x[lo..hi], unsafe { yp.slice(lo, hi - lo) });
+    });
+}
+
+/// `y = op(x)`, chunked over threads when large.
 pub(crate) fn unary(op: UnaryOp, x: &[f32], y: &mut [f32]) {
+    chunked(x, y, &|x, y| unary_serial(op, x, y));
+}
+
+/// `y = op(x)`; dispatches once so every loop body is a constant op.
+fn unary_serial(op: UnaryOp, x: &[f32], y: &mut [f32]) {
     match op {
         UnaryOp::Relu => map1(x, y, |v| UnaryOp::Relu.apply(v)),
         UnaryOp::Neg => map1(x, y, |v| UnaryOp::Neg.apply(v)),
@@ -27,8 +53,24 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `dx = dy * op'(x)`.
+/// `dx = dy * op'(x)`, chunked over threads when large.
 pub(crate) fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let n = dx.len();
+    if n <= CHUNK {
+        unary_backward_serial(op, x, y, dy, dx);
+        return;
+    }
+    let dxp = SyncPtr(dx.as_mut_ptr());
+    parallel_for(n.div_ceil(CHUNK), &|t| {
+        let lo = t * CHUNK;
+        let hi = (lo + CHUNK).min(n);
+        // SAFETY: chunks are disjoint and inside dx.
+        let d = unsafe { dxp.slice(lo, hi - lo) };
+        unary_backward_serial(op, &x[lo..hi], &y[lo..hi], &dy[lo..hi], d);
+    });
+}
+
+fn unary_backward_serial(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
     match op {
         UnaryOp::Relu => {
             for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
