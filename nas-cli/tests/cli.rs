@@ -582,3 +582,37 @@ fn chain_spaces_through_the_cli() {
     ]));
     assert_eq!(v["space"], "chain-mlp");
 }
+
+#[test]
+fn mutate_encode_and_decode() {
+    let walk = ok(&nas(&["space", "mutate", "-n", "5", "--seed", "1", CELL]));
+    assert_eq!(
+        walk,
+        ok(&nas(&["space", "mutate", "-n", "5", "--seed", "1", CELL]))
+    );
+    let steps: Vec<&str> = walk.lines().collect();
+    assert_eq!(steps.len(), 5);
+    // Each step is one move from the previous one.
+    let mut prev = CELL;
+    for s in &steps {
+        assert_eq!(ok(&nas(&["space", "distance", prev, s])).trim(), "1");
+        prev = s;
+    }
+    // Encoding: the op index of each edge (none 0, skip 1, conv1x1 2, conv3x3 3, avg pool 4).
+    assert_eq!(ok(&nas(&["space", "encode", CELL])).trim(), "3,2,1,4,0,3");
+    assert_eq!(ok(&nas(&["space", "decode", "3,2,1,4,0,3"])).trim(), CELL);
+    for space in ["darts", "nb101", "chain"] {
+        let a = ok(&nas(&["space", "-s", space, "sample", "--seed", "4"]));
+        let code = ok(&nas(&["space", "-s", space, "encode", a.trim()]));
+        let back = ok(&nas(&["space", "-s", space, "decode", code.trim()]));
+        assert_eq!(
+            ok(&nas(&["space", "-s", space, "canonical", back.trim()])),
+            ok(&nas(&["space", "-s", space, "canonical", a.trim()])),
+            "{space}"
+        );
+    }
+    let e = fails(&nas(&["space", "decode", "3,2,1,9,0,3"]), 1);
+    assert!(e.contains("out of range"), "{e}");
+    let e = fails(&nas(&["space", "decode", "3,x"]), 1);
+    assert!(e.contains("\"x\""), "{e}");
+}

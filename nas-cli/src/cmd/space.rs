@@ -22,6 +22,9 @@ Examples:
   nas --json space --space nb201 distance ARCH_A ARCH_B
   nas space --space darts size
   nas space --space darts sample -n 2 --seed 1 --format json
+  nas space --space nb201 mutate -n 5 --seed 1 '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'
+  nas space --space nb201 encode '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|'
+  nas space --space nb201 decode 3,0,1,0,0,1
   nas space --space chain neighbours 'conv3x3(32) -> sep_conv_5x5(64)'
   nas space --space nb101 canonical \"ModelSpec(matrix=[[0, 1], [0, 0]], ops=['input', 'output'])\"
 
@@ -98,6 +101,28 @@ pub enum SpaceAction {
         a: String,
         /// Second architecture.
         b: String,
+    },
+    /// Apply N random one-step mutations in turn (a random walk), reproducibly from a seed.
+    Mutate {
+        /// The starting architecture.
+        arch: String,
+        /// Number of steps; each prints one architecture.
+        #[arg(short = 'n', long, default_value_t = 1)]
+        n: usize,
+        /// Seed of the random generator (ChaCha8).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Print the categorical decisions of an architecture (one choice index per decision), the
+    /// form policy-based strategies use; `decode` turns them back.
+    Encode {
+        /// The architecture.
+        arch: String,
+    },
+    /// Build the architecture for one choice index per decision (comma-separated).
+    Decode {
+        /// Choice indices, e.g. `3,0,1,4,2,2`.
+        choices: String,
     },
 }
 
@@ -207,6 +232,58 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
             let d = space.distance(&x, &y);
             let value = json!({"space": name, "a": space.to_text(&x), "b": space.to_text(&y), "distance": d});
             (d.to_string(), value)
+        }
+        SpaceAction::Mutate { arch, n, seed } => {
+            let mut a = load(space, arch)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+            let mut text = String::new();
+            let mut values = Vec::with_capacity(*n);
+            for _ in 0..*n {
+                a = space.mutate(&a, &mut rng);
+                text.push_str(&space.to_text(&a));
+                text.push('\n');
+                values.push(json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?}));
+            }
+            let value = json!({"space": name, "seed": seed, "walk": values});
+            (text, value)
+        }
+        SpaceAction::Encode { arch } => {
+            let a = load(space, arch)?;
+            let choices = space.encode_decisions(&a);
+            let text = choices
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let value = json!({
+                "space": name,
+                "text": space.to_text(&a),
+                "decisions": space.decisions(),
+                "choices": choices,
+            });
+            (text, value)
+        }
+        SpaceAction::Decode { choices } => {
+            let parsed: Vec<usize> = choices
+                .split(',')
+                .map(|c| {
+                    c.trim().parse::<usize>().map_err(|_| {
+                        CliError::Unsupported(format!(
+                            "bad choice {c:?} in {choices:?}: expected comma-separated non-negative integers"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let a = space
+                .decode_decisions(&parsed)
+                .map_err(|source| CliError::Arch {
+                    space: name.to_string(),
+                    input: crate::error::quote(choices),
+                    source,
+                })?;
+            let value =
+                json!({"space": name, "text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
+            (space.to_text(&a), value)
         }
     };
     out.result(&text, &value).map_err(CliError::Output)
