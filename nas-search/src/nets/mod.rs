@@ -2,5 +2,10 @@
 //!
 //! * [`ops`]: the candidate operations of NAS-Bench-201 and DARTS as [`nas_tensor::nn::Module`]s,
 //!   built by name ([`ops::build_op`]), with parameter and FLOP counts.
+//! * [`nb201`]: the NAS-Bench-201 macro network of a cell ([`nb201::Nb201Network`]) and its
+//!   closed-form cost ([`nb201::nb201_cost`]).
+//! * [`flops`]: FLOP counting in the forward pass, the independent check of the closed forms.
 
+pub mod flops;
+pub mod nb201;
 pub mod ops;

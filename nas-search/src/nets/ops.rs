@@ -8,7 +8,7 @@
 //! | `nor_conv_1x1`, `nor_conv_3x3` | [`ReLUConvBN`] (ReLU, conv without bias, BN) | `k*k*c_in*c_out + 2*c_out` |
 //! | `avg_pool_3x3` | [`Pool`]: 3x3 average pool, padding 1, `count_include_pad = false` | 0 (plus a 1x1 ReLUConvBN when `c_in != c_out`, as NB201) |
 //! | `max_pool_3x3` | [`Pool`]: 3x3 max pool, padding 1 | 0 (idem) |
-//! | `sep_conv_3x3/5x5/7x7` | [`SepConv`]: (ReLU, depthwise conv, pointwise conv, BN) twice | `2*(k*k*c_in + c_in*c_out) + 2*c_in + 2*c_out`-ish, see the type |
+//! | `sep_conv_3x3/5x5/7x7` | [`SepConv`]: (ReLU, depthwise conv, pointwise conv, BN) twice | `2*k*k*c_in + c_in*c_in + c_in*c_out` + BN `2*c_in + 2*c_out` |
 //! | `dil_conv_3x3/5x5` | [`DilConv`]: ReLU, dilated (2) depthwise conv, pointwise conv, BN | `k*k*c_in + c_in*c_out + 2*c_out` |
 //!
 //! `affine = false` gives batch norms without scale and shift (the DARTS supernet); running
@@ -20,6 +20,7 @@
 //! The constructor by name is [`build_op`]; typed shortcuts are [`nb201_op`] and
 //! [`darts_op`]. The stride must be 1 or 2.
 
+use super::flops::{CountedConv2d, conv_forward};
 use nas_space::darts::DartsOp;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
@@ -70,7 +71,7 @@ fn check_channels(op: &'static str, c_in: usize, c_out: usize) -> Result<()> {
     }
 }
 
-fn conv(
+fn raw_conv(
     c_in: usize,
     c_out: usize,
     k: usize,
@@ -78,6 +79,17 @@ fn conv(
     rng: &mut ChaCha8Rng,
 ) -> Result<Conv2d> {
     Conv2d::new(c_in, c_out, k, options, false, rng)
+}
+
+/// A bias-free convolution whose forward pass is FLOP-counted.
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    options: ConvOptions,
+    rng: &mut ChaCha8Rng,
+) -> Result<CountedConv2d> {
+    Ok(CountedConv2d(raw_conv(c_in, c_out, k, options, rng)?))
 }
 
 /// Implements [`Module`] for a struct whose only state is a `Sequential` field `op` and a
@@ -247,11 +259,11 @@ impl FactorizedReduce {
             let o = ConvOptions::default().stride(2);
             let a = c_out / 2;
             (
-                conv(c_in, a, 1, o, rng)?,
-                Some(conv(c_in, c_out - a, 1, o, rng)?),
+                raw_conv(c_in, a, 1, o, rng)?,
+                Some(raw_conv(c_in, c_out - a, 1, o, rng)?),
             )
         } else {
-            (conv(c_in, c_out, 1, ConvOptions::default(), rng)?, None)
+            (raw_conv(c_in, c_out, 1, ConvOptions::default(), rng)?, None)
         };
         Ok(FactorizedReduce {
             conv_1,
@@ -291,10 +303,10 @@ impl Module for FactorizedReduce {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.relu();
         let out = match &self.conv_2 {
-            None => self.conv_1.forward(&x)?,
+            None => conv_forward(&self.conv_1, &x)?,
             Some(c2) => {
-                let a = self.conv_1.forward(&x)?;
-                let b = c2.forward(&shift_for_stride2(&x)?)?;
+                let a = conv_forward(&self.conv_1, &x)?;
+                let b = conv_forward(c2, &shift_for_stride2(&x)?)?;
                 Tensor::concat(&[a, b], 1)?
             }
         };
@@ -667,7 +679,13 @@ mod tests {
             for &(c_in, c_out) in &[(4usize, 4usize), (4, 6)] {
                 for stride in [1usize, 2] {
                     for side in [7usize, 8] {
-                        let op = build_op(name, c_in, c_out, stride, true, &mut rng()).unwrap();
+                        let mut op = build_op(name, c_in, c_out, stride, true, &mut rng()).unwrap();
+                        assert_eq!(
+                            crate::nets::flops::count_forward_flops(op.as_mut(), c_in, side, side)
+                                .unwrap(),
+                            op_flops(name, c_in, c_out, stride, side, side).unwrap(),
+                            "flops of {name} {c_in}->{c_out} /{stride} {side}"
+                        );
                         let x = Tensor::randn(&[2, c_in, side, side], 1);
                         let y = op.forward(&x).unwrap();
                         let s = side.div_ceil(stride);
