@@ -4,8 +4,11 @@
 //!   built by name ([`ops::build_op`]), with parameter and FLOP counts.
 //! * [`nb201`]: the NAS-Bench-201 macro network of a cell ([`nb201::Nb201Network`]) and its
 //!   closed-form cost ([`nb201::nb201_cost`]).
+//! * [`darts`]: the DARTS evaluation network of a genotype ([`darts::DartsNetwork`]: reduction
+//!   cells at 1/3 and 2/3 of depth, drop-path, auxiliary head) and [`darts::darts_cost`].
 //! * [`flops`]: FLOP counting in the forward pass, the independent check of the closed forms.
 
+pub mod darts;
 pub mod flops;
 pub mod nb201;
 pub mod ops;
