@@ -46,8 +46,11 @@ impl Augment {
         debug_assert_eq!(image.len(), shape.0 * shape.1 * shape.2);
         if self.pad > 0 {
             // Offsets drawn as u32 so that a seed gives the same crops on every platform.
-            let span = 2 * self.pad as u32;
-            let p = self.pad as isize;
+            // (Pads are capped at 2^30 pixels, far beyond any image, so the arithmetic cannot
+            // overflow.)
+            let pad = self.pad.min(1 << 30) as u32;
+            let span = 2 * pad;
+            let p = pad as isize;
             let dy = rng.random_range(0..=span) as isize - p;
             let dx = rng.random_range(0..=span) as isize - p;
             if dy != 0 || dx != 0 {

@@ -45,8 +45,11 @@ impl Dataset {
                 "{name}: a data set needs at least one class"
             )));
         }
-        let per = c * h * w;
-        if images.len() != labels.len() * per {
+        let total = c
+            .checked_mul(h)
+            .and_then(|x| x.checked_mul(w))
+            .and_then(|per| per.checked_mul(labels.len()));
+        if total != Some(images.len()) {
             return Err(DataError::InvalidArgument(format!(
                 "{name}: {} image values do not make {} images of {c}x{h}x{w}",
                 images.len(),

@@ -211,6 +211,15 @@ fn flipped_magic_is_bad_magic() {
     // Element type other than unsigned byte.
     let e = parse_idx(&[0, 0, 0x0d, 1, 0, 0, 0, 0], "f").unwrap_err();
     assert!(msg(&e).contains("0x0d"), "{e}");
+    // An empty images file whose image dimensions overflow: an error, not a panic.
+    let mut huge = vec![0, 0, 8, 4, 0, 0, 0, 0];
+    for _ in 0..3 {
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    }
+    let images = parse_idx(&huge, "huge").unwrap();
+    let labels = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 0], "l").unwrap();
+    let e = super::idx::idx_to_dataset("x", &images, "huge", &labels, "l", 10).unwrap_err();
+    assert!(msg(&e).contains("do not make 0 images"), "{e}");
 }
 
 #[test]
