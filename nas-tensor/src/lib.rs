@@ -1,6 +1,35 @@
 //! nas-tensor: a float32 [`Tensor`] with define-by-run reverse-mode autograd, `nn` layers with
 //! PyTorch-style names and initialisations, optimizers (SGD, Adam, cosine schedule, gradient
-//! clipping) and safetensors save/load.
+//! clipping) and safetensors save/load. Compute goes through the `nas_kernels` [`Backend`]
+//! (the CPU backend in this build); a tensor knows its [`Device`].
+//!
+//! # Tour
+//! - Create: [`Tensor::from_vec`], [`Tensor::zeros`], [`Tensor::ones`], [`Tensor::randn`] /
+//!   [`Tensor::uniform`] (seeded ChaCha8), [`Tensor::from_ndarray`]; read with
+//!   [`Tensor::to_vec`], [`Tensor::item`], [`Tensor::to_ndarray`].
+//! - Parameters are leaves that require gradients: `Tensor::randn(..).param()`, or the
+//!   layers in [`nn`]. Any op on them records a graph node (unless inside [`no_grad`]).
+//! - `loss.backward()` (scalar loss) adds into every such leaf's gradient, read per handle with
+//!   [`Tensor::grad`] / [`Tensor::grad_vec`]; [`Tensor::zero_grad`] clears it. The graph is
+//!   released as backward walks it. [`Tensor::detach`] cuts a value out of the graph.
+//! - Ops: `add/sub/mul/div/maximum/minimum` (broadcasting), `scale`, `add_scalar`, `relu`,
+//!   `exp`, `log`, `sigmoid`, `tanh`, `sqrt`, `square`, `abs`, `recip`, `matmul`, `linear`,
+//!   `conv2d` ([`ConvOptions`]: stride, padding, dilation, groups), `max_pool2d`,
+//!   `avg_pool2d` (padding excluded from the mean), `global_avg_pool`, `batch_norm`,
+//!   `sum/mean`, `sum_dim/mean_dim/max_dim`, `softmax/log_softmax` (any dim),
+//!   `cross_entropy`, `reshape/flatten/permute`, `narrow`, [`Tensor::concat`],
+//!   [`Tensor::split`], [`Tensor::weighted_sum`] (DARTS mixed op), `dropout`.
+//! - [`nn::Module`]: `forward`, named parameters and buffers (`stem.0.weight`,
+//!   `cells.3.op.1.running_mean`), `set_training`; layers `Conv2d`, `BatchNorm2d`, `Linear`,
+//!   `ReLU`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `Flatten`, `Dropout`, `Identity`,
+//!   `Sequential`.
+//! - [`optim`]: [`optim::Sgd`], [`optim::Adam`] (take a `Vec` of parameter handles; states
+//!   serialise with serde), [`optim::CosineAnnealingLr`], [`optim::clip_grad_norm`].
+//! - [`io`]: [`io::save_module`] / [`io::load_module`] (strict names and shapes) and raw
+//!   [`io::save_safetensors`] / [`io::load_safetensors`].
+//! - [`gradcheck()`]: central-difference gradient checking for any function of tensors.
+//! - [`buf`]: tensor storage returns to a per-thread free list when dropped, so training steps
+//!   reuse their buffers.
 //!
 //! ```
 //! use nas_tensor::{Tensor, no_grad};
@@ -12,6 +41,9 @@
 //! let y = no_grad(|| x.matmul(&w).unwrap());
 //! assert!(!y.requires_grad());
 //! ```
+//!
+//! Threading: tensors are `Send + Sync` handles; the no-grad flag, the graph-node counters
+//! and the buffer pool are per thread.
 
 #![allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x >= 0.0)` deliberately rejects NaN
 
@@ -27,7 +59,7 @@ pub mod tensor;
 
 pub use error::{Result, TensorError};
 pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck};
-pub use nas_kernels::Device;
+pub use nas_kernels::{Backend, Device};
 pub use ops::conv::ConvOptions;
 pub use tensor::{
     NoGradGuard, Tensor, WeakTensor, graph_nodes_recorded, is_grad_enabled, live_graph_nodes,
