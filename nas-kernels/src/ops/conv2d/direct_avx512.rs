@@ -19,6 +19,7 @@ pub(super) fn available() -> bool {
 }
 
 /// Geometry of one stride-1 convolution of a padded image.
+#[derive(Clone, Copy)]
 struct S1 {
     cin: usize,
     cout: usize,
@@ -237,6 +238,29 @@ unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
     let kk = s.kh * s.kw;
     let plane = s.hp * s.wp;
     let ohw = s.oh * s.ow;
+    if kk == 1 {
+        // 1x1: block over input channels instead of taps, by presenting the channel stride as
+        // the tap stride (the accumulator layout [oc][ic] matches since kh * kw == 1)
+        let s1 = S1 { dw: plane, ..*s };
+        let mut oc0 = 0;
+        while oc0 < s.cout {
+            let r = (s.cout - oc0).min(8);
+            let mut ic0 = 0;
+            while ic0 < s.cin {
+                let t = (s.cin - ic0).min(3);
+                // SAFETY: channel offsets stay inside the padded image.
+                unsafe {
+                    let x = xp.add(ic0 * plane);
+                    let g = dy.add(oc0 * ohw);
+                    let a = accv.add((oc0 * s.cin + ic0) * 16);
+                    by_rt!(r, t, (&s1, x, g, a));
+                }
+                ic0 += t;
+            }
+            oc0 += r;
+        }
+        return;
+    }
     let mut oc0 = 0;
     while oc0 < s.cout {
         let r = (s.cout - oc0).min(8);
