@@ -20,6 +20,7 @@ pub mod evaluator;
 pub mod history;
 pub mod nb201;
 pub mod nb201_cost;
+pub mod builder;
 pub mod train;
 pub mod nets;
 pub mod plot;
