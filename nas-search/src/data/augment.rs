@@ -91,6 +91,9 @@ pub fn hflip(image: &mut [f32], shape: (usize, usize, usize)) {
 /// Writes `src` shifted by `dy` rows and `dx` columns into `dst`:
 /// `dst[c, y, x] = src[c, y + dy, x + dx]`, or 0 where that falls outside the image. This is a
 /// crop of the zero-padded image at offset `(pad + dy, pad + dx)`.
+///
+/// # Panics
+/// If `src` or `dst` is shorter than `C * H * W` (like slice indexing).
 pub fn shift(src: &[f32], dst: &mut [f32], shape: (usize, usize, usize), dy: isize, dx: isize) {
     let (c, h, w) = shape;
     let (hi, wi) = (h as isize, w as isize);
@@ -104,14 +107,17 @@ pub fn shift(src: &[f32], dst: &mut [f32], shape: (usize, usize, usize), dy: isi
                 continue;
             }
             let src_row = &src[base + (sy as usize) * w..base + (sy as usize + 1) * w];
-            for x in 0..wi {
-                let sx = x + dx;
-                row[x as usize] = if sx < 0 || sx >= wi {
-                    0.0
-                } else {
-                    src_row[sx as usize]
-                };
+            // Columns x with 0 <= x + dx < w.
+            let x0 = (-dx).clamp(0, wi) as usize;
+            let x1 = (wi - dx).clamp(0, wi) as usize;
+            if x0 >= x1 {
+                row.fill(0.0);
+                continue;
             }
+            row[..x0].fill(0.0);
+            row[x1..].fill(0.0);
+            let s0 = (x0 as isize + dx) as usize;
+            row[x0..x1].copy_from_slice(&src_row[s0..s0 + (x1 - x0)]);
         }
     }
 }
