@@ -7,7 +7,8 @@
 //!
 //! Options: `--runs N` (default 500), `--budget EVALS` (100), `--dataset cifar10|cifar100|
 //! imagenet16-120` (cifar10), `--strategies random,rea,reinforce,local` (these four),
-//! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--out DIR` (write
+//! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--cost-budget EPOCHS`
+//! (also stop at this many simulated training epochs; for hyperband), `--out DIR` (write
 //! summary.md, report.json, anytime.csv, anytime.svg there).
 
 use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
@@ -41,12 +42,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .collect::<Result<Vec<_>, _>>()?
             }
             "--skip-equivalent" => cfg.skip_equivalent = true,
+            "--cost-budget" => {
+                cfg.cost_budget = Some(val()?.parse().map_err(|e| format!("--cost-budget: {e}"))?)
+            }
             "--out" => out = Some(PathBuf::from(val()?)),
             "-h" | "--help" => {
                 println!(
                     "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
                      [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
-                     [--skip-equivalent] [--out DIR]"
+                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR]"
                 );
                 return Ok(());
             }

@@ -31,6 +31,11 @@ pub struct BenchmarkConfig {
     pub base_seed: u64,
     /// Skip cells equivalent to evaluated ones (off in the literature's protocol).
     pub skip_equivalent: bool,
+    /// Optional simulated-cost budget (epochs) on top of `budget` evaluations, for
+    /// multi-fidelity strategies; a run that stops early keeps its final incumbent in the
+    /// anytime curve.
+    #[serde(default)]
+    pub cost_budget: Option<f64>,
 }
 
 impl BenchmarkConfig {
@@ -49,6 +54,7 @@ impl BenchmarkConfig {
                 .unwrap_or(1),
             base_seed: 0,
             skip_equivalent: false,
+            cost_budget: None,
         }
     }
 }
@@ -56,7 +62,7 @@ impl BenchmarkConfig {
 /// Results of one strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyReport {
-    /// Strategy name.
+    /// Strategy label ([`StrategyKind::label`]: name and non-default settings).
     pub name: String,
     /// Reported (200-epoch test) accuracy of each run's final choice.
     pub final_test: Vec<f64>,
@@ -119,22 +125,25 @@ pub fn run_nb201_benchmark(
                     let (si, run) = (j / cfg.runs, j % cfg.runs);
                     let r = (|| -> Result<RunResult> {
                         let mut strategy = cfg.strategies[si].build(&Nb201Space)?;
-                        let mut sc = SearchConfig::new(
-                            cfg.base_seed + run as u64,
-                            Budget::evaluations(cfg.budget),
-                        );
+                        let budget = Budget {
+                            max_cost: cfg.cost_budget,
+                            ..Budget::evaluations(cfg.budget)
+                        };
+                        let mut sc = SearchConfig::new(cfg.base_seed + run as u64, budget);
                         sc.skip_equivalent = cfg.skip_equivalent;
                         let out = run_search(&Nb201Space, strategy.as_mut(), &evaluator, &sc)?;
                         let best = out
                             .best()
                             .and_then(|t| t.metrics().and_then(|m| m.test_accuracy))
                             .unwrap_or(f64::NAN);
-                        let curve = out
+                        let mut curve: Vec<f64> = out
                             .history
                             .anytime_reported()
                             .into_iter()
                             .map(|v| v.unwrap_or(f64::NAN))
                             .collect();
+                        let last = curve.last().copied().unwrap_or(f64::NAN);
+                        curve.resize(cfg.budget as usize, last);
                         Ok((best, curve))
                     })();
                     if let Ok(mut res) = results.lock() {
@@ -174,7 +183,7 @@ pub fn run_nb201_benchmark(
         }
         let m = mean(&finals);
         reports.push(StrategyReport {
-            name: kind.name().to_string(),
+            name: kind.label(),
             std: std_dev(&finals),
             gap: optimum - m,
             mean: m,

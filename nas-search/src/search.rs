@@ -87,7 +87,9 @@ pub struct SearchConfig {
     pub checkpoint: Option<PathBuf>,
     /// Reuse the result of an equivalent architecture (same [`SearchSpace::canonical`] key, same
     /// fidelity) instead of evaluating it again. Off by default, as in the literature's
-    /// protocol (equivalent NAS-Bench-201 cells were trained separately and differ).
+    /// protocol (equivalent NAS-Bench-201 cells were trained separately and differ). For
+    /// NAS-Bench-201 the key is nas-space's normal form of the cell. A skipped trial is
+    /// recorded with `cached_from` and charged nothing.
     pub skip_equivalent: bool,
 }
 

@@ -85,8 +85,8 @@ fn killed_search_resumes_to_the_uninterrupted_history() {
     {
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("search.ckpt");
-        // Kill after a random number of told trials in 5..150.
-        let kill_at = 5 + (clock / (i + 1) + i * 37) % 145;
+        // Kill after a random number of told trials in 5..125 (of 240).
+        let kill_at = 5 + (clock / (i + 1) + i * 37) % 120;
         let mut child = Command::new(&exe)
             .args([
                 "--exact",

@@ -364,6 +364,8 @@ fn hyperband_promotes_the_best_of_each_rung() {
             .contains("unknown setting")
     );
     assert!(StrategyKind::parse("bogus").is_err());
+    assert_eq!(kind.label(), "hyperband:brackets=1:eta=4");
+    assert_eq!(StrategyKind::parse("rea").unwrap().label(), "rea");
 }
 
 /// On a synthetic objective with 4^8 architectures, REA and local search beat random search.

@@ -142,6 +142,35 @@ impl StrategyKind {
         })
     }
 
+    /// The name followed by the settings that differ from the defaults, in the syntax
+    /// [`StrategyKind::parse`] reads (`"reinforce:learning_rate=0.5"`).
+    pub fn label(&self) -> String {
+        fn diff<C: Serialize + Default>(c: &C) -> String {
+            let (a, d) = (
+                serde_json::to_value(c).ok(),
+                serde_json::to_value(C::default()).ok(),
+            );
+            let mut out = String::new();
+            if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(d))) = (a, d)
+            {
+                for (k, v) in &a {
+                    if d.get(k) != Some(v) {
+                        out.push_str(&format!(":{k}={v}"));
+                    }
+                }
+            }
+            out
+        }
+        let settings = match self {
+            StrategyKind::Random(c) => diff(c),
+            StrategyKind::Rea(c) => diff(c),
+            StrategyKind::Reinforce(c) => diff(c),
+            StrategyKind::Local(c) => diff(c),
+            StrategyKind::Hyperband(c) => diff(c),
+        };
+        format!("{}{settings}", self.name())
+    }
+
     /// The strategy's short name.
     pub fn name(&self) -> &'static str {
         match self {
