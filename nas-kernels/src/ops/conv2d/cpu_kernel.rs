@@ -17,6 +17,32 @@
 use super::Conv2d;
 use crate::gemm::sgemm;
 use crate::threads::{num_threads, parallel_for};
+
+/// Below this many multiply-adds (x2) a convolution runs on the calling thread: spawning
+/// workers would cost more than it saves.
+const PARALLEL_FLOPS: usize = 1 << 22;
+
+fn flops(p: &Conv2d) -> usize {
+    2 * p.n * p.c_out * p.out_h() * p.out_w() * (p.c_in / p.groups) * p.kh * p.kw
+}
+
+/// Threads a convolution may use: 1 when it is small.
+pub(crate) fn threads_for(p: &Conv2d) -> usize {
+    if flops(p) < PARALLEL_FLOPS {
+        1
+    } else {
+        num_threads()
+    }
+}
+
+/// `parallel_for` for a convolution's tasks, serial when the convolution is small.
+pub(crate) fn par(p: &Conv2d, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    if threads_for(p) <= 1 {
+        (0..n_tasks).for_each(f);
+    } else {
+        parallel_for(n_tasks, f);
+    }
+}
 use crate::workspace::{SyncPtr, with_scratch};
 
 /// An implementation strategy.
@@ -302,7 +328,7 @@ fn im2col_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
     let yp = SyncPtr(y.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         // SAFETY: each task writes only image b of y.
         let yb = unsafe { yp.slice(b * yl, yl) };
         let xb = &x[b * xl..(b + 1) * xl];
@@ -335,7 +361,7 @@ fn im2col_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
     let dxp = SyncPtr(dx.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         // SAFETY: each task writes only image b of dx.
         let dxb = unsafe { dxp.slice(b * xl, xl) };
         dxb.fill(0.0);
@@ -369,10 +395,10 @@ fn im2col_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
     let wl = dw.len();
-    let parts = num_threads().min(p.n).max(1);
+    let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
-        parallel_for(parts, &|t| {
+        par(p, parts, &|t| {
             // SAFETY: each task writes only its own partial.
             let part = unsafe { pp.slice(t * wl, wl) };
             part.fill(0.0);
@@ -411,7 +437,7 @@ fn gemm1x1_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let yp = SyncPtr(y.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         // SAFETY: each task writes only image b of y.
         let yb = unsafe { yp.slice(b * p.c_out * hw, p.c_out * hw) };
         for g in 0..p.groups {
@@ -439,7 +465,7 @@ fn gemm1x1_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let dxp = SyncPtr(dx.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         // SAFETY: each task writes only image b of dx.
         let dxb = unsafe { dxp.slice(b * p.c_in * hw, p.c_in * hw) };
         for g in 0..p.groups {
@@ -467,10 +493,10 @@ fn gemm1x1_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let wl = dw.len();
-    let parts = num_threads().min(p.n).max(1);
+    let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
-        parallel_for(parts, &|t| {
+        par(p, parts, &|t| {
             // SAFETY: each task writes only its own partial.
             let part = unsafe { pp.slice(t * wl, wl) };
             part.fill(0.0);
@@ -503,7 +529,7 @@ fn gemm1x1_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 // ------------------------------------------------------------------------------- depthwise
 
 mod depthwise {
-    use super::{Conv2d, SyncPtr, chunk, num_threads, out_range, parallel_for};
+    use super::{Conv2d, SyncPtr, chunk, out_range, par, threads_for};
 
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -628,7 +654,7 @@ mod depthwise {
     pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         let yp = SyncPtr(y.as_mut_ptr());
-        parallel_for(p.n, &|b| {
+        par(p, p.n, &|b| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
                 // SAFETY: each task writes only the planes of image b.
@@ -646,7 +672,7 @@ mod depthwise {
     pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         let dxp = SyncPtr(dx.as_mut_ptr());
-        parallel_for(p.n, &|b| {
+        par(p, p.n, &|b| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
                 // SAFETY: each task writes only the planes of image b.
@@ -664,9 +690,9 @@ mod depthwise {
     pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         dw.fill(0.0);
-        let parts = num_threads().min(p.c_in).max(1);
+        let parts = threads_for(p).min(p.c_in).max(1);
         let dwp = SyncPtr(dw.as_mut_ptr());
-        parallel_for(parts, &|t| {
+        par(p, parts, &|t| {
             for c in chunk(p.c_in, parts, t) {
                 // SAFETY: each task owns the weights of its channels.
                 let dwc = unsafe { dwp.slice(c * kk, kk) };

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Conv2d, SyncPtr, chunk, num_threads, parallel_for, sum_partials, with_scratch};
+use super::{Conv2d, SyncPtr, chunk, par, sum_partials, threads_for, with_scratch};
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
 const SLACK: usize = 64;
@@ -317,7 +317,7 @@ pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
         }
         let wt = &*wt;
         let yp = SyncPtr(y.as_mut_ptr());
-        parallel_for(p.n, &|b| {
+        par(p, p.n, &|b| {
             with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
                 pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
                 for g in 0..p.groups {
@@ -378,7 +378,7 @@ pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) 
         }
         let wt = &*wt;
         let dxp = SyncPtr(dx.as_mut_ptr());
-        parallel_for(p.n, &|b| {
+        par(p, p.n, &|b| {
             with_scratch(p.c_out * hp * wp + SLACK, |gpad| {
                 pad_into(&dy[b * yl..(b + 1) * yl], p.c_out, oh, ow, qh, qw, gpad);
                 for g in 0..p.groups {
@@ -418,10 +418,10 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
         oh,
         ow,
     };
-    let parts = num_threads().min(p.n).max(1);
+    let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
-        parallel_for(parts, &|t| {
+        par(p, parts, &|t| {
             with_scratch(wl * 16, |accv| {
                 accv.fill(0.0);
                 with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
@@ -617,7 +617,7 @@ pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32])
         ow,
     };
     let yp = SyncPtr(y.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         with_scratch(hp * wp + SLACK, |xpad| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
@@ -661,7 +661,7 @@ pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &m
         ow: p.w,
     };
     let dxp = SyncPtr(dx.as_mut_ptr());
-    parallel_for(p.n, &|b| {
+    par(p, p.n, &|b| {
         with_scratch(hp * wp + SLACK, |gpad| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
@@ -699,9 +699,9 @@ pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &
         ow,
     };
     dw.fill(0.0);
-    let parts = num_threads().min(p.c_in).max(1);
+    let parts = threads_for(p).min(p.c_in).max(1);
     let dwp = SyncPtr(dw.as_mut_ptr());
-    parallel_for(parts, &|t| {
+    par(p, parts, &|t| {
         with_scratch(hp * wp + SLACK, |xpad| {
             for c in chunk(p.c_in, parts, t) {
                 // SAFETY: each task owns the weights of its channels.

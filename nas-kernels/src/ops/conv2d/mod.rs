@@ -414,8 +414,17 @@ mod tests {
 
     #[test]
     fn thread_counts_agree() {
-        let p = Conv2d::new(5, 8, 12, 19, 8, 3).padding(1);
-        let dp = Conv2d::new(5, 8, 12, 19, 8, 3).padding(1).groups(8);
+        // large enough to be spread over threads (see `cpu_kernel::threads_for`)
+        let p = Conv2d::new(6, 16, 24, 40, 16, 3).padding(1);
+        let dp = Conv2d::new(8, 32, 32, 40, 32, 3).padding(1).groups(32);
+        let pw = Conv2d::new(8, 32, 32, 40, 24, 1);
+        let small = Conv2d::new(2, 4, 5, 7, 4, 3).padding(1);
+        let before = crate::threads::num_threads();
+        for q in [p, dp, pw] {
+            crate::threads::set_num_threads(2);
+            assert_eq!(super::cpu_kernel::threads_for(&q), 2, "{q:?}");
+        }
+        assert_eq!(super::cpu_kernel::threads_for(&small), 1);
         let run = |p: &Conv2d| {
             let x = data(p.x_len(), 1);
             let w = data(p.w_len(), 2);
@@ -429,8 +438,7 @@ mod tests {
                 .unwrap();
             (y, dx, dw)
         };
-        for p in [p, dp] {
-            let before = crate::threads::num_threads();
+        for p in [p, dp, pw] {
             crate::threads::set_num_threads(1);
             let one = run(&p);
             crate::threads::set_num_threads(3);
