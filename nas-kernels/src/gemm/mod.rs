@@ -1070,7 +1070,7 @@ impl Prefetcher {
     #[inline]
     fn advance(&mut self, done: usize, of: usize) {
         let target = self.total * done / of.max(1);
-        while self.issued < target {
+        while self.issued < target && self.rect < self.rects.len() {
             let Some(r) = self.rects[self.rect] else {
                 self.rect += 1;
                 continue;
