@@ -8,7 +8,8 @@
 //!
 //! Options: `--threads N` (default: `NAS_THREADS` or all cores), `--kernel scalar|avx2|avx512`
 //! (default: the best this CPU runs), `--shapes all|square|conv` (default `all`), `--json`
-//! (one JSON object per line), `--time SECONDS` per shape (default 0.3).
+//! (one JSON object per line), `--time SECONDS` per shape (default 0.3), `--shape MxNxK[:OP]`
+//! for one custom shape (`OP` is `NN` (default), `NT`, `TN` or `TT`), e.g. `16x4096x144:NN`.
 //!
 //! Shapes: squares 64..1024 (NN), and the three GEMMs of a 3x3 convolution in three stages
 //! of a CIFAR ResNet at batch 64: forward `NN` (M = C_out, K = 9 C_in, N = batch H W), weight
@@ -78,6 +79,33 @@ fn shapes(which: &str) -> Vec<Shape> {
     out
 }
 
+/// Parses `MxNxK[:OP]`.
+fn parse_shape(v: &str) -> Option<Shape> {
+    let (dims, op) = v.split_once(':').unwrap_or((v, "NN"));
+    let d: Vec<usize> = dims
+        .split('x')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (ta, tb) = match op {
+        "NN" => (false, false),
+        "NT" => (false, true),
+        "TN" => (true, false),
+        "TT" => (true, true),
+        _ => return None,
+    };
+    match d[..] {
+        [m, n, k] if m > 0 && n > 0 && k > 0 => Some(Shape {
+            name: format!("{m}x{n}x{k}_{op}"),
+            ta,
+            tb,
+            m,
+            n,
+            k,
+        }),
+        _ => None,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = false;
@@ -85,6 +113,7 @@ fn main() {
     let mut kernel = Kernel::best();
     let mut which = "all".to_string();
     let mut secs = 0.3f64;
+    let mut custom: Option<Shape> = None;
     let mut i = 0;
     let value = |i: usize, flag: &str| -> String {
         args.get(i + 1).cloned().unwrap_or_else(|| {
@@ -125,6 +154,14 @@ fn main() {
                 }
                 i += 1;
             }
+            "--shape" => {
+                let v = value(i, "--shape");
+                custom = Some(parse_shape(&v).unwrap_or_else(|| {
+                    eprintln!("--shape needs MxNxK[:NN|NT|TN|TT], got `{v}`");
+                    std::process::exit(2)
+                }));
+                i += 1;
+            }
             "--time" => {
                 secs = value(i, "--time").parse().unwrap_or_else(|_| {
                     eprintln!("--time needs seconds");
@@ -147,7 +184,11 @@ fn main() {
         );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    for s in shapes(&which) {
+    let list = match custom {
+        Some(s) => vec![s],
+        None => shapes(&which),
+    };
+    for s in list {
         let a: Vec<f32> = (0..s.m * s.k)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
