@@ -18,6 +18,25 @@
 //! a resume must use the same number). Budgets by evaluations and by simulated cost are
 //! deterministic; a wall-time budget is not.
 //!
+//! # Example
+//!
+//! ```
+//! use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
+//! use nas_search::{Budget, SearchConfig, StrategyKind, run_search};
+//! use nas_space::nb201::Nb201Space;
+//!
+//! let table = Nb201Table::embedded()?;
+//! let evaluator = Nb201Evaluator::new(table, Dataset::Cifar10);
+//! let mut strategy = StrategyKind::parse("rea")?.build(&Nb201Space)?;
+//! let mut config = SearchConfig::new(42, Budget::evaluations(100));
+//! config.workers = 2;
+//! let out = run_search(&Nb201Space, strategy.as_mut(), &evaluator, &config)?;
+//! let best = out.best().expect("some trial succeeded");
+//! assert_eq!(out.history.len(), 100);
+//! assert!(best.metrics().unwrap().test_accuracy.unwrap() > 90.0);
+//! # Ok::<(), nas_search::SearchError>(())
+//! ```
+//!
 //! # Checkpoints
 //!
 //! With [`SearchConfig::checkpoint`] set, the whole [`SearchState`] (strategy state, history,
@@ -673,7 +692,9 @@ where
         return Err(SearchError::Config("workers must be at least 1".into()));
     }
     let b = &config.budget;
-    if b.max_cost.is_some_and(|c| !(c >= 0.0)) || b.max_wall_time_s.is_some_and(|w| !(w >= 0.0)) {
+    if b.max_cost.is_some_and(|c| c.is_nan() || c < 0.0)
+        || b.max_wall_time_s.is_some_and(|w| w.is_nan() || w < 0.0)
+    {
         return Err(SearchError::Config(format!(
             "budget limits must be non-negative numbers: {b:?}"
         )));

@@ -480,3 +480,99 @@ fn reinforce_policy_concentrates_on_the_best_choices() {
         "the baseline tracks the rising reward"
     );
 }
+
+/// A strategy that always waits ends the search at once; one that says Done stops it.
+#[test]
+fn waiting_with_nothing_in_flight_and_done_stop_the_search() {
+    use nas_search::strategy::{Ask, Candidate, Strategy};
+    use nas_search::synthetic::ToyArch;
+    struct Fixed(u32, bool);
+    impl Strategy<ToySpace> for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn config(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        fn ask(
+            &mut self,
+            space: &ToySpace,
+            rng: &mut dyn rand::RngCore,
+        ) -> nas_search::Result<Ask<ToyArch>> {
+            if self.1 {
+                return Ok(Ask::Wait);
+            }
+            if self.0 == 0 {
+                return Ok(Ask::Done);
+            }
+            self.0 -= 1;
+            Ok(Ask::Evaluate(Candidate {
+                arch: space.sample(rng),
+                fidelity: 12,
+            }))
+        }
+        fn tell(&mut self, _: &ToySpace, _: &nas_search::Trial<ToyArch>) -> nas_search::Result<()> {
+            Ok(())
+        }
+        fn save_state(&self) -> nas_search::Result<serde_json::Value> {
+            Ok(serde_json::json!(self.0))
+        }
+        fn load_state(&mut self, v: serde_json::Value) -> nas_search::Result<()> {
+            self.0 = v.as_u64().unwrap_or(0) as u32;
+            Ok(())
+        }
+    }
+    let space = ToySpace {
+        dims: 3,
+        choices: 2,
+    };
+    let obj = ToyObjective::new(&space, 0);
+    let out = run_search(
+        &space,
+        &mut Fixed(5, true),
+        &obj,
+        &SearchConfig::new(0, Budget::evaluations(10)),
+    )
+    .unwrap();
+    assert_eq!(
+        (out.history.len(), out.stop),
+        (0, StopReason::StrategyStuck)
+    );
+    let mut cfg = SearchConfig::new(0, Budget::evaluations(10));
+    cfg.workers = 2;
+    let out = run_search(&space, &mut Fixed(5, false), &obj, &cfg).unwrap();
+    assert_eq!((out.history.len(), out.stop), (5, StopReason::StrategyDone));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any strategy, seed, worker count and budget: exactly `budget` valid trials numbered
+        /// 0.., the same history twice, and the final choice is the best visible score.
+        #[test]
+        fn searches_are_complete_valid_and_repeatable(seed in 0u64..1000, workers in 1usize..5, kind in 0usize..5, budget in 1u64..40) {
+            let space = ToySpace { dims: 4, choices: 3 };
+            let obj = ToyObjective::new(&space, seed ^ 77);
+            let kind = &all_kinds()[kind];
+            let mut cfg = SearchConfig::new(seed, Budget::evaluations(budget));
+            cfg.workers = workers;
+            let run = || {
+                let mut s = kind.build(&space).unwrap();
+                run_search(&space, s.as_mut(), &obj, &cfg).unwrap()
+            };
+            let (a, b) = (run(), run());
+            prop_assert_eq!(a.history.len() as u64, budget);
+            prop_assert!(a.history.same_except_timing(&b.history));
+            for (i, t) in a.history.trials.iter().enumerate() {
+                prop_assert_eq!(t.id, i as u64);
+                prop_assert!(space.validate(&t.arch).is_ok());
+            }
+            let top = a.history.trials.iter().filter(|t| t.fidelity == a.best().unwrap().fidelity)
+                .map(|t| t.score().unwrap()).fold(f64::MIN, f64::max);
+            prop_assert_eq!(a.best().unwrap().score().unwrap(), top);
+        }
+    }
+}

@@ -76,7 +76,10 @@ impl Reinforce {
                 "reinforce: every decision needs at least one choice, got {sizes:?}"
             )));
         }
-        if !(config.learning_rate > 0.0) || !(0.0..1.0).contains(&config.baseline_momentum) {
+        if config.learning_rate.is_nan()
+            || config.learning_rate <= 0.0
+            || !(0.0..1.0).contains(&config.baseline_momentum)
+        {
             return Err(SearchError::Config(format!(
                 "reinforce: learning_rate must be > 0 and baseline_momentum in [0, 1), got {} and {}",
                 config.learning_rate, config.baseline_momentum
