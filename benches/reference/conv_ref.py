@@ -9,7 +9,8 @@ Times, at each thread count, the same three workloads as the Rust criterion benc
   batchnorm_fwd_bwd_64x16x32x32    BatchNorm2d(16) training, affine: forward + backward
 
 in both memory formats (contiguous NCHW and channels_last), and prints one JSON object with
-the median and minimum (milliseconds) of each. Run it with jemalloc preloaded for PyTorch's
+the median and minimum wall time (milliseconds) of each, and the calling thread's on-CPU time
+per step (meaningful at one thread). Run it with jemalloc preloaded for PyTorch's
 best configuration:
 
   LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /tmp/ref/bin/python \
@@ -87,11 +88,15 @@ def measure(step, reps, warmup):
     for _ in range(warmup):
         step()
     times = []
+    c0 = time.thread_time()
     for _ in range(reps):
         t = time.perf_counter()
         step()
         times.append((time.perf_counter() - t) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "reps": reps}
+    cpu = (time.thread_time() - c0) * 1e3 / reps
+    # thread_cpu_ms: on-CPU time of the calling thread per step; with one thread all work runs
+    # there, so it excludes time the scheduler gave to other processes on a loaded machine
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "thread_cpu_ms": cpu, "reps": reps}
 
 
 def main():
@@ -105,8 +110,6 @@ def main():
     results = []
     for t in args.threads:
         torch.set_num_threads(t)
-        with torch.no_grad():
-            pass
         for name, make in [
             ("conv3x3_fwd_bwd_64x16x32x32", conv3x3),
             ("sepconv_block_fwd_bwd_64x16x32x32", sepconv),

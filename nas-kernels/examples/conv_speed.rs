@@ -24,10 +24,20 @@ fn time(name: &str, reps: usize, mut f: impl FnMut()) {
     println!("{name:<28} {:8.3} ms", best * 1e3);
 }
 
-fn stats(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+/// Nanoseconds this thread has spent on a CPU (Linux `/proc/thread-self/schedstat`), so that
+/// single-thread timings can exclude time the scheduler gave to other processes.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Median and minimum wall time (ms) of `reps` runs, and the mean on-CPU time (ms) of this
+/// thread per run (only meaningful when the work runs on this thread alone).
+fn stats(reps: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
     for _ in 0..3 {
         f();
     }
+    let c0 = thread_cpu_ns();
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
@@ -35,8 +45,12 @@ fn stats(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
             s.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    let cpu = match (c0, thread_cpu_ns()) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e6 / reps as f64,
+        _ => f64::NAN,
+    };
     t.sort_by(f64::total_cmp);
-    (t[reps / 2], t[0])
+    (t[reps / 2], t[0], cpu)
 }
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
@@ -273,15 +287,23 @@ fn workloads() {
     let mut bn = Bn::new();
     for t in [1usize, 2] {
         threads::set_num_threads(t);
-        let (m, lo) = stats(reps, || conv.step());
-        println!("threads={t} conv3x3_fwd_bwd   median {m:7.3} ms  min {lo:7.3} ms");
-        let (m, lo) = stats(reps, || {
-            sep.forward();
-            sep.backward()
-        });
-        println!("threads={t} sepconv_fwd_bwd   median {m:7.3} ms  min {lo:7.3} ms");
-        let (m, lo) = stats(reps, || bn.step());
-        println!("threads={t} batchnorm_fwd_bwd median {m:7.3} ms  min {lo:7.3} ms");
+        let show = |name: &str, (m, lo, cpu): (f64, f64, f64)| {
+            let cpu = if t == 1 {
+                format!("  thread-cpu {cpu:7.3} ms")
+            } else {
+                String::new()
+            };
+            println!("threads={t} {name:<18} median {m:7.3} ms  min {lo:7.3} ms{cpu}");
+        };
+        show("conv3x3_fwd_bwd", stats(reps, || conv.step()));
+        show(
+            "sepconv_fwd_bwd",
+            stats(reps, || {
+                sep.forward();
+                sep.backward()
+            }),
+        );
+        show("batchnorm_fwd_bwd", stats(reps, || bn.step()));
     }
 }
 

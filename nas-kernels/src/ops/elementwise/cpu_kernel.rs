@@ -158,14 +158,19 @@ pub(crate) fn binary(
     out_shape: &[usize],
 ) {
     if a_shape == b_shape {
-        match op {
-            BinaryOp::Add => zip2(a, b, out, |x, y| x + y),
-            BinaryOp::Sub => zip2(a, b, out, |x, y| x - y),
-            BinaryOp::Mul => zip2(a, b, out, |x, y| x * y),
-            BinaryOp::Div => zip2(a, b, out, |x, y| x / y),
-            BinaryOp::Maximum => zip2(a, b, out, |x, y| x.max(y)),
-            BinaryOp::Minimum => zip2(a, b, out, |x, y| x.min(y)),
-        }
+        let n = out.len();
+        let f = |lo: usize, out: &mut [f32]| {
+            let (a, b) = (&a[lo..lo + out.len()], &b[lo..lo + out.len()]);
+            match op {
+                BinaryOp::Add => zip2(a, b, out, |x, y| x + y),
+                BinaryOp::Sub => zip2(a, b, out, |x, y| x - y),
+                BinaryOp::Mul => zip2(a, b, out, |x, y| x * y),
+                BinaryOp::Div => zip2(a, b, out, |x, y| x / y),
+                BinaryOp::Maximum => zip2(a, b, out, |x, y| x.max(y)),
+                BinaryOp::Minimum => zip2(a, b, out, |x, y| x.min(y)),
+            }
+        };
+        chunked_out(n, out, &f);
         return;
     }
     let sa = bstrides(a_shape, out_shape);
@@ -233,24 +238,48 @@ pub(crate) fn broadcast_to(x: &[f32], x_shape: &[usize], out: &mut [f32], out_sh
 
 /// `y += alpha * x`.
 pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += alpha * x;
-    }
+    chunked_out(y.len(), y, &|lo, y| {
+        let n = y.len();
+        for (y, &x) in y.iter_mut().zip(&x[lo..lo + n]) {
+            *y += alpha * x;
+        }
+    });
 }
 
-/// `out = sum_k w[k] * xs[k]`.
-pub(crate) fn weighted_sum(w: &[f32], xs: &[&[f32]], out: &mut [f32]) {
-    if xs.is_empty() {
-        out.fill(0.0);
+/// Runs `f(offset, out_chunk)` over `CHUNK`-sized chunks of `out`, on threads when large.
+fn chunked_out(n: usize, out: &mut [f32], f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if n <= CHUNK {
+        f(0, out);
         return;
     }
-    map1(xs[0], out, |v| w[0] * v);
-    for k in 1..xs.len() {
-        axpy(w[k], xs[k], out);
-    }
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(n.div_ceil(CHUNK), &|t| {
+        let lo = t * CHUNK;
+        let hi = (lo + CHUNK).min(n);
+        // SAFETY: chunks are disjoint and inside out.
+        f(lo, unsafe { op.slice(lo, hi - lo) });
+    });
 }
 
-/// `dxs[k] = w[k] * dy`, `dw[k] = <dy, xs[k]>` (accumulated in f64).
+/// `out = sum_k w[k] * xs[k]`, one pass over `out` per chunk (the chunk stays in cache while
+/// the K inputs are added).
+pub(crate) fn weighted_sum(w: &[f32], xs: &[&[f32]], out: &mut [f32]) {
+    chunked_out(out.len(), out, &|lo, out| {
+        let n = out.len();
+        if xs.is_empty() {
+            out.fill(0.0);
+            return;
+        }
+        map1(&xs[0][lo..lo + n], out, |v| w[0] * v);
+        for k in 1..xs.len() {
+            for (o, &v) in out.iter_mut().zip(&xs[k][lo..lo + n]) {
+                *o += w[k] * v;
+            }
+        }
+    });
+}
+
+/// `dxs[k] = w[k] * dy`, `dw[k] = <dy, xs[k]>` (accumulated in f64), chunked over threads.
 pub(crate) fn weighted_sum_backward(
     w: &[f32],
     xs: &[&[f32]],
@@ -258,9 +287,43 @@ pub(crate) fn weighted_sum_backward(
     dxs: &mut [&mut [f32]],
     dw: &mut [f32],
 ) {
-    for k in 0..xs.len() {
-        map1(dy, dxs[k], |g| w[k] * g);
-        dw[k] = dot(dy, xs[k]) as f32;
+    let n = dy.len();
+    let k = xs.len();
+    let chunks = n.div_ceil(CHUNK).max(1);
+    let ptrs: Vec<SyncPtr> = dxs.iter_mut().map(|d| SyncPtr(d.as_mut_ptr())).collect();
+    let mut dots = vec![0.0f64; chunks * k];
+    let dp = SyncPtr64(dots.as_mut_ptr());
+    let task = |t: usize| {
+        let lo = t * CHUNK;
+        let hi = (lo + CHUNK).min(n);
+        for j in 0..k {
+            // SAFETY: chunk t of dxs[j] and slot (t, j) of dots belong to this task.
+            unsafe {
+                map1(&dy[lo..hi], ptrs[j].slice(lo, hi - lo), |g| w[j] * g);
+                *dp.at(t * k + j) = dot(&dy[lo..hi], &xs[j][lo..hi]);
+            }
+        }
+    };
+    if chunks == 1 {
+        task(0);
+    } else {
+        parallel_for(chunks, &task);
+    }
+    for j in 0..k {
+        dw[j] = (0..chunks).map(|t| dots[t * k + j]).sum::<f64>() as f32;
+    }
+}
+
+/// [`SyncPtr`] for f64 partial sums.
+#[derive(Clone, Copy)]
+struct SyncPtr64(*mut f64);
+unsafe impl Send for SyncPtr64 {}
+unsafe impl Sync for SyncPtr64 {}
+
+impl SyncPtr64 {
+    fn at(&self, i: usize) -> *mut f64 {
+        // SAFETY of use: callers stay in bounds.
+        self.0.wrapping_add(i)
     }
 }
 

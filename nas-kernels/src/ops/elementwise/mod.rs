@@ -340,6 +340,45 @@ mod tests {
     }
 
     #[test]
+    fn chunked_threaded_paths_match_scalar_definitions() {
+        // sizes above the threading chunk (65,536) and not a multiple of it
+        let n = 200_003;
+        let a: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 101) as f32 * 0.02 - 1.0)
+            .collect();
+        let b: Vec<f32> = (0..n)
+            .map(|i| ((i * 53) % 97) as f32 * 0.03 - 1.4)
+            .collect();
+        let mut y = vec![0.0; n];
+        Cpu.unary(UnaryOp::Tanh, &a, &mut y).unwrap();
+        assert!(y.iter().zip(&a).all(|(y, a)| *y == a.tanh()));
+        let mut d = vec![0.0; n];
+        Cpu.unary_backward(UnaryOp::Relu, &a, &y, &b, &mut d)
+            .unwrap();
+        assert!((0..n).all(|i| d[i] == if a[i] > 0.0 { b[i] } else { 0.0 }));
+        for op in [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Minimum] {
+            Cpu.binary(op, &a, &[n], &b, &[n], &mut y).unwrap();
+            assert!((0..n).all(|i| y[i] == op.apply(a[i], b[i])));
+        }
+        let mut acc = b.clone();
+        Cpu.axpy(-0.5, &a, &mut acc).unwrap();
+        assert!((0..n).all(|i| acc[i] == b[i] + -0.5 * a[i]));
+        let w = vec![0.25f32, -2.0];
+        Cpu.weighted_sum(&w, &[&a, &b], &mut y).unwrap();
+        assert!((0..n).all(|i| y[i] == 0.25 * a[i] + -2.0 * b[i]));
+        let (mut da, mut db, mut dw) = (vec![0.0; n], vec![0.0; n], vec![0.0; 2]);
+        Cpu.weighted_sum_backward(&w, &[&a, &b], &acc, &mut [&mut da, &mut db], &mut dw)
+            .unwrap();
+        assert!((0..n).all(|i| da[i] == 0.25 * acc[i] && db[i] == -2.0 * acc[i]));
+        let want: f64 = (0..n).map(|i| acc[i] as f64 * a[i] as f64).sum();
+        assert!(
+            (dw[0] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "{} {want}",
+            dw[0]
+        );
+    }
+
+    #[test]
     fn weighted_sum_and_backward() {
         let k = 3;
         let n = 29;

@@ -1,6 +1,8 @@
 //! CPU pooling kernels (direct loops over each window). Shapes validated by [`crate::Cpu`].
 
 use super::{Pool2d, PoolKind};
+use crate::threads::parallel_for;
+use crate::workspace::SyncPtr;
 
 /// Index range `[lo, hi)` of in-bounds window taps for output position `o`.
 #[inline(always)]
@@ -11,11 +13,45 @@ fn taps(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> (usize, u
     (lo, hi)
 }
 
+/// Runs `f(image)` for every image, over threads when the input is large.
+fn per_image(p: &Pool2d, f: &(dyn Fn(usize) + Sync)) {
+    if p.x_len() >= 1 << 16 {
+        parallel_for(p.n, f);
+    } else {
+        (0..p.n).for_each(f);
+    }
+}
+
 /// Forward pooling.
 pub(crate) fn forward(p: &Pool2d, x: &[f32], y: &mut [f32]) {
+    let yl = p.c * p.out_h() * p.out_w();
+    let xl = p.c * p.h * p.w;
+    let yp = SyncPtr(y.as_mut_ptr());
+    per_image(p, &|b| {
+        // SAFETY: task b writes only image b of y.
+        forward_planes(p, p.c, &x[b * xl..(b + 1) * xl], unsafe {
+            yp.slice(b * yl, yl)
+        })
+    });
+}
+
+/// Backward pooling: `dx` (overwritten) from `dy`; max recomputes the arg-max from `x`.
+pub(crate) fn backward(p: &Pool2d, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let yl = p.c * p.out_h() * p.out_w();
+    let xl = p.c * p.h * p.w;
+    let dxp = SyncPtr(dx.as_mut_ptr());
+    per_image(p, &|b| {
+        let (xb, gb) = (&x[b * xl..(b + 1) * xl], &dy[b * yl..(b + 1) * yl]);
+        // SAFETY: task b writes only image b of dx.
+        backward_planes(p, p.c, xb, gb, unsafe { dxp.slice(b * xl, xl) })
+    });
+}
+
+/// Forward pooling of `planes` consecutive channel planes.
+fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
-    for bc in 0..p.n * p.c {
+    for bc in 0..planes {
         let xp = &x[bc * p.h * p.w..(bc + 1) * p.h * p.w];
         let yp = &mut y[bc * oh * ow..(bc + 1) * oh * ow];
         for oy in 0..oh {
@@ -52,12 +88,12 @@ pub(crate) fn forward(p: &Pool2d, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Backward pooling: `dx` (overwritten) from `dy`; max recomputes the arg-max from `x`.
-pub(crate) fn backward(p: &Pool2d, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// Backward pooling of `planes` consecutive channel planes.
+fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
     dx.fill(0.0);
-    for bc in 0..p.n * p.c {
+    for bc in 0..planes {
         let xp = &x[bc * p.h * p.w..(bc + 1) * p.h * p.w];
         let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
         let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];

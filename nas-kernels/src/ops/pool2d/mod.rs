@@ -220,6 +220,40 @@ mod tests {
     }
 
     #[test]
+    fn threaded_pool_matches_naive_and_per_image() {
+        // large enough to be spread over threads; compare with the oracle and, for the
+        // backward, with image-by-image (serial) calls
+        for s in [1usize, 2] {
+            for kind in kinds() {
+                let p = Pool2d::new(kind, 5, 16, 32, 30, 3, s, 1);
+                let x: Vec<f32> = (0..p.x_len())
+                    .map(|i| ((i * 7919) % 10007) as f32 * 0.01)
+                    .collect();
+                let mut y = vec![0.0; p.y_len()];
+                Cpu.pool2d(&p, &x, &mut y).unwrap();
+                let want = naive(&p, &x);
+                assert!(
+                    (0..y.len()).all(|i| (y[i] - want[i]).abs() < 1e-4),
+                    "{kind:?} s={s}"
+                );
+                let dy: Vec<f32> = (0..p.y_len()).map(|i| (i % 11) as f32 - 5.0).collect();
+                let mut dx = vec![0.0; p.x_len()];
+                Cpu.pool2d_backward(&p, &x, &y, &dy, &mut dx).unwrap();
+                let one = Pool2d { n: 1, ..p };
+                let (xl, yl) = (one.x_len(), one.y_len());
+                for b in 0..p.n {
+                    let mut d1 = vec![0.0; xl];
+                    let xb = x[b * xl..(b + 1) * xl].to_vec();
+                    let yb = y[b * yl..(b + 1) * yl].to_vec();
+                    let gb = dy[b * yl..(b + 1) * yl].to_vec();
+                    Cpu.pool2d_backward(&one, &xb, &yb, &gb, &mut d1).unwrap();
+                    assert_eq!(&dx[b * xl..(b + 1) * xl], &d1[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn global_avg_pool_and_backward() {
         let (n, c, hw) = (2, 3, 5);
         let x: Vec<f32> = (0..n * c * hw).map(|i| i as f32).collect();
