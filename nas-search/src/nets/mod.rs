@@ -6,9 +6,12 @@
 //!   closed-form cost ([`nb201::nb201_cost`]).
 //! * [`darts`]: the DARTS evaluation network of a genotype ([`darts::DartsNetwork`]: reduction
 //!   cells at 1/3 and 2/3 of depth, drop-path, auxiliary head) and [`darts::darts_cost`].
+//! * [`nb101`]: the NAS-Bench-101 network of a cell graph ([`nb101::Nb101Network`]) and
+//!   [`nb101::nb101_cost`].
 //! * [`flops`]: FLOP counting in the forward pass, the independent check of the closed forms.
 
 pub mod darts;
 pub mod flops;
+pub mod nb101;
 pub mod nb201;
 pub mod ops;
