@@ -1119,6 +1119,9 @@ unsafe fn gemm_serial(uk: &MicroKernel, blocks: &Blocks, job: &Job) {
         };
         let mb = blocks.mb.max(mr);
         let (m, n, k) = (job.m, job.n, job.k);
+        // Software prefetch of the next block's source only pays when B streams from DRAM
+        // (measured on Zen 4: +10-15% for a 38 MB B, -3..-15% when B is cache-resident).
+        let stream = k.saturating_mul(n).saturating_mul(4) > CacheSizes::detect().l3 / 2;
         let mut ic = 0;
         while ic < m {
             let mc = mb.min(m - ic);
@@ -1137,7 +1140,9 @@ unsafe fn gemm_serial(uk: &MicroKernel, blocks: &Blocks, job: &Job) {
                     // SAFETY: the block `(pc.., jc..)` of size `kc x nc` lies in op(B).
                     unsafe { (uk.pack_b)(kc, nc, job.b.at(pc, jc).ptr, job.b.rs, job.b.cs, bp) };
                     // What the next packing step reads.
-                    let mut pf = if jc + nc < n {
+                    let mut pf = if !stream {
+                        Prefetcher::default()
+                    } else if jc + nc < n {
                         let nc2 = nb.min(n - jc - nc);
                         Prefetcher::new([Rect::of_block(job.b, pc, jc + nc, kc, nc2), None])
                     } else if pc + kc < k {
