@@ -214,6 +214,11 @@ impl Tensor {
         }
     }
 
+    /// Will an op on these inputs record a node? (Lets ops skip saving values for backward.)
+    pub(crate) fn will_record(parents: &[&Tensor]) -> bool {
+        is_grad_enabled() && parents.iter().any(|p| p.requires_grad())
+    }
+
     /// Like [`Tensor::from_op`] for ops whose inputs need no gradient (or that are not
     /// differentiable): never records.
     pub(crate) fn constant(shape: Vec<usize>, device: Device, data: Buf) -> Tensor {

@@ -218,7 +218,7 @@ impl Tensor {
         p.validate()?;
         let mut y = Buf::zeros(p.y_len());
         cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
-        let yc = if matches!(kind, PoolKind::Max) && self.requires_grad() {
+        let yc = if matches!(kind, PoolKind::Max) && Tensor::will_record(&[self]) {
             Some(y.clone())
         } else {
             None

@@ -41,7 +41,7 @@ fn reduce(
     let mut y = Buf::zeros(out_len);
     cpu().reduce(op, t.read().as_vec(), t.shape(), axis, y.as_vec_mut())?;
     let xc = t.clone();
-    let yc = if op == ReduceOp::Max {
+    let yc = if op == ReduceOp::Max && Tensor::will_record(&[t]) {
         Some(y.clone())
     } else {
         None
@@ -127,7 +127,11 @@ impl Tensor {
         }
         let mut y = Buf::zeros(self.numel());
         cpu().softmax(op, self.read().as_vec(), outer, d, y.as_vec_mut())?;
-        let yc = y.clone();
+        let yc = if Tensor::will_record(&[self]) {
+            y.clone()
+        } else {
+            Buf::zeros(0)
+        };
         Ok(Tensor::from_op(
             name,
             self.shape().to_vec(),
