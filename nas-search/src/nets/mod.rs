@@ -8,8 +8,11 @@
 //!   cells at 1/3 and 2/3 of depth, drop-path, auxiliary head) and [`darts::darts_cost`].
 //! * [`nb101`]: the NAS-Bench-101 network of a cell graph ([`nb101::Nb101Network`]) and
 //!   [`nb101::nb101_cost`].
+//! * [`chain`]: the network of a chain (macro) architecture ([`chain::ChainNetwork`]) and
+//!   [`chain::chain_cost`].
 //! * [`flops`]: FLOP counting in the forward pass, the independent check of the closed forms.
 
+pub mod chain;
 pub mod darts;
 pub mod flops;
 pub mod nb101;
