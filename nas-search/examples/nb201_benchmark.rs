@@ -9,9 +9,10 @@
 //! imagenet16-120` (cifar10), `--strategies random,rea,reinforce,local` (these four),
 //! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--cost-budget EPOCHS`
 //! (also stop at this many simulated training epochs; for hyperband), `--out DIR` (write
-//! summary.md, report.json, anytime.csv, anytime.svg there).
+//! summary.md, report.json, anytime.csv, anytime.svg there), `--scatter` (also write
+//! params_vs_accuracy.svg: every cell's parameters against its test accuracy).
 
-use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
+use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
 use nas_search::nb201::{Dataset, Nb201Table};
 use nas_search::strategy::StrategyKind;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = BenchmarkConfig::new(500, 100, Dataset::Cifar10);
     let mut out: Option<PathBuf> = None;
+    let mut scatter = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -42,6 +44,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .collect::<Result<Vec<_>, _>>()?
             }
             "--skip-equivalent" => cfg.skip_equivalent = true,
+            "--scatter" => scatter = true,
             "--cost-budget" => {
                 cfg.cost_budget = Some(val()?.parse().map_err(|e| format!("--cost-budget: {e}"))?)
             }
@@ -50,7 +53,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
                      [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
-                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR]"
+                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter]"
                 );
                 return Ok(());
             }
@@ -82,6 +85,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(dir) = out {
         report.write(&dir)?;
+        if scatter {
+            let table = Nb201Table::embedded()?;
+            params_accuracy_plot(&table, cfg.dataset).save(dir.join("params_vs_accuracy.svg"))?;
+            println!("wrote {}/params_vs_accuracy.svg", dir.display());
+        }
         println!(
             "wrote {}/{{summary.md,report.json,anytime.csv,anytime.svg}}",
             dir.display()

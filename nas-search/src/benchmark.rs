@@ -278,3 +278,26 @@ impl BenchmarkReport {
         self.anytime_plot().save(dir.join("anytime.svg"))
     }
 }
+
+/// A scatter plot of every cell of the table: parameters (millions) against the 200-epoch test
+/// accuracy on `dataset`, with the optimum as a reference line.
+pub fn params_accuracy_plot(table: &Nb201Table, dataset: Dataset) -> Plot {
+    let c = dataset.column();
+    let mut p = Plot::new(
+        &format!(
+            "NAS-Bench-201 {}: parameters vs test accuracy (15,625 cells)",
+            dataset.name()
+        ),
+        "parameters (millions)",
+        "test accuracy after 200 epochs (%)",
+    );
+    let pts = table
+        .rows()
+        .iter()
+        .map(|r| (r.cost[c].params_m(), r.test_200[c]))
+        .collect();
+    p.add("cells", pts, Style::Points);
+    let best = table.optimum(dataset).test_200[c];
+    p.reference = Some((best, format!("optimum {best:.2}")));
+    p
+}

@@ -127,4 +127,8 @@ fn benchmark_is_deterministic_across_thread_counts() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
     assert_eq!(json["strategies"][1]["name"], "rea");
+    let table = Nb201Table::embedded().unwrap();
+    let svg = nas_search::benchmark::params_accuracy_plot(&table, Dataset::Cifar10).to_svg();
+    assert_eq!(svg.matches("<circle").count(), 15_625);
+    assert!(svg.contains("optimum 94.37"));
 }
