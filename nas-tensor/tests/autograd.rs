@@ -205,3 +205,61 @@ fn forward_values_match_hand_computation() {
     .unwrap();
     assert_eq!(w.to_vec(), vec![20.5, 41.0]);
 }
+
+#[test]
+fn darts_style_alternating_updates_with_two_optimizers() {
+    use nas_tensor::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+    // weights w (network) and alpha (architecture): mixed = sum_k softmax(alpha)_k * op_k(x w)
+    let w = Tensor::randn(&[4, 3], 1).param();
+    let alpha = Tensor::zeros(&[3]).param();
+    let forward = |x: &Tensor| -> nas_tensor::Result<Tensor> {
+        let h = x.matmul(&w)?;
+        let ops = [h.clone(), h.relu(), h.tanh()];
+        Tensor::weighted_sum(&ops, &alpha.softmax(0)?)
+    };
+    let x_train = Tensor::randn(&[5, 4], 2);
+    let x_val = Tensor::randn(&[5, 4], 3);
+    let labels = [0usize, 1, 2, 1, 0];
+    let mut w_opt = Sgd::new(vec![w.clone()], SgdConfig::new(0.1).momentum(0.9)).unwrap();
+    let mut a_opt = Adam::new(vec![alpha.clone()], AdamConfig::new(0.01)).unwrap();
+
+    // architecture step on the validation batch: only alpha moves
+    let w_before = w.to_vec();
+    forward(&x_val)
+        .unwrap()
+        .cross_entropy(&labels)
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(w.grad_vec().is_some() && alpha.grad_vec().is_some());
+    a_opt.step().unwrap();
+    assert_eq!(
+        w.to_vec(),
+        w_before,
+        "the architecture optimizer does not touch w"
+    );
+    assert_ne!(alpha.to_vec(), vec![0.0; 3]);
+
+    // weight step on the training batch with fresh gradients: only w moves
+    w_opt.zero_grad();
+    a_opt.zero_grad();
+    let alpha_before = alpha.to_vec();
+    forward(&x_train)
+        .unwrap()
+        .cross_entropy(&labels)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gw = w.grad_vec().unwrap();
+    w_opt.step().unwrap();
+    assert_eq!(
+        alpha.to_vec(),
+        alpha_before,
+        "the weight optimizer does not touch alpha"
+    );
+    // first SGD step with momentum: w -= lr * grad
+    for ((after, before), g) in w.to_vec().iter().zip(&w_before).zip(&gw) {
+        assert!((after - (before - 0.1 * g)).abs() < 1e-6);
+    }
+    assert_eq!(live_graph_nodes(), 0);
+}
