@@ -23,6 +23,7 @@ pub mod nb201_cost;
 pub mod builder;
 pub mod train;
 pub mod nets;
+pub mod oneshot;
 pub mod plot;
 pub mod search;
 pub mod stats;

@@ -1,0 +1,186 @@
+//! Architecture weights (`alpha`), their softmax, Gumbel sampling for GDAS, and JSON snapshots.
+
+use nas_tensor::Tensor;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::error::{OneShotError, Result};
+use super::supernet::{HardWeights, Mixing, SpaceKind};
+
+/// The architecture parameters: one `[edges, ops]` logit matrix per cell type (leaf tensors
+/// that require gradients).
+pub struct ArchParams {
+    /// The space.
+    pub space: SpaceKind,
+    /// Logits of the normal cells (NB201: of its only cell type).
+    pub normal: Tensor,
+    /// Logits of the reduction cells (DARTS space only).
+    pub reduce: Option<Tensor>,
+}
+
+/// A plain copy of the architecture weights, for JSON outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchSnapshot {
+    /// `darts` or `nb201`.
+    pub space: String,
+    /// Op names, in column order.
+    pub ops: Vec<String>,
+    /// Edge labels, in row order (`"j->k"` for DARTS node `k` counted from 2, `"i<-j"` for NB201).
+    pub edges: Vec<String>,
+    /// Raw logits of the normal cell.
+    pub alpha_normal: Vec<Vec<f32>>,
+    /// Softmax of [`ArchSnapshot::alpha_normal`] per edge.
+    pub weights_normal: Vec<Vec<f32>>,
+    /// Raw logits of the reduction cell (DARTS only).
+    pub alpha_reduce: Option<Vec<Vec<f32>>>,
+    /// Softmax of [`ArchSnapshot::alpha_reduce`] per edge.
+    pub weights_reduce: Option<Vec<Vec<f32>>>,
+}
+
+/// Edge labels of a space, in weight-row order.
+pub fn edge_labels(space: SpaceKind) -> Vec<String> {
+    match space {
+        SpaceKind::Darts => super::derive::darts_edge_list()
+            .into_iter()
+            .map(|(j, k)| format!("{j}->{}", k + 2))
+            .collect(),
+        SpaceKind::Nb201 => nas_space::nb201::EDGES
+            .iter()
+            .map(|(s, t)| format!("{t}<-{s}"))
+            .collect(),
+    }
+}
+
+/// Row-wise softmax of a row-major `[rows, cols]` matrix, computed in f64 (for reports and
+/// derivation; the search itself uses the tensor softmax).
+pub fn softmax_rows(m: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    m.iter()
+        .map(|r| {
+            let mx = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = r.iter().map(|&x| (x as f64 - mx).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|&x| (x / s) as f32).collect()
+        })
+        .collect()
+}
+
+fn to_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let k = t.shape()[1];
+    t.to_vec().chunks(k).map(|c| c.to_vec()).collect()
+}
+
+impl ArchParams {
+    /// `1e-3 * N(0, 1)` logits (the original initialisation), drawn from `rng` (normal first).
+    pub fn new(space: SpaceKind, rng: &mut ChaCha8Rng) -> ArchParams {
+        let shape = [space.num_edges(), space.num_ops()];
+        let normal = Tensor::randn_with(&shape, rng).scale(1e-3).param();
+        let reduce = space
+            .has_reduce()
+            .then(|| Tensor::randn_with(&shape, rng).scale(1e-3).param());
+        ArchParams {
+            space,
+            normal,
+            reduce,
+        }
+    }
+
+    /// The parameter tensors (for the architecture optimizer), normal first.
+    pub fn tensors(&self) -> Vec<Tensor> {
+        let mut v = vec![self.normal.clone()];
+        if let Some(r) = &self.reduce {
+            v.push(r.clone());
+        }
+        v
+    }
+
+    /// The DARTS mixing: softmax over ops per edge (recorded, so gradients reach the logits).
+    pub fn soft(&self) -> Result<Mixing> {
+        Ok(Mixing::Soft {
+            normal: self.normal.softmax(1)?,
+            reduce: match &self.reduce {
+                Some(r) => Some(r.softmax(1)?),
+                None => None,
+            },
+        })
+    }
+
+    /// The GDAS mixing at temperature `tau`: per edge, Gumbel noise `g` is added to the
+    /// log-softmax of the logits, `p = softmax((log_softmax(alpha) + g) / tau)`, the op
+    /// `argmax p` is selected (first on ties) and the weights are `one_hot - stop_grad(p) + p`.
+    /// Noise is drawn from `rng` edge by edge, row-major; a draw giving a non-finite `p` is
+    /// redrawn (as the original code does).
+    pub fn gumbel(&self, tau: f32, rng: &mut ChaCha8Rng) -> Result<Mixing> {
+        if !(tau > 0.0) || !tau.is_finite() {
+            return Err(OneShotError::Config(format!(
+                "Gumbel temperature must be positive and finite, got {tau}"
+            )));
+        }
+        let normal = hard_sample(&self.normal, tau, rng)?;
+        let reduce = match &self.reduce {
+            Some(r) => Some(hard_sample(r, tau, rng)?),
+            None => None,
+        };
+        Ok(Mixing::Hard { normal, reduce })
+    }
+
+    /// A snapshot of logits and softmaxed weights.
+    pub fn snapshot(&self) -> ArchSnapshot {
+        let an = to_rows(&self.normal);
+        let ar = self.reduce.as_ref().map(to_rows);
+        ArchSnapshot {
+            space: self.space.name().to_string(),
+            ops: self
+                .space
+                .op_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            edges: edge_labels(self.space),
+            weights_normal: softmax_rows(&an),
+            weights_reduce: ar.as_ref().map(|r| softmax_rows(r)),
+            alpha_normal: an,
+            alpha_reduce: ar,
+        }
+    }
+}
+
+/// One standard Gumbel draw, `-ln(-ln u)` with `u` uniform in `(0, 1)`.
+fn gumbel_noise(rng: &mut ChaCha8Rng) -> f32 {
+    loop {
+        let u: f64 = rng.random();
+        if u > 0.0 && u < 1.0 {
+            return (-(-u.ln()).ln()) as f32;
+        }
+    }
+}
+
+fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWeights> {
+    let (e, k) = (alpha.shape()[0], alpha.shape()[1]);
+    loop {
+        let g: Vec<f32> = (0..e * k).map(|_| gumbel_noise(rng)).collect();
+        let noise = Tensor::from_vec(g, &[e, k])?;
+        let logits = alpha.log_softmax(1)?.add(&noise)?.scale(1.0 / tau);
+        let probs = logits.softmax(1)?;
+        let pv = probs.to_vec();
+        if pv.iter().any(|p| !p.is_finite()) {
+            continue;
+        }
+        let mut index = Vec::with_capacity(e);
+        let mut one_hot = vec![0.0f32; e * k];
+        for r in 0..e {
+            let row = &pv[r * k..(r + 1) * k];
+            let mut best = 0;
+            for j in 1..k {
+                if row[j] > row[best] {
+                    best = j;
+                }
+            }
+            index.push(best);
+            one_hot[r * k + best] = 1.0;
+        }
+        let one_hot = Tensor::from_vec(one_hot, &[e, k])?;
+        let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
+        return Ok(HardWeights { weights, index });
+    }
+}

@@ -1,0 +1,286 @@
+//! Checkpoints of a one-shot search: everything needed to continue bit-identically.
+//!
+//! The file uses the search crate's envelope ([`crate::checkpoint::write_atomic`]: header line
+//! with length and FNV-1a checksum, temporary file, fsync, rename). Its payload is
+//! `u64 LE json_len`, a JSON document (settings, position, generator, optimizer scalars,
+//! history, a data fingerprint and a table of contents), then the raw little-endian `f32`
+//! sections the table lists: every network parameter and BN buffer (by name), the architecture
+//! logits, the SGD momentum buffers and the Adam moments. Floats never pass through decimal
+//! text, so a resumed search continues exactly.
+
+use std::path::Path;
+
+use nas_tensor::nn::Module;
+use nas_tensor::optim::{AdamConfig, AdamParamState, AdamState, SgdConfig, SgdState};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::error::{OneShotError, Result};
+use super::search::{EpochRecord, EpochSums, OneShotConfig, OneShotSearch};
+use crate::checkpoint::{fnv1a64, read_verified, write_atomic};
+use crate::data::Dataset;
+
+const FORMAT: &str = "nas-rs one-shot search";
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: String,
+    version: u32,
+    config: OneShotConfig,
+    data_fingerprint: String,
+    epoch: usize,
+    step_in_epoch: usize,
+    global_step: u64,
+    sums: EpochSums,
+    rng: ChaCha8Rng,
+    sgd_config: SgdConfig,
+    adam_config: AdamConfig,
+    adam_steps: Vec<Option<u64>>,
+    history: Vec<EpochRecord>,
+    sections: Vec<(String, usize)>,
+}
+
+/// Where a checkpoint stands (read without rebuilding the search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointProgress {
+    /// Epoch in progress.
+    pub epoch: usize,
+    /// Steps done in that epoch.
+    pub step_in_epoch: usize,
+    /// Steps done in total.
+    pub global_step: u64,
+}
+
+/// A fingerprint of a data set (shape, labels and image bits), to refuse resuming on other data.
+pub fn data_fingerprint(d: &Dataset) -> String {
+    let mut bytes = Vec::with_capacity(d.images().len() * 4 + d.labels().len() * 8 + 32);
+    let (c, h, w) = d.shape();
+    for v in [c, h, w, d.num_classes(), d.len()] {
+        bytes.extend_from_slice(&(v as u64).to_le_bytes());
+    }
+    for &l in d.labels() {
+        bytes.extend_from_slice(&(l as u64).to_le_bytes());
+    }
+    for &x in d.images() {
+        bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    format!("{:016x}", fnv1a64(&bytes))
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> OneShotError {
+    OneShotError::Checkpoint {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+impl OneShotSearch {
+    fn full_data_fingerprint(&self) -> String {
+        format!(
+            "{}-{}",
+            data_fingerprint(&self.train),
+            data_fingerprint(&self.valid)
+        )
+    }
+
+    /// Writes a checkpoint to `path` (atomically).
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut sections: Vec<(String, usize)> = Vec::new();
+        let mut blob: Vec<u8> = Vec::new();
+        let mut push = |name: String, v: &[f32]| {
+            sections.push((name, v.len()));
+            for x in v {
+                blob.extend_from_slice(&x.to_le_bytes());
+            }
+        };
+        for (name, t) in self.net.state_dict() {
+            t.with_data(|d| push(format!("net.{name}"), d));
+        }
+        for (i, a) in self.arch.tensors().iter().enumerate() {
+            a.with_data(|d| push(format!("alpha.{i}"), d));
+        }
+        let sgd = self.sgd_state();
+        for (i, b) in sgd.momentum_buffers.iter().enumerate() {
+            if let Some(b) = b {
+                push(format!("sgd.momentum.{i}"), b);
+            }
+        }
+        let adam = self.adam_state();
+        for (i, p) in adam.params.iter().enumerate() {
+            if let Some(p) = p {
+                push(format!("adam.exp_avg.{i}"), &p.exp_avg);
+                push(format!("adam.exp_avg_sq.{i}"), &p.exp_avg_sq);
+            }
+        }
+        let meta = Meta {
+            format: FORMAT.into(),
+            version: VERSION,
+            config: self.config.clone(),
+            data_fingerprint: self.full_data_fingerprint(),
+            epoch: self.epoch,
+            step_in_epoch: self.step_in_epoch,
+            global_step: self.global_step,
+            sums: self.sums.clone(),
+            rng: self.rng.clone(),
+            sgd_config: sgd.config,
+            adam_config: adam.config,
+            adam_steps: adam
+                .params
+                .iter()
+                .map(|p| p.as_ref().map(|p| p.step))
+                .collect(),
+            history: self.history.clone(),
+            sections,
+        };
+        let json = serde_json::to_vec(&meta).map_err(|e| bad(path, e.to_string()))?;
+        let mut payload = Vec::with_capacity(8 + json.len() + blob.len());
+        payload.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        payload.extend_from_slice(&json);
+        payload.extend_from_slice(&blob);
+        write_atomic(path, &payload)?;
+        Ok(())
+    }
+
+    /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
+    /// same settings and data. An error names what differs (settings, data) or what is broken.
+    pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
+        let (meta, blob) = read_meta(path)?;
+        if &meta.config != config {
+            let a = serde_json::to_string(&meta.config).unwrap_or_default();
+            let b = serde_json::to_string(config).unwrap_or_default();
+            return Err(bad(
+                path,
+                format!(
+                    "it was written with other settings:\n  checkpoint: {a}\n  now:        {b}"
+                ),
+            ));
+        }
+        let mut s = OneShotSearch::new(config.clone(), data)?;
+        let fp = s.full_data_fingerprint();
+        if fp != meta.data_fingerprint {
+            return Err(bad(
+                path,
+                format!(
+                    "it was written for other data (fingerprint {} here {})",
+                    meta.data_fingerprint, fp
+                ),
+            ));
+        }
+        // Index the sections.
+        let mut map = std::collections::HashMap::new();
+        let mut off = 0usize;
+        for (name, len) in &meta.sections {
+            let end = off + len * 4;
+            if end > blob.len() {
+                return Err(bad(path, format!("section {name} runs past the end")));
+            }
+            let v: Vec<f32> = blob[off..end]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            map.insert(name.clone(), v);
+            off = end;
+        }
+        if off != blob.len() {
+            return Err(bad(path, "trailing bytes after the last section"));
+        }
+        let mut take = |name: String, want: usize| -> Result<Vec<f32>> {
+            let v = map
+                .remove(&name)
+                .ok_or_else(|| bad(path, format!("missing section {name}")))?;
+            if v.len() != want {
+                return Err(bad(
+                    path,
+                    format!("section {name} has {} values, expected {want}", v.len()),
+                ));
+            }
+            Ok(v)
+        };
+        for (name, t) in s.net.state_dict() {
+            let v = take(format!("net.{name}"), t.numel())?;
+            t.set_data(&v)?;
+        }
+        for (i, a) in s.arch.tensors().iter().enumerate() {
+            let v = take(format!("alpha.{i}"), a.numel())?;
+            a.set_data(&v)?;
+        }
+        let mut bufs = Vec::new();
+        for (i, p) in s.w_params.iter().enumerate() {
+            let name = format!("sgd.momentum.{i}");
+            bufs.push(if meta.sections.iter().any(|(n, _)| *n == name) {
+                Some(take(name, p.numel())?)
+            } else {
+                None
+            });
+        }
+        let arch_t = s.arch.tensors();
+        if meta.adam_steps.len() != arch_t.len() {
+            return Err(bad(path, "wrong number of Adam parameter states"));
+        }
+        let mut aps = Vec::new();
+        for (i, (st, a)) in meta.adam_steps.iter().zip(&arch_t).enumerate() {
+            aps.push(match st {
+                Some(step) => Some(AdamParamState {
+                    step: *step,
+                    exp_avg: take(format!("adam.exp_avg.{i}"), a.numel())?,
+                    exp_avg_sq: take(format!("adam.exp_avg_sq.{i}"), a.numel())?,
+                }),
+                None => None,
+            });
+        }
+        if let Some(name) = map.keys().next() {
+            return Err(bad(path, format!("unexpected section {name}")));
+        }
+        s.load_optimizers(
+            SgdState {
+                config: meta.sgd_config,
+                momentum_buffers: bufs,
+            },
+            AdamState {
+                config: meta.adam_config,
+                params: aps,
+            },
+        )?;
+        s.epoch = meta.epoch;
+        s.step_in_epoch = meta.step_in_epoch;
+        s.global_step = meta.global_step;
+        s.sums = meta.sums;
+        s.rng = meta.rng;
+        s.history = meta.history;
+        Ok(s)
+    }
+}
+
+fn read_meta(path: &Path) -> Result<(Meta, Vec<u8>)> {
+    let payload = read_verified(path)?;
+    if payload.len() < 8 {
+        return Err(bad(path, "payload too short"));
+    }
+    let n = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")) as usize;
+    if 8 + n > payload.len() {
+        return Err(bad(path, "JSON part runs past the end"));
+    }
+    let meta: Meta = serde_json::from_slice(&payload[8..8 + n])
+        .map_err(|e| bad(path, format!("bad JSON part: {e}")))?;
+    if meta.format != FORMAT || meta.version != VERSION {
+        return Err(bad(
+            path,
+            format!(
+                "not a one-shot checkpoint of version {VERSION} ({:?} v{})",
+                meta.format, meta.version
+            ),
+        ));
+    }
+    Ok((meta, payload[8 + n..].to_vec()))
+}
+
+/// Reads where a checkpoint stands.
+pub fn checkpoint_progress(path: &Path) -> Result<CheckpointProgress> {
+    let (m, _) = read_meta(path)?;
+    Ok(CheckpointProgress {
+        epoch: m.epoch,
+        step_in_epoch: m.step_in_epoch,
+        global_step: m.global_step,
+    })
+}

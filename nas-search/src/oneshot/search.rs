@@ -1,0 +1,883 @@
+//! The bilevel search: DARTS (first and second order) and GDAS over a [`Supernet`].
+
+use nas_space::darts::DartsGenotype;
+use nas_space::nb201::Nb201Cell;
+use nas_tensor::nn::Module;
+use nas_tensor::optim::{
+    Adam, AdamConfig, AdamState, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, SgdState,
+    clip_grad_norm,
+};
+use nas_tensor::{Tensor, no_grad};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::arch::{ArchParams, ArchSnapshot};
+use super::derive::{derive_darts_genotype, derive_nb201_cell};
+use super::error::{OneShotError, Result};
+use super::supernet::{Mixing, SpaceKind, Supernet, SupernetConfig};
+use crate::data::Dataset;
+
+/// The one-shot strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// DARTS, first-order approximation (`darts`).
+    Darts1,
+    /// DARTS, second order: unrolled weight step and finite-difference Hessian-vector product
+    /// (`darts2`).
+    Darts2,
+    /// GDAS: Gumbel-softmax sampling of one op per edge, straight-through (`gdas`).
+    Gdas,
+}
+
+impl Method {
+    /// Parses `darts`, `darts1`, `darts2` or `gdas`.
+    pub fn parse(s: &str) -> Result<Method> {
+        match s {
+            "darts" | "darts1" => Ok(Method::Darts1),
+            "darts2" => Ok(Method::Darts2),
+            "gdas" => Ok(Method::Gdas),
+            _ => Err(OneShotError::Config(format!(
+                "unknown one-shot strategy {s:?} (expected darts, darts2 or gdas)"
+            ))),
+        }
+    }
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Darts1 => "darts",
+            Method::Darts2 => "darts2",
+            Method::Gdas => "gdas",
+        }
+    }
+}
+
+/// Settings of a one-shot search; [`OneShotConfig::new`] gives the original defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneShotConfig {
+    /// DARTS first/second order or GDAS.
+    pub method: Method,
+    /// The space.
+    pub space: SpaceKind,
+    /// Initial channels (16).
+    pub c: usize,
+    /// DARTS: cells (8). NB201: cells per stage (5).
+    pub layers: usize,
+    /// Epochs (50 for DARTS; GDAS used 240 on NB201).
+    pub epochs: usize,
+    /// Batch size of both the weight and the architecture step (64).
+    pub batch_size: usize,
+    /// Seed of everything: weights, architecture weights, batch orders, Gumbel noise.
+    pub seed: u64,
+    /// Fraction of the training set used to train the weights; the rest trains the
+    /// architecture (0.5).
+    pub train_portion: f64,
+    /// Cap on the steps per epoch (`None`: one pass over the weight-training half).
+    pub steps_per_epoch: Option<usize>,
+    /// Weight SGD: initial learning rate (0.025).
+    pub w_lr: f32,
+    /// Weight SGD: final learning rate of the cosine schedule (0.001).
+    pub w_lr_min: f32,
+    /// Weight SGD: momentum (0.9).
+    pub w_momentum: f32,
+    /// Weight SGD: weight decay (3e-4).
+    pub w_weight_decay: f32,
+    /// Global gradient-norm clip of the weights (5).
+    pub grad_clip: f32,
+    /// Architecture Adam: learning rate (3e-4).
+    pub a_lr: f32,
+    /// Architecture Adam: beta1 (0.5).
+    pub a_beta1: f32,
+    /// Architecture Adam: beta2 (0.999).
+    pub a_beta2: f32,
+    /// Architecture Adam: weight decay (1e-3).
+    pub a_weight_decay: f32,
+    /// GDAS: initial Gumbel temperature (10).
+    pub tau_max: f32,
+    /// GDAS: final Gumbel temperature (0.1).
+    pub tau_min: f32,
+    /// DARTS second order: the finite-difference step is `unroll_r / ||v||` (0.01).
+    pub unroll_r: f32,
+    /// Write a checkpoint every this many steps (0: only at the end of each epoch).
+    pub checkpoint_every: usize,
+    /// Evaluate the architecture half (evaluation mode, no gradient) at the end of each epoch.
+    pub eval_each_epoch: bool,
+}
+
+impl OneShotConfig {
+    /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201
+    /// cells per stage; 50 epochs, batch 64).
+    pub fn new(method: Method, space: SpaceKind) -> Self {
+        OneShotConfig {
+            method,
+            space,
+            c: 16,
+            layers: match space {
+                SpaceKind::Darts => 8,
+                SpaceKind::Nb201 => 5,
+            },
+            epochs: 50,
+            batch_size: 64,
+            seed: 2,
+            train_portion: 0.5,
+            steps_per_epoch: None,
+            w_lr: 0.025,
+            w_lr_min: 0.001,
+            w_momentum: 0.9,
+            w_weight_decay: 3e-4,
+            grad_clip: 5.0,
+            a_lr: 3e-4,
+            a_beta1: 0.5,
+            a_beta2: 0.999,
+            a_weight_decay: 1e-3,
+            tau_max: 10.0,
+            tau_min: 0.1,
+            unroll_r: 0.01,
+            checkpoint_every: 0,
+            eval_each_epoch: true,
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(OneShotError::Config(m));
+        if self.epochs == 0 || self.batch_size == 0 {
+            return bad("epochs and batch size must be positive".into());
+        }
+        if !(self.train_portion > 0.0 && self.train_portion < 1.0) {
+            return bad(format!(
+                "train portion must be in (0, 1), got {}",
+                self.train_portion
+            ));
+        }
+        if self.steps_per_epoch == Some(0) {
+            return bad("steps per epoch must be positive".into());
+        }
+        let pos = [
+            ("w_lr", self.w_lr),
+            ("a_lr", self.a_lr),
+            ("grad_clip", self.grad_clip),
+            ("unroll_r", self.unroll_r),
+        ];
+        for (n, v) in pos {
+            if !(v > 0.0 && v.is_finite()) {
+                return bad(format!("{n} must be positive and finite, got {v}"));
+            }
+        }
+        if !(self.w_lr_min >= 0.0 && self.w_lr_min <= self.w_lr) {
+            return bad(format!(
+                "w_lr_min must be in [0, w_lr], got {}",
+                self.w_lr_min
+            ));
+        }
+        if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
+            return bad(format!(
+                "GDAS needs 0 < tau_min <= tau_max, got {} and {}",
+                self.tau_min, self.tau_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Gumbel temperature of `epoch` (linear from `tau_max` to `tau_min`).
+    pub fn tau_at(&self, epoch: usize) -> f32 {
+        if self.epochs <= 1 {
+            return self.tau_max;
+        }
+        let t = epoch as f64 / (self.epochs - 1) as f64;
+        (self.tau_max as f64 - (self.tau_max as f64 - self.tau_min as f64) * t) as f32
+    }
+}
+
+/// A derived architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Genotype {
+    /// DARTS normal and reduction cells.
+    Darts(DartsGenotype),
+    /// A NAS-Bench-201 cell.
+    Nb201(Nb201Cell),
+}
+
+impl std::fmt::Display for Genotype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Genotype::Darts(g) => write!(f, "{g}"),
+            Genotype::Nb201(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Weight learning rate used.
+    pub lr: f32,
+    /// Gumbel temperature (GDAS).
+    pub tau: Option<f32>,
+    /// Steps run.
+    pub steps: usize,
+    /// Mean training loss of the weight steps.
+    pub train_loss: f64,
+    /// Training accuracy of the weight steps (fraction).
+    pub train_acc: f64,
+    /// Mean loss of the architecture steps' forward passes (architecture half, training mode).
+    pub search_loss: f64,
+    /// Accuracy of those passes.
+    pub search_acc: f64,
+    /// Loss on the whole architecture half at the end of the epoch (evaluation mode), if run.
+    pub valid_loss: Option<f64>,
+    /// Accuracy on the whole architecture half at the end of the epoch, if run.
+    pub valid_acc: Option<f64>,
+    /// The genotype derived at the end of the epoch.
+    pub genotype: Genotype,
+    /// NAS-Bench-201: the derived cell's 200-epoch CIFAR-10 test accuracy (%) from the table.
+    pub nb201_cifar10_test: Option<f64>,
+    /// Architecture weights at the end of the epoch.
+    pub arch: ArchSnapshot,
+}
+
+/// Running sums of the current epoch (kept in checkpoints so that a resumed epoch reports the
+/// same numbers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EpochSums {
+    pub train_loss_bits: u64,
+    pub train_correct: u64,
+    pub train_seen: u64,
+    pub search_loss_bits: u64,
+    pub search_correct: u64,
+    pub search_seen: u64,
+}
+
+impl EpochSums {
+    fn add(bits: &mut u64, v: f64) {
+        *bits = (f64::from_bits(*bits) + v).to_bits();
+    }
+}
+
+/// A one-shot search in progress: supernet, architecture weights, both optimizers, noise
+/// generator and position. Drive it with [`OneShotSearch::step`] /
+/// [`OneShotSearch::run_epoch`], or use [`super::run_oneshot`].
+pub struct OneShotSearch {
+    pub(crate) config: OneShotConfig,
+    pub(crate) net: Supernet,
+    pub(crate) arch: ArchParams,
+    pub(crate) w_params: Vec<Tensor>,
+    pub(crate) w_opt: Sgd,
+    pub(crate) a_opt: Adam,
+    pub(crate) schedule: CosineAnnealingLr,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) train: Dataset,
+    pub(crate) valid: Dataset,
+    pub(crate) epoch: usize,
+    pub(crate) step_in_epoch: usize,
+    pub(crate) global_step: u64,
+    pub(crate) sums: EpochSums,
+    pub(crate) history: Vec<EpochRecord>,
+    train_order: Vec<usize>,
+    valid_order: Vec<usize>,
+    order_epoch: Option<usize>,
+}
+
+/// A batch as tensors: images `[n, c, h, w]` and labels.
+pub struct SearchBatch {
+    /// Images.
+    pub x: Tensor,
+    /// Labels.
+    pub y: Vec<usize>,
+}
+
+fn gather(data: &Dataset, idx: &[usize]) -> Result<SearchBatch> {
+    let (c, h, w) = data.shape();
+    let per = c * h * w;
+    let mut v = Vec::with_capacity(idx.len() * per);
+    let mut y = Vec::with_capacity(idx.len());
+    let labels = data.labels();
+    let images = data.images();
+    for &i in idx {
+        v.extend_from_slice(&images[i * per..(i + 1) * per]);
+        y.push(labels[i]);
+    }
+    Ok(SearchBatch {
+        x: Tensor::from_vec(v, &[idx.len(), c, h, w])?,
+        y,
+    })
+}
+
+fn correct(logits: &Tensor, y: &[usize]) -> Result<u64> {
+    Ok(logits
+        .argmax_rows()?
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| a == b)
+        .count() as u64)
+}
+
+/// A permutation of `0..n` for `epoch`, a pure function of `(seed, salt, epoch)`.
+fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    let s = seed
+        ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (epoch as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    v.shuffle(&mut ChaCha8Rng::seed_from_u64(s));
+    v
+}
+
+impl OneShotSearch {
+    /// Starts a search on `data` (the training set: its first `train_portion` trains the
+    /// weights, the rest the architecture, as the original split).
+    pub fn new(config: OneShotConfig, data: &Dataset) -> Result<OneShotSearch> {
+        config.validate()?;
+        let n = data.len();
+        let n_train = ((n as f64) * config.train_portion).floor() as usize;
+        if n_train == 0 || n_train >= n {
+            return Err(OneShotError::Data(format!(
+                "{} examples cannot be split {} / {} into weight and architecture parts",
+                n,
+                config.train_portion,
+                1.0 - config.train_portion
+            )));
+        }
+        let train = data.subset(&(0..n_train).collect::<Vec<_>>())?;
+        let valid = data.subset(&(n_train..n).collect::<Vec<_>>())?;
+        let (c_in, h, w) = data.shape();
+        let min_side = match config.space {
+            SpaceKind::Darts => 4,
+            SpaceKind::Nb201 => 4,
+        };
+        if h < min_side || w < min_side {
+            return Err(OneShotError::Data(format!(
+                "images of {h}x{w} are too small for two reductions (need at least {min_side}x{min_side})"
+            )));
+        }
+        let net_config = SupernetConfig {
+            space: config.space,
+            c: config.c,
+            layers: config.layers,
+            in_channels: c_in,
+            classes: data.num_classes(),
+        };
+        let mut seeder = ChaCha8Rng::seed_from_u64(config.seed);
+        let net_seed: u64 = rand::Rng::random(&mut seeder);
+        let net = Supernet::new(net_config, net_seed)?;
+        let arch = ArchParams::new(config.space, &mut seeder);
+        let noise_seed: u64 = rand::Rng::random(&mut seeder);
+        let w_params = net.parameters();
+        let w_opt = Sgd::new(
+            w_params.clone(),
+            SgdConfig::new(config.w_lr)
+                .momentum(config.w_momentum)
+                .weight_decay(config.w_weight_decay),
+        )?;
+        let a_opt = Adam::new(
+            arch.tensors(),
+            AdamConfig::new(config.a_lr)
+                .betas(config.a_beta1, config.a_beta2)
+                .weight_decay(config.a_weight_decay),
+        )?;
+        let schedule = CosineAnnealingLr::new(config.w_lr, config.epochs, config.w_lr_min)?;
+        Ok(OneShotSearch {
+            config,
+            net,
+            arch,
+            w_params,
+            w_opt,
+            a_opt,
+            schedule,
+            rng: ChaCha8Rng::seed_from_u64(noise_seed),
+            train,
+            valid,
+            epoch: 0,
+            step_in_epoch: 0,
+            global_step: 0,
+            sums: EpochSums::default(),
+            history: Vec::new(),
+            train_order: Vec::new(),
+            valid_order: Vec::new(),
+            order_epoch: None,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &OneShotConfig {
+        &self.config
+    }
+    /// The supernet.
+    pub fn supernet(&self) -> &Supernet {
+        &self.net
+    }
+    /// The architecture weights.
+    pub fn arch(&self) -> &ArchParams {
+        &self.arch
+    }
+    /// Current epoch (0-based; equals `epochs` when finished).
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+    /// Steps done in the current epoch.
+    pub fn step_in_epoch(&self) -> usize {
+        self.step_in_epoch
+    }
+    /// Steps done in total.
+    pub fn global_step(&self) -> u64 {
+        self.global_step
+    }
+    /// The network weights (what the SGD optimizer updates), in [`Module::parameters`] order.
+    pub fn weights(&self) -> &[Tensor] {
+        &self.w_params
+    }
+    /// Records of the finished epochs.
+    pub fn history(&self) -> &[EpochRecord] {
+        &self.history
+    }
+    /// Is the search finished?
+    pub fn is_done(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// Steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        let full = self.train.len().div_ceil(self.config.batch_size);
+        match self.config.steps_per_epoch {
+            Some(s) => s.min(full),
+            None => full,
+        }
+    }
+
+    /// The genotype the current architecture weights derive.
+    pub fn genotype(&self) -> Result<Genotype> {
+        let s = self.arch.snapshot();
+        Ok(match self.config.space {
+            SpaceKind::Darts => Genotype::Darts(derive_darts_genotype(
+                &s.weights_normal,
+                s.weights_reduce.as_deref().unwrap_or(&[]),
+            )?),
+            SpaceKind::Nb201 => Genotype::Nb201(derive_nb201_cell(&s.weights_normal)?),
+        })
+    }
+
+    fn ensure_orders(&mut self) {
+        if self.order_epoch != Some(self.epoch) {
+            let s = self.config.seed;
+            self.train_order = epoch_order(self.train.len(), s, 1, self.epoch);
+            self.valid_order = epoch_order(self.valid.len(), s, 2, self.epoch);
+            self.order_epoch = Some(self.epoch);
+        }
+    }
+
+    /// The (weight-training, architecture) batches of step `step` of the current epoch.
+    pub fn batch_pair(&mut self, step: usize) -> Result<(SearchBatch, SearchBatch)> {
+        self.ensure_orders();
+        let b = self.config.batch_size;
+        let n = self.train.len();
+        let lo = step * b;
+        if lo >= n {
+            return Err(OneShotError::Config(format!(
+                "step {step} is past the end of the epoch ({} steps)",
+                n.div_ceil(b)
+            )));
+        }
+        let hi = (lo + b).min(n);
+        let t = gather(&self.train, &self.train_order[lo..hi])?;
+        let nv = self.valid.len();
+        let vidx: Vec<usize> = (0..b.min(nv))
+            .map(|i| self.valid_order[(lo + i) % nv])
+            .collect();
+        let v = gather(&self.valid, &vidx)?;
+        Ok((t, v))
+    }
+
+    fn check_finite(&self, what: &str, v: f32) -> Result<()> {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(OneShotError::NonFinite {
+                what: what.into(),
+                epoch: self.epoch,
+                step: self.step_in_epoch,
+            })
+        }
+    }
+
+    /// The current learning rate of the weights.
+    pub fn lr(&self) -> f32 {
+        self.schedule.lr_at(self.epoch)
+    }
+
+    fn detached_soft(&self) -> Result<Mixing> {
+        let d = |t: &Tensor| t.detach().softmax(1);
+        Ok(Mixing::Soft {
+            normal: d(&self.arch.normal)?,
+            reduce: match &self.arch.reduce {
+                Some(r) => Some(d(r)?),
+                None => None,
+            },
+        })
+    }
+
+    fn zero_all(&self) {
+        for p in &self.w_params {
+            p.zero_grad();
+        }
+        for a in self.arch.tensors() {
+            a.zero_grad();
+        }
+    }
+
+    /// One weight step on `batch` under `mix`: returns (loss, correct).
+    fn weight_step(&mut self, batch: &SearchBatch, mix: &Mixing) -> Result<(f32, u64)> {
+        self.zero_all();
+        let logits = self.net.forward_mix(&batch.x, mix)?;
+        let loss = logits.cross_entropy(&batch.y)?;
+        let lv = loss.item()?;
+        self.check_finite("training loss", lv)?;
+        let corr = correct(&logits, &batch.y)?;
+        drop(logits);
+        loss.backward()?;
+        clip_grad_norm(&self.w_params, self.config.grad_clip)?;
+        self.w_opt.step()?;
+        Ok((lv, corr))
+    }
+
+    /// First-order architecture gradient: d L_valid / d alpha at the current weights, left in
+    /// the architecture tensors' `.grad`. Returns (loss, correct).
+    pub fn arch_grad_first_order(&mut self, batch: &SearchBatch) -> Result<(f32, u64)> {
+        self.zero_all();
+        let mix = self.arch.soft()?;
+        let logits = self.net.forward_mix(&batch.x, &mix)?;
+        let loss = logits.cross_entropy(&batch.y)?;
+        let lv = loss.item()?;
+        self.check_finite("architecture loss", lv)?;
+        let corr = correct(&logits, &batch.y)?;
+        drop(logits);
+        drop(mix);
+        loss.backward()?;
+        Ok((lv, corr))
+    }
+
+    fn weights_data(&self) -> Vec<Vec<f32>> {
+        self.w_params.iter().map(|p| p.to_vec()).collect()
+    }
+
+    fn set_weights(&self, w: &[Vec<f32>]) -> Result<()> {
+        for (p, v) in self.w_params.iter().zip(w) {
+            p.set_data(v)?;
+        }
+        Ok(())
+    }
+
+    /// Gradient of the training loss w.r.t. the architecture weights at the current weights
+    /// (used by the Hessian-vector product); returns one vector per architecture tensor.
+    fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Vec<f32>>> {
+        self.zero_all();
+        let mix = self.arch.soft()?;
+        let loss = self
+            .net
+            .forward_mix(&batch.x, &mix)?
+            .cross_entropy(&batch.y)?;
+        drop(mix);
+        loss.backward()?;
+        Ok(self
+            .arch
+            .tensors()
+            .iter()
+            .map(|a| a.grad_vec().unwrap_or_else(|| vec![0.0; a.numel()]))
+            .collect())
+    }
+
+    /// The second-order (unrolled) architecture gradient of DARTS, left in the architecture
+    /// tensors' `.grad`, with `xi` the virtual step size (the current weight learning rate):
+    ///
+    /// 1. `w' = w - xi * (momentum * buf + grad_w L_train(w, a) + wd * w)` (the SGD step the
+    ///    weight optimizer would take, without clipping, as the original);
+    /// 2. `g_a = grad_a L_valid(w', a)`, `v = grad_w' L_valid(w', a)`;
+    /// 3. `h = (grad_a L_train(w + R v, a) - grad_a L_train(w - R v, a)) / (2R)`,
+    ///    `R = unroll_r / ||v||`;
+    /// 4. gradient `g_a - xi * h`.
+    ///
+    /// The weights are restored bit-exactly afterwards; the BN running statistics touched by the
+    /// unrolled forward pass are restored too (the original runs it on a copy of the model).
+    /// Returns the loss and correct count of the unrolled validation pass.
+    pub fn arch_grad_second_order(
+        &mut self,
+        train: &SearchBatch,
+        valid: &SearchBatch,
+        xi: f32,
+    ) -> Result<(f32, u64)> {
+        let w0 = self.weights_data();
+        // 1. Training gradient at w.
+        self.zero_all();
+        let mix = self.detached_soft()?;
+        let loss = self
+            .net
+            .forward_mix(&train.x, &mix)?
+            .cross_entropy(&train.y)?;
+        self.check_finite("training loss (unrolled step)", loss.item()?)?;
+        loss.backward()?;
+        drop(mix);
+        let sgd = self.w_opt.state();
+        let (mom, wd) = (sgd.config.momentum, sgd.config.weight_decay);
+        for (i, p) in self.w_params.iter().enumerate() {
+            let g = p.grad_vec().unwrap_or_else(|| vec![0.0; p.numel()]);
+            let buf = sgd.momentum_buffers[i].as_ref();
+            p.update_data(|w| {
+                for j in 0..w.len() {
+                    let m = buf.map_or(0.0, |b| mom * b[j]);
+                    w[j] -= xi * (m + g[j] + wd * w[j]);
+                }
+            });
+        }
+        // 2. Validation gradient at w' (BN statistics of this pass are discarded).
+        let buffers: Vec<(Tensor, Vec<f32>)> = self
+            .net
+            .named_buffers()
+            .into_iter()
+            .map(|(_, t)| {
+                let v = t.to_vec();
+                (t, v)
+            })
+            .collect();
+        let (lv, corr) = self.arch_grad_first_order(valid)?;
+        let g_a: Vec<Vec<f32>> = self
+            .arch
+            .tensors()
+            .iter()
+            .map(|a| a.grad_vec().unwrap_or_else(|| vec![0.0; a.numel()]))
+            .collect();
+        let v: Vec<Vec<f32>> = self
+            .w_params
+            .iter()
+            .map(|p| p.grad_vec().unwrap_or_else(|| vec![0.0; p.numel()]))
+            .collect();
+        for (t, vals) in &buffers {
+            t.set_data(vals)?;
+        }
+        // 3. Finite-difference Hessian-vector product around w.
+        let norm = v
+            .iter()
+            .flat_map(|x| x.iter())
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt();
+        let h: Vec<Vec<f32>> = if norm > 0.0 {
+            let r = (self.config.unroll_r as f64 / norm) as f32;
+            let shifted = |sign: f32| -> Vec<Vec<f32>> {
+                w0.iter()
+                    .zip(&v)
+                    .map(|(w, v)| w.iter().zip(v).map(|(&w, &v)| w + sign * r * v).collect())
+                    .collect()
+            };
+            self.set_weights(&shifted(1.0))?;
+            let gp = self.train_arch_grad(train)?;
+            self.set_weights(&shifted(-1.0))?;
+            let gn = self.train_arch_grad(train)?;
+            gp.iter()
+                .zip(&gn)
+                .map(|(p, n)| {
+                    p.iter()
+                        .zip(n)
+                        .map(|(&p, &n)| (p - n) / (2.0 * r))
+                        .collect()
+                })
+                .collect()
+        } else {
+            g_a.iter().map(|g| vec![0.0; g.len()]).collect()
+        };
+        self.set_weights(&w0)?;
+        // 4. Combine.
+        self.zero_all();
+        for ((a, g), h) in self.arch.tensors().iter().zip(&g_a).zip(&h) {
+            let d: Vec<f32> = g.iter().zip(h).map(|(&g, &h)| g - xi * h).collect();
+            a.set_grad(Some(&d))?;
+        }
+        Ok((lv, corr))
+    }
+
+    /// One search step (one architecture step and one weight step; GDAS: weights first, as in
+    /// its code; DARTS: architecture first, as in its code).
+    pub fn step(&mut self) -> Result<()> {
+        if self.is_done() {
+            return Err(OneShotError::Config(
+                "the search is already finished".into(),
+            ));
+        }
+        let lr = self.lr();
+        self.w_opt.set_lr(lr);
+        let step = self.step_in_epoch;
+        let (tb, vb) = self.batch_pair(step)?;
+        let (tl, tc, sl, sc) = match self.config.method {
+            Method::Darts1 | Method::Darts2 => {
+                let (sl, sc) = if self.config.method == Method::Darts1 {
+                    self.arch_grad_first_order(&vb)?
+                } else {
+                    self.arch_grad_second_order(&tb, &vb, lr)?
+                };
+                self.a_opt.step()?;
+                let mix = self.detached_soft()?;
+                let (tl, tc) = self.weight_step(&tb, &mix)?;
+                (tl, tc, sl, sc)
+            }
+            Method::Gdas => {
+                let tau = self.config.tau_at(self.epoch);
+                let mix = {
+                    let detached = ArchParams {
+                        space: self.arch.space,
+                        normal: self.arch.normal.detach(),
+                        reduce: self.arch.reduce.as_ref().map(|r| r.detach()),
+                    };
+                    detached.gumbel(tau, &mut self.rng)?
+                };
+                let (tl, tc) = self.weight_step(&tb, &mix)?;
+                drop(mix);
+                self.zero_all();
+                let mix = self.arch.gumbel(tau, &mut self.rng)?;
+                let logits = self.net.forward_mix(&vb.x, &mix)?;
+                let loss = logits.cross_entropy(&vb.y)?;
+                let sl = loss.item()?;
+                self.check_finite("architecture loss", sl)?;
+                let sc = correct(&logits, &vb.y)?;
+                drop(logits);
+                drop(mix);
+                loss.backward()?;
+                self.a_opt.step()?;
+                (tl, tc, sl, sc)
+            }
+        };
+        let s = &mut self.sums;
+        EpochSums::add(&mut s.train_loss_bits, tl as f64 * tb.y.len() as f64);
+        s.train_correct += tc;
+        s.train_seen += tb.y.len() as u64;
+        EpochSums::add(&mut s.search_loss_bits, sl as f64 * vb.y.len() as f64);
+        s.search_correct += sc;
+        s.search_seen += vb.y.len() as u64;
+        self.step_in_epoch += 1;
+        self.global_step += 1;
+        Ok(())
+    }
+
+    /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
+    /// DARTS, the argmax op per edge for GDAS), without gradients.
+    pub fn evaluate_valid(&mut self) -> Result<(f64, f64)> {
+        self.net.set_training(false);
+        let result = (|| -> Result<(f64, f64)> {
+            let b = self.config.batch_size;
+            let n = self.valid.len();
+            let mix = self.eval_mixing()?;
+            let (mut loss, mut corr) = (0.0f64, 0u64);
+            for lo in (0..n).step_by(b) {
+                let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
+                let batch = gather(&self.valid, &idx)?;
+                let (l, c) = no_grad(|| -> Result<(f32, u64)> {
+                    let logits = self.net.forward_mix(&batch.x, &mix)?;
+                    Ok((
+                        logits.cross_entropy(&batch.y)?.item()?,
+                        correct(&logits, &batch.y)?,
+                    ))
+                })?;
+                loss += l as f64 * idx.len() as f64;
+                corr += c;
+            }
+            Ok((loss / n as f64, corr as f64 / n as f64))
+        })();
+        self.net.set_training(true);
+        result
+    }
+
+    fn eval_mixing(&self) -> Result<Mixing> {
+        match self.config.method {
+            Method::Darts1 | Method::Darts2 => self.detached_soft(),
+            Method::Gdas => {
+                let hard = |a: &Tensor| -> Result<super::supernet::HardWeights> {
+                    let k = a.shape()[1];
+                    let v = a.to_vec();
+                    let mut index = Vec::new();
+                    let mut w = vec![0.0f32; v.len()];
+                    for (r, row) in v.chunks(k).enumerate() {
+                        let mut best = 0;
+                        for j in 1..k {
+                            if row[j] > row[best] {
+                                best = j;
+                            }
+                        }
+                        index.push(best);
+                        w[r * k + best] = 1.0;
+                    }
+                    Ok(super::supernet::HardWeights {
+                        weights: Tensor::from_vec(w, a.shape())?,
+                        index,
+                    })
+                };
+                Ok(Mixing::Hard {
+                    normal: hard(&self.arch.normal)?,
+                    reduce: match &self.arch.reduce {
+                        Some(r) => Some(hard(r)?),
+                        None => None,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Closes the current epoch: evaluation (if configured), derivation, record.
+    pub(crate) fn finish_epoch(&mut self) -> Result<EpochRecord> {
+        let (valid_loss, valid_acc) = if self.config.eval_each_epoch {
+            let (l, a) = self.evaluate_valid()?;
+            (Some(l), Some(a))
+        } else {
+            (None, None)
+        };
+        let genotype = self.genotype()?;
+        let nb201_cifar10_test = match genotype {
+            Genotype::Nb201(cell) => crate::nb201::Nb201Table::embedded()
+                .ok()
+                .map(|t| t.get(&cell).test_200[0]),
+            Genotype::Darts(_) => None,
+        };
+        let s = &self.sums;
+        let div = |a: f64, n: u64| if n == 0 { f64::NAN } else { a / n as f64 };
+        let rec = EpochRecord {
+            epoch: self.epoch,
+            lr: self.lr(),
+            tau: (self.config.method == Method::Gdas).then(|| self.config.tau_at(self.epoch)),
+            steps: self.step_in_epoch,
+            train_loss: div(f64::from_bits(s.train_loss_bits), s.train_seen),
+            train_acc: div(s.train_correct as f64, s.train_seen),
+            search_loss: div(f64::from_bits(s.search_loss_bits), s.search_seen),
+            search_acc: div(s.search_correct as f64, s.search_seen),
+            valid_loss,
+            valid_acc,
+            genotype,
+            nb201_cifar10_test,
+            arch: self.arch.snapshot(),
+        };
+        self.history.push(rec.clone());
+        self.epoch += 1;
+        self.step_in_epoch = 0;
+        self.sums = EpochSums::default();
+        Ok(rec)
+    }
+
+    /// Runs the rest of the current epoch and closes it.
+    pub fn run_epoch(&mut self) -> Result<EpochRecord> {
+        while self.step_in_epoch < self.steps_per_epoch() {
+            self.step()?;
+        }
+        self.finish_epoch()
+    }
+
+    /// Weight-optimizer state (for checkpoints).
+    pub(crate) fn sgd_state(&self) -> SgdState {
+        self.w_opt.state()
+    }
+    /// Architecture-optimizer state (for checkpoints).
+    pub(crate) fn adam_state(&self) -> AdamState {
+        self.a_opt.state()
+    }
+    pub(crate) fn load_optimizers(&mut self, sgd: SgdState, adam: AdamState) -> Result<()> {
+        self.w_opt.load_state(sgd)?;
+        self.a_opt.load_state(adam)?;
+        Ok(())
+    }
+}

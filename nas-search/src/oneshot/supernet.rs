@@ -1,0 +1,677 @@
+//! The two supernets: the DARTS network of Liu et al. (2019) and the NAS-Bench-201 skeleton,
+//! both with mixed edges driven by architecture weights.
+//!
+//! A [`Supernet`] is a [`Module`] over its *network weights* (parameters and BN buffers, named
+//! like PyTorch's `model_search.py`), so [`Module::parameters`] is what the weight optimizer
+//! updates. The architecture weights live in [`ArchParams`]; a forward pass takes a [`Mixing`]
+//! built from them: softmaxed weights (DARTS) or a hard Gumbel sample (GDAS).
+
+use nas_space::darts::DARTS_PRIMITIVES;
+use nas_space::nb201::Nb201Op;
+use nas_tensor::nn::{
+    BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, TensorKind, join_name,
+};
+use nas_tensor::{ConvOptions, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::error::{OneShotError, Result};
+use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
+
+/// Which cell space the supernet searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpaceKind {
+    /// The DARTS space: normal and reduction cells, 14 edges over 8 primitives each.
+    Darts,
+    /// The NAS-Bench-201 space: one cell type, 6 edges over 5 ops.
+    Nb201,
+}
+
+impl SpaceKind {
+    /// Parses `darts` or `nb201`.
+    pub fn parse(s: &str) -> Result<SpaceKind> {
+        match s {
+            "darts" => Ok(SpaceKind::Darts),
+            "nb201" | "nas-bench-201" => Ok(SpaceKind::Nb201),
+            _ => Err(OneShotError::Config(format!(
+                "unknown one-shot space {s:?} (expected darts or nb201)"
+            ))),
+        }
+    }
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpaceKind::Darts => "darts",
+            SpaceKind::Nb201 => "nb201",
+        }
+    }
+    /// Number of mixed edges per cell.
+    pub fn num_edges(self) -> usize {
+        match self {
+            SpaceKind::Darts => 14,
+            SpaceKind::Nb201 => 6,
+        }
+    }
+    /// The candidate op names, in architecture-weight column order (`none` first).
+    pub fn op_names(self) -> Vec<&'static str> {
+        match self {
+            SpaceKind::Darts => DARTS_PRIMITIVES.to_vec(),
+            SpaceKind::Nb201 => Nb201Op::ALL.iter().map(|o| o.as_str()).collect(),
+        }
+    }
+    /// Number of candidate ops per edge.
+    pub fn num_ops(self) -> usize {
+        self.op_names().len()
+    }
+    /// Does the space have a separate reduction cell (and so two weight matrices)?
+    pub fn has_reduce(self) -> bool {
+        matches!(self, SpaceKind::Darts)
+    }
+}
+
+/// Size of a supernet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupernetConfig {
+    /// The space.
+    pub space: SpaceKind,
+    /// Initial channels `C` (DARTS: 16; NB201: 16).
+    pub c: usize,
+    /// DARTS: number of cells (8; reductions at `layers/3` and `2*layers/3`).
+    /// NB201: cells per stage `N` (5; the network has `3N` search cells and 2 residual blocks).
+    pub layers: usize,
+    /// Input channels (3 for CIFAR, 1 for Fashion-MNIST).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl SupernetConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(OneShotError::Config(m));
+        if self.c < 2 || self.in_channels == 0 || self.classes < 2 {
+            return bad(format!(
+                "supernet needs C >= 2, input channels >= 1 and classes >= 2, got {self:?}"
+            ));
+        }
+        if self.layers == 0 {
+            return bad("supernet needs at least one layer".into());
+        }
+        if self.space == SpaceKind::Darts && self.layers < 3 {
+            return bad(format!(
+                "the DARTS supernet needs at least 3 cells (two of them reduction cells), got {}",
+                self.layers
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the mixed edges combine their ops in one forward pass.
+pub enum Mixing {
+    /// Every op, weighted by the rows of `[edges, ops]` matrices (DARTS: softmax of the
+    /// architecture weights).
+    Soft {
+        /// Weights of the normal cells.
+        normal: Tensor,
+        /// Weights of the reduction cells (DARTS space only).
+        reduce: Option<Tensor>,
+    },
+    /// One op per edge (GDAS): the output is `op_sel(x) * w[sel] + sum_{i != sel} w[i]`, where
+    /// `w` is the straight-through hard weight row (value one-hot, gradient of the soft
+    /// Gumbel-softmax), so only the sampled op runs while every logit gets a gradient.
+    Hard {
+        /// Normal cells.
+        normal: HardWeights,
+        /// Reduction cells (DARTS space only).
+        reduce: Option<HardWeights>,
+    },
+}
+
+/// A hard (sampled) choice per edge with straight-through weights.
+pub struct HardWeights {
+    /// `[edges, ops]`: `one_hot - stop_grad(probs) + probs`.
+    pub weights: Tensor,
+    /// The sampled op per edge.
+    pub index: Vec<usize>,
+}
+
+/// One cell type's weights as seen by an edge.
+#[derive(Clone, Copy)]
+enum EdgeMix<'a> {
+    Soft(&'a [Tensor]),
+    Hard(&'a [Tensor], &'a [usize]),
+}
+
+/// Splits a `[E, K]` matrix into E row tensors of shape `[K]`.
+fn rows(w: &Tensor) -> Result<Vec<Tensor>> {
+    let (e, k) = match *w.shape() {
+        [e, k] => (e, k),
+        _ => {
+            return Err(OneShotError::Config(format!(
+                "edge weights must be [edges, ops], got {:?}",
+                w.shape()
+            )));
+        }
+    };
+    (0..e)
+        .map(|i| Ok(w.narrow(0, i, 1)?.reshape(&[k])?))
+        .collect()
+}
+
+/// A mixed edge: every candidate op but `none` (which is column 0 and contributes zero).
+struct MixedEdge {
+    ops: Vec<Box<dyn Module>>,
+    stride: usize,
+    c: usize,
+    training: bool,
+}
+
+impl MixedEdge {
+    fn new(space: SpaceKind, c: usize, stride: usize, rng: &mut ChaCha8Rng) -> Result<MixedEdge> {
+        let mut ops: Vec<Box<dyn Module>> = Vec::new();
+        for name in space.op_names().into_iter().skip(1) {
+            let op = build_op(name, c, c, stride, false, rng)?;
+            if space == SpaceKind::Darts && name.contains("pool") {
+                // DARTS: pools are followed by a non-affine BN inside the supernet.
+                ops.push(Box::new(
+                    Sequential::new().push(op).push(BatchNorm2d::new(c, false)),
+                ));
+            } else {
+                ops.push(op);
+            }
+        }
+        Ok(MixedEdge {
+            ops,
+            stride,
+            c,
+            training: true,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mix: EdgeMix<'_>, e: usize) -> Result<Tensor> {
+        match mix {
+            EdgeMix::Soft(rows) => {
+                let k = self.ops.len();
+                let w = rows[e].narrow(0, 1, k)?;
+                let outs = self
+                    .ops
+                    .iter()
+                    .map(|op| op.forward(x))
+                    .collect::<nas_tensor::Result<Vec<_>>>()?;
+                Ok(Tensor::weighted_sum(&outs, &w)?)
+            }
+            EdgeMix::Hard(rows, index) => {
+                let row = &rows[e];
+                let sel = index[e];
+                let k = row.shape()[0];
+                // Sum of the non-selected weights (value 0, gradient of every other logit).
+                let mut parts = Vec::with_capacity(2);
+                if sel > 0 {
+                    parts.push(row.narrow(0, 0, sel)?.sum());
+                }
+                if sel + 1 < k {
+                    parts.push(row.narrow(0, sel + 1, k - sel - 1)?.sum());
+                }
+                let rest = match parts.len() {
+                    2 => parts[0].add(&parts[1])?,
+                    _ => parts.pop().expect("k >= 2"),
+                };
+                let rest = rest.reshape(&[1, 1, 1, 1])?;
+                if sel == 0 {
+                    // `none`: zeros of the output shape.
+                    let s = x.shape();
+                    let z = Tensor::zeros(&[
+                        s[0],
+                        self.c,
+                        s[2].div_ceil(self.stride),
+                        s[3].div_ceil(self.stride),
+                    ]);
+                    Ok(z.add(&rest)?)
+                } else {
+                    let y = self.ops[sel - 1].forward(x)?;
+                    let w = row.narrow(0, sel, 1)?;
+                    Ok(Tensor::weighted_sum(&[y], &w)?.add(&rest)?)
+                }
+            }
+        }
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        // Named by primitive index, as `_ops.<i>` in the original (i = 0 is `none`).
+        for (i, op) in self.ops.iter().enumerate() {
+            op.visit(&join_name(prefix, &format!("_ops.{}", i + 1)), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        for op in &mut self.ops {
+            op.set_training(training);
+        }
+    }
+}
+
+/// A DARTS search cell: two preprocessed inputs, 4 intermediate nodes, 14 mixed edges, output
+/// the concatenation of the intermediate nodes.
+struct DartsCellNet {
+    reduction: bool,
+    pre0: Box<dyn Module>,
+    pre1: ReLUConvBN,
+    edges: Vec<MixedEdge>,
+}
+
+impl DartsCellNet {
+    fn new(
+        c_pp: usize,
+        c_p: usize,
+        c: usize,
+        reduction: bool,
+        reduction_prev: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<DartsCellNet> {
+        let pre0: Box<dyn Module> = if reduction_prev {
+            Box::new(FactorizedReduce::new(c_pp, c, 2, false, rng)?)
+        } else {
+            Box::new(ReLUConvBN::new(c_pp, c, 1, 1, 0, 1, false, rng)?)
+        };
+        let pre1 = ReLUConvBN::new(c_p, c, 1, 1, 0, 1, false, rng)?;
+        let mut edges = Vec::with_capacity(14);
+        for i in 0..4 {
+            for j in 0..i + 2 {
+                let stride = if reduction && j < 2 { 2 } else { 1 };
+                edges.push(MixedEdge::new(SpaceKind::Darts, c, stride, rng)?);
+            }
+        }
+        Ok(DartsCellNet {
+            reduction,
+            pre0,
+            pre1,
+            edges,
+        })
+    }
+
+    fn forward(&self, s0: &Tensor, s1: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
+        let mut states = vec![self.pre0.forward(s0)?, self.pre1.forward(s1)?];
+        let mut offset = 0;
+        for _ in 0..4 {
+            let mut acc: Option<Tensor> = None;
+            for j in 0..states.len() {
+                let h = self.edges[offset + j].forward(&states[j], mix, offset + j)?;
+                acc = Some(match acc {
+                    None => h,
+                    Some(a) => a.add(&h)?,
+                });
+            }
+            offset += states.len();
+            states.push(acc.expect("every node has inputs"));
+        }
+        Ok(Tensor::concat(&states[2..], 1)?)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.pre0.visit(&join_name(prefix, "preprocess0"), f);
+        self.pre1.visit(&join_name(prefix, "preprocess1"), f);
+        for (e, edge) in self.edges.iter().enumerate() {
+            edge.visit(&join_name(prefix, &format!("_ops.{e}")), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.pre0.set_training(training);
+        self.pre1.set_training(training);
+        for e in &mut self.edges {
+            e.set_training(training);
+        }
+    }
+}
+
+/// A NAS-Bench-201 search cell: node 0 is the input, node `i` sums its edges from nodes `< i`,
+/// node 3 is the output.
+struct Nb201CellNet {
+    edges: Vec<MixedEdge>,
+}
+
+impl Nb201CellNet {
+    fn forward(&self, x: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
+        let mut nodes = vec![x.clone()];
+        let mut e = 0;
+        for i in 1..4 {
+            let mut acc: Option<Tensor> = None;
+            for j in 0..i {
+                let h = self.edges[e].forward(&nodes[j], mix, e)?;
+                e += 1;
+                acc = Some(match acc {
+                    None => h,
+                    Some(a) => a.add(&h)?,
+                });
+            }
+            nodes.push(acc.expect("every node has inputs"));
+        }
+        Ok(nodes.pop().expect("four nodes"))
+    }
+}
+
+enum Body {
+    Darts {
+        stem: Sequential,
+        cells: Vec<DartsCellNet>,
+    },
+    Nb201 {
+        stem: Sequential,
+        /// Search cells (`Left`) and residual blocks (`Right`) in order.
+        layers: Vec<Nb201Layer>,
+        lastact: Sequential,
+    },
+}
+
+enum Nb201Layer {
+    Cell(Nb201CellNet),
+    Block(ResNetBasicBlock),
+}
+
+/// A one-shot supernet over the network weights; see the module docs.
+pub struct Supernet {
+    config: SupernetConfig,
+    body: Body,
+    classifier: Linear,
+    training: bool,
+}
+
+impl Supernet {
+    /// Builds a supernet with weights drawn from a generator seeded by `seed`.
+    pub fn new(config: SupernetConfig, seed: u64) -> Result<Supernet> {
+        config.validate()?;
+        let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+        let c = config.c;
+        let (body, c_last) = match config.space {
+            SpaceKind::Darts => {
+                let stem_multiplier = 3;
+                let c_stem = stem_multiplier * c;
+                let stem = Sequential::new()
+                    .push(Conv2d::new(
+                        config.in_channels,
+                        c_stem,
+                        3,
+                        ConvOptions::default().padding(1),
+                        false,
+                        rng,
+                    )?)
+                    .push(BatchNorm2d::new(c_stem, true));
+                let (mut c_pp, mut c_p, mut c_cur) = (c_stem, c_stem, c);
+                let mut cells = Vec::with_capacity(config.layers);
+                let mut reduction_prev = false;
+                let l = config.layers;
+                for i in 0..l {
+                    let reduction = i == l / 3 || i == 2 * l / 3;
+                    if reduction {
+                        c_cur *= 2;
+                    }
+                    cells.push(DartsCellNet::new(
+                        c_pp,
+                        c_p,
+                        c_cur,
+                        reduction,
+                        reduction_prev,
+                        rng,
+                    )?);
+                    reduction_prev = reduction;
+                    c_pp = c_p;
+                    c_p = 4 * c_cur;
+                }
+                (Body::Darts { stem, cells }, c_p)
+            }
+            SpaceKind::Nb201 => {
+                let stem = Sequential::new()
+                    .push(Conv2d::new(
+                        config.in_channels,
+                        c,
+                        3,
+                        ConvOptions::default().padding(1),
+                        false,
+                        rng,
+                    )?)
+                    .push(BatchNorm2d::new(c, true));
+                let n = config.layers;
+                let mut layers = Vec::new();
+                let mut c_prev = c;
+                for stage in 0..3 {
+                    let c_stage = c << stage;
+                    if stage > 0 {
+                        layers.push(Nb201Layer::Block(ResNetBasicBlock::new(
+                            c_prev, c_stage, 2, rng,
+                        )?));
+                    }
+                    for _ in 0..n {
+                        let edges = (0..6)
+                            .map(|_| MixedEdge::new(SpaceKind::Nb201, c_stage, 1, rng))
+                            .collect::<Result<Vec<_>>>()?;
+                        layers.push(Nb201Layer::Cell(Nb201CellNet { edges }));
+                    }
+                    c_prev = c_stage;
+                }
+                let lastact = Sequential::new()
+                    .push(BatchNorm2d::new(c_prev, true))
+                    .push(ReLU::new());
+                (
+                    Body::Nb201 {
+                        stem,
+                        layers,
+                        lastact,
+                    },
+                    c_prev,
+                )
+            }
+        };
+        let classifier = Linear::new(c_last, config.classes, true, rng)?;
+        Ok(Supernet {
+            config,
+            body,
+            classifier,
+            training: true,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> SupernetConfig {
+        self.config
+    }
+
+    /// Logits `[n, classes]` of a batch `[n, in_channels, h, w]` under `mix`.
+    pub fn forward_mix(&self, x: &Tensor, mix: &Mixing) -> Result<Tensor> {
+        let space = self.config.space;
+        if x.ndim() != 4 || x.shape()[1] != self.config.in_channels {
+            return Err(OneShotError::Data(format!(
+                "supernet input must be [n, {}, h, w], got {:?}",
+                self.config.in_channels,
+                x.shape()
+            )));
+        }
+        let edges = space.num_edges();
+        let k = space.num_ops();
+        let check = |w: &Tensor, what: &str| -> Result<()> {
+            if w.shape() != [edges, k] {
+                return Err(OneShotError::Config(format!(
+                    "{what} weights must be [{edges}, {k}], got {:?}",
+                    w.shape()
+                )));
+            }
+            Ok(())
+        };
+        let need_reduce = |r: bool| -> Result<()> {
+            if r != space.has_reduce() {
+                return Err(OneShotError::Config(format!(
+                    "the {} space {} reduction-cell weights",
+                    space.name(),
+                    if space.has_reduce() {
+                        "needs"
+                    } else {
+                        "has no"
+                    }
+                )));
+            }
+            Ok(())
+        };
+        // Row tensors per cell type, shared by every cell of that type.
+        let (n_rows, r_rows, n_idx, r_idx): (Vec<Tensor>, Vec<Tensor>, Vec<usize>, Vec<usize>) =
+            match mix {
+                Mixing::Soft { normal, reduce } => {
+                    check(normal, "normal")?;
+                    need_reduce(reduce.is_some())?;
+                    let r = match reduce {
+                        Some(r) => {
+                            check(r, "reduce")?;
+                            rows(r)?
+                        }
+                        None => Vec::new(),
+                    };
+                    (rows(normal)?, r, Vec::new(), Vec::new())
+                }
+                Mixing::Hard { normal, reduce } => {
+                    check(&normal.weights, "normal")?;
+                    need_reduce(reduce.is_some())?;
+                    let check_idx = |h: &HardWeights| -> Result<()> {
+                        if h.index.len() != edges || h.index.iter().any(|&i| i >= k) {
+                            return Err(OneShotError::Config(format!(
+                                "hard choice needs {edges} op indices below {k}, got {:?}",
+                                h.index
+                            )));
+                        }
+                        Ok(())
+                    };
+                    check_idx(normal)?;
+                    let (r, ri) = match reduce {
+                        Some(r) => {
+                            check(&r.weights, "reduce")?;
+                            check_idx(r)?;
+                            (rows(&r.weights)?, r.index.clone())
+                        }
+                        None => (Vec::new(), Vec::new()),
+                    };
+                    (rows(&normal.weights)?, r, normal.index.clone(), ri)
+                }
+            };
+        let hard = matches!(mix, Mixing::Hard { .. });
+        let m_normal = if hard {
+            EdgeMix::Hard(&n_rows, &n_idx)
+        } else {
+            EdgeMix::Soft(&n_rows)
+        };
+        let m_reduce = if hard {
+            EdgeMix::Hard(&r_rows, &r_idx)
+        } else {
+            EdgeMix::Soft(&r_rows)
+        };
+        let feat = match &self.body {
+            Body::Darts { stem, cells } => {
+                let s = stem.forward(x)?;
+                let (mut s0, mut s1) = (s.clone(), s);
+                for cell in cells {
+                    let m = if cell.reduction { m_reduce } else { m_normal };
+                    let out = cell.forward(&s0, &s1, m)?;
+                    s0 = std::mem::replace(&mut s1, out);
+                }
+                s1.global_avg_pool()?
+            }
+            Body::Nb201 {
+                stem,
+                layers,
+                lastact,
+            } => {
+                let mut h = stem.forward(x)?;
+                for layer in layers {
+                    h = match layer {
+                        Nb201Layer::Cell(c) => c.forward(&h, m_normal)?,
+                        Nb201Layer::Block(b) => b.forward(&h)?,
+                    };
+                }
+                lastact.forward(&h)?.global_avg_pool()?
+            }
+        };
+        Ok(self.classifier.forward(&feat)?)
+    }
+}
+
+impl Module for Supernet {
+    /// Uniform mixing (every op weight equal): a convenience for shape checks; searches call
+    /// [`Supernet::forward_mix`].
+    fn forward(&self, x: &Tensor) -> nas_tensor::Result<Tensor> {
+        let s = self.config.space;
+        let u = Tensor::full(&[s.num_edges(), s.num_ops()], 1.0 / s.num_ops() as f32);
+        let mix = Mixing::Soft {
+            normal: u.clone(),
+            reduce: s.has_reduce().then_some(u),
+        };
+        self.forward_mix(x, &mix)
+            .map_err(|e| nas_tensor::TensorError::InvalidArgument {
+                op: "Supernet",
+                detail: e.to_string(),
+            })
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        match &self.body {
+            Body::Darts { stem, cells } => {
+                stem.visit(&join_name(prefix, "stem"), f);
+                for (i, c) in cells.iter().enumerate() {
+                    c.visit(&join_name(prefix, &format!("cells.{i}")), f);
+                }
+            }
+            Body::Nb201 {
+                stem,
+                layers,
+                lastact,
+            } => {
+                stem.visit(&join_name(prefix, "stem"), f);
+                for (i, l) in layers.iter().enumerate() {
+                    let p = join_name(prefix, &format!("cells.{i}"));
+                    match l {
+                        Nb201Layer::Cell(c) => {
+                            for (e, edge) in c.edges.iter().enumerate() {
+                                edge.visit(&join_name(&p, &format!("edges.{e}")), f);
+                            }
+                        }
+                        Nb201Layer::Block(b) => b.visit(&p, f),
+                    }
+                }
+                lastact.visit(&join_name(prefix, "lastact"), f);
+            }
+        }
+        self.classifier.visit(&join_name(prefix, "classifier"), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        match &mut self.body {
+            Body::Darts { stem, cells } => {
+                stem.set_training(training);
+                for c in cells {
+                    c.set_training(training);
+                }
+            }
+            Body::Nb201 {
+                stem,
+                layers,
+                lastact,
+            } => {
+                stem.set_training(training);
+                for l in layers {
+                    match l {
+                        Nb201Layer::Cell(c) => {
+                            for e in &mut c.edges {
+                                e.set_training(training);
+                            }
+                        }
+                        Nb201Layer::Block(b) => b.set_training(training),
+                    }
+                }
+                lastact.set_training(training);
+            }
+        }
+        self.classifier.set_training(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
