@@ -6,7 +6,7 @@
 //! takes the *unbiased* batch variance (`var * m / (m - 1)`, `m = n * h * w`); evaluation
 //! normalises with the running statistics.
 
-pub mod cpu_kernel;
+pub(crate) mod cpu_kernel;
 
 use crate::error::{KernelError, Result};
 

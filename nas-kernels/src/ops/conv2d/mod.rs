@@ -2,12 +2,12 @@
 //! dilation and groups, and its backward with respect to input, weight and bias.
 //!
 //! Weight layout: `[c_out, c_in / groups, kh, kw]`. Paths on the CPU (all compared with the
-//! direct reference [`reference`] in the tests):
+//! direct reference [`mod@reference`] in the tests):
 //! - 1x1, stride 1, no padding, groups 1: a GEMM per image (`[c_out, c_in] x [c_in, h*w]`);
 //! - depthwise (`groups == c_in == c_out`): direct kernels, forward and backward;
 //! - everything else: im2col into a reused per-thread workspace, then GEMM per group.
 
-pub mod cpu_kernel;
+pub(crate) mod cpu_kernel;
 
 use crate::error::{KernelError, Result};
 

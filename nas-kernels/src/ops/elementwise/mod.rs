@@ -4,7 +4,7 @@
 //! The scalar definitions in [`UnaryOp::apply`], [`UnaryOp::grad`] and [`BinaryOp::apply`] are
 //! the meaning of each op; every backend must match them.
 
-pub mod cpu_kernel;
+pub(crate) mod cpu_kernel;
 
 /// A unary elementwise op `y = f(x)`.
 ///

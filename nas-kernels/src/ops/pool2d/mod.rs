@@ -1,7 +1,7 @@
 //! Max and average pooling on NCHW tensors (any window, stride and padding), global average
 //! pooling, and their backward.
 
-pub mod cpu_kernel;
+pub(crate) mod cpu_kernel;
 
 use crate::error::{KernelError, Result};
 

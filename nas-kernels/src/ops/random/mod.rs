@@ -1,4 +1,4 @@
-//! Random fills from a seeded [`ChaCha8Rng`](rand_chacha::ChaCha8Rng) and dropout masks.
+//! Random fills from a seeded [`ChaCha8Rng`] and dropout masks.
 //!
 //! Fills are generated on the host in element order, so a given generator state produces the
 //! same numbers on every backend.

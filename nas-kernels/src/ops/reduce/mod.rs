@@ -1,7 +1,7 @@
 //! Reductions (sum, mean, max; over everything or along one axis), softmax and log-softmax
 //! along the last axis, and cross-entropy with integer labels.
 
-pub mod cpu_kernel;
+pub(crate) mod cpu_kernel;
 
 /// A reduction along one axis or over the whole tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
