@@ -16,6 +16,18 @@ pub enum CliError {
     /// A data set that cannot be loaded.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A search that cannot start or continue (bad settings, a checkpoint of another search, ...).
+    #[error(transparent)]
+    Search(#[from] nas_search::SearchError),
+    /// Training failed (diverged, bad settings).
+    #[error("training failed: {0}")]
+    Train(#[from] nas_search::train::TrainError),
+    /// A tensor operation or file failed (saving weights, ...).
+    #[error(transparent)]
+    Tensor(#[from] nas_tensor::TensorError),
+    /// A kernel call failed.
+    #[error(transparent)]
+    Kernel(#[from] nas_kernels::KernelError),
     /// An architecture that does not parse or is not in the space.
     #[error("bad {space} architecture {input}: {source}")]
     Arch {

@@ -6,6 +6,7 @@
 mod cmd;
 mod error;
 mod output;
+mod progress;
 mod spaces;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,11 @@ use std::process::ExitCode;
 
 const EXAMPLES: &str = "\
 Examples:
+  nas search                      (the default: a real training search, about 3 minutes on 2 cores)
+  nas search --evaluator nb201-table --strategy reinforce -n 100
+  nas train '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' --out w.safetensors
+  nas bench kernels --threads 2
+  nas bench search --runs 100
   nas space --space nb201 size
   nas space --space nb201 sample -n 3 --seed 7
   nas export --format dot '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|'
@@ -23,7 +29,8 @@ Examples:
 
 Run `nas <COMMAND> --help` for the examples of each command.";
 
-/// Neural architecture search from scratch: search spaces, architectures and data sets.
+/// Neural architecture search from scratch: searches, training, benchmarks, search spaces,
+/// architectures and data sets.
 #[derive(Debug, Parser)]
 #[command(name = "nas", version, after_help = EXAMPLES, propagate_version = true)]
 struct Cli {
@@ -39,6 +46,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Search architectures: train candidates from scratch, or look them up in NAS-Bench-201.
+    Search(cmd::search::SearchArgs),
+    /// Train one architecture from scratch, report its test accuracy, save its weights.
+    Train(cmd::train::TrainArgs),
+    /// Measure kernels (GEMM, conv) or search strategies on the NAS-Bench-201 table.
+    Bench(cmd::bench::BenchArgs),
     /// Explore a search space: size, samples, canonical forms, neighbours, format conversion.
     Space(cmd::space::SpaceArgs),
     /// Write an architecture as JSON, NAS-Bench-201 string, DARTS genotype or Graphviz DOT.
@@ -53,6 +66,9 @@ fn run(cli: &Cli) -> error::Result<()> {
         quiet: cli.quiet,
     };
     match &cli.command {
+        Command::Search(a) => cmd::search::run(a, &out),
+        Command::Train(a) => cmd::train::run(a, &out),
+        Command::Bench(a) => cmd::bench::run(a, &out),
         Command::Space(a) => cmd::space::run(a, &out),
         Command::Export(a) => cmd::export::run(a, &out),
         Command::Data(a) => cmd::data::run(a, &out),

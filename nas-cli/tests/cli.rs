@@ -87,19 +87,32 @@ fn shipped(rel: &str) -> PathBuf {
 #[test]
 fn help_lists_commands_and_each_has_examples() {
     let top = ok(&nas(&["--help"]));
-    for c in ["space", "export", "data", "--json", "--quiet", "Examples:"] {
+    for c in [
+        "search",
+        "train",
+        "bench",
+        "space",
+        "export",
+        "data",
+        "--json",
+        "--quiet",
+        "Examples:",
+    ] {
         assert!(top.contains(c), "{c} missing from\n{top}");
     }
     for sub in [
         &["space", "--help"][..],
         &["export", "--help"],
         &["data", "--help"],
+        &["search", "--help"],
+        &["train", "--help"],
+        &["bench", "--help"],
     ] {
         let h = ok(&nas(sub));
         assert!(h.contains("Examples:\n  nas "), "{sub:?}:\n{h}");
     }
-    // Commands that do not exist yet are refused, not faked.
-    fails(&nas(&["search"]), 2);
+    // Unknown commands are refused.
+    fails(&nas(&["serch"]), 2);
     // No command: usage on stderr, exit 2.
     let o = nas(&[]);
     assert_eq!(o.status.code(), Some(2));

@@ -1,0 +1,710 @@
+//! `nas search`: run an architecture search (training candidates from scratch, or looking them up
+//! in the NAS-Bench-201 table) and write its summary, events log, plots and checkpoint.
+//!
+//! The search loop, strategies, evaluators and output files are those of
+//! `nas_search::builder::Search` (same defaults, same `summary.json`, `events.jsonl` and SVG
+//! plots); this command only adds progress bars (trials and training epochs) around them.
+
+use crate::cmd::device::check_device;
+use crate::error::{CliError, Result};
+use crate::output::Out;
+use crate::progress::{Mode, Progress};
+use clap::{Args, ValueEnum};
+use indicatif::ProgressBar;
+use nas_search::builder::{
+    BestArchitecture, DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport,
+    TrialRecord, median, write_outputs,
+};
+use nas_search::data::{DataSpec, Splits};
+use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
+use nas_search::strategy::{ReaConfig, StrategyKind};
+use nas_search::train::{
+    DartsFamily, EpochStats, Nb201Family, NetworkFamily, TrainError, TrainEvaluator, TrainRecipe,
+    train_architecture_observed,
+};
+use nas_search::{
+    Budget, EvalError, EvalRequest, Evaluator, Metrics, Outcome, SearchConfig, SearchError, Trial,
+    run_search_observed,
+};
+use nas_space::SearchSpace;
+use nas_space::darts::DartsSpace;
+use nas_space::nb201::Nb201Space;
+use serde_json::json;
+use std::fmt::Display;
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const EXAMPLES: &str = "\
+Examples:
+  nas search
+      the default: regularized evolution over NAS-Bench-201 cells, 16 candidates each trained
+      from scratch for 1 epoch on 2,000 images of the embedded Fashion-MNIST subset
+  nas search --evaluator nb201-table --strategy reinforce --evaluations 100 --seed 3
+      a search on the NAS-Bench-201 table (CIFAR-10, 200-epoch accuracies): no training, seconds
+  nas search --strategy random --evaluations 8 --epochs 2 --limit-train 1000 --workers 2 --out runs/r1
+  nas search --resume --out runs/r1 --strategy random --evaluations 12 --epochs 2 --limit-train 1000 --workers 2
+      continues runs/r1 (same settings; a larger --evaluations extends it)
+  nas search --data mnist:~/data/mnist --epochs 3 --limit-train 0
+  nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
+  nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
+
+Outputs (in --out, default runs/search-<date>-<time>): summary.json, events.jsonl (one JSON
+object per line), progress.svg and progress_time.svg (best-so-far accuracy vs evaluations and
+wall time), params_accuracy.svg, checkpoint.json (written after every evaluation: an interrupted
+search loses nothing finished; rerun with --resume --out DIR to continue).";
+
+/// Spaces `nas search` can search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchSpaceName {
+    /// NAS-Bench-201 cells (trained in the NAS-Bench-201 macro network, or looked up).
+    Nb201,
+    /// DARTS genotypes (trained in the DARTS evaluation network).
+    Darts,
+}
+
+/// How candidates are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvaluatorName {
+    /// Train each candidate from scratch on --data.
+    Train,
+    /// Look it up in the embedded NAS-Bench-201 table (nb201 space only).
+    #[value(name = "nb201-table")]
+    Nb201Table,
+}
+
+/// Arguments of `nas search`.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct SearchArgs {
+    /// Search space.
+    #[arg(long, value_enum, default_value = "nb201")]
+    pub space: SearchSpaceName,
+    /// Strategy: random, evolution (alias rea), reinforce, local or hyperband, optionally with
+    /// `:key=value` settings.
+    #[arg(long, default_value = "evolution")]
+    pub strategy: String,
+    /// How candidates are evaluated.
+    #[arg(long, value_enum, default_value = "train")]
+    pub evaluator: EvaluatorName,
+    /// Data set to train on: fashion (embedded, default), digits, mnist:DIR, fashion:DIR,
+    /// cifar10:DIR, cifar100:DIR, digits:FILE.
+    #[arg(long, default_value = "fashion")]
+    pub data: DataSpec,
+    /// Data set of the NAS-Bench-201 table: cifar10, cifar100 or ImageNet16-120.
+    #[arg(long, default_value = "cifar10")]
+    pub table_dataset: String,
+    /// Which table accuracies the search sees: 12 or 200 epochs.
+    #[arg(long, default_value_t = 200)]
+    pub table_epochs: u32,
+    /// Budget: number of evaluations.
+    #[arg(long, short = 'n', default_value_t = DEFAULT_EVALUATIONS)]
+    pub evaluations: u64,
+    /// Also stop after this many seconds of wall time (summed over resumed sessions).
+    #[arg(long)]
+    pub max_time: Option<f64>,
+    /// Training epochs per candidate (train evaluator).
+    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    pub epochs: u32,
+    /// Train each candidate on at most this many training images (0 = all).
+    #[arg(long, default_value_t = DEFAULT_TRAIN_EXAMPLES)]
+    pub limit_train: usize,
+    /// Channels C of the trained networks [default: 8].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Cells per stage (nb201, default 1) or cells in all (darts, default 3).
+    #[arg(long)]
+    pub cells: Option<usize>,
+    /// Learning rate (cosine-annealed) [default: 0.1].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Training mini-batch size [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Fraction of the training set held out for validation (what the search optimises).
+    #[arg(long, default_value_t = 0.1)]
+    pub valid_fraction: f64,
+    /// Seed of the whole search (strategy, split, every trial's training).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Candidates evaluated in parallel.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Output directory [default: runs/search-<date>-<time>].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Continue the search whose checkpoint is in --out (same settings).
+    #[arg(long)]
+    pub resume: bool,
+    /// Where to train: cpu (cuda:N is not available in this build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Runs `nas search`.
+pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
+    check_device(&args.device)?;
+    let strategy = parse_strategy(args)?;
+    if args.evaluations == 0 {
+        return Err(CliError::Usage("--evaluations must be at least 1".into()));
+    }
+    if args.workers == 0 {
+        return Err(CliError::Usage("--workers must be at least 1".into()));
+    }
+    if args.max_time.is_some_and(|t| !(t > 0.0)) {
+        return Err(CliError::Usage(
+            "--max-time must be a positive number of seconds".into(),
+        ));
+    }
+    let dir = output_dir(args)?;
+    let progress = Progress::new(Mode::for_output(out));
+    let report = match args.evaluator {
+        EvaluatorName::Nb201Table => {
+            if args.space != SearchSpaceName::Nb201 {
+                return Err(CliError::Usage(
+                    "--evaluator nb201-table evaluates only --space nb201".into(),
+                ));
+            }
+            if args.table_epochs != 12 && args.table_epochs != 200 {
+                return Err(CliError::Usage(format!(
+                    "--table-epochs must be 12 or 200, got {}",
+                    args.table_epochs
+                )));
+            }
+            let ds = TableDataset::parse(&args.table_dataset)?;
+            let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
+            progress.line(&format!(
+                "searching NAS-Bench-201 cells with {} on the table ({}, {}-epoch accuracies), {} evaluations; outputs in {}",
+                strategy.name(),
+                ds.name(),
+                args.table_epochs,
+                args.evaluations,
+                dir.display()
+            ));
+            run_with(
+                &Nb201Space,
+                &ev,
+                strategy,
+                args.table_epochs,
+                args,
+                &dir,
+                &progress,
+                None,
+            )?
+        }
+        EvaluatorName::Train => {
+            if args.epochs == 0 {
+                return Err(CliError::Usage("--epochs must be at least 1".into()));
+            }
+            if !(args.valid_fraction > 0.0 && args.valid_fraction < 1.0) {
+                return Err(CliError::Usage(format!(
+                    "--valid-fraction must be in (0, 1), got {}",
+                    args.valid_fraction
+                )));
+            }
+            let splits = Arc::new(
+                args.data
+                    .load()
+                    .and_then(|s| s.prepare(args.valid_fraction, args.seed))?,
+            );
+            let recipe = TrainRecipe {
+                train_examples: (args.limit_train > 0).then_some(args.limit_train),
+                lr: args.lr.unwrap_or(TrainRecipe::default().lr),
+                batch_size: args.batch_size.unwrap_or(TrainRecipe::default().batch_size),
+                ..TrainRecipe::default()
+            };
+            let channels = args.channels.unwrap_or(8);
+            let total_epochs = epoch_budget(&strategy, args);
+            let epochs_bar = progress.bar("epochs", total_epochs);
+            let n_train = match args.limit_train {
+                0 => splits.train.len(),
+                n => n.min(splits.train.len()),
+            };
+            progress.line(&format!(
+                "searching {} with {}: {} candidates, each trained {} epoch(s) on {} images of {} (C={}); outputs in {}",
+                match args.space {
+                    SearchSpaceName::Nb201 => "NAS-Bench-201 cells",
+                    SearchSpaceName::Darts => "DARTS genotypes",
+                },
+                strategy.name(),
+                args.evaluations,
+                args.epochs,
+                n_train,
+                args.data,
+                channels,
+                dir.display()
+            ));
+            let report = match args.space {
+                SearchSpaceName::Nb201 => {
+                    let family = Nb201Family {
+                        channels,
+                        cells_per_stage: args.cells.unwrap_or(1),
+                    };
+                    let ev = ObservedTrain::new(family, splits, recipe, epochs_bar.clone())?;
+                    run_with(
+                        &Nb201Space,
+                        &ev,
+                        strategy,
+                        args.epochs,
+                        args,
+                        &dir,
+                        &progress,
+                        Some(&epochs_bar),
+                    )?
+                }
+                SearchSpaceName::Darts => {
+                    let family = DartsFamily {
+                        channels,
+                        layers: args.cells.unwrap_or(3),
+                    };
+                    let ev = ObservedTrain::new(family, splits, recipe, epochs_bar.clone())?;
+                    run_with(
+                        &DartsSpace,
+                        &ev,
+                        strategy,
+                        args.epochs,
+                        args,
+                        &dir,
+                        &progress,
+                        Some(&epochs_bar),
+                    )?
+                }
+            };
+            epochs_bar.finish_and_clear();
+            report
+        }
+    };
+    print_report(&report, &dir, out)
+}
+
+fn parse_strategy(args: &SearchArgs) -> Result<StrategyKind> {
+    let name = args.strategy.split(':').next().unwrap_or("").trim();
+    if matches!(name, "darts" | "darts2" | "gdas") {
+        return Err(CliError::Unsupported(format!(
+            "strategy {name:?}: the one-shot strategies (darts, darts2, gdas) are not part of this \
+             build of `nas search` yet; use random, evolution, reinforce, local or hyperband"
+        )));
+    }
+    let mut kind = StrategyKind::parse(&args.strategy)
+        .map_err(|e| CliError::Usage(format!("--strategy: {e}")))?;
+    if let StrategyKind::Hyperband(c) = &mut kind
+        && args.evaluator == EvaluatorName::Train
+        && !args.strategy.contains("fidelities")
+    {
+        // The default ladder (12 and 200 epochs) is the table's; training climbs from 1 epoch
+        // to --epochs.
+        if args.epochs < 2 {
+            return Err(CliError::Usage(
+                "--strategy hyperband with the train evaluator needs --epochs 2 or more (its \
+                 ladder runs from 1 epoch to --epochs), or hyperband:fidelities=[...]"
+                    .into(),
+            ));
+        }
+        c.fidelities = vec![1, args.epochs];
+    }
+    if let StrategyKind::Rea(c) = &mut kind
+        && !args.strategy.contains(':')
+    {
+        // Same population as the builder's default search, so that a 16-evaluation search
+        // still evolves (the library default population of 100 would only sample).
+        *c = ReaConfig {
+            population_size: 8,
+            sample_size: 3,
+            fidelity: c.fidelity,
+        };
+    }
+    Ok(kind)
+}
+
+/// Upper bound of the training epochs the search will run (for the epochs bar).
+fn epoch_budget(strategy: &StrategyKind, args: &SearchArgs) -> u64 {
+    let per = match strategy {
+        StrategyKind::Hyperband(c) => c.fidelities.iter().copied().max().unwrap_or(args.epochs),
+        _ => args.epochs,
+    };
+    args.evaluations.saturating_mul(u64::from(per))
+}
+
+fn output_dir(args: &SearchArgs) -> Result<PathBuf> {
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None if args.resume => {
+            return Err(CliError::Usage(
+                "--resume needs --out DIR (the directory of the search to continue)".into(),
+            ));
+        }
+        None => PathBuf::from("runs").join(format!("search-{}", timestamp())),
+    };
+    let checkpoint = dir.join("checkpoint.json");
+    if args.resume && !checkpoint.exists() {
+        return Err(CliError::Usage(format!(
+            "--resume: {} holds no search to continue (no {})",
+            dir.display(),
+            checkpoint.display()
+        )));
+    }
+    if !args.resume && checkpoint.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already holds a search ({}); pass --resume to continue it, or choose another --out",
+            dir.display(),
+            checkpoint.display()
+        )));
+    }
+    fs::create_dir_all(&dir).map_err(|source| CliError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) of now.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The train-from-scratch evaluator of `nas_search::train::TrainEvaluator`, reporting each
+/// finished epoch to a progress bar. Its name is the library evaluator's, so checkpoints of the
+/// two are interchangeable.
+struct ObservedTrain<F> {
+    inner: TrainEvaluator<F>,
+    family: F,
+    splits: Arc<Splits>,
+    recipe: TrainRecipe,
+    epochs_bar: ProgressBar,
+}
+
+impl<F: Clone> ObservedTrain<F> {
+    fn new(
+        family: F,
+        splits: Arc<Splits>,
+        recipe: TrainRecipe,
+        epochs_bar: ProgressBar,
+    ) -> Result<Self> {
+        let inner = TrainEvaluator::new(family.clone(), splits.clone(), recipe)?;
+        Ok(ObservedTrain {
+            inner,
+            family,
+            splits,
+            recipe,
+            epochs_bar,
+        })
+    }
+}
+
+impl<A, F: NetworkFamily<A>> Evaluator<A> for ObservedTrain<F>
+where
+    TrainEvaluator<F>: Evaluator<A>,
+{
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn evaluate(&self, request: &EvalRequest<'_, A>) -> std::result::Result<Metrics, EvalError> {
+        let epochs = request.fidelity as usize;
+        if epochs == 0 {
+            return Err(EvalError::Fatal(
+                "fidelity (training epochs) must be positive".into(),
+            ));
+        }
+        let mut done = 0usize;
+        let bar = &self.epochs_bar;
+        let result = train_architecture_observed(
+            &self.family,
+            request.arch,
+            &self.splits,
+            &self.recipe,
+            epochs,
+            request.seed,
+            &mut |s: &EpochStats| {
+                done = s.epoch + 1;
+                bar.inc(1);
+                bar.set_message(format!(
+                    "trial {} epoch {}: loss {:.3}, train acc {:.1}%",
+                    request.trial_id, done, s.train_loss, s.train_accuracy
+                ));
+            },
+        );
+        match result {
+            Ok(t) => Ok(Metrics {
+                valid_accuracy: t.valid_accuracy.unwrap_or(f64::NAN),
+                test_accuracy: Some(t.test_accuracy),
+                loss: t.valid_loss,
+                params: Some(t.cost.params),
+                flops: Some(t.cost.flops),
+                cost: epochs as f64,
+            }),
+            Err(TrainError::Config(m)) => Err(EvalError::Fatal(m)),
+            Err(TrainError::Data(e)) => Err(EvalError::Fatal(e.to_string())),
+            Err(e) => {
+                // The epochs this trial will not run still count as done for the bar.
+                bar.inc((epochs - done.min(epochs)) as u64);
+                Err(EvalError::Failed {
+                    reason: e.to_string(),
+                    cost: done as f64,
+                })
+            }
+        }
+    }
+}
+
+fn record<A: Display + PartialEq>(t: &Trial<A>) -> TrialRecord {
+    let m = t.metrics();
+    TrialRecord {
+        id: t.id,
+        arch: t.arch.to_string(),
+        fidelity: t.fidelity,
+        valid_accuracy: m.map(|m| m.valid_accuracy),
+        test_accuracy: m.and_then(|m| m.test_accuracy),
+        loss: m.and_then(|m| m.loss),
+        params: m.and_then(|m| m.params),
+        flops: m.and_then(|m| m.flops),
+        failure: match &t.outcome {
+            Outcome::Failed { reason } => Some(reason.clone()),
+            Outcome::Ok(_) => None,
+        },
+        wall_time_s: t.wall_time_s,
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The events log `events.jsonl` (appended to, one JSON object per line, flushed per line).
+struct Events {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl Events {
+    fn open(dir: &Path) -> Result<Events> {
+        let path = dir.join("events.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| CliError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Events { path, file })
+    }
+
+    fn write(&mut self, mut v: serde_json::Value) -> Result<()> {
+        v["unix_ms"] = json!(unix_ms());
+        writeln!(self.file, "{v}").map_err(|source| CliError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Trials already logged by earlier sessions of this search.
+    fn trials_logged(dir: &Path) -> u64 {
+        fs::read_to_string(dir.join("events.jsonl"))
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.contains("\"event\":\"trial\""))
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// The search loop of the builder with progress output: runs the search, logs every trial,
+/// writes the summary and plots.
+#[allow(clippy::too_many_arguments)]
+fn run_with<S, E>(
+    space: &S,
+    evaluator: &E,
+    strategy: StrategyKind,
+    fidelity: u32,
+    args: &SearchArgs,
+    dir: &Path,
+    progress: &Progress,
+    epochs_bar: Option<&ProgressBar>,
+) -> Result<SearchReport>
+where
+    S: SearchSpace,
+    S::Arch: Display,
+    E: Evaluator<S::Arch>,
+{
+    let start = Instant::now();
+    let strategy_kind = strategy.with_fidelity(fidelity);
+    let mut strategy = strategy_kind.build(space)?;
+    let config = SearchConfig {
+        seed: args.seed,
+        workers: args.workers,
+        budget: Budget {
+            max_evaluations: Some(args.evaluations),
+            max_cost: None,
+            max_wall_time_s: args.max_time,
+        },
+        checkpoint: Some(dir.join("checkpoint.json")),
+        skip_equivalent: false,
+    };
+    let already = if args.resume {
+        Events::trials_logged(dir)
+    } else {
+        0
+    };
+    let trials_bar = progress.bar("trials", args.evaluations);
+    trials_bar.set_position(already.min(args.evaluations));
+    if let Some(b) = epochs_bar {
+        b.set_position(already.saturating_mul(u64::from(fidelity)));
+    }
+    let mut events = Events::open(dir)?;
+    events.write(json!({
+        "event": "start",
+        "space": space.name(),
+        "strategy": strategy_kind.name(),
+        "strategy_config": strategy.config(),
+        "evaluator": evaluator.name(),
+        "seed": args.seed,
+        "workers": args.workers,
+        "budget": config.budget,
+        "resume": args.resume,
+    }))?;
+    let mut write_error = None;
+    let mut best_valid = f64::NEG_INFINITY;
+    let outcome = run_search_observed(space, strategy.as_mut(), evaluator, &config, &mut |t| {
+        let r = record(t);
+        trials_bar.inc(1);
+        match &r.failure {
+            None => {
+                let v = r.valid_accuracy.unwrap_or(f64::NAN);
+                if v > best_valid {
+                    best_valid = v;
+                }
+                trials_bar.set_message(format!("best valid {best_valid:.2}%"));
+                progress.line(&format!(
+                    "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>9} params  {:7.2}s  {}",
+                    r.id,
+                    v,
+                    r.test_accuracy.unwrap_or(f64::NAN),
+                    r.params.unwrap_or(0),
+                    r.wall_time_s,
+                    r.arch
+                ));
+            }
+            Some(f) => progress.line(&format!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch)),
+        }
+        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+        v["event"] = json!("trial");
+        if let Err(e) = events.write(v) {
+            write_error.get_or_insert(e);
+        }
+    });
+    trials_bar.finish_and_clear();
+    let outcome = outcome?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
+    let best = outcome.best().ok_or_else(|| {
+        SearchError::Config(format!(
+            "no trial succeeded ({} failed); see {}",
+            trials.len(),
+            dir.join("events.jsonl").display()
+        ))
+    })?;
+    let bm = best
+        .metrics()
+        .ok_or_else(|| SearchError::Config("the best trial has no metrics".into()))?;
+    let tests: Vec<f64> = trials.iter().filter_map(|t| t.test_accuracy).collect();
+    let report = SearchReport {
+        space: space.name().to_string(),
+        strategy: json!({ "name": strategy_kind.name(), "config": strategy.config() }),
+        evaluator: evaluator.name(),
+        seed: args.seed,
+        workers: args.workers,
+        best: BestArchitecture {
+            arch: best.arch.to_string(),
+            trial: best.id,
+            valid_accuracy: bm.valid_accuracy,
+            test_accuracy: bm.test_accuracy,
+            params: bm.params,
+            flops: bm.flops,
+        },
+        median_test_accuracy: median(&tests),
+        evaluations: outcome.spent.evaluations,
+        failed: trials.iter().filter(|t| t.failure.is_some()).count(),
+        stop: outcome.stop,
+        resumed: outcome.resumed,
+        wall_time_s: start.elapsed().as_secs_f64(),
+        trials,
+    };
+    events.write(json!({
+        "event": "end",
+        "best": report.best,
+        "median_test_accuracy": report.median_test_accuracy,
+        "evaluations": report.evaluations,
+        "stop": report.stop,
+        "wall_time_s": report.wall_time_s,
+    }))?;
+    write_outputs(dir, &report)?;
+    Ok(report)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.2}%"))
+}
+
+fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
+    let b = &report.best;
+    let mut text = format!(
+        "best architecture: {}  (trial {})\n  validation accuracy {:.2}%, test accuracy {}",
+        b.arch,
+        b.trial,
+        b.valid_accuracy,
+        pct(b.test_accuracy)
+    );
+    if let Some(p) = b.params {
+        text += &format!(", {p} parameters");
+    }
+    if let Some(f) = b.flops {
+        text += &format!(", {:.2} MFLOPs", f as f64 / 1e6);
+    }
+    text += &format!(
+        "\nmedian test accuracy of the {} trials: {}",
+        report.trials.len(),
+        pct(report.median_test_accuracy)
+    );
+    if let (Some(t), Some(m)) = (b.test_accuracy, report.median_test_accuracy) {
+        text += &format!(" (the search's pick: {:+.2} points)", t - m);
+    }
+    text += &format!(
+        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json}}\n",
+        report.evaluations,
+        if report.resumed { " (resumed)" } else { "" },
+        report.failed,
+        report.stop,
+        report.wall_time_s,
+        dir.display()
+    );
+    let mut value = serde_json::to_value(report).map_err(|e| CliError::Usage(e.to_string()))?;
+    value["output_dir"] = json!(dir.display().to_string());
+    out.result(&text, &value).map_err(CliError::Output)
+}
