@@ -15,7 +15,7 @@
 //!
 //! The defaults are those of `nas search` without arguments: the NAS-Bench-201 cell space,
 //! regularized evolution (population 8, tournament 3), each candidate trained from scratch for
-//! [`DEFAULT_EPOCHS`] epoch on [`DEFAULT_TRAIN_EXAMPLES`] images of the embedded Fashion-MNIST
+//! [`DEFAULT_EPOCHS`] epochs on the [`DEFAULT_TRAIN_EXAMPLES`] training images of the embedded Fashion-MNIST
 //! subset (10% of its training part held out for validation, which the search optimises; the
 //! 1,000 test images give the reported accuracy) in a small NAS-Bench-201 macro network
 //! (C = 8, N = 1), [`DEFAULT_EVALUATIONS`] evaluations, seed 0, one worker.
@@ -41,7 +41,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nas_space::SearchSpace;
+use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
+use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -54,22 +56,30 @@ use crate::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use crate::plot::{Plot, Style};
 use crate::search::{Budget, SearchConfig, StopReason, run_search_observed};
 use crate::strategy::{ReaConfig, StrategyKind};
-use crate::train::{DartsFamily, Nb201Family, TrainEvaluator, TrainRecipe};
+use crate::train::{
+    ChainFamily, DartsFamily, Nb101Family, Nb201Family, TrainEvaluator, TrainRecipe,
+};
 
 /// Default number of evaluations.
 pub const DEFAULT_EVALUATIONS: u64 = 16;
 /// Default training epochs per candidate.
-pub const DEFAULT_EPOCHS: u32 = 1;
+pub const DEFAULT_EPOCHS: u32 = 2;
 /// Default number of training images per candidate.
-pub const DEFAULT_TRAIN_EXAMPLES: usize = 2000;
+pub const DEFAULT_TRAIN_EXAMPLES: usize = 3600;
 
 /// Which search space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpaceChoice {
     /// NAS-Bench-201 cells (trained in the NB201 macro network, or looked up in the table).
     Nb201,
-    /// DARTS genotypes (trained in the DARTS evaluation network).
+    /// DARTS genotypes (trained in the DARTS evaluation network; `cells` = cells in all).
     Darts,
+    /// NAS-Bench-101 graphs (trained in the NB101 network: `channels` = stem channels, 3
+    /// stacks of `cells` cells).
+    Nb101,
+    /// Chains of the CNN preset [`nas_space::chain::ChainSpace::cnn`] (`channels`, `cells`
+    /// unused).
+    Chain,
 }
 
 /// How candidates are evaluated.
@@ -386,7 +396,7 @@ impl Search {
                 let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
                 self.run_with(&Nb201Space, &ev, *fidelity)
             }
-            (EvaluatorChoice::Table { .. }, SpaceChoice::Darts) => Err(SearchError::Config(
+            (EvaluatorChoice::Table { .. }, _) => Err(SearchError::Config(
                 "the NAS-Bench-201 table evaluates only the nb201 space".into(),
             )),
             (
@@ -421,6 +431,19 @@ impl Search {
                         };
                         let ev = TrainEvaluator::new(family, splits, *recipe).map_err(bad)?;
                         self.run_with(&DartsSpace, &ev, *epochs)
+                    }
+                    SpaceChoice::Nb101 => {
+                        let family = Nb101Family {
+                            stem_channels: *channels,
+                            stacks: 3,
+                            cells_per_stack: *cells,
+                        };
+                        let ev = TrainEvaluator::new(family, splits, *recipe).map_err(bad)?;
+                        self.run_with(&Nb101Space, &ev, *epochs)
+                    }
+                    SpaceChoice::Chain => {
+                        let ev = TrainEvaluator::new(ChainFamily, splits, *recipe).map_err(bad)?;
+                        self.run_with(&ChainSpace::cnn(), &ev, *epochs)
                     }
                 }
             }
@@ -486,8 +509,12 @@ impl Search {
         let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
         let best = outcome.best().ok_or_else(|| {
             SearchError::Config(format!(
-                "no trial succeeded ({} failed); see the events log",
-                trials.len()
+                "no trial succeeded ({} failed; first failure: {}); see the events log",
+                trials.len(),
+                trials
+                    .iter()
+                    .find_map(|t| t.failure.clone())
+                    .unwrap_or_default()
             ))
         })?;
         let bm = best.metrics().expect("best has metrics");
@@ -687,5 +714,25 @@ mod tests {
         assert!(r.best.test_accuracy.is_some() && r.best.params.is_some());
         assert!(r.evaluator.starts_with("train/nb201(C=4,N=1)/"));
         assert!(dir.path().join("params_accuracy.svg").exists());
+        // Every space trains through the same call (tiny networks, 1 trial each).
+        for (space, cells) in [
+            (SpaceChoice::Darts, 3),
+            (SpaceChoice::Nb101, 1),
+            (SpaceChoice::Chain, 1),
+        ] {
+            let recipe = TrainRecipe {
+                train_examples: Some(100),
+                ..TrainRecipe::default()
+            };
+            let r = Search::new()
+                .space(space)
+                .data(DataSpec::DigitsEmbedded)
+                .train(recipe, 1, 4, cells)
+                .strategy(StrategyKind::parse("random").unwrap())
+                .evaluations(1)
+                .run();
+            let r = r.unwrap_or_else(|e| panic!("{space:?}: {e}"));
+            assert_eq!(r.trials.len(), 1, "{space:?}");
+        }
     }
 }

@@ -26,7 +26,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use nas_space::chain::ChainArch;
 use nas_space::darts::DartsGenotype;
+use nas_space::nb101::Nb101Arch;
 use nas_space::nb201::Nb201Cell;
 use nas_tensor::nn::Module;
 use nas_tensor::optim::{CosineAnnealingLr, Optimizer, Sgd, SgdConfig, clip_grad_norm};
@@ -37,7 +39,9 @@ use thiserror::Error;
 use crate::data::{Augment, BatchOptions, DataError, Dataset, Splits};
 use crate::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
 use crate::nb201_cost::NetworkCost;
+use crate::nets::chain::{ChainNetwork, chain_cost};
 use crate::nets::darts::{DartsConfig, DartsNetwork, darts_cost};
+use crate::nets::nb101::{Nb101Config, Nb101Network, nb101_cost};
 use crate::nets::nb201::{Nb201Config, Nb201Network, nb201_cost};
 
 /// What can go wrong while training.
@@ -238,6 +242,79 @@ impl NetworkFamily<DartsGenotype> for DartsFamily {
         classes: usize,
     ) -> NetworkCost {
         darts_cost(arch, &self.config(input, classes), input.1, input.2)
+    }
+}
+
+/// NAS-Bench-101 networks with `stem_channels`, `stacks` and `cells_per_stack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nb101Family {
+    /// Channels after the stem (128 in the benchmark).
+    pub stem_channels: usize,
+    /// Stacks (3).
+    pub stacks: usize,
+    /// Cells per stack (3).
+    pub cells_per_stack: usize,
+}
+
+impl Nb101Family {
+    fn config(&self, input: (usize, usize, usize), classes: usize) -> Nb101Config {
+        Nb101Config {
+            stem_channels: self.stem_channels,
+            stacks: self.stacks,
+            cells_per_stack: self.cells_per_stack,
+            in_channels: input.0,
+            classes,
+        }
+    }
+}
+
+impl NetworkFamily<Nb101Arch> for Nb101Family {
+    fn name(&self) -> String {
+        format!(
+            "nb101(C={},S={},N={})",
+            self.stem_channels, self.stacks, self.cells_per_stack
+        )
+    }
+    fn build(
+        &self,
+        arch: &Nb101Arch,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>, TensorError> {
+        Ok(Box::new(Nb101Network::new(
+            arch,
+            self.config(input, classes),
+            seed,
+        )?))
+    }
+    fn cost(&self, arch: &Nb101Arch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        nb101_cost(arch, &self.config(input, classes), input.1, input.2).unwrap_or(NetworkCost {
+            params: 0,
+            flops: 0,
+        })
+    }
+}
+
+/// Chain networks ([`crate::nets::chain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChainFamily;
+
+impl NetworkFamily<ChainArch> for ChainFamily {
+    fn name(&self) -> String {
+        "chain".into()
+    }
+    fn build(
+        &self,
+        arch: &ChainArch,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>, TensorError> {
+        Ok(Box::new(ChainNetwork::new(arch, input, classes, seed)?))
+    }
+    fn cost(&self, arch: &ChainArch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        chain_cost(arch, input, classes)
     }
 }
 
