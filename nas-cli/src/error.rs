@@ -19,6 +19,9 @@ pub enum CliError {
     /// A search that cannot start or continue (bad settings, a checkpoint of another search, ...).
     #[error(transparent)]
     Search(#[from] nas_search::SearchError),
+    /// A one-shot search (DARTS, GDAS) that cannot start or continue.
+    #[error(transparent)]
+    OneShot(#[from] nas_search::oneshot::OneShotError),
     /// Training failed (diverged, bad settings).
     #[error("training failed: {0}")]
     Train(#[from] nas_search::train::TrainError),

@@ -372,9 +372,19 @@ fn bad_arguments_fail_with_a_message() {
         2,
     );
     assert!(err.contains("nb201"), "{err}");
-    // One-shot strategies are not in this build: said so, not a crash.
-    let err = fails(&nas(&["search", "--strategy", "darts", "--out", o]), 1);
-    assert!(err.contains("darts"), "{err}");
+    // One-shot strategies train a supernet: the table does not apply.
+    fails(
+        &nas(&[
+            "search",
+            "--strategy",
+            "gdas",
+            "--evaluator",
+            "nb201-table",
+            "--out",
+            o,
+        ]),
+        2,
+    );
     // Hyperband with 1 training epoch has no ladder to climb.
     fails(&nas(&["search", "--strategy", "hyperband", "--out", o]), 2);
     // A bad architecture for `nas train`.
@@ -495,4 +505,69 @@ fn every_new_subcommand_has_help_with_examples() {
         let t = String::from_utf8(o.stdout).unwrap();
         assert!(t.contains("Examples:"), "{args:?}: {t}");
     }
+}
+
+/// A tiny one-shot search (DARTS first order on the NAS-Bench-201 supernet): a valid cell, its
+/// outputs, and the table's accuracy of the derived cell.
+#[test]
+fn darts_oneshot_search_derives_a_valid_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let v = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--strategy",
+        "darts",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "256",
+        "--channels",
+        "4",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert_eq!(v["method"], "darts");
+    assert_eq!(v["space"], "nb201");
+    assert_eq!(v["history"].as_array().unwrap().len(), 2);
+    let cell = v["genotype"].as_str().unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("genotype.txt")).unwrap().trim(),
+        cell
+    );
+    // The derived cell is in the space, and its table accuracy is reported.
+    let o = nas(&["space", "--space", "nb201", "validate", cell]);
+    assert!(o.status.success(), "{cell}: {}", stderr(&o));
+    let t = v["history"][1]["nb201_cifar10_test"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&t));
+    for f in [
+        "result.json",
+        "history.json",
+        "alphas.svg",
+        "checkpoint.bin",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    // Resuming the finished search runs no step and derives the same cell.
+    let again = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--strategy",
+        "darts",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "256",
+        "--channels",
+        "4",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+        "--resume",
+    ]));
+    assert_eq!(again["steps_run"], 0);
+    assert_eq!(again["genotype"], v["genotype"]);
 }
