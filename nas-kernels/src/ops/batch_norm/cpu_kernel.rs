@@ -1,46 +1,99 @@
 //! CPU batch-norm kernels. Shapes validated by [`crate::Cpu`].
+//!
+//! Both directions make two passes over the tensor in memory order (image by image), which
+//! the hardware prefetchers follow; a per-channel order would jump between `n` separate
+//! `h * w` runs. Images are spread over threads; per-channel sums are per-thread partials
+//! (f64) added at the end.
 
 use super::BatchNorm2d;
-use crate::threads::parallel_for;
+use crate::threads::{num_threads, parallel_for};
 use crate::workspace::SyncPtr;
 
-/// Per-channel sum and sum of squared deviations from `shift` (a first guess of the mean,
-/// which keeps the one-pass variance accurate), in f64.
-fn channel_stats(p: &BatchNorm2d, x: &[f32], ch: usize) -> (f64, f64) {
-    let shift = x[ch * p.hw] as f64;
-    let (mut s, mut s2) = (0.0f64, 0.0f64);
-    for b in 0..p.n {
-        let row = &x[(b * p.c + ch) * p.hw..(b * p.c + ch + 1) * p.hw];
-        let (mut a, mut a2) = ([0.0f32; 8], [0.0f32; 8]);
-        let sh = shift as f32;
-        let mut it = row.chunks_exact(8);
-        for c in &mut it {
-            for j in 0..8 {
-                let d = c[j] - sh;
-                a[j] += d;
-                a2[j] += d * d;
-            }
-        }
-        for &v in it.remainder() {
-            let d = (v - sh) as f64;
-            s += d;
-            s2 += d * d;
-        }
-        s += a.iter().map(|&v| v as f64).sum::<f64>();
-        s2 += a2.iter().map(|&v| v as f64).sum::<f64>();
+/// Number of image ranges the passes are split into (1 for small tensors).
+fn parts(p: &BatchNorm2d) -> usize {
+    if p.x_len() >= 1 << 15 {
+        num_threads().min(p.n).max(1)
+    } else {
+        1
     }
-    let m = (p.n * p.hw) as f64;
-    let mean_d = s / m;
-    let var = (s2 / m - mean_d * mean_d).max(0.0);
-    (shift + mean_d, var)
 }
 
-/// Runs `f(ch)` for every channel, over threads when the tensor is large enough for that to pay.
-fn per_channel(p: &BatchNorm2d, f: &(dyn Fn(usize) + Sync)) {
-    if p.x_len() >= 1 << 15 {
-        parallel_for(p.c, f);
+fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 {
+        f(0);
     } else {
-        (0..p.c).for_each(f);
+        parallel_for(parts, f);
+    }
+}
+
+fn range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let base = n / parts;
+    let extra = n % parts;
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+/// `(sum(a), sum(a * (b - shift)))` of two equal-length rows, eight f32 lanes, f64 result.
+#[inline]
+fn sums(a: &[f32], b: &[f32], shift: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
+    let mut ia = a.chunks_exact(8);
+    let mut ib = b.chunks_exact(8);
+    for (ac, bc) in (&mut ia).zip(&mut ib) {
+        for j in 0..8 {
+            s1[j] += ac[j];
+            s2[j] += ac[j] * (bc[j] - shift);
+        }
+    }
+    let (mut t1, mut t2) = (0.0f64, 0.0f64);
+    for (&av, &bv) in ia.remainder().iter().zip(ib.remainder()) {
+        t1 += av as f64;
+        t2 += av as f64 * (bv - shift) as f64;
+    }
+    (
+        t1 + s1.iter().map(|&v| v as f64).sum::<f64>(),
+        t2 + s2.iter().map(|&v| v as f64).sum::<f64>(),
+    )
+}
+
+/// Per-channel `(sum(a), sum(a * (b - shift[ch])))` over the whole tensor.
+fn channel_sums(p: &BatchNorm2d, a: &[f32], b: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
+    let np = parts(p);
+    let mut partial = vec![0.0f64; np * p.c * 2];
+    let pp = SyncPtr64(partial.as_mut_ptr());
+    run(np, &|t| {
+        for bi in range(p.n, np, t) {
+            for ch in 0..p.c {
+                let o = (bi * p.c + ch) * p.hw;
+                let (s1, s2) = sums(&a[o..o + p.hw], &b[o..o + p.hw], shift[ch]);
+                // SAFETY: slot (t, ch) belongs to task t.
+                unsafe {
+                    *pp.at((t * p.c + ch) * 2) += s1;
+                    *pp.at((t * p.c + ch) * 2 + 1) += s2;
+                }
+            }
+        }
+    });
+    (0..p.c)
+        .map(|ch| {
+            (0..np).fold((0.0, 0.0), |(x, y), t| {
+                (
+                    x + partial[(t * p.c + ch) * 2],
+                    y + partial[(t * p.c + ch) * 2 + 1],
+                )
+            })
+        })
+        .collect()
+}
+
+/// [`SyncPtr`] for f64 partial sums.
+#[derive(Clone, Copy)]
+struct SyncPtr64(*mut f64);
+unsafe impl Send for SyncPtr64 {}
+unsafe impl Sync for SyncPtr64 {}
+impl SyncPtr64 {
+    fn at(&self, i: usize) -> *mut f64 {
+        self.0.wrapping_add(i)
     }
 }
 
@@ -50,61 +103,114 @@ pub(crate) fn forward(
     x: &[f32],
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
-    running_mean: Option<&mut [f32]>,
-    running_var: Option<&mut [f32]>,
+    mut running_mean: Option<&mut [f32]>,
+    mut running_var: Option<&mut [f32]>,
     y: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
 ) {
     let m = (p.n * p.hw) as f64;
-    let rm = running_mean.map(|r| SyncPtr(r.as_mut_ptr()));
-    let rv = running_var.map(|r| SyncPtr(r.as_mut_ptr()));
-    let (yp, smp, sip) = (
-        SyncPtr(y.as_mut_ptr()),
-        SyncPtr(save_mean.as_mut_ptr()),
-        SyncPtr(save_invstd.as_mut_ptr()),
-    );
-    per_channel(p, &|ch| {
-        // SAFETY: task `ch` touches only element `ch` of the per-channel arrays and the
-        // `ch` planes of y; all lengths were validated.
-        let (rm, rv) = unsafe {
-            (
-                rm.as_ref().map(|r| &mut r.slice(ch, 1)[0]),
-                rv.as_ref().map(|r| &mut r.slice(ch, 1)[0]),
-            )
-        };
-        let (mean, var) = if p.training {
-            let (mean, var) = channel_stats(p, x, ch);
-            let mo = p.momentum as f64;
-            if let Some(rm) = rm {
-                *rm = ((1.0 - mo) * *rm as f64 + mo * mean) as f32;
+    if p.training {
+        // sums of (x - shift) and (x - shift)^2 with shift = a first value of the channel,
+        // which keeps the one-pass variance accurate
+        let shift: Vec<f32> = (0..p.c).map(|ch| x[ch * p.hw]).collect();
+        let st = channel_sums_sq(p, x, &shift);
+        let mo = p.momentum as f64;
+        for ch in 0..p.c {
+            let (s, s2) = st[ch];
+            let md = s / m;
+            let mean = shift[ch] as f64 + md;
+            let var = (s2 / m - md * md).max(0.0);
+            if let Some(rm) = running_mean.as_deref_mut() {
+                rm[ch] = ((1.0 - mo) * rm[ch] as f64 + mo * mean) as f32;
             }
-            if let Some(rv) = rv {
-                *rv = ((1.0 - mo) * *rv as f64 + mo * var * m / (m - 1.0)) as f32;
+            if let Some(rv) = running_var.as_deref_mut() {
+                rv[ch] = ((1.0 - mo) * rv[ch] as f64 + mo * var * m / (m - 1.0)) as f32;
             }
-            (mean, var)
-        } else {
-            // validated: present in evaluation
-            (rm.map_or(0.0, |r| *r) as f64, rv.map_or(1.0, |r| *r) as f64)
-        };
-        let inv = 1.0 / (var + p.eps as f64).sqrt();
-        unsafe {
-            smp.slice(ch, 1)[0] = mean as f32;
-            sip.slice(ch, 1)[0] = inv as f32;
+            save_mean[ch] = mean as f32;
+            save_invstd[ch] = (1.0 / (var + p.eps as f64).sqrt()) as f32;
         }
-        let g = gamma.map_or(1.0, |g| g[ch]);
-        let b = beta.map_or(0.0, |b| b[ch]);
-        let scale = g * inv as f32;
-        let shift = b - mean as f32 * scale;
-        for bi in 0..p.n {
-            let o = (bi * p.c + ch) * p.hw;
-            // SAFETY: the (bi, ch) plane belongs to this task.
-            let yr = unsafe { yp.slice(o, p.hw) };
-            for (yv, &xv) in yr.iter_mut().zip(&x[o..o + p.hw]) {
+    } else {
+        // validated: both running statistics are present in evaluation
+        for ch in 0..p.c {
+            let rm = running_mean.as_deref().map_or(0.0, |r| r[ch]) as f64;
+            let rv = running_var.as_deref().map_or(1.0, |r| r[ch]) as f64;
+            save_mean[ch] = rm as f32;
+            save_invstd[ch] = (1.0 / (rv + p.eps as f64).sqrt()) as f32;
+        }
+    }
+    let coef: Vec<(f32, f32)> = (0..p.c)
+        .map(|ch| {
+            let scale = gamma.map_or(1.0, |g| g[ch]) * save_invstd[ch];
+            (scale, beta.map_or(0.0, |b| b[ch]) - save_mean[ch] * scale)
+        })
+        .collect();
+    let np = parts(p);
+    let yp = SyncPtr(y.as_mut_ptr());
+    run(np, &|t| {
+        let r = range(p.n, np, t);
+        let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
+        // SAFETY: task t writes only its own images.
+        let yr = unsafe { yp.slice(lo, len) };
+        for (i, (yc, xc)) in yr
+            .chunks_exact_mut(p.hw)
+            .zip(x[lo..lo + len].chunks_exact(p.hw))
+            .enumerate()
+        {
+            let (scale, shift) = coef[i % p.c];
+            for (yv, &xv) in yc.iter_mut().zip(xc) {
                 *yv = xv * scale + shift;
             }
         }
     });
+}
+
+/// Per-channel `(sum(x - shift), sum((x - shift)^2))`.
+fn channel_sums_sq(p: &BatchNorm2d, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
+    let np = parts(p);
+    let mut partial = vec![0.0f64; np * p.c * 2];
+    let pp = SyncPtr64(partial.as_mut_ptr());
+    run(np, &|t| {
+        for bi in range(p.n, np, t) {
+            for ch in 0..p.c {
+                let o = (bi * p.c + ch) * p.hw;
+                let row = &x[o..o + p.hw];
+                let sh = shift[ch];
+                let (mut a, mut a2) = ([0.0f32; 8], [0.0f32; 8]);
+                let mut it = row.chunks_exact(8);
+                for c in &mut it {
+                    for j in 0..8 {
+                        let d = c[j] - sh;
+                        a[j] += d;
+                        a2[j] += d * d;
+                    }
+                }
+                let (mut s, mut s2) = (0.0f64, 0.0f64);
+                for &v in it.remainder() {
+                    let d = (v - sh) as f64;
+                    s += d;
+                    s2 += d * d;
+                }
+                s += a.iter().map(|&v| v as f64).sum::<f64>();
+                s2 += a2.iter().map(|&v| v as f64).sum::<f64>();
+                // SAFETY: slot (t, ch) belongs to task t.
+                unsafe {
+                    *pp.at((t * p.c + ch) * 2) += s;
+                    *pp.at((t * p.c + ch) * 2 + 1) += s2;
+                }
+            }
+        }
+    });
+    (0..p.c)
+        .map(|ch| {
+            (0..np).fold((0.0, 0.0), |(u, v), t| {
+                (
+                    u + partial[(t * p.c + ch) * 2],
+                    v + partial[(t * p.c + ch) * 2 + 1],
+                )
+            })
+        })
+        .collect()
 }
 
 /// Backward; see [`crate::Backend::batch_norm_backward`].
@@ -116,63 +222,46 @@ pub(crate) fn backward(
     save_invstd: &[f32],
     dy: &[f32],
     dx: &mut [f32],
-    dgamma: Option<&mut [f32]>,
-    dbeta: Option<&mut [f32]>,
+    mut dgamma: Option<&mut [f32]>,
+    mut dbeta: Option<&mut [f32]>,
 ) {
     let m = (p.n * p.hw) as f64;
-    let dgp = dgamma.map(|r| SyncPtr(r.as_mut_ptr()));
-    let dbp = dbeta.map(|r| SyncPtr(r.as_mut_ptr()));
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    per_channel(p, &|ch| {
-        let mean = save_mean[ch];
+    // sum(dy) and sum(dy * (x - mean)) per channel
+    let st = channel_sums(p, dy, x, save_mean);
+    let mut coef = vec![(0.0f32, 0.0f32, 0.0f32, 0.0f32); p.c];
+    for ch in 0..p.c {
+        let (sg, sgx) = st[ch];
         let inv = save_invstd[ch];
-        // sum(dy) and sum(dy * (x - mean))
-        let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-        for bi in 0..p.n {
-            let o = (bi * p.c + ch) * p.hw;
-            let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-            let xr = &x[o..o + p.hw];
-            let gr = &dy[o..o + p.hw];
-            let mut ix = xr.chunks_exact(8);
-            let mut ig = gr.chunks_exact(8);
-            for (xc, gc) in (&mut ix).zip(&mut ig) {
-                for j in 0..8 {
-                    a[j] += gc[j];
-                    b[j] += gc[j] * (xc[j] - mean);
-                }
-            }
-            for (&xv, &gv) in ix.remainder().iter().zip(ig.remainder()) {
-                sg += gv as f64;
-                sgx += gv as f64 * (xv - mean) as f64;
-            }
-            sg += a.iter().map(|&v| v as f64).sum::<f64>();
-            sgx += b.iter().map(|&v| v as f64).sum::<f64>();
+        if let Some(db) = dbeta.as_deref_mut() {
+            db[ch] = sg as f32;
         }
-        let g = gamma.map_or(1.0, |g| g[ch]);
-        // SAFETY: task `ch` writes only element `ch` of dgamma/dbeta and the `ch` planes of dx.
-        unsafe {
-            if let Some(db) = dbp {
-                db.slice(ch, 1)[0] = sg as f32;
-            }
-            if let Some(dg) = dgp {
-                dg.slice(ch, 1)[0] = (sgx * inv as f64) as f32;
-            }
+        if let Some(dg) = dgamma.as_deref_mut() {
+            dg[ch] = (sgx * inv as f64) as f32;
         }
         // training: dx = g * inv * (dy - mean(dy) - xhat * mean(dy * xhat))
         // evaluation: dx = g * inv * dy
-        let k = g * inv;
+        let k = gamma.map_or(1.0, |g| g[ch]) * inv;
         let (c0, c1) = if p.training {
-            let mdy = (sg / m) as f32;
-            let mdyx = (sgx / m) as f32 * inv * inv; // mean(dy * xhat) * inv
-            (mdy, mdyx)
+            ((sg / m) as f32, (sgx / m) as f32 * inv * inv)
         } else {
             (0.0, 0.0)
         };
-        for bi in 0..p.n {
-            let o = (bi * p.c + ch) * p.hw;
-            // SAFETY: as above.
-            let dr = unsafe { dxp.slice(o, p.hw) };
-            for ((d, &xv), &gv) in dr.iter_mut().zip(&x[o..o + p.hw]).zip(&dy[o..o + p.hw]) {
+        coef[ch] = (k, c0, c1, save_mean[ch]);
+    }
+    let np = parts(p);
+    let dxp = SyncPtr(dx.as_mut_ptr());
+    run(np, &|t| {
+        let r = range(p.n, np, t);
+        let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
+        // SAFETY: task t writes only its own images.
+        let dr = unsafe { dxp.slice(lo, len) };
+        let rows = dr
+            .chunks_exact_mut(p.hw)
+            .zip(x[lo..lo + len].chunks_exact(p.hw))
+            .zip(dy[lo..lo + len].chunks_exact(p.hw));
+        for (i, ((dc, xc), gc)) in rows.enumerate() {
+            let (k, c0, c1, mean) = coef[i % p.c];
+            for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
                 *d = k * (gv - c0 - (xv - mean) * c1);
             }
         }

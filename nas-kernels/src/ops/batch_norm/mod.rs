@@ -187,6 +187,69 @@ mod tests {
     }
 
     #[test]
+    fn large_threaded_batch_norm_matches_f64_formulas() {
+        // above the size at which images are spread over threads
+        let p = BatchNorm2d::new(6, 3, 4099);
+        let x: Vec<f32> = (0..p.x_len())
+            .map(|i| ((i * 7919) % 1009) as f32 * 0.01 + 3.0)
+            .collect();
+        let dy: Vec<f32> = (0..p.x_len())
+            .map(|i| ((i * 104729) % 997) as f32 * 0.002 - 1.0)
+            .collect();
+        let gamma = vec![0.5f32, -1.5, 2.0];
+        let beta = vec![0.1f32, 0.2, -0.3];
+        let before = crate::threads::num_threads();
+        crate::threads::set_num_threads(2);
+        let o = run(&p, &x, Some(&gamma), Some(&beta));
+        let mut dx = vec![0.0; p.x_len()];
+        let (mut dg, mut db) = (vec![0.0; 3], vec![0.0; 3]);
+        Cpu.batch_norm_backward(
+            &p,
+            &x,
+            Some(&gamma),
+            &o.mean,
+            &o.invstd,
+            &dy,
+            &mut dx,
+            Some(&mut dg),
+            Some(&mut db),
+        )
+        .unwrap();
+        crate::threads::set_num_threads(before);
+        let m = (p.n * p.hw) as f64;
+        for ch in 0..p.c {
+            let idx: Vec<usize> = (0..p.n)
+                .flat_map(|b| (0..p.hw).map(move |s| (b * p.c + ch) * p.hw + s))
+                .collect();
+            let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / m;
+            let var = idx
+                .iter()
+                .map(|&i| (x[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / m;
+            let inv = 1.0 / (var + 1e-5).sqrt();
+            let sg: f64 = idx.iter().map(|&i| dy[i] as f64).sum();
+            let sgx: f64 = idx
+                .iter()
+                .map(|&i| dy[i] as f64 * (x[i] as f64 - mean) * inv)
+                .sum();
+            assert!((db[ch] as f64 - sg).abs() < 1e-3 * (1.0 + sg.abs()));
+            assert!((dg[ch] as f64 - sgx).abs() < 1e-3 * (1.0 + sgx.abs()));
+            for &i in &idx {
+                let xh = (x[i] as f64 - mean) * inv;
+                let want_y = xh * gamma[ch] as f64 + beta[ch] as f64;
+                assert!((o.y[i] as f64 - want_y).abs() < 1e-4 * (1.0 + want_y.abs()));
+                let want = gamma[ch] as f64 * inv * (dy[i] as f64 - sg / m - xh * sgx / m);
+                assert!(
+                    (dx[i] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "{} {want}",
+                    dx[i]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn batch_norm_errors() {
         let p = BatchNorm2d::new(1, 2, 1);
         assert!(p.validate().is_err()); // one value per channel in training

@@ -680,7 +680,8 @@ pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &m
     });
 }
 
-/// Depthwise weight gradient; channels are spread over threads, each summing over the batch.
+/// Depthwise weight gradient: images (in memory order) are spread over threads, each adding
+/// into its own partial gradient; the partials are summed at the end.
 pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (ph, pw) = p.padding;
@@ -698,21 +699,26 @@ pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &
         oh,
         ow,
     };
-    dw.fill(0.0);
-    let parts = threads_for(p).min(p.c_in).max(1);
-    let dwp = SyncPtr(dw.as_mut_ptr());
-    par(p, parts, &|t| {
-        with_scratch(hp * wp + SLACK, |xpad| {
-            for c in chunk(p.c_in, parts, t) {
-                // SAFETY: each task owns the weights of its channels.
-                let dwc = unsafe { dwp.slice(c * kk, kk) };
-                for b in 0..p.n {
-                    let i = b * p.c_in + c;
-                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
-                    // SAFETY: AVX-512F checked by `available`.
-                    unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
+    let wl = dw.len();
+    let parts = threads_for(p).min(p.n).max(1);
+    with_scratch(parts * wl, |partials| {
+        let pp = SyncPtr(partials.as_mut_ptr());
+        par(p, parts, &|t| {
+            // SAFETY: each task writes only its own partial.
+            let part = unsafe { pp.slice(t * wl, wl) };
+            part.fill(0.0);
+            with_scratch(hp * wp + SLACK, |xpad| {
+                for b in chunk(p.n, parts, t) {
+                    for c in 0..p.c_in {
+                        let i = b * p.c_in + c;
+                        pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                        let dwc = &mut part[c * kk..(c + 1) * kk];
+                        // SAFETY: AVX-512F checked by `available`.
+                        unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
+                    }
                 }
-            }
+            });
         });
+        sum_partials(partials, parts, dw);
     });
 }
