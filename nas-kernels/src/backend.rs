@@ -45,6 +45,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// A buffer of `len` zeros.
     fn zeros(&self, len: usize) -> Result<Self::Buffer>;
     /// A buffer holding a copy of `data`.
+    #[allow(clippy::wrong_self_convention)]
     fn from_slice(&self, data: &[f32]) -> Result<Self::Buffer>;
     /// The buffer's contents, copied to the host.
     fn to_vec(&self, buf: &Self::Buffer) -> Result<Vec<f32>>;

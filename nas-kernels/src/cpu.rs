@@ -528,7 +528,9 @@ impl Backend for Cpu {
     ) -> Result<()> {
         match dist {
             RandomDist::Uniform { low, high }
-                if !(low < high) || !low.is_finite() || !high.is_finite() =>
+                if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
+                    || !low.is_finite()
+                    || !high.is_finite() =>
             {
                 return Err(KernelError::param(
                     "fill_random",
@@ -536,7 +538,7 @@ impl Backend for Cpu {
                 ));
             }
             RandomDist::Normal { mean, std }
-                if !(std >= 0.0) || !std.is_finite() || !mean.is_finite() =>
+                if std.is_nan() || std < 0.0 || !std.is_finite() || !mean.is_finite() =>
             {
                 return Err(KernelError::param(
                     "fill_random",

@@ -70,7 +70,7 @@ mod tests {
             b.fill(1.0);
             b.as_ptr() as usize
         });
-        let _ = super::with_scratch(10, |b| assert_eq!(b.len(), 10));
+        super::with_scratch(10, |b| assert_eq!(b.len(), 10));
         // nested use gets a different buffer
         super::with_scratch(1000, |a| {
             super::with_scratch(1000, |b| assert_ne!(a.as_ptr(), b.as_ptr()))

@@ -55,7 +55,7 @@ impl BatchNorm2d {
         if self.n == 0 || self.c == 0 || self.hw == 0 {
             return Err(KernelError::param(op, "n, c and hw must be positive"));
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return Err(KernelError::param(
                 op,
                 format!("eps must be positive, got {}", self.eps),

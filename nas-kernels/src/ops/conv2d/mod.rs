@@ -124,7 +124,7 @@ impl Conv2d {
                 return Err(KernelError::param(op, format!("`{name}` must be positive")));
             }
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return Err(KernelError::param(
                 op,
                 format!(
