@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -108,6 +109,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--formats", nargs="+", default=["nchw", "channels_last"],
+                    choices=["nchw", "channels_last"])
     args = ap.parse_args()
     torch.manual_seed(0)
     out = {
@@ -120,7 +124,9 @@ def main():
     out["params"] = sum(p.numel() for p in net.parameters())
     x0 = torch.randn(64, 3, 32, 32)
     labels = torch.tensor([(i * 7) % 10 for i in range(64)])
-    for fmt_name, fmt in [("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)]:
+    formats = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+    for fmt_name in args.formats:
+        fmt = formats[fmt_name]
         net = Net().to(memory_format=fmt)
         x = x0.to(memory_format=fmt)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -138,8 +144,10 @@ def main():
 
         for t in args.threads:
             torch.set_num_threads(t)
-            out["results"][f"{fmt_name}/threads={t}/fwd_bwd"] = time_it(fwd_bwd, args.reps)
-            out["results"][f"{fmt_name}/threads={t}/sgd_step"] = time_it(sgd_step, args.reps)
+            for name, fn in [("fwd_bwd", fwd_bwd), ("sgd_step", sgd_step)]:
+                key = f"{fmt_name}/threads={t}/{name}"
+                out["results"][key] = time_it(fn, args.reps, args.warmup)
+                print(key, json.dumps(out["results"][key]), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
 
 
