@@ -132,7 +132,7 @@ pub(crate) unsafe fn pack_panels<const W: usize>(
     ks: usize,
     out: *mut f32,
 ) {
-    if ks != 1 || ls == 1 || !(W == 8 || W % 16 == 0) {
+    if ks != 1 || ls == 1 || !(W == 8 || W & 15 == 0) {
         // SAFETY: forwarded.
         return unsafe { super::pack::pack_panels::<W>(len, kc, src, ls, ks, out) };
     }
@@ -156,7 +156,7 @@ pub(crate) unsafe fn pack_panels<const W: usize>(
                 // SAFETY: lanes `g .. g + 16` (or `g .. g + 8` when only that panel exists)
                 // lie in the `padded` lanes `out` has room for.
                 unsafe {
-                    if W % 16 == 0 {
+                    if W & 15 == 0 {
                         _mm512_storeu_ps(out.add(dst(g, p0 + q)), r[q]);
                     } else {
                         let lo = _mm512_castps512_ps256(r[q]);

@@ -915,7 +915,7 @@ unsafe fn gemm_dot(kc: usize, nb: usize, job: &Job) {
     // Depth offset at which B's rows become 64-byte aligned (when they all share one
     // alignment), so that the unaligned loads that split cache lines are only in `head`.
     let b_addr = job.b.ptr as usize;
-    let head = if b_addr % 4 == 0 && ldb % 16 == 0 {
+    let head = if b_addr & 3 == 0 && ldb & 15 == 0 {
         (16 - (b_addr / 4) % 16) % 16
     } else {
         0
