@@ -19,6 +19,11 @@
 //! and the packed `mb x kc` block of A in L3. Packing buffers are thread-local and reused, so a
 //! call allocates nothing once the buffers have grown to the problem's size.
 //!
+//! `A * B^T` with a small output and a long depth (the weight gradient of a convolution) takes
+//! a different route with the AVX-512 kernel: both operands are contiguous along the depth, so
+//! 4 x 6 tiles of 16-lane dot products read them unpacked (no transposing copies), keeping lane
+//! sums in an L2-resident scratch that is reduced once at the end.
+//!
 //! Threads ([`crate::threads`]): problems above a few MFLOP are split over up to
 //! [`crate::threads::num_threads`] threads by columns of C (the usual case, no work duplicated),
 //! by rows, or, for small outputs with a long contraction (the weight gradient of a convolution),
