@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod benchmark;
+pub mod builder;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -20,8 +21,6 @@ pub mod evaluator;
 pub mod history;
 pub mod nb201;
 pub mod nb201_cost;
-pub mod builder;
-pub mod train;
 pub mod nets;
 pub mod oneshot;
 pub mod plot;
@@ -29,6 +28,7 @@ pub mod search;
 pub mod stats;
 pub mod strategy;
 pub mod synthetic;
+pub mod train;
 
 pub use error::{Result, SearchError};
 pub use evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
