@@ -331,3 +331,50 @@ fn gdas_hard_forward_and_straight_through_gradient() {
         net.zero_grad();
     }
 }
+
+/// The memory-saving recomputation path gives the same loss and gradients (weights and
+/// architecture) as one graph over the whole network, up to float summation order, and updates
+/// the BN running statistics once, like the plain pass.
+#[test]
+fn recompute_matches_plain_backward() {
+    let data = digits();
+    let mut grads = Vec::new();
+    for recompute in [false, true] {
+        let mut cfg = OneShotConfig::new(Method::Darts1, SpaceKind::Darts);
+        cfg.c = 4;
+        cfg.layers = 5;
+        cfg.batch_size = 8;
+        cfg.recompute = recompute;
+        let mut s = OneShotSearch::new(cfg, &data).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for a in s.arch().tensors() {
+            let v = Tensor::randn_with(a.shape(), &mut rng).to_vec();
+            a.set_data(&v).unwrap();
+        }
+        let (_, vb) = s.batch_pair(0).unwrap();
+        let (loss, _) = s.arch_grad_first_order(&vb).unwrap();
+        let mut g: Vec<f32> = vec![loss];
+        for a in s.arch().tensors() {
+            g.extend(a.grad_vec().unwrap());
+        }
+        for w in s.weights() {
+            g.extend(w.grad_vec().unwrap());
+        }
+        for (_, b) in s.supernet().named_buffers() {
+            g.extend(b.to_vec());
+        }
+        grads.push(g);
+    }
+    let (a, b) = (&grads[0], &grads[1]);
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * scale.max(1.0),
+        "max difference {worst} (scale {scale})"
+    );
+}

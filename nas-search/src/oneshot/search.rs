@@ -103,6 +103,11 @@ pub struct OneShotConfig {
     pub checkpoint_every: usize,
     /// Evaluate the architecture half (evaluation mode, no gradient) at the end of each epoch.
     pub eval_each_epoch: bool,
+    /// Save memory by recomputation (DARTS supernet, softmax mixing): keep only cell outputs in
+    /// the forward pass and rebuild one cell's graph at a time in the backward pass (about one
+    /// extra forward pass; peak memory of one cell instead of the whole network). Results are
+    /// the same up to float summation order.
+    pub recompute: bool,
 }
 
 impl OneShotConfig {
@@ -136,6 +141,7 @@ impl OneShotConfig {
             unroll_r: 0.01,
             checkpoint_every: 0,
             eval_each_epoch: true,
+            recompute: true,
         }
     }
 
@@ -279,6 +285,17 @@ pub struct OneShotSearch {
     train_order: Vec<usize>,
     valid_order: Vec<usize>,
     order_epoch: Option<usize>,
+}
+
+/// Where a forward pass takes its mixing from.
+#[derive(Clone, Copy)]
+enum MixSource<'a> {
+    /// Softmax of detached architecture weights (weight steps).
+    SoftDetached,
+    /// Softmax recorded for the architecture gradient.
+    SoftRecorded,
+    /// A given mixing (GDAS samples).
+    Fixed(&'a Mixing),
 }
 
 /// A batch as tensors: images `[n, c, h, w]` and labels.
@@ -526,16 +543,41 @@ impl OneShotSearch {
         }
     }
 
-    /// One weight step on `batch` under `mix`: returns (loss, correct).
-    fn weight_step(&mut self, batch: &SearchBatch, mix: &Mixing) -> Result<(f32, u64)> {
+    /// Loss of `batch` and its gradients (accumulated), under the mixing `src` describes:
+    /// returns (loss, correct).
+    fn loss_backward(
+        &self,
+        what: &str,
+        batch: &SearchBatch,
+        src: MixSource<'_>,
+    ) -> Result<(f32, u64)> {
+        let (x, y) = (&batch.x, &batch.y[..]);
+        let (lv, pred) = match src {
+            MixSource::Fixed(m) => self.net.loss_backward_plain(x, y, m)?,
+            MixSource::SoftDetached | MixSource::SoftRecorded => {
+                let make = || -> Result<Mixing> {
+                    if matches!(src, MixSource::SoftDetached) {
+                        self.detached_soft()
+                    } else {
+                        self.arch.soft()
+                    }
+                };
+                if self.config.recompute {
+                    self.net.loss_backward_recompute(x, y, &make)?
+                } else {
+                    self.net.loss_backward_plain(x, y, &make()?)?
+                }
+            }
+        };
+        self.check_finite(what, lv)?;
+        let corr = pred.iter().zip(y).filter(|(a, b)| a == b).count() as u64;
+        Ok((lv, corr))
+    }
+
+    /// One weight step on `batch` under `src`: returns (loss, correct).
+    fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
         self.zero_all();
-        let logits = self.net.forward_mix(&batch.x, mix)?;
-        let loss = logits.cross_entropy(&batch.y)?;
-        let lv = loss.item()?;
-        self.check_finite("training loss", lv)?;
-        let corr = correct(&logits, &batch.y)?;
-        drop(logits);
-        loss.backward()?;
+        let (lv, corr) = self.loss_backward("training loss", batch, src)?;
         clip_grad_norm(&self.w_params, self.config.grad_clip)?;
         self.w_opt.step()?;
         Ok((lv, corr))
@@ -545,16 +587,7 @@ impl OneShotSearch {
     /// the architecture tensors' `.grad`. Returns (loss, correct).
     pub fn arch_grad_first_order(&mut self, batch: &SearchBatch) -> Result<(f32, u64)> {
         self.zero_all();
-        let mix = self.arch.soft()?;
-        let logits = self.net.forward_mix(&batch.x, &mix)?;
-        let loss = logits.cross_entropy(&batch.y)?;
-        let lv = loss.item()?;
-        self.check_finite("architecture loss", lv)?;
-        let corr = correct(&logits, &batch.y)?;
-        drop(logits);
-        drop(mix);
-        loss.backward()?;
-        Ok((lv, corr))
+        self.loss_backward("architecture loss", batch, MixSource::SoftRecorded)
     }
 
     fn weights_data(&self) -> Vec<Vec<f32>> {
@@ -572,13 +605,11 @@ impl OneShotSearch {
     /// (used by the Hessian-vector product); returns one vector per architecture tensor.
     fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Vec<f32>>> {
         self.zero_all();
-        let mix = self.arch.soft()?;
-        let loss = self
-            .net
-            .forward_mix(&batch.x, &mix)?
-            .cross_entropy(&batch.y)?;
-        drop(mix);
-        loss.backward()?;
+        self.loss_backward(
+            "training loss (Hessian-vector product)",
+            batch,
+            MixSource::SoftRecorded,
+        )?;
         Ok(self
             .arch
             .tensors()
@@ -609,14 +640,11 @@ impl OneShotSearch {
         let w0 = self.weights_data();
         // 1. Training gradient at w.
         self.zero_all();
-        let mix = self.detached_soft()?;
-        let loss = self
-            .net
-            .forward_mix(&train.x, &mix)?
-            .cross_entropy(&train.y)?;
-        self.check_finite("training loss (unrolled step)", loss.item()?)?;
-        loss.backward()?;
-        drop(mix);
+        self.loss_backward(
+            "training loss (unrolled step)",
+            train,
+            MixSource::SoftDetached,
+        )?;
         let sgd = self.w_opt.state();
         let (mom, wd) = (sgd.config.momentum, sgd.config.weight_decay);
         for (i, p) in self.w_params.iter().enumerate() {
@@ -715,8 +743,7 @@ impl OneShotSearch {
                     self.arch_grad_second_order(&tb, &vb, lr)?
                 };
                 self.a_opt.step()?;
-                let mix = self.detached_soft()?;
-                let (tl, tc) = self.weight_step(&tb, &mix)?;
+                let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
                 (tl, tc, sl, sc)
             }
             Method::Gdas => {
@@ -729,7 +756,7 @@ impl OneShotSearch {
                     };
                     detached.gumbel(tau, &mut self.rng)?
                 };
-                let (tl, tc) = self.weight_step(&tb, &mix)?;
+                let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
                 drop(mix);
                 self.zero_all();
                 let mix = self.arch.gumbel(tau, &mut self.rng)?;

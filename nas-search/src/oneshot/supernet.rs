@@ -17,7 +17,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
-use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
+use crate::nets::ops::{
+    DilConv, FactorizedReduce, ReLUConvBN, ResNetBasicBlock, SepConv, build_op,
+};
 
 /// Which cell space the supernet searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,18 +162,45 @@ fn rows(w: &Tensor) -> Result<Vec<Tensor>> {
 }
 
 /// A mixed edge: every candidate op but `none` (which is column 0 and contributes zero).
+///
+/// The convolutional candidates (`sep_conv_*`, `dil_conv_*`, `nor_conv_*`) all start with a
+/// ReLU of the edge input; the edge computes that ReLU once and feeds it to them with their own
+/// leading ReLU removed (same result, one activation tensor per edge instead of four).
 struct MixedEdge {
     ops: Vec<Box<dyn Module>>,
+    /// Does op `i` take the shared ReLU of the input (its own ReLU removed)?
+    pre_relu: Vec<bool>,
     stride: usize,
     c: usize,
-    training: bool,
+}
+
+/// Removes the leading ReLU of a `Sequential` built by `nets::ops`.
+fn strip_relu(mut seq: Sequential) -> Sequential {
+    seq.layers.remove(0);
+    seq
 }
 
 impl MixedEdge {
     fn new(space: SpaceKind, c: usize, stride: usize, rng: &mut ChaCha8Rng) -> Result<MixedEdge> {
         let mut ops: Vec<Box<dyn Module>> = Vec::new();
+        let mut pre_relu = Vec::new();
         for name in space.op_names().into_iter().skip(1) {
+            let shared: Option<Sequential> = match name {
+                "sep_conv_3x3" => Some(SepConv::new(c, c, 3, stride, false, rng)?.op),
+                "sep_conv_5x5" => Some(SepConv::new(c, c, 5, stride, false, rng)?.op),
+                "dil_conv_3x3" => Some(DilConv::new(c, c, 3, stride, false, rng)?.op),
+                "dil_conv_5x5" => Some(DilConv::new(c, c, 5, stride, false, rng)?.op),
+                "nor_conv_1x1" => Some(ReLUConvBN::new(c, c, 1, stride, 0, 1, false, rng)?.op),
+                "nor_conv_3x3" => Some(ReLUConvBN::new(c, c, 3, stride, 1, 1, false, rng)?.op),
+                _ => None,
+            };
+            if let Some(seq) = shared {
+                ops.push(Box::new(strip_relu(seq)));
+                pre_relu.push(true);
+                continue;
+            }
             let op = build_op(name, c, c, stride, false, rng)?;
+            pre_relu.push(false);
             if space == SpaceKind::Darts && name.contains("pool") {
                 // DARTS: pools are followed by a non-affine BN inside the supernet.
                 ops.push(Box::new(
@@ -183,10 +212,19 @@ impl MixedEdge {
         }
         Ok(MixedEdge {
             ops,
+            pre_relu,
             stride,
             c,
-            training: true,
         })
+    }
+
+    fn run_op(&self, i: usize, x: &Tensor, rx: &mut Option<Tensor>) -> Result<Tensor> {
+        if self.pre_relu[i] {
+            let r = rx.get_or_insert_with(|| x.relu());
+            Ok(self.ops[i].forward(r)?)
+        } else {
+            Ok(self.ops[i].forward(x)?)
+        }
     }
 
     fn forward(&self, x: &Tensor, mix: EdgeMix<'_>, e: usize) -> Result<Tensor> {
@@ -194,11 +232,10 @@ impl MixedEdge {
             EdgeMix::Soft(rows) => {
                 let k = self.ops.len();
                 let w = rows[e].narrow(0, 1, k)?;
-                let outs = self
-                    .ops
-                    .iter()
-                    .map(|op| op.forward(x))
-                    .collect::<nas_tensor::Result<Vec<_>>>()?;
+                let mut rx = None;
+                let outs = (0..self.ops.len())
+                    .map(|i| self.run_op(i, x, &mut rx))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(Tensor::weighted_sum(&outs, &w)?)
             }
             EdgeMix::Hard(rows, index) => {
@@ -229,7 +266,7 @@ impl MixedEdge {
                     ]);
                     Ok(z.add(&rest)?)
                 } else {
-                    let y = self.ops[sel - 1].forward(x)?;
+                    let y = self.run_op(sel - 1, x, &mut None)?;
                     let w = row.narrow(0, sel, 1)?;
                     Ok(Tensor::weighted_sum(&[y], &w)?.add(&rest)?)
                 }
@@ -245,7 +282,6 @@ impl MixedEdge {
     }
 
     fn set_training(&mut self, training: bool) {
-        self.training = training;
         for op in &mut self.ops {
             op.set_training(training);
         }
@@ -479,7 +515,39 @@ impl Supernet {
 
     /// Logits `[n, classes]` of a batch `[n, in_channels, h, w]` under `mix`.
     pub fn forward_mix(&self, x: &Tensor, mix: &Mixing) -> Result<Tensor> {
-        let space = self.config.space;
+        self.check_input(x)?;
+        let rm = self.prepare(mix)?;
+        let (m_normal, m_reduce) = rm.views();
+        let feat = match &self.body {
+            Body::Darts { stem, cells } => {
+                let s = stem.forward(x)?;
+                let (mut s0, mut s1) = (s.clone(), s);
+                for cell in cells {
+                    let m = if cell.reduction { m_reduce } else { m_normal };
+                    let out = cell.forward(&s0, &s1, m)?;
+                    s0 = std::mem::replace(&mut s1, out);
+                }
+                s1.global_avg_pool()?
+            }
+            Body::Nb201 {
+                stem,
+                layers,
+                lastact,
+            } => {
+                let mut h = stem.forward(x)?;
+                for layer in layers {
+                    h = match layer {
+                        Nb201Layer::Cell(c) => c.forward(&h, m_normal)?,
+                        Nb201Layer::Block(b) => b.forward(&h)?,
+                    };
+                }
+                lastact.forward(&h)?.global_avg_pool()?
+            }
+        };
+        Ok(self.classifier.forward(&feat)?)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
         if x.ndim() != 4 || x.shape()[1] != self.config.in_channels {
             return Err(OneShotError::Data(format!(
                 "supernet input must be [n, {}, h, w], got {:?}",
@@ -487,6 +555,12 @@ impl Supernet {
                 x.shape()
             )));
         }
+        Ok(())
+    }
+
+    /// Checks `mix` and splits it into per-edge row tensors.
+    fn prepare(&self, mix: &Mixing) -> Result<RowMix> {
+        let space = self.config.space;
         let edges = space.num_edges();
         let k = space.num_ops();
         let check = |w: &Tensor, what: &str| -> Result<()> {
@@ -551,44 +625,151 @@ impl Supernet {
                     (rows(&normal.weights)?, r, normal.index.clone(), ri)
                 }
             };
-        let hard = matches!(mix, Mixing::Hard { .. });
-        let m_normal = if hard {
-            EdgeMix::Hard(&n_rows, &n_idx)
-        } else {
-            EdgeMix::Soft(&n_rows)
+        Ok(RowMix {
+            hard: matches!(mix, Mixing::Hard { .. }),
+            n_rows,
+            r_rows,
+            n_idx,
+            r_idx,
+        })
+    }
+
+    /// Cross-entropy loss of a batch under the mixing `make_mix()` builds, with gradients
+    /// accumulated into the weights (and the architecture weights, if `make_mix` records them),
+    /// by recomputation: a forward pass without a graph keeps only the cell outputs, then each
+    /// cell is run again with a graph and back-propagated on its own, last cell first. Peak
+    /// memory is one cell's graph instead of the whole network's, for about one extra forward
+    /// pass. BN running statistics are updated once, as in a plain pass. Used for the DARTS
+    /// supernet with softmax mixing; otherwise (NB201, hard mixing) the plain path runs.
+    /// Returns the loss and the predicted classes.
+    pub fn loss_backward_recompute(
+        &self,
+        x: &Tensor,
+        y: &[usize],
+        make_mix: &dyn Fn() -> Result<Mixing>,
+    ) -> Result<(f32, Vec<usize>)> {
+        self.check_input(x)?;
+        let (stem, cells) = match &self.body {
+            Body::Darts { stem, cells } => (stem, cells),
+            Body::Nb201 { .. } => return self.loss_backward_plain(x, y, &make_mix()?),
         };
-        let m_reduce = if hard {
-            EdgeMix::Hard(&r_rows, &r_idx)
-        } else {
-            EdgeMix::Soft(&r_rows)
-        };
-        let feat = match &self.body {
-            Body::Darts { stem, cells } => {
-                let s = stem.forward(x)?;
-                let (mut s0, mut s1) = (s.clone(), s);
-                for cell in cells {
-                    let m = if cell.reduction { m_reduce } else { m_normal };
-                    let out = cell.forward(&s0, &s1, m)?;
-                    s0 = std::mem::replace(&mut s1, out);
-                }
-                s1.global_avg_pool()?
+        let probe = make_mix()?;
+        if matches!(probe, Mixing::Hard { .. }) {
+            return self.loss_backward_plain(x, y, &probe);
+        }
+        drop(probe);
+        let leaf = |t: &Tensor| t.detach().param();
+        // Pass 1: cell outputs only; BN statistics restored afterwards.
+        let buffers: Vec<(Tensor, Vec<f32>)> = self
+            .named_buffers()
+            .into_iter()
+            .map(|(_, t)| {
+                let v = t.to_vec();
+                (t, v)
+            })
+            .collect();
+        let (s_stem, outs) = nas_tensor::no_grad(|| -> Result<(Tensor, Vec<Tensor>)> {
+            let rm = self.prepare(&make_mix()?)?;
+            let (mn, mr) = rm.views();
+            let s = stem.forward(x)?;
+            let mut outs: Vec<Tensor> = Vec::with_capacity(cells.len());
+            for (i, cell) in cells.iter().enumerate() {
+                let s0 = if i < 2 { &s } else { &outs[i - 2] };
+                let s1 = if i < 1 { &s } else { &outs[i - 1] };
+                let o = cell.forward(s0, s1, if cell.reduction { mr } else { mn })?;
+                outs.push(o);
             }
-            Body::Nb201 {
-                stem,
-                layers,
-                lastact,
-            } => {
-                let mut h = stem.forward(x)?;
-                for layer in layers {
-                    h = match layer {
-                        Nb201Layer::Cell(c) => c.forward(&h, m_normal)?,
-                        Nb201Layer::Block(b) => b.forward(&h)?,
-                    };
-                }
-                lastact.forward(&h)?.global_avg_pool()?
-            }
+            Ok((s, outs))
+        })?;
+        for (t, v) in &buffers {
+            t.set_data(v)?;
+        }
+        drop(buffers);
+        // Head.
+        let last = cells.len() - 1;
+        let h = leaf(&outs[last]);
+        let logits = self.classifier.forward(&h.global_avg_pool()?)?;
+        let loss = logits.cross_entropy(y)?;
+        let lv = loss.item()?;
+        let pred = logits.argmax_rows()?;
+        drop(logits);
+        loss.backward()?;
+        let grad_of = |t: &Tensor| t.grad_vec().unwrap_or_else(|| vec![0.0; t.numel()]);
+        let add = |acc: &mut Option<Vec<f32>>, g: Vec<f32>| match acc {
+            Some(a) => a.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            None => *acc = Some(g),
         };
-        Ok(self.classifier.forward(&feat)?)
+        let mut g_out: Vec<Option<Vec<f32>>> = vec![None; cells.len()];
+        let mut g_stem: Option<Vec<f32>> = None;
+        g_out[last] = Some(grad_of(&h));
+        drop(h);
+        // Cells, last first.
+        for i in (0..cells.len()).rev() {
+            let Some(g) = g_out[i].take() else { continue };
+            let l0 = leaf(if i < 2 { &s_stem } else { &outs[i - 2] });
+            let l1 = leaf(if i < 1 { &s_stem } else { &outs[i - 1] });
+            let rm = self.prepare(&make_mix()?)?;
+            let (mn, mr) = rm.views();
+            let cell = &cells[i];
+            let o = cell.forward(&l0, &l1, if cell.reduction { mr } else { mn })?;
+            o.backward_with(&g)?;
+            drop(o);
+            let (g0, g1) = (grad_of(&l0), grad_of(&l1));
+            if i == 0 {
+                add(&mut g_stem, g0);
+                add(&mut g_stem, g1);
+            } else if i == 1 {
+                add(&mut g_stem, g0);
+                add(&mut g_out[0], g1);
+            } else {
+                add(&mut g_out[i - 2], g0);
+                add(&mut g_out[i - 1], g1);
+            }
+        }
+        drop(outs);
+        if let Some(g) = g_stem {
+            let s = stem.forward(x)?;
+            s.backward_with(&g)?;
+        }
+        Ok((lv, pred))
+    }
+
+    /// The plain path of [`Supernet::loss_backward_recompute`]: one graph, one backward.
+    pub fn loss_backward_plain(
+        &self,
+        x: &Tensor,
+        y: &[usize],
+        mix: &Mixing,
+    ) -> Result<(f32, Vec<usize>)> {
+        let logits = self.forward_mix(x, mix)?;
+        let loss = logits.cross_entropy(y)?;
+        let lv = loss.item()?;
+        let pred = logits.argmax_rows()?;
+        drop(logits);
+        loss.backward()?;
+        Ok((lv, pred))
+    }
+}
+
+/// Checked per-edge rows of a [`Mixing`].
+struct RowMix {
+    hard: bool,
+    n_rows: Vec<Tensor>,
+    r_rows: Vec<Tensor>,
+    n_idx: Vec<usize>,
+    r_idx: Vec<usize>,
+}
+
+impl RowMix {
+    fn views(&self) -> (EdgeMix<'_>, EdgeMix<'_>) {
+        if self.hard {
+            (
+                EdgeMix::Hard(&self.n_rows, &self.n_idx),
+                EdgeMix::Hard(&self.r_rows, &self.r_idx),
+            )
+        } else {
+            (EdgeMix::Soft(&self.n_rows), EdgeMix::Soft(&self.r_rows))
+        }
     }
 }
 
