@@ -386,7 +386,18 @@ fn bad_arguments_fail_with_a_message() {
         2,
     );
     // Hyperband with 1 training epoch has no ladder to climb.
-    fails(&nas(&["search", "--strategy", "hyperband", "--out", o]), 2);
+    fails(
+        &nas(&[
+            "search",
+            "--strategy",
+            "hyperband",
+            "--epochs",
+            "1",
+            "--out",
+            o,
+        ]),
+        2,
+    );
     // A bad architecture for `nas train`.
     let err = fails(
         &nas(&[
@@ -570,4 +581,37 @@ fn darts_oneshot_search_derives_a_valid_cell() {
     ]));
     assert_eq!(again["steps_run"], 0);
     assert_eq!(again["genotype"], v["genotype"]);
+}
+
+/// Every space of `nas search --space` trains: one 1-epoch trial each on a small subset.
+#[test]
+fn training_search_runs_in_every_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    for space in ["darts", "nb101", "chain"] {
+        let dir = tmp.path().join(space);
+        let v = ok_json(&nas(&[
+            "--json",
+            "search",
+            "--space",
+            space,
+            "--data",
+            "digits",
+            "--strategy",
+            "random",
+            "-n",
+            "1",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "256",
+            "--channels",
+            "4",
+            "--out",
+            dir.to_str().unwrap(),
+        ]));
+        assert_eq!(v["space"], space);
+        assert_eq!(v["trials"].as_array().unwrap().len(), 1);
+        assert!(v["best"]["params"].as_u64().unwrap() > 0, "{space}");
+        assert!(dir.join("summary.json").exists());
+    }
 }

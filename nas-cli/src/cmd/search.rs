@@ -22,15 +22,17 @@ use nas_search::oneshot::{
 };
 use nas_search::strategy::{ReaConfig, StrategyKind};
 use nas_search::train::{
-    DartsFamily, EpochStats, Nb201Family, NetworkFamily, TrainError, TrainEvaluator, TrainRecipe,
-    train_architecture_observed,
+    ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainError,
+    TrainEvaluator, TrainRecipe, train_architecture_observed,
 };
 use nas_search::{
     Budget, EvalError, EvalRequest, Evaluator, Metrics, Outcome, SearchConfig, SearchError, Trial,
     run_search_observed,
 };
 use nas_space::SearchSpace;
+use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
+use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
 use std::fmt::Display;
@@ -70,6 +72,11 @@ pub enum SearchSpaceName {
     Nb201,
     /// DARTS genotypes (trained in the DARTS evaluation network).
     Darts,
+    /// NAS-Bench-101 graphs (trained in the NAS-Bench-101 network: --channels stem channels,
+    /// 3 stacks of --cells cells).
+    Nb101,
+    /// Chains of conv layers (the CNN preset; --channels and --cells unused).
+    Chain,
 }
 
 /// How candidates are evaluated.
@@ -123,7 +130,8 @@ pub struct SearchArgs {
     /// Channels C of the trained networks [default: 8].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Cells per stage (nb201, default 1) or cells in all (darts, default 3).
+    /// Cells per stage (nb201, default 1), cells in all (darts, default 3) or cells per stack
+    /// (nb101, default 1).
     #[arg(long)]
     pub cells: Option<usize>,
     /// Learning rate (cosine-annealed) [default: 0.1].
@@ -165,7 +173,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
     if args.workers == 0 {
         return Err(CliError::Usage("--workers must be at least 1".into()));
     }
-    if args.max_time.is_some_and(|t| !(t > 0.0)) {
+    if args.max_time.is_some_and(|t| t.is_nan() || t <= 0.0) {
         return Err(CliError::Usage(
             "--max-time must be a positive number of seconds".into(),
         ));
@@ -239,6 +247,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 match args.space {
                     SearchSpaceName::Nb201 => "NAS-Bench-201 cells",
                     SearchSpaceName::Darts => "DARTS genotypes",
+                    SearchSpaceName::Nb101 => "NAS-Bench-101 graphs",
+                    SearchSpaceName::Chain => "conv chains",
                 },
                 strategy.name(),
                 args.evaluations,
@@ -257,6 +267,37 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                     let ev = ObservedTrain::new(family, splits, recipe, epochs_bar.clone())?;
                     run_with(
                         &Nb201Space,
+                        &ev,
+                        strategy,
+                        args.epochs,
+                        args,
+                        &dir,
+                        &progress,
+                        Some(&epochs_bar),
+                    )?
+                }
+                SearchSpaceName::Nb101 => {
+                    let family = Nb101Family {
+                        stem_channels: channels,
+                        stacks: 3,
+                        cells_per_stack: args.cells.unwrap_or(1),
+                    };
+                    let ev = ObservedTrain::new(family, splits, recipe, epochs_bar.clone())?;
+                    run_with(
+                        &Nb101Space,
+                        &ev,
+                        strategy,
+                        args.epochs,
+                        args,
+                        &dir,
+                        &progress,
+                        Some(&epochs_bar),
+                    )?
+                }
+                SearchSpaceName::Chain => {
+                    let ev = ObservedTrain::new(ChainFamily, splits, recipe, epochs_bar.clone())?;
+                    run_with(
+                        &ChainSpace::cnn(),
                         &ev,
                         strategy,
                         args.epochs,
@@ -451,8 +492,8 @@ where
                 done = s.epoch + 1;
                 bar.inc(1);
                 bar.set_message(format!(
-                    "trial {} epoch {}: loss {:.3}, train acc {:.1}%",
-                    request.trial_id, done, s.train_loss, s.train_accuracy
+                    "trial {} ep {} loss {:.3}",
+                    request.trial_id, done, s.train_loss
                 ));
             },
         );
@@ -742,6 +783,12 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
     let space = match args.space {
         SearchSpaceName::Nb201 => SpaceKind::Nb201,
         SearchSpaceName::Darts => SpaceKind::Darts,
+        other => {
+            return Err(CliError::Usage(format!(
+                "--strategy {}: one-shot supernets exist for --space nb201 and darts, not {other:?}",
+                method.name()
+            )));
+        }
     };
     let mut config = OneShotConfig::new(method, space);
     config.epochs = args.epochs as usize;

@@ -9,11 +9,13 @@ use crate::spaces::{SpaceName, arch_argument, parse_arch, resolve_space};
 use clap::Args;
 use nas_search::data::{DataSpec, Splits};
 use nas_search::train::{
-    DartsFamily, EpochStats, Nb201Family, NetworkFamily, TrainRecipe, TrainedArchitecture,
-    train_architecture_observed,
+    ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainRecipe,
+    TrainedArchitecture, train_architecture_observed,
 };
 use nas_space::SearchSpace;
+use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
+use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
 use std::fmt::Display;
@@ -40,7 +42,7 @@ the DARTS evaluation network.";
 pub struct TrainArgs {
     /// The architecture: text form, JSON, @FILE or - (stdin).
     pub arch: String,
-    /// Its space (nb201 or darts); guessed from ARCH when not given.
+    /// Its space (nb201, darts, nb101, chain, chain-mlp); guessed from ARCH when not given.
     #[arg(long, value_enum)]
     pub space: Option<SpaceName>,
     /// Data set: fashion (embedded, default), digits, mnist:DIR, fashion:DIR, cifar10:DIR,
@@ -53,7 +55,8 @@ pub struct TrainArgs {
     /// Channels C [default: 16].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Cells per stage (nb201, default 5) or cells in all (darts, default 8).
+    /// Cells per stage (nb201, default 5), cells in all (darts, default 8) or cells per stack
+    /// (nb101, default 3; --channels is its stem width).
     #[arg(long)]
     pub cells: Option<usize>,
     /// Train on at most this many training images (0 = all).
@@ -126,10 +129,25 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
             };
             train_and_report(&DartsSpace, &family, &arch, &splits, &recipe, args, out)
         }
-        other => Err(CliError::Unsupported(format!(
-            "nas train builds networks for nb201 cells and darts genotypes, not {} architectures",
-            other.as_str()
-        ))),
+        SpaceName::Nb101 => {
+            let arch = parse_arch(&Nb101Space, &text)?;
+            let family = Nb101Family {
+                stem_channels: channels,
+                stacks: 3,
+                cells_per_stack: args.cells.unwrap_or(3),
+            };
+            train_and_report(&Nb101Space, &family, &arch, &splits, &recipe, args, out)
+        }
+        SpaceName::Chain => {
+            let space = ChainSpace::cnn();
+            let arch = parse_arch(&space, &text)?;
+            train_and_report(&space, &ChainFamily, &arch, &splits, &recipe, args, out)
+        }
+        SpaceName::ChainMlp => {
+            let space = ChainSpace::mlp();
+            let arch = parse_arch(&space, &text)?;
+            train_and_report(&space, &ChainFamily, &arch, &splits, &recipe, args, out)
+        }
     }
 }
 
