@@ -461,6 +461,27 @@ fn train_reports_accuracy_and_saves_safetensors() {
         .sum();
     // Every parameter is saved (buffers such as batch-norm statistics may come on top).
     assert!(params >= v["params"].as_u64().unwrap() as usize);
+    // The architecture may also come as JSON in a file (@FILE); same seed, same result.
+    let j = nas(&["space", "--space", "nb201", "convert", arch, "--to", "json"]);
+    assert!(j.status.success(), "{}", stderr(&j));
+    let file = tmp.path().join("arch.json");
+    fs::write(&file, &j.stdout).unwrap();
+    let at = format!("@{}", file.display());
+    let w = ok_json(&nas(&[
+        "--json",
+        "train",
+        &at,
+        "--data",
+        "digits",
+        "--epochs",
+        "3",
+        "--channels",
+        "4",
+        "--cells",
+        "1",
+    ]));
+    assert_eq!(w["arch"], arch);
+    assert_eq!(w["test_accuracy"], v["test_accuracy"]);
 }
 
 #[test]

@@ -46,7 +46,8 @@ const EXAMPLES: &str = "\
 Examples:
   nas search
       the default: regularized evolution over NAS-Bench-201 cells, 16 candidates each trained
-      from scratch for 1 epoch on 2,000 images of the embedded Fashion-MNIST subset
+      from scratch (defaults of --epochs and --limit-train below) on the embedded Fashion-MNIST
+      subset, 10% of its training images held out for validation, scored on its 1,000 test images
   nas search --evaluator nb201-table --strategy reinforce --evaluations 100 --seed 3
       a search on the NAS-Bench-201 table (sees 12-epoch validation accuracy, reports 200-epoch
       CIFAR-10 test accuracy): no training, seconds
@@ -93,7 +94,7 @@ pub enum EvaluatorName {
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct SearchArgs {
-    /// Search space.
+    /// Search space (the table evaluator and the one-shot strategies: nb201, darts only).
     #[arg(long, value_enum, default_value = "nb201")]
     pub space: SearchSpaceName,
     /// Strategy: random, evolution (alias rea), reinforce, local or hyperband, optionally with
