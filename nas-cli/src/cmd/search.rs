@@ -94,7 +94,7 @@ pub enum EvaluatorName {
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct SearchArgs {
-    /// Search space (the table evaluator and the one-shot strategies: nb201, darts only).
+    /// Search space (the table evaluator: nb201 only; one-shot strategies: nb201 or darts).
     #[arg(long, value_enum, default_value = "nb201")]
     pub space: SearchSpaceName,
     /// Strategy: random, evolution (alias rea), reinforce, local or hyperband, optionally with
