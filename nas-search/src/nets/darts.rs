@@ -343,21 +343,22 @@ impl DartsNetwork {
         for (i, cell) in self.cells.iter().enumerate() {
             let out = cell.forward2(&s0, &s1, self.drop_path_prob, &self.rng)?;
             (s0, s1) = (s1, out);
-            if i == 2 * self.config.layers / 3 && self.training {
-                if let Some((features, cls)) = &self.auxiliary_head {
-                    let side = s1.shape()[2].min(s1.shape()[3]);
-                    if side < 8 {
-                        return Err(TensorError::Shape {
-                            op: "DartsNetwork auxiliary head",
-                            detail: format!(
-                                "needs at least 8x8 feature maps after the second reduction \
-                                 (32x32 inputs), got {:?}; build without the auxiliary head",
-                                s1.shape()
-                            ),
-                        });
-                    }
-                    aux = Some(cls.forward(&features.forward(&s1)?.flatten(1)?)?);
+            if i == 2 * self.config.layers / 3
+                && self.training
+                && let Some((features, cls)) = &self.auxiliary_head
+            {
+                let side = s1.shape()[2].min(s1.shape()[3]);
+                if side < 8 {
+                    return Err(TensorError::Shape {
+                        op: "DartsNetwork auxiliary head",
+                        detail: format!(
+                            "needs at least 8x8 feature maps after the second reduction \
+                             (32x32 inputs), got {:?}; build without the auxiliary head",
+                            s1.shape()
+                        ),
+                    });
                 }
+                aux = Some(cls.forward(&features.forward(&s1)?.flatten(1)?)?);
             }
         }
         let logits = self.classifier.forward(&s1.global_avg_pool()?)?;
