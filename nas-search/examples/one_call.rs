@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let report = search.run()?;
     println!("evaluator:   {}", report.evaluator);
-    println!("best:        {} (trial {})", report.best.arch, report.best.trial);
+    println!(
+        "best:        {} (trial {})",
+        report.best.arch, report.best.trial
+    );
     println!(
         "             valid {:.2}%  test {:.2}%  {} params  {:.2} MFLOPs",
         report.best.valid_accuracy,
