@@ -10,6 +10,7 @@
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
 //! - [`gemm`]: single-precision GEMM (row-major, optional transposes, alpha/beta).
 //! - [`threads`]: thread-count setting (`NAS_THREADS`) and `parallel_for`.
+//! - [`workloads`]: fixed conv / sep-conv / batch-norm benchmark workloads (forward + backward).
 //!
 //! ```
 //! use nas_kernels::{Backend, Conv2d, Cpu};
@@ -30,6 +31,7 @@ pub mod error;
 pub mod gemm;
 pub mod ops;
 pub mod threads;
+pub mod workloads;
 mod workspace;
 
 pub use backend::{
