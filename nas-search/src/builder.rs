@@ -54,7 +54,7 @@ use crate::evaluator::Evaluator;
 use crate::history::{Outcome, Trial};
 use crate::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use crate::plot::{Plot, Style};
-use crate::search::{Budget, SearchConfig, StopReason, run_search_observed};
+use crate::search::{Budget, SearchConfig, SearchOutcome, StopReason, run_search_observed};
 use crate::strategy::{ReaConfig, StrategyKind};
 use crate::train::{
     ChainFamily, DartsFamily, Nb101Family, Nb201Family, TrainEvaluator, TrainRecipe,
@@ -214,7 +214,72 @@ pub struct SearchReport {
     pub trials: Vec<TrialRecord>,
 }
 
-fn record<A: Display + PartialEq>(t: &Trial<A>) -> TrialRecord {
+impl SearchReport {
+    /// The report of a finished search: the best trial (by search-visible accuracy), the
+    /// median test accuracy of the successful trials and every trial's record. An error when no
+    /// trial succeeded, quoting the first failure.
+    pub fn from_outcome<A: Display + PartialEq>(
+        space: &str,
+        strategy: serde_json::Value,
+        evaluator: String,
+        seed: u64,
+        workers: usize,
+        outcome: &SearchOutcome<A>,
+        wall_time_s: f64,
+    ) -> Result<SearchReport> {
+        let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
+        let no_success = || {
+            SearchError::Config(format!(
+                "no trial succeeded ({} failed; first failure: {}); see the events log",
+                trials.len(),
+                trials
+                    .iter()
+                    .find_map(|t| t.failure.clone())
+                    .unwrap_or_default()
+            ))
+        };
+        let best = outcome.best().ok_or_else(no_success)?;
+        let bm = best.metrics().ok_or_else(no_success)?;
+        let tests: Vec<f64> = trials.iter().filter_map(|t| t.test_accuracy).collect();
+        Ok(SearchReport {
+            space: space.to_string(),
+            strategy,
+            evaluator,
+            seed,
+            workers,
+            best: BestArchitecture {
+                arch: best.arch.to_string(),
+                trial: best.id,
+                valid_accuracy: bm.valid_accuracy,
+                test_accuracy: bm.test_accuracy,
+                params: bm.params,
+                flops: bm.flops,
+            },
+            median_test_accuracy: median(&tests),
+            evaluations: outcome.spent.evaluations,
+            failed: trials.iter().filter(|t| t.failure.is_some()).count(),
+            stop: outcome.stop,
+            resumed: outcome.resumed,
+            wall_time_s,
+            trials,
+        })
+    }
+
+    /// The `end` event of the events log.
+    pub fn end_event(&self) -> serde_json::Value {
+        json!({
+            "event": "end",
+            "best": self.best,
+            "median_test_accuracy": self.median_test_accuracy,
+            "evaluations": self.evaluations,
+            "stop": self.stop,
+            "wall_time_s": self.wall_time_s,
+        })
+    }
+}
+
+/// One trial as the events log and `summary.json` record it.
+pub fn record<A: Display + PartialEq>(t: &Trial<A>) -> TrialRecord {
     let m = t.metrics();
     TrialRecord {
         id: t.id,
@@ -506,48 +571,16 @@ impl Search {
         if let Some(e) = write_error {
             return Err(e);
         }
-        let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
-        let best = outcome.best().ok_or_else(|| {
-            SearchError::Config(format!(
-                "no trial succeeded ({} failed; first failure: {}); see the events log",
-                trials.len(),
-                trials
-                    .iter()
-                    .find_map(|t| t.failure.clone())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let bm = best.metrics().expect("best has metrics");
-        let tests: Vec<f64> = trials.iter().filter_map(|t| t.test_accuracy).collect();
-        let report = SearchReport {
-            space: space.name().to_string(),
-            strategy: json!({ "name": strategy_kind.name(), "config": strategy.config() }),
-            evaluator: evaluator.name(),
-            seed: self.seed,
-            workers: self.workers,
-            best: BestArchitecture {
-                arch: best.arch.to_string(),
-                trial: best.id,
-                valid_accuracy: bm.valid_accuracy,
-                test_accuracy: bm.test_accuracy,
-                params: bm.params,
-                flops: bm.flops,
-            },
-            median_test_accuracy: median(&tests),
-            evaluations: outcome.spent.evaluations,
-            failed: trials.iter().filter(|t| t.failure.is_some()).count(),
-            stop: outcome.stop,
-            resumed: outcome.resumed,
-            wall_time_s: start.elapsed().as_secs_f64(),
-            trials,
-        };
-        events.write(json!({
-            "event": "end",
-            "best": report.best,
-            "median_test_accuracy": report.median_test_accuracy,
-            "evaluations": report.evaluations,
-            "stop": report.stop,
-        }))?;
+        let report = SearchReport::from_outcome(
+            space.name(),
+            json!({ "name": strategy_kind.name(), "config": strategy.config() }),
+            evaluator.name(),
+            self.seed,
+            self.workers,
+            &outcome,
+            start.elapsed().as_secs_f64(),
+        )?;
+        events.write(report.end_event())?;
         if let Some(dir) = dir {
             write_outputs(dir, &report)?;
         }

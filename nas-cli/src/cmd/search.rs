@@ -12,8 +12,8 @@ use crate::progress::{Mode, Progress};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use nas_search::builder::{
-    BestArchitecture, DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport,
-    TrialRecord, median, write_outputs,
+    DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, record,
+    write_outputs,
 };
 use nas_search::data::{DataSpec, Splits};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
@@ -26,8 +26,7 @@ use nas_search::train::{
     TrainEvaluator, TrainRecipe, train_architecture_observed,
 };
 use nas_search::{
-    Budget, EvalError, EvalRequest, Evaluator, Metrics, Outcome, SearchConfig, SearchError, Trial,
-    run_search_observed,
+    Budget, EvalError, EvalRequest, Evaluator, Metrics, SearchConfig, run_search_observed,
 };
 use nas_space::SearchSpace;
 use nas_space::chain::ChainSpace;
@@ -521,25 +520,6 @@ where
     }
 }
 
-fn record<A: Display + PartialEq>(t: &Trial<A>) -> TrialRecord {
-    let m = t.metrics();
-    TrialRecord {
-        id: t.id,
-        arch: t.arch.to_string(),
-        fidelity: t.fidelity,
-        valid_accuracy: m.map(|m| m.valid_accuracy),
-        test_accuracy: m.and_then(|m| m.test_accuracy),
-        loss: m.and_then(|m| m.loss),
-        params: m.and_then(|m| m.params),
-        flops: m.and_then(|m| m.flops),
-        failure: match &t.outcome {
-            Outcome::Failed { reason } => Some(reason.clone()),
-            Outcome::Ok(_) => None,
-        },
-        wall_time_s: t.wall_time_s,
-    }
-}
-
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -675,48 +655,16 @@ where
     if let Some(e) = write_error {
         return Err(e);
     }
-    let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
-    let best = outcome.best().ok_or_else(|| {
-        SearchError::Config(format!(
-            "no trial succeeded ({} failed); see {}",
-            trials.len(),
-            dir.join("events.jsonl").display()
-        ))
-    })?;
-    let bm = best
-        .metrics()
-        .ok_or_else(|| SearchError::Config("the best trial has no metrics".into()))?;
-    let tests: Vec<f64> = trials.iter().filter_map(|t| t.test_accuracy).collect();
-    let report = SearchReport {
-        space: space.name().to_string(),
-        strategy: json!({ "name": strategy_kind.name(), "config": strategy.config() }),
-        evaluator: evaluator.name(),
-        seed: args.seed,
-        workers: args.workers,
-        best: BestArchitecture {
-            arch: best.arch.to_string(),
-            trial: best.id,
-            valid_accuracy: bm.valid_accuracy,
-            test_accuracy: bm.test_accuracy,
-            params: bm.params,
-            flops: bm.flops,
-        },
-        median_test_accuracy: median(&tests),
-        evaluations: outcome.spent.evaluations,
-        failed: trials.iter().filter(|t| t.failure.is_some()).count(),
-        stop: outcome.stop,
-        resumed: outcome.resumed,
-        wall_time_s: start.elapsed().as_secs_f64(),
-        trials,
-    };
-    events.write(json!({
-        "event": "end",
-        "best": report.best,
-        "median_test_accuracy": report.median_test_accuracy,
-        "evaluations": report.evaluations,
-        "stop": report.stop,
-        "wall_time_s": report.wall_time_s,
-    }))?;
+    let report = SearchReport::from_outcome(
+        space.name(),
+        json!({ "name": strategy_kind.name(), "config": strategy.config() }),
+        evaluator.name(),
+        args.seed,
+        args.workers,
+        &outcome,
+        start.elapsed().as_secs_f64(),
+    )?;
+    events.write(report.end_event())?;
     write_outputs(dir, &report)?;
     Ok(report)
 }
