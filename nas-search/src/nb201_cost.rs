@@ -66,7 +66,7 @@ fn add(a: &mut NetworkCost, b: NetworkCost) {
 }
 
 /// Parameters and FLOPs of the network built from `cell` with `channels` and
-/// `cells_per_stage`, for input `hw x hw` and `classes` outputs.
+/// `cells_per_stage`, for a 3-channel input `hw x hw` and `classes` outputs.
 pub fn network_cost_with(
     cell: &Nb201Cell,
     channels: u64,
@@ -74,21 +74,35 @@ pub fn network_cost_with(
     hw: u64,
     classes: u64,
 ) -> NetworkCost {
-    let mut total = conv(3, 3, channels, hw * hw, true);
-    let mut c = channels;
-    let mut side = hw;
+    network_cost_general(cell, 3, channels, cells_per_stage, hw, hw, classes)
+}
+
+/// Parameters and FLOPs of the NAS-Bench-201 macro network of `cell` with `in_channels` input
+/// channels, `channels` (C) and `cells_per_stage` (N), on `h x w` inputs with `classes`
+/// outputs. The one closed form every NB201 cost in the workspace comes from
+/// (`nets::nb201::nb201_cost` checks it against the built network).
+pub fn network_cost_general(
+    cell: &Nb201Cell,
+    in_channels: u64,
+    channels: u64,
+    cells_per_stage: u64,
+    h: u64,
+    w: u64,
+    classes: u64,
+) -> NetworkCost {
+    let mut total = conv(3, in_channels, channels, h * w, true);
+    let (mut c, mut h, mut w) = (channels, h, w);
     for stage in 0..3 {
         if stage > 0 {
             let cout = 2 * c;
-            let out_side = side.div_ceil(2);
-            let px = out_side * out_side;
+            let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+            let px = ho * wo;
             add(&mut total, conv(3, c, cout, px, true));
             add(&mut total, conv(3, cout, cout, px, true));
             add(&mut total, conv(1, c, cout, px, false));
-            c = cout;
-            side = out_side;
+            (c, h, w) = (cout, ho, wo);
         }
-        let px = side * side;
+        let px = h * w;
         let mut one = NetworkCost {
             params: 0,
             flops: 0,

@@ -7,8 +7,8 @@
 //! `stem.0.weight`, `cells.3.layers.5.op.1.weight` (edge 5 of cell 3), `cells.5.conv_a...`
 //! (a basic block), `lastact.0.weight`, `classifier.weight`.
 //!
-//! [`nb201_cost`] gives parameters and FLOPs without building the network; with
-//! `in_channels = 3` it equals [`crate::nb201_cost::network_cost_with`].
+//! [`nb201_cost`] gives parameters and FLOPs without building the network (through
+//! [`crate::nb201_cost::network_cost_general`], the one closed form).
 
 use nas_space::nb201::{EDGES, Nb201Cell, Nb201Op};
 use nas_tensor::nn::{
@@ -245,46 +245,15 @@ impl Module for Nb201Network {
 /// Parameters and FLOPs (NAS-Bench-201's convention, see [`crate::nb201_cost`]) of
 /// [`Nb201Network::new`]`(cell, config, _)` on `h x w` inputs, without building it.
 pub fn nb201_cost(cell: &Nb201Cell, config: &Nb201Config, h: usize, w: usize) -> NetworkCost {
-    let conv = |k: u64, ci: u64, co: u64, px: u64, bn: bool| NetworkCost {
-        params: k * k * ci * co + if bn { 2 * co } else { 0 },
-        flops: k * k * ci * co * px,
-    };
-    let mut total = NetworkCost {
-        params: 0,
-        flops: 0,
-    };
-    let add = |t: &mut NetworkCost, a: NetworkCost, times: u64| {
-        t.params += a.params * times;
-        t.flops += a.flops * times;
-    };
-    let n = config.cells_per_stage as u64;
-    let (mut c, mut hh, mut ww) = (config.channels as u64, h as u64, w as u64);
-    add(
-        &mut total,
-        conv(3, config.in_channels as u64, c, hh * ww, true),
-        1,
-    );
-    for stage in 0..3 {
-        if stage > 0 {
-            let co = 2 * c;
-            let (ho, wo) = (hh.div_ceil(2), ww.div_ceil(2));
-            add(&mut total, conv(3, c, co, ho * wo, true), 1);
-            add(&mut total, conv(3, co, co, ho * wo, true), 1);
-            add(&mut total, conv(1, c, co, ho * wo, false), 1);
-            (c, hh, ww) = (co, ho, wo);
-        }
-        for op in cell.ops {
-            match op {
-                Nb201Op::NorConv1x1 => add(&mut total, conv(1, c, c, hh * ww, true), n),
-                Nb201Op::NorConv3x3 => add(&mut total, conv(3, c, c, hh * ww, true), n),
-                Nb201Op::None | Nb201Op::SkipConnect | Nb201Op::AvgPool3x3 => {}
-            }
-        }
-    }
-    let classes = config.classes as u64;
-    total.params += 2 * c + c * classes + classes;
-    total.flops += c * classes + classes;
-    total
+    crate::nb201_cost::network_cost_general(
+        cell,
+        config.in_channels as u64,
+        config.channels as u64,
+        config.cells_per_stage as u64,
+        h as u64,
+        w as u64,
+        config.classes as u64,
+    )
 }
 
 #[cfg(test)]
@@ -342,7 +311,12 @@ mod tests {
                         side as u64,
                         config.classes as u64,
                     );
-                    assert_eq!(cost, table, "{cell} {config:?}");
+                    assert_eq!(
+                        net.num_parameters() as u64,
+                        table.params,
+                        "{cell} {config:?}"
+                    );
+                    assert_eq!(counted, table.flops, "{cell} {config:?}");
                 }
             }
         }
