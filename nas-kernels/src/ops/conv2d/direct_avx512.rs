@@ -51,6 +51,56 @@ fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst
     dst[c * hp * wp..].fill(0.0);
 }
 
+/// Output length of the "flat" form of a stride-1 convolution, when it needs fewer vectors.
+///
+/// Small planes (8x8, say) fill only half of each 16-lane vector row by row. The flat form
+/// treats the padded plane as one long row: output position `i = oy * wp + ox` is the same
+/// sum over taps at offsets `ky * dh * wp + kx * dw`, so the row kernel runs over
+/// `(oh - 1) * wp + ow` positions at once and the `wp - ow` positions that wrap around a row
+/// end are computed and thrown away. The length is rounded up to whole vectors, so flat planes
+/// start 64-byte aligned in an aligned buffer (loads that split cache lines cost double).
+fn flat_len(s: &S1) -> Option<usize> {
+    let len = ((s.oh - 1) * s.wp + s.ow).next_multiple_of(16);
+    (len / 16 < s.oh * s.ow.div_ceil(16)).then_some(len)
+}
+
+/// The 64-byte aligned `len` floats at the start of `buf` (which holds `len + 16`).
+fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let off = buf.as_ptr().align_offset(64);
+    &mut buf[off..off + len]
+}
+
+/// The geometry that runs the row kernels over the flat form of `s` (`len` outputs in one row).
+fn flat(s: &S1, len: usize) -> S1 {
+    S1 {
+        oh: 1,
+        ow: len,
+        ..*s
+    }
+}
+
+/// Copies rows of `flat[c][oy * wp + ox]` (`ox < ow`, plane stride `len`) into `y[c][oy][ox]`.
+fn unflatten(flat: &[f32], c: usize, len: usize, oh: usize, ow: usize, wp: usize, y: &mut [f32]) {
+    for ch in 0..c {
+        for oy in 0..oh {
+            let src = &flat[ch * len + oy * wp..][..ow];
+            y[(ch * oh + oy) * ow..][..ow].copy_from_slice(src);
+        }
+    }
+}
+
+/// The inverse of [`unflatten`]: `dst[c][oy * wp + ox] = y[c][oy][ox]`, zeros elsewhere.
+fn flatten(y: &[f32], c: usize, len: usize, oh: usize, ow: usize, wp: usize, dst: &mut [f32]) {
+    for ch in 0..c {
+        let plane = &mut dst[ch * len..(ch + 1) * len];
+        for oy in 0..oh {
+            plane[oy * wp..oy * wp + ow].copy_from_slice(&y[(ch * oh + oy) * ow..][..ow]);
+            let end = if oy + 1 < oh { (oy + 1) * wp } else { len };
+            plane[oy * wp + ow..end].fill(0.0);
+        }
+    }
+}
+
 #[inline(always)]
 fn mask(n: usize) -> __mmask16 {
     if n >= 16 {
@@ -154,43 +204,48 @@ unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f3
     }
 }
 
-/// Weight-gradient tile: `acc_out[(r * cin * kh * kw + t) * 16 ..]` (16 lanes) += the
-/// correlation of `R` output-gradient planes with `T` horizontally shifted input rows.
+/// Weight-gradient tile: `acc_out[r * cin * kh * kw + t]` += the
+/// correlation of `R` output-gradient planes with `T` horizontally shifted input rows, summed
+/// over `nb` images (`xs` and `ys` floats apart) so that small planes still give the
+/// accumulators a long run before they are written back.
 #[target_feature(enable = "avx512f")]
 unsafe fn dw_tile<const R: usize, const T: usize>(
     s: &S1,
+    nb: (usize, usize, usize),
     x: *const f32,
     dy: *const f32,
     acc_out: *mut f32,
 ) {
+    let (nb, xs, ys) = nb;
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let ohw = s.oh * s.ow;
     // SAFETY: see `dw_s1`.
     unsafe {
-        for oy in 0..s.oh {
-            let xr = x.add(oy * s.wp);
-            let gr = dy.add(oy * s.ow);
-            let mut ox0 = 0;
-            while ox0 < s.ow {
-                let m = mask(s.ow - ox0);
-                let mut xv = [_mm512_setzero_ps(); T];
-                for t in 0..T {
-                    xv[t] = _mm512_loadu_ps(xr.add(ox0 + t * s.dw));
-                }
-                for r in 0..R {
-                    let g = _mm512_maskz_loadu_ps(m, gr.add(r * ohw + ox0));
+        for b in 0..nb {
+            for oy in 0..s.oh {
+                let xr = x.add(b * xs + oy * s.wp);
+                let gr = dy.add(b * ys + oy * s.ow);
+                let mut ox0 = 0;
+                while ox0 < s.ow {
+                    let m = mask(s.ow - ox0);
+                    let mut xv = [_mm512_setzero_ps(); T];
                     for t in 0..T {
-                        acc[r][t] = _mm512_fmadd_ps(g, xv[t], acc[r][t]);
+                        xv[t] = _mm512_loadu_ps(xr.add(ox0 + t * s.dw));
                     }
+                    for r in 0..R {
+                        let g = _mm512_maskz_loadu_ps(m, gr.add(r * ohw + ox0));
+                        for t in 0..T {
+                            acc[r][t] = _mm512_fmadd_ps(g, xv[t], acc[r][t]);
+                        }
+                    }
+                    ox0 += 16;
                 }
-                ox0 += 16;
             }
         }
         let kk = s.kh * s.kw;
         for r in 0..R {
             for t in 0..T {
-                let o = acc_out.add((r * s.cin * kk + t) * 16);
-                _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][t]));
+                *acc_out.add(r * s.cin * kk + t) += _mm512_reduce_add_ps(acc[r][t]);
             }
         }
     }
@@ -211,30 +266,20 @@ macro_rules! by_rt {
             (4, 1) => dw_tile::<4, 1>($($a),*),
             (4, 2) => dw_tile::<4, 2>($($a),*),
             (4, _) => dw_tile::<4, 3>($($a),*),
-            (5, 1) => dw_tile::<5, 1>($($a),*),
-            (5, 2) => dw_tile::<5, 2>($($a),*),
-            (5, _) => dw_tile::<5, 3>($($a),*),
-            (6, 1) => dw_tile::<6, 1>($($a),*),
-            (6, 2) => dw_tile::<6, 2>($($a),*),
-            (6, _) => dw_tile::<6, 3>($($a),*),
-            (7, 1) => dw_tile::<7, 1>($($a),*),
-            (7, 2) => dw_tile::<7, 2>($($a),*),
-            (7, _) => dw_tile::<7, 3>($($a),*),
-            (_, 1) => dw_tile::<8, 1>($($a),*),
-            (_, 2) => dw_tile::<8, 2>($($a),*),
-            (_, _) => dw_tile::<8, 3>($($a),*),
+            (_, 1) => dw_tile::<5, 1>($($a),*),
+            (_, 2) => dw_tile::<5, 2>($($a),*),
+            (_, _) => dw_tile::<5, 3>($($a),*),
         }
     };
 }
 
-/// Adds one image's weight gradient, as 16-lane partial sums, into `accv`
-/// (`[cout, cin, kh, kw, 16]`).
+/// Adds the weight gradient of `nb.0` images into `accv` (`[cout, cin, kh, kw]`).
 ///
 /// # Safety
-/// AVX-512F available; `xp` a padded image as in [`conv_s1`]; `dy` `cout * oh * ow` floats;
-/// `accv` `cout * cin * kh * kw * 16` floats.
+/// AVX-512F available; `xp` padded images as in [`conv_s1`], `nb.1` floats apart; `dy`
+/// `cout * oh * ow` floats per image, `nb.2` floats apart; `accv` `cout * cin * kh * kw` floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
+unsafe fn dw_s1(s: &S1, nb: (usize, usize, usize), xp: *const f32, dy: *const f32, accv: *mut f32) {
     let kk = s.kh * s.kw;
     let plane = s.hp * s.wp;
     let ohw = s.oh * s.ow;
@@ -244,7 +289,7 @@ unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
         let s1 = S1 { dw: plane, ..*s };
         let mut oc0 = 0;
         while oc0 < s.cout {
-            let r = (s.cout - oc0).min(8);
+            let r = (s.cout - oc0).min(5); // at most 5 x 3 accumulators, as below
             let mut ic0 = 0;
             while ic0 < s.cin {
                 let t = (s.cin - ic0).min(3);
@@ -252,8 +297,8 @@ unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
                 unsafe {
                     let x = xp.add(ic0 * plane);
                     let g = dy.add(oc0 * ohw);
-                    let a = accv.add((oc0 * s.cin + ic0) * 16);
-                    by_rt!(r, t, (&s1, x, g, a));
+                    let a = accv.add(oc0 * s.cin + ic0);
+                    by_rt!(r, t, (&s1, nb, x, g, a));
                 }
                 ic0 += t;
             }
@@ -263,7 +308,9 @@ unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
     }
     let mut oc0 = 0;
     while oc0 < s.cout {
-        let r = (s.cout - oc0).min(8);
+        // 5 x 3 accumulators: with 8 x 3 LLVM spilled them to the stack (39 against 70
+        // GFLOP/s at 64x8x8)
+        let r = (s.cout - oc0).min(5);
         for ic in 0..s.cin {
             for ky in 0..s.kh {
                 let mut kx0 = 0;
@@ -273,14 +320,78 @@ unsafe fn dw_s1(s: &S1, xp: *const f32, dy: *const f32, accv: *mut f32) {
                     unsafe {
                         let x = xp.add(ic * plane + ky * s.dh * s.wp + kx0 * s.dw);
                         let g = dy.add(oc0 * ohw);
-                        let a = accv.add(((oc0 * s.cin + ic) * kk + ky * s.kw + kx0) * 16);
-                        by_rt!(r, t, (s, x, g, a));
+                        let a = accv.add((oc0 * s.cin + ic) * kk + ky * s.kw + kx0);
+                        by_rt!(r, t, (s, nb, x, g, a));
                     }
                     kx0 += t;
                 }
             }
         }
         oc0 += r;
+    }
+}
+
+/// One image of a stride-1 convolution: `y = conv(xpad, wt)` per group, `cig` input and `cog`
+/// output channels per group, through the flat form when `fl` says it is shorter.
+#[allow(clippy::too_many_arguments)]
+fn run_s1(
+    s: &S1,
+    fl: Option<usize>,
+    groups: usize,
+    cig: usize,
+    cog: usize,
+    xpad: &[f32],
+    wt: &[f32],
+    y: &mut [f32],
+) {
+    let (plane, glen) = (s.hp * s.wp, cig * s.kh * s.kw * cog);
+    let ohw = s.oh * s.ow;
+    debug_assert!(xpad.len() >= groups * cig * plane + SLACK && y.len() == groups * cog * ohw);
+    match fl {
+        None => {
+            for g in 0..groups {
+                // SAFETY: AVX-512F checked by `available` (the only way to reach this path);
+                // the padded image has slack for the loads past a row end; group g's output
+                // planes lie inside `y`.
+                unsafe {
+                    conv_s1(
+                        s,
+                        xpad.as_ptr().add(g * cig * plane),
+                        wt.as_ptr().add(g * glen),
+                        cog,
+                        y.as_mut_ptr().add(g * cog * ohw),
+                    );
+                }
+            }
+        }
+        Some(len) => {
+            let sf = flat(s, len);
+            with_scratch(cog * len + 16, |buf| {
+                let yflat = aligned(buf, cog * len);
+                for g in 0..groups {
+                    // SAFETY: as above; the flat output is `cog` planes of `len`, and its
+                    // loads end inside the padded plane plus slack (see `flat_len`).
+                    unsafe {
+                        conv_s1(
+                            &sf,
+                            xpad.as_ptr().add(g * cig * plane),
+                            wt.as_ptr().add(g * glen),
+                            cog,
+                            yflat.as_mut_ptr(),
+                        );
+                    }
+                    unflatten(
+                        yflat,
+                        cog,
+                        len,
+                        s.oh,
+                        s.ow,
+                        s.wp,
+                        &mut y[g * cog * ohw..][..cog * ohw],
+                    );
+                }
+            });
+        }
     }
 }
 
@@ -317,22 +428,13 @@ pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
         }
         let wt = &*wt;
         let yp = SyncPtr(y.as_mut_ptr());
+        let fl = flat_len(&s);
         par(p, p.n, &|b| {
             with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
                 pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
-                for g in 0..p.groups {
-                    // SAFETY: AVX-512F checked by `available` (the only way to reach this
-                    // path); buffers sized as `conv_s1` requires; task b writes only image b.
-                    unsafe {
-                        conv_s1(
-                            &s,
-                            xpad.as_ptr().add(g * cig * hp * wp),
-                            wt.as_ptr().add(g * glen),
-                            cog,
-                            yp.ptr().add((b * p.c_out + g * cog) * oh * ow),
-                        );
-                    }
-                }
+                // SAFETY: task b writes only image b.
+                let yb = unsafe { yp.slice(b * p.c_out * oh * ow, p.c_out * oh * ow) };
+                run_s1(&s, fl, p.groups, cig, cog, xpad, wt, yb);
             });
         });
     });
@@ -378,21 +480,14 @@ pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) 
         }
         let wt = &*wt;
         let dxp = SyncPtr(dx.as_mut_ptr());
+        let fl = flat_len(&s);
+        let xl = p.c_in * p.h * p.w;
         par(p, p.n, &|b| {
             with_scratch(p.c_out * hp * wp + SLACK, |gpad| {
                 pad_into(&dy[b * yl..(b + 1) * yl], p.c_out, oh, ow, qh, qw, gpad);
-                for g in 0..p.groups {
-                    // SAFETY: as in `forward`; task b writes only image b of dx.
-                    unsafe {
-                        conv_s1(
-                            &s,
-                            gpad.as_ptr().add(g * cog * hp * wp),
-                            wt.as_ptr().add(g * glen),
-                            cig,
-                            dxp.ptr().add((b * p.c_in + g * cig) * p.h * p.w),
-                        );
-                    }
-                }
+                // SAFETY: task b writes only image b of dx.
+                let dxb = unsafe { dxp.slice(b * xl, xl) };
+                run_s1(&s, fl, p.groups, cog, cig, gpad, wt, dxb);
             });
         });
     });
@@ -418,32 +513,78 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
         oh,
         ow,
     };
+    // 1x1 without padding is already flat (wp == ow); otherwise the flat form needs the output
+    // gradient laid out with the padded row stride, zeros in the wrapped-around positions
+    let fl = if kk == 1 && (ph, pw) == (0, 0) {
+        None
+    } else {
+        flat_len(&s)
+    };
+    let s = if kk == 1 && (ph, pw) == (0, 0) {
+        let hw = oh * ow;
+        S1 {
+            oh: 1,
+            ow: hw,
+            hp: 1,
+            wp: hw,
+            ..s
+        }
+    } else {
+        s
+    };
+    let (ks, glen_y) = match fl {
+        Some(len) => (flat(&s, len), cog * len),
+        None => (s, cog * oh * ow),
+    };
+    let yl = p.c_out * oh * ow;
+    // images per tile run: at least about 64 vectors of output positions, so that setting up
+    // and writing back the accumulators is paid rarely (45 -> 69 GFLOP/s at 64x8x8)
+    let nbv = (64 / (ks.oh * ks.ow.div_ceil(16))).clamp(1, 16);
+    let ximg = p.c_in * hp * wp;
+    let yimg = p.groups * glen_y;
     let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
         par(p, parts, &|t| {
-            with_scratch(wl * 16, |accv| {
-                accv.fill(0.0);
-                with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
-                    for b in chunk(p.n, parts, t) {
-                        pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
-                        for g in 0..p.groups {
-                            // SAFETY: as in `forward`; accv is this task's own.
-                            unsafe {
-                                dw_s1(
-                                    &s,
-                                    xpad.as_ptr().add(g * cig * hp * wp),
-                                    dy.as_ptr().add((b * p.c_out + g * cog) * oh * ow),
-                                    accv.as_mut_ptr().add(g * cog * cig * kk * 16),
-                                );
-                            }
+            // SAFETY: each task writes only its own partial.
+            let accv = unsafe { pp.slice(t * wl, wl) };
+            accv.fill(0.0);
+            with_scratch(nbv * (ximg + yimg) + SLACK + 16, |scratch| {
+                let (xpad, rest) = scratch.split_at_mut(nbv * ximg + SLACK);
+                let dyflat = aligned(rest, nbv * yimg);
+                let mine = chunk(p.n, parts, t);
+                let mut b0 = mine.start;
+                while b0 < mine.end {
+                    let nb = (mine.end - b0).min(nbv);
+                    for i in 0..nb {
+                        let b = b0 + i;
+                        let xb = &x[b * xl..(b + 1) * xl];
+                        let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
+                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
+                        if let Some(len) = fl {
+                            let dst = &mut dyflat[i * yimg..(i + 1) * yimg];
+                            flatten(&dy[b * yl..(b + 1) * yl], p.c_out, len, oh, ow, wp, dst);
                         }
                     }
-                });
-                // SAFETY: each task writes only its own partial.
-                let part = unsafe { pp.slice(t * wl, wl) };
-                for (o, lanes) in part.iter_mut().zip(accv.chunks_exact(16)) {
-                    *o = lanes.iter().sum();
+                    let (dyk, ys): (&[f32], usize) = match fl {
+                        Some(_) => (dyflat, yimg),
+                        None => (&dy[b0 * yl..], yl),
+                    };
+                    for g in 0..p.groups {
+                        // SAFETY: as in `forward`; accv is this task's own; each of the
+                        // `nb` images holds `cog` output-gradient planes of
+                        // `ks.oh * ks.ow` per group.
+                        unsafe {
+                            dw_s1(
+                                &ks,
+                                (nb, ximg, ys),
+                                xpad.as_ptr().add(g * cig * hp * wp),
+                                dyk.as_ptr().add(g * glen_y),
+                                accv.as_mut_ptr().add(g * cog * cig * kk),
+                            );
+                        }
+                    }
+                    b0 += nb;
                 }
             });
         });

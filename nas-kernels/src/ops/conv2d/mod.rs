@@ -352,6 +352,12 @@ mod tests {
             Conv2d::new(2, 8, 16, 16, 4, 1).stride(2),
             Conv2d::new(1, 3, 20, 21, 10, 3).padding(1),
             Conv2d::new(3, 20, 9, 7, 9, 3),
+            // small planes take the flat form of the direct kernels, with the weight gradient
+            // run over blocks of images (batch not a multiple of the block, channel counts not
+            // multiples of the register block)
+            Conv2d::new(19, 13, 8, 8, 11, 3).padding(1),
+            Conv2d::new(17, 6, 5, 5, 7, 5).padding(2),
+            Conv2d::new(21, 9, 6, 7, 10, 1),
         ];
         for (i, p) in cases.iter().enumerate() {
             check_all_paths(p, i as u64).unwrap();

@@ -1,0 +1,66 @@
+//! Per-pass timings (forward, input gradient, weight gradient) of the 3x3, 1x1 and depthwise
+//! 3x3 stride-1 convolutions at the three stages of the NAS-Bench-201 and DARTS networks at
+//! batch 64 (16x32x32, 32x16x16, 64x8x8), in GFLOP/s: shows how the kernels cope with small
+//! planes.
+//! Minimum over repetitions; threads from `NAS_THREADS`.
+//!
+//! `cargo run --release -p nas-kernels --example conv_stages`
+
+use std::time::Instant;
+
+use nas_kernels::workloads::data;
+use nas_kernels::{Backend, Conv2d, Cpu};
+
+fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let kinds: [(&str, fn(usize, usize) -> Conv2d); 3] = [
+        ("3x3", |c, hw| Conv2d::new(64, c, hw, hw, c, 3).padding(1)),
+        ("1x1", |c, hw| Conv2d::new(64, c, hw, hw, c, 1)),
+        ("dw3x3", |c, hw| {
+            Conv2d::new(64, c, hw, hw, c, 3).padding(1).groups(c)
+        }),
+    ];
+    for ((name, make), (c, hw)) in kinds
+        .iter()
+        .flat_map(|k| [(16usize, 32usize), (32, 16), (64, 8)].map(|s| (k, s)))
+    {
+        let p = make(c, hw);
+        let x = data(p.x_len(), 1);
+        let w = data(p.w_len(), 2);
+        let dy = data(p.y_len(), 3);
+        let (mut y, mut dx, mut dw) = (
+            vec![0.0; p.y_len()],
+            vec![0.0; p.x_len()],
+            vec![0.0; p.w_len()],
+        );
+        let gflop = 2.0 * (p.y_len() * (c / p.groups) * p.kh * p.kw) as f64 / 1e9;
+        let tf = best(20, || Cpu.conv2d(&p, &x, &w, None, &mut y).expect("fwd"));
+        let ti = best(20, || {
+            Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).expect("dx")
+        });
+        let tw = best(20, || {
+            Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
+                .expect("dw")
+        });
+        println!(
+            "{name:<6}{c:>3}x{hw:>2}x{hw:<2}  fwd {:6.2} ms {:5.1} GF/s   dX {:6.2} ms {:5.1} GF/s   dW {:6.2} ms {:5.1} GF/s",
+            tf * 1e3,
+            gflop / tf,
+            ti * 1e3,
+            gflop / ti,
+            tw * 1e3,
+            gflop / tw
+        );
+    }
+    Ok(())
+}
