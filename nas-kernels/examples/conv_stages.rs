@@ -11,6 +11,9 @@ use std::time::Instant;
 use nas_kernels::workloads::data;
 use nas_kernels::{Backend, Conv2d, Cpu};
 
+/// Builds the convolution of one kind for `(channels, plane size)`.
+type MakeConv = fn(usize, usize) -> Conv2d;
+
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut best = f64::MAX;
@@ -23,7 +26,7 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let kinds: [(&str, fn(usize, usize) -> Conv2d); 3] = [
+    let kinds: [(&str, MakeConv); 3] = [
         ("3x3", |c, hw| Conv2d::new(64, c, hw, hw, c, 3).padding(1)),
         ("1x1", |c, hw| Conv2d::new(64, c, hw, hw, c, 1)),
         ("dw3x3", |c, hw| {

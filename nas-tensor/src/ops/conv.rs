@@ -135,7 +135,7 @@ impl Tensor {
         };
         p.validate()?;
         let (oh, ow) = (p.out_h(), p.out_w());
-        let mut y = Buf::zeros(p.y_len());
+        let mut y = Buf::for_overwrite(p.y_len());
         {
             let bias_guard = bias.map(|b| b.read());
             cpu().conv2d(
@@ -161,7 +161,7 @@ impl Tensor {
             move |g, needs| {
                 let dy = g;
                 let dx = if needs[0] {
-                    let mut dx = Buf::zeros(p.x_len());
+                    let mut dx = Buf::for_overwrite(p.x_len());
                     cpu().conv2d_backward_input(
                         &p,
                         wc.read().as_vec(),
@@ -175,7 +175,7 @@ impl Tensor {
                 let need_b = has_bias && needs[2];
                 let (mut dw, mut db) = (None, None);
                 if needs[1] || need_b {
-                    let mut w_buf = Buf::zeros(p.w_len());
+                    let mut w_buf = Buf::for_overwrite(p.w_len());
                     let mut b_buf = Buf::zeros(c_out);
                     cpu().conv2d_backward_weight(
                         &p,
@@ -216,7 +216,7 @@ impl Tensor {
         }
         let p = PoolParams::new(kind, n, c, h, w, k, stride, padding);
         p.validate()?;
-        let mut y = Buf::zeros(p.y_len());
+        let mut y = Buf::for_overwrite(p.y_len());
         cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
         let yc = if matches!(kind, PoolKind::Max) && Tensor::will_record(&[self]) {
             Some(y.clone())
@@ -232,7 +232,7 @@ impl Tensor {
             &[self],
             move |g, _| {
                 let dy = g;
-                let mut dx = Buf::zeros(p.x_len());
+                let mut dx = Buf::for_overwrite(p.x_len());
                 let y_for_bwd = match &yc {
                     Some(y) => y.clone(),
                     None => Buf::zeros(p.y_len()),
@@ -345,7 +345,7 @@ impl Tensor {
             training,
         };
         p.validate()?;
-        let mut y = Buf::zeros(p.x_len());
+        let mut y = Buf::for_overwrite(p.x_len());
         let mut save_mean = Buf::zeros(c);
         let mut save_invstd = Buf::zeros(c);
         {
@@ -383,7 +383,7 @@ impl Tensor {
             &parents,
             move |g, needs| {
                 let dy = g;
-                let mut dx = Buf::zeros(p.x_len());
+                let mut dx = Buf::for_overwrite(p.x_len());
                 let affine = wc.is_some();
                 let mut dgamma = Buf::zeros(c);
                 let mut dbeta = Buf::zeros(c);

@@ -25,7 +25,7 @@ pub(crate) fn bin(
     sb: &[usize],
     out_shape: &[usize],
 ) -> Result<Buf> {
-    let mut out = Buf::zeros(numel(out_shape));
+    let mut out = Buf::for_overwrite(numel(out_shape));
     cpu().binary(op, a.as_vec(), sa, b.as_vec(), sb, out.as_vec_mut())?;
     Ok(out)
 }
@@ -41,7 +41,7 @@ fn reduce_to(g: &Buf, out_shape: &[usize], shape: &[usize]) -> Result<Buf> {
 }
 
 fn unary_buf(op: UnaryOp, x: &Buf) -> Result<Buf> {
-    let mut y = Buf::zeros(x.len());
+    let mut y = Buf::for_overwrite(x.len());
     cpu().unary(op, x.as_vec(), y.as_vec_mut())?;
     Ok(y)
 }
@@ -154,9 +154,14 @@ fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
         &[a],
         move |g, _| {
             let x = ac.read();
-            let y = unary_buf(op, &x)?;
-            let mut dx = Buf::zeros(x.len());
-            cpu().unary_backward(op, x.as_vec(), y.as_vec(), g.as_vec(), dx.as_vec_mut())?;
+            // ReLU's and scaling's derivatives do not read the output: skip recomputing it
+            let y = match op {
+                UnaryOp::Relu | UnaryOp::Scale(_) => None,
+                _ => Some(unary_buf(op, &x)?),
+            };
+            let yv = y.as_ref().map_or(x.as_vec(), |y| y.as_vec());
+            let mut dx = Buf::for_overwrite(x.len());
+            cpu().unary_backward(op, x.as_vec(), yv, g.as_vec(), dx.as_vec_mut())?;
             Ok(vec![Some(dx)])
         },
     ))

@@ -34,21 +34,58 @@ struct S1 {
 }
 
 /// Copies `c` planes of `h x w` into a zero-padded `[c, h + 2 ph, w + 2 pw]` buffer (+ slack).
+///
+/// Rows are short (8 to 34 floats), so they are moved with masked vector loads and stores
+/// rather than `copy_from_slice`, whose per-call cost dominated at these lengths.
 fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
-    // zero only what the copy does not overwrite: border rows, border columns, slack
-    for ch in 0..c {
-        let plane = &mut dst[ch * hp * wp..(ch + 1) * hp * wp];
-        plane[..ph * wp].fill(0.0);
-        plane[(ph + h) * wp..].fill(0.0);
-        for y in 0..h {
-            let row = &mut plane[(y + ph) * wp..(y + ph + 1) * wp];
-            row[..pw].fill(0.0);
-            row[pw + w..].fill(0.0);
-            row[pw..pw + w].copy_from_slice(&src[(ch * h + y) * w..(ch * h + y + 1) * w]);
+    assert!(src.len() >= c * h * w && dst.len() >= c * hp * wp);
+    // SAFETY: AVX-512F is available wherever this module's kernels run (`available`); the
+    // bounds were checked above.
+    unsafe { pad_rows(src.as_ptr(), c, h, w, ph, pw, dst.as_mut_ptr()) };
+    dst[c * hp * wp..].fill(0.0);
+}
+
+/// The row loops of [`pad_into`].
+///
+/// # Safety
+/// AVX-512F; `src` holds `c * h * w` floats, `dst` `c * (h + 2 ph) * (w + 2 pw)`.
+#[target_feature(enable = "avx512f")]
+unsafe fn pad_rows(
+    src: *const f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    dst: *mut f32,
+) {
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    let zero = _mm512_setzero_ps();
+    // SAFETY (whole body): every store is masked to the `wp` floats of one padded row, every
+    // load to the `w` floats of one source row.
+    unsafe {
+        for py in 0..c * hp {
+            let (ch, y) = (py / hp, py % hp);
+            let row = dst.add(py * wp);
+            let mut j = 0;
+            while j < wp {
+                _mm512_mask_storeu_ps(row.add(j), mask(wp - j), zero);
+                j += 16;
+            }
+            if y < ph || y >= ph + h {
+                continue;
+            }
+            let from = src.add((ch * h + y - ph) * w);
+            let mut j = 0;
+            while j < w {
+                let m = mask(w - j);
+                let v = _mm512_maskz_loadu_ps(m, from.add(j));
+                _mm512_mask_storeu_ps(row.add(pw + j), m, v);
+                j += 16;
+            }
         }
     }
-    dst[c * hp * wp..].fill(0.0);
 }
 
 /// Output length of the "flat" form of a stride-1 convolution, when it needs fewer vectors.
@@ -537,11 +574,15 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
         None => (s, cog * oh * ow),
     };
     let yl = p.c_out * oh * ow;
-    // images per tile run: at least about 64 vectors of output positions, so that setting up
-    // and writing back the accumulators is paid rarely (45 -> 69 GFLOP/s at 64x8x8)
-    let nbv = (64 / (ks.oh * ks.ow.div_ceil(16))).clamp(1, 16);
+    // images per tile run: enough output vectors (256 for 3x3, 64 for 1x1; measured best with
+    // `conv_stages`) that zeroing and reducing the accumulators is paid rarely (64x8x8 3x3:
+    // 45 -> 74 GFLOP/s against one image per run)
+    let run_vectors = if kk == 1 { 64 } else { 256 };
+    let nbv = (run_vectors / (ks.oh * ks.ow.div_ceil(16))).clamp(1, 16);
     let ximg = p.c_in * hp * wp;
     let yimg = p.groups * glen_y;
+    // an unpadded 1x1 reads the images in place when no vector load can run past the end
+    let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w) % 16 == 0;
     let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
@@ -558,9 +599,11 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
                     let nb = (mine.end - b0).min(nbv);
                     for i in 0..nb {
                         let b = b0 + i;
-                        let xb = &x[b * xl..(b + 1) * xl];
-                        let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
-                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
+                        if !x_as_is {
+                            let xb = &x[b * xl..(b + 1) * xl];
+                            let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
+                            pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
+                        }
                         if let Some(len) = fl {
                             let dst = &mut dyflat[i * yimg..(i + 1) * yimg];
                             flatten(&dy[b * yl..(b + 1) * yl], p.c_out, len, oh, ow, wp, dst);
@@ -570,6 +613,7 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
                         Some(_) => (dyflat, yimg),
                         None => (&dy[b0 * yl..], yl),
                     };
+                    let xk: &[f32] = if x_as_is { &x[b0 * xl..] } else { xpad };
                     for g in 0..p.groups {
                         // SAFETY: as in `forward`; accv is this task's own; each of the
                         // `nb` images holds `cog` output-gradient planes of
@@ -578,7 +622,7 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
                             dw_s1(
                                 &ks,
                                 (nb, ximg, ys),
-                                xpad.as_ptr().add(g * cig * hp * wp),
+                                xk.as_ptr().add(g * cig * hp * wp),
                                 dyk.as_ptr().add(g * glen_y),
                                 accv.as_mut_ptr().add(g * cog * cig * kk),
                             );
