@@ -582,7 +582,7 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
     let ximg = p.c_in * hp * wp;
     let yimg = p.groups * glen_y;
     // an unpadded 1x1 reads the images in place when no vector load can run past the end
-    let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w) % 16 == 0;
+    let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w).is_multiple_of(16);
     let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
         let pp = SyncPtr(partials.as_mut_ptr());
