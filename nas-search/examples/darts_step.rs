@@ -76,9 +76,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.step()?;
         let dt = t.elapsed().as_secs_f64();
         let dc = cpu_seconds() - c0;
+        let (hits, misses, pooled) = nas_tensor::buf::pool_stats();
         println!(
-            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB)",
-            vm_hwm_mib().unwrap_or(f64::NAN)
+            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held)",
+            vm_hwm_mib().unwrap_or(f64::NAN),
+            pooled as f64 * 4.0 / (1 << 20) as f64
         );
         times.push(dt);
     }

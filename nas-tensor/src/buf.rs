@@ -5,6 +5,13 @@
 //! on the development machine). [`Buf`] returns its vector to a per-thread free list keyed by
 //! length when dropped, and [`Buf::zeros`] takes from that list first, so steady-state training
 //! reuses memory instead of faulting in new pages.
+//!
+//! How much the pool keeps follows what the program needs: live and pooled floats together
+//! stay within the peak of simultaneously live buffers seen on the thread plus 1 GiB of slack
+//! (sizes shift between the forward and backward passes, so the exact peak is not enough). A
+//! DARTS search step that peaks at 7.6 GB of activations gets all of them back next step (with
+//! the former fixed 1 GiB cap the rest were faulted in again every step), and a fresh
+//! allocation beyond that bound first frees pooled buffers of other sizes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,17 +19,20 @@ use std::ops::{Deref, DerefMut};
 
 /// Buffers shorter than this are not pooled (the allocator handles them well).
 const MIN_POOLED: usize = 1024;
-/// At most this many free buffers are kept per length (a NAS-Bench-201 network at N = 5 keeps
-/// about 100 activations of one size alive until backward; with 64 the rest went back to the
-/// OS and were faulted in again every step).
-const MAX_PER_LEN: usize = 1024;
-/// At most this many floats are kept in one thread's free list (1 GiB).
-const MAX_POOLED_FLOATS: usize = 256 << 20;
+/// Live plus pooled floats may exceed the peak of live floats by this much (1 GiB).
+const FLOOR_FLOATS: usize = 256 << 20;
 
 struct FreeList {
     enabled: bool,
     by_len: HashMap<usize, Vec<Vec<f32>>>,
+    /// Floats held in `by_len`.
     floats: usize,
+    /// Floats in pool-sized buffers handed out on this thread and not yet dropped.
+    live: usize,
+    /// The largest `live` seen.
+    peak: usize,
+    /// Slack of `live + floats` over the peak (`FLOOR_FLOATS`; tests lower it).
+    floor: usize,
     hits: u64,
     misses: u64,
 }
@@ -33,9 +43,56 @@ impl Default for FreeList {
             enabled: true,
             by_len: HashMap::new(),
             floats: 0,
+            live: 0,
+            peak: 0,
+            floor: FLOOR_FLOATS,
             hits: 0,
             misses: 0,
         }
+    }
+}
+
+impl FreeList {
+    /// The most `live + floats` may be.
+    fn bound(&self) -> usize {
+        self.peak + self.floor
+    }
+
+    /// Counts `len` more live floats; frees pooled buffers while live plus pooled floats
+    /// exceed the bound.
+    fn add_live(&mut self, len: usize) {
+        self.live += len;
+        self.peak = self.peak.max(self.live);
+        let bound = self.bound();
+        while self.live + self.floats > bound && self.floats > 0 {
+            let Some(&l) = self.by_len.keys().next() else {
+                break;
+            };
+            let list = self.by_len.get_mut(&l).expect("key just seen");
+            if list.pop().is_some() {
+                self.floats -= l;
+            }
+            if list.is_empty() {
+                self.by_len.remove(&l);
+            }
+        }
+    }
+}
+
+/// Counts a pool-sized buffer created outside [`Buf::pooled`] (it joins the pool when dropped).
+fn track_new(len: usize) {
+    if len >= MIN_POOLED {
+        let _ = POOL.try_with(|p| p.borrow_mut().add_live(len));
+    }
+}
+
+/// Uncounts a pool-sized buffer that leaves the pool's reach.
+fn untrack(len: usize) {
+    if len >= MIN_POOLED {
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            p.live = p.live.saturating_sub(len);
+        });
     }
 }
 
@@ -68,7 +125,10 @@ impl Buf {
                 v.fill(0.0);
                 Buf(v)
             }
-            None => Buf(vec![0.0; len]),
+            None => {
+                track_new(len);
+                Buf(vec![0.0; len])
+            }
         }
     }
 
@@ -76,7 +136,10 @@ impl Buf {
     /// op's output): a pooled vector keeps what its last user left, which saves zeroing it.
     /// The values are always initialised floats, never undefined memory.
     pub fn for_overwrite(len: usize) -> Buf {
-        Buf(Buf::pooled(len).unwrap_or_else(|| vec![0.0; len]))
+        Buf(Buf::pooled(len).unwrap_or_else(|| {
+            track_new(len);
+            vec![0.0; len]
+        }))
     }
 
     /// A pooled vector of exactly `len` floats, if the pool has one.
@@ -92,6 +155,8 @@ impl Buf {
                     match v {
                         Some(v) => {
                             p.floats -= len;
+                            p.live += len;
+                            p.peak = p.peak.max(p.live);
                             p.hits += 1;
                             Some(v)
                         }
@@ -126,6 +191,9 @@ impl Buf {
 
     /// Wraps an existing vector (it joins the pool when dropped).
     pub fn from_vec(v: Vec<f32>) -> Buf {
+        if v.capacity() == v.len() {
+            track_new(v.len());
+        }
         Buf(v)
     }
 
@@ -141,7 +209,11 @@ impl Buf {
 
     /// The vector, taken out of the pool's reach.
     pub fn into_vec(mut self) -> Vec<f32> {
-        std::mem::take(&mut self.0)
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() == v.len() {
+            untrack(v.len());
+        }
+        v
     }
 }
 
@@ -181,14 +253,12 @@ impl Drop for Buf {
         let v = std::mem::take(&mut self.0);
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
-            if !p.enabled || p.floats + len > MAX_POOLED_FLOATS {
+            p.live = p.live.saturating_sub(len);
+            if !p.enabled || p.live + p.floats + len > p.bound() {
                 return;
             }
-            let list = p.by_len.entry(len).or_default();
-            if list.len() < MAX_PER_LEN {
-                list.push(v);
-                p.floats += len;
-            }
+            p.by_len.entry(len).or_default().push(v);
+            p.floats += len;
         });
     }
 }
@@ -244,5 +314,39 @@ mod tests {
         let small = Buf::zeros(10);
         drop(small);
         assert_eq!(pool_stats().2, 0, "small buffers are not pooled");
+    }
+
+    #[test]
+    fn pool_keeps_up_to_the_live_peak_and_frees_other_sizes_at_a_new_peak() {
+        POOL.with(|p| {
+            *p.borrow_mut() = FreeList {
+                floor: 0,
+                ..FreeList::default()
+            }
+        });
+        let a: Vec<Buf> = (0..10).map(|_| Buf::zeros(2000)).collect();
+        drop(a);
+        assert_eq!(
+            pool_stats().2,
+            20_000,
+            "everything up to the peak comes back"
+        );
+        // other sizes: pooled buffers are freed so that live + pooled stays within the peak
+        let b: Vec<Buf> = (0..5).map(|_| Buf::for_overwrite(3000)).collect();
+        let (live, pooled) = POOL.with(|p| (p.borrow().live, p.borrow().floats));
+        assert_eq!(live, 15_000);
+        assert!(live + pooled <= 20_000, "live {live} + pooled {pooled}");
+        assert!(pooled >= 4000, "only what had to go was freed: {pooled}");
+        drop(b);
+        let c: Vec<Buf> = (0..8).map(|_| Buf::for_overwrite(3000)).collect();
+        let (live, pooled, peak) =
+            POOL.with(|p| (p.borrow().live, p.borrow().floats, p.borrow().peak));
+        assert_eq!((live, peak), (24_000, 24_000));
+        assert_eq!(
+            pooled, 0,
+            "a new peak holds no pooled buffers of other sizes"
+        );
+        drop(c);
+        POOL.with(|p| *p.borrow_mut() = FreeList::default());
     }
 }

@@ -1,8 +1,15 @@
-//! CPU pooling kernels (direct loops over each window). Shapes validated by [`crate::Cpu`].
+//! CPU pooling kernels. Shapes validated by [`crate::Cpu`].
+//!
+//! The fast path ([`rows`]) copies each plane into a padded buffer once and then works a whole
+//! output row at a time in loops that the compiler vectorises: the window is separable (a
+//! vertical pass over `kh` rows, then a horizontal pass over `kw` columns), and max pooling's
+//! arg-max is kept per lane with compares and blends. Strides above 1 compute the stride-1 row
+//! and keep every `stride`-th value. The window-by-window loops ([`forward_planes`],
+//! [`backward_planes`]) are the reference the tests hold the fast path to.
 
 use super::{Pool2d, PoolKind};
 use crate::threads::parallel_for;
-use crate::workspace::SyncPtr;
+use crate::workspace::{SyncPtr, with_scratch};
 
 /// Index range `[lo, hi)` of in-bounds window taps for output position `o`.
 #[inline(always)]
@@ -29,9 +36,8 @@ pub(crate) fn forward(p: &Pool2d, x: &[f32], y: &mut [f32]) {
     let yp = SyncPtr(y.as_mut_ptr());
     per_image(p, &|b| {
         // SAFETY: task b writes only image b of y.
-        forward_planes(p, p.c, &x[b * xl..(b + 1) * xl], unsafe {
-            yp.slice(b * yl, yl)
-        })
+        let yb = unsafe { yp.slice(b * yl, yl) };
+        rows::forward_planes(p, p.c, &x[b * xl..(b + 1) * xl], yb)
     });
 }
 
@@ -43,12 +49,14 @@ pub(crate) fn backward(p: &Pool2d, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     per_image(p, &|b| {
         let (xb, gb) = (&x[b * xl..(b + 1) * xl], &dy[b * yl..(b + 1) * yl]);
         // SAFETY: task b writes only image b of dx.
-        backward_planes(p, p.c, xb, gb, unsafe { dxp.slice(b * xl, xl) })
+        let dxb = unsafe { dxp.slice(b * xl, xl) };
+        rows::backward_planes(p, p.c, xb, gb, dxb)
     });
 }
 
-/// Forward pooling of `planes` consecutive channel planes.
-fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+/// Forward pooling of `planes` consecutive channel planes, window by window.
+#[cfg(test)]
+pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
     for bc in 0..planes {
@@ -88,8 +96,9 @@ fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Backward pooling of `planes` consecutive channel planes.
-fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// Backward pooling of `planes` consecutive channel planes, window by window.
+#[cfg(test)]
+pub(crate) fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
     dx.fill(0.0);
@@ -148,5 +157,358 @@ pub(crate) fn global_avg(hw: usize, x: &[f32], y: &mut [f32]) {
 pub(crate) fn global_avg_backward(hw: usize, dy: &[f32], dx: &mut [f32]) {
     for (i, &g) in dy.iter().enumerate() {
         dx[i * hw..(i + 1) * hw].fill(g / hw as f32);
+    }
+}
+
+/// Row-at-a-time pooling over a padded copy of each plane (see the module docs).
+pub(crate) mod rows {
+    use super::{Pool2d, PoolKind, with_scratch};
+
+    /// Padded geometry: padded size, stride-1 output width.
+    struct Geo {
+        hp: usize,
+        wp: usize,
+        ow1: usize,
+        kh: usize,
+        kw: usize,
+    }
+
+    fn geo(p: &Pool2d) -> Geo {
+        let (hp, wp) = (p.h + 2 * p.padding.0, p.w + 2 * p.padding.1);
+        Geo {
+            hp,
+            wp,
+            ow1: wp + 1 - p.kernel.1,
+            kh: p.kernel.0,
+            kw: p.kernel.1,
+        }
+    }
+
+    /// Copies a plane into the middle of `xpad`, filling the border with `fill`.
+    fn pad(p: &Pool2d, g: &Geo, x: &[f32], fill: f32, xpad: &mut [f32]) {
+        let (ph, pw) = p.padding;
+        xpad.fill(fill);
+        for iy in 0..p.h {
+            xpad[(iy + ph) * g.wp + pw..][..p.w].copy_from_slice(&x[iy * p.w..(iy + 1) * p.w]);
+        }
+    }
+
+    /// Number of in-bounds taps along one axis for output `o`.
+    #[inline]
+    fn span(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> usize {
+        let (lo, hi) = super::taps(o, stride, pad, k, size);
+        hi - lo
+    }
+
+    /// Whether the CPU has AVX-512F (then the same loops are compiled for it).
+    fn avx512() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// In-bounds column count per output column (average pooling without the padded cells
+    /// divides by `rows * columns` in bounds).
+    fn column_counts(p: &Pool2d, ow: usize, out: &mut [f32]) {
+        for (ox, c) in out[..ow].iter_mut().enumerate() {
+            *c = span(ox, p.stride.1, p.padding.1, p.kernel.1, p.w) as f32;
+        }
+    }
+
+    /// Forward pooling of `planes` consecutive channel planes.
+    pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: AVX-512F was detected.
+            unsafe { forward_avx512(p, planes, x, y) };
+            return;
+        }
+        forward_impl(p, planes, x, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+        forward_impl(p, planes, x, y)
+    }
+
+    #[inline(always)]
+    fn forward_impl(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+        let g = geo(p);
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let (sy, sx) = p.stride;
+        let max = matches!(p.kind, PoolKind::Max);
+        let fill = if max { f32::NEG_INFINITY } else { 0.0 };
+        with_scratch(g.hp * g.wp + g.wp + g.ow1 + ow, |buf| {
+            let (xpad, rest) = buf.split_at_mut(g.hp * g.wp);
+            let (v, rest) = rest.split_at_mut(g.wp);
+            let (out1, cols) = rest.split_at_mut(g.ow1);
+            column_counts(p, ow, cols);
+            for bc in 0..planes {
+                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], fill, xpad);
+                let yp = &mut y[bc * oh * ow..(bc + 1) * oh * ow];
+                for oy in 0..oh {
+                    // vertical pass over the window's rows, then horizontal over its columns
+                    let r = oy * sy;
+                    v.copy_from_slice(&xpad[r * g.wp..(r + 1) * g.wp]);
+                    for ky in 1..g.kh {
+                        let row = &xpad[(r + ky) * g.wp..(r + ky + 1) * g.wp];
+                        if max {
+                            v.iter_mut().zip(row).for_each(|(a, &b)| *a = a.max(b));
+                        } else {
+                            v.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
+                        }
+                    }
+                    out1.copy_from_slice(&v[..g.ow1]);
+                    for kx in 1..g.kw {
+                        let col = &v[kx..kx + g.ow1];
+                        if max {
+                            out1.iter_mut().zip(col).for_each(|(a, &b)| *a = a.max(b));
+                        } else {
+                            out1.iter_mut().zip(col).for_each(|(a, &b)| *a += b);
+                        }
+                    }
+                    let yr = &mut yp[oy * ow..(oy + 1) * ow];
+                    if sx == 1 {
+                        yr.copy_from_slice(&out1[..ow]);
+                    } else {
+                        for (ox, o) in yr.iter_mut().enumerate() {
+                            *o = out1[ox * sx];
+                        }
+                    }
+                    if let PoolKind::Avg { count_include_pad } = p.kind {
+                        if count_include_pad {
+                            let inv = 1.0 / (g.kh * g.kw) as f32;
+                            yr.iter_mut().for_each(|o| *o *= inv);
+                        } else {
+                            let ny = span(oy, sy, p.padding.0, g.kh, p.h) as f32;
+                            yr.iter_mut()
+                                .zip(cols.iter())
+                                .for_each(|(o, &nx)| *o /= ny * nx);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Backward pooling of `planes` consecutive channel planes (`dx` overwritten). Max pooling
+    /// sends each output's gradient to the first largest input of its window in row-major
+    /// order, as the window-by-window reference does.
+    pub(crate) fn backward_planes(
+        p: &Pool2d,
+        planes: usize,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: AVX-512F was detected.
+            unsafe { backward_avx512(p, planes, x, dy, dx) };
+            return;
+        }
+        backward_impl::<false>(p, planes, x, dy, dx)
+    }
+
+    /// The portable (not AVX-512) loops, for the tests on machines that have AVX-512.
+    #[cfg(test)]
+    pub(crate) fn portable_planes(
+        p: &Pool2d,
+        planes: usize,
+        x: &[f32],
+        dy: &[f32],
+        y: &mut [f32],
+        dx: &mut [f32],
+    ) {
+        forward_impl(p, planes, x, y);
+        backward_impl::<false>(p, planes, x, dy, dx);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn backward_avx512(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        backward_impl::<true>(p, planes, x, dy, dx)
+    }
+
+    /// Max pooling's backward for one stride-1 row `r` with AVX-512: per 16 output columns the
+    /// running maximum and its tap stay in registers, then the gradient is added at the winning
+    /// tap with masked stores.
+    ///
+    /// # Safety
+    /// AVX-512F; `xpad` and `dxpad` padded planes of `g`, `g1` `g.ow1` floats.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn max_row_avx512(
+        g: &Geo,
+        (ph, pw): (usize, usize),
+        r: usize,
+        xpad: &[f32],
+        g1: &[f32],
+        dxpad: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        debug_assert!(xpad.len() >= (r + g.kh) * g.wp && dxpad.len() >= (r + g.kh) * g.wp);
+        let ky0 = ph.saturating_sub(r);
+        let mut j = 0;
+        while j < g.ow1 {
+            let n = (g.ow1 - j).min(16);
+            let mk: __mmask16 = if n == 16 {
+                0xffff
+            } else {
+                ((1u32 << n) - 1) as u16
+            };
+            let mut first = [0.0f32; 16];
+            for (l, f) in first.iter_mut().enumerate() {
+                *f = (ky0 * g.kw + pw.saturating_sub(j + l)) as f32;
+            }
+            // SAFETY: every load and store is masked to the `n` columns from `j`, which lie
+            // inside rows `r..r + kh` of the padded planes (columns `kx + j + l < wp`).
+            unsafe {
+                let mut at = _mm512_loadu_ps(first.as_ptr());
+                let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let src = xpad.as_ptr().add((r + ky) * g.wp + kx + j);
+                        let xv = _mm512_maskz_loadu_ps(mk, src);
+                        let gt = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(mk, xv, m);
+                        m = _mm512_mask_mov_ps(m, gt, xv);
+                        at = _mm512_mask_mov_ps(at, gt, _mm512_set1_ps((ky * g.kw + kx) as f32));
+                    }
+                }
+                let gv = _mm512_maskz_loadu_ps(mk, g1.as_ptr().add(j));
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let t = _mm512_set1_ps((ky * g.kw + kx) as f32);
+                        let hit = _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(mk, at, t);
+                        let dst = dxpad.as_mut_ptr().add((r + ky) * g.wp + kx + j);
+                        let d = _mm512_maskz_loadu_ps(hit, dst);
+                        _mm512_mask_storeu_ps(dst, hit, _mm512_add_ps(d, gv));
+                    }
+                }
+            }
+            j += 16;
+        }
+    }
+
+    #[inline(always)]
+    fn backward_impl<const AVX512: bool>(
+        p: &Pool2d,
+        planes: usize,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+    ) {
+        let g = geo(p);
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let (sy, sx) = p.stride;
+        let (ph, pw) = p.padding;
+        let max = matches!(p.kind, PoolKind::Max);
+        let plane = g.hp * g.wp;
+        with_scratch(2 * plane + g.wp + 3 * g.ow1 + ow, |buf| {
+            let (xpad, rest) = buf.split_at_mut(plane);
+            let (dxpad, rest) = rest.split_at_mut(plane);
+            let (v, rest) = rest.split_at_mut(g.wp);
+            let (g1, rest) = rest.split_at_mut(g.ow1);
+            let (m, rest) = rest.split_at_mut(g.ow1);
+            let (at, cols) = rest.split_at_mut(g.ow1);
+            column_counts(p, ow, cols);
+            for bc in 0..planes {
+                if max {
+                    pad(
+                        p,
+                        &g,
+                        &x[bc * p.h * p.w..(bc + 1) * p.h * p.w],
+                        f32::NEG_INFINITY,
+                        xpad,
+                    );
+                }
+                dxpad.fill(0.0);
+                let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];
+                for oy in 0..oh {
+                    let r = oy * sy;
+                    // the output gradient on the stride-1 grid (zeros between strided outputs)
+                    let gr = &gp[oy * ow..(oy + 1) * ow];
+                    if sx == 1 {
+                        g1[..ow].copy_from_slice(gr);
+                    } else {
+                        g1.fill(0.0);
+                        for (ox, &gv) in gr.iter().enumerate() {
+                            g1[ox * sx] = gv;
+                        }
+                    }
+                    if let PoolKind::Avg { count_include_pad } = p.kind {
+                        if count_include_pad {
+                            let inv = 1.0 / (g.kh * g.kw) as f32;
+                            g1.iter_mut().for_each(|o| *o *= inv);
+                        } else {
+                            let ny = span(oy, sy, p.padding.0, g.kh, p.h) as f32;
+                            for (ox, &nx) in cols.iter().enumerate() {
+                                g1[ox * sx] /= ny * nx;
+                            }
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if max && AVX512 {
+                        // SAFETY: only instantiated with AVX512 = true behind detection.
+                        unsafe { max_row_avx512(&g, (ph, pw), r, xpad, g1, dxpad) };
+                        continue;
+                    }
+                    if max {
+                        // arg-max per lane: start at the first in-bounds tap, replace on a
+                        // strictly larger value
+                        let ky0 = ph.saturating_sub(r);
+                        for (ox1, (mv, av)) in m.iter_mut().zip(at.iter_mut()).enumerate() {
+                            *mv = f32::NEG_INFINITY;
+                            *av = (ky0 * g.kw + pw.saturating_sub(ox1)) as f32;
+                        }
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let t = (ky * g.kw + kx) as f32;
+                                let row = &xpad[(r + ky) * g.wp + kx..][..g.ow1];
+                                for ((mv, av), &xv) in m.iter_mut().zip(at.iter_mut()).zip(row) {
+                                    let gt = xv > *mv;
+                                    *mv = if gt { xv } else { *mv };
+                                    *av = if gt { t } else { *av };
+                                }
+                            }
+                        }
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let t = (ky * g.kw + kx) as f32;
+                                let drow = &mut dxpad[(r + ky) * g.wp + kx..][..g.ow1];
+                                for ((d, &av), &gv) in drow.iter_mut().zip(at.iter()).zip(g1.iter())
+                                {
+                                    *d += if av == t { gv } else { 0.0 };
+                                }
+                            }
+                        }
+                    } else {
+                        // horizontal scatter into a padded row, then vertical into the window rows
+                        v.fill(0.0);
+                        for kx in 0..g.kw {
+                            v[kx..kx + g.ow1]
+                                .iter_mut()
+                                .zip(g1.iter())
+                                .for_each(|(a, &b)| *a += b);
+                        }
+                        for ky in 0..g.kh {
+                            let drow = &mut dxpad[(r + ky) * g.wp..(r + ky + 1) * g.wp];
+                            drow.iter_mut().zip(v.iter()).for_each(|(a, &b)| *a += b);
+                        }
+                    }
+                }
+                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
+                for iy in 0..p.h {
+                    dxp[iy * p.w..(iy + 1) * p.w]
+                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
+                }
+            }
+        });
     }
 }

@@ -201,6 +201,41 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// The row-at-a-time kernels against the window-by-window loops, on inputs full of ties
+        /// (a few distinct values, infinities included): max pooling must pick the same input.
+        #[test]
+        fn row_kernels_match_window_loops(c in 1usize..3, h in 1usize..13, w in 1usize..21,
+                                          k in 1usize..5, s in 1usize..3, kind in 0usize..3,
+                                          pad_pick in 0usize..3, seed in 0usize..1000) {
+            let pad = pad_pick % (k / 2 + 1);
+            let p = Pool2d::new(kinds()[kind], 1, c, h, w, k, s, pad);
+            prop_assume!(p.validate().is_ok());
+            let levels = [-1.0f32, 0.0, 0.5, 2.0, f32::NEG_INFINITY];
+            let x: Vec<f32> = (0..p.x_len()).map(|i| levels[(i * 7 + seed) % 5 % (2 + seed % 4)]).collect();
+            let dy: Vec<f32> = (0..p.y_len()).map(|i| ((i + seed) % 7) as f32 - 3.0).collect();
+            let (mut y_fast, mut y_ref) = (vec![f32::NAN; p.y_len()], vec![f32::NAN; p.y_len()]);
+            cpu_kernel::rows::forward_planes(&p, c, &x, &mut y_fast);
+            cpu_kernel::forward_planes(&p, c, &x, &mut y_ref);
+            let (mut d_fast, mut d_ref) = (vec![f32::NAN; p.x_len()], vec![f32::NAN; p.x_len()]);
+            cpu_kernel::rows::backward_planes(&p, c, &x, &dy, &mut d_fast);
+            cpu_kernel::backward_planes(&p, c, &x, &dy, &mut d_ref);
+            let (mut y_port, mut d_port) = (vec![f32::NAN; p.y_len()], vec![f32::NAN; p.x_len()]);
+            cpu_kernel::rows::portable_planes(&p, c, &x, &dy, &mut y_port, &mut d_port);
+            for (y, d) in [(&y_fast, &d_fast), (&y_port, &d_port)] {
+                if matches!(p.kind, PoolKind::Max) {
+                    prop_assert_eq!(y, &y_ref);
+                    prop_assert_eq!(d, &d_ref);
+                } else {
+                    for (a, b) in y.iter().zip(&y_ref).chain(d.iter().zip(&d_ref)) {
+                        prop_assert!(a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn darts_pools_3x3() {
         for s in [1usize, 2] {
