@@ -30,6 +30,7 @@ pub mod device;
 pub mod error;
 pub mod gemm;
 pub mod ops;
+mod simd;
 pub mod threads;
 pub mod workloads;
 mod workspace;

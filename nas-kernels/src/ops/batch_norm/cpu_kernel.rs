@@ -6,6 +6,7 @@
 //! (f64) added at the end.
 
 use super::BatchNorm2d;
+use crate::simd::avx512_dispatch;
 use crate::threads::{num_threads, parallel_for};
 use crate::workspace::SyncPtr;
 
@@ -33,26 +34,68 @@ fn range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     start..start + base + usize::from(i < extra)
 }
 
-/// `(sum(a), sum(a * (b - shift)))` of two equal-length rows, eight f32 lanes, f64 result.
-#[inline]
-fn sums(a: &[f32], b: &[f32], shift: f32) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
-    let mut ia = a.chunks_exact(8);
-    let mut ib = b.chunks_exact(8);
-    for (ac, bc) in (&mut ia).zip(&mut ib) {
-        for j in 0..8 {
+avx512_dispatch! {
+    /// `(sum(a), sum(a * (b - shift)))` of two equal-length rows (AVX-512 when the CPU has it).
+    fn sums(a: &[f32], b: &[f32], shift: f32) -> (f64, f64) = sums_body::<16>, sums_body::<64>;
+}
+
+/// `(sum(a), sum(a * (b - shift)))`: `L` f32 lanes per sum (the tail padded with `a = 0`),
+/// added up in f64.
+#[inline(always)]
+fn sums_body<const L: usize>(a: &[f32], b: &[f32], shift: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f32; L], [0.0f32; L]);
+    let mut add = |ac: &[f32; L], bc: &[f32; L]| {
+        for j in 0..L {
             s1[j] += ac[j];
             s2[j] += ac[j] * (bc[j] - shift);
         }
+    };
+    let (ia, ta) = a.as_chunks::<L>();
+    let (ib, tb) = b.as_chunks::<L>();
+    for (ac, bc) in ia.iter().zip(ib) {
+        add(ac, bc);
     }
-    let (mut t1, mut t2) = (0.0f64, 0.0f64);
-    for (&av, &bv) in ia.remainder().iter().zip(ib.remainder()) {
-        t1 += av as f64;
-        t2 += av as f64 * (bv - shift) as f64;
+    if !ta.is_empty() {
+        let (mut pa, mut pb) = ([0.0f32; L], [shift; L]);
+        pa[..ta.len()].copy_from_slice(ta);
+        pb[..ta.len()].copy_from_slice(&tb[..ta.len()]);
+        add(&pa, &pb);
     }
     (
-        t1 + s1.iter().map(|&v| v as f64).sum::<f64>(),
-        t2 + s2.iter().map(|&v| v as f64).sum::<f64>(),
+        s1.iter().map(|&v| v as f64).sum::<f64>(),
+        s2.iter().map(|&v| v as f64).sum::<f64>(),
+    )
+}
+
+avx512_dispatch! {
+    /// `(sum(x - shift), sum((x - shift)^2))` of a row (AVX-512 when the CPU has it).
+    fn sums_sq(x: &[f32], shift: f32) -> (f64, f64) = sums_sq_body::<16>, sums_sq_body::<64>;
+}
+
+/// `(sum(x - shift), sum((x - shift)^2))`: `L` f32 lanes per sum (the tail padded with
+/// `shift`), added up in f64.
+#[inline(always)]
+fn sums_sq_body<const L: usize>(x: &[f32], shift: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f32; L], [0.0f32; L]);
+    let mut add = |c: &[f32; L]| {
+        for j in 0..L {
+            let d = c[j] - shift;
+            s1[j] += d;
+            s2[j] += d * d;
+        }
+    };
+    let (body, tail) = x.as_chunks::<L>();
+    for c in body {
+        add(c);
+    }
+    if !tail.is_empty() {
+        let mut pad = [shift; L];
+        pad[..tail.len()].copy_from_slice(tail);
+        add(&pad);
+    }
+    (
+        s1.iter().map(|&v| v as f64).sum::<f64>(),
+        s2.iter().map(|&v| v as f64).sum::<f64>(),
     )
 }
 
@@ -152,16 +195,7 @@ pub(crate) fn forward(
         let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
         // SAFETY: task t writes only its own images.
         let yr = unsafe { yp.slice(lo, len) };
-        for (i, (yc, xc)) in yr
-            .chunks_exact_mut(p.hw)
-            .zip(x[lo..lo + len].chunks_exact(p.hw))
-            .enumerate()
-        {
-            let (scale, shift) = coef[i % p.c];
-            for (yv, &xv) in yc.iter_mut().zip(xc) {
-                *yv = xv * scale + shift;
-            }
-        }
+        normalize(&coef, p.hw, &x[lo..lo + len], yr);
     });
 }
 
@@ -174,25 +208,7 @@ fn channel_sums_sq(p: &BatchNorm2d, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)>
         for bi in range(p.n, np, t) {
             for ch in 0..p.c {
                 let o = (bi * p.c + ch) * p.hw;
-                let row = &x[o..o + p.hw];
-                let sh = shift[ch];
-                let (mut a, mut a2) = ([0.0f32; 8], [0.0f32; 8]);
-                let mut it = row.chunks_exact(8);
-                for c in &mut it {
-                    for j in 0..8 {
-                        let d = c[j] - sh;
-                        a[j] += d;
-                        a2[j] += d * d;
-                    }
-                }
-                let (mut s, mut s2) = (0.0f64, 0.0f64);
-                for &v in it.remainder() {
-                    let d = (v - sh) as f64;
-                    s += d;
-                    s2 += d * d;
-                }
-                s += a.iter().map(|&v| v as f64).sum::<f64>();
-                s2 += a2.iter().map(|&v| v as f64).sum::<f64>();
+                let (s, s2) = sums_sq(&x[o..o + p.hw], shift[ch]);
                 // SAFETY: slot (t, ch) belongs to task t.
                 unsafe {
                     *pp.at((t * p.c + ch) * 2) += s;
@@ -255,15 +271,99 @@ pub(crate) fn backward(
         let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
         // SAFETY: task t writes only its own images.
         let dr = unsafe { dxp.slice(lo, len) };
-        let rows = dr
-            .chunks_exact_mut(p.hw)
-            .zip(x[lo..lo + len].chunks_exact(p.hw))
-            .zip(dy[lo..lo + len].chunks_exact(p.hw));
-        for (i, ((dc, xc), gc)) in rows.enumerate() {
-            let (k, c0, c1, mean) = coef[i % p.c];
-            for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                *d = k * (gv - c0 - (xv - mean) * c1);
+        input_grad(&coef, p.hw, &x[lo..lo + len], &dy[lo..lo + len], dr);
+    });
+}
+
+avx512_dispatch! {
+    /// `y = x * scale + shift` over whole images, `coef[ch] = (scale, shift)` (AVX-512 when the
+    /// CPU has it).
+    fn normalize(coef: &[(f32, f32)], hw: usize, x: &[f32], y: &mut [f32]) = normalize_body;
+}
+
+#[inline(always)]
+fn normalize_body(coef: &[(f32, f32)], hw: usize, x: &[f32], y: &mut [f32]) {
+    for (i, (yc, xc)) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
+        let (scale, shift) = coef[i % coef.len()];
+        for (yv, &xv) in yc.iter_mut().zip(xc) {
+            *yv = xv * scale + shift;
+        }
+    }
+}
+
+avx512_dispatch! {
+    /// `dx = k * (dy - c0 - (x - mean) * c1)` over whole images, `coef[ch] = (k, c0, c1, mean)`
+    /// (AVX-512 when the CPU has it).
+    fn input_grad(coef: &[(f32, f32, f32, f32)], hw: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
+        = input_grad_body;
+}
+
+#[inline(always)]
+fn input_grad_body(
+    coef: &[(f32, f32, f32, f32)],
+    hw: usize,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let rows = dx
+        .chunks_exact_mut(hw)
+        .zip(x.chunks_exact(hw))
+        .zip(dy.chunks_exact(hw));
+    for (i, ((dc, xc), gc)) in rows.enumerate() {
+        let (k, c0, c1, mean) = coef[i % coef.len()];
+        for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+            *d = k * (gv - c0 - (xv - mean) * c1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 11) % 101) as f32 - 30.0) * 0.041)
+            .collect()
+    }
+
+    /// The portable bodies (what CPUs without AVX-512 run) against the dispatched kernels (the
+    /// AVX-512 build where the CPU has it) and f64 sums, on lengths around the lane counts.
+    #[test]
+    fn portable_bodies_match_dispatched_kernels() {
+        let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * (1.0 + want.abs());
+        for n in [0usize, 1, 15, 16, 17, 49, 64, 65, 127, 1024, 3001] {
+            let (a, b) = (data(n, 1), data(n, 2));
+            let shift = 0.3f32;
+            let w1: f64 = a.iter().map(|&v| v as f64).sum();
+            let w2: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&u, &v)| u as f64 * (v - shift) as f64)
+                .sum();
+            for (s1, s2) in [sums_body::<16>(&a, &b, shift), sums(&a, &b, shift)] {
+                assert!(close(s1, w1) && close(s2, w2), "sums n={n}");
+            }
+            let q1: f64 = b.iter().map(|&v| (v - shift) as f64).sum();
+            let q2: f64 = b.iter().map(|&v| ((v - shift) as f64).powi(2)).sum();
+            for (s1, s2) in [sums_sq_body::<16>(&b, shift), sums_sq(&b, shift)] {
+                assert!(close(s1, q1) && close(s2, q2), "sums_sq n={n}");
             }
         }
-    });
+        let (c, hw) = (3, 37);
+        let len = 2 * c * hw;
+        let (x, dy) = (data(len, 3), data(len, 4));
+        let coef2: Vec<(f32, f32)> = (0..c).map(|i| (0.5 + i as f32, -0.25 * i as f32)).collect();
+        let coef4: Vec<(f32, f32, f32, f32)> = (0..c)
+            .map(|i| (1.5 - i as f32, 0.1 * i as f32, 0.3, -0.2 * i as f32))
+            .collect();
+        let (mut p, mut d) = (vec![0.0; len], vec![0.0; len]);
+        normalize_body(&coef2, hw, &x, &mut p);
+        normalize(&coef2, hw, &x, &mut d);
+        assert_eq!(p, d);
+        input_grad_body(&coef4, hw, &x, &dy, &mut p);
+        input_grad(&coef4, hw, &x, &dy, &mut d);
+        assert_eq!(p, d);
+    }
 }

@@ -1,14 +1,28 @@
 //! CPU kernels for the elementwise ops. Lengths are validated by the caller ([`crate::Cpu`]).
 
 use super::{BinaryOp, UnaryOp};
+use crate::simd::avx512_dispatch;
 use crate::threads::parallel_for;
 use crate::workspace::SyncPtr;
 
+/// `y[i] = f(x[i])`.
 #[inline(always)]
 fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = f(x);
+    let h = head(y);
+    let (y0, y1) = y.split_at_mut(h);
+    for part in [(x, y0), (&x[h..], y1)] {
+        for (y, &x) in part.1.iter_mut().zip(part.0) {
+            *y = f(x);
+        }
     }
+}
+
+/// Elements of `out` before its first 64-byte boundary: the loops start their vectors there,
+/// so that AVX-512 stores (and loads of equally offset inputs) do not straddle cache lines
+/// (without this, streaming ops are ~10% slower with AVX-512 than with SSE on Zen 4).
+#[inline(always)]
+fn head(out: &[f32]) -> usize {
+    out.as_ptr().align_offset(64).min(out.len())
 }
 
 /// Elements per task when an elementwise op is spread over threads.
@@ -35,8 +49,14 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32], y: &mut [f32]) {
     chunked(x, y, &|x, y| unary_serial(op, x, y));
 }
 
+avx512_dispatch! {
+    /// `y = op(x)` (AVX-512 when the CPU has it).
+    fn unary_serial(op: UnaryOp, x: &[f32], y: &mut [f32]) = unary_body;
+}
+
 /// `y = op(x)`; dispatches once so every loop body is a constant op.
-fn unary_serial(op: UnaryOp, x: &[f32], y: &mut [f32]) {
+#[inline(always)]
+fn unary_body(op: UnaryOp, x: &[f32], y: &mut [f32]) {
     match op {
         UnaryOp::Relu => map1(x, y, |v| UnaryOp::Relu.apply(v)),
         UnaryOp::Neg => map1(x, y, |v| UnaryOp::Neg.apply(v)),
@@ -70,26 +90,67 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: 
     });
 }
 
+/// `dx = dy * op'(x)`. ReLU's select stays on the baseline build: it is memory-bound and
+/// measured ~5% slower with AVX-512 on Zen 4 (even with aligned stores or intrinsics).
 fn unary_backward_serial(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
     match op {
-        UnaryOp::Relu => {
-            for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                *d = if x > 0.0 { g } else { 0.0 };
-            }
+        UnaryOp::Relu => unary_backward_body(op, x, y, dy, dx),
+        _ => unary_backward_dispatch(op, x, y, dy, dx),
+    }
+}
+
+avx512_dispatch! {
+    /// `dx = dy * op'(x)` (AVX-512 when the CPU has it).
+    fn unary_backward_dispatch(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32])
+        = unary_backward_body;
+}
+
+/// `dx[i] = f(x[i], y[i], dy[i])` (an input `f` ignores is not read).
+#[inline(always)]
+fn map3(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], f: impl Fn(f32, f32, f32) -> f32) {
+    let (n, h) = (dx.len(), head(dx));
+    let (d0, d1) = dx.split_at_mut(h);
+    for (lo, hi, d) in [(0, h, d0), (h, n, d1)] {
+        let (x, y, dy) = (&x[lo..hi], &y[lo..hi], &dy[lo..hi]);
+        for i in 0..hi - lo {
+            d[i] = f(x[i], y[i], dy[i]);
         }
+    }
+}
+
+/// `dx = dy * op'(x)`; dispatches once so every loop body is a constant op (inputs a gradient
+/// does not use are not read).
+#[inline(always)]
+fn unary_backward_body(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    macro_rules! grad {
+        ($op:expr) => {
+            map3(x, y, dy, dx, |x, y, g| $op.grad(x, y, g))
+        };
+    }
+    match op {
+        UnaryOp::Relu => map3(x, y, dy, dx, |x, _, g| if x > 0.0 { g } else { 0.0 }),
         UnaryOp::Scale(a) => map1(dy, dx, |g| g * a),
-        _ => {
-            for i in 0..dx.len() {
-                dx[i] = op.grad(x[i], y[i], dy[i]);
-            }
-        }
+        UnaryOp::AddScalar(_) => dx.copy_from_slice(&dy[..dx.len()]),
+        UnaryOp::Neg => map1(dy, dx, |g| -g),
+        UnaryOp::Exp => grad!(UnaryOp::Exp),
+        UnaryOp::Log => grad!(UnaryOp::Log),
+        UnaryOp::Sqrt => grad!(UnaryOp::Sqrt),
+        UnaryOp::Square => grad!(UnaryOp::Square),
+        UnaryOp::Abs => grad!(UnaryOp::Abs),
+        UnaryOp::Tanh => grad!(UnaryOp::Tanh),
+        UnaryOp::Sigmoid => grad!(UnaryOp::Sigmoid),
+        UnaryOp::Recip => grad!(UnaryOp::Recip),
     }
 }
 
 #[inline(always)]
 fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = f(a, b);
+    let h = head(out);
+    let (o0, o1) = out.split_at_mut(h);
+    for (a, b, out) in [(a, b, o0), (&a[h..], &b[h..], o1)] {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
     }
 }
 
@@ -160,15 +221,7 @@ pub(crate) fn binary(
     if a_shape == b_shape {
         let n = out.len();
         let f = |lo: usize, out: &mut [f32]| {
-            let (a, b) = (&a[lo..lo + out.len()], &b[lo..lo + out.len()]);
-            match op {
-                BinaryOp::Add => zip2(a, b, out, |x, y| x + y),
-                BinaryOp::Sub => zip2(a, b, out, |x, y| x - y),
-                BinaryOp::Mul => zip2(a, b, out, |x, y| x * y),
-                BinaryOp::Div => zip2(a, b, out, |x, y| x / y),
-                BinaryOp::Maximum => zip2(a, b, out, |x, y| x.max(y)),
-                BinaryOp::Minimum => zip2(a, b, out, |x, y| x.min(y)),
-            }
+            binary_same(op, &a[lo..lo + out.len()], &b[lo..lo + out.len()], out)
         };
         chunked_out(n, out, &f);
         return;
@@ -200,6 +253,24 @@ pub(crate) fn binary(
             }
         }
     });
+}
+
+avx512_dispatch! {
+    /// `out = a op b` for equal shapes (AVX-512 when the CPU has it).
+    fn binary_same(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) = binary_same_body;
+}
+
+/// `out = a op b` for equal shapes; dispatches once so every loop body is a constant op.
+#[inline(always)]
+fn binary_same_body(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    match op {
+        BinaryOp::Add => zip2(a, b, out, |x, y| x + y),
+        BinaryOp::Sub => zip2(a, b, out, |x, y| x - y),
+        BinaryOp::Mul => zip2(a, b, out, |x, y| x * y),
+        BinaryOp::Div => zip2(a, b, out, |x, y| x / y),
+        BinaryOp::Maximum => zip2(a, b, out, |x, y| x.max(y)),
+        BinaryOp::Minimum => zip2(a, b, out, |x, y| x.min(y)),
+    }
 }
 
 /// `out = sum of x over the dimensions where `out_shape` broadcasts to `x_shape``.
@@ -239,11 +310,24 @@ pub(crate) fn broadcast_to(x: &[f32], x_shape: &[usize], out: &mut [f32], out_sh
 /// `y += alpha * x`.
 pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     chunked_out(y.len(), y, &|lo, y| {
-        let n = y.len();
-        for (y, &x) in y.iter_mut().zip(&x[lo..lo + n]) {
+        axpy_serial(alpha, &x[lo..lo + y.len()], y)
+    });
+}
+
+avx512_dispatch! {
+    /// `y += alpha * x` (AVX-512 when the CPU has it).
+    fn axpy_serial(alpha: f32, x: &[f32], y: &mut [f32]) = axpy_body;
+}
+
+#[inline(always)]
+fn axpy_body(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let h = head(y);
+    let (y0, y1) = y.split_at_mut(h);
+    for (x, y) in [(x, y0), (&x[h..], y1)] {
+        for (y, &x) in y.iter_mut().zip(x) {
             *y += alpha * x;
         }
-    });
+    }
 }
 
 /// Runs `f(offset, out_chunk)` over `CHUNK`-sized chunks of `out`, on threads when large.
@@ -261,22 +345,63 @@ fn chunked_out(n: usize, out: &mut [f32], f: &(dyn Fn(usize, &mut [f32]) + Sync)
     });
 }
 
-/// `out = sum_k w[k] * xs[k]`, one pass over `out` per chunk (the chunk stays in cache while
-/// the K inputs are added).
+/// `out = sum_k w[k] * xs[k]`, chunk by chunk (the chunk stays in cache while the K inputs
+/// are added).
 pub(crate) fn weighted_sum(w: &[f32], xs: &[&[f32]], out: &mut [f32]) {
     chunked_out(out.len(), out, &|lo, out| {
-        let n = out.len();
-        if xs.is_empty() {
-            out.fill(0.0);
-            return;
-        }
-        map1(&xs[0][lo..lo + n], out, |v| w[0] * v);
-        for k in 1..xs.len() {
-            for (o, &v) in out.iter_mut().zip(&xs[k][lo..lo + n]) {
-                *o += w[k] * v;
-            }
-        }
+        weighted_sum_chunk(w, xs, lo, out)
     });
+}
+
+avx512_dispatch! {
+    /// `out = sum_k w[k] * xs[k][lo..]` (AVX-512 when the CPU has it).
+    fn weighted_sum_chunk(w: &[f32], xs: &[&[f32]], lo: usize, out: &mut [f32])
+        = weighted_sum_body;
+}
+
+/// `out = sum_k w[k] * xs[k][lo..]`, the terms added in input order, up to four inputs per
+/// pass over `out`.
+#[inline(always)]
+fn weighted_sum_body(w: &[f32], xs: &[&[f32]], lo: usize, out: &mut [f32]) {
+    let n = out.len();
+    let Some(x0) = xs.first() else {
+        out.fill(0.0);
+        return;
+    };
+    map1(&x0[lo..lo + n], out, |v| w[0] * v);
+    let x = |k: usize| &xs[k][lo..lo + n];
+    let mut k = 1;
+    while k < xs.len() {
+        let m = (xs.len() - k).min(4);
+        match m {
+            1 => add_terms(out, [w[k]], [x(k)]),
+            2 => add_terms(out, [w[k], w[k + 1]], [x(k), x(k + 1)]),
+            3 => add_terms(out, [w[k], w[k + 1], w[k + 2]], [x(k), x(k + 1), x(k + 2)]),
+            _ => add_terms(
+                out,
+                [w[k], w[k + 1], w[k + 2], w[k + 3]],
+                [x(k), x(k + 1), x(k + 2), x(k + 3)],
+            ),
+        }
+        k += m;
+    }
+}
+
+/// `out[i] = (..(out[i] + w[0] * x[0][i]) + ..) + w[M-1] * x[M-1][i]` in one pass.
+#[inline(always)]
+fn add_terms<const M: usize>(out: &mut [f32], w: [f32; M], x: [&[f32]; M]) {
+    let (n, h) = (out.len(), head(out));
+    let (o0, o1) = out.split_at_mut(h);
+    for (lo, hi, out) in [(0, h, o0), (h, n, o1)] {
+        let x = x.map(|x| &x[lo..hi]);
+        for i in 0..hi - lo {
+            let mut o = out[i];
+            for m in 0..M {
+                o += w[m] * x[m][i];
+            }
+            out[i] = o;
+        }
+    }
 }
 
 /// `dxs[k] = w[k] * dy`, `dw[k] = <dy, xs[k]>` (accumulated in f64), chunked over threads.
@@ -299,8 +424,8 @@ pub(crate) fn weighted_sum_backward(
         for j in 0..k {
             // SAFETY: chunk t of dxs[j] and slot (t, j) of dots belong to this task.
             unsafe {
-                map1(&dy[lo..hi], ptrs[j].slice(lo, hi - lo), |g| w[j] * g);
-                *dp.at(t * k + j) = dot(&dy[lo..hi], &xs[j][lo..hi]);
+                let d = ptrs[j].slice(lo, hi - lo);
+                *dp.at(t * k + j) = scale_dot(w[j], &dy[lo..hi], &xs[j][lo..hi], d);
             }
         }
     };
@@ -327,21 +452,37 @@ impl SyncPtr64 {
     }
 }
 
-/// Dot product with eight f32 partial sums per block, added up in f64.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
+avx512_dispatch! {
+    /// `d = w * g` and `<g, x>` in one pass (AVX-512 when the CPU has it).
+    fn scale_dot(w: f32, g: &[f32], x: &[f32], d: &mut [f32]) -> f64
+        = scale_dot_body::<16>, scale_dot_body::<64>;
+}
+
+/// `d = w * g` and `<g, x>`: `L` f32 partial sums per block of `64 * L` elements, the blocks
+/// and the tail added up in f64.
+#[inline(always)]
+fn scale_dot_body<const L: usize>(w: f32, g: &[f32], x: &[f32], d: &mut [f32]) -> f64 {
+    let block = 64 * L;
     let mut total = 0.0f64;
-    for (ca, cb) in a.chunks(1024).zip(b.chunks(1024)) {
-        let mut acc = [0.0f32; 8];
-        let mut ia = ca.chunks_exact(8);
-        let mut ib = cb.chunks_exact(8);
-        for (x, y) in (&mut ia).zip(&mut ib) {
-            for j in 0..8 {
-                acc[j] += x[j] * y[j];
+    for ((gb, xb), db) in g
+        .chunks(block)
+        .zip(x.chunks(block))
+        .zip(d.chunks_mut(block))
+    {
+        let mut acc = [0.0f32; L];
+        let (gc, gt) = gb.as_chunks::<L>();
+        let (xc, xt) = xb.as_chunks::<L>();
+        let (dc, dt) = db.as_chunks_mut::<L>();
+        for ((g, x), d) in gc.iter().zip(xc).zip(dc) {
+            for j in 0..L {
+                d[j] = w * g[j];
+                acc[j] += g[j] * x[j];
             }
         }
         let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
-        for (x, y) in ia.remainder().iter().zip(ib.remainder()) {
-            s += (*x as f64) * (*y as f64);
+        for ((&g, &x), d) in gt.iter().zip(xt).zip(dt) {
+            *d = w * g;
+            s += g as f64 * x as f64;
         }
         total += s;
     }
@@ -383,6 +524,99 @@ pub(crate) fn split_channels(
             let s0 = (b * ct + off) * hw;
             o[b * c * hw..(b + 1) * c * hw].copy_from_slice(&x[s0..s0 + c * hw]);
             off += c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) * 0.031)
+            .collect()
+    }
+
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+    }
+
+    /// The portable bodies (what CPUs without AVX-512 run) against the dispatched kernels (the
+    /// AVX-512 build of the same loops where the CPU has it), on lengths around the vector
+    /// widths.
+    #[test]
+    fn portable_bodies_match_dispatched_kernels() {
+        let unary_ops = [
+            UnaryOp::Relu,
+            UnaryOp::Neg,
+            UnaryOp::Exp,
+            UnaryOp::Log,
+            UnaryOp::Sqrt,
+            UnaryOp::Square,
+            UnaryOp::Abs,
+            UnaryOp::Tanh,
+            UnaryOp::Sigmoid,
+            UnaryOp::Recip,
+            UnaryOp::Scale(-1.5),
+            UnaryOp::AddScalar(0.25),
+        ];
+        let binary_ops = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::Maximum,
+            BinaryOp::Minimum,
+        ];
+        for n in [0usize, 1, 15, 16, 17, 63, 65, 1000, 5003] {
+            let (a, b, c) = (data(n, 1), data(n, 2), data(n, 3));
+            let (mut p, mut d) = (vec![0.0; n], vec![0.0; n]);
+            for op in unary_ops {
+                unary_body(op, &a, &mut p);
+                unary_serial(op, &a, &mut d);
+                assert!(same(&p, &d), "{op:?} n={n}");
+                unary_backward_body(op, &a, &b, &c, &mut p);
+                unary_backward_dispatch(op, &a, &b, &c, &mut d);
+                assert!(same(&p, &d), "{op:?} backward n={n}");
+            }
+            for op in binary_ops {
+                binary_same_body(op, &a, &b, &mut p);
+                binary_same(op, &a, &b, &mut d);
+                assert!(same(&p, &d), "{op:?} n={n}");
+            }
+            p.copy_from_slice(&c);
+            d.copy_from_slice(&c);
+            axpy_body(0.75, &a, &mut p);
+            axpy_serial(0.75, &a, &mut d);
+            assert!(same(&p, &d), "axpy n={n}");
+            let xs: Vec<Vec<f32>> = (0..7).map(|k| data(n + 3, k + 4)).collect();
+            let xr: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+            let w: Vec<f32> = (0..7).map(|k| 0.3 * k as f32 - 0.7).collect();
+            for k in 0..=7 {
+                weighted_sum_body(&w, &xr[..k], 3, &mut p);
+                weighted_sum_chunk(&w, &xr[..k], 3, &mut d);
+                assert!(same(&p, &d), "weighted_sum k={k} n={n}");
+                for i in 0..n {
+                    let want = (1..k)
+                        .fold(if k == 0 { 0.0 } else { w[0] * xs[0][i + 3] }, |o, j| {
+                            o + w[j] * xs[j][i + 3]
+                        });
+                    assert_eq!(p[i], want, "weighted_sum order k={k} n={n}");
+                }
+            }
+            let sp = scale_dot_body::<16>(-0.5, &a, &b, &mut p);
+            let sd = scale_dot(-0.5, &a, &b, &mut d);
+            assert!(same(&p, &d), "scale_dot n={n}");
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            for s in [sp, sd] {
+                assert!(
+                    (s - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{s} {want} n={n}"
+                );
+            }
         }
     }
 }
