@@ -1,6 +1,6 @@
 //! One first-order DARTS search step (architecture step on a validation batch + weight step on a
 //! training batch, gradient clipping, both optimizers) of the DARTS supernet: C = 16, 8 cells,
-//! batch 64, 3x32x32, 10 classes, with the memory-saving recomputation (default) and without.
+//! batch 64, 3x32x32, 10 classes: recomputing the first cells (the default), every cell, and none.
 //!
 //! A step takes seconds, so the sample size is the minimum criterion allows (10) and the
 //! measurement time is short; `DARTS_BENCH_C` / `DARTS_BENCH_BATCH` shrink the problem for a
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use nas_search::data::Dataset;
-use nas_search::oneshot::{Method, OneShotConfig, OneShotSearch, SpaceKind};
+use nas_search::oneshot::{Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS, SpaceKind};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -35,18 +35,19 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(30));
-    for recompute in [true, false] {
+    for (recompute, label) in [
+        (RECOMPUTE_CELLS, "recompute_default"),
+        (usize::MAX, "recompute_all"),
+        (0, "plain"),
+    ] {
         let mut cfg = OneShotConfig::new(Method::Darts1, SpaceKind::Darts);
         cfg.c = ch;
         cfg.batch_size = batch;
-        cfg.recompute = recompute;
+        cfg.recompute_cells = recompute;
         cfg.epochs = 1_000_000;
         cfg.eval_each_epoch = false;
         let mut s = OneShotSearch::new(cfg, &data).expect("search");
-        let name = format!(
-            "first_order_C{ch}_b{batch}_{}",
-            if recompute { "recompute" } else { "plain" }
-        );
+        let name = format!("first_order_C{ch}_b{batch}_{label}");
         g.bench_function(name, |b| {
             b.iter(|| {
                 if s.step_in_epoch() >= s.steps_per_epoch() {

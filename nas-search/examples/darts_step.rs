@@ -2,7 +2,7 @@
 //! supernet and reports the peak resident set (VmHWM).
 //!
 //! ```text
-//! cargo run --release -p nas-search --example darts_step -- [steps] [batch] [C] [layers] [method] [recompute|plain]
+//! cargo run --release -p nas-search --example darts_step -- [steps] [batch] [C] [layers] [method] [plain|recompute|CELLS]
 //! ```
 //! Defaults: 3 steps, batch 64, C = 16, 8 cells, `darts` (first order); input 3x32x32, 10
 //! classes, synthetic normalised data (the step's cost does not depend on the pixel values).
@@ -55,9 +55,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
     let data = Dataset::new("synthetic", (3, 32, 32), 10, images, labels)?;
-    let recompute = args.get(5).map(String::as_str) != Some("plain");
+    // "plain" (no recomputation), "recompute" (every cell) or a number of cells; default: the
+    // library's default
+    let recompute = match args.get(5).map(String::as_str) {
+        None => nas_search::oneshot::RECOMPUTE_CELLS,
+        Some("plain") => 0,
+        Some("recompute") => usize::MAX,
+        Some(k) => k
+            .parse()
+            .map_err(|e| format!("recompute cells {k:?}: {e}"))?,
+    };
     let mut cfg = OneShotConfig::new(method, SpaceKind::Darts);
-    cfg.recompute = recompute;
+    cfg.recompute_cells = recompute;
     cfg.c = c;
     cfg.layers = layers;
     cfg.batch_size = batch;

@@ -48,7 +48,7 @@ pub use checkpoint::{CheckpointProgress, checkpoint_progress};
 pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell};
 pub use error::{OneShotError, Result};
 pub use heatmap::{heatmap_svg, save_heatmap};
-pub use search::{EpochRecord, Genotype, Method, OneShotConfig, OneShotSearch};
+pub use search::{EpochRecord, Genotype, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS};
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 
 use crate::data::Dataset;

@@ -103,12 +103,18 @@ pub struct OneShotConfig {
     pub checkpoint_every: usize,
     /// Evaluate the architecture half (evaluation mode, no gradient) at the end of each epoch.
     pub eval_each_epoch: bool,
-    /// Save memory by recomputation (DARTS supernet, softmax mixing): keep only cell outputs in
-    /// the forward pass and rebuild one cell's graph at a time in the backward pass (about one
-    /// extra forward pass; peak memory of one cell instead of the whole network). Results are
-    /// the same up to float summation order.
-    pub recompute: bool,
+    /// Save memory by recomputation (DARTS supernet, softmax mixing): the first this many cells
+    /// keep only their outputs in the forward pass and rebuild one cell's graph at a time in
+    /// the backward pass, at the cost of their forward pass once more (0: none, one graph over
+    /// the whole network; `layers` or more: every cell, peak memory of one cell). The first
+    /// cells hold the largest activations. Results are the same up to float summation order.
+    pub recompute_cells: usize,
 }
+
+/// Default [`OneShotConfig::recompute_cells`]: the first stage's two cells, the first
+/// reduction cell and the first cell after it, which hold most of the DARTS supernet's activations
+/// (docs/PERF.md).
+pub const RECOMPUTE_CELLS: usize = 4;
 
 impl OneShotConfig {
     /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201
@@ -141,7 +147,7 @@ impl OneShotConfig {
             unroll_r: 0.01,
             checkpoint_every: 0,
             eval_each_epoch: true,
-            recompute: true,
+            recompute_cells: RECOMPUTE_CELLS,
         }
     }
 
@@ -562,8 +568,9 @@ impl OneShotSearch {
                         self.arch.soft()
                     }
                 };
-                if self.config.recompute {
-                    self.net.loss_backward_recompute(x, y, &make)?
+                if self.config.recompute_cells > 0 {
+                    let k = self.config.recompute_cells;
+                    self.net.loss_backward_recompute(x, y, &make, k)?
                 } else {
                     self.net.loss_backward_plain(x, y, &make()?)?
                 }

@@ -636,30 +636,36 @@ impl Supernet {
 
     /// Cross-entropy loss of a batch under the mixing `make_mix()` builds, with gradients
     /// accumulated into the weights (and the architecture weights, if `make_mix` records them),
-    /// by recomputation: a forward pass without a graph keeps only the cell outputs, then each
-    /// cell is run again with a graph and back-propagated on its own, last cell first. Peak
-    /// memory is one cell's graph instead of the whole network's, for about one extra forward
-    /// pass. BN running statistics are updated once, as in a plain pass. Used for the DARTS
-    /// supernet with softmax mixing; otherwise (NB201, hard mixing) the plain path runs.
+    /// recomputing the first `cells` cells: a forward pass without a graph keeps only their
+    /// outputs; the remaining cells and the head run with a graph from those outputs and are
+    /// back-propagated at once; then each recomputed cell is run again with a graph and
+    /// back-propagated on its own, last first. Peak memory is the graph of the cells not
+    /// recomputed (or one recomputed cell's, if larger) instead of the whole network's, for the
+    /// recomputed cells' forward pass once more. `cells >= layers` recomputes every cell; 0 is
+    /// the plain pass. BN running statistics are updated once, as in a plain pass. Used for the
+    /// DARTS supernet with softmax mixing; otherwise (NB201, hard mixing) the plain path runs.
     /// Returns the loss and the predicted classes.
     pub fn loss_backward_recompute(
         &self,
         x: &Tensor,
         y: &[usize],
         make_mix: &dyn Fn() -> Result<Mixing>,
+        cells: usize,
     ) -> Result<(f32, Vec<usize>)> {
         self.check_input(x)?;
-        let (stem, cells) = match &self.body {
+        let (stem, all_cells) = match &self.body {
             Body::Darts { stem, cells } => (stem, cells),
             Body::Nb201 { .. } => return self.loss_backward_plain(x, y, &make_mix()?),
         };
         let probe = make_mix()?;
-        if matches!(probe, Mixing::Hard { .. }) {
+        if matches!(probe, Mixing::Hard { .. }) || cells == 0 {
             return self.loss_backward_plain(x, y, &probe);
         }
         drop(probe);
+        let n = all_cells.len();
+        let k = cells.min(n);
         let leaf = |t: &Tensor| t.detach().param();
-        // Pass 1: cell outputs only; BN statistics restored afterwards.
+        // Pass 1: outputs of the recomputed cells only; BN statistics restored afterwards.
         let buffers: Vec<(Tensor, Vec<f32>)> = self
             .named_buffers()
             .into_iter()
@@ -672,8 +678,8 @@ impl Supernet {
             let rm = self.prepare(&make_mix()?)?;
             let (mn, mr) = rm.views();
             let s = stem.forward(x)?;
-            let mut outs: Vec<Tensor> = Vec::with_capacity(cells.len());
-            for (i, cell) in cells.iter().enumerate() {
+            let mut outs: Vec<Tensor> = Vec::with_capacity(k);
+            for (i, cell) in all_cells.iter().enumerate().take(k) {
                 let s0 = if i < 2 { &s } else { &outs[i - 2] };
                 let s1 = if i < 1 { &s } else { &outs[i - 1] };
                 let o = cell.forward(s0, s1, if cell.reduction { mr } else { mn })?;
@@ -685,32 +691,65 @@ impl Supernet {
             t.set_data(v)?;
         }
         drop(buffers);
-        // Head.
-        let last = cells.len() - 1;
-        let h = leaf(&outs[last]);
-        let logits = self.classifier.forward(&h.global_avg_pool()?)?;
-        let loss = logits.cross_entropy(y)?;
-        let lv = loss.item()?;
-        let pred = logits.argmax_rows()?;
-        drop(logits);
-        loss.backward()?;
-        let grad_of = |t: &Tensor| t.grad_vec().unwrap_or_else(|| vec![0.0; t.numel()]);
+        // Output `j` of pass 1 (the stem for j < 0).
+        let pass1 = |j: isize| -> &Tensor { if j < 0 { &s_stem } else { &outs[j as usize] } };
         let add = |acc: &mut Option<Vec<f32>>, g: Vec<f32>| match acc {
             Some(a) => a.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
             None => *acc = Some(g),
         };
-        let mut g_out: Vec<Option<Vec<f32>>> = vec![None; cells.len()];
+        let mut g_out: Vec<Option<Vec<f32>>> = vec![None; k];
         let mut g_stem: Option<Vec<f32>> = None;
-        g_out[last] = Some(grad_of(&h));
-        drop(h);
-        // Cells, last first.
-        for i in (0..cells.len()).rev() {
+        // Pass 2: the cells from k on and the head, one graph from the last two outputs of
+        // pass 1.
+        let (lv, pred) = {
+            let b0 = leaf(pass1(k as isize - 2));
+            let b1 = leaf(pass1(k as isize - 1));
+            let rm = self.prepare(&make_mix()?)?;
+            let (mn, mr) = rm.views();
+            let mut later: Vec<Tensor> = Vec::with_capacity(n - k);
+            for (i, cell) in all_cells.iter().enumerate().skip(k) {
+                let input = |j: usize| {
+                    if j + 2 == k {
+                        &b0
+                    } else if j + 1 == k {
+                        &b1
+                    } else {
+                        &later[j - k]
+                    }
+                };
+                let s0 = if i < 2 { &b0 } else { input(i - 2) };
+                let s1 = input(i - 1);
+                let o = cell.forward(s0, s1, if cell.reduction { mr } else { mn })?;
+                later.push(o);
+            }
+            let h = later.last().unwrap_or(&b1);
+            let logits = self.classifier.forward(&h.global_avg_pool()?)?;
+            drop(later);
+            let loss = logits.cross_entropy(y)?;
+            let lv = loss.item()?;
+            let pred = logits.argmax_rows()?;
+            drop(logits);
+            loss.backward()?;
+            for (j, b) in [(k as isize - 2, &b0), (k as isize - 1, &b1)] {
+                if let Some(g) = b.grad_vec() {
+                    if j < 0 {
+                        add(&mut g_stem, g);
+                    } else {
+                        add(&mut g_out[j as usize], g);
+                    }
+                }
+            }
+            (lv, pred)
+        };
+        let grad_of = |t: &Tensor| t.grad_vec().unwrap_or_else(|| vec![0.0; t.numel()]);
+        // Recomputed cells, last first.
+        for i in (0..k).rev() {
             let Some(g) = g_out[i].take() else { continue };
             let l0 = leaf(if i < 2 { &s_stem } else { &outs[i - 2] });
             let l1 = leaf(if i < 1 { &s_stem } else { &outs[i - 1] });
             let rm = self.prepare(&make_mix()?)?;
             let (mn, mr) = rm.views();
-            let cell = &cells[i];
+            let cell = &all_cells[i];
             let o = cell.forward(&l0, &l1, if cell.reduction { mr } else { mn })?;
             o.backward_with(&g)?;
             drop(o);

@@ -71,7 +71,9 @@ pub(crate) fn applicable(path: Path, p: &Conv2d) -> bool {
         Path::OneByOne => is_1x1(p),
         Path::Depthwise => p.is_depthwise(),
         Path::Direct => direct::available() && p.stride == (1, 1),
-        Path::DepthwiseDirect => p.is_depthwise() && direct::available() && p.stride == (1, 1),
+        Path::DepthwiseDirect => {
+            p.is_depthwise() && direct::available() && matches!(p.stride, (1, 1) | (2, 2))
+        }
     }
 }
 
@@ -161,7 +163,7 @@ pub(crate) fn backward_input_with(path: Path, p: &Conv2d, w: &[f32], dy: &[f32],
             }
         }
         Path::DepthwiseDirect => {
-            if flip_ok(p) {
+            if flip_ok(p) || p.stride == (2, 2) {
                 direct::depthwise_backward_input(p, w, dy, dx)
             } else {
                 depthwise::backward_input(p, w, dy, dx)

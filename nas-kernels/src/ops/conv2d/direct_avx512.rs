@@ -784,7 +784,7 @@ unsafe fn dw_plane_grad(s: &S1, xp: *const f32, dy: *const f32, dwc: &mut [f32])
 }
 
 /// Depthwise forward (`groups == c_in == c_out`, stride 1).
-pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
@@ -823,7 +823,7 @@ pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32])
 
 /// Depthwise input gradient: the same kernel on `dy` padded by `d * (k - 1) - p` with the
 /// flipped weights. Requires `d * (k - 1) >= p` in both directions.
-pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+fn depthwise_backward_input_s1(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (dh, dw) = p.dilation;
     let qh = dh * (p.kh - 1) - p.padding.0;
@@ -867,7 +867,7 @@ pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &m
 
 /// Depthwise weight gradient: images (in memory order) are spread over threads, each adding
 /// into its own partial gradient; the partials are summed at the end.
-pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
@@ -906,4 +906,287 @@ pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &
         });
         sum_partials(partials, parts, dw);
     });
+}
+
+// ------------------------------------------------------------------- depthwise, stride 1 or 2
+
+/// Depthwise forward (`groups == c_in == c_out`, stride 1 or 2).
+pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    if p.stride == (2, 2) {
+        s2::forward(p, x, w, y)
+    } else {
+        depthwise_forward_s1(p, x, w, y)
+    }
+}
+
+/// Depthwise input gradient (stride 1 with `d * (k - 1) >= p`, or stride 2).
+pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    if p.stride == (2, 2) {
+        s2::backward_input(p, w, dy, dx)
+    } else {
+        depthwise_backward_input_s1(p, w, dy, dx)
+    }
+}
+
+/// Depthwise weight gradient (stride 1 or 2).
+pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    if p.stride == (2, 2) {
+        s2::backward_weight(p, x, dy, dw)
+    } else {
+        depthwise_backward_weight_s1(p, x, dy, dw)
+    }
+}
+
+/// Stride-2 depthwise kernels (the reduction cells' separable and dilated convolutions).
+///
+/// Each padded plane is stored "phase split": every padded row as its even columns followed by
+/// its odd columns. Input column `2 ox + d kx` is then column `ox + d kx / 2` of phase
+/// `d kx % 2`, so a tap reads 16 consecutive outputs' inputs with one vector load, as in the
+/// stride-1 kernels.
+mod s2 {
+    use std::arch::x86_64::*;
+
+    use super::super::{Conv2d, SyncPtr, chunk, par, sum_partials, threads_for, with_scratch};
+    use super::mask;
+
+    /// Geometry of one phase-split plane.
+    #[derive(Clone, Copy)]
+    struct G {
+        h: usize,
+        w: usize,
+        ph: usize,
+        pw: usize,
+        hp: usize,
+        /// Floats per phase of one row.
+        half: usize,
+        oh: usize,
+        ow: usize,
+        kh: usize,
+        kw: usize,
+        dh: usize,
+        dw: usize,
+    }
+
+    impl G {
+        fn new(p: &Conv2d) -> G {
+            let (hp, wp) = (p.h + 2 * p.padding.0, p.w + 2 * p.padding.1);
+            G {
+                h: p.h,
+                w: p.w,
+                ph: p.padding.0,
+                pw: p.padding.1,
+                hp,
+                half: wp.div_ceil(2),
+                oh: p.out_h(),
+                ow: p.out_w(),
+                kh: p.kh,
+                kw: p.kw,
+                dh: p.dilation.0,
+                dw: p.dilation.1,
+            }
+        }
+        /// Floats of one split plane.
+        fn len(&self) -> usize {
+            self.hp * 2 * self.half
+        }
+        /// Offset of tap `(ky, kx)` for output `(oy, 0)` in a split plane.
+        #[inline(always)]
+        fn tap(&self, oy: usize, ky: usize, kx: usize) -> usize {
+            let (r, c) = (2 * oy + ky * self.dh, kx * self.dw);
+            (r * 2 + c % 2) * self.half + c / 2
+        }
+    }
+
+    /// Writes the zero-padded, phase-split form of the `h x w` plane `x` into `sp`.
+    fn split(g: &G, x: &[f32], sp: &mut [f32]) {
+        sp.fill(0.0);
+        for iy in 0..g.h {
+            let r = iy + g.ph;
+            for ix in 0..g.w {
+                let c = ix + g.pw;
+                sp[(r * 2 + c % 2) * g.half + c / 2] = x[iy * g.w + ix];
+            }
+        }
+    }
+
+    /// Reads the `h x w` plane back out of a phase-split padded plane.
+    fn unsplit(g: &G, sp: &[f32], x: &mut [f32]) {
+        for iy in 0..g.h {
+            let r = iy + g.ph;
+            for ix in 0..g.w {
+                let c = ix + g.pw;
+                x[iy * g.w + ix] = sp[(r * 2 + c % 2) * g.half + c / 2];
+            }
+        }
+    }
+
+    /// Forward of one plane: four output rows at a time, 16 columns per vector.
+    ///
+    /// # Safety
+    /// AVX-512F; `sp` a split plane of `g`, `w` `kh * kw`, `y` `oh * ow` floats.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn plane_forward(g: &G, sp: &[f32], w: &[f32], y: &mut [f32]) {
+        debug_assert!(sp.len() >= g.len() && y.len() >= g.oh * g.ow);
+        let mut oy = 0;
+        while oy < g.oh {
+            let rows = (g.oh - oy).min(4);
+            let mut ox = 0;
+            while ox < g.ow {
+                let m = mask(g.ow - ox);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                // SAFETY: masked lanes are the in-range outputs, whose taps lie inside the
+                // split plane (`tap(oy, ky, kx) + ox + lane < len`).
+                unsafe {
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let wv = _mm512_set1_ps(w[ky * g.kw + kx]);
+                            for (r, a) in acc.iter_mut().enumerate().take(rows) {
+                                let src = sp.as_ptr().add(g.tap(oy + r, ky, kx) + ox);
+                                *a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, src), wv, *a);
+                            }
+                        }
+                    }
+                    for (r, a) in acc.iter().enumerate().take(rows) {
+                        _mm512_mask_storeu_ps(y.as_mut_ptr().add((oy + r) * g.ow + ox), m, *a);
+                    }
+                }
+                ox += 16;
+            }
+            oy += rows;
+        }
+    }
+
+    /// Input gradient of one plane into a split plane `dsp` (zeroed here): each tap adds
+    /// `w * dy` at its input positions.
+    ///
+    /// # Safety
+    /// As [`plane_forward`], with `dy` `oh * ow` floats.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn plane_backward_input(g: &G, w: &[f32], dy: &[f32], dsp: &mut [f32]) {
+        debug_assert!(dsp.len() >= g.len() && dy.len() >= g.oh * g.ow);
+        dsp.fill(0.0);
+        for oy in 0..g.oh {
+            let mut ox = 0;
+            while ox < g.ow {
+                let m = mask(g.ow - ox);
+                // SAFETY: as in `plane_forward`.
+                unsafe {
+                    let gv = _mm512_maskz_loadu_ps(m, dy.as_ptr().add(oy * g.ow + ox));
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let wv = _mm512_set1_ps(w[ky * g.kw + kx]);
+                            let dst = dsp.as_mut_ptr().add(g.tap(oy, ky, kx) + ox);
+                            let d = _mm512_maskz_loadu_ps(m, dst);
+                            _mm512_mask_storeu_ps(dst, m, _mm512_fmadd_ps(gv, wv, d));
+                        }
+                    }
+                }
+                ox += 16;
+            }
+        }
+    }
+
+    /// Adds the weight gradient of one plane into `dwc` (`kh * kw`).
+    ///
+    /// # Safety
+    /// As [`plane_backward_input`], with `sp` the split input plane.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn plane_backward_weight(g: &G, sp: &[f32], dy: &[f32], dwc: &mut [f32]) {
+        debug_assert!(sp.len() >= g.len() && dy.len() >= g.oh * g.ow);
+        for ky in 0..g.kh {
+            let mut kx0 = 0;
+            while kx0 < g.kw {
+                let nk = (g.kw - kx0).min(5);
+                let mut acc = [_mm512_setzero_ps(); 5];
+                for oy in 0..g.oh {
+                    let mut ox = 0;
+                    while ox < g.ow {
+                        let m = mask(g.ow - ox);
+                        // SAFETY: as in `plane_forward`.
+                        unsafe {
+                            let gv = _mm512_maskz_loadu_ps(m, dy.as_ptr().add(oy * g.ow + ox));
+                            for (j, a) in acc.iter_mut().enumerate().take(nk) {
+                                let src = sp.as_ptr().add(g.tap(oy, ky, kx0 + j) + ox);
+                                *a = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(m, src), *a);
+                            }
+                        }
+                        ox += 16;
+                    }
+                }
+                for (j, a) in acc.iter().enumerate().take(nk) {
+                    dwc[ky * g.kw + kx0 + j] += _mm512_reduce_add_ps(*a);
+                }
+                kx0 += nk;
+            }
+        }
+    }
+
+    pub(in super::super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+        let g = G::new(p);
+        let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
+        let yp = SyncPtr(y.as_mut_ptr());
+        par(p, p.n, &|b| {
+            with_scratch(g.len(), |sp| {
+                for c in 0..p.c_in {
+                    let i = b * p.c_in + c;
+                    split(&g, &x[i * hw..(i + 1) * hw], sp);
+                    // SAFETY: AVX-512F checked by `available`; task b writes only image b.
+                    unsafe {
+                        let yi = yp.slice(i * ohw, ohw);
+                        plane_forward(&g, sp, &w[c * kk..(c + 1) * kk], yi);
+                    }
+                }
+            });
+        });
+    }
+
+    pub(in super::super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let g = G::new(p);
+        let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
+        let dxp = SyncPtr(dx.as_mut_ptr());
+        par(p, p.n, &|b| {
+            with_scratch(g.len(), |dsp| {
+                for c in 0..p.c_in {
+                    let i = b * p.c_in + c;
+                    // SAFETY: AVX-512F checked by `available`; task b writes only image b.
+                    unsafe {
+                        plane_backward_input(
+                            &g,
+                            &w[c * kk..(c + 1) * kk],
+                            &dy[i * ohw..][..ohw],
+                            dsp,
+                        );
+                        unsplit(&g, dsp, dxp.slice(i * hw, hw));
+                    }
+                }
+            });
+        });
+    }
+
+    pub(in super::super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+        let g = G::new(p);
+        let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
+        let wl = dw.len();
+        let parts = threads_for(p).min(p.n).max(1);
+        with_scratch(parts * wl, |partials| {
+            let pp = SyncPtr(partials.as_mut_ptr());
+            par(p, parts, &|t| {
+                // SAFETY: each task writes only its own partial.
+                let part = unsafe { pp.slice(t * wl, wl) };
+                part.fill(0.0);
+                with_scratch(g.len(), |sp| {
+                    for b in chunk(p.n, parts, t) {
+                        for c in 0..p.c_in {
+                            let i = b * p.c_in + c;
+                            split(&g, &x[i * hw..(i + 1) * hw], sp);
+                            let dwc = &mut part[c * kk..(c + 1) * kk];
+                            // SAFETY: AVX-512F checked by `available`.
+                            unsafe { plane_backward_weight(&g, sp, &dy[i * ohw..][..ohw], dwc) };
+                        }
+                    }
+                });
+            });
+            sum_partials(partials, parts, dw);
+        });
+    }
 }
