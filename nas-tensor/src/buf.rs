@@ -6,16 +6,18 @@
 //! length when dropped, and [`Buf::zeros`] takes from that list first, so steady-state training
 //! reuses memory instead of faulting in new pages.
 //!
-//! How much the pool keeps follows what the program needs: live and pooled floats together
-//! stay within the peak of simultaneously live buffers seen on the thread plus a sixteenth
-//! (and 64 MiB), since sizes shift between the forward and backward passes. A DARTS search
-//! step that peaks at 7.6 GB of activations gets nearly all of them back next step (with the
-//! former fixed 1 GiB cap the rest were faulted in again every step), and a fresh allocation
-//! beyond that bound first frees pooled buffers of other sizes. The slack is small because
-//! whatever the pool holds counts in the process's peak memory.
+//! A freed vector serves any request between half its capacity and its capacity (the
+//! smallest fit), since activations of different sizes come and go between the stages of a
+//! network and between recomputed cells. How much the pool keeps follows what the program
+//! needs: live and pooled floats together stay within the peak of simultaneously live buffers
+//! seen on the thread plus a sixteenth (and 64 MiB), and a fresh allocation beyond that bound
+//! first frees the largest pooled buffers. The slack is small because whatever the pool holds
+//! counts in the process's peak memory. (A DARTS search step that peaks at 7.6 GB of
+//! activations gets them all back next step; with the former fixed 1 GiB cap and exact-size
+//! reuse the rest were faulted in again every step.)
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
 /// Buffers shorter than this are not pooled (the allocator handles them well).
@@ -26,8 +28,9 @@ const FLOOR_FLOATS: usize = 16 << 20;
 
 struct FreeList {
     enabled: bool,
-    by_len: HashMap<usize, Vec<Vec<f32>>>,
-    /// Floats held in `by_len`.
+    /// Free vectors by capacity.
+    by_cap: BTreeMap<usize, Vec<Vec<f32>>>,
+    /// Floats (capacity) held in `by_cap`.
     floats: usize,
     /// Floats in pool-sized buffers handed out on this thread and not yet dropped.
     live: usize,
@@ -43,7 +46,7 @@ impl Default for FreeList {
     fn default() -> Self {
         FreeList {
             enabled: true,
-            by_len: HashMap::new(),
+            by_cap: BTreeMap::new(),
             floats: 0,
             live: 0,
             peak: 0,
@@ -66,16 +69,17 @@ impl FreeList {
         self.live += len;
         self.peak = self.peak.max(self.live);
         let bound = self.bound();
-        while self.live + self.floats > bound && self.floats > 0 {
-            let Some(&l) = self.by_len.keys().next() else {
+        // free the largest pooled buffers first
+        while self.live + self.floats > bound {
+            let Some(mut last) = self.by_cap.last_entry() else {
                 break;
             };
-            let list = self.by_len.get_mut(&l).expect("key just seen");
-            if list.pop().is_some() {
-                self.floats -= l;
+            let cap = *last.key();
+            if last.get_mut().pop().is_some() {
+                self.floats -= cap;
             }
-            if list.is_empty() {
-                self.by_len.remove(&l);
+            if last.get().is_empty() {
+                last.remove();
             }
         }
     }
@@ -109,7 +113,7 @@ pub fn set_pooling(enabled: bool) {
         let mut p = p.borrow_mut();
         p.enabled = enabled;
         if !enabled {
-            p.by_len.clear();
+            p.by_cap.clear();
             p.floats = 0;
         }
     });
@@ -144,7 +148,9 @@ impl Buf {
         }))
     }
 
-    /// A pooled vector of exactly `len` floats, if the pool has one.
+    /// A pooled vector resized to `len` floats, if the pool has one whose capacity is between
+    /// `len` and `2 len` (the smallest such): buffers serve other sizes too, as activations of
+    /// different stages (and recomputed cells) come and go.
     fn pooled(len: usize) -> Option<Vec<f32>> {
         if len >= MIN_POOLED {
             let reused = POOL
@@ -153,13 +159,28 @@ impl Buf {
                     if !p.enabled {
                         return None;
                     }
-                    let v = p.by_len.get_mut(&len).and_then(|l| l.pop());
+                    let v = match p.by_cap.range_mut(len..=2 * len).next() {
+                        Some((&cap, list)) => {
+                            let v = list.pop();
+                            if list.is_empty() {
+                                p.by_cap.remove(&cap);
+                            }
+                            v
+                        }
+                        None => None,
+                    };
                     match v {
-                        Some(v) => {
-                            p.floats -= len;
-                            p.live += len;
+                        Some(mut v) => {
+                            let cap = v.capacity();
+                            p.floats -= cap;
+                            p.live += cap;
                             p.peak = p.peak.max(p.live);
                             p.hits += 1;
+                            if v.len() >= len {
+                                v.truncate(len);
+                            } else {
+                                v.resize(len, 0.0);
+                            }
                             Some(v)
                         }
                         None => {
@@ -193,9 +214,7 @@ impl Buf {
 
     /// Wraps an existing vector (it joins the pool when dropped).
     pub fn from_vec(v: Vec<f32>) -> Buf {
-        if v.capacity() == v.len() {
-            track_new(v.len());
-        }
+        track_new(v.capacity());
         Buf(v)
     }
 
@@ -204,7 +223,7 @@ impl Buf {
         &self.0
     }
 
-    /// The underlying vector, mutably (do not change its length).
+    /// The underlying vector, mutably (do not change its length or capacity).
     pub fn as_vec_mut(&mut self) -> &mut Vec<f32> {
         &mut self.0
     }
@@ -212,9 +231,7 @@ impl Buf {
     /// The vector, taken out of the pool's reach.
     pub fn into_vec(mut self) -> Vec<f32> {
         let v = std::mem::take(&mut self.0);
-        if v.capacity() == v.len() {
-            untrack(v.len());
-        }
+        untrack(v.capacity());
         v
     }
 }
@@ -248,19 +265,19 @@ impl<'a> IntoIterator for &'a Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        let len = self.0.len();
-        if len < MIN_POOLED || self.0.capacity() != len {
+        let cap = self.0.capacity();
+        if cap < MIN_POOLED {
             return;
         }
         let v = std::mem::take(&mut self.0);
         let _ = POOL.try_with(|p| {
             let mut p = p.borrow_mut();
-            p.live = p.live.saturating_sub(len);
-            if !p.enabled || p.live + p.floats + len > p.bound() {
+            p.live = p.live.saturating_sub(cap);
+            if !p.enabled || p.live + p.floats + cap > p.bound() {
                 return;
             }
-            p.by_len.entry(len).or_default().push(v);
-            p.floats += len;
+            p.by_cap.entry(cap).or_default().push(v);
+            p.floats += cap;
         });
     }
 }
@@ -279,7 +296,7 @@ pub fn pool_stats() -> (u64, u64, usize) {
 /// give a different (non-finite, with `f32::NAN`) result afterwards.
 pub fn fill_pooled(value: f32) {
     POOL.with(|p| {
-        for list in p.borrow_mut().by_len.values_mut() {
+        for list in p.borrow_mut().by_cap.values_mut() {
             for v in list {
                 v.fill(value);
             }
@@ -291,7 +308,7 @@ pub fn fill_pooled(value: f32) {
 pub fn clear_pool() {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        p.by_len.clear();
+        p.by_cap.clear();
         p.floats = 0;
     });
 }
@@ -316,6 +333,28 @@ mod tests {
         let small = Buf::zeros(10);
         drop(small);
         assert_eq!(pool_stats().2, 0, "small buffers are not pooled");
+    }
+
+    #[test]
+    fn a_pooled_buffer_serves_sizes_down_to_half_its_capacity() {
+        clear_pool();
+        let a = Buf::zeros(4000);
+        let ptr = a.as_ptr();
+        drop(a);
+        let small = Buf::zeros(1500);
+        assert_ne!(small.as_ptr(), ptr, "less than half: not reused");
+        let b = Buf::zeros(3000);
+        assert_eq!((b.as_ptr(), b.len()), (ptr, 3000), "reused, resized");
+        assert!(b.iter().all(|&v| v == 0.0));
+        drop(b);
+        let c = Buf::for_overwrite(4000);
+        assert_eq!(
+            (c.as_ptr(), c.len()),
+            (ptr, 4000),
+            "grows back within its capacity"
+        );
+        drop((small, c));
+        clear_pool();
     }
 
     #[test]
