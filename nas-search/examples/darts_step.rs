@@ -73,8 +73,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cfg.epochs = 50;
     let mut s = OneShotSearch::new(cfg, &data)?;
     println!(
-        "DARTS supernet C={c} layers={layers} batch={batch} method={} recompute={recompute} threads={} params={}",
+        "DARTS supernet C={c} layers={layers} batch={batch} method={} recomputed cells={} threads={} params={}",
         method.name(),
+        recompute.min(layers),
         std::env::var("NAS_THREADS").unwrap_or_else(|_| "all cores".into()),
         nas_tensor::nn::Module::num_parameters(s.supernet())
     );

@@ -7,7 +7,7 @@
 //! their `.grad`. Every node visited is taken out of its tensor and dropped, so the graph's
 //! memory (saved inputs, intermediates) is released by the time `backward` returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::buf::Buf;
 use crate::error::{Result, TensorError};
@@ -25,6 +25,28 @@ impl Tensor {
 
     /// Backpropagates with an explicit output gradient (same number of elements as `self`).
     pub fn backward_with(&self, grad_output: &[f32]) -> Result<()> {
+        self.backward_impl(grad_output, None)
+    }
+
+    /// Like [`Tensor::backward`], but computes only the gradients that flow into `leaves`
+    /// (PyTorch's `torch.autograd.grad(loss, leaves)`, accumulated into their `.grad`): other
+    /// leaves' `.grad` are left as they are, and no gradient rule runs for an op none of
+    /// whose inputs leads to one of `leaves`, nor for an input that does not (a convolution's
+    /// weight gradient, say, when only the architecture weights are wanted). The graph is
+    /// released as by `backward`.
+    pub fn backward_for(&self, leaves: &[Tensor]) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(TensorError::NonScalarBackward(self.shape().to_vec()));
+        }
+        self.backward_impl(&[1.0], Some(leaves))
+    }
+
+    /// [`Tensor::backward_for`] with an explicit output gradient.
+    pub fn backward_with_for(&self, grad_output: &[f32], leaves: &[Tensor]) -> Result<()> {
+        self.backward_impl(grad_output, Some(leaves))
+    }
+
+    fn backward_impl(&self, grad_output: &[f32], leaves: Option<&[Tensor]>) -> Result<()> {
         if grad_output.len() != self.numel() {
             return Err(TensorError::Shape {
                 op: "backward",
@@ -49,6 +71,23 @@ impl Tensor {
             });
         }
         let order = topo_order(self);
+        // With `leaves`: which tensors lead to one of them (inputs come first in `order`).
+        let reach: Option<HashSet<u64>> = leaves.map(|leaves| {
+            let mut reach: HashSet<u64> = HashSet::new();
+            let wanted: HashSet<u64> = leaves.iter().map(Tensor::id).collect();
+            for t in &order {
+                let node = t.inner.node.lock().unwrap_or_else(|e| e.into_inner());
+                let leads = match node.as_ref() {
+                    None => wanted.contains(&t.id()),
+                    Some(n) => n.parents.iter().any(|p| reach.contains(&p.id())),
+                };
+                if leads {
+                    reach.insert(t.id());
+                }
+            }
+            reach
+        });
+        let leads = |t: &Tensor| reach.as_ref().is_none_or(|r| r.contains(&t.id()));
         let mut grads: HashMap<u64, Buf> = HashMap::new();
         grads.insert(self.id(), Buf::copy_from(grad_output));
         for t in order.iter().rev() {
@@ -61,6 +100,9 @@ impl Tensor {
             let Some(g) = grads.remove(&t.id()) else {
                 continue;
             };
+            if !leads(t) {
+                continue;
+            }
             match node {
                 None => {
                     if t.is_leaf() && t.requires_grad() {
@@ -68,7 +110,11 @@ impl Tensor {
                     }
                 }
                 Some(node) => {
-                    let needs: Vec<bool> = node.parents.iter().map(|p| p.requires_grad()).collect();
+                    let needs: Vec<bool> = node
+                        .parents
+                        .iter()
+                        .map(|p| p.requires_grad() && leads(p))
+                        .collect();
                     let crate::tensor::Node {
                         op,
                         parents,

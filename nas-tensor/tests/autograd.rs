@@ -263,3 +263,43 @@ fn darts_style_alternating_updates_with_two_optimizers() {
     }
     assert_eq!(live_graph_nodes(), 0);
 }
+
+/// `backward_for` computes only what reaches the requested leaves: their gradients equal a
+/// full backward's, other leaves get none, and ops that lead nowhere wanted are not
+/// differentiated (a parameter upstream of them gets no gradient either).
+#[test]
+fn backward_for_computes_only_gradients_that_reach_the_requested_leaves() {
+    use nas_tensor::ConvOptions;
+    let build = || {
+        let x = Tensor::randn(&[2, 3, 6, 6], 1).param(); // leads to nothing wanted below
+        let w1 = Tensor::randn(&[4, 3, 3, 3], 2).param();
+        let w2 = Tensor::randn(&[4, 4, 3, 3], 3).param();
+        let alpha = t(&[0.7, -0.4], &[2]).param();
+        let o = ConvOptions::default().padding(1);
+        let h = x.conv2d(&w1, None, o).unwrap().relu(); // does not depend on alpha
+        let a = h.conv2d(&w2, None, o).unwrap();
+        let mixed = Tensor::weighted_sum(&[h.clone(), a], &alpha).unwrap(); // alpha enters here
+        let out = mixed.conv2d(&w2, None, o).unwrap().relu().square().sum();
+        (x, w1, w2, alpha, out)
+    };
+    let (x, w1, w2, alpha, out) = build();
+    out.backward().unwrap();
+    let full = alpha.grad_vec().unwrap();
+    assert!(x.grad_vec().is_some() && w1.grad_vec().is_some() && w2.grad_vec().is_some());
+
+    let (x, w1, w2, alpha, out) = build();
+    out.backward_for(std::slice::from_ref(&alpha)).unwrap();
+    assert_eq!(
+        alpha.grad_vec().unwrap(),
+        full,
+        "same architecture gradient"
+    );
+    assert!(w1.grad_vec().is_none() && w2.grad_vec().is_none() && x.grad_vec().is_none());
+    assert_eq!(out.grad_fn_name(), None, "graph released");
+
+    // the wanted set may also hold activations' leaves, as a recomputed cell's inputs
+    let (x, w1, _, alpha, out) = build();
+    out.backward_for(&[alpha.clone(), w1.clone()]).unwrap();
+    assert_eq!(alpha.grad_vec().unwrap(), full);
+    assert!(w1.grad_vec().is_some() && x.grad_vec().is_none());
+}

@@ -549,17 +549,18 @@ impl OneShotSearch {
         }
     }
 
-    /// Loss of `batch` and its gradients (accumulated), under the mixing `src` describes:
-    /// returns (loss, correct).
+    /// Loss of `batch` and its gradients (accumulated; with `only`, just those leaves'), under
+    /// the mixing `src` describes: returns (loss, correct).
     fn loss_backward(
         &self,
         what: &str,
         batch: &SearchBatch,
         src: MixSource<'_>,
+        only: Option<&[Tensor]>,
     ) -> Result<(f32, u64)> {
         let (x, y) = (&batch.x, &batch.y[..]);
         let (lv, pred) = match src {
-            MixSource::Fixed(m) => self.net.loss_backward_plain(x, y, m)?,
+            MixSource::Fixed(m) => self.net.loss_backward_plain(x, y, m, only)?,
             MixSource::SoftDetached | MixSource::SoftRecorded => {
                 let make = || -> Result<Mixing> {
                     if matches!(src, MixSource::SoftDetached) {
@@ -570,9 +571,9 @@ impl OneShotSearch {
                 };
                 if self.config.recompute_cells > 0 {
                     let k = self.config.recompute_cells;
-                    self.net.loss_backward_recompute(x, y, &make, k)?
+                    self.net.loss_backward_recompute(x, y, &make, k, only)?
                 } else {
-                    self.net.loss_backward_plain(x, y, &make()?)?
+                    self.net.loss_backward_plain(x, y, &make()?, only)?
                 }
             }
         };
@@ -584,17 +585,24 @@ impl OneShotSearch {
     /// One weight step on `batch` under `src`: returns (loss, correct).
     fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
         self.zero_all();
-        let (lv, corr) = self.loss_backward("training loss", batch, src)?;
+        let (lv, corr) = self.loss_backward("training loss", batch, src, None)?;
         clip_grad_norm(&self.w_params, self.config.grad_clip)?;
         self.w_opt.step()?;
         Ok((lv, corr))
     }
 
     /// First-order architecture gradient: d L_valid / d alpha at the current weights, left in
-    /// the architecture tensors' `.grad`. Returns (loss, correct).
+    /// the architecture tensors' `.grad` (the weights' gradients are not computed: see
+    /// [`Tensor::backward_for`]). Returns (loss, correct).
     pub fn arch_grad_first_order(&mut self, batch: &SearchBatch) -> Result<(f32, u64)> {
         self.zero_all();
-        self.loss_backward("architecture loss", batch, MixSource::SoftRecorded)
+        let alphas = self.arch.tensors();
+        self.loss_backward(
+            "architecture loss",
+            batch,
+            MixSource::SoftRecorded,
+            Some(&alphas),
+        )
     }
 
     fn weights_data(&self) -> Vec<Vec<f32>> {
@@ -612,10 +620,12 @@ impl OneShotSearch {
     /// (used by the Hessian-vector product); returns one vector per architecture tensor.
     fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Vec<f32>>> {
         self.zero_all();
+        let alphas = self.arch.tensors();
         self.loss_backward(
             "training loss (Hessian-vector product)",
             batch,
             MixSource::SoftRecorded,
+            Some(&alphas),
         )?;
         Ok(self
             .arch
@@ -651,6 +661,7 @@ impl OneShotSearch {
             "training loss (unrolled step)",
             train,
             MixSource::SoftDetached,
+            None,
         )?;
         let sgd = self.w_opt.state();
         let (mom, wd) = (sgd.config.momentum, sgd.config.weight_decay);
@@ -674,7 +685,14 @@ impl OneShotSearch {
                 (t, v)
             })
             .collect();
-        let (lv, corr) = self.arch_grad_first_order(valid)?;
+        // (the weight gradient v is needed too, so not `arch_grad_first_order`)
+        self.zero_all();
+        let (lv, corr) = self.loss_backward(
+            "architecture loss (unrolled step)",
+            valid,
+            MixSource::SoftRecorded,
+            None,
+        )?;
         let g_a: Vec<Vec<f32>> = self
             .arch
             .tensors()
@@ -774,7 +792,7 @@ impl OneShotSearch {
                 let sc = correct(&logits, &vb.y)?;
                 drop(logits);
                 drop(mix);
-                loss.backward()?;
+                loss.backward_for(&self.arch.tensors())?;
                 self.a_opt.step()?;
                 (tl, tc, sl, sc)
             }

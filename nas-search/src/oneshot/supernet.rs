@@ -644,22 +644,24 @@ impl Supernet {
     /// recomputed cells' forward pass once more. `cells >= layers` recomputes every cell; 0 is
     /// the plain pass. BN running statistics are updated once, as in a plain pass. Used for the
     /// DARTS supernet with softmax mixing; otherwise (NB201, hard mixing) the plain path runs.
-    /// Returns the loss and the predicted classes.
+    /// With `only`, just the gradients of those leaves are computed (see
+    /// [`Supernet::loss_backward_plain`]). Returns the loss and the predicted classes.
     pub fn loss_backward_recompute(
         &self,
         x: &Tensor,
         y: &[usize],
         make_mix: &dyn Fn() -> Result<Mixing>,
         cells: usize,
+        only: Option<&[Tensor]>,
     ) -> Result<(f32, Vec<usize>)> {
         self.check_input(x)?;
         let (stem, all_cells) = match &self.body {
             Body::Darts { stem, cells } => (stem, cells),
-            Body::Nb201 { .. } => return self.loss_backward_plain(x, y, &make_mix()?),
+            Body::Nb201 { .. } => return self.loss_backward_plain(x, y, &make_mix()?, only),
         };
         let probe = make_mix()?;
         if matches!(probe, Mixing::Hard { .. }) || cells == 0 {
-            return self.loss_backward_plain(x, y, &probe);
+            return self.loss_backward_plain(x, y, &probe, only);
         }
         drop(probe);
         let n = all_cells.len();
@@ -697,6 +699,28 @@ impl Supernet {
             Some(a) => a.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
             None => *acc = Some(g),
         };
+        // Backward from `t` into `inputs` (the leaves standing for earlier outputs; `true` where
+        // that output depends on the architecture weights) and everything else wanted.
+        let backward = |t: &Tensor, g: Option<&[f32]>, inputs: &[(&Tensor, bool)]| -> Result<()> {
+            let Some(only) = only else {
+                return Ok(match g {
+                    Some(g) => t.backward_with(g)?,
+                    None => t.backward()?,
+                });
+            };
+            // only what the wanted leaves need, through the inputs that lead back to them
+            let mut leaves = only.to_vec();
+            leaves.extend(
+                inputs
+                    .iter()
+                    .filter(|(_, dep)| *dep)
+                    .map(|(l, _)| (*l).clone()),
+            );
+            Ok(match g {
+                Some(g) => t.backward_with_for(g, &leaves)?,
+                None => t.backward_for(&leaves)?,
+            })
+        };
         let mut g_out: Vec<Option<Vec<f32>>> = vec![None; k];
         let mut g_stem: Option<Vec<f32>> = None;
         // Pass 2: the cells from k on and the head, one graph from the last two outputs of
@@ -729,7 +753,7 @@ impl Supernet {
             let lv = loss.item()?;
             let pred = logits.argmax_rows()?;
             drop(logits);
-            loss.backward()?;
+            backward(&loss, None, &[(&b0, k >= 2), (&b1, true)])?;
             for (j, b) in [(k as isize - 2, &b0), (k as isize - 1, &b1)] {
                 if let Some(g) = b.grad_vec() {
                     if j < 0 {
@@ -741,7 +765,6 @@ impl Supernet {
             }
             (lv, pred)
         };
-        let grad_of = |t: &Tensor| t.grad_vec().unwrap_or_else(|| vec![0.0; t.numel()]);
         // Recomputed cells, last first.
         for i in (0..k).rev() {
             let Some(g) = g_out[i].take() else { continue };
@@ -751,41 +774,53 @@ impl Supernet {
             let (mn, mr) = rm.views();
             let cell = &all_cells[i];
             let o = cell.forward(&l0, &l1, if cell.reduction { mr } else { mn })?;
-            o.backward_with(&g)?;
+            backward(&o, Some(&g), &[(&l0, i >= 2), (&l1, i >= 1)])?;
             drop(o);
-            let (g0, g1) = (grad_of(&l0), grad_of(&l1));
-            if i == 0 {
-                add(&mut g_stem, g0);
-                add(&mut g_stem, g1);
-            } else if i == 1 {
-                add(&mut g_stem, g0);
-                add(&mut g_out[0], g1);
-            } else {
-                add(&mut g_out[i - 2], g0);
-                add(&mut g_out[i - 1], g1);
+            for (j, l) in [(i as isize - 2, &l0), (i as isize - 1, &l1)] {
+                let Some(gl) = l.grad_vec() else { continue };
+                if j < 0 {
+                    add(&mut g_stem, gl);
+                } else {
+                    add(&mut g_out[j as usize], gl);
+                }
             }
         }
         drop(outs);
-        if let Some(g) = g_stem {
-            let s = stem.forward(x)?;
-            s.backward_with(&g)?;
+        match g_stem {
+            Some(g) => {
+                let s = stem.forward(x)?;
+                backward(&s, Some(&g), &[])?;
+            }
+            // nothing wanted flows into the stem (the architecture step), but its BN statistics,
+            // restored after pass 1, must still be updated once
+            None => {
+                nas_tensor::no_grad(|| stem.forward(x))?;
+            }
         }
         Ok((lv, pred))
     }
 
-    /// The plain path of [`Supernet::loss_backward_recompute`]: one graph, one backward.
+    /// The plain path of [`Supernet::loss_backward_recompute`]: one graph, one backward. With
+    /// `only`, just the gradients of those leaves are computed ([`Tensor::backward_for`]): the
+    /// first-order architecture step needs the architecture weights' gradient alone, which
+    /// skips every weight gradient and the whole backward of the ops before the first mixed
+    /// edge.
     pub fn loss_backward_plain(
         &self,
         x: &Tensor,
         y: &[usize],
         mix: &Mixing,
+        only: Option<&[Tensor]>,
     ) -> Result<(f32, Vec<usize>)> {
         let logits = self.forward_mix(x, mix)?;
         let loss = logits.cross_entropy(y)?;
         let lv = loss.item()?;
         let pred = logits.argmax_rows()?;
         drop(logits);
-        loss.backward()?;
+        match only {
+            Some(leaves) => loss.backward_for(leaves)?,
+            None => loss.backward()?,
+        }
         Ok((lv, pred))
     }
 }

@@ -144,8 +144,8 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
 fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
     let y = unary_buf(op, &a.read())?;
     let ac = a.clone();
-    // The output is recomputed from the input in backward (cheap), so the graph keeps only
-    // the input alive.
+    // The graph keeps only the input alive: ops whose derivative needs the output recompute it
+    // from the input in backward (cheap); ReLU's and scaling's do not need it.
     Ok(Tensor::from_op(
         name,
         a.shape().to_vec(),
