@@ -234,6 +234,29 @@ fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     start..start + base + usize::from(i < extra)
 }
 
+/// A weight gradient summed over the batch: the images are split into contiguous ranges, one
+/// per thread (one for a small convolution); `f(part, images)` adds the gradient of its images
+/// into `part`, a zeroed partial of `dw.len()` floats; the partials are then added up in
+/// order, so the result does not depend on scheduling.
+pub(crate) fn partial_weight_grads(
+    p: &Conv2d,
+    dw: &mut [f32],
+    f: &(dyn Fn(&mut [f32], std::ops::Range<usize>) + Sync),
+) {
+    let wl = dw.len();
+    let parts = threads_for(p).min(p.n).max(1);
+    with_scratch(parts * wl, |partials| {
+        let pp = SyncPtr(partials.as_mut_ptr());
+        par(p, parts, &|t| {
+            // SAFETY: each task writes only its own partial.
+            let part = unsafe { pp.slice(t * wl, wl) };
+            part.fill(0.0);
+            f(part, chunk(p.n, parts, t));
+        });
+        sum_partials(partials, parts, dw);
+    });
+}
+
 /// Sums `parts` consecutive partial weight gradients of length `len` from `partials` into `dw`.
 fn sum_partials(partials: &[f32], parts: usize, dw: &mut [f32]) {
     let len = dw.len();
@@ -396,40 +419,31 @@ fn im2col_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
-    let wl = dw.len();
-    let parts = threads_for(p).min(p.n).max(1);
-    with_scratch(parts * wl, |partials| {
-        let pp = SyncPtr(partials.as_mut_ptr());
-        par(p, parts, &|t| {
-            // SAFETY: each task writes only its own partial.
-            let part = unsafe { pp.slice(t * wl, wl) };
-            part.fill(0.0);
-            with_scratch(k * ohw, |col| {
-                for b in chunk(p.n, parts, t) {
-                    let xb = &x[b * xl..(b + 1) * xl];
-                    let dyb = &dy[b * yl..(b + 1) * yl];
-                    for g in 0..p.groups {
-                        im2col(p, xb, g, col);
-                        sgemm(
-                            false,
-                            true,
-                            cog,
-                            k,
-                            ohw,
-                            1.0,
-                            &dyb[g * cog * ohw..],
-                            ohw,
-                            col,
-                            ohw,
-                            1.0,
-                            &mut part[g * cog * k..],
-                            k,
-                        );
-                    }
+    partial_weight_grads(p, dw, &|part, images| {
+        with_scratch(k * ohw, |col| {
+            for b in images {
+                let xb = &x[b * xl..(b + 1) * xl];
+                let dyb = &dy[b * yl..(b + 1) * yl];
+                for g in 0..p.groups {
+                    im2col(p, xb, g, col);
+                    sgemm(
+                        false,
+                        true,
+                        cog,
+                        k,
+                        ohw,
+                        1.0,
+                        &dyb[g * cog * ohw..],
+                        ohw,
+                        col,
+                        ohw,
+                        1.0,
+                        &mut part[g * cog * k..],
+                        k,
+                    );
                 }
-            });
+            }
         });
-        sum_partials(partials, parts, dw);
     });
 }
 
@@ -494,37 +508,28 @@ fn gemm1x1_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
 fn gemm1x1_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
-    let wl = dw.len();
-    let parts = threads_for(p).min(p.n).max(1);
-    with_scratch(parts * wl, |partials| {
-        let pp = SyncPtr(partials.as_mut_ptr());
-        par(p, parts, &|t| {
-            // SAFETY: each task writes only its own partial.
-            let part = unsafe { pp.slice(t * wl, wl) };
-            part.fill(0.0);
-            for b in chunk(p.n, parts, t) {
-                for g in 0..p.groups {
-                    let dyg = &dy[(b * p.c_out + g * cog) * hw..];
-                    let xg = &x[(b * p.c_in + g * cig) * hw..];
-                    sgemm(
-                        false,
-                        true,
-                        cog,
-                        cig,
-                        hw,
-                        1.0,
-                        dyg,
-                        hw,
-                        xg,
-                        hw,
-                        1.0,
-                        &mut part[g * cog * cig..],
-                        cig,
-                    );
-                }
+    partial_weight_grads(p, dw, &|part, images| {
+        for b in images {
+            for g in 0..p.groups {
+                let dyg = &dy[(b * p.c_out + g * cog) * hw..];
+                let xg = &x[(b * p.c_in + g * cig) * hw..];
+                sgemm(
+                    false,
+                    true,
+                    cog,
+                    cig,
+                    hw,
+                    1.0,
+                    dyg,
+                    hw,
+                    xg,
+                    hw,
+                    1.0,
+                    &mut part[g * cog * cig..],
+                    cig,
+                );
             }
-        });
-        sum_partials(partials, parts, dw);
+        }
     });
 }
 

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Conv2d, SyncPtr, chunk, par, sum_partials, threads_for, with_scratch};
+use super::{Conv2d, SyncPtr, par, partial_weight_grads, with_scratch};
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
 const SLACK: usize = 64;
@@ -537,7 +537,6 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
     let kk = p.kh * p.kw;
     let xl = p.c_in * p.h * p.w;
-    let wl = dw.len();
     let s = S1 {
         cin: cig,
         cout: cog,
@@ -583,56 +582,47 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
     let yimg = p.groups * glen_y;
     // an unpadded 1x1 reads the images in place when no vector load can run past the end
     let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w).is_multiple_of(16);
-    let parts = threads_for(p).min(p.n).max(1);
-    with_scratch(parts * wl, |partials| {
-        let pp = SyncPtr(partials.as_mut_ptr());
-        par(p, parts, &|t| {
-            // SAFETY: each task writes only its own partial.
-            let accv = unsafe { pp.slice(t * wl, wl) };
-            accv.fill(0.0);
-            with_scratch(nbv * (ximg + yimg) + SLACK + 16, |scratch| {
-                let (xpad, rest) = scratch.split_at_mut(nbv * ximg + SLACK);
-                let dyflat = aligned(rest, nbv * yimg);
-                let mine = chunk(p.n, parts, t);
-                let mut b0 = mine.start;
-                while b0 < mine.end {
-                    let nb = (mine.end - b0).min(nbv);
-                    for i in 0..nb {
-                        let b = b0 + i;
-                        if !x_as_is {
-                            let xb = &x[b * xl..(b + 1) * xl];
-                            let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
-                            pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
-                        }
-                        if let Some(len) = fl {
-                            let dst = &mut dyflat[i * yimg..(i + 1) * yimg];
-                            flatten(&dy[b * yl..(b + 1) * yl], p.c_out, len, oh, ow, wp, dst);
-                        }
+    partial_weight_grads(p, dw, &|accv, mine| {
+        with_scratch(nbv * (ximg + yimg) + SLACK + 16, |scratch| {
+            let (xpad, rest) = scratch.split_at_mut(nbv * ximg + SLACK);
+            let dyflat = aligned(rest, nbv * yimg);
+            let mut b0 = mine.start;
+            while b0 < mine.end {
+                let nb = (mine.end - b0).min(nbv);
+                for i in 0..nb {
+                    let b = b0 + i;
+                    if !x_as_is {
+                        let xb = &x[b * xl..(b + 1) * xl];
+                        let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
+                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
                     }
-                    let (dyk, ys): (&[f32], usize) = match fl {
-                        Some(_) => (dyflat, yimg),
-                        None => (&dy[b0 * yl..], yl),
-                    };
-                    let xk: &[f32] = if x_as_is { &x[b0 * xl..] } else { xpad };
-                    for g in 0..p.groups {
-                        // SAFETY: as in `forward`; accv is this task's own; each of the
-                        // `nb` images holds `cog` output-gradient planes of
-                        // `ks.oh * ks.ow` per group.
-                        unsafe {
-                            dw_s1(
-                                &ks,
-                                (nb, ximg, ys),
-                                xk.as_ptr().add(g * cig * hp * wp),
-                                dyk.as_ptr().add(g * glen_y),
-                                accv.as_mut_ptr().add(g * cog * cig * kk),
-                            );
-                        }
+                    if let Some(len) = fl {
+                        let dst = &mut dyflat[i * yimg..(i + 1) * yimg];
+                        flatten(&dy[b * yl..(b + 1) * yl], p.c_out, len, oh, ow, wp, dst);
                     }
-                    b0 += nb;
                 }
-            });
+                let (dyk, ys): (&[f32], usize) = match fl {
+                    Some(_) => (dyflat, yimg),
+                    None => (&dy[b0 * yl..], yl),
+                };
+                let xk: &[f32] = if x_as_is { &x[b0 * xl..] } else { xpad };
+                for g in 0..p.groups {
+                    // SAFETY: as in `forward`; accv is this task's own; each of the
+                    // `nb` images holds `cog` output-gradient planes of
+                    // `ks.oh * ks.ow` per group.
+                    unsafe {
+                        dw_s1(
+                            &ks,
+                            (nb, ximg, ys),
+                            xk.as_ptr().add(g * cig * hp * wp),
+                            dyk.as_ptr().add(g * glen_y),
+                            accv.as_mut_ptr().add(g * cog * cig * kk),
+                        );
+                    }
+                }
+                b0 += nb;
+            }
         });
-        sum_partials(partials, parts, dw);
     });
 }
 
@@ -884,27 +874,18 @@ fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32
         oh,
         ow,
     };
-    let wl = dw.len();
-    let parts = threads_for(p).min(p.n).max(1);
-    with_scratch(parts * wl, |partials| {
-        let pp = SyncPtr(partials.as_mut_ptr());
-        par(p, parts, &|t| {
-            // SAFETY: each task writes only its own partial.
-            let part = unsafe { pp.slice(t * wl, wl) };
-            part.fill(0.0);
-            with_scratch(hp * wp + SLACK, |xpad| {
-                for b in chunk(p.n, parts, t) {
-                    for c in 0..p.c_in {
-                        let i = b * p.c_in + c;
-                        pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
-                        let dwc = &mut part[c * kk..(c + 1) * kk];
-                        // SAFETY: AVX-512F checked by `available`.
-                        unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
-                    }
+    partial_weight_grads(p, dw, &|part, images| {
+        with_scratch(hp * wp + SLACK, |xpad| {
+            for b in images {
+                for c in 0..p.c_in {
+                    let i = b * p.c_in + c;
+                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                    let dwc = &mut part[c * kk..(c + 1) * kk];
+                    // SAFETY: AVX-512F checked by `available`.
+                    unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
                 }
-            });
+            }
         });
-        sum_partials(partials, parts, dw);
     });
 }
 
@@ -946,7 +927,7 @@ pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &
 mod s2 {
     use std::arch::x86_64::*;
 
-    use super::super::{Conv2d, SyncPtr, chunk, par, sum_partials, threads_for, with_scratch};
+    use super::super::{Conv2d, SyncPtr, par, partial_weight_grads, with_scratch};
     use super::mask;
 
     /// Geometry of one phase-split plane.
@@ -1166,27 +1147,18 @@ mod s2 {
     pub(in super::super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
-        let wl = dw.len();
-        let parts = threads_for(p).min(p.n).max(1);
-        with_scratch(parts * wl, |partials| {
-            let pp = SyncPtr(partials.as_mut_ptr());
-            par(p, parts, &|t| {
-                // SAFETY: each task writes only its own partial.
-                let part = unsafe { pp.slice(t * wl, wl) };
-                part.fill(0.0);
-                with_scratch(g.len(), |sp| {
-                    for b in chunk(p.n, parts, t) {
-                        for c in 0..p.c_in {
-                            let i = b * p.c_in + c;
-                            split(&g, &x[i * hw..(i + 1) * hw], sp);
-                            let dwc = &mut part[c * kk..(c + 1) * kk];
-                            // SAFETY: AVX-512F checked by `available`.
-                            unsafe { plane_backward_weight(&g, sp, &dy[i * ohw..][..ohw], dwc) };
-                        }
+        partial_weight_grads(p, dw, &|part, images| {
+            with_scratch(g.len(), |sp| {
+                for b in images {
+                    for c in 0..p.c_in {
+                        let i = b * p.c_in + c;
+                        split(&g, &x[i * hw..(i + 1) * hw], sp);
+                        let dwc = &mut part[c * kk..(c + 1) * kk];
+                        // SAFETY: AVX-512F checked by `available`.
+                        unsafe { plane_backward_weight(&g, sp, &dy[i * ohw..][..ohw], dwc) };
                     }
-                });
+                }
             });
-            sum_partials(partials, parts, dw);
         });
     }
 }

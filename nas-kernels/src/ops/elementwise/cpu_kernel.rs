@@ -549,20 +549,7 @@ mod tests {
     /// widths.
     #[test]
     fn portable_bodies_match_dispatched_kernels() {
-        let unary_ops = [
-            UnaryOp::Relu,
-            UnaryOp::Neg,
-            UnaryOp::Exp,
-            UnaryOp::Log,
-            UnaryOp::Sqrt,
-            UnaryOp::Square,
-            UnaryOp::Abs,
-            UnaryOp::Tanh,
-            UnaryOp::Sigmoid,
-            UnaryOp::Recip,
-            UnaryOp::Scale(-1.5),
-            UnaryOp::AddScalar(0.25),
-        ];
+        let unary_ops = super::super::tests::UNARY;
         let binary_ops = [
             BinaryOp::Add,
             BinaryOp::Sub,

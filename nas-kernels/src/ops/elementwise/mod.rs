@@ -273,7 +273,8 @@ mod tests {
         assert!(Cpu.sum_to_shape(&a, &[2, 3], &[4], &mut r).is_err());
     }
 
-    const UNARY: [UnaryOp; 12] = [
+    /// Every unary op (also used by the kernel tests in `cpu_kernel`).
+    pub(super) const UNARY: [UnaryOp; 12] = [
         UnaryOp::Relu,
         UnaryOp::Neg,
         UnaryOp::Exp,

@@ -163,6 +163,7 @@ pub(crate) fn global_avg_backward(hw: usize, dy: &[f32], dx: &mut [f32]) {
 /// Row-at-a-time pooling over a padded copy of each plane (see the module docs).
 pub(crate) mod rows {
     use super::{Pool2d, PoolKind, with_scratch};
+    use crate::simd::avx512_dispatch;
 
     /// Padded geometry: padded size, stride-1 output width.
     struct Geo {
@@ -200,18 +201,6 @@ pub(crate) mod rows {
         hi - lo
     }
 
-    /// Whether the CPU has AVX-512F (then the same loops are compiled for it).
-    fn avx512() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
     /// In-bounds column count per output column (average pooling without the padded cells
     /// divides by `rows * columns` in bounds).
     fn column_counts(p: &Pool2d, ow: usize, out: &mut [f32]) {
@@ -220,21 +209,11 @@ pub(crate) mod rows {
         }
     }
 
-    /// Forward pooling of `planes` consecutive channel planes.
-    pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: AVX-512F was detected.
-            unsafe { forward_avx512(p, planes, x, y) };
-            return;
-        }
-        forward_impl(p, planes, x, y)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn forward_avx512(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
-        forward_impl(p, planes, x, y)
+    avx512_dispatch! {
+        /// Forward pooling of `planes` consecutive channel planes (the same loops compiled for
+        /// AVX-512 when the CPU has it).
+        pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
+            = forward_impl;
     }
 
     #[inline(always)]
@@ -297,23 +276,12 @@ pub(crate) mod rows {
         });
     }
 
-    /// Backward pooling of `planes` consecutive channel planes (`dx` overwritten). Max pooling
-    /// sends each output's gradient to the first largest input of its window in row-major
-    /// order, as the window-by-window reference does.
-    pub(crate) fn backward_planes(
-        p: &Pool2d,
-        planes: usize,
-        x: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: AVX-512F was detected.
-            unsafe { backward_avx512(p, planes, x, dy, dx) };
-            return;
-        }
-        backward_impl::<false>(p, planes, x, dy, dx)
+    avx512_dispatch! {
+        /// Backward pooling of `planes` consecutive channel planes (`dx` overwritten). Max
+        /// pooling sends each output's gradient to the first largest input of its window in
+        /// row-major order, as the window-by-window reference does.
+        pub(crate) fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
+            = backward_impl::<false>, backward_impl::<true>;
     }
 
     /// The portable (not AVX-512) loops, for the tests on machines that have AVX-512.
@@ -328,12 +296,6 @@ pub(crate) mod rows {
     ) {
         forward_impl(p, planes, x, y);
         backward_impl::<false>(p, planes, x, dy, dx);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn backward_avx512(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        backward_impl::<true>(p, planes, x, dy, dx)
     }
 
     /// Max pooling's backward for one stride-1 row `r` with AVX-512: per 16 output columns the
