@@ -227,16 +227,30 @@ impl MixedEdge {
         }
     }
 
+    /// Under softmax mixing, the edge's terms: every op's output (`none` left out: it adds
+    /// nothing) and the matching weights of row `e`, pushed onto `outs` and `ws`.
+    fn soft_terms(
+        &self,
+        x: &Tensor,
+        rows: &[Tensor],
+        e: usize,
+        outs: &mut Vec<Tensor>,
+        ws: &mut Vec<Tensor>,
+    ) -> Result<()> {
+        ws.push(rows[e].narrow(0, 1, self.ops.len())?);
+        let mut rx = None;
+        for i in 0..self.ops.len() {
+            outs.push(self.run_op(i, x, &mut rx)?);
+        }
+        Ok(())
+    }
+
     fn forward(&self, x: &Tensor, mix: EdgeMix<'_>, e: usize) -> Result<Tensor> {
         match mix {
             EdgeMix::Soft(rows) => {
-                let k = self.ops.len();
-                let w = rows[e].narrow(0, 1, k)?;
-                let mut rx = None;
-                let outs = (0..self.ops.len())
-                    .map(|i| self.run_op(i, x, &mut rx))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::weighted_sum(&outs, &w)?)
+                let (mut outs, mut ws) = (Vec::new(), Vec::new());
+                self.soft_terms(x, rows, e, &mut outs, &mut ws)?;
+                Ok(Tensor::weighted_sum(&outs, &ws[0])?)
             }
             EdgeMix::Hard(rows, index) => {
                 let row = &rows[e];
@@ -288,6 +302,39 @@ impl MixedEdge {
     }
 }
 
+/// A node of a search cell: the sum of the mixed edges `first..first + inputs.len()` applied
+/// to `inputs`. Under softmax mixing it is one weighted sum over every op of every incoming
+/// edge, so neither the per-edge sums nor the additions between them are materialised (or
+/// kept for backward).
+fn node_sum(
+    edges: &[MixedEdge],
+    first: usize,
+    inputs: &[Tensor],
+    mix: EdgeMix<'_>,
+) -> Result<Tensor> {
+    if let EdgeMix::Soft(rows) = mix {
+        let (mut outs, mut ws) = (Vec::new(), Vec::new());
+        for (j, x) in inputs.iter().enumerate() {
+            edges[first + j].soft_terms(x, rows, first + j, &mut outs, &mut ws)?;
+        }
+        let w = if ws.len() == 1 {
+            ws.pop().expect("one row")
+        } else {
+            Tensor::concat(&ws, 0)?
+        };
+        return Ok(Tensor::weighted_sum(&outs, &w)?);
+    }
+    let mut acc: Option<Tensor> = None;
+    for (j, x) in inputs.iter().enumerate() {
+        let h = edges[first + j].forward(x, mix, first + j)?;
+        acc = Some(match acc {
+            None => h,
+            Some(a) => a.add(&h)?,
+        });
+    }
+    Ok(acc.expect("every node has inputs"))
+}
+
 /// A DARTS search cell: two preprocessed inputs, 4 intermediate nodes, 14 mixed edges, output
 /// the concatenation of the intermediate nodes.
 struct DartsCellNet {
@@ -331,16 +378,9 @@ impl DartsCellNet {
         let mut states = vec![self.pre0.forward(s0)?, self.pre1.forward(s1)?];
         let mut offset = 0;
         for _ in 0..4 {
-            let mut acc: Option<Tensor> = None;
-            for j in 0..states.len() {
-                let h = self.edges[offset + j].forward(&states[j], mix, offset + j)?;
-                acc = Some(match acc {
-                    None => h,
-                    Some(a) => a.add(&h)?,
-                });
-            }
+            let node = node_sum(&self.edges, offset, &states, mix)?;
             offset += states.len();
-            states.push(acc.expect("every node has inputs"));
+            states.push(node);
         }
         Ok(Tensor::concat(&states[2..], 1)?)
     }
@@ -373,16 +413,9 @@ impl Nb201CellNet {
         let mut nodes = vec![x.clone()];
         let mut e = 0;
         for i in 1..4 {
-            let mut acc: Option<Tensor> = None;
-            for j in 0..i {
-                let h = self.edges[e].forward(&nodes[j], mix, e)?;
-                e += 1;
-                acc = Some(match acc {
-                    None => h,
-                    Some(a) => a.add(&h)?,
-                });
-            }
-            nodes.push(acc.expect("every node has inputs"));
+            let node = node_sum(&self.edges, e, &nodes[..i], mix)?;
+            e += i;
+            nodes.push(node);
         }
         Ok(nodes.pop().expect("four nodes"))
     }
