@@ -773,13 +773,9 @@ unsafe fn dw_plane_grad(s: &S1, xp: *const f32, dy: *const f32, dwc: &mut [f32])
     }
 }
 
-/// Depthwise forward (`groups == c_in == c_out`, stride 1).
-fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
-    let (oh, ow) = (p.out_h(), p.out_w());
-    let (ph, pw) = p.padding;
-    let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
-    let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
-    let s = S1 {
+/// The geometry of one depthwise plane: `(hp, wp)` padded input, `(oh, ow)` output.
+fn depthwise_geometry(p: &Conv2d, (hp, wp): (usize, usize), (oh, ow): (usize, usize)) -> S1 {
+    S1 {
         cin: 1,
         cout: 1,
         kh: p.kh,
@@ -790,20 +786,34 @@ fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
         wp,
         oh,
         ow,
-    };
-    let yp = SyncPtr(y.as_mut_ptr());
+    }
+}
+
+/// Runs [`dw_plane`] over every plane: `src` planes of `(h, w)` padded by `(ph, pw)`, channel
+/// `c` with the weights `w[c * kh * kw..]`, into `dst` planes of `s.oh * s.ow`.
+fn depthwise_planes(
+    p: &Conv2d,
+    s: &S1,
+    src: (&[f32], usize, usize),
+    (ph, pw): (usize, usize),
+    w: &[f32],
+    dst: &mut [f32],
+) {
+    let (src, h, w_in) = src;
+    let (hw, ohw, kk) = (h * w_in, s.oh * s.ow, p.kh * p.kw);
+    let dp = SyncPtr(dst.as_mut_ptr());
     par(p, p.n, &|b| {
-        with_scratch(hp * wp + SLACK, |xpad| {
+        with_scratch(s.hp * s.wp + SLACK, |pad| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
-                pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad);
                 // SAFETY: AVX-512F checked by `available`; task b writes only image b.
                 unsafe {
                     dw_plane(
-                        &s,
-                        xpad.as_ptr(),
+                        s,
+                        pad.as_ptr(),
                         w.as_ptr().add(c * kk),
-                        yp.ptr().add(i * ohw),
+                        dp.ptr().add(i * ohw),
                     )
                 };
             }
@@ -811,48 +821,31 @@ fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     });
 }
 
+/// Depthwise forward (`groups == c_in == c_out`, stride 1).
+fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let pad = p.padding;
+    let s = depthwise_geometry(
+        p,
+        (p.h + 2 * pad.0, p.w + 2 * pad.1),
+        (p.out_h(), p.out_w()),
+    );
+    depthwise_planes(p, &s, (x, p.h, p.w), pad, w, y);
+}
+
 /// Depthwise input gradient: the same kernel on `dy` padded by `d * (k - 1) - p` with the
 /// flipped weights. Requires `d * (k - 1) >= p` in both directions.
 fn depthwise_backward_input_s1(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
-    let (dh, dw) = p.dilation;
-    let qh = dh * (p.kh - 1) - p.padding.0;
-    let qw = dw * (p.kw - 1) - p.padding.1;
-    let (hp, wp) = (oh + 2 * qh, ow + 2 * qw);
-    let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
+    let q = (
+        p.dilation.0 * (p.kh - 1) - p.padding.0,
+        p.dilation.1 * (p.kw - 1) - p.padding.1,
+    );
+    let kk = p.kh * p.kw;
     let wf: Vec<f32> = (0..p.c_in * kk)
         .map(|i| w[(i / kk) * kk + kk - 1 - i % kk])
         .collect();
-    let s = S1 {
-        cin: 1,
-        cout: 1,
-        kh: p.kh,
-        kw: p.kw,
-        dh,
-        dw,
-        hp,
-        wp,
-        oh: p.h,
-        ow: p.w,
-    };
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    par(p, p.n, &|b| {
-        with_scratch(hp * wp + SLACK, |gpad| {
-            for c in 0..p.c_in {
-                let i = b * p.c_in + c;
-                pad_into(&dy[i * ohw..(i + 1) * ohw], 1, oh, ow, qh, qw, gpad);
-                // SAFETY: as in `depthwise_forward`.
-                unsafe {
-                    dw_plane(
-                        &s,
-                        gpad.as_ptr(),
-                        wf.as_ptr().add(c * kk),
-                        dxp.ptr().add(i * hw),
-                    )
-                };
-            }
-        });
-    });
+    let s = depthwise_geometry(p, (oh + 2 * q.0, ow + 2 * q.1), (p.h, p.w));
+    depthwise_planes(p, &s, (dy, oh, ow), q, &wf, dx);
 }
 
 /// Depthwise weight gradient: images (in memory order) are spread over threads, each adding
@@ -862,18 +855,7 @@ fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
     let (hw, ohw, kk) = (p.h * p.w, oh * ow, p.kh * p.kw);
-    let s = S1 {
-        cin: 1,
-        cout: 1,
-        kh: p.kh,
-        kw: p.kw,
-        dh: p.dilation.0,
-        dw: p.dilation.1,
-        hp,
-        wp,
-        oh,
-        ow,
-    };
+    let s = depthwise_geometry(p, (hp, wp), (oh, ow));
     partial_weight_grads(p, dw, &|part, images| {
         with_scratch(hp * wp + SLACK, |xpad| {
             for b in images {
