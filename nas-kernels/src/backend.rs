@@ -242,12 +242,14 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
 
     /// Max or average pooling, see [`Pool2d`].
     fn pool2d(&self, p: &Pool2d, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
-    /// Backward of [`Backend::pool2d`] given its input `x` and output `y`.
+    /// Backward of [`Backend::pool2d`] given its input `x` and, if the caller kept it, its
+    /// output `y` (a backend may use it to locate max pooling's arg-max; the CPU backend
+    /// recomputes the arg-max from `x`, so callers of it need not keep the output).
     fn pool2d_backward(
         &self,
         p: &Pool2d,
         x: &Self::Buffer,
-        y: &Self::Buffer,
+        y: Option<&Self::Buffer>,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
     ) -> Result<()>;

@@ -395,14 +395,16 @@ impl Backend for Cpu {
         &self,
         p: &Pool2d,
         x: &Vec<f32>,
-        y: &Vec<f32>,
+        y: Option<&Vec<f32>>,
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
         const OP: &str = "pool2d_backward";
         p.validate()?;
         check_len(OP, "x", x.len(), p.x_len())?;
-        check_len(OP, "y", y.len(), p.y_len())?;
+        if let Some(y) = y {
+            check_len(OP, "y", y.len(), p.y_len())?;
+        }
         check_len(OP, "dy", dy.len(), p.y_len())?;
         check_len(OP, "dx", dx.len(), p.x_len())?;
         pool2d::cpu_kernel::backward(p, x, dy, dx);

@@ -35,8 +35,10 @@ fn steady_state_training_steps_reuse_buffers() {
     let (h0, m0, _) = pool_stats();
     step(&mut opt);
     let (h1, m1, pooled) = pool_stats();
+    // conv, BN and ReLU outputs and their gradients, the pooling output and gradient: at least
+    // 6 pool-sized buffers per step (8 when this was written)
     assert!(
-        h1 - h0 >= 10,
+        h1 - h0 >= 6,
         "a step takes many large buffers from the pool: {}",
         h1 - h0
     );

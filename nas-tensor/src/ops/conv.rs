@@ -218,11 +218,7 @@ impl Tensor {
         p.validate()?;
         let mut y = Buf::for_overwrite(p.y_len());
         cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
-        let yc = if matches!(kind, PoolKind::Max) && Tensor::will_record(&[self]) {
-            Some(y.clone())
-        } else {
-            None
-        };
+        // The CPU backend finds max pooling's arg-max from the input, so the output is not kept.
         let xc = self.clone();
         Ok(Tensor::from_op(
             op,
@@ -233,14 +229,10 @@ impl Tensor {
             move |g, _| {
                 let dy = g;
                 let mut dx = Buf::for_overwrite(p.x_len());
-                let y_for_bwd = match &yc {
-                    Some(y) => y.clone(),
-                    None => Buf::zeros(p.y_len()),
-                };
                 cpu().pool2d_backward(
                     &p,
                     xc.read().as_vec(),
-                    y_for_bwd.as_vec(),
+                    None,
                     dy.as_vec(),
                     dx.as_vec_mut(),
                 )?;
