@@ -245,46 +245,45 @@ impl MixedEdge {
         Ok(())
     }
 
-    fn forward(&self, x: &Tensor, mix: EdgeMix<'_>, e: usize) -> Result<Tensor> {
-        match mix {
-            EdgeMix::Soft(rows) => {
-                let (mut outs, mut ws) = (Vec::new(), Vec::new());
-                self.soft_terms(x, rows, e, &mut outs, &mut ws)?;
-                Ok(Tensor::weighted_sum(&outs, &ws[0])?)
-            }
-            EdgeMix::Hard(rows, index) => {
-                let row = &rows[e];
-                let sel = index[e];
-                let k = row.shape()[0];
-                // Sum of the non-selected weights (value 0, gradient of every other logit).
-                let mut parts = Vec::with_capacity(2);
-                if sel > 0 {
-                    parts.push(row.narrow(0, 0, sel)?.sum());
-                }
-                if sel + 1 < k {
-                    parts.push(row.narrow(0, sel + 1, k - sel - 1)?.sum());
-                }
-                let rest = match parts.len() {
-                    2 => parts[0].add(&parts[1])?,
-                    _ => parts.pop().expect("k >= 2"),
-                };
-                let rest = rest.reshape(&[1, 1, 1, 1])?;
-                if sel == 0 {
-                    // `none`: zeros of the output shape.
-                    let s = x.shape();
-                    let z = Tensor::zeros(&[
-                        s[0],
-                        self.c,
-                        s[2].div_ceil(self.stride),
-                        s[3].div_ceil(self.stride),
-                    ]);
-                    Ok(z.add(&rest)?)
-                } else {
-                    let y = self.run_op(sel - 1, x, &mut None)?;
-                    let w = row.narrow(0, sel, 1)?;
-                    Ok(Tensor::weighted_sum(&[y], &w)?.add(&rest)?)
-                }
-            }
+    /// Under hard (GDAS) mixing: the selected op's output times its weight, plus the sum of the
+    /// other weights (value 0 in the forward pass, so every logit gets a gradient).
+    fn forward_hard(
+        &self,
+        x: &Tensor,
+        rows: &[Tensor],
+        index: &[usize],
+        e: usize,
+    ) -> Result<Tensor> {
+        let row = &rows[e];
+        let sel = index[e];
+        let k = row.shape()[0];
+        // Sum of the non-selected weights (value 0, gradient of every other logit).
+        let mut parts = Vec::with_capacity(2);
+        if sel > 0 {
+            parts.push(row.narrow(0, 0, sel)?.sum());
+        }
+        if sel + 1 < k {
+            parts.push(row.narrow(0, sel + 1, k - sel - 1)?.sum());
+        }
+        let rest = match parts.len() {
+            2 => parts[0].add(&parts[1])?,
+            _ => parts.pop().expect("k >= 2"),
+        };
+        let rest = rest.reshape(&[1, 1, 1, 1])?;
+        if sel == 0 {
+            // `none`: zeros of the output shape.
+            let s = x.shape();
+            let z = Tensor::zeros(&[
+                s[0],
+                self.c,
+                s[2].div_ceil(self.stride),
+                s[3].div_ceil(self.stride),
+            ]);
+            Ok(z.add(&rest)?)
+        } else {
+            let y = self.run_op(sel - 1, x, &mut None)?;
+            let w = row.narrow(0, sel, 1)?;
+            Ok(Tensor::weighted_sum(&[y], &w)?.add(&rest)?)
         }
     }
 
@@ -312,27 +311,31 @@ fn node_sum(
     inputs: &[Tensor],
     mix: EdgeMix<'_>,
 ) -> Result<Tensor> {
-    if let EdgeMix::Soft(rows) = mix {
-        let (mut outs, mut ws) = (Vec::new(), Vec::new());
-        for (j, x) in inputs.iter().enumerate() {
-            edges[first + j].soft_terms(x, rows, first + j, &mut outs, &mut ws)?;
+    match mix {
+        EdgeMix::Soft(rows) => {
+            let (mut outs, mut ws) = (Vec::new(), Vec::new());
+            for (j, x) in inputs.iter().enumerate() {
+                edges[first + j].soft_terms(x, rows, first + j, &mut outs, &mut ws)?;
+            }
+            let w = if ws.len() == 1 {
+                ws.pop().expect("one row")
+            } else {
+                Tensor::concat(&ws, 0)?
+            };
+            Ok(Tensor::weighted_sum(&outs, &w)?)
         }
-        let w = if ws.len() == 1 {
-            ws.pop().expect("one row")
-        } else {
-            Tensor::concat(&ws, 0)?
-        };
-        return Ok(Tensor::weighted_sum(&outs, &w)?);
+        EdgeMix::Hard(rows, index) => {
+            let mut acc: Option<Tensor> = None;
+            for (j, x) in inputs.iter().enumerate() {
+                let h = edges[first + j].forward_hard(x, rows, index, first + j)?;
+                acc = Some(match acc {
+                    None => h,
+                    Some(a) => a.add(&h)?,
+                });
+            }
+            Ok(acc.expect("every node has inputs"))
+        }
     }
-    let mut acc: Option<Tensor> = None;
-    for (j, x) in inputs.iter().enumerate() {
-        let h = edges[first + j].forward(x, mix, first + j)?;
-        acc = Some(match acc {
-            None => h,
-            Some(a) => a.add(&h)?,
-        });
-    }
-    Ok(acc.expect("every node has inputs"))
 }
 
 /// A DARTS search cell: two preprocessed inputs, 4 intermediate nodes, 14 mixed edges, output
@@ -732,27 +735,25 @@ impl Supernet {
             Some(a) => a.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
             None => *acc = Some(g),
         };
-        // Backward from `t` into `inputs` (the leaves standing for earlier outputs; `true` where
-        // that output depends on the architecture weights) and everything else wanted.
-        let backward = |t: &Tensor, g: Option<&[f32]>, inputs: &[(&Tensor, bool)]| -> Result<()> {
-            let Some(only) = only else {
-                return Ok(match g {
-                    Some(g) => t.backward_with(g)?,
-                    None => t.backward()?,
-                });
-            };
-            // only what the wanted leaves need, through the inputs that lead back to them
-            let mut leaves = only.to_vec();
-            leaves.extend(
-                inputs
-                    .iter()
-                    .filter(|(_, dep)| *dep)
-                    .map(|(l, _)| (*l).clone()),
-            );
-            Ok(match g {
-                Some(g) => t.backward_with_for(g, &leaves)?,
-                None => t.backward_for(&leaves)?,
-            })
+        // Backward from `t` (output gradient `g`) into `inputs` (the leaves standing for earlier
+        // outputs; `true` where that output depends on the architecture weights) and everything
+        // else wanted.
+        let backward = |t: &Tensor, g: &[f32], inputs: &[(&Tensor, bool)]| -> Result<()> {
+            match only {
+                None => t.backward_with(g)?,
+                Some(only) => {
+                    // only what the wanted leaves need, through the inputs leading back to them
+                    let mut leaves = only.to_vec();
+                    leaves.extend(
+                        inputs
+                            .iter()
+                            .filter(|(_, dep)| *dep)
+                            .map(|(l, _)| (*l).clone()),
+                    );
+                    t.backward_with_for(g, &leaves)?
+                }
+            }
+            Ok(())
         };
         let mut g_out: Vec<Option<Vec<f32>>> = vec![None; k];
         let mut g_stem: Option<Vec<f32>> = None;
@@ -786,7 +787,7 @@ impl Supernet {
             let lv = loss.item()?;
             let pred = logits.argmax_rows()?;
             drop(logits);
-            backward(&loss, None, &[(&b0, k >= 2), (&b1, true)])?;
+            backward(&loss, &[1.0], &[(&b0, k >= 2), (&b1, true)])?;
             for (j, b) in [(k as isize - 2, &b0), (k as isize - 1, &b1)] {
                 if let Some(g) = b.grad_vec() {
                     if j < 0 {
@@ -807,7 +808,7 @@ impl Supernet {
             let (mn, mr) = rm.views();
             let cell = &all_cells[i];
             let o = cell.forward(&l0, &l1, if cell.reduction { mr } else { mn })?;
-            backward(&o, Some(&g), &[(&l0, i >= 2), (&l1, i >= 1)])?;
+            backward(&o, &g, &[(&l0, i >= 2), (&l1, i >= 1)])?;
             drop(o);
             for (j, l) in [(i as isize - 2, &l0), (i as isize - 1, &l1)] {
                 let Some(gl) = l.grad_vec() else { continue };
@@ -822,7 +823,7 @@ impl Supernet {
         match g_stem {
             Some(g) => {
                 let s = stem.forward(x)?;
-                backward(&s, Some(&g), &[])?;
+                backward(&s, &g, &[])?;
             }
             // nothing wanted flows into the stem (the architecture step), but its BN statistics,
             // restored after pass 1, must still be updated once
