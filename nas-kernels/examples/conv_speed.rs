@@ -10,18 +10,11 @@
 
 use std::time::Instant;
 
-use nas_kernels::workloads::{BatchNormFwdBwd, Conv3x3FwdBwd, SepConvBlock};
+use nas_kernels::workloads::{BatchNormFwdBwd, Conv3x3FwdBwd, SepConvBlock, best_seconds};
 use nas_kernels::{Backend, BatchNorm2d, Conv2d, Cpu, UnaryOp, threads};
 
-fn time(name: &str, reps: usize, mut f: impl FnMut()) {
-    f();
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    println!("{name:<28} {:8.3} ms", best * 1e3);
+fn time(name: &str, reps: usize, f: impl FnMut()) {
+    println!("{name:<28} {:8.3} ms", best_seconds(reps, f) * 1e3);
 }
 
 /// Nanoseconds this thread has spent on a CPU (Linux `/proc/thread-self/schedstat`), so that

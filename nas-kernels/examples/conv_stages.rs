@@ -6,24 +6,11 @@
 //!
 //! `cargo run --release -p nas-kernels --example conv_stages`
 
-use std::time::Instant;
-
-use nas_kernels::workloads::data;
+use nas_kernels::workloads::{best_seconds, data};
 use nas_kernels::{Backend, Conv2d, Cpu};
 
 /// Builds the convolution of one kind for `(channels, plane size)`.
 type MakeConv = fn(usize, usize) -> Conv2d;
-
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kinds: [(&str, MakeConv); 3] = [
@@ -47,11 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![0.0; p.w_len()],
         );
         let gflop = 2.0 * (p.y_len() * (c / p.groups) * p.kh * p.kw) as f64 / 1e9;
-        let tf = best(20, || Cpu.conv2d(&p, &x, &w, None, &mut y).expect("fwd"));
-        let ti = best(20, || {
+        let tf = best_seconds(20, || Cpu.conv2d(&p, &x, &w, None, &mut y).expect("fwd"));
+        let ti = best_seconds(20, || {
             Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).expect("dx")
         });
-        let tw = best(20, || {
+        let tw = best_seconds(20, || {
             Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
                 .expect("dw")
         });

@@ -8,6 +8,19 @@ use std::hint::black_box;
 
 use crate::{Backend, BatchNorm2d, Conv2d, Cpu, Result, UnaryOp};
 
+/// The shortest wall time in seconds of `reps` runs of `f`, after one warm-up run: the quick
+/// per-kernel timing of the `conv_speed` and `conv_stages` examples (criterion is the reference).
+pub fn best_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = std::time::Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
 /// Deterministic pseudo-random values in [-0.5, 0.5) (xorshift), the same for every run.
 pub fn data(len: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
