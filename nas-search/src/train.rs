@@ -583,19 +583,17 @@ impl<F> TrainEvaluator<F> {
     }
 }
 
-impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
-    fn name(&self) -> String {
-        format!(
-            "train/{}/{}/lr={},bs={},aug={}",
-            self.family.name(),
-            self.data_name,
-            self.recipe.lr,
-            self.recipe.batch_size,
-            self.recipe.augment
-        )
-    }
-
-    fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError> {
+impl<F> TrainEvaluator<F> {
+    /// [`Evaluator::evaluate`] with `on_epoch` called after every epoch (progress bars, logs).
+    /// A trial that fails part-way reports the epochs it ran as its cost.
+    pub fn evaluate_observed<A>(
+        &self,
+        request: &EvalRequest<'_, A>,
+        on_epoch: &mut dyn FnMut(&EpochStats),
+    ) -> Result<Metrics, EvalError>
+    where
+        F: NetworkFamily<A>,
+    {
         let epochs = request.fidelity as usize;
         if epochs == 0 {
             return Err(EvalError::Fatal(
@@ -610,7 +608,10 @@ impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
             &self.recipe,
             epochs,
             request.seed,
-            &mut |s| done = s.epoch + 1,
+            &mut |s| {
+                done = s.epoch + 1;
+                on_epoch(s);
+            },
         );
         match result {
             Ok(t) => Ok(Metrics {
@@ -628,6 +629,23 @@ impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
                 cost: done as f64,
             }),
         }
+    }
+}
+
+impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
+    fn name(&self) -> String {
+        format!(
+            "train/{}/{}/lr={},bs={},aug={}",
+            self.family.name(),
+            self.data_name,
+            self.recipe.lr,
+            self.recipe.batch_size,
+            self.recipe.augment
+        )
+    }
+
+    fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError> {
+        self.evaluate_observed(request, &mut |_| {})
     }
 }
 

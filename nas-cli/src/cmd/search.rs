@@ -22,8 +22,8 @@ use nas_search::oneshot::{
 };
 use nas_search::strategy::{ReaConfig, StrategyKind};
 use nas_search::train::{
-    ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainError,
-    TrainEvaluator, TrainRecipe, train_architecture_observed,
+    ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainEvaluator,
+    TrainRecipe,
 };
 use nas_search::{
     Budget, EvalError, EvalRequest, Evaluator, Metrics, SearchConfig, run_search_observed,
@@ -440,27 +440,18 @@ fn timestamp() -> String {
 /// two are interchangeable.
 struct ObservedTrain<F> {
     inner: TrainEvaluator<F>,
-    family: F,
-    splits: Arc<Splits>,
-    recipe: TrainRecipe,
     epochs_bar: ProgressBar,
 }
 
-impl<F: Clone> ObservedTrain<F> {
+impl<F> ObservedTrain<F> {
     fn new(
         family: F,
         splits: Arc<Splits>,
         recipe: TrainRecipe,
         epochs_bar: ProgressBar,
     ) -> Result<Self> {
-        let inner = TrainEvaluator::new(family.clone(), splits.clone(), recipe)?;
-        Ok(ObservedTrain {
-            inner,
-            family,
-            splits,
-            recipe,
-            epochs_bar,
-        })
+        let inner = TrainEvaluator::new(family, splits, recipe)?;
+        Ok(ObservedTrain { inner, epochs_bar })
     }
 }
 
@@ -473,50 +464,24 @@ where
     }
 
     fn evaluate(&self, request: &EvalRequest<'_, A>) -> std::result::Result<Metrics, EvalError> {
-        let epochs = request.fidelity as usize;
-        if epochs == 0 {
-            return Err(EvalError::Fatal(
-                "fidelity (training epochs) must be positive".into(),
-            ));
-        }
-        let mut done = 0usize;
         let bar = &self.epochs_bar;
-        let result = train_architecture_observed(
-            &self.family,
-            request.arch,
-            &self.splits,
-            &self.recipe,
-            epochs,
-            request.seed,
-            &mut |s: &EpochStats| {
+        let mut done = 0usize;
+        let result = self
+            .inner
+            .evaluate_observed(request, &mut |s: &EpochStats| {
                 done = s.epoch + 1;
                 bar.inc(1);
                 bar.set_message(format!(
                     "trial {} ep {} loss {:.3}",
                     request.trial_id, done, s.train_loss
                 ));
-            },
-        );
-        match result {
-            Ok(t) => Ok(Metrics {
-                valid_accuracy: t.valid_accuracy.unwrap_or(f64::NAN),
-                test_accuracy: Some(t.test_accuracy),
-                loss: t.valid_loss,
-                params: Some(t.cost.params),
-                flops: Some(t.cost.flops),
-                cost: epochs as f64,
-            }),
-            Err(TrainError::Config(m)) => Err(EvalError::Fatal(m)),
-            Err(TrainError::Data(e)) => Err(EvalError::Fatal(e.to_string())),
-            Err(e) => {
-                // The epochs this trial will not run still count as done for the bar.
-                bar.inc((epochs - done.min(epochs)) as u64);
-                Err(EvalError::Failed {
-                    reason: e.to_string(),
-                    cost: done as f64,
-                })
-            }
+            });
+        if let Err(EvalError::Failed { .. }) = result {
+            // The epochs this trial will not run still count as done for the bar.
+            let epochs = request.fidelity as usize;
+            bar.inc((epochs - done.min(epochs)) as u64);
         }
+        result
     }
 }
 
