@@ -319,11 +319,13 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The `events.jsonl` log of a search (nothing is written without a directory).
 struct Events {
     file: Option<(PathBuf, fs::File)>,
 }
 
 impl Events {
+    /// Opens `dir/events.jsonl` for appending (a resumed search continues the log).
     fn open(dir: Option<&Path>) -> Result<Events> {
         let Some(dir) = dir else {
             return Ok(Events { file: None });
@@ -345,6 +347,81 @@ impl Events {
         }
         Ok(())
     }
+}
+
+/// Trials logged in `dir/events.jsonl` by earlier sessions of a search (0 without a log).
+pub fn trials_logged(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join("events.jsonl"))
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"event\":\"trial\""))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// Runs a search and records it: the `start` event (with `extra` fields added), one `trial`
+/// event per finished evaluation (each record also handed to `on_trial`, for progress output),
+/// the `end` event and, with `dir`, `summary.json` and the plots. [`Search::run`] and
+/// `nas search` both run their searches through it. `strategy` already carries the fidelity.
+pub fn run_recorded<S, E>(
+    space: &S,
+    strategy: &StrategyKind,
+    evaluator: &E,
+    config: &SearchConfig,
+    dir: Option<&Path>,
+    extra: serde_json::Value,
+    on_trial: &mut dyn FnMut(&TrialRecord),
+) -> Result<SearchReport>
+where
+    S: SearchSpace,
+    S::Arch: Display,
+    E: Evaluator<S::Arch>,
+{
+    let start = Instant::now();
+    let mut built = strategy.build(space)?;
+    let mut events = Events::open(dir)?;
+    let mut first = json!({
+        "event": "start",
+        "space": space.name(),
+        "strategy": strategy.name(),
+        "strategy_config": built.config(),
+        "evaluator": evaluator.name(),
+        "seed": config.seed,
+        "workers": config.workers,
+        "budget": config.budget,
+    });
+    if let (Some(f), serde_json::Value::Object(more)) = (first.as_object_mut(), extra) {
+        f.extend(more);
+    }
+    events.write(first)?;
+    let mut write_error = None;
+    let outcome = run_search_observed(space, built.as_mut(), evaluator, config, &mut |t| {
+        let r = record(t);
+        on_trial(&r);
+        let mut v = serde_json::to_value(&r).unwrap_or(json!({}));
+        v["event"] = json!("trial");
+        if let Err(e) = events.write(v) {
+            write_error.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    let report = SearchReport::from_outcome(
+        space.name(),
+        json!({ "name": strategy.name(), "config": built.config() }),
+        evaluator.name(),
+        config.seed,
+        config.workers,
+        &outcome,
+        start.elapsed().as_secs_f64(),
+    )?;
+    events.write(report.end_event())?;
+    if let Some(dir) = dir {
+        write_outputs(dir, &report)?;
+    }
+    Ok(report)
 }
 
 impl Search {
@@ -521,70 +598,43 @@ impl Search {
         S::Arch: Display,
         E: Evaluator<S::Arch>,
     {
-        let start = Instant::now();
-        let strategy_kind = self.strategy.clone().with_fidelity(fidelity);
-        let mut strategy = strategy_kind.build(space)?;
-        let dir = self.output_dir.as_deref();
+        let strategy = self.strategy.clone().with_fidelity(fidelity);
         let config = SearchConfig {
             seed: self.seed,
             workers: self.workers,
             budget: self.budget.clone(),
-            checkpoint: dir.map(|d| d.join("checkpoint.json")),
+            checkpoint: self
+                .output_dir
+                .as_deref()
+                .map(|d| d.join("checkpoint.json")),
             skip_equivalent: false,
         };
-        let mut events = Events::open(dir)?;
-        events.write(json!({
-            "event": "start",
-            "space": space.name(),
-            "strategy": strategy_kind.name(),
-            "strategy_config": strategy.config(),
-            "evaluator": evaluator.name(),
-            "seed": self.seed,
-            "workers": self.workers,
-            "budget": self.budget,
-        }))?;
-        let mut write_error = None;
         let quiet = self.quiet;
-        let outcome =
-            run_search_observed(space, strategy.as_mut(), evaluator, &config, &mut |t| {
-                let r = record(t);
-                if !quiet {
-                    match &r.failure {
-                        None => eprintln!(
-                            "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>8} params  {:6.1}s  {}",
-                            r.id,
-                            r.valid_accuracy.unwrap_or(f64::NAN),
-                            r.test_accuracy.unwrap_or(f64::NAN),
-                            r.params.unwrap_or(0),
-                            r.wall_time_s,
-                            r.arch
-                        ),
-                        Some(f) => eprintln!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch),
-                    }
+        run_recorded(
+            space,
+            &strategy,
+            evaluator,
+            &config,
+            self.output_dir.as_deref(),
+            json!({}),
+            &mut |r| {
+                if quiet {
+                    return;
                 }
-                let mut v = serde_json::to_value(&r).unwrap_or(json!({}));
-                v["event"] = json!("trial");
-                if let Err(e) = events.write(v) {
-                    write_error.get_or_insert(e);
+                match &r.failure {
+                    None => eprintln!(
+                        "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>8} params  {:6.1}s  {}",
+                        r.id,
+                        r.valid_accuracy.unwrap_or(f64::NAN),
+                        r.test_accuracy.unwrap_or(f64::NAN),
+                        r.params.unwrap_or(0),
+                        r.wall_time_s,
+                        r.arch
+                    ),
+                    Some(f) => eprintln!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch),
                 }
-            })?;
-        if let Some(e) = write_error {
-            return Err(e);
-        }
-        let report = SearchReport::from_outcome(
-            space.name(),
-            json!({ "name": strategy_kind.name(), "config": strategy.config() }),
-            evaluator.name(),
-            self.seed,
-            self.workers,
-            &outcome,
-            start.elapsed().as_secs_f64(),
-        )?;
-        events.write(report.end_event())?;
-        if let Some(dir) = dir {
-            write_outputs(dir, &report)?;
-        }
-        Ok(report)
+            },
+        )
     }
 }
 

@@ -12,8 +12,8 @@ use crate::progress::{Mode, Progress};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use nas_search::builder::{
-    DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, record,
-    write_outputs,
+    DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, run_recorded,
+    trials_logged,
 };
 use nas_search::data::{DataSpec, Splits};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
@@ -25,9 +25,7 @@ use nas_search::train::{
     ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainEvaluator,
     TrainRecipe,
 };
-use nas_search::{
-    Budget, EvalError, EvalRequest, Evaluator, Metrics, SearchConfig, run_search_observed,
-};
+use nas_search::{Budget, EvalError, EvalRequest, Evaluator, Metrics, SearchConfig};
 use nas_space::SearchSpace;
 use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
@@ -35,8 +33,7 @@ use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
 use std::fmt::Display;
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -485,54 +482,8 @@ where
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The events log `events.jsonl` (appended to, one JSON object per line, flushed per line).
-struct Events {
-    path: PathBuf,
-    file: fs::File,
-}
-
-impl Events {
-    fn open(dir: &Path) -> Result<Events> {
-        let path = dir.join("events.jsonl");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| CliError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Events { path, file })
-    }
-
-    fn write(&mut self, mut v: serde_json::Value) -> Result<()> {
-        v["unix_ms"] = json!(unix_ms());
-        writeln!(self.file, "{v}").map_err(|source| CliError::Io {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    /// Trials already logged by earlier sessions of this search.
-    fn trials_logged(dir: &Path) -> u64 {
-        fs::read_to_string(dir.join("events.jsonl"))
-            .map(|t| {
-                t.lines()
-                    .filter(|l| l.contains("\"event\":\"trial\""))
-                    .count() as u64
-            })
-            .unwrap_or(0)
-    }
-}
-
-/// The search loop of the builder with progress output: runs the search, logs every trial,
-/// writes the summary and plots.
+/// The builder's recorded search (`nas_search::builder::run_recorded`) with progress output: a
+/// bar of trials (continuing from the trials an earlier session logged) and one line per trial.
 #[allow(clippy::too_many_arguments)]
 fn run_with<S, E>(
     space: &S,
@@ -549,9 +500,7 @@ where
     S::Arch: Display,
     E: Evaluator<S::Arch>,
 {
-    let start = Instant::now();
-    let strategy_kind = strategy.with_fidelity(fidelity);
-    let mut strategy = strategy_kind.build(space)?;
+    let strategy = strategy.with_fidelity(fidelity);
     let config = SearchConfig {
         seed: args.seed,
         workers: args.workers,
@@ -563,75 +512,45 @@ where
         checkpoint: Some(dir.join("checkpoint.json")),
         skip_equivalent: false,
     };
-    let already = if args.resume {
-        Events::trials_logged(dir)
-    } else {
-        0
-    };
+    let already = if args.resume { trials_logged(dir) } else { 0 };
     let trials_bar = progress.bar("trials", args.evaluations);
     trials_bar.set_position(already.min(args.evaluations));
     if let Some(b) = epochs_bar {
         b.set_position(already.saturating_mul(u64::from(fidelity)));
     }
-    let mut events = Events::open(dir)?;
-    events.write(json!({
-        "event": "start",
-        "space": space.name(),
-        "strategy": strategy_kind.name(),
-        "strategy_config": strategy.config(),
-        "evaluator": evaluator.name(),
-        "seed": args.seed,
-        "workers": args.workers,
-        "budget": config.budget,
-        "resume": args.resume,
-    }))?;
-    let mut write_error = None;
     let mut best_valid = f64::NEG_INFINITY;
-    let outcome = run_search_observed(space, strategy.as_mut(), evaluator, &config, &mut |t| {
-        let r = record(t);
-        trials_bar.inc(1);
-        match &r.failure {
-            None => {
-                let v = r.valid_accuracy.unwrap_or(f64::NAN);
-                if v > best_valid {
-                    best_valid = v;
+    let report = run_recorded(
+        space,
+        &strategy,
+        evaluator,
+        &config,
+        Some(dir),
+        json!({ "resume": args.resume }),
+        &mut |r| {
+            trials_bar.inc(1);
+            match &r.failure {
+                None => {
+                    let v = r.valid_accuracy.unwrap_or(f64::NAN);
+                    if v > best_valid {
+                        best_valid = v;
+                    }
+                    trials_bar.set_message(format!("best valid {best_valid:.2}%"));
+                    progress.line(&format!(
+                        "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>9} params  {:7.2}s  {}",
+                        r.id,
+                        v,
+                        r.test_accuracy.unwrap_or(f64::NAN),
+                        r.params.unwrap_or(0),
+                        r.wall_time_s,
+                        r.arch
+                    ));
                 }
-                trials_bar.set_message(format!("best valid {best_valid:.2}%"));
-                progress.line(&format!(
-                    "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>9} params  {:7.2}s  {}",
-                    r.id,
-                    v,
-                    r.test_accuracy.unwrap_or(f64::NAN),
-                    r.params.unwrap_or(0),
-                    r.wall_time_s,
-                    r.arch
-                ));
+                Some(f) => progress.line(&format!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch)),
             }
-            Some(f) => progress.line(&format!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch)),
-        }
-        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
-        v["event"] = json!("trial");
-        if let Err(e) = events.write(v) {
-            write_error.get_or_insert(e);
-        }
-    });
+        },
+    );
     trials_bar.finish_and_clear();
-    let outcome = outcome?;
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    let report = SearchReport::from_outcome(
-        space.name(),
-        json!({ "name": strategy_kind.name(), "config": strategy.config() }),
-        evaluator.name(),
-        args.seed,
-        args.workers,
-        &outcome,
-        start.elapsed().as_secs_f64(),
-    )?;
-    events.write(report.end_event())?;
-    write_outputs(dir, &report)?;
-    Ok(report)
+    Ok(report?)
 }
 
 fn pct(x: Option<f64>) -> String {
