@@ -244,7 +244,8 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     fn pool2d(&self, p: &Pool2d, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
     /// Backward of [`Backend::pool2d`] given its input `x` and, if the caller kept it, its
     /// output `y` (a backend may use it to locate max pooling's arg-max; the CPU backend
-    /// recomputes the arg-max from `x`, so callers of it need not keep the output).
+    /// recomputes the arg-max from `x`, so callers of it need not keep the output). Average
+    /// pooling's backward reads no values: `x` may then be empty (callers need not keep it).
     fn pool2d_backward(
         &self,
         p: &Pool2d,

@@ -8,10 +8,11 @@
 //! memory (saved inputs, intermediates) is released by the time `backward` returns.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::buf::Buf;
 use crate::error::{Result, TensorError};
-use crate::tensor::Tensor;
+use crate::tensor::{Inner, Tensor};
 
 impl Tensor {
     /// Backpropagates from this scalar: adds d(self)/d(leaf) into the `.grad` of every leaf that
@@ -70,34 +71,29 @@ impl Tensor {
                     .into(),
             });
         }
-        let order = topo_order(self);
+        let order = topo_order(&self.inner);
         // With `leaves`: which tensors lead to one of them (inputs come first in `order`).
         let reach: Option<HashSet<u64>> = leaves.map(|leaves| {
             let mut reach: HashSet<u64> = HashSet::new();
             let wanted: HashSet<u64> = leaves.iter().map(Tensor::id).collect();
             for t in &order {
-                let node = t.inner.node.lock().unwrap_or_else(|e| e.into_inner());
+                let node = t.node.lock().unwrap_or_else(|e| e.into_inner());
                 let leads = match node.as_ref() {
-                    None => wanted.contains(&t.id()),
-                    Some(n) => n.parents.iter().any(|p| reach.contains(&p.id())),
+                    None => wanted.contains(&t.id),
+                    Some(n) => n.parents.iter().any(|p| reach.contains(&p.id)),
                 };
                 if leads {
-                    reach.insert(t.id());
+                    reach.insert(t.id);
                 }
             }
             reach
         });
-        let leads = |t: &Tensor| reach.as_ref().is_none_or(|r| r.contains(&t.id()));
+        let leads = |t: &Inner| reach.as_ref().is_none_or(|r| r.contains(&t.id));
         let mut grads: HashMap<u64, Buf> = HashMap::new();
         grads.insert(self.id(), Buf::copy_from(grad_output));
         for t in order.iter().rev() {
-            let node = t
-                .inner
-                .node
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            let Some(g) = grads.remove(&t.id()) else {
+            let node = t.node.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(g) = grads.remove(&t.id) else {
                 continue;
             };
             if !leads(t) {
@@ -105,7 +101,7 @@ impl Tensor {
             }
             match node {
                 None => {
-                    if t.is_leaf() && t.requires_grad() {
+                    if t.is_leaf && t.requires_grad {
                         t.accumulate_grad(g);
                     }
                 }
@@ -113,7 +109,7 @@ impl Tensor {
                     let needs: Vec<bool> = node
                         .parents
                         .iter()
-                        .map(|p| p.requires_grad() && leads(p))
+                        .map(|p| p.requires_grad && leads(p))
                         .collect();
                     let crate::tensor::Node {
                         op,
@@ -134,14 +130,14 @@ impl Tensor {
                                 detail: format!(
                                     "gradient rule returned {} values for an input of shape {:?}",
                                     pg.len(),
-                                    p.shape()
+                                    p.shape
                                 ),
                             });
                         }
-                        match grads.get_mut(&p.id()) {
+                        match grads.get_mut(&p.id) {
                             Some(acc) => acc.iter_mut().zip(pg.iter()).for_each(|(a, b)| *a += b),
                             None => {
-                                grads.insert(p.id(), pg);
+                                grads.insert(p.id, pg);
                             }
                         }
                     }
@@ -153,9 +149,9 @@ impl Tensor {
 }
 
 /// Tensors reachable from `root` through recorded nodes, inputs before the ops that use them.
-fn topo_order(root: &Tensor) -> Vec<Tensor> {
+fn topo_order(root: &Arc<Inner>) -> Vec<Arc<Inner>> {
     let mut order = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     // (tensor, children already pushed?)
     let mut stack = vec![(root.clone(), false)];
     while let Some((t, expanded)) = stack.pop() {
@@ -163,11 +159,10 @@ fn topo_order(root: &Tensor) -> Vec<Tensor> {
             order.push(t);
             continue;
         }
-        if !seen.insert(t.id()) {
+        if !seen.insert(t.id) {
             continue;
         }
-        let parents: Vec<Tensor> = t
-            .inner
+        let parents: Vec<Arc<Inner>> = t
             .node
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -175,14 +170,14 @@ fn topo_order(root: &Tensor) -> Vec<Tensor> {
             .map(|n| {
                 n.parents
                     .iter()
-                    .filter(|p| p.requires_grad())
+                    .filter(|p| p.requires_grad)
                     .cloned()
                     .collect()
             })
             .unwrap_or_default();
         stack.push((t, true));
         for p in parents {
-            if !seen.contains(&p.id()) {
+            if !seen.contains(&p.id) {
                 stack.push((p, false));
             }
         }

@@ -27,9 +27,13 @@ pub(crate) type BackwardFn =
     Box<dyn FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static>;
 
 /// One recorded op: its inputs and its gradient rule.
+///
+/// `parents` are graph handles only ([`Inner`] holds no values): an input's values stay alive
+/// after the forward pass only if the gradient rule captured them (or something else holds
+/// the tensor), so an intermediate that no rule needs is freed as soon as its last user is.
 pub(crate) struct Node {
     pub(crate) op: &'static str,
-    pub(crate) parents: Vec<Tensor>,
+    pub(crate) parents: Vec<Arc<Inner>>,
     pub(crate) backward: BackwardFn,
     pub(crate) _live: LiveNode,
 }
@@ -44,7 +48,7 @@ impl Drop for LiveNode {
 }
 
 impl Node {
-    fn new(op: &'static str, parents: Vec<Tensor>, backward: BackwardFn) -> Node {
+    fn new(op: &'static str, parents: Vec<Arc<Inner>>, backward: BackwardFn) -> Node {
         LIVE_NODES.with(|c| c.set(c.get() + 1));
         NODES_RECORDED.with(|c| c.set(c.get() + 1));
         Node {
@@ -56,15 +60,36 @@ impl Node {
     }
 }
 
+/// A tensor's identity in the graph: everything but its values.
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) shape: Vec<usize>,
     pub(crate) device: Device,
-    pub(crate) data: RwLock<Buf>,
     pub(crate) grad: Mutex<Option<Buf>>,
     pub(crate) requires_grad: bool,
     pub(crate) is_leaf: bool,
     pub(crate) node: Mutex<Option<Node>>,
+}
+
+impl Inner {
+    pub(crate) fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: Buf) {
+        let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(acc) => acc.iter_mut().zip(g.iter()).for_each(|(a, b)| *a += b),
+            None => *slot = Some(g),
+        }
+    }
+}
+
+/// A tensor's values, shared between its handles (and with gradient rules that saved them).
+pub(crate) type Data = Arc<RwLock<Buf>>;
+
+pub(crate) fn new_data(buf: Buf) -> Data {
+    Arc::new(RwLock::new(buf))
 }
 
 /// A float32 tensor: a cheap, shareable handle (cloning shares the data and the gradient).
@@ -75,22 +100,37 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) inner: Arc<Inner>,
+    pub(crate) data: Data,
 }
 
-/// A weak handle to a tensor: lets tests check whether an intermediate is still alive.
+/// A weak handle to a tensor: lets tests check whether an intermediate (its values and its
+/// graph identity) is still alive.
 #[derive(Clone)]
-pub struct WeakTensor(Weak<Inner>);
+pub struct WeakTensor(Weak<Inner>, Weak<RwLock<Buf>>);
 
 impl WeakTensor {
-    /// The tensor, if something still holds it.
+    /// The tensor, if something still holds both its graph identity and its values.
     pub fn upgrade(&self) -> Option<Tensor> {
-        self.0.upgrade().map(|inner| Tensor { inner })
+        Some(Tensor {
+            inner: self.0.upgrade()?,
+            data: self.1.upgrade()?,
+        })
+    }
+
+    /// Are the values still held (by a handle or by a gradient rule that saved them)?
+    pub fn values_alive(&self) -> bool {
+        self.1.strong_count() > 0
+    }
+
+    /// Is the graph identity still held (by a handle or as the input of a recorded op)?
+    pub fn node_alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.inner.data.read().unwrap_or_else(|e| e.into_inner());
+        let d = self.data.read().unwrap_or_else(|e| e.into_inner());
         let n = d.len().min(8);
         write!(
             f,
@@ -174,23 +214,26 @@ impl Tensor {
     fn make(
         shape: Vec<usize>,
         device: Device,
-        data: Buf,
+        data: Data,
         requires_grad: bool,
         node: Option<Node>,
     ) -> Tensor {
-        debug_assert_eq!(numel(&shape), data.len());
+        debug_assert_eq!(
+            numel(&shape),
+            data.read().unwrap_or_else(|e| e.into_inner()).len()
+        );
         let is_leaf = node.is_none();
         Tensor {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 shape,
                 device,
-                data: RwLock::new(data),
                 grad: Mutex::new(None),
                 requires_grad,
                 is_leaf,
                 node: Mutex::new(node),
             }),
+            data,
         }
     }
 
@@ -204,9 +247,23 @@ impl Tensor {
         parents: &[&Tensor],
         backward: impl FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
     ) -> Tensor {
+        Tensor::from_op_data(op, shape, device, new_data(data), parents, backward)
+    }
+
+    /// [`Tensor::from_op`] with the output's values already shared: a gradient rule that needs
+    /// the output (ReLU, non-affine batch norm) captures a clone of `data` instead of keeping
+    /// its input alive.
+    pub(crate) fn from_op_data(
+        op: &'static str,
+        shape: Vec<usize>,
+        device: Device,
+        data: Data,
+        parents: &[&Tensor],
+        backward: impl FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
+    ) -> Tensor {
         let record = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
         if record {
-            let parents: Vec<Tensor> = parents.iter().map(|&p| p.clone()).collect();
+            let parents: Vec<Arc<Inner>> = parents.iter().map(|&p| p.inner.clone()).collect();
             let node = Node::new(op, parents, Box::new(backward));
             Tensor::make(shape, device, data, true, Some(node))
         } else {
@@ -222,7 +279,7 @@ impl Tensor {
     /// Like [`Tensor::from_op`] for ops whose inputs need no gradient (or that are not
     /// differentiable): never records.
     pub(crate) fn constant(shape: Vec<usize>, device: Device, data: Buf) -> Tensor {
-        Tensor::make(shape, device, data, false, None)
+        Tensor::make(shape, device, new_data(data), false, None)
     }
 
     // ----- creation -----
@@ -331,7 +388,7 @@ impl Tensor {
         Tensor::make(
             self.inner.shape.clone(),
             self.inner.device,
-            data,
+            new_data(data),
             true,
             None,
         )
@@ -413,7 +470,7 @@ impl Tensor {
 
     /// A weak handle.
     pub fn downgrade(&self) -> WeakTensor {
-        WeakTensor(Arc::downgrade(&self.inner))
+        WeakTensor(Arc::downgrade(&self.inner), Arc::downgrade(&self.data))
     }
 
     /// Name of the op that produced this tensor, while its graph node is alive.
@@ -428,14 +485,14 @@ impl Tensor {
 
     /// Calls `f` with the values.
     pub fn with_data<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
-        let d = self.inner.data.read().unwrap_or_else(|e| e.into_inner());
+        let d = self.data.read().unwrap_or_else(|e| e.into_inner());
         f(&d)
     }
 
     /// Modifies the values in place (optimizer updates, BN running statistics, weight init).
     /// This is not recorded by autograd.
     pub fn update_data<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        let mut d = self.inner.data.write().unwrap_or_else(|e| e.into_inner());
+        let mut d = self.data.write().unwrap_or_else(|e| e.into_inner());
         f(&mut d)
     }
 
@@ -517,16 +574,13 @@ impl Tensor {
         *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    pub(crate) fn accumulate_grad(&self, g: Buf) {
-        let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(g.iter()).for_each(|(a, b)| *a += b),
-            None => *slot = Some(g),
-        }
-    }
-
     /// Reads the data for an op. (CPU only for now.)
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Buf> {
-        self.inner.data.read().unwrap_or_else(|e| e.into_inner())
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the data for an op that updates a tensor in place (BN running statistics).
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, Buf> {
+        self.data.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -303,3 +303,58 @@ fn backward_for_computes_only_gradients_that_reach_the_requested_leaves() {
     assert_eq!(alpha.grad_vec().unwrap(), full);
     assert!(w1.grad_vec().is_some() && x.grad_vec().is_none());
 }
+
+/// Gradients of `w` (conv weight) for: conv -> BN (non-affine) -> ReLU -> avg-pool + input,
+/// scaled and summed against fixed weights; `keep` holds every intermediate alive.
+fn conv_bn_relu_pool_grads(keep: bool) -> (Vec<f32>, Vec<bool>) {
+    let x = Tensor::randn(&[2, 3, 5, 5], 11);
+    let w = Tensor::randn(&[4, 3, 3, 3], 12).scale(0.3).param();
+    let probe = Tensor::randn(&[2, 4, 5, 5], 13);
+    let c = x
+        .conv2d(
+            &w,
+            None,
+            nas_tensor::ConvOptions {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+            },
+        )
+        .unwrap();
+    let b = c
+        .batch_norm(None, None, None, None, true, 0.1, 1e-5)
+        .unwrap();
+    let r = b.relu();
+    let p = r.avg_pool2d(3, 1, 1).unwrap();
+    let q = p.add(&r).unwrap();
+    let s = q.scale(0.5);
+    let loss = s.mul(&probe).unwrap().sum();
+    let weak: Vec<_> = [&c, &b, &r, &p, &q, &s]
+        .iter()
+        .map(|t| t.downgrade())
+        .collect();
+    let held = keep.then(|| vec![c.clone(), b.clone(), r.clone(), p.clone(), q.clone()]);
+    drop((c, b, r, p, q, s));
+    let alive = weak.iter().map(|t| t.values_alive()).collect();
+    assert!(
+        weak.iter().all(|t| t.node_alive()),
+        "the graph keeps every node"
+    );
+    loss.backward().unwrap();
+    drop(held);
+    (w.grad_vec().unwrap(), alive)
+}
+
+#[test]
+fn values_no_gradient_rule_needs_are_freed_and_gradients_do_not_change() {
+    let (g_held, alive_held) = conv_bn_relu_pool_grads(true);
+    let (g_freed, alive) = conv_bn_relu_pool_grads(false);
+    assert!(alive_held.iter().all(|&a| a));
+    // conv output: BN (non-affine) keeps its output instead; BN output: kept (BN's and ReLU's
+    // rules read it); ReLU output: kept (its own mask); pool output: freed (add needs no
+    // values); sum: freed (scale needs none); scaled: kept (the product reads it)
+    assert_eq!(alive, vec![false, true, true, false, false, true]);
+    assert_eq!(g_held, g_freed, "freeing values changes no gradient");
+    assert!(g_freed.iter().any(|v| v.abs() > 1e-4));
+}

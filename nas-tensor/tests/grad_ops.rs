@@ -300,7 +300,13 @@ fn batch_norm_train_and_eval() {
                 1e-5,
             )
         },
-        &[x, gamma, beta],
+        &[x.clone(), gamma, beta],
+    );
+    // non-affine: the rule keeps the output (x-hat) instead of the input
+    check(
+        "batch_norm eval plain",
+        |t| t[0].batch_norm(None, None, Some(&rm), Some(&rv), false, 0.1, 1e-5),
+        &[x],
     );
 }
 

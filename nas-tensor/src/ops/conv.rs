@@ -9,7 +9,7 @@ use nas_kernels::backend::{
 use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
 use crate::ops::cpu;
-use crate::tensor::{Tensor, check_same_device};
+use crate::tensor::{Tensor, check_same_device, new_data};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's `Conv2d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -218,8 +218,12 @@ impl Tensor {
         p.validate()?;
         let mut y = Buf::for_overwrite(p.y_len());
         cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
-        // The CPU backend finds max pooling's arg-max from the input, so the output is not kept.
-        let xc = self.clone();
+        // The CPU backend finds max pooling's arg-max from the input, so the output is not kept;
+        // average pooling's rule needs neither.
+        let xc = match kind {
+            PoolKind::Max => self.data.clone(),
+            PoolKind::Avg { .. } => new_data(Buf::zeros(0)),
+        };
         Ok(Tensor::from_op(
             op,
             vec![n, c, p.out_h(), p.out_w()],
@@ -231,7 +235,7 @@ impl Tensor {
                 let mut dx = Buf::for_overwrite(p.x_len());
                 cpu().pool2d_backward(
                     &p,
-                    xc.read().as_vec(),
+                    xc.read().unwrap_or_else(|e| e.into_inner()).as_vec(),
                     None,
                     dy.as_vec(),
                     dx.as_vec_mut(),
@@ -344,10 +348,8 @@ impl Tensor {
             let x = self.read();
             let wg = weight.map(|t| t.read());
             let bg = bias.map(|t| t.read());
-            let mut rm =
-                running_mean.map(|t| t.inner.data.write().unwrap_or_else(|e| e.into_inner()));
-            let mut rv =
-                running_var.map(|t| t.inner.data.write().unwrap_or_else(|e| e.into_inner()));
+            let mut rm = running_mean.map(|t| t.write());
+            let mut rv = running_var.map(|t| t.write());
             cpu().batch_norm(
                 &p,
                 x.as_vec(),
@@ -360,14 +362,28 @@ impl Tensor {
                 save_invstd.as_vec_mut(),
             )?;
         }
-        let xc = self.clone();
+        let y = new_data(y);
         let wc = weight.cloned();
+        // Non-affine batch norm's output is x-hat itself, so the gradient rule keeps the output
+        // (which the next op usually keeps anyway) instead of the input: with mean 0, inverse
+        // std 1 and "gamma" = the real inverse std, the kernel's rule is exactly
+        // dx = invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) (and invstd * dy in evaluation).
+        let (saved, save_mean, save_invstd, gamma_as_invstd) = if weight.is_none() {
+            (
+                y.clone(),
+                Buf::zeros(c),
+                Buf::full(c, 1.0),
+                Some(save_invstd),
+            )
+        } else {
+            (self.data.clone(), save_mean, save_invstd, None)
+        };
         let mut parents = vec![self];
         if let (Some(wt), Some(bt)) = (weight, bias) {
             parents.push(wt);
             parents.push(bt);
         }
-        Ok(Tensor::from_op(
+        Ok(Tensor::from_op_data(
             op,
             self.shape().to_vec(),
             self.device(),
@@ -381,10 +397,14 @@ impl Tensor {
                 let mut dbeta = Buf::zeros(c);
                 {
                     let wg = wc.as_ref().map(|t| t.read());
+                    let gamma = match &gamma_as_invstd {
+                        Some(inv) => Some(inv.as_vec()),
+                        None => wg.as_ref().map(|g| g.as_vec()),
+                    };
                     cpu().batch_norm_backward(
                         &p,
-                        xc.read().as_vec(),
-                        wg.as_ref().map(|g| g.as_vec()),
+                        saved.read().unwrap_or_else(|e| e.into_inner()).as_vec(),
+                        gamma,
                         save_mean.as_vec(),
                         save_invstd.as_vec(),
                         dy.as_vec(),

@@ -6,7 +6,7 @@ use nas_kernels::{Backend, BinaryOp, UnaryOp};
 use crate::buf::Buf;
 use crate::error::{Result, shape_err};
 use crate::ops::cpu;
-use crate::tensor::{Tensor, check_same_device, numel};
+use crate::tensor::{Data, Tensor, check_same_device, new_data, numel};
 
 /// The broadcast shape of `a` and `b` (NumPy rules: align right, sizes equal or one of them 1).
 pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -50,7 +50,12 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
     check_same_device(name, a, b)?;
     let os = broadcast_shape(name, a.shape(), b.shape())?;
     let out = bin(op, &a.read(), a.shape(), &b.read(), b.shape(), &os)?;
-    let (ac, bc) = (a.clone(), b.clone());
+    // Sums and differences need only the shapes: their inputs' values are not kept alive.
+    let (ac, bc) = match op {
+        BinaryOp::Add | BinaryOp::Sub => (new_data(Buf::zeros(0)), new_data(Buf::zeros(0))),
+        _ => (a.data.clone(), b.data.clone()),
+    };
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     let osc = os.clone();
     Ok(Tensor::from_op(
         name,
@@ -59,8 +64,9 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
         out,
         &[a, b],
         move |g, needs| {
-            let (sa, sb) = (ac.shape(), bc.shape());
-            let (ad, bd) = (ac.read(), bc.read());
+            let (sa, sb) = (&sa[..], &sb[..]);
+            let ad = ac.read().unwrap_or_else(|e| e.into_inner());
+            let bd = bc.read().unwrap_or_else(|e| e.into_inner());
             let os = &osc;
             let (ga, gb) = match op {
                 BinaryOp::Add | BinaryOp::Sub => {
@@ -142,26 +148,36 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
 }
 
 fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
-    let y = unary_buf(op, &a.read())?;
-    let ac = a.clone();
-    // The graph keeps only the input alive: ops whose derivative needs the output recompute it
-    // from the input in backward (cheap); ReLU's and scaling's do not need it.
-    Ok(Tensor::from_op(
+    let y = new_data(unary_buf(op, &a.read())?);
+    // What the gradient rule keeps: ReLU's mask reads its output (x > 0 exactly where
+    // y > 0), so its input is not kept alive; the linear ops read neither; the others keep
+    // the input and recompute the output in backward (cheap).
+    let saved: Option<Data> = match op {
+        UnaryOp::Relu => Some(y.clone()),
+        UnaryOp::Scale(_) | UnaryOp::Neg | UnaryOp::AddScalar(_) => None,
+        _ => Some(a.data.clone()),
+    };
+    Ok(Tensor::from_op_data(
         name,
         a.shape().to_vec(),
         a.device(),
         y,
         &[a],
         move |g, _| {
-            let x = ac.read();
-            // ReLU's and scaling's derivatives do not read the output: skip recomputing it
-            let y = match op {
-                UnaryOp::Relu | UnaryOp::Scale(_) => None,
-                _ => Some(unary_buf(op, &x)?),
+            let mut dx = Buf::for_overwrite(g.len());
+            let Some(saved) = saved else {
+                // The derivative reads neither the input nor the output.
+                cpu().unary_backward(op, g.as_vec(), g.as_vec(), g.as_vec(), dx.as_vec_mut())?;
+                return Ok(vec![Some(dx)]);
             };
-            let yv = y.as_ref().map_or(x.as_vec(), |y| y.as_vec());
-            let mut dx = Buf::for_overwrite(x.len());
-            cpu().unary_backward(op, x.as_vec(), yv, g.as_vec(), dx.as_vec_mut())?;
+            let v = saved.read().unwrap_or_else(|e| e.into_inner());
+            // ReLU: `v` is the output, whose sign pattern is the input's.
+            let y = match op {
+                UnaryOp::Relu => None,
+                _ => Some(unary_buf(op, &v)?),
+            };
+            let yv = y.as_ref().map_or(v.as_vec(), |y| y.as_vec());
+            cpu().unary_backward(op, v.as_vec(), yv, g.as_vec(), dx.as_vec_mut())?;
             Ok(vec![Some(dx)])
         },
     ))
