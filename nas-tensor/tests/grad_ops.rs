@@ -271,6 +271,71 @@ fn avg_pool_excludes_padding_from_the_divisor() {
 }
 
 #[test]
+fn relu_conv_conv_matches_the_three_ops_and_finite_differences() {
+    // (c, c_out, k, stride, dilation, h): separable (stride 1 and 2) and dilated blocks
+    for (i, &(c, co, k, s, d, h)) in [(3, 4, 3, 1, 1, 5), (3, 3, 3, 2, 1, 6), (2, 3, 3, 1, 2, 6)]
+        .iter()
+        .enumerate()
+    {
+        let o1 = ConvOptions::default()
+            .stride(s)
+            .padding(d * (k / 2))
+            .dilation(d)
+            .groups(c);
+        let o2 = ConvOptions::default();
+        // input values away from ReLU's kink
+        let x = spaced(&[2, c, h, h], 400 + i as u64);
+        let w1 = Tensor::randn(&[c, 1, k, k], 410 + i as u64).param();
+        let w2 = Tensor::randn(&[co, c, 1, 1], 420 + i as u64).param();
+        let inputs = [x, w1, w2];
+        check(
+            &format!("relu_conv_conv case {i}"),
+            |t| t[0].relu_conv_conv(&t[1], o1, &t[2], o2),
+            &inputs,
+        );
+        // the same values and gradients as ReLU, conv, conv recorded separately
+        let probe = Tensor::randn(&[2, co, h.div_ceil(s), h.div_ceil(s)], 430 + i as u64);
+        let run = |fused: bool| {
+            for t in &inputs {
+                t.zero_grad();
+            }
+            let [x, w1, w2] = &inputs;
+            let y = if fused {
+                x.relu_conv_conv(w1, o1, w2, o2).unwrap()
+            } else {
+                let r = x.relu().conv2d(w1, None, o1).unwrap();
+                r.conv2d(w2, None, o2).unwrap()
+            };
+            y.mul(&probe).unwrap().sum().backward().unwrap();
+            let grads: Vec<Vec<f32>> = inputs.iter().map(|t| t.grad_vec().unwrap()).collect();
+            (y.to_vec(), grads)
+        };
+        assert_eq!(run(true), run(false), "case {i}: fused equals separate ops");
+        // only the input's gradient: the weights' stay untouched
+        for t in &inputs {
+            t.zero_grad();
+        }
+        let [x, w1, w2] = &inputs;
+        let y = x.relu_conv_conv(w1, o1, w2, o2).unwrap();
+        y.mul(&probe)
+            .unwrap()
+            .sum()
+            .backward_for(std::slice::from_ref(x))
+            .unwrap();
+        assert!(x.grad_vec().is_some() && w1.grad_vec().is_none() && w2.grad_vec().is_none());
+    }
+    // shapes that do not chain are an error naming the op
+    let x = Tensor::randn(&[1, 2, 4, 4], 1).param();
+    let w1 = Tensor::randn(&[2, 1, 3, 3], 2);
+    let bad = Tensor::randn(&[3, 4, 1, 1], 3);
+    let o = ConvOptions::default().padding(1).groups(2);
+    let err = x
+        .relu_conv_conv(&w1, o, &bad, ConvOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("relu_conv_conv"), "{err}");
+}
+
+#[test]
 fn batch_norm_train_and_eval() {
     let x = p(&[3, 2, 2, 3], 70);
     let gamma = Tensor::randn(&[2], 71).add_scalar(1.0).param();

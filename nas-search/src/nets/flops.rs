@@ -28,10 +28,15 @@ fn record(flops: u64) {
 /// Records the cost of `conv` having mapped `x` to `y` (for modules that call a [`Conv2d`]
 /// directly rather than through [`CountedConv2d`]).
 pub fn record_conv(conv: &Conv2d, y: &Tensor) {
+    record_conv_out(conv, y.shape());
+}
+
+/// Records the cost of `conv` having produced an output of shape `s` (`[n, c_out, h, w]`), for
+/// fused ops whose intermediate outputs are never tensors.
+pub fn record_conv_out(conv: &Conv2d, s: &[usize]) {
     let w = conv.weight.shape();
     let per_out: u64 = (w[1] * w[2] * w[3]) as u64;
-    // y: [n, c_out, h, w]; the count is per image.
-    let s = y.shape();
+    // the count is per image
     if s.len() == 4 {
         record(per_out * (s[1] * s[2] * s[3]) as u64);
     }

@@ -20,7 +20,7 @@
 //! The constructor by name is [`build_op`]; typed shortcuts are [`nb201_op`] and
 //! [`darts_op`]. The stride must be 1 or 2.
 
-use super::flops::{CountedConv2d, conv_forward};
+use super::flops::{CountedConv2d, conv_forward, record_conv_out};
 use nas_space::darts::DartsOp;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
@@ -148,11 +148,61 @@ impl ReLUConvBN {
 }
 seq_module!(ReLUConvBN);
 
+/// ReLU, two bias-free convolutions, BN: the block DARTS' separable and dilated convolutions
+/// are made of. The ReLU and both convolutions run as one [`Tensor::relu_conv_conv`] op, which
+/// keeps only the block's input for backward (the ReLU and first-convolution outputs are
+/// recomputed there), so a block holds one activation (its BN output) instead of four.
+struct ReluConvConvBn {
+    first: Conv2d,
+    second: Conv2d,
+    bn: BatchNorm2d,
+}
+
+impl ReluConvConvBn {
+    fn new(first: Conv2d, second: Conv2d, c_out: usize, affine: bool) -> ReluConvConvBn {
+        ReluConvConvBn {
+            first,
+            second,
+            bn: BatchNorm2d::new(c_out, affine),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (a, b) = (&self.first, &self.second);
+        let y = x.relu_conv_conv(&a.weight, a.options, &b.weight, b.options)?;
+        // the FLOP count of both convolutions (the first's output has `y`'s size: the second
+        // is 1x1 with stride 1)
+        let s = y.shape();
+        record_conv_out(a, &[s[0], a.weight.shape()[0], s[2], s[3]]);
+        record_conv_out(b, s);
+        self.bn.forward(&y)
+    }
+
+    /// Visits the parameters under the indices the layers have in DARTS' `nn.Sequential`
+    /// (`first` for the first convolution, then the second and the BN).
+    fn visit(&self, prefix: &str, first: usize, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.first.visit(&join_name(prefix, &first.to_string()), f);
+        self.second
+            .visit(&join_name(prefix, &(first + 1).to_string()), f);
+        self.bn
+            .visit(&join_name(prefix, &(first + 2).to_string()), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.first.set_training(training);
+        self.second.set_training(training);
+        self.bn.set_training(training);
+    }
+}
+
 /// DARTS' separable convolution: (ReLU, depthwise `k x k` conv, pointwise conv, BN) twice;
 /// the first depthwise conv carries the stride, the first block keeps `c_in` channels.
+/// Parameters as in DARTS' `nn.Sequential`: `op.1.weight`, `op.2.weight`, `op.3.*`,
+/// `op.5.weight`, `op.6.weight`, `op.7.*`. Each half runs as one ReLU-conv-conv op (see
+/// [`Tensor::relu_conv_conv`]): same values, a quarter of the activations kept for backward.
 pub struct SepConv {
-    /// `Sequential(ReLU, dw, pw, BN, ReLU, dw, pw, BN)`.
-    pub op: Sequential,
+    blocks: [ReluConvConvBn; 2],
+    training: bool,
 }
 
 impl SepConv {
@@ -173,26 +223,53 @@ impl SepConv {
             .padding(pad)
             .groups(c_in);
         let dw2 = ConvOptions::default().padding(pad).groups(c_in);
+        // drawn in the order of the layers
+        let first = ReluConvConvBn::new(
+            raw_conv(c_in, c_in, k, dw1, rng)?,
+            raw_conv(c_in, c_in, 1, ConvOptions::default(), rng)?,
+            c_in,
+            affine,
+        );
+        let second = ReluConvConvBn::new(
+            raw_conv(c_in, c_in, k, dw2, rng)?,
+            raw_conv(c_in, c_out, 1, ConvOptions::default(), rng)?,
+            c_out,
+            affine,
+        );
         Ok(SepConv {
-            op: Sequential::new()
-                .push(ReLU::new())
-                .push(conv(c_in, c_in, k, dw1, rng)?)
-                .push(conv(c_in, c_in, 1, ConvOptions::default(), rng)?)
-                .push(BatchNorm2d::new(c_in, affine))
-                .push(ReLU::new())
-                .push(conv(c_in, c_in, k, dw2, rng)?)
-                .push(conv(c_in, c_out, 1, ConvOptions::default(), rng)?)
-                .push(BatchNorm2d::new(c_out, affine)),
+            blocks: [first, second],
+            training: true,
         })
     }
 }
-seq_module!(SepConv);
+
+impl Module for SepConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.blocks[0].forward(x)?;
+        self.blocks[1].forward(&h)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        let op = join_name(prefix, "op");
+        self.blocks[0].visit(&op, 1, f);
+        self.blocks[1].visit(&op, 5, f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        self.blocks
+            .iter_mut()
+            .for_each(|b| b.set_training(training));
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
 
 /// DARTS' dilated convolution: ReLU, depthwise `k x k` conv with dilation 2 (padding `k - 1`),
-/// pointwise conv, BN.
+/// pointwise conv, BN. Parameters `op.1.weight`, `op.2.weight`, `op.3.*`; the ReLU and the two
+/// convolutions run as one op (see [`SepConv`]).
 pub struct DilConv {
-    /// `Sequential(ReLU, dw, pw, BN)`.
-    pub op: Sequential,
+    block: ReluConvConvBn,
+    training: bool,
 }
 
 impl DilConv {
@@ -212,16 +289,34 @@ impl DilConv {
             .padding(k - 1)
             .dilation(2)
             .groups(c_in);
+        let block = ReluConvConvBn::new(
+            raw_conv(c_in, c_in, k, dw, rng)?,
+            raw_conv(c_in, c_out, 1, ConvOptions::default(), rng)?,
+            c_out,
+            affine,
+        );
         Ok(DilConv {
-            op: Sequential::new()
-                .push(ReLU::new())
-                .push(conv(c_in, c_in, k, dw, rng)?)
-                .push(conv(c_in, c_out, 1, ConvOptions::default(), rng)?)
-                .push(BatchNorm2d::new(c_out, affine)),
+            block,
+            training: true,
         })
     }
 }
-seq_module!(DilConv);
+
+impl Module for DilConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.block.forward(x)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.block.visit(&join_name(prefix, "op"), 1, f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        self.block.set_training(training);
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
 
 /// Factorized reduction: ReLU, then for stride 2 two 1x1 stride-2 convolutions, one on the
 /// input and one on the input shifted by one pixel (right/bottom zero padded, as NB201; equal to

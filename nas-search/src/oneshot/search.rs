@@ -111,10 +111,11 @@ pub struct OneShotConfig {
     pub recompute_cells: usize,
 }
 
-/// Default [`OneShotConfig::recompute_cells`]: the first stage's two cells, the first
-/// reduction cell and the first cell after it, which hold most of the DARTS supernet's activations
-/// (docs/PERF.md).
-pub const RECOMPUTE_CELLS: usize = 4;
+/// Default [`OneShotConfig::recompute_cells`]: none. Since graph nodes keep only the values
+/// their gradient rules read, and separable/dilated convolutions keep one activation per block,
+/// one graph over the whole C = 16 supernet peaks at about 2.7 GB, already under a third of
+/// PyTorch's peak (docs/PERF.md); recomputing cells trades time for memory on larger settings.
+pub const RECOMPUTE_CELLS: usize = 0;
 
 impl OneShotConfig {
     /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201

@@ -17,9 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
-use crate::nets::ops::{
-    DilConv, FactorizedReduce, ReLUConvBN, ResNetBasicBlock, SepConv, build_op,
-};
+use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
 
 /// Which cell space the supernet searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,9 +161,11 @@ fn rows(w: &Tensor) -> Result<Vec<Tensor>> {
 
 /// A mixed edge: every candidate op but `none` (which is column 0 and contributes zero).
 ///
-/// The convolutional candidates (`sep_conv_*`, `dil_conv_*`, `nor_conv_*`) all start with a
-/// ReLU of the edge input; the edge computes that ReLU once and feeds it to them with their own
-/// leading ReLU removed (same result, one activation tensor per edge instead of four).
+/// NAS-Bench-201's convolutional candidates (`nor_conv_*`) both start with a ReLU of the edge
+/// input; the edge computes that ReLU once and feeds it to them with their own leading ReLU
+/// removed (same result, one activation tensor instead of two). DARTS' `sep_conv_*` and
+/// `dil_conv_*` apply their ReLU inside a fused op that keeps no ReLU output at all (see
+/// [`SepConv`](crate::nets::ops::SepConv)).
 struct MixedEdge {
     ops: Vec<Box<dyn Module>>,
     /// Does op `i` take the shared ReLU of the input (its own ReLU removed)?
@@ -186,10 +186,6 @@ impl MixedEdge {
         let mut pre_relu = Vec::new();
         for name in space.op_names().into_iter().skip(1) {
             let shared: Option<Sequential> = match name {
-                "sep_conv_3x3" => Some(SepConv::new(c, c, 3, stride, false, rng)?.op),
-                "sep_conv_5x5" => Some(SepConv::new(c, c, 5, stride, false, rng)?.op),
-                "dil_conv_3x3" => Some(DilConv::new(c, c, 3, stride, false, rng)?.op),
-                "dil_conv_5x5" => Some(DilConv::new(c, c, 5, stride, false, rng)?.op),
                 "nor_conv_1x1" => Some(ReLUConvBN::new(c, c, 1, stride, 0, 1, false, rng)?.op),
                 "nor_conv_3x3" => Some(ReLUConvBN::new(c, c, 3, stride, 1, 1, false, rng)?.op),
                 _ => None,

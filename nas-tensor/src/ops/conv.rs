@@ -68,72 +68,90 @@ fn nchw(op: &'static str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
+/// Checks a convolution of an input of shape `x_shape` with `weight` (and `bias`) under `o`,
+/// and returns the kernel parameters.
+fn conv_params(
+    op: &'static str,
+    x_shape: &[usize],
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+) -> Result<ConvParams> {
+    let &[n, c_in, h, w] = x_shape else {
+        return shape_err(
+            op,
+            format!("need an NCHW input [n, c, h, w], got {x_shape:?}"),
+        );
+    };
+    let &[c_out, cpg, kh, kw] = weight.shape() else {
+        return shape_err(
+            op,
+            format!(
+                "weight must be [c_out, c_in/groups, kh, kw], got {:?}",
+                weight.shape()
+            ),
+        );
+    };
+    if o.groups == 0 || c_in % o.groups != 0 || c_out % o.groups != 0 || cpg != c_in / o.groups {
+        return shape_err(
+            op,
+            format!(
+                "input {x_shape:?} and weight {:?} do not fit groups = {}",
+                weight.shape(),
+                o.groups
+            ),
+        );
+    }
+    if let Some(b) = bias
+        && b.shape() != [c_out]
+    {
+        return shape_err(op, format!("bias must be [{c_out}], got {:?}", b.shape()));
+    }
+    if o.stride == 0 || o.dilation == 0 {
+        return arg_err(
+            op,
+            format!("stride and dilation must be positive, got {o:?}"),
+        );
+    }
+    let eff_h = o.dilation * (kh - 1) + 1;
+    let eff_w = o.dilation * (kw - 1) + 1;
+    if h + 2 * o.padding < eff_h || w + 2 * o.padding < eff_w {
+        return shape_err(
+            op,
+            format!(
+                "input {x_shape:?} with padding {} is smaller than the dilated kernel {eff_h}x{eff_w}",
+                o.padding
+            ),
+        );
+    }
+    let p = ConvParams {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride: (o.stride, o.stride),
+        padding: (o.padding, o.padding),
+        dilation: (o.dilation, o.dilation),
+        groups: o.groups,
+    };
+    p.validate()?;
+    Ok(p)
+}
+
 impl Tensor {
     /// 2-D convolution (cross-correlation, as PyTorch) of `self: [n, c_in, h, w]` with
     /// `weight: [c_out, c_in / groups, kh, kw]` and an optional `bias: [c_out]`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, o: ConvOptions) -> Result<Tensor> {
         let op = "conv2d";
         check_same_device(op, self, weight)?;
-        let (n, c_in, h, w) = nchw(op, self)?;
-        let &[c_out, cpg, kh, kw] = weight.shape() else {
-            return shape_err(
-                op,
-                format!(
-                    "weight must be [c_out, c_in/groups, kh, kw], got {:?}",
-                    weight.shape()
-                ),
-            );
-        };
-        if o.groups == 0 || c_in % o.groups != 0 || c_out % o.groups != 0 || cpg != c_in / o.groups
-        {
-            return shape_err(
-                op,
-                format!(
-                    "input {:?} and weight {:?} do not fit groups = {}",
-                    self.shape(),
-                    weight.shape(),
-                    o.groups
-                ),
-            );
-        }
         if let Some(b) = bias {
             check_same_device(op, self, b)?;
-            if b.shape() != [c_out] {
-                return shape_err(op, format!("bias must be [{c_out}], got {:?}", b.shape()));
-            }
         }
-        if o.stride == 0 || o.dilation == 0 {
-            return arg_err(
-                op,
-                format!("stride and dilation must be positive, got {o:?}"),
-            );
-        }
-        let eff_h = o.dilation * (kh - 1) + 1;
-        let eff_w = o.dilation * (kw - 1) + 1;
-        if h + 2 * o.padding < eff_h || w + 2 * o.padding < eff_w {
-            return shape_err(
-                op,
-                format!(
-                    "input {:?} with padding {} is smaller than the dilated kernel {eff_h}x{eff_w}",
-                    self.shape(),
-                    o.padding
-                ),
-            );
-        }
-        let p = ConvParams {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride: (o.stride, o.stride),
-            padding: (o.padding, o.padding),
-            dilation: (o.dilation, o.dilation),
-            groups: o.groups,
-        };
-        p.validate()?;
+        let p = conv_params(op, self.shape(), weight, bias, o)?;
+        let (n, c_out) = (p.n, p.c_out);
         let (oh, ow) = (p.out_h(), p.out_w());
         let mut y = Buf::for_overwrite(p.y_len());
         {
@@ -192,6 +210,108 @@ impl Tensor {
                     grads.push(db);
                 }
                 Ok(grads)
+            },
+        ))
+    }
+
+    /// `conv2d(conv2d(relu(self), w1, o1), w2, o2)` (no biases) as one recorded op that keeps
+    /// only its input and the two weights for backward: the ReLU output and the first
+    /// convolution's output are recomputed there when a weight gradient needs them, and are
+    /// not needed at all when only the input gradient is asked for (DARTS' architecture step).
+    ///
+    /// This is the ReLU -> depthwise -> pointwise block of DARTS' separable and dilated
+    /// convolutions: in a supernet it holds one activation instead of three per block, for the
+    /// price of one more ReLU and first convolution in the weight step's backward. The values
+    /// equal those of the three separate ops exactly.
+    pub fn relu_conv_conv(
+        &self,
+        w1: &Tensor,
+        o1: ConvOptions,
+        w2: &Tensor,
+        o2: ConvOptions,
+    ) -> Result<Tensor> {
+        let op = "relu_conv_conv";
+        check_same_device(op, self, w1)?;
+        check_same_device(op, self, w2)?;
+        let p1 = conv_params(op, self.shape(), w1, None, o1)?;
+        let mid = [p1.n, p1.c_out, p1.out_h(), p1.out_w()];
+        let p2 = conv_params(op, &mid, w2, None, o2)?;
+        // relu(x) and the first convolution's output
+        let front = move |x: &Buf, w1: &Buf| -> Result<(Buf, Buf)> {
+            let mut r = Buf::for_overwrite(x.len());
+            cpu().unary(nas_kernels::UnaryOp::Relu, x.as_vec(), r.as_vec_mut())?;
+            let mut d = Buf::for_overwrite(p1.y_len());
+            cpu().conv2d(&p1, r.as_vec(), w1.as_vec(), None, d.as_vec_mut())?;
+            Ok((r, d))
+        };
+        let mut y = Buf::for_overwrite(p2.y_len());
+        {
+            let (_, d) = front(&self.read(), &w1.read())?;
+            cpu().conv2d(&p2, d.as_vec(), w2.read().as_vec(), None, y.as_vec_mut())?;
+        }
+        let (xc, w1c, w2c) = (self.data.clone(), w1.clone(), w2.clone());
+        Ok(Tensor::from_op(
+            op,
+            vec![p2.n, p2.c_out, p2.out_h(), p2.out_w()],
+            self.device(),
+            y,
+            &[self, w1, w2],
+            move |g, needs| {
+                let x = xc.read().unwrap_or_else(|e| e.into_inner());
+                let (w1, w2) = (w1c.read(), w2c.read());
+                // the recomputed front, only for the weight gradients
+                let front = if needs[1] || needs[2] {
+                    Some(front(&x, &w1)?)
+                } else {
+                    None
+                };
+                let mut dw2 = None;
+                if let (true, Some((_, d))) = (needs[2], &front) {
+                    let mut b = Buf::for_overwrite(p2.w_len());
+                    cpu().conv2d_backward_weight(
+                        &p2,
+                        d.as_vec(),
+                        g.as_vec(),
+                        b.as_vec_mut(),
+                        None,
+                    )?;
+                    dw2 = Some(b);
+                }
+                if !(needs[0] || needs[1]) {
+                    return Ok(vec![None, None, dw2]);
+                }
+                let mut dd = Buf::for_overwrite(p2.x_len());
+                cpu().conv2d_backward_input(&p2, w2.as_vec(), g.as_vec(), dd.as_vec_mut())?;
+                let mut dw1 = None;
+                if let (true, Some((r, _))) = (needs[1], &front) {
+                    let mut b = Buf::for_overwrite(p1.w_len());
+                    cpu().conv2d_backward_weight(
+                        &p1,
+                        r.as_vec(),
+                        dd.as_vec(),
+                        b.as_vec_mut(),
+                        None,
+                    )?;
+                    dw1 = Some(b);
+                }
+                drop(front);
+                let mut dx = None;
+                if needs[0] {
+                    let mut dr = Buf::for_overwrite(p1.x_len());
+                    cpu().conv2d_backward_input(&p1, w1.as_vec(), dd.as_vec(), dr.as_vec_mut())?;
+                    drop(dd);
+                    // ReLU's mask from its input: 1 where x > 0
+                    let mut b = Buf::for_overwrite(p1.x_len());
+                    cpu().unary_backward(
+                        nas_kernels::UnaryOp::Relu,
+                        x.as_vec(),
+                        x.as_vec(),
+                        dr.as_vec(),
+                        b.as_vec_mut(),
+                    )?;
+                    dx = Some(b);
+                }
+                Ok(vec![dx, dw1, dw2])
             },
         ))
     }
