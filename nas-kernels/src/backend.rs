@@ -237,6 +237,23 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dw: &mut Self::Buffer,
         dbias: Option<&mut Self::Buffer>,
     ) -> Result<()>;
+    /// [`Backend::conv2d`] (no bias) of `relu(x)`: the ReLU is applied as the input is read, so
+    /// no ReLU tensor is written (the front of DARTS' separable and dilated convolutions).
+    fn conv2d_relu_input(
+        &self,
+        p: &Conv2d,
+        x: &Self::Buffer,
+        w: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::conv2d_backward_weight`] (no bias) of a convolution whose input was `relu(x)`.
+    fn conv2d_backward_weight_relu_input(
+        &self,
+        p: &Conv2d,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        dw: &mut Self::Buffer,
+    ) -> Result<()>;
 
     // ---------------------------------------------------------------- pooling, norm
 

@@ -383,6 +383,36 @@ impl Backend for Cpu {
         conv2d::cpu_kernel::backward_weight(p, x, dy, dw, dbias.map(|b| b.as_mut_slice()));
         Ok(())
     }
+    fn conv2d_relu_input(
+        &self,
+        p: &Conv2d,
+        x: &Vec<f32>,
+        w: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_relu_input";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "weight", w.len(), p.w_len())?;
+        check_len(OP, "y", y.len(), p.y_len())?;
+        conv2d::cpu_kernel::forward_relu_input(p, x, w, y);
+        Ok(())
+    }
+    fn conv2d_backward_weight_relu_input(
+        &self,
+        p: &Conv2d,
+        x: &Vec<f32>,
+        dy: &Vec<f32>,
+        dw: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_weight_relu_input";
+        p.validate()?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "dy", dy.len(), p.y_len())?;
+        check_len(OP, "dweight", dw.len(), p.w_len())?;
+        conv2d::cpu_kernel::backward_weight_relu_input(p, x, dy, dw);
+        Ok(())
+    }
 
     fn pool2d(&self, p: &Pool2d, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
         p.validate()?;

@@ -215,9 +215,11 @@ impl Tensor {
     }
 
     /// `conv2d(conv2d(relu(self), w1, o1), w2, o2)` (no biases) as one recorded op that keeps
-    /// only its input and the two weights for backward: the ReLU output and the first
-    /// convolution's output are recomputed there when a weight gradient needs them, and are
-    /// not needed at all when only the input gradient is asked for (DARTS' architecture step).
+    /// only its input and the two weights for backward: the first convolution's output is
+    /// recomputed there when the second weight's gradient needs it, and is not needed at all
+    /// when only the input gradient is asked for (DARTS' architecture step). The ReLU is never
+    /// written out: the backend applies it as the first convolution reads its input
+    /// ([`Backend::conv2d_relu_input`]).
     ///
     /// This is the ReLU -> depthwise -> pointwise block of DARTS' separable and dilated
     /// convolutions: in a supernet it holds one activation instead of three per block, for the
@@ -236,17 +238,15 @@ impl Tensor {
         let p1 = conv_params(op, self.shape(), w1, None, o1)?;
         let mid = [p1.n, p1.c_out, p1.out_h(), p1.out_w()];
         let p2 = conv_params(op, &mid, w2, None, o2)?;
-        // relu(x) and the first convolution's output
-        let front = move |x: &Buf, w1: &Buf| -> Result<(Buf, Buf)> {
-            let mut r = Buf::for_overwrite(x.len());
-            cpu().unary(nas_kernels::UnaryOp::Relu, x.as_vec(), r.as_vec_mut())?;
+        // the first convolution's output (the backend applies the ReLU as it reads x)
+        let front = move |x: &Buf, w1: &Buf| -> Result<Buf> {
             let mut d = Buf::for_overwrite(p1.y_len());
-            cpu().conv2d(&p1, r.as_vec(), w1.as_vec(), None, d.as_vec_mut())?;
-            Ok((r, d))
+            cpu().conv2d_relu_input(&p1, x.as_vec(), w1.as_vec(), d.as_vec_mut())?;
+            Ok(d)
         };
         let mut y = Buf::for_overwrite(p2.y_len());
         {
-            let (_, d) = front(&self.read(), &w1.read())?;
+            let d = front(&self.read(), &w1.read())?;
             cpu().conv2d(&p2, d.as_vec(), w2.read().as_vec(), None, y.as_vec_mut())?;
         }
         let (xc, w1c, w2c) = (self.data.clone(), w1.clone(), w2.clone());
@@ -259,14 +259,10 @@ impl Tensor {
             move |g, needs| {
                 let x = xc.read().unwrap_or_else(|e| e.into_inner());
                 let (w1, w2) = (w1c.read(), w2c.read());
-                // the recomputed front, only for the weight gradients
-                let front = if needs[1] || needs[2] {
-                    Some(front(&x, &w1)?)
-                } else {
-                    None
-                };
                 let mut dw2 = None;
-                if let (true, Some((_, d))) = (needs[2], &front) {
+                if needs[2] {
+                    // the recomputed first output, only for the second weight's gradient
+                    let d = front(&x, &w1)?;
                     let mut b = Buf::for_overwrite(p2.w_len());
                     cpu().conv2d_backward_weight(
                         &p2,
@@ -283,18 +279,16 @@ impl Tensor {
                 let mut dd = Buf::for_overwrite(p2.x_len());
                 cpu().conv2d_backward_input(&p2, w2.as_vec(), g.as_vec(), dd.as_vec_mut())?;
                 let mut dw1 = None;
-                if let (true, Some((r, _))) = (needs[1], &front) {
+                if needs[1] {
                     let mut b = Buf::for_overwrite(p1.w_len());
-                    cpu().conv2d_backward_weight(
+                    cpu().conv2d_backward_weight_relu_input(
                         &p1,
-                        r.as_vec(),
+                        x.as_vec(),
                         dd.as_vec(),
                         b.as_vec_mut(),
-                        None,
                     )?;
                     dw1 = Some(b);
                 }
-                drop(front);
                 let mut dx = None;
                 if needs[0] {
                     let mut dr = Buf::for_overwrite(p1.x_len());

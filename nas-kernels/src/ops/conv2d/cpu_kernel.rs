@@ -121,6 +121,30 @@ pub(crate) fn backward_weight(
     backward_weight_with(path, p, x, dy, dw, dbias)
 }
 
+/// Forward convolution (no bias) of `relu(x)`. The AVX-512 depthwise kernels apply the ReLU
+/// while staging each input plane; other paths convolve a ReLU'd copy.
+pub(crate) fn forward_relu_input(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    if choose(p) == Path::DepthwiseDirect {
+        direct::depthwise_forward(p, x, w, y, true)
+    } else {
+        forward(p, &relu_copy(x), w, None, y)
+    }
+}
+
+/// Weight gradient (no bias) of a convolution whose input was `relu(x)` (see
+/// [`forward_relu_input`]).
+pub(crate) fn backward_weight_relu_input(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    if choose(p) == Path::DepthwiseDirect {
+        direct::depthwise_backward_weight(p, x, dy, dw, true)
+    } else {
+        backward_weight(p, &relu_copy(x), dy, dw, None)
+    }
+}
+
+fn relu_copy(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| v.max(0.0)).collect()
+}
+
 /// Forward along a given (applicable) path.
 pub(crate) fn forward_with(
     path: Path,
@@ -136,7 +160,7 @@ pub(crate) fn forward_with(
         Path::OneByOne => gemm1x1_forward(p, x, w, y),
         Path::Depthwise => depthwise::forward(p, x, w, y),
         Path::Direct => direct::forward(p, x, w, y),
-        Path::DepthwiseDirect => direct::depthwise_forward(p, x, w, y),
+        Path::DepthwiseDirect => direct::depthwise_forward(p, x, w, y, false),
     }
     if let Some(b) = bias {
         let ohw = p.out_h() * p.out_w();
@@ -192,7 +216,7 @@ pub(crate) fn backward_weight_with(
         Path::OneByOne => gemm1x1_backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
         Path::Direct => direct::backward_weight(p, x, dy, dw),
-        Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw),
+        Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, false),
     }
     if let Some(db) = dbias {
         let ohw = p.out_h() * p.out_w();
@@ -734,14 +758,28 @@ mod direct {
     pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         super::im2col_backward_weight(p, x, dy, dw)
     }
-    pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
-        super::depthwise::forward(p, x, w, y)
+    pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
+        if relu {
+            super::depthwise::forward(p, &super::relu_copy(x), w, y)
+        } else {
+            super::depthwise::forward(p, x, w, y)
+        }
     }
     pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         super::depthwise::backward_input(p, w, dy, dx)
     }
-    pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-        super::depthwise::backward_weight(p, x, dy, dw)
+    pub(super) fn depthwise_backward_weight(
+        p: &Conv2d,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        relu: bool,
+    ) {
+        if relu {
+            super::depthwise::backward_weight(p, &super::relu_copy(x), dy, dw)
+        } else {
+            super::depthwise::backward_weight(p, x, dy, dw)
+        }
     }
 }
 

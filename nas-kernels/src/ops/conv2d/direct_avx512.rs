@@ -33,16 +33,34 @@ struct S1 {
     ow: usize,
 }
 
-/// Copies `c` planes of `h x w` into a zero-padded `[c, h + 2 ph, w + 2 pw]` buffer (+ slack).
+/// Copies `c` planes of `h x w` into a zero-padded `[c, h + 2 ph, w + 2 pw]` buffer (+ slack),
+/// applying ReLU to the values on the way when `relu` is set (a convolution of `relu(x)`
+/// without a ReLU tensor).
 ///
 /// Rows are short (8 to 34 floats), so they are moved with masked vector loads and stores
 /// rather than `copy_from_slice`, whose per-call cost dominated at these lengths.
-fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn pad_into(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    dst: &mut [f32],
+    relu: bool,
+) {
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
     assert!(src.len() >= c * h * w && dst.len() >= c * hp * wp);
     // SAFETY: AVX-512F is available wherever this module's kernels run (`available`); the
     // bounds were checked above.
-    unsafe { pad_rows(src.as_ptr(), c, h, w, ph, pw, dst.as_mut_ptr()) };
+    unsafe {
+        if relu {
+            pad_rows::<true>(src.as_ptr(), c, h, w, ph, pw, dst.as_mut_ptr())
+        } else {
+            pad_rows::<false>(src.as_ptr(), c, h, w, ph, pw, dst.as_mut_ptr())
+        }
+    };
     dst[c * hp * wp..].fill(0.0);
 }
 
@@ -51,7 +69,7 @@ fn pad_into(src: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize, dst
 /// # Safety
 /// AVX-512F; `src` holds `c * h * w` floats, `dst` `c * (h + 2 ph) * (w + 2 pw)`.
 #[target_feature(enable = "avx512f")]
-unsafe fn pad_rows(
+unsafe fn pad_rows<const RELU: bool>(
     src: *const f32,
     c: usize,
     h: usize,
@@ -80,7 +98,10 @@ unsafe fn pad_rows(
             let mut j = 0;
             while j < w {
                 let m = mask(w - j);
-                let v = _mm512_maskz_loadu_ps(m, from.add(j));
+                let mut v = _mm512_maskz_loadu_ps(m, from.add(j));
+                if RELU {
+                    v = _mm512_max_ps(v, zero);
+                }
                 _mm512_mask_storeu_ps(row.add(pw + j), m, v);
                 j += 16;
             }
@@ -468,7 +489,16 @@ pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
         let fl = flat_len(&s);
         par(p, p.n, &|b| {
             with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
-                pad_into(&x[b * xl..(b + 1) * xl], p.c_in, p.h, p.w, ph, pw, xpad);
+                pad_into(
+                    &x[b * xl..(b + 1) * xl],
+                    p.c_in,
+                    p.h,
+                    p.w,
+                    ph,
+                    pw,
+                    xpad,
+                    false,
+                );
                 // SAFETY: task b writes only image b.
                 let yb = unsafe { yp.slice(b * p.c_out * oh * ow, p.c_out * oh * ow) };
                 run_s1(&s, fl, p.groups, cig, cog, xpad, wt, yb);
@@ -521,7 +551,16 @@ pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) 
         let xl = p.c_in * p.h * p.w;
         par(p, p.n, &|b| {
             with_scratch(p.c_out * hp * wp + SLACK, |gpad| {
-                pad_into(&dy[b * yl..(b + 1) * yl], p.c_out, oh, ow, qh, qw, gpad);
+                pad_into(
+                    &dy[b * yl..(b + 1) * yl],
+                    p.c_out,
+                    oh,
+                    ow,
+                    qh,
+                    qw,
+                    gpad,
+                    false,
+                );
                 // SAFETY: task b writes only image b of dx.
                 let dxb = unsafe { dxp.slice(b * xl, xl) };
                 run_s1(&s, fl, p.groups, cog, cig, gpad, wt, dxb);
@@ -594,7 +633,7 @@ pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32])
                     if !x_as_is {
                         let xb = &x[b * xl..(b + 1) * xl];
                         let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
-                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst);
+                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst, false);
                     }
                     if let Some(len) = fl {
                         let dst = &mut dyflat[i * yimg..(i + 1) * yimg];
@@ -789,8 +828,9 @@ fn depthwise_geometry(p: &Conv2d, (hp, wp): (usize, usize), (oh, ow): (usize, us
     }
 }
 
-/// Runs [`dw_plane`] over every plane: `src` planes of `(h, w)` padded by `(ph, pw)`, channel
-/// `c` with the weights `w[c * kh * kw..]`, into `dst` planes of `s.oh * s.ow`.
+/// Runs [`dw_plane`] over every plane: `src` planes of `(h, w)` padded by `(ph, pw)` (and
+/// ReLU'd if `relu`), channel `c` with the weights `w[c * kh * kw..]`, into `dst` planes of
+/// `s.oh * s.ow`.
 fn depthwise_planes(
     p: &Conv2d,
     s: &S1,
@@ -798,6 +838,7 @@ fn depthwise_planes(
     (ph, pw): (usize, usize),
     w: &[f32],
     dst: &mut [f32],
+    relu: bool,
 ) {
     let (src, h, w_in) = src;
     let (hw, ohw, kk) = (h * w_in, s.oh * s.ow, p.kh * p.kw);
@@ -806,7 +847,7 @@ fn depthwise_planes(
         with_scratch(s.hp * s.wp + SLACK, |pad| {
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
-                pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad);
+                pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad, relu);
                 // SAFETY: AVX-512F checked by `available`; task b writes only image b.
                 unsafe {
                     dw_plane(
@@ -821,15 +862,15 @@ fn depthwise_planes(
     });
 }
 
-/// Depthwise forward (`groups == c_in == c_out`, stride 1).
-fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+/// Depthwise forward (`groups == c_in == c_out`, stride 1) of `x`, or of `relu(x)`.
+fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     let pad = p.padding;
     let s = depthwise_geometry(
         p,
         (p.h + 2 * pad.0, p.w + 2 * pad.1),
         (p.out_h(), p.out_w()),
     );
-    depthwise_planes(p, &s, (x, p.h, p.w), pad, w, y);
+    depthwise_planes(p, &s, (x, p.h, p.w), pad, w, y, relu);
 }
 
 /// Depthwise input gradient: the same kernel on `dy` padded by `d * (k - 1) - p` with the
@@ -845,12 +886,12 @@ fn depthwise_backward_input_s1(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]
         .map(|i| w[(i / kk) * kk + kk - 1 - i % kk])
         .collect();
     let s = depthwise_geometry(p, (oh + 2 * q.0, ow + 2 * q.1), (p.h, p.w));
-    depthwise_planes(p, &s, (dy, oh, ow), q, &wf, dx);
+    depthwise_planes(p, &s, (dy, oh, ow), q, &wf, dx, false);
 }
 
-/// Depthwise weight gradient: images (in memory order) are spread over threads, each adding
-/// into its own partial gradient; the partials are summed at the end.
-fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+/// Depthwise weight gradient (input `x`, or `relu(x)`): images (in memory order) are spread
+/// over threads, each adding into its own partial gradient; the partials are summed at the end.
+fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
@@ -861,7 +902,7 @@ fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32
             for b in images {
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
-                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad);
+                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad, relu);
                     let dwc = &mut part[c * kk..(c + 1) * kk];
                     // SAFETY: AVX-512F checked by `available`.
                     unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
@@ -873,12 +914,13 @@ fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32
 
 // ------------------------------------------------------------------- depthwise, stride 1 or 2
 
-/// Depthwise forward (`groups == c_in == c_out`, stride 1 or 2).
-pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+/// Depthwise forward (`groups == c_in == c_out`, stride 1 or 2) of `x`, or of `relu(x)`
+/// (applied while the input is staged).
+pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     if p.stride == (2, 2) {
-        s2::forward(p, x, w, y)
+        s2::forward(p, x, w, y, relu)
     } else {
-        depthwise_forward_s1(p, x, w, y)
+        depthwise_forward_s1(p, x, w, y, relu)
     }
 }
 
@@ -891,12 +933,18 @@ pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &m
     }
 }
 
-/// Depthwise weight gradient (stride 1 or 2).
-pub(super) fn depthwise_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+/// Depthwise weight gradient (stride 1 or 2) for the input `x`, or `relu(x)`.
+pub(super) fn depthwise_backward_weight(
+    p: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    relu: bool,
+) {
     if p.stride == (2, 2) {
-        s2::backward_weight(p, x, dy, dw)
+        s2::backward_weight(p, x, dy, dw, relu)
     } else {
-        depthwise_backward_weight_s1(p, x, dy, dw)
+        depthwise_backward_weight_s1(p, x, dy, dw, relu)
     }
 }
 
@@ -960,14 +1008,16 @@ mod s2 {
         }
     }
 
-    /// Writes the zero-padded, phase-split form of the `h x w` plane `x` into `sp`.
-    fn split(g: &G, x: &[f32], sp: &mut [f32]) {
+    /// Writes the zero-padded, phase-split form of the `h x w` plane `x` (or of `relu(x)`)
+    /// into `sp`.
+    fn split(g: &G, x: &[f32], sp: &mut [f32], relu: bool) {
         sp.fill(0.0);
         for iy in 0..g.h {
             let r = iy + g.ph;
             for ix in 0..g.w {
                 let c = ix + g.pw;
-                sp[(r * 2 + c % 2) * g.half + c / 2] = x[iy * g.w + ix];
+                let v = x[iy * g.w + ix];
+                sp[(r * 2 + c % 2) * g.half + c / 2] = if relu { v.max(0.0) } else { v };
             }
         }
     }
@@ -1084,7 +1134,7 @@ mod s2 {
         }
     }
 
-    pub(in super::super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    pub(in super::super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
         let yp = SyncPtr(y.as_mut_ptr());
@@ -1092,7 +1142,7 @@ mod s2 {
             with_scratch(g.len(), |sp| {
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
-                    split(&g, &x[i * hw..(i + 1) * hw], sp);
+                    split(&g, &x[i * hw..(i + 1) * hw], sp, relu);
                     // SAFETY: AVX-512F checked by `available`; task b writes only image b.
                     unsafe {
                         let yi = yp.slice(i * ohw, ohw);
@@ -1126,7 +1176,13 @@ mod s2 {
         });
     }
 
-    pub(in super::super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    pub(in super::super) fn backward_weight(
+        p: &Conv2d,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        relu: bool,
+    ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
         partial_weight_grads(p, dw, &|part, images| {
@@ -1134,7 +1190,7 @@ mod s2 {
                 for b in images {
                     for c in 0..p.c_in {
                         let i = b * p.c_in + c;
-                        split(&g, &x[i * hw..(i + 1) * hw], sp);
+                        split(&g, &x[i * hw..(i + 1) * hw], sp, relu);
                         let dwc = &mut part[c * kk..(c + 1) * kk];
                         // SAFETY: AVX-512F checked by `available`.
                         unsafe { plane_backward_weight(&g, sp, &dy[i * ohw..][..ohw], dwc) };

@@ -312,6 +312,21 @@ mod tests {
         let mut y = vec![0.0; p.y_len()];
         Cpu.conv2d(p, &x, &w, Some(&bias), &mut y).unwrap();
         close(&y, &y_ref, 1e-4, "Cpu.conv2d")?;
+        // the input's ReLU applied while reading (fused on the depthwise paths)
+        let xr: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        reference::forward(p, &xr, &w, None, &mut y_ref);
+        Cpu.conv2d_relu_input(p, &x, &w, &mut y).unwrap();
+        close(&y, &y_ref, 1e-4, &format!("conv2d_relu_input {p:?}"))?;
+        reference::backward_weight(p, &xr, &dy, &mut dw_ref, None);
+        let mut dw = vec![f32::NAN; p.w_len()];
+        Cpu.conv2d_backward_weight_relu_input(p, &x, &dy, &mut dw)
+            .unwrap();
+        close(
+            &dw,
+            &dw_ref,
+            2e-4,
+            &format!("conv2d_backward_weight_relu_input {p:?}"),
+        )?;
         Ok(())
     }
 
