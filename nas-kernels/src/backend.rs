@@ -246,6 +246,16 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         w: &Self::Buffer,
         y: &mut Self::Buffer,
     ) -> Result<()>;
+    /// [`Backend::conv2d_backward_input`] of a convolution whose input was `relu(x)`, carried
+    /// through the ReLU: `dx = conv2d_backward_input(dy) * (x > 0)`.
+    fn conv2d_backward_input_relu_mask(
+        &self,
+        p: &Conv2d,
+        w: &Self::Buffer,
+        dy: &Self::Buffer,
+        x: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
     /// [`Backend::conv2d_backward_weight`] (no bias) of a convolution whose input was `relu(x)`.
     fn conv2d_backward_weight_relu_input(
         &self,

@@ -398,6 +398,23 @@ impl Backend for Cpu {
         conv2d::cpu_kernel::forward_relu_input(p, x, w, y);
         Ok(())
     }
+    fn conv2d_backward_input_relu_mask(
+        &self,
+        p: &Conv2d,
+        w: &Vec<f32>,
+        dy: &Vec<f32>,
+        x: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_input_relu_mask";
+        p.validate()?;
+        check_len(OP, "weight", w.len(), p.w_len())?;
+        check_len(OP, "dy", dy.len(), p.y_len())?;
+        check_len(OP, "x", x.len(), p.x_len())?;
+        check_len(OP, "dx", dx.len(), p.x_len())?;
+        conv2d::cpu_kernel::backward_input_relu_mask(p, w, dy, x, dx);
+        Ok(())
+    }
     fn conv2d_backward_weight_relu_input(
         &self,
         p: &Conv2d,

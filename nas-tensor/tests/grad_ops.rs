@@ -165,6 +165,13 @@ fn weighted_sum_flows_to_inputs_and_weights() {
         |t| Tensor::weighted_sum(&t[..4], &t[4].softmax(0)?),
         &inputs,
     );
+    // constant weights (DARTS' weight step): the inputs' gradients take the other path
+    let w_const = Tensor::randn(&[4], 31);
+    check(
+        "weighted_sum, constant weights",
+        |t| Tensor::weighted_sum(t, &w_const),
+        &xs,
+    );
 }
 
 #[test]

@@ -291,16 +291,13 @@ impl Tensor {
                 }
                 let mut dx = None;
                 if needs[0] {
-                    let mut dr = Buf::for_overwrite(p1.x_len());
-                    cpu().conv2d_backward_input(&p1, w1.as_vec(), dd.as_vec(), dr.as_vec_mut())?;
-                    drop(dd);
-                    // ReLU's mask from its input: 1 where x > 0
+                    // through the first convolution and ReLU's mask (x > 0) in one call
                     let mut b = Buf::for_overwrite(p1.x_len());
-                    cpu().unary_backward(
-                        nas_kernels::UnaryOp::Relu,
+                    cpu().conv2d_backward_input_relu_mask(
+                        &p1,
+                        w1.as_vec(),
+                        dd.as_vec(),
                         x.as_vec(),
-                        x.as_vec(),
-                        dr.as_vec(),
                         b.as_vec_mut(),
                     )?;
                     dx = Some(b);

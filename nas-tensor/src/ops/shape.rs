@@ -3,7 +3,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use nas_kernels::{Backend, BinaryOp};
+use nas_kernels::{Backend, BinaryOp, UnaryOp};
 
 use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
@@ -273,7 +273,7 @@ impl Tensor {
                 );
             }
         }
-        let mut out = Buf::zeros(first.numel());
+        let mut out = Buf::for_overwrite(first.numel());
         {
             let guards: Vec<_> = xs.iter().map(|t| t.read()).collect();
             let xv: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
@@ -281,7 +281,9 @@ impl Tensor {
         }
         let mut refs: Vec<&Tensor> = xs.iter().collect();
         refs.push(weights);
-        let xs_c: Vec<Tensor> = xs.to_vec();
+        // The inputs' values are read only for the weights' gradient.
+        let xs_c: Option<Vec<Tensor>> = weights.requires_grad().then(|| xs.to_vec());
+        let k = xs.len();
         let wc = weights.clone();
         Ok(Tensor::from_op(
             "weighted_sum",
@@ -290,8 +292,23 @@ impl Tensor {
             out,
             &refs,
             move |g, needs| {
-                let k = xs_c.len();
-                let mut dxs: Vec<Buf> = (0..k).map(|_| Buf::zeros(g.len())).collect();
+                let Some(xs_c) = xs_c.filter(|_| needs[k]) else {
+                    // no weight gradient: dx_j = w_j * g, without reading the inputs
+                    let w = wc.read();
+                    let mut grads = Vec::with_capacity(k + 1);
+                    for (j, &need) in needs[..k].iter().enumerate() {
+                        grads.push(if need {
+                            let mut d = Buf::for_overwrite(g.len());
+                            cpu().unary(UnaryOp::Scale(w[j]), g.as_vec(), d.as_vec_mut())?;
+                            Some(d)
+                        } else {
+                            None
+                        });
+                    }
+                    grads.push(None);
+                    return Ok(grads);
+                };
+                let mut dxs: Vec<Buf> = (0..k).map(|_| Buf::for_overwrite(g.len())).collect();
                 let mut dw = Buf::zeros(k);
                 {
                     let guards: Vec<_> = xs_c.iter().map(|t| t.read()).collect();

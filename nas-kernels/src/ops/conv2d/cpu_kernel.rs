@@ -141,6 +141,26 @@ pub(crate) fn backward_weight_relu_input(p: &Conv2d, x: &[f32], dy: &[f32], dw: 
     }
 }
 
+/// Input gradient of a convolution whose input was `relu(x)`, through the ReLU:
+/// `dx = conv_backward_input(dy) * (x > 0)`. The AVX-512 depthwise kernels mask each plane as
+/// they finish it; other paths mask afterwards.
+pub(crate) fn backward_input_relu_mask(
+    p: &Conv2d,
+    w: &[f32],
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+) {
+    if choose(p) == Path::DepthwiseDirect && (flip_ok(p) || p.stride == (2, 2)) {
+        direct::depthwise_backward_input(p, w, dy, dx, Some(x))
+    } else {
+        backward_input(p, w, dy, dx);
+        for (d, &v) in dx.iter_mut().zip(x) {
+            *d = if v > 0.0 { *d } else { 0.0 };
+        }
+    }
+}
+
 fn relu_copy(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| v.max(0.0)).collect()
 }
@@ -188,7 +208,7 @@ pub(crate) fn backward_input_with(path: Path, p: &Conv2d, w: &[f32], dy: &[f32],
         }
         Path::DepthwiseDirect => {
             if flip_ok(p) || p.stride == (2, 2) {
-                direct::depthwise_backward_input(p, w, dy, dx)
+                direct::depthwise_backward_input(p, w, dy, dx, None)
             } else {
                 depthwise::backward_input(p, w, dy, dx)
             }
@@ -765,8 +785,19 @@ mod direct {
             super::depthwise::forward(p, x, w, y)
         }
     }
-    pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
-        super::depthwise::backward_input(p, w, dy, dx)
+    pub(super) fn depthwise_backward_input(
+        p: &Conv2d,
+        w: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        mask: Option<&[f32]>,
+    ) {
+        super::depthwise::backward_input(p, w, dy, dx);
+        if let Some(x) = mask {
+            for (d, &v) in dx.iter_mut().zip(x) {
+                *d = if v > 0.0 { *d } else { 0.0 };
+            }
+        }
     }
     pub(super) fn depthwise_backward_weight(
         p: &Conv2d,

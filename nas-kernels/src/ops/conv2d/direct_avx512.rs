@@ -830,7 +830,9 @@ fn depthwise_geometry(p: &Conv2d, (hp, wp): (usize, usize), (oh, ow): (usize, us
 
 /// Runs [`dw_plane`] over every plane: `src` planes of `(h, w)` padded by `(ph, pw)` (and
 /// ReLU'd if `relu`), channel `c` with the weights `w[c * kh * kw..]`, into `dst` planes of
-/// `s.oh * s.ow`.
+/// `s.oh * s.ow`; with `mask`, each output plane is then zeroed where the matching plane of
+/// `mask` is not positive (ReLU's backward, while the plane is in cache).
+#[allow(clippy::too_many_arguments)]
 fn depthwise_planes(
     p: &Conv2d,
     s: &S1,
@@ -839,6 +841,7 @@ fn depthwise_planes(
     w: &[f32],
     dst: &mut [f32],
     relu: bool,
+    mask: Option<&[f32]>,
 ) {
     let (src, h, w_in) = src;
     let (hw, ohw, kk) = (h * w_in, s.oh * s.ow, p.kh * p.kw);
@@ -855,7 +858,10 @@ fn depthwise_planes(
                         pad.as_ptr(),
                         w.as_ptr().add(c * kk),
                         dp.ptr().add(i * ohw),
-                    )
+                    );
+                    if let Some(m) = mask {
+                        relu_mask(dp.slice(i * ohw, ohw), &m[i * ohw..(i + 1) * ohw]);
+                    }
                 };
             }
         });
@@ -870,12 +876,19 @@ fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: b
         (p.h + 2 * pad.0, p.w + 2 * pad.1),
         (p.out_h(), p.out_w()),
     );
-    depthwise_planes(p, &s, (x, p.h, p.w), pad, w, y, relu);
+    depthwise_planes(p, &s, (x, p.h, p.w), pad, w, y, relu, None);
 }
 
 /// Depthwise input gradient: the same kernel on `dy` padded by `d * (k - 1) - p` with the
-/// flipped weights. Requires `d * (k - 1) >= p` in both directions.
-fn depthwise_backward_input_s1(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// flipped weights, masked by `x > 0` when `mask` gives `x`. Requires `d * (k - 1) >= p` in
+/// both directions.
+fn depthwise_backward_input_s1(
+    p: &Conv2d,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let q = (
         p.dilation.0 * (p.kh - 1) - p.padding.0,
@@ -886,7 +899,7 @@ fn depthwise_backward_input_s1(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]
         .map(|i| w[(i / kk) * kk + kk - 1 - i % kk])
         .collect();
     let s = depthwise_geometry(p, (oh + 2 * q.0, ow + 2 * q.1), (p.h, p.w));
-    depthwise_planes(p, &s, (dy, oh, ow), q, &wf, dx, false);
+    depthwise_planes(p, &s, (dy, oh, ow), q, &wf, dx, false, mask);
 }
 
 /// Depthwise weight gradient (input `x`, or `relu(x)`): images (in memory order) are spread
@@ -924,12 +937,46 @@ pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32],
     }
 }
 
-/// Depthwise input gradient (stride 1 with `d * (k - 1) >= p`, or stride 2).
-pub(super) fn depthwise_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// Depthwise input gradient (stride 1 with `d * (k - 1) >= p`, or stride 2), zeroed where
+/// `mask` (the input of a ReLU in front of the convolution) is not positive, when given.
+pub(super) fn depthwise_backward_input(
+    p: &Conv2d,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
     if p.stride == (2, 2) {
-        s2::backward_input(p, w, dy, dx)
+        s2::backward_input(p, w, dy, dx, mask)
     } else {
-        depthwise_backward_input_s1(p, w, dy, dx)
+        depthwise_backward_input_s1(p, w, dy, dx, mask)
+    }
+}
+
+/// ReLU's backward in place: `d = 0` where `x <= 0` (or NaN).
+fn relu_mask(d: &mut [f32], x: &[f32]) {
+    assert!(x.len() >= d.len());
+    // SAFETY: AVX-512F is available wherever this module's kernels run; lengths checked.
+    unsafe { relu_mask_avx512(d, x) }
+}
+
+/// # Safety
+/// AVX-512F; `x` at least as long as `d`.
+#[target_feature(enable = "avx512f")]
+unsafe fn relu_mask_avx512(d: &mut [f32], x: &[f32]) {
+    let (n, zero) = (d.len(), _mm512_setzero_ps());
+    let (dp, xp) = (d.as_mut_ptr(), x.as_ptr());
+    let mut i = 0;
+    // SAFETY (whole loop): loads and stores are masked to the `n - i` floats left.
+    while i < n {
+        let m = mask(n - i);
+        unsafe {
+            let xv = _mm512_maskz_loadu_ps(m, xp.add(i));
+            let dv = _mm512_maskz_loadu_ps(m, dp.add(i));
+            let pos = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(m, xv, zero);
+            _mm512_mask_storeu_ps(dp.add(i), m, _mm512_maskz_mov_ps(pos, dv));
+        }
+        i += 16;
     }
 }
 
@@ -1153,7 +1200,13 @@ mod s2 {
         });
     }
 
-    pub(in super::super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(in super::super) fn backward_input(
+        p: &Conv2d,
+        w: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        mask: Option<&[f32]>,
+    ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
         let dxp = SyncPtr(dx.as_mut_ptr());
@@ -1169,7 +1222,11 @@ mod s2 {
                             &dy[i * ohw..][..ohw],
                             dsp,
                         );
-                        unsplit(&g, dsp, dxp.slice(i * hw, hw));
+                        let dxi = dxp.slice(i * hw, hw);
+                        unsplit(&g, dsp, dxi);
+                        if let Some(m) = mask {
+                            super::relu_mask(dxi, &m[i * hw..(i + 1) * hw]);
+                        }
                     }
                 }
             });
