@@ -215,11 +215,154 @@ pub(crate) mod rows {
         }
     }
 
+    /// Forward pooling of `planes` consecutive channel planes (the loops compiled for AVX-512
+    /// when the CPU has it): stride 1 over the flat padded plane, other strides row by row.
+    pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+        if p.stride == (1, 1) {
+            forward_flat_planes(p, planes, x, y)
+        } else {
+            forward_row_planes(p, planes, x, y)
+        }
+    }
+
     avx512_dispatch! {
-        /// Forward pooling of `planes` consecutive channel planes (the same loops compiled for
-        /// AVX-512 when the CPU has it).
-        pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
+        /// Stride-1 forward pooling over flat padded planes.
+        fn forward_flat_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
+            = forward_flat;
+    }
+
+    avx512_dispatch! {
+        /// Forward pooling row by row (any stride).
+        fn forward_row_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
             = forward_impl;
+    }
+
+    /// Average pooling's divisor per stride-1 output: the window size, or (without the padded
+    /// cells) the in-bounds cells.
+    fn stride1_counts(p: &Pool2d, g: &Geo, count_include_pad: bool, cnt: &mut [f32]) {
+        let (oh, ow) = (p.out_h(), p.out_w());
+        for oy in 0..oh {
+            let ny = span(oy, 1, p.padding.0, g.kh, p.h);
+            for ox in 0..ow {
+                let nx = span(ox, 1, p.padding.1, g.kw, p.w);
+                cnt[oy * ow + ox] = if count_include_pad {
+                    (g.kh * g.kw) as f32
+                } else {
+                    (ny * nx) as f32
+                };
+            }
+        }
+    }
+
+    /// Stride-1 average pooling's backward over flat padded planes, the transpose of
+    /// [`forward_flat`]: the output gradient divided by the counts is laid out on the padded
+    /// width (the `kw - 1` columns past each row are zero), scattered horizontally in one loop,
+    /// then vertically in one loop per window row. The sums run in the order of the row form.
+    #[inline(always)]
+    fn backward_avg_flat(p: &Pool2d, planes: usize, dy: &[f32], dx: &mut [f32]) {
+        let PoolKind::Avg { count_include_pad } = p.kind else {
+            unreachable!("backward_avg_flat is called for average pooling only")
+        };
+        let g = geo(p);
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let (ph, pw) = p.padding;
+        let nv = oh * g.wp;
+        let plane = g.hp * g.wp;
+        with_scratch(plane + 2 * nv + oh * ow, |buf| {
+            let (dxpad, rest) = buf.split_at_mut(plane);
+            let (gf, rest) = rest.split_at_mut(nv);
+            let (v, rest) = rest.split_at_mut(nv);
+            let cnt = &mut rest[..oh * ow];
+            stride1_counts(p, &g, count_include_pad, cnt);
+            // the wrap-around columns stay zero
+            gf.fill(0.0);
+            for bc in 0..planes {
+                let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];
+                for oy in 0..oh {
+                    let row = oy * ow..(oy + 1) * ow;
+                    let gr = &mut gf[oy * g.wp..oy * g.wp + ow];
+                    for ((d, &gv), &c) in gr.iter_mut().zip(&gp[row.clone()]).zip(&cnt[row]) {
+                        *d = gv / c;
+                    }
+                }
+                v.fill(0.0);
+                for kx in 0..g.kw {
+                    v[kx..]
+                        .iter_mut()
+                        .zip(gf.iter())
+                        .for_each(|(a, &b)| *a += b);
+                }
+                dxpad.fill(0.0);
+                for ky in (0..g.kh).rev() {
+                    dxpad[ky * g.wp..ky * g.wp + nv]
+                        .iter_mut()
+                        .zip(v.iter())
+                        .for_each(|(a, &b)| *a += b);
+                }
+                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
+                for iy in 0..p.h {
+                    dxp[iy * p.w..(iy + 1) * p.w]
+                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
+                }
+            }
+        });
+    }
+
+    /// Stride-1 forward over the flat padded plane: the vertical pass is one loop over `oh`
+    /// padded rows at once and the horizontal pass one loop over the result, so the loops run
+    /// over hundreds of floats instead of one short row each (the `wp - ow` columns that wrap
+    /// around a row end are computed and dropped). Same sums in the same order as the row form.
+    #[inline(always)]
+    fn forward_flat(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+        let g = geo(p);
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let max = matches!(p.kind, PoolKind::Max);
+        let fill = if max { f32::NEG_INFINITY } else { 0.0 };
+        let nv = oh * g.wp;
+        let no = nv + 1 - g.kw;
+        with_scratch(g.hp * g.wp + 2 * nv + oh * ow, |buf| {
+            let (xpad, rest) = buf.split_at_mut(g.hp * g.wp);
+            let (v, rest) = rest.split_at_mut(nv);
+            let (o, rest) = rest.split_at_mut(nv);
+            let cnt = &mut rest[..oh * ow];
+            if let PoolKind::Avg { count_include_pad } = p.kind {
+                stride1_counts(p, &g, count_include_pad, cnt);
+            }
+            for bc in 0..planes {
+                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], fill, xpad);
+                v.copy_from_slice(&xpad[..nv]);
+                for ky in 1..g.kh {
+                    let rows = &xpad[ky * g.wp..ky * g.wp + nv];
+                    if max {
+                        v.iter_mut().zip(rows).for_each(|(a, &b)| *a = a.max(b));
+                    } else {
+                        v.iter_mut().zip(rows).for_each(|(a, &b)| *a += b);
+                    }
+                }
+                let o = &mut o[..no];
+                o.copy_from_slice(&v[..no]);
+                for kx in 1..g.kw {
+                    let col = &v[kx..kx + no];
+                    if max {
+                        o.iter_mut().zip(col).for_each(|(a, &b)| *a = a.max(b));
+                    } else {
+                        o.iter_mut().zip(col).for_each(|(a, &b)| *a += b);
+                    }
+                }
+                let yp = &mut y[bc * oh * ow..(bc + 1) * oh * ow];
+                for oy in 0..oh {
+                    let (yr, or) = (&mut yp[oy * ow..(oy + 1) * ow], &o[oy * g.wp..][..ow]);
+                    if max {
+                        yr.copy_from_slice(or);
+                    } else {
+                        let cr = &cnt[oy * ow..(oy + 1) * ow];
+                        for ((yv, &ov), &c) in yr.iter_mut().zip(or).zip(cr) {
+                            *yv = ov / c;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     #[inline(always)]
@@ -282,11 +425,31 @@ pub(crate) mod rows {
         });
     }
 
+    /// Backward pooling of `planes` consecutive channel planes (`dx` overwritten). Max
+    /// pooling sends each output's gradient to the first largest input of its window in
+    /// row-major order, as the window-by-window reference does.
+    pub(crate) fn backward_planes(
+        p: &Pool2d,
+        planes: usize,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+    ) {
+        match (p.stride, p.kind) {
+            ((1, 1), PoolKind::Avg { .. }) => backward_avg_flat_planes(p, planes, dy, dx),
+            _ => backward_row_planes(p, planes, x, dy, dx),
+        }
+    }
+
     avx512_dispatch! {
-        /// Backward pooling of `planes` consecutive channel planes (`dx` overwritten). Max
-        /// pooling sends each output's gradient to the first largest input of its window in
-        /// row-major order, as the window-by-window reference does.
-        pub(crate) fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
+        /// Stride-1 average pooling's backward over flat padded planes.
+        fn backward_avg_flat_planes(p: &Pool2d, planes: usize, dy: &[f32], dx: &mut [f32])
+            = backward_avg_flat;
+    }
+
+    avx512_dispatch! {
+        /// Backward pooling row by row (the arg-max of max pooling in registers with AVX-512).
+        fn backward_row_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
             = backward_impl::<false>, backward_impl::<true>;
     }
 
@@ -300,8 +463,15 @@ pub(crate) mod rows {
         y: &mut [f32],
         dx: &mut [f32],
     ) {
-        forward_impl(p, planes, x, y);
-        backward_impl::<false>(p, planes, x, dy, dx);
+        if p.stride == (1, 1) {
+            forward_flat(p, planes, x, y);
+        } else {
+            forward_impl(p, planes, x, y);
+        }
+        match (p.stride, p.kind) {
+            ((1, 1), PoolKind::Avg { .. }) => backward_avg_flat(p, planes, dy, dx),
+            _ => backward_impl::<false>(p, planes, x, dy, dx),
+        }
     }
 
     /// Max pooling's backward for one stride-1 row `r` with AVX-512: per 16 output columns the
