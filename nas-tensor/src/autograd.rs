@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::buf::Buf;
 use crate::error::{Result, TensorError};
 use crate::tensor::{Inner, Tensor};
+use nas_kernels::Backend;
 
 impl Tensor {
     /// Backpropagates from this scalar: adds d(self)/d(leaf) into the `.grad` of every leaf that
@@ -135,7 +136,9 @@ impl Tensor {
                             });
                         }
                         match grads.get_mut(&p.id) {
-                            Some(acc) => acc.iter_mut().zip(pg.iter()).for_each(|(a, b)| *a += b),
+                            Some(acc) => {
+                                crate::ops::cpu().axpy(1.0, pg.as_vec(), acc.as_vec_mut())?
+                            }
                             None => {
                                 grads.insert(p.id, pg);
                             }

@@ -437,7 +437,133 @@ pub(crate) mod rows {
     ) {
         match (p.stride, p.kind) {
             ((1, 1), PoolKind::Avg { .. }) => backward_avg_flat_planes(p, planes, dy, dx),
+            #[cfg(target_arch = "x86_64")]
+            ((1, 1), PoolKind::Max) if crate::simd::avx512() => {
+                backward_max_flat(p, planes, x, dy, dx)
+            }
             _ => backward_row_planes(p, planes, x, dy, dx),
+        }
+    }
+
+    /// Stride-1 max pooling's backward over flat padded planes with AVX-512. First the
+    /// arg-max tap of every window, for all `oh * wp` positions of the plane at once (each lane
+    /// starts from its window's first in-bounds tap; the wrap-around positions get a zero
+    /// gradient). Then every padded input cell gathers the gradients of the windows that
+    /// picked it, in registers: one store per cell instead of a read-modify-write per tap
+    /// (whose overlapping stores stall store forwarding). The additions run in the row form's
+    /// order (window rows from the bottom, columns from the left).
+    #[cfg(target_arch = "x86_64")]
+    fn backward_max_flat(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let g = geo(p);
+        let (oh, ow) = (p.out_h(), p.out_w());
+        let (ph, pw) = p.padding;
+        let no = oh * g.wp + 1 - g.kw;
+        // margin before and after the per-output arrays, so gathers need no bounds checks
+        let margin = (g.kh - 1) * g.wp + g.kw - 1 + 16;
+        let span = margin + no + margin;
+        let plane = g.hp * g.wp;
+        with_scratch(plane + 2 * plane + 3 * span, |buf| {
+            let (xpad, rest) = buf.split_at_mut(plane);
+            let (dxpad, rest) = rest.split_at_mut(2 * plane);
+            let (first, rest) = rest.split_at_mut(span);
+            let (at, rest) = rest.split_at_mut(span);
+            let gf = &mut rest[..span];
+            for (i, f) in first[margin..margin + no].iter_mut().enumerate() {
+                let (oy, ox) = (i / g.wp, i % g.wp);
+                *f = (ph.saturating_sub(oy) * g.kw + pw.saturating_sub(ox)) as f32;
+            }
+            // no tap index is -1: the margins never match
+            at.fill(-1.0);
+            gf.fill(0.0);
+            for bc in 0..planes {
+                let xp = &x[bc * p.h * p.w..(bc + 1) * p.h * p.w];
+                pad(p, &g, xp, f32::NEG_INFINITY, xpad);
+                let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];
+                for oy in 0..oh {
+                    let o = margin + oy * g.wp;
+                    gf[o..o + ow].copy_from_slice(&gp[oy * ow..(oy + 1) * ow]);
+                }
+                // SAFETY: AVX-512F was detected by the caller; the sizes are as documented.
+                unsafe { max_flat_avx512(&g, (no, margin), (ph, p.h), first, xpad, gf, at, dxpad) };
+                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
+                for iy in 0..p.h {
+                    dxp[iy * p.w..(iy + 1) * p.w]
+                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
+                }
+            }
+        });
+    }
+
+    /// # Safety
+    /// AVX-512F; `first`, `gf` and `at` hold `margin + no + margin` floats with
+    /// `margin >= (kh - 1) * wp + kw - 1 + 16`, `xpad` a padded plane of `g` and `dxpad` two,
+    /// `no = oh * wp + 1 - kw`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn max_flat_avx512(
+        g: &Geo,
+        (no, margin): (usize, usize),
+        (ph, h): (usize, usize),
+        first: &[f32],
+        xpad: &[f32],
+        gf: &[f32],
+        at: &mut [f32],
+        dxpad: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let span = margin + no + margin;
+        debug_assert!(first.len() >= span && gf.len() >= span && at.len() >= span);
+        debug_assert!(xpad.len() >= no + (g.kh - 1) * g.wp + g.kw - 1);
+        debug_assert!(dxpad.len() >= (ph + h) * g.wp + 16);
+        let mask = |n: usize| -> __mmask16 {
+            if n >= 16 {
+                0xffff
+            } else {
+                ((1u32 << n) - 1) as u16
+            }
+        };
+        // arg-max per window
+        let mut j = 0;
+        while j < no {
+            let mk = mask(no - j);
+            // SAFETY: masked to the `no - j` positions left; taps stay inside the plane.
+            unsafe {
+                let mut a = _mm512_maskz_loadu_ps(mk, first.as_ptr().add(margin + j));
+                let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let xv = _mm512_maskz_loadu_ps(mk, xpad.as_ptr().add(ky * g.wp + kx + j));
+                        let gt = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(mk, xv, m);
+                        m = _mm512_mask_mov_ps(m, gt, xv);
+                        a = _mm512_mask_mov_ps(a, gt, _mm512_set1_ps((ky * g.kw + kx) as f32));
+                    }
+                }
+                _mm512_mask_storeu_ps(at.as_mut_ptr().add(margin + j), mk, a);
+            }
+            j += 16;
+        }
+        // every cell of the rows that hold the input gathers from the windows that picked it
+        let (lo, hi) = (ph * g.wp, (ph + h) * g.wp);
+        let mut c = lo;
+        while c < hi {
+            // SAFETY: window o = c - ky * wp - kx lies in [lo - margin + 16, hi), inside the
+            // margins of `at` and `gf`; the store covers 16 cells below `hi + 16`.
+            unsafe {
+                let mut acc = _mm512_setzero_ps();
+                for ky in (0..g.kh).rev() {
+                    for kx in 0..g.kw {
+                        let o = margin + c - ky * g.wp - kx;
+                        let t = _mm512_set1_ps((ky * g.kw + kx) as f32);
+                        let av = _mm512_loadu_ps(at.as_ptr().add(o));
+                        let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(av, t);
+                        let gv = _mm512_loadu_ps(gf.as_ptr().add(o));
+                        acc = _mm512_mask_add_ps(acc, hit, acc, gv);
+                    }
+                }
+                _mm512_storeu_ps(dxpad.as_mut_ptr().add(c), acc);
+            }
+            c += 16;
         }
     }
 
