@@ -12,13 +12,19 @@
 //! - `loss.backward()` (scalar loss) adds into every such leaf's gradient, read per handle with
 //!   [`Tensor::grad`] / [`Tensor::grad_vec`]; [`Tensor::zero_grad`] clears it. The graph is
 //!   released as backward walks it. [`Tensor::detach`] cuts a value out of the graph.
+//! - Memory: a graph node links to its inputs' graph identities, not to their values; a
+//!   value stays alive only while a handle or a gradient rule that reads it holds it (ReLU and
+//!   non-affine batch norm keep their outputs, additions, scaling and average pooling keep
+//!   nothing), so an intermediate no rule needs is freed as soon as its last user is.
 //! - Ops: `add/sub/mul/div/maximum/minimum` (broadcasting), `scale`, `add_scalar`, `relu`,
 //!   `exp`, `log`, `sigmoid`, `tanh`, `sqrt`, `square`, `abs`, `recip`, `matmul`, `linear`,
 //!   `conv2d` ([`ConvOptions`]: stride, padding, dilation, groups), `max_pool2d`,
 //!   `avg_pool2d` (padding excluded from the mean), `global_avg_pool`, `batch_norm`,
 //!   `sum/mean`, `sum_dim/mean_dim/max_dim`, `softmax/log_softmax` (any dim),
 //!   `cross_entropy`, `reshape/flatten/permute`, `narrow`, [`Tensor::concat`],
-//!   [`Tensor::split`], [`Tensor::weighted_sum`] (DARTS mixed op), `dropout`.
+//!   [`Tensor::split`], [`Tensor::weighted_sum`] (DARTS mixed op), `dropout`, and
+//!   [`Tensor::relu_conv_conv`] (ReLU, conv, conv as one op that keeps only its input: the
+//!   block of DARTS' separable and dilated convolutions).
 //! - [`nn::Module`]: `forward`, named parameters and buffers (`stem.0.weight`,
 //!   `cells.3.op.1.running_mean`), `set_training`; layers `Conv2d`, `BatchNorm2d`, `Linear`,
 //!   `ReLU`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `Flatten`, `Dropout`, `Identity`,

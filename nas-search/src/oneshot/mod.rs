@@ -30,6 +30,12 @@
 //! architecture batch of step `s` is the `s`-th batch of a per-epoch permutation of the
 //! architecture half (the original drew a fresh random batch each step); the `none` op is not
 //! run (it contributes exactly zero; its weight still enters the softmax).
+//!
+//! Memory: the separable and dilated convolutions keep one activation per ReLU-conv-conv-BN
+//! block (see [`crate::nets::ops::SepConv`]), graph nodes keep only the values their gradient
+//! rules read, and each node of a cell is one weighted sum over all its incoming ops, so one
+//! graph over the C = 16 DARTS supernet at batch 64 peaks at about 2.7 GB (docs/PERF.md).
+//! [`OneShotConfig::recompute_cells`] trades time for memory on larger settings.
 
 pub mod arch;
 pub mod checkpoint;

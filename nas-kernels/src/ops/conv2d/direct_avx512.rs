@@ -1055,9 +1055,17 @@ mod s2 {
         }
     }
 
+    /// Longest padded row [`split_avx512`] handles (rows are staged on the stack).
+    const SPLIT_MAX: usize = 128;
+
     /// Writes the zero-padded, phase-split form of the `h x w` plane `x` (or of `relu(x)`)
     /// into `sp`.
     fn split(g: &G, x: &[f32], sp: &mut [f32], relu: bool) {
+        if 2 * g.half <= SPLIT_MAX {
+            assert!(x.len() >= g.h * g.w && sp.len() >= g.len());
+            // SAFETY: AVX-512F is available wherever this module's kernels run; sizes checked.
+            return unsafe { split_avx512(g, x, sp, relu) };
+        }
         sp.fill(0.0);
         for iy in 0..g.h {
             let r = iy + g.ph;
@@ -1065,6 +1073,46 @@ mod s2 {
                 let c = ix + g.pw;
                 let v = x[iy * g.w + ix];
                 sp[(r * 2 + c % 2) * g.half + c / 2] = if relu { v.max(0.0) } else { v };
+            }
+        }
+    }
+
+    /// [`split`] with AVX-512: each row is staged zero-padded on the stack, then its even and
+    /// odd columns are separated 32 at a time with two permutes.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds `h * w` floats, `sp` `g.len()`, `2 * half <= SPLIT_MAX`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_avx512(g: &G, x: &[f32], sp: &mut [f32], relu: bool) {
+        sp.fill(0.0);
+        // the padded row, rounded up to whole pairs of vectors (zeros past the data stay zero)
+        let mut row = [0.0f32; SPLIT_MAX + 32];
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for iy in 0..g.h {
+            let src = &x[iy * g.w..(iy + 1) * g.w];
+            let dst = &mut row[g.pw..g.pw + g.w];
+            if relu {
+                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v.max(0.0));
+            } else {
+                dst.copy_from_slice(src);
+            }
+            let r = iy + g.ph;
+            let (e0, o0) = (r * 2 * g.half, (r * 2 + 1) * g.half);
+            let mut c = 0;
+            while c < g.half {
+                let m = mask(g.half - c);
+                // SAFETY: `row` holds 2 * c + 32 <= SPLIT_MAX + 32 floats; the stores are
+                // masked to the `half - c` columns left in each phase of row r.
+                unsafe {
+                    let a = _mm512_loadu_ps(row.as_ptr().add(2 * c));
+                    let b = _mm512_loadu_ps(row.as_ptr().add(2 * c + 16));
+                    let ev = _mm512_permutex2var_ps(a, even, b);
+                    let od = _mm512_permutex2var_ps(a, odd, b);
+                    _mm512_mask_storeu_ps(sp.as_mut_ptr().add(e0 + c), m, ev);
+                    _mm512_mask_storeu_ps(sp.as_mut_ptr().add(o0 + c), m, od);
+                }
+                c += 16;
             }
         }
     }
