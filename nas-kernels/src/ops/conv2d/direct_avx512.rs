@@ -846,19 +846,27 @@ fn depthwise_planes(
     let (src, h, w_in) = src;
     let (hw, ohw, kk) = (h * w_in, s.oh * s.ow, p.kh * p.kw);
     let dp = SyncPtr(dst.as_mut_ptr());
+    // small planes: one long row over the flat padded plane fills the vector lanes
+    let fl = flat_len(s);
+    let flat_len_or_0 = fl.unwrap_or(0);
     par(p, p.n, &|b| {
-        with_scratch(s.hp * s.wp + SLACK, |pad| {
+        with_scratch(s.hp * s.wp + SLACK + flat_len_or_0 + 16, |buf| {
+            let (pad, rest) = buf.split_at_mut(s.hp * s.wp + SLACK);
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
                 pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad, relu);
-                // SAFETY: AVX-512F checked by `available`; task b writes only image b.
+                // SAFETY: AVX-512F checked by `available`; task b writes only image b; the
+                // flat form's loads end inside the padded plane plus slack (see `flat_len`).
                 unsafe {
-                    dw_plane(
-                        s,
-                        pad.as_ptr(),
-                        w.as_ptr().add(c * kk),
-                        dp.ptr().add(i * ohw),
-                    );
+                    let wc = w.as_ptr().add(c * kk);
+                    match fl {
+                        None => dw_plane(s, pad.as_ptr(), wc, dp.ptr().add(i * ohw)),
+                        Some(len) => {
+                            let yflat = aligned(rest, len);
+                            dw_plane(&flat(s, len), pad.as_ptr(), wc, yflat.as_mut_ptr());
+                            unflatten(yflat, 1, len, s.oh, s.ow, s.wp, dp.slice(i * ohw, ohw));
+                        }
+                    }
                     if let Some(m) = mask {
                         relu_mask(dp.slice(i * ohw, ohw), &m[i * ohw..(i + 1) * ohw]);
                     }
