@@ -155,9 +155,15 @@ pub(crate) fn backward_input_relu_mask(
         direct::depthwise_backward_input(p, w, dy, dx, Some(x))
     } else {
         backward_input(p, w, dy, dx);
-        for (d, &v) in dx.iter_mut().zip(x) {
-            *d = if v > 0.0 { *d } else { 0.0 };
-        }
+        relu_mask(dx, x);
+    }
+}
+
+/// ReLU's backward in place: `d = 0` where `x <= 0` (or NaN); a select, not a branch (the sign
+/// pattern is random).
+fn relu_mask(dx: &mut [f32], x: &[f32]) {
+    for (d, &v) in dx.iter_mut().zip(x) {
+        *d = if v > 0.0 { *d } else { 0.0 };
     }
 }
 
@@ -794,9 +800,7 @@ mod direct {
     ) {
         super::depthwise::backward_input(p, w, dy, dx);
         if let Some(x) = mask {
-            for (d, &v) in dx.iter_mut().zip(x) {
-                *d = if v > 0.0 { *d } else { 0.0 };
-            }
+            super::relu_mask(dx, x);
         }
     }
     pub(super) fn depthwise_backward_weight(
