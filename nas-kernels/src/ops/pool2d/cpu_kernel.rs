@@ -200,6 +200,14 @@ pub(crate) mod rows {
         }
     }
 
+    /// Copies the `h x w` interior of a padded plane out into `x` (the inverse of [`pad`]).
+    fn unpad(p: &Pool2d, g: &Geo, xpad: &[f32], x: &mut [f32]) {
+        let (ph, pw) = p.padding;
+        for iy in 0..p.h {
+            x[iy * p.w..(iy + 1) * p.w].copy_from_slice(&xpad[(iy + ph) * g.wp + pw..][..p.w]);
+        }
+    }
+
     /// Number of in-bounds taps along one axis for output `o`.
     #[inline]
     fn span(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> usize {
@@ -260,12 +268,14 @@ pub(crate) mod rows {
     /// then vertically in one loop per window row. The sums run in the order of the row form.
     #[inline(always)]
     fn backward_avg_flat(p: &Pool2d, planes: usize, dy: &[f32], dx: &mut [f32]) {
-        let PoolKind::Avg { count_include_pad } = p.kind else {
-            unreachable!("backward_avg_flat is called for average pooling only")
-        };
+        let count_include_pad = matches!(
+            p.kind,
+            PoolKind::Avg {
+                count_include_pad: true
+            }
+        );
         let g = geo(p);
         let (oh, ow) = (p.out_h(), p.out_w());
-        let (ph, pw) = p.padding;
         let nv = oh * g.wp;
         let plane = g.hp * g.wp;
         with_scratch(plane + 2 * nv + oh * ow, |buf| {
@@ -299,11 +309,7 @@ pub(crate) mod rows {
                         .zip(v.iter())
                         .for_each(|(a, &b)| *a += b);
                 }
-                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
-                for iy in 0..p.h {
-                    dxp[iy * p.w..(iy + 1) * p.w]
-                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
-                }
+                unpad(p, &g, dxpad, &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w]);
             }
         });
     }
@@ -485,11 +491,7 @@ pub(crate) mod rows {
                 }
                 // SAFETY: AVX-512F was detected by the caller; the sizes are as documented.
                 unsafe { max_flat_avx512(&g, (no, margin), (ph, p.h), first, xpad, gf, at, dxpad) };
-                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
-                for iy in 0..p.h {
-                    dxp[iy * p.w..(iy + 1) * p.w]
-                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
-                }
+                unpad(p, &g, dxpad, &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w]);
             }
         });
     }
@@ -767,11 +769,7 @@ pub(crate) mod rows {
                         }
                     }
                 }
-                let dxp = &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w];
-                for iy in 0..p.h {
-                    dxp[iy * p.w..(iy + 1) * p.w]
-                        .copy_from_slice(&dxpad[(iy + ph) * g.wp + pw..][..p.w]);
-                }
+                unpad(p, &g, dxpad, &mut dx[bc * p.h * p.w..(bc + 1) * p.h * p.w]);
             }
         });
     }
