@@ -340,6 +340,10 @@ fn relu_conv_conv_matches_the_three_ops_and_finite_differences() {
         .relu_conv_conv(&w1, o, &bad, ConvOptions::default())
         .unwrap_err();
     assert!(err.to_string().contains("relu_conv_conv"), "{err}");
+    // an empty kernel is an error, not an underflow
+    let empty = Tensor::zeros(&[2, 1, 0, 3]);
+    let err = x.conv2d(&empty, None, o).unwrap_err();
+    assert!(err.to_string().contains("empty kernel"), "{err}");
 }
 
 #[test]

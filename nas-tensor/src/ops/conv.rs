@@ -92,6 +92,12 @@ fn conv_params(
             ),
         );
     };
+    if kh == 0 || kw == 0 {
+        return shape_err(
+            op,
+            format!("weight {:?} has an empty kernel", weight.shape()),
+        );
+    }
     if o.groups == 0 || c_in % o.groups != 0 || c_out % o.groups != 0 || cpg != c_in / o.groups {
         return shape_err(
             op,
