@@ -304,24 +304,36 @@ fn backward_for_computes_only_gradients_that_reach_the_requested_leaves() {
     assert!(w1.grad_vec().is_some() && x.grad_vec().is_none());
 }
 
-/// Gradients of `w` (conv weight) for: conv -> BN (non-affine) -> ReLU -> avg-pool + input,
-/// scaled and summed against fixed weights; `keep` holds every intermediate alive.
+const PAD1: nas_tensor::ConvOptions = nas_tensor::ConvOptions {
+    stride: 1,
+    padding: 1,
+    dilation: 1,
+    groups: 1,
+};
+
+/// The composite of the test below in one expression: conv -> BN (non-affine) -> ReLU ->
+/// (avg-pool + itself) -> scale -> product with a fixed probe -> sum.
+fn conv_bn_relu_pool_loss(w: &Tensor) -> nas_tensor::Result<Tensor> {
+    let x = Tensor::randn(&[2, 3, 5, 5], 11);
+    let probe = Tensor::randn(&[2, 4, 5, 5], 13);
+    let b = x
+        .conv2d(w, None, PAD1)?
+        .batch_norm(None, None, None, None, true, 0.1, 1e-5)?;
+    let r = b.relu();
+    Ok(r.avg_pool2d(3, 1, 1)?
+        .add(&r)?
+        .scale(0.5)
+        .mul(&probe)?
+        .sum())
+}
+
+/// Gradients of `w` (conv weight) for [`conv_bn_relu_pool_loss`], built step by step so the
+/// intermediates can be watched; `keep` holds every intermediate alive.
 fn conv_bn_relu_pool_grads(keep: bool) -> (Vec<f32>, Vec<bool>) {
     let x = Tensor::randn(&[2, 3, 5, 5], 11);
     let w = Tensor::randn(&[4, 3, 3, 3], 12).scale(0.3).param();
     let probe = Tensor::randn(&[2, 4, 5, 5], 13);
-    let c = x
-        .conv2d(
-            &w,
-            None,
-            nas_tensor::ConvOptions {
-                stride: 1,
-                padding: 1,
-                dilation: 1,
-                groups: 1,
-            },
-        )
-        .unwrap();
+    let c = x.conv2d(&w, None, PAD1).unwrap();
     let b = c
         .batch_norm(None, None, None, None, true, 0.1, 1e-5)
         .unwrap();
@@ -357,4 +369,32 @@ fn values_no_gradient_rule_needs_are_freed_and_gradients_do_not_change() {
     assert_eq!(alive, vec![false, true, true, false, false, true]);
     assert_eq!(g_held, g_freed, "freeing values changes no gradient");
     assert!(g_freed.iter().any(|v| v.abs() > 1e-4));
+    // the gradient with the values freed is the right one: it matches the affine batch norm
+    // with scale 1 and shift 0, whose rule keeps the input instead of the output (central
+    // differences are no check here: ReLU kinks near BN outputs of 0 spoil them)
+    let w = Tensor::randn(&[4, 3, 3, 3], 12).scale(0.3).param();
+    let (gamma, beta) = (Tensor::ones(&[4]), Tensor::zeros(&[4]));
+    let x = Tensor::randn(&[2, 3, 5, 5], 11);
+    let probe = Tensor::randn(&[2, 4, 5, 5], 13);
+    let r = x
+        .conv2d(&w, None, PAD1)
+        .unwrap()
+        .batch_norm(Some(&gamma), Some(&beta), None, None, true, 0.1, 1e-5)
+        .unwrap()
+        .relu();
+    let affine = r.avg_pool2d(3, 1, 1).unwrap().add(&r).unwrap().scale(0.5);
+    affine.mul(&probe).unwrap().sum().backward().unwrap();
+    for (a, b) in w.grad_vec().unwrap().iter().zip(&g_freed) {
+        assert!(
+            (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+            "affine {a} vs non-affine {b}"
+        );
+    }
+    w.zero_grad();
+    conv_bn_relu_pool_loss(&w).unwrap().backward().unwrap();
+    assert_eq!(
+        w.grad_vec().unwrap(),
+        g_freed,
+        "the same graph in one expression"
+    );
 }

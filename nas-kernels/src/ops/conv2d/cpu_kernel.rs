@@ -127,7 +127,7 @@ pub(crate) fn forward_relu_input(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]
     if choose(p) == Path::DepthwiseDirect {
         direct::depthwise_forward(p, x, w, y, true)
     } else {
-        forward(p, &relu_copy(x), w, None, y)
+        with_relu(x, |r| forward(p, r, w, None, y))
     }
 }
 
@@ -137,7 +137,7 @@ pub(crate) fn backward_weight_relu_input(p: &Conv2d, x: &[f32], dy: &[f32], dw: 
     if choose(p) == Path::DepthwiseDirect {
         direct::depthwise_backward_weight(p, x, dy, dw, true)
     } else {
-        backward_weight(p, &relu_copy(x), dy, dw, None)
+        with_relu(x, |r| backward_weight(p, r, dy, dw, None))
     }
 }
 
@@ -167,8 +167,13 @@ fn relu_mask(dx: &mut [f32], x: &[f32]) {
     }
 }
 
-fn relu_copy(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| v.max(0.0)).collect()
+/// Runs `f` on `relu(x)`, written into a pooled scratch buffer (the paths that cannot apply the
+/// ReLU while staging their input; no allocation per call once the pool holds a buffer).
+fn with_relu<R>(x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    with_scratch(x.len(), |r| {
+        r.iter_mut().zip(x).for_each(|(r, &v)| *r = v.max(0.0));
+        f(r)
+    })
 }
 
 /// Forward along a given (applicable) path.
@@ -786,7 +791,7 @@ mod direct {
     }
     pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
         if relu {
-            super::depthwise::forward(p, &super::relu_copy(x), w, y)
+            super::with_relu(x, |r| super::depthwise::forward(p, r, w, y))
         } else {
             super::depthwise::forward(p, x, w, y)
         }
@@ -811,7 +816,7 @@ mod direct {
         relu: bool,
     ) {
         if relu {
-            super::depthwise::backward_weight(p, &super::relu_copy(x), dy, dw)
+            super::with_relu(x, |r| super::depthwise::backward_weight(p, r, dy, dw))
         } else {
             super::depthwise::backward_weight(p, x, dy, dw)
         }

@@ -200,6 +200,25 @@ pub(crate) mod rows {
         }
     }
 
+    /// Average pooling's division of output row `oy` (values at `v[ox * step]`, `ox < ow`) by
+    /// its window size: all cells, or (without the padded cells) the in-bounds rows times
+    /// `cols[ox]`. Nothing for max pooling. The row form's forward and backward share it.
+    fn average_row(p: &Pool2d, g: &Geo, oy: usize, cols: &[f32], v: &mut [f32], step: usize) {
+        let PoolKind::Avg { count_include_pad } = p.kind else {
+            return;
+        };
+        let ow = p.out_w();
+        if count_include_pad {
+            let inv = 1.0 / (g.kh * g.kw) as f32;
+            (0..ow).for_each(|ox| v[ox * step] *= inv);
+        } else {
+            let ny = span(oy, p.stride.0, p.padding.0, g.kh, p.h) as f32;
+            for (ox, &nx) in cols[..ow].iter().enumerate() {
+                v[ox * step] /= ny * nx;
+            }
+        }
+    }
+
     /// Copies the `h x w` interior of a padded plane out into `x` (the inverse of [`pad`]).
     fn unpad(p: &Pool2d, g: &Geo, xpad: &[f32], x: &mut [f32]) {
         let (ph, pw) = p.padding;
@@ -415,17 +434,7 @@ pub(crate) mod rows {
                             *o = out1[ox * sx];
                         }
                     }
-                    if let PoolKind::Avg { count_include_pad } = p.kind {
-                        if count_include_pad {
-                            let inv = 1.0 / (g.kh * g.kw) as f32;
-                            yr.iter_mut().for_each(|o| *o *= inv);
-                        } else {
-                            let ny = span(oy, sy, p.padding.0, g.kh, p.h) as f32;
-                            yr.iter_mut()
-                                .zip(cols.iter())
-                                .for_each(|(o, &nx)| *o /= ny * nx);
-                        }
-                    }
+                    average_row(p, &g, oy, cols, yr, 1);
                 }
             }
         });
@@ -708,17 +717,7 @@ pub(crate) mod rows {
                             g1[ox * sx] = gv;
                         }
                     }
-                    if let PoolKind::Avg { count_include_pad } = p.kind {
-                        if count_include_pad {
-                            let inv = 1.0 / (g.kh * g.kw) as f32;
-                            g1.iter_mut().for_each(|o| *o *= inv);
-                        } else {
-                            let ny = span(oy, sy, p.padding.0, g.kh, p.h) as f32;
-                            for (ox, &nx) in cols.iter().enumerate() {
-                                g1[ox * sx] /= ny * nx;
-                            }
-                        }
-                    }
+                    average_row(p, &g, oy, cols, g1, sx);
                     #[cfg(target_arch = "x86_64")]
                     if max && AVX512 {
                         // SAFETY: only instantiated with AVX512 = true behind detection.
