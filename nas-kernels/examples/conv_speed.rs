@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use nas_kernels::workloads::{BatchNormFwdBwd, Conv3x3FwdBwd, SepConvBlock, best_seconds};
-use nas_kernels::{Backend, BatchNorm2d, Conv2d, Cpu, UnaryOp, threads};
+use nas_kernels::{Backend, BatchNormParams, Conv2dParams, Cpu, UnaryOp, threads};
 
 fn time(name: &str, reps: usize, f: impl FnMut()) {
     println!("{name:<28} {:8.3} ms", best_seconds(reps, f) * 1e3);
@@ -80,12 +80,17 @@ fn main() -> nas_kernels::Result<()> {
     }
     let reps = 15;
     for (name, p) in [
-        ("conv3x3", Conv2d::new(64, 16, 32, 32, 16, 3).padding(1)),
+        (
+            "conv3x3",
+            Conv2dParams::new(64, 16, 32, 32, 16, 3).padding(1),
+        ),
         (
             "depthwise3x3",
-            Conv2d::new(64, 16, 32, 32, 16, 3).padding(1).groups(16),
+            Conv2dParams::new(64, 16, 32, 32, 16, 3)
+                .padding(1)
+                .groups(16),
         ),
-        ("pointwise1x1", Conv2d::new(64, 16, 32, 32, 16, 1)),
+        ("pointwise1x1", Conv2dParams::new(64, 16, 32, 32, 16, 1)),
     ] {
         let x: Vec<f32> = (0..p.x_len())
             .map(|i| (i % 17) as f32 * 0.1 - 0.8)
@@ -108,7 +113,7 @@ fn main() -> nas_kernels::Result<()> {
                 .unwrap()
         });
     }
-    let bn = BatchNorm2d::new(64, 16, 1024);
+    let bn = BatchNormParams::new(64, 16, 1024);
     let x: Vec<f32> = (0..bn.x_len()).map(|i| (i % 17) as f32 * 0.1).collect();
     let dy = x.clone();
     let (mut y, mut dx) = (vec![0.0; bn.x_len()], vec![0.0; bn.x_len()]);

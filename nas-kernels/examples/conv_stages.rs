@@ -7,17 +7,19 @@
 //! `cargo run --release -p nas-kernels --example conv_stages`
 
 use nas_kernels::workloads::{best_seconds, data};
-use nas_kernels::{Backend, Conv2d, Cpu};
+use nas_kernels::{Backend, Conv2dParams, Cpu};
 
 /// Builds the convolution of one kind for `(channels, plane size)`.
-type MakeConv = fn(usize, usize) -> Conv2d;
+type MakeConv = fn(usize, usize) -> Conv2dParams;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kinds: [(&str, MakeConv); 3] = [
-        ("3x3", |c, hw| Conv2d::new(64, c, hw, hw, c, 3).padding(1)),
-        ("1x1", |c, hw| Conv2d::new(64, c, hw, hw, c, 1)),
+        ("3x3", |c, hw| {
+            Conv2dParams::new(64, c, hw, hw, c, 3).padding(1)
+        }),
+        ("1x1", |c, hw| Conv2dParams::new(64, c, hw, hw, c, 1)),
         ("dw3x3", |c, hw| {
-            Conv2d::new(64, c, hw, hw, c, 3).padding(1).groups(c)
+            Conv2dParams::new(64, c, hw, hw, c, 3).padding(1).groups(c)
         }),
     ];
     for ((name, make), (c, hw)) in kinds

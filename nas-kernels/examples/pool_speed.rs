@@ -5,7 +5,7 @@
 //! `cargo run --release -p nas-kernels --example pool_speed`
 
 use nas_kernels::workloads::{best_seconds, data};
-use nas_kernels::{Backend, Cpu, Pool2d, PoolKind};
+use nas_kernels::{Backend, Cpu, Pool2dParams, PoolKind};
 
 fn main() {
     let reps = 30;
@@ -26,7 +26,7 @@ fn main() {
             ),
             ("max", PoolKind::Max),
         ] {
-            let p = Pool2d::new(kind, 64, c, side, side, 3, stride, 1);
+            let p = Pool2dParams::new(kind, 64, c, side, side, 3, stride, 1);
             let x = data(p.x_len(), 1);
             let dy = data(p.y_len(), 2);
             let mut y = vec![0.0; p.y_len()];

@@ -3,8 +3,8 @@
 //! A backend owns a buffer type (host `Vec<f32>` for [`Cpu`](crate::Cpu), a device allocation
 //! for CUDA) and implements a small, fixed set of methods. Ops that belong together are one
 //! method taking an op enum ([`UnaryOp`], [`BinaryOp`], [`ReduceOp`], [`SoftmaxOp`],
-//! [`PoolKind`], [`RandomDist`]) or a parameter struct ([`Matmul`], [`Conv2d`], [`Pool2d`],
-//! [`BatchNorm2d`]); adding an op means one enum variant, one CPU function, one CUDA kernel and
+//! [`PoolKind`], [`RandomDist`]) or a parameter struct ([`Matmul`], [`Conv2dParams`], [`Pool2dParams`],
+//! [`BatchNormParams`]); adding an op means one enum variant, one CPU function, one CUDA kernel and
 //! one gradient rule in the tensor crate.
 //!
 //! # Conventions (all methods)
@@ -24,11 +24,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::device::Device;
 use crate::error::Result;
-pub use crate::ops::batch_norm::BatchNorm2d;
-pub use crate::ops::conv2d::Conv2d;
+pub use crate::ops::batch_norm::BatchNormParams;
+pub use crate::ops::conv2d::Conv2dParams;
 pub use crate::ops::elementwise::{BinaryOp, UnaryOp, broadcast_shape};
 pub use crate::ops::matmul::Matmul;
-pub use crate::ops::pool2d::{Pool2d, PoolKind};
+pub use crate::ops::pool2d::{Pool2dParams, PoolKind};
 pub use crate::ops::random::RandomDist;
 pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
 
@@ -211,10 +211,10 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         b: &Self::Buffer,
         c: &mut Self::Buffer,
     ) -> Result<()>;
-    /// 2-D convolution `y = conv(x, w) + bias`, see [`Conv2d`] for shapes.
+    /// 2-D convolution `y = conv(x, w) + bias`, see [`Conv2dParams`] for shapes.
     fn conv2d(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Self::Buffer,
         w: &Self::Buffer,
         bias: Option<&Self::Buffer>,
@@ -223,7 +223,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// Gradient of a convolution with respect to its input.
     fn conv2d_backward_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &Self::Buffer,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
@@ -231,7 +231,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// Gradient of a convolution with respect to its weight (and bias, when `dbias` is given).
     fn conv2d_backward_weight(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Self::Buffer,
         dy: &Self::Buffer,
         dw: &mut Self::Buffer,
@@ -241,7 +241,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// no ReLU tensor is written (the front of DARTS' separable and dilated convolutions).
     fn conv2d_relu_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Self::Buffer,
         w: &Self::Buffer,
         y: &mut Self::Buffer,
@@ -250,7 +250,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// through the ReLU: `dx = conv2d_backward_input(dy) * (x > 0)`.
     fn conv2d_backward_input_relu_mask(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &Self::Buffer,
         dy: &Self::Buffer,
         x: &Self::Buffer,
@@ -259,7 +259,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// [`Backend::conv2d_backward_weight`] (no bias) of a convolution whose input was `relu(x)`.
     fn conv2d_backward_weight_relu_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Self::Buffer,
         dy: &Self::Buffer,
         dw: &mut Self::Buffer,
@@ -267,15 +267,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
 
     // ---------------------------------------------------------------- pooling, norm
 
-    /// Max or average pooling, see [`Pool2d`].
-    fn pool2d(&self, p: &Pool2d, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    /// Max or average pooling, see [`Pool2dParams`].
+    fn pool2d(&self, p: &Pool2dParams, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
     /// Backward of [`Backend::pool2d`] given its input `x` and, if the caller kept it, its
     /// output `y` (a backend may use it to locate max pooling's arg-max; the CPU backend
     /// recomputes the arg-max from `x`, so callers of it need not keep the output). Average
     /// pooling's backward reads no values: `x` may then be empty (callers need not keep it).
     fn pool2d_backward(
         &self,
-        p: &Pool2d,
+        p: &Pool2dParams,
         x: &Self::Buffer,
         y: Option<&Self::Buffer>,
         dy: &Self::Buffer,
@@ -299,13 +299,13 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
     ) -> Result<()>;
-    /// Batch norm, see [`BatchNorm2d`]. `gamma`/`beta` (`c` each) are the optional affine
+    /// Batch norm, see [`BatchNormParams`]. `gamma`/`beta` (`c` each) are the optional affine
     /// parameters. Training uses batch statistics and updates the running statistics that are
     /// given; evaluation requires both running statistics. `save_mean` and `save_invstd`
     /// (`c` each) receive the mean and `1 / sqrt(var + eps)` actually used, for the backward.
     fn batch_norm(
         &self,
-        p: &BatchNorm2d,
+        p: &BatchNormParams,
         x: &Self::Buffer,
         gamma: Option<&Self::Buffer>,
         beta: Option<&Self::Buffer>,
@@ -319,7 +319,7 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     /// writes `dx`, and `dgamma`/`dbeta` when given.
     fn batch_norm_backward(
         &self,
-        p: &BatchNorm2d,
+        p: &BatchNormParams,
         x: &Self::Buffer,
         gamma: Option<&Self::Buffer>,
         save_mean: &Self::Buffer,

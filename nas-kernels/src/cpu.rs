@@ -336,7 +336,7 @@ impl Backend for Cpu {
     }
     fn conv2d(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Vec<f32>,
         w: &Vec<f32>,
         bias: Option<&Vec<f32>>,
@@ -353,7 +353,7 @@ impl Backend for Cpu {
     }
     fn conv2d_backward_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &Vec<f32>,
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
@@ -368,7 +368,7 @@ impl Backend for Cpu {
     }
     fn conv2d_backward_weight(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Vec<f32>,
         dy: &Vec<f32>,
         dw: &mut Vec<f32>,
@@ -385,7 +385,7 @@ impl Backend for Cpu {
     }
     fn conv2d_relu_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Vec<f32>,
         w: &Vec<f32>,
         y: &mut Vec<f32>,
@@ -400,7 +400,7 @@ impl Backend for Cpu {
     }
     fn conv2d_backward_input_relu_mask(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &Vec<f32>,
         dy: &Vec<f32>,
         x: &Vec<f32>,
@@ -417,7 +417,7 @@ impl Backend for Cpu {
     }
     fn conv2d_backward_weight_relu_input(
         &self,
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &Vec<f32>,
         dy: &Vec<f32>,
         dw: &mut Vec<f32>,
@@ -431,7 +431,7 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn pool2d(&self, p: &Pool2d, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn pool2d(&self, p: &Pool2dParams, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
         p.validate()?;
         check_len("pool2d", "x", x.len(), p.x_len())?;
         check_len("pool2d", "y", y.len(), p.y_len())?;
@@ -440,7 +440,7 @@ impl Backend for Cpu {
     }
     fn pool2d_backward(
         &self,
-        p: &Pool2d,
+        p: &Pool2dParams,
         x: &Vec<f32>,
         y: Option<&Vec<f32>>,
         dy: &Vec<f32>,
@@ -496,7 +496,7 @@ impl Backend for Cpu {
     }
     fn batch_norm(
         &self,
-        p: &BatchNorm2d,
+        p: &BatchNormParams,
         x: &Vec<f32>,
         gamma: Option<&Vec<f32>>,
         beta: Option<&Vec<f32>>,
@@ -537,7 +537,7 @@ impl Backend for Cpu {
     }
     fn batch_norm_backward(
         &self,
-        p: &BatchNorm2d,
+        p: &BatchNormParams,
         x: &Vec<f32>,
         gamma: Option<&Vec<f32>>,
         save_mean: &Vec<f32>,

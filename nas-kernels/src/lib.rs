@@ -13,8 +13,8 @@
 //! - [`workloads`]: fixed conv / sep-conv / batch-norm benchmark workloads (forward + backward).
 //!
 //! ```
-//! use nas_kernels::{Backend, Conv2d, Cpu};
-//! let p = Conv2d::new(1, 1, 3, 3, 1, 3).padding(1);
+//! use nas_kernels::{Backend, Conv2dParams, Cpu};
+//! let p = Conv2dParams::new(1, 1, 3, 3, 1, 3).padding(1);
 //! let x = Cpu.from_slice(&[1.0; 9])?;
 //! let w = Cpu.from_slice(&[1.0; 9])?;
 //! let mut y = Cpu.zeros(p.y_len())?;
@@ -36,8 +36,8 @@ pub mod workloads;
 mod workspace;
 
 pub use backend::{
-    Backend, BatchNorm2d, BinaryOp, Conv2d, Matmul, Pool2d, PoolKind, RandomDist, ReduceOp,
-    SoftmaxOp, UnaryOp, broadcast_shape,
+    Backend, BatchNormParams, BinaryOp, Conv2dParams, Matmul, Pool2dParams, PoolKind, RandomDist,
+    ReduceOp, SoftmaxOp, UnaryOp, broadcast_shape,
 };
 pub use cpu::Cpu;
 pub use device::Device;

@@ -10,7 +10,7 @@ use crate::output::Out;
 use crate::progress::{Mode, Progress};
 use clap::{Args, Subcommand};
 use nas_kernels::gemm::{Kernel, sgemm_with};
-use nas_kernels::{Backend, Conv2d, Cpu, threads};
+use nas_kernels::{Backend, Conv2dParams, Cpu, threads};
 use nas_search::StrategyKind;
 use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Table};
@@ -178,7 +178,7 @@ fn kernels(threads_arg: Option<usize>, secs: f64, out: &Out) -> Result<()> {
     }
     // Conv 3x3, 16 -> 16 channels, batch 64, 32x32, padding 1: forward + both gradients.
     bar.set_message("conv2d 3x3 fwd+bwd (64,16,32,32)");
-    let p = Conv2d::new(64, 16, 32, 32, 16, 3).padding(1);
+    let p = Conv2dParams::new(64, 16, 32, 32, 16, 3).padding(1);
     let x = random_vec(&mut rng, p.x_len());
     let w = random_vec(&mut rng, p.w_len());
     let dy = random_vec(&mut rng, p.y_len());

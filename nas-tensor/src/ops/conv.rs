@@ -2,9 +2,7 @@
 //! the `nas_kernels` backend.
 
 use nas_kernels::Backend;
-use nas_kernels::backend::{
-    BatchNorm2d as BnParams, Conv2d as ConvParams, Pool2d as PoolParams, PoolKind,
-};
+use nas_kernels::backend::{BatchNormParams, Conv2dParams, Pool2dParams, PoolKind};
 
 use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
@@ -76,7 +74,7 @@ fn conv_params(
     weight: &Tensor,
     bias: Option<&Tensor>,
     o: ConvOptions,
-) -> Result<ConvParams> {
+) -> Result<Conv2dParams> {
     let &[n, c_in, h, w] = x_shape else {
         return shape_err(
             op,
@@ -130,7 +128,7 @@ fn conv_params(
             ),
         );
     }
-    let p = ConvParams {
+    let p = Conv2dParams {
         n,
         c_in,
         h,
@@ -331,7 +329,7 @@ impl Tensor {
                 ),
             );
         }
-        let p = PoolParams::new(kind, n, c, h, w, k, stride, padding);
+        let p = Pool2dParams::new(kind, n, c, h, w, k, stride, padding);
         p.validate()?;
         let mut y = Buf::for_overwrite(p.y_len());
         cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
@@ -449,7 +447,7 @@ impl Tensor {
         if !training && (running_mean.is_none() || running_var.is_none()) {
             return arg_err(op, "evaluation mode needs running_mean and running_var");
         }
-        let p = BnParams {
+        let p = BatchNormParams {
             n,
             c,
             hw: h * w,

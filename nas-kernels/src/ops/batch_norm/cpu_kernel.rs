@@ -5,13 +5,13 @@
 //! `h * w` runs. Images are spread over threads; per-channel sums are per-thread partials
 //! (f64) added at the end.
 
-use super::BatchNorm2d;
+use super::BatchNormParams;
 use crate::simd::avx512_dispatch;
 use crate::threads::{num_threads, parallel_for};
 use crate::workspace::SyncPtr;
 
 /// Number of image ranges the passes are split into (1 for small tensors).
-fn parts(p: &BatchNorm2d) -> usize {
+fn parts(p: &BatchNormParams) -> usize {
     if p.x_len() >= 1 << 15 {
         num_threads().min(p.n).max(1)
     } else {
@@ -100,7 +100,7 @@ fn sums_sq_body<const L: usize>(x: &[f32], shift: f32) -> (f64, f64) {
 }
 
 /// Per-channel `(sum(a), sum(a * (b - shift[ch])))` over the whole tensor.
-fn channel_sums(p: &BatchNorm2d, a: &[f32], b: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
+fn channel_sums(p: &BatchNormParams, a: &[f32], b: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
     let np = parts(p);
     let mut partial = vec![0.0f64; np * p.c * 2];
     let pp = SyncPtr64(partial.as_mut_ptr());
@@ -142,7 +142,7 @@ impl SyncPtr64 {
 
 /// Forward; see [`crate::Backend::batch_norm`].
 pub(crate) fn forward(
-    p: &BatchNorm2d,
+    p: &BatchNormParams,
     x: &[f32],
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
@@ -200,7 +200,7 @@ pub(crate) fn forward(
 }
 
 /// Per-channel `(sum(x - shift), sum((x - shift)^2))`.
-fn channel_sums_sq(p: &BatchNorm2d, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
+fn channel_sums_sq(p: &BatchNormParams, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
     let np = parts(p);
     let mut partial = vec![0.0f64; np * p.c * 2];
     let pp = SyncPtr64(partial.as_mut_ptr());
@@ -231,7 +231,7 @@ fn channel_sums_sq(p: &BatchNorm2d, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)>
 
 /// Backward; see [`crate::Backend::batch_norm_backward`].
 pub(crate) fn backward(
-    p: &BatchNorm2d,
+    p: &BatchNormParams,
     x: &[f32],
     gamma: Option<&[f32]>,
     save_mean: &[f32],

@@ -1,4 +1,4 @@
-//! Batch normalization over the channels of NCHW tensors (`BatchNorm2d`), training and
+//! Batch normalization over the channels of NCHW tensors (PyTorch's `BatchNorm2d`), training and
 //! evaluation, affine or not, with backward for input, gamma and beta.
 //!
 //! Conventions follow PyTorch: training normalises with the biased batch variance and updates
@@ -12,7 +12,7 @@ use crate::error::{KernelError, Result};
 
 /// Shape and hyper-parameters of a batch norm over `x: [n, c, hw]` (statistics per channel).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchNorm2d {
+pub struct BatchNormParams {
     /// Batch size.
     pub n: usize,
     /// Channels.
@@ -27,10 +27,10 @@ pub struct BatchNorm2d {
     pub training: bool,
 }
 
-impl BatchNorm2d {
+impl BatchNormParams {
     /// Training mode with `eps = 1e-5` and `momentum = 0.1`.
     pub fn new(n: usize, c: usize, hw: usize) -> Self {
-        BatchNorm2d {
+        BatchNormParams {
             n,
             c,
             hw,
@@ -91,7 +91,12 @@ mod tests {
         invstd: Vec<f32>,
     }
 
-    fn run(p: &BatchNorm2d, x: &[f32], gamma: Option<&Vec<f32>>, beta: Option<&Vec<f32>>) -> Out {
+    fn run(
+        p: &BatchNormParams,
+        x: &[f32],
+        gamma: Option<&Vec<f32>>,
+        beta: Option<&Vec<f32>>,
+    ) -> Out {
         let mut o = Out {
             y: vec![0.0; p.x_len()],
             rm: (0..p.c).map(|i| 0.1 * i as f32).collect(),
@@ -119,7 +124,7 @@ mod tests {
         #[test]
         fn batch_norm_matches_naive_and_fd(n in 1usize..4, c in 1usize..4, hw in 1usize..7, training in any::<bool>(),
                                             affine in any::<bool>(), seed in 0u32..1000) {
-            let p = BatchNorm2d::new(n, c, hw).training(training);
+            let p = BatchNormParams::new(n, c, hw).training(training);
             prop_assume!(p.validate().is_ok());
             let x: Vec<f32> = (0..p.x_len()).map(|i| (((i as u32 * 2654435761u32) ^ seed) % 997) as f32 / 100.0 - 5.0).collect();
             let gamma: Vec<f32> = (0..c).map(|i| 0.5 + 0.3 * i as f32).collect();
@@ -189,7 +194,7 @@ mod tests {
     #[test]
     fn large_threaded_batch_norm_matches_f64_formulas() {
         // above the size at which images are spread over threads
-        let p = BatchNorm2d::new(6, 3, 4099);
+        let p = BatchNormParams::new(6, 3, 4099);
         let x: Vec<f32> = (0..p.x_len())
             .map(|i| ((i * 7919) % 1009) as f32 * 0.01 + 3.0)
             .collect();
@@ -251,10 +256,10 @@ mod tests {
 
     #[test]
     fn batch_norm_errors() {
-        let p = BatchNorm2d::new(1, 2, 1);
+        let p = BatchNormParams::new(1, 2, 1);
         assert!(p.validate().is_err()); // one value per channel in training
         assert!(p.training(false).validate().is_ok());
-        let p = BatchNorm2d::new(2, 2, 3);
+        let p = BatchNormParams::new(2, 2, 3);
         let x = vec![0.0; 12];
         let mut y = vec![0.0; 12];
         let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);

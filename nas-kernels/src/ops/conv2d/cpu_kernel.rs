@@ -14,7 +14,7 @@
 //! Images are spread over threads with [`parallel_for`]; weight gradients accumulate per-thread
 //! partial sums that are added at the end.
 
-use super::Conv2d;
+use super::Conv2dParams;
 use crate::gemm::sgemm;
 use crate::threads::{num_threads, parallel_for};
 
@@ -22,12 +22,12 @@ use crate::threads::{num_threads, parallel_for};
 /// workers would cost more than it saves.
 const PARALLEL_FLOPS: usize = 1 << 22;
 
-fn flops(p: &Conv2d) -> usize {
+fn flops(p: &Conv2dParams) -> usize {
     2 * p.n * p.c_out * p.out_h() * p.out_w() * (p.c_in / p.groups) * p.kh * p.kw
 }
 
 /// Threads a convolution may use: 1 when it is small.
-pub(crate) fn threads_for(p: &Conv2d) -> usize {
+pub(crate) fn threads_for(p: &Conv2dParams) -> usize {
     if flops(p) < PARALLEL_FLOPS {
         1
     } else {
@@ -36,7 +36,7 @@ pub(crate) fn threads_for(p: &Conv2d) -> usize {
 }
 
 /// `parallel_for` for a convolution's tasks, serial when the convolution is small.
-pub(crate) fn par(p: &Conv2d, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+pub(crate) fn par(p: &Conv2dParams, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     if threads_for(p) <= 1 {
         (0..n_tasks).for_each(f);
     } else {
@@ -60,12 +60,12 @@ pub(crate) enum Path {
     DepthwiseDirect,
 }
 
-fn is_1x1(p: &Conv2d) -> bool {
+fn is_1x1(p: &Conv2dParams) -> bool {
     p.kh == 1 && p.kw == 1 && p.stride == (1, 1) && p.padding == (0, 0)
 }
 
 /// Whether `path` can compute `p` on this machine.
-pub(crate) fn applicable(path: Path, p: &Conv2d) -> bool {
+pub(crate) fn applicable(path: Path, p: &Conv2dParams) -> bool {
     match path {
         Path::Im2col => true,
         Path::OneByOne => is_1x1(p),
@@ -78,7 +78,7 @@ pub(crate) fn applicable(path: Path, p: &Conv2d) -> bool {
 }
 
 /// The path used by default.
-pub(crate) fn choose(p: &Conv2d) -> Path {
+pub(crate) fn choose(p: &Conv2dParams) -> Path {
     if p.is_depthwise() && p.c_in > 1 {
         if applicable(Path::DepthwiseDirect, p) {
             Path::DepthwiseDirect
@@ -95,18 +95,18 @@ pub(crate) fn choose(p: &Conv2d) -> Path {
 }
 
 /// Forward convolution.
-pub(crate) fn forward(p: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+pub(crate) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     forward_with(choose(p), p, x, w, bias, y)
 }
 
 /// Gradient with respect to the input.
-pub(crate) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     backward_input_with(choose(p), p, w, dy, dx)
 }
 
 /// Gradient with respect to weight and bias.
 pub(crate) fn backward_weight(
-    p: &Conv2d,
+    p: &Conv2dParams,
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
@@ -123,7 +123,7 @@ pub(crate) fn backward_weight(
 
 /// Forward convolution (no bias) of `relu(x)`. The AVX-512 depthwise kernels apply the ReLU
 /// while staging each input plane; other paths convolve a ReLU'd copy.
-pub(crate) fn forward_relu_input(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     if choose(p) == Path::DepthwiseDirect {
         direct::depthwise_forward(p, x, w, y, true)
     } else {
@@ -133,7 +133,7 @@ pub(crate) fn forward_relu_input(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]
 
 /// Weight gradient (no bias) of a convolution whose input was `relu(x)` (see
 /// [`forward_relu_input`]).
-pub(crate) fn backward_weight_relu_input(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     if choose(p) == Path::DepthwiseDirect {
         direct::depthwise_backward_weight(p, x, dy, dw, true)
     } else {
@@ -145,7 +145,7 @@ pub(crate) fn backward_weight_relu_input(p: &Conv2d, x: &[f32], dy: &[f32], dw: 
 /// `dx = conv_backward_input(dy) * (x > 0)`. The AVX-512 depthwise kernels mask each plane as
 /// they finish it; other paths mask afterwards.
 pub(crate) fn backward_input_relu_mask(
-    p: &Conv2d,
+    p: &Conv2dParams,
     w: &[f32],
     dy: &[f32],
     x: &[f32],
@@ -179,7 +179,7 @@ fn with_relu<R>(x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
 /// Forward along a given (applicable) path.
 pub(crate) fn forward_with(
     path: Path,
-    p: &Conv2d,
+    p: &Conv2dParams,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -205,7 +205,13 @@ pub(crate) fn forward_with(
 }
 
 /// Input gradient along a given (applicable) path.
-pub(crate) fn backward_input_with(path: Path, p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn backward_input_with(
+    path: Path,
+    p: &Conv2dParams,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     match path {
         Path::Im2col => im2col_backward_input(p, w, dy, dx),
         Path::OneByOne => gemm1x1_backward_input(p, w, dy, dx),
@@ -229,14 +235,14 @@ pub(crate) fn backward_input_with(path: Path, p: &Conv2d, w: &[f32], dy: &[f32],
 
 /// Whether the input gradient can be computed as a stride-1 convolution of the padded output
 /// gradient (padding `d * (k - 1) - p` must not be negative).
-fn flip_ok(p: &Conv2d) -> bool {
+fn flip_ok(p: &Conv2dParams) -> bool {
     p.dilation.0 * (p.kh - 1) >= p.padding.0 && p.dilation.1 * (p.kw - 1) >= p.padding.1
 }
 
 /// Weight (and bias) gradient along a given (applicable) path.
 pub(crate) fn backward_weight_with(
     path: Path,
-    p: &Conv2d,
+    p: &Conv2dParams,
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
@@ -294,7 +300,7 @@ fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
 /// into `part`, a zeroed partial of `dw.len()` floats; the partials are then added up in
 /// order, so the result does not depend on scheduling.
 pub(crate) fn partial_weight_grads(
-    p: &Conv2d,
+    p: &Conv2dParams,
     dw: &mut [f32],
     f: &(dyn Fn(&mut [f32], std::ops::Range<usize>) + Sync),
 ) {
@@ -326,7 +332,7 @@ fn sum_partials(partials: &[f32], parts: usize, dw: &mut [f32]) {
 // ------------------------------------------------------------------------------- im2col
 
 /// Columns of group `g` of one image: `col[(icg * kh + ky) * kw + kx][oy * ow + ox]`.
-fn im2col(p: &Conv2d, xb: &[f32], g: usize, col: &mut [f32]) {
+fn im2col(p: &Conv2dParams, xb: &[f32], g: usize, col: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let ohw = oh * ow;
     let cig = p.c_in / p.groups;
@@ -365,7 +371,7 @@ fn im2col(p: &Conv2d, xb: &[f32], g: usize, col: &mut [f32]) {
 }
 
 /// Adds columns back into image gradient `dxb` (the adjoint of [`im2col`]).
-fn col2im(p: &Conv2d, col: &[f32], g: usize, dxb: &mut [f32]) {
+fn col2im(p: &Conv2dParams, col: &[f32], g: usize, dxb: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let ohw = oh * ow;
     let cig = p.c_in / p.groups;
@@ -402,7 +408,7 @@ fn col2im(p: &Conv2d, col: &[f32], g: usize, dxb: &mut [f32]) {
     }
 }
 
-fn im2col_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+fn im2col_forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let ohw = p.out_h() * p.out_w();
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
@@ -435,7 +441,7 @@ fn im2col_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     });
 }
 
-fn im2col_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+fn im2col_backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let ohw = p.out_h() * p.out_w();
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
@@ -469,7 +475,7 @@ fn im2col_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     });
 }
 
-fn im2col_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+fn im2col_backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let ohw = p.out_h() * p.out_w();
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
@@ -504,7 +510,7 @@ fn im2col_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 
 // ------------------------------------------------------------------------------- 1x1
 
-fn gemm1x1_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+fn gemm1x1_forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let yp = SyncPtr(y.as_mut_ptr());
@@ -532,7 +538,7 @@ fn gemm1x1_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     });
 }
 
-fn gemm1x1_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+fn gemm1x1_backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let dxp = SyncPtr(dx.as_mut_ptr());
@@ -560,7 +566,7 @@ fn gemm1x1_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     });
 }
 
-fn gemm1x1_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+fn gemm1x1_backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     partial_weight_grads(p, dw, &|part, images| {
@@ -591,7 +597,7 @@ fn gemm1x1_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 // ------------------------------------------------------------------------------- depthwise
 
 mod depthwise {
-    use super::{Conv2d, SyncPtr, chunk, out_range, par, threads_for};
+    use super::{Conv2dParams, SyncPtr, chunk, out_range, par, threads_for};
 
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -611,7 +617,7 @@ mod depthwise {
     }
 
     /// One channel plane: `y = conv(x, w)`.
-    fn plane_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    fn plane_forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
         let (oh, ow) = (p.out_h(), p.out_w());
         let (sh, sw) = p.stride;
         let (ph, pw) = p.padding;
@@ -647,7 +653,7 @@ mod depthwise {
     }
 
     /// One channel plane: `dx = conv^T(dy, w)`.
-    fn plane_backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn plane_backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let (oh, ow) = (p.out_h(), p.out_w());
         let (sh, sw) = p.stride;
         let (ph, pw) = p.padding;
@@ -683,7 +689,7 @@ mod depthwise {
     }
 
     /// One channel plane: `dw += corr(x, dy)`.
-    fn plane_backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw_out: &mut [f32]) {
+    fn plane_backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw_out: &mut [f32]) {
         let (oh, ow) = (p.out_h(), p.out_w());
         let (sh, sw) = p.stride;
         let (ph, pw) = p.padding;
@@ -713,7 +719,7 @@ mod depthwise {
         }
     }
 
-    pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         let yp = SyncPtr(y.as_mut_ptr());
         par(p, p.n, &|b| {
@@ -731,7 +737,7 @@ mod depthwise {
         });
     }
 
-    pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         let dxp = SyncPtr(dx.as_mut_ptr());
         par(p, p.n, &|b| {
@@ -749,7 +755,7 @@ mod depthwise {
         });
     }
 
-    pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
         dw.fill(0.0);
         let parts = threads_for(p).min(p.c_in).max(1);
@@ -776,20 +782,26 @@ mod depthwise {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod direct {
-    use super::Conv2d;
+    use super::Conv2dParams;
     pub(super) fn available() -> bool {
         false
     }
-    pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
         super::im2col_forward(p, x, w, y)
     }
-    pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         super::im2col_backward_input(p, w, dy, dx)
     }
-    pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         super::im2col_backward_weight(p, x, dy, dw)
     }
-    pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
+    pub(super) fn depthwise_forward(
+        p: &Conv2dParams,
+        x: &[f32],
+        w: &[f32],
+        y: &mut [f32],
+        relu: bool,
+    ) {
         if relu {
             super::with_relu(x, |r| super::depthwise::forward(p, r, w, y))
         } else {
@@ -797,7 +809,7 @@ mod direct {
         }
     }
     pub(super) fn depthwise_backward_input(
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &[f32],
         dy: &[f32],
         dx: &mut [f32],
@@ -809,7 +821,7 @@ mod direct {
         }
     }
     pub(super) fn depthwise_backward_weight(
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &[f32],
         dy: &[f32],
         dw: &mut [f32],

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Conv2d, SyncPtr, par, partial_weight_grads, with_scratch};
+use super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
 const SLACK: usize = 64;
@@ -453,7 +453,7 @@ fn run_s1(
     }
 }
 
-pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (ph, pw) = p.padding;
@@ -507,7 +507,7 @@ pub(super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32]) {
     });
 }
 
-pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (dh, dw) = p.dilation;
@@ -569,7 +569,7 @@ pub(super) fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) 
     });
 }
 
-pub(super) fn backward_weight(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (ph, pw) = p.padding;
@@ -813,7 +813,7 @@ unsafe fn dw_plane_grad(s: &S1, xp: *const f32, dy: *const f32, dwc: &mut [f32])
 }
 
 /// The geometry of one depthwise plane: `(hp, wp)` padded input, `(oh, ow)` output.
-fn depthwise_geometry(p: &Conv2d, (hp, wp): (usize, usize), (oh, ow): (usize, usize)) -> S1 {
+fn depthwise_geometry(p: &Conv2dParams, (hp, wp): (usize, usize), (oh, ow): (usize, usize)) -> S1 {
     S1 {
         cin: 1,
         cout: 1,
@@ -834,7 +834,7 @@ fn depthwise_geometry(p: &Conv2d, (hp, wp): (usize, usize), (oh, ow): (usize, us
 /// `mask` is not positive (ReLU's backward, while the plane is in cache).
 #[allow(clippy::too_many_arguments)]
 fn depthwise_planes(
-    p: &Conv2d,
+    p: &Conv2dParams,
     s: &S1,
     src: (&[f32], usize, usize),
     (ph, pw): (usize, usize),
@@ -877,7 +877,7 @@ fn depthwise_planes(
 }
 
 /// Depthwise forward (`groups == c_in == c_out`, stride 1) of `x`, or of `relu(x)`.
-fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
+fn depthwise_forward_s1(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     let pad = p.padding;
     let s = depthwise_geometry(
         p,
@@ -891,7 +891,7 @@ fn depthwise_forward_s1(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: b
 /// flipped weights, masked by `x > 0` when `mask` gives `x`. Requires `d * (k - 1) >= p` in
 /// both directions.
 fn depthwise_backward_input_s1(
-    p: &Conv2d,
+    p: &Conv2dParams,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -912,7 +912,13 @@ fn depthwise_backward_input_s1(
 
 /// Depthwise weight gradient (input `x`, or `relu(x)`): images (in memory order) are spread
 /// over threads, each adding into its own partial gradient; the partials are summed at the end.
-fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
+fn depthwise_backward_weight_s1(
+    p: &Conv2dParams,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    relu: bool,
+) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
@@ -937,7 +943,7 @@ fn depthwise_backward_weight_s1(p: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32
 
 /// Depthwise forward (`groups == c_in == c_out`, stride 1 or 2) of `x`, or of `relu(x)`
 /// (applied while the input is staged).
-pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
+pub(super) fn depthwise_forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     if p.stride == (2, 2) {
         s2::forward(p, x, w, y, relu)
     } else {
@@ -948,7 +954,7 @@ pub(super) fn depthwise_forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32],
 /// Depthwise input gradient (stride 1 with `d * (k - 1) >= p`, or stride 2), zeroed where
 /// `mask` (the input of a ReLU in front of the convolution) is not positive, when given.
 pub(super) fn depthwise_backward_input(
-    p: &Conv2d,
+    p: &Conv2dParams,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -990,7 +996,7 @@ unsafe fn relu_mask_avx512(d: &mut [f32], x: &[f32]) {
 
 /// Depthwise weight gradient (stride 1 or 2) for the input `x`, or `relu(x)`.
 pub(super) fn depthwise_backward_weight(
-    p: &Conv2d,
+    p: &Conv2dParams,
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
@@ -1012,7 +1018,7 @@ pub(super) fn depthwise_backward_weight(
 mod s2 {
     use std::arch::x86_64::*;
 
-    use super::super::{Conv2d, SyncPtr, par, partial_weight_grads, with_scratch};
+    use super::super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
     use super::mask;
 
     /// Geometry of one phase-split plane.
@@ -1034,7 +1040,7 @@ mod s2 {
     }
 
     impl G {
-        fn new(p: &Conv2d) -> G {
+        fn new(p: &Conv2dParams) -> G {
             let (hp, wp) = (p.h + 2 * p.padding.0, p.w + 2 * p.padding.1);
             G {
                 h: p.h,
@@ -1237,7 +1243,13 @@ mod s2 {
         }
     }
 
-    pub(in super::super) fn forward(p: &Conv2d, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
+    pub(in super::super) fn forward(
+        p: &Conv2dParams,
+        x: &[f32],
+        w: &[f32],
+        y: &mut [f32],
+        relu: bool,
+    ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
         let yp = SyncPtr(y.as_mut_ptr());
@@ -1257,7 +1269,7 @@ mod s2 {
     }
 
     pub(in super::super) fn backward_input(
-        p: &Conv2d,
+        p: &Conv2dParams,
         w: &[f32],
         dy: &[f32],
         dx: &mut [f32],
@@ -1290,7 +1302,7 @@ mod s2 {
     }
 
     pub(in super::super) fn backward_weight(
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &[f32],
         dy: &[f32],
         dw: &mut [f32],

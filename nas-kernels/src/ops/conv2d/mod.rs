@@ -16,9 +16,9 @@ use crate::error::{KernelError, Result};
 /// Input `x: [n, c_in, h, w]`, weight `w: [c_out, c_in / groups, kh, kw]`, optional bias
 /// `[c_out]`, output `y: [n, c_out, out_h, out_w]` with
 /// `out_h = (h + 2 * pad_h - dil_h * (kh - 1) - 1) / stride_h + 1` (likewise for width).
-/// Build with [`Conv2d::new`] and the setters; [`Conv2d::validate`] checks it.
+/// Build with [`Conv2dParams::new`] and the setters; [`Conv2dParams::validate`] checks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Conv2d {
+pub struct Conv2dParams {
     /// Batch size.
     pub n: usize,
     /// Input channels.
@@ -43,10 +43,10 @@ pub struct Conv2d {
     pub groups: usize,
 }
 
-impl Conv2d {
+impl Conv2dParams {
     /// A `k x k` convolution with stride 1, no padding, dilation 1 and one group.
     pub fn new(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize) -> Self {
-        Conv2d {
+        Conv2dParams {
             n,
             c_in,
             h,
@@ -80,7 +80,7 @@ impl Conv2d {
         self.groups = g;
         self
     }
-    /// Output height (assumes a valid configuration; see [`Conv2d::validate`]).
+    /// Output height (assumes a valid configuration; see [`Conv2dParams::validate`]).
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.padding.0 - self.dilation.0 * (self.kh - 1) - 1) / self.stride.0 + 1
     }
@@ -152,9 +152,9 @@ impl Conv2d {
 /// Direct (seven nested loops) convolution: the definition every fast path must match.
 /// Accumulates in f64. Slow; used by the tests as the oracle.
 pub mod reference {
-    use super::Conv2d;
+    use super::Conv2dParams;
 
-    fn for_each_tap(p: &Conv2d, mut f: impl FnMut(usize, usize, usize, usize)) {
+    fn for_each_tap(p: &Conv2dParams, mut f: impl FnMut(usize, usize, usize, usize)) {
         // f(x index, w index, y index, _) over all (b, oc, oy, ox, ic, ky, kx) taps in bounds
         let (oh, ow) = (p.out_h(), p.out_w());
         let cig = p.c_in / p.groups;
@@ -193,7 +193,7 @@ pub mod reference {
     }
 
     /// `y = conv(x, w) + bias`.
-    pub fn forward(p: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    pub fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         let mut acc = vec![0.0f64; y.len()];
         for_each_tap(p, |xi, wi, yi, _| acc[yi] += x[xi] as f64 * w[wi] as f64);
         let hw = p.out_h() * p.out_w();
@@ -204,7 +204,7 @@ pub mod reference {
     }
 
     /// `dx = d(sum(y * dy)) / dx`.
-    pub fn backward_input(p: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let mut acc = vec![0.0f64; dx.len()];
         for_each_tap(p, |xi, wi, yi, _| acc[xi] += dy[yi] as f64 * w[wi] as f64);
         for (d, a) in dx.iter_mut().zip(acc) {
@@ -214,7 +214,7 @@ pub mod reference {
 
     /// `dw` and `dbias` of `sum(y * dy)`.
     pub fn backward_weight(
-        p: &Conv2d,
+        p: &Conv2dParams,
         x: &[f32],
         dy: &[f32],
         dw: &mut [f32],
@@ -274,7 +274,7 @@ mod tests {
     }
 
     /// Every applicable path, forward and both backward, against the direct reference.
-    fn check_all_paths(p: &Conv2d, seed: u64) -> std::result::Result<(), TestCaseError> {
+    fn check_all_paths(p: &Conv2dParams, seed: u64) -> std::result::Result<(), TestCaseError> {
         let x = data(p.x_len(), seed);
         let w = data(p.w_len(), seed + 1);
         let bias = data(p.c_out, seed + 2);
@@ -338,7 +338,7 @@ mod tests {
                                      s in 1usize..3, pad in 0usize..3, d in 1usize..3, depthwise in any::<bool>(),
                                      seed in 0u64..1_000_000) {
             let (c_in, c_out, groups) = if depthwise { (cg * groups, cg * groups, cg * groups) } else { (cg * groups, og * groups, groups) };
-            let mut p = Conv2d::new(n, c_in, h, w, c_out, 1).stride(s).padding(pad).dilation(d).groups(groups);
+            let mut p = Conv2dParams::new(n, c_in, h, w, c_out, 1).stride(s).padding(pad).dilation(d).groups(groups);
             p.kh = kh;
             p.kw = kw;
             prop_assume!(p.validate().is_ok());
@@ -351,28 +351,28 @@ mod tests {
         // DARTS / NAS-Bench-201 shapes: 3x3 and 5x5 depthwise (stride 1 and 2, dilation 2),
         // 1x1 pointwise, 3x3 dense, 1x1 stride 2 (factorized reduce), widths not multiples of 16.
         let cases = [
-            Conv2d::new(2, 16, 32, 32, 16, 3).padding(1),
-            Conv2d::new(2, 8, 17, 33, 8, 3).padding(1).groups(8),
-            Conv2d::new(2, 8, 16, 16, 8, 5).padding(2).groups(8),
-            Conv2d::new(2, 8, 16, 16, 8, 3)
+            Conv2dParams::new(2, 16, 32, 32, 16, 3).padding(1),
+            Conv2dParams::new(2, 8, 17, 33, 8, 3).padding(1).groups(8),
+            Conv2dParams::new(2, 8, 16, 16, 8, 5).padding(2).groups(8),
+            Conv2dParams::new(2, 8, 16, 16, 8, 3)
                 .padding(2)
                 .dilation(2)
                 .groups(8),
-            Conv2d::new(2, 8, 16, 16, 8, 5)
+            Conv2dParams::new(2, 8, 16, 16, 8, 5)
                 .padding(4)
                 .dilation(2)
                 .groups(8)
                 .stride(2),
-            Conv2d::new(2, 8, 15, 15, 12, 1),
-            Conv2d::new(2, 8, 16, 16, 4, 1).stride(2),
-            Conv2d::new(1, 3, 20, 21, 10, 3).padding(1),
-            Conv2d::new(3, 20, 9, 7, 9, 3),
+            Conv2dParams::new(2, 8, 15, 15, 12, 1),
+            Conv2dParams::new(2, 8, 16, 16, 4, 1).stride(2),
+            Conv2dParams::new(1, 3, 20, 21, 10, 3).padding(1),
+            Conv2dParams::new(3, 20, 9, 7, 9, 3),
             // small planes take the flat form of the direct kernels, with the weight gradient
             // run over blocks of images (batch not a multiple of the block, channel counts not
             // multiples of the register block)
-            Conv2d::new(19, 13, 8, 8, 11, 3).padding(1),
-            Conv2d::new(17, 6, 5, 5, 7, 5).padding(2),
-            Conv2d::new(21, 9, 6, 7, 10, 1),
+            Conv2dParams::new(19, 13, 8, 8, 11, 3).padding(1),
+            Conv2dParams::new(17, 6, 5, 5, 7, 5).padding(2),
+            Conv2dParams::new(21, 9, 6, 7, 10, 1),
         ];
         for (i, p) in cases.iter().enumerate() {
             check_all_paths(p, i as u64).unwrap();
@@ -383,13 +383,16 @@ mod tests {
     fn backward_matches_finite_differences() {
         // Finite differences of the (default-path) forward, in f64 sums of f32 outputs.
         for p in [
-            Conv2d::new(2, 3, 5, 6, 4, 3).padding(1),
-            Conv2d::new(1, 4, 6, 5, 4, 3)
+            Conv2dParams::new(2, 3, 5, 6, 4, 3).padding(1),
+            Conv2dParams::new(1, 4, 6, 5, 4, 3)
                 .padding(2)
                 .dilation(2)
                 .groups(4),
-            Conv2d::new(2, 4, 5, 5, 6, 1),
-            Conv2d::new(1, 4, 7, 7, 2, 3).stride(2).padding(1).groups(2),
+            Conv2dParams::new(2, 4, 5, 5, 6, 1),
+            Conv2dParams::new(1, 4, 7, 7, 2, 3)
+                .stride(2)
+                .padding(1)
+                .groups(2),
         ] {
             let x = data(p.x_len(), 5);
             let w = data(p.w_len(), 6);
@@ -436,17 +439,19 @@ mod tests {
     #[test]
     fn thread_counts_agree() {
         // large enough to be spread over threads (see `cpu_kernel::threads_for`)
-        let p = Conv2d::new(6, 16, 24, 40, 16, 3).padding(1);
-        let dp = Conv2d::new(8, 32, 32, 40, 32, 3).padding(1).groups(32);
-        let pw = Conv2d::new(8, 32, 32, 40, 24, 1);
-        let small = Conv2d::new(2, 4, 5, 7, 4, 3).padding(1);
+        let p = Conv2dParams::new(6, 16, 24, 40, 16, 3).padding(1);
+        let dp = Conv2dParams::new(8, 32, 32, 40, 32, 3)
+            .padding(1)
+            .groups(32);
+        let pw = Conv2dParams::new(8, 32, 32, 40, 24, 1);
+        let small = Conv2dParams::new(2, 4, 5, 7, 4, 3).padding(1);
         let before = crate::threads::num_threads();
         for q in [p, dp, pw] {
             crate::threads::set_num_threads(2);
             assert_eq!(super::cpu_kernel::threads_for(&q), 2, "{q:?}");
         }
         assert_eq!(super::cpu_kernel::threads_for(&small), 1);
-        let run = |p: &Conv2d| {
+        let run = |p: &Conv2dParams| {
             let x = data(p.x_len(), 1);
             let w = data(p.w_len(), 2);
             let dy = data(p.y_len(), 3);
@@ -475,7 +480,7 @@ mod tests {
 
     #[test]
     fn shape_errors() {
-        let p = Conv2d::new(1, 4, 5, 5, 6, 3).padding(1);
+        let p = Conv2dParams::new(1, 4, 5, 5, 6, 3).padding(1);
         let x = vec![0.0; p.x_len()];
         let w = vec![0.0; p.w_len()];
         let mut y = vec![0.0; p.y_len()];
@@ -495,7 +500,7 @@ mod tests {
             Cpu.conv2d(&p.stride(0), &x, &w, None, &mut y),
             Err(KernelError::InvalidParam { .. })
         ));
-        let big = Conv2d::new(1, 4, 2, 2, 6, 5);
+        let big = Conv2dParams::new(1, 4, 2, 2, 6, 5);
         assert!(matches!(
             big.validate(),
             Err(KernelError::InvalidParam { .. })

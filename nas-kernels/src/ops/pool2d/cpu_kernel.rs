@@ -7,7 +7,7 @@
 //! and keep every `stride`-th value. The window-by-window loops ([`forward_planes`],
 //! [`backward_planes`]) are the reference the tests hold the fast path to.
 
-use super::{Pool2d, PoolKind};
+use super::{Pool2dParams, PoolKind};
 use crate::threads::parallel_for;
 use crate::workspace::{SyncPtr, with_scratch};
 
@@ -21,7 +21,7 @@ fn taps(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> (usize, u
 }
 
 /// Runs `f(image)` for every image, over threads when the input is large.
-fn per_image(p: &Pool2d, f: &(dyn Fn(usize) + Sync)) {
+fn per_image(p: &Pool2dParams, f: &(dyn Fn(usize) + Sync)) {
     if p.x_len() >= 1 << 16 {
         parallel_for(p.n, f);
     } else {
@@ -30,7 +30,7 @@ fn per_image(p: &Pool2d, f: &(dyn Fn(usize) + Sync)) {
 }
 
 /// Forward pooling.
-pub(crate) fn forward(p: &Pool2d, x: &[f32], y: &mut [f32]) {
+pub(crate) fn forward(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
     let yp = SyncPtr(y.as_mut_ptr());
@@ -42,7 +42,7 @@ pub(crate) fn forward(p: &Pool2d, x: &[f32], y: &mut [f32]) {
 }
 
 /// Backward pooling: `dx` (overwritten) from `dy`; max recomputes the arg-max from `x`.
-pub(crate) fn backward(p: &Pool2d, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn backward(p: &Pool2dParams, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
     let dxp = SyncPtr(dx.as_mut_ptr());
@@ -62,7 +62,7 @@ pub(crate) fn backward(p: &Pool2d, x: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 /// Forward pooling of `planes` consecutive channel planes, window by window.
 #[cfg(test)]
-pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) fn forward_planes(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32]) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
     for bc in 0..planes {
@@ -104,7 +104,13 @@ pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]
 
 /// Backward pooling of `planes` consecutive channel planes, window by window.
 #[cfg(test)]
-pub(crate) fn backward_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn backward_planes(
+    p: &Pool2dParams,
+    planes: usize,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (kh, kw) = p.kernel;
     dx.fill(0.0);
@@ -168,7 +174,7 @@ pub(crate) fn global_avg_backward(hw: usize, dy: &[f32], dx: &mut [f32]) {
 
 /// Row-at-a-time pooling over a padded copy of each plane (see the module docs).
 pub(crate) mod rows {
-    use super::{Pool2d, PoolKind, with_scratch};
+    use super::{Pool2dParams, PoolKind, with_scratch};
     use crate::simd::avx512_dispatch;
 
     /// Padded geometry: padded size, stride-1 output width.
@@ -180,7 +186,7 @@ pub(crate) mod rows {
         kw: usize,
     }
 
-    fn geo(p: &Pool2d) -> Geo {
+    fn geo(p: &Pool2dParams) -> Geo {
         let (hp, wp) = (p.h + 2 * p.padding.0, p.w + 2 * p.padding.1);
         Geo {
             hp,
@@ -192,7 +198,7 @@ pub(crate) mod rows {
     }
 
     /// Copies a plane into the middle of `xpad`, filling the border with `fill`.
-    fn pad(p: &Pool2d, g: &Geo, x: &[f32], fill: f32, xpad: &mut [f32]) {
+    fn pad(p: &Pool2dParams, g: &Geo, x: &[f32], fill: f32, xpad: &mut [f32]) {
         let (ph, pw) = p.padding;
         xpad.fill(fill);
         for iy in 0..p.h {
@@ -203,7 +209,7 @@ pub(crate) mod rows {
     /// Average pooling's division of output row `oy` (values at `v[ox * step]`, `ox < ow`) by
     /// its window size: all cells, or (without the padded cells) the in-bounds rows times
     /// `cols[ox]`. Nothing for max pooling. The row form's forward and backward share it.
-    fn average_row(p: &Pool2d, g: &Geo, oy: usize, cols: &[f32], v: &mut [f32], step: usize) {
+    fn average_row(p: &Pool2dParams, g: &Geo, oy: usize, cols: &[f32], v: &mut [f32], step: usize) {
         let PoolKind::Avg { count_include_pad } = p.kind else {
             return;
         };
@@ -220,7 +226,7 @@ pub(crate) mod rows {
     }
 
     /// Copies the `h x w` interior of a padded plane out into `x` (the inverse of [`pad`]).
-    fn unpad(p: &Pool2d, g: &Geo, xpad: &[f32], x: &mut [f32]) {
+    fn unpad(p: &Pool2dParams, g: &Geo, xpad: &[f32], x: &mut [f32]) {
         let (ph, pw) = p.padding;
         for iy in 0..p.h {
             x[iy * p.w..(iy + 1) * p.w].copy_from_slice(&xpad[(iy + ph) * g.wp + pw..][..p.w]);
@@ -236,7 +242,7 @@ pub(crate) mod rows {
 
     /// In-bounds column count per output column (average pooling without the padded cells
     /// divides by `rows * columns` in bounds).
-    fn column_counts(p: &Pool2d, ow: usize, out: &mut [f32]) {
+    fn column_counts(p: &Pool2dParams, ow: usize, out: &mut [f32]) {
         for (ox, c) in out[..ow].iter_mut().enumerate() {
             *c = span(ox, p.stride.1, p.padding.1, p.kernel.1, p.w) as f32;
         }
@@ -244,7 +250,7 @@ pub(crate) mod rows {
 
     /// Forward pooling of `planes` consecutive channel planes (the loops compiled for AVX-512
     /// when the CPU has it): stride 1 over the flat padded plane, other strides row by row.
-    pub(crate) fn forward_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+    pub(crate) fn forward_planes(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32]) {
         if p.stride == (1, 1) {
             forward_flat_planes(p, planes, x, y)
         } else {
@@ -254,19 +260,19 @@ pub(crate) mod rows {
 
     avx512_dispatch! {
         /// Stride-1 forward pooling over flat padded planes.
-        fn forward_flat_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
+        fn forward_flat_planes(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32])
             = forward_flat;
     }
 
     avx512_dispatch! {
         /// Forward pooling row by row (any stride).
-        fn forward_row_planes(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32])
+        fn forward_row_planes(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32])
             = forward_impl;
     }
 
     /// Average pooling's divisor per stride-1 output: the window size, or (without the padded
     /// cells) the in-bounds cells.
-    fn stride1_counts(p: &Pool2d, g: &Geo, count_include_pad: bool, cnt: &mut [f32]) {
+    fn stride1_counts(p: &Pool2dParams, g: &Geo, count_include_pad: bool, cnt: &mut [f32]) {
         let (oh, ow) = (p.out_h(), p.out_w());
         for oy in 0..oh {
             let ny = span(oy, 1, p.padding.0, g.kh, p.h);
@@ -286,7 +292,7 @@ pub(crate) mod rows {
     /// width (the `kw - 1` columns past each row are zero), scattered horizontally in one loop,
     /// then vertically in one loop per window row. The sums run in the order of the row form.
     #[inline(always)]
-    fn backward_avg_flat(p: &Pool2d, planes: usize, dy: &[f32], dx: &mut [f32]) {
+    fn backward_avg_flat(p: &Pool2dParams, planes: usize, dy: &[f32], dx: &mut [f32]) {
         let count_include_pad = matches!(
             p.kind,
             PoolKind::Avg {
@@ -338,7 +344,7 @@ pub(crate) mod rows {
     /// over hundreds of floats instead of one short row each (the `wp - ow` columns that wrap
     /// around a row end are computed and dropped). Same sums in the same order as the row form.
     #[inline(always)]
-    fn forward_flat(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+    fn forward_flat(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32]) {
         let g = geo(p);
         let (oh, ow) = (p.out_h(), p.out_w());
         let max = matches!(p.kind, PoolKind::Max);
@@ -391,7 +397,7 @@ pub(crate) mod rows {
     }
 
     #[inline(always)]
-    fn forward_impl(p: &Pool2d, planes: usize, x: &[f32], y: &mut [f32]) {
+    fn forward_impl(p: &Pool2dParams, planes: usize, x: &[f32], y: &mut [f32]) {
         let g = geo(p);
         let (oh, ow) = (p.out_h(), p.out_w());
         let (sy, sx) = p.stride;
@@ -444,7 +450,7 @@ pub(crate) mod rows {
     /// pooling sends each output's gradient to the first largest input of its window in
     /// row-major order, as the window-by-window reference does.
     pub(crate) fn backward_planes(
-        p: &Pool2d,
+        p: &Pool2dParams,
         planes: usize,
         x: &[f32],
         dy: &[f32],
@@ -468,7 +474,7 @@ pub(crate) mod rows {
     /// (whose overlapping stores stall store forwarding). The additions run in the row form's
     /// order (window rows from the bottom, columns from the left).
     #[cfg(target_arch = "x86_64")]
-    fn backward_max_flat(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn backward_max_flat(p: &Pool2dParams, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         let g = geo(p);
         let (oh, ow) = (p.out_h(), p.out_w());
         let (ph, pw) = p.padding;
@@ -580,20 +586,20 @@ pub(crate) mod rows {
 
     avx512_dispatch! {
         /// Stride-1 average pooling's backward over flat padded planes.
-        fn backward_avg_flat_planes(p: &Pool2d, planes: usize, dy: &[f32], dx: &mut [f32])
+        fn backward_avg_flat_planes(p: &Pool2dParams, planes: usize, dy: &[f32], dx: &mut [f32])
             = backward_avg_flat;
     }
 
     avx512_dispatch! {
         /// Backward pooling row by row (the arg-max of max pooling in registers with AVX-512).
-        fn backward_row_planes(p: &Pool2d, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
+        fn backward_row_planes(p: &Pool2dParams, planes: usize, x: &[f32], dy: &[f32], dx: &mut [f32])
             = backward_impl::<false>, backward_impl::<true>;
     }
 
     /// The portable (not AVX-512) loops, for the tests on machines that have AVX-512.
     #[cfg(test)]
     pub(crate) fn portable_planes(
-        p: &Pool2d,
+        p: &Pool2dParams,
         planes: usize,
         x: &[f32],
         dy: &[f32],
@@ -673,7 +679,7 @@ pub(crate) mod rows {
 
     #[inline(always)]
     fn backward_impl<const AVX512: bool>(
-        p: &Pool2d,
+        p: &Pool2dParams,
         planes: usize,
         x: &[f32],
         dy: &[f32],

@@ -22,7 +22,7 @@ pub enum PoolKind {
 /// Shape and hyper-parameters of a pooling: input `[n, c, h, w]`, output
 /// `[n, c, out_h, out_w]` with `out_h = (h + 2 * pad_h - kh) / stride_h + 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Pool2d {
+pub struct Pool2dParams {
     /// Max or average.
     pub kind: PoolKind,
     /// Batch size.
@@ -41,7 +41,7 @@ pub struct Pool2d {
     pub padding: (usize, usize),
 }
 
-impl Pool2d {
+impl Pool2dParams {
     /// A square `k x k` window with the given stride and padding.
     pub fn new(
         kind: PoolKind,
@@ -53,7 +53,7 @@ impl Pool2d {
         stride: usize,
         padding: usize,
     ) -> Self {
-        Pool2d {
+        Pool2dParams {
             kind,
             n,
             c,
@@ -120,7 +120,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// Oracle: pad into an Option grid, then reduce each window.
-    fn naive(p: &Pool2d, x: &[f32]) -> Vec<f32> {
+    fn naive(p: &Pool2dParams, x: &[f32]) -> Vec<f32> {
         let (ph, pw) = p.padding;
         let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
         let mut out = vec![];
@@ -176,7 +176,7 @@ mod tests {
         fn pool_matches_naive_and_fd(n in 1usize..3, c in 1usize..4, h in 1usize..9, w in 1usize..9,
                                      k in 1usize..4, s in 1usize..3, kind in 0usize..3, seed in 0u32..1000) {
             let pad = if k >= 2 { (seed as usize) % (k / 2 + 1) } else { 0 };
-            let p = Pool2d::new(kinds()[kind], n, c, h, w, k, s, pad);
+            let p = Pool2dParams::new(kinds()[kind], n, c, h, w, k, s, pad);
             prop_assume!(p.validate().is_ok());
             // distinct values (a permutation) so that max has no ties and FD is well defined
             let len = p.x_len();
@@ -210,7 +210,7 @@ mod tests {
                                           k in 1usize..5, s in 1usize..3, kind in 0usize..3,
                                           pad_pick in 0usize..3, seed in 0usize..1000) {
             let pad = pad_pick % (k / 2 + 1);
-            let p = Pool2d::new(kinds()[kind], 1, c, h, w, k, s, pad);
+            let p = Pool2dParams::new(kinds()[kind], 1, c, h, w, k, s, pad);
             prop_assume!(p.validate().is_ok());
             let levels = [-1.0f32, 0.0, 0.5, 2.0, f32::NEG_INFINITY];
             let x: Vec<f32> = (0..p.x_len()).map(|i| levels[(i * 7 + seed) % 5 % (2 + seed % 4)]).collect();
@@ -240,7 +240,7 @@ mod tests {
     fn darts_pools_3x3() {
         for s in [1usize, 2] {
             for kind in kinds() {
-                let p = Pool2d::new(kind, 2, 3, 7, 6, 3, s, 1);
+                let p = Pool2dParams::new(kind, 2, 3, 7, 6, 3, s, 1);
                 let x: Vec<f32> = (0..p.x_len())
                     .map(|i| ((i * 37) % 101) as f32 - 50.0)
                     .collect();
@@ -260,7 +260,7 @@ mod tests {
         // backward, with image-by-image (serial) calls
         for s in [1usize, 2] {
             for kind in kinds() {
-                let p = Pool2d::new(kind, 5, 16, 32, 30, 3, s, 1);
+                let p = Pool2dParams::new(kind, 5, 16, 32, 30, 3, s, 1);
                 let x: Vec<f32> = (0..p.x_len())
                     .map(|i| ((i * 7919) % 10007) as f32 * 0.01)
                     .collect();
@@ -274,7 +274,7 @@ mod tests {
                 let dy: Vec<f32> = (0..p.y_len()).map(|i| (i % 11) as f32 - 5.0).collect();
                 let mut dx = vec![0.0; p.x_len()];
                 Cpu.pool2d_backward(&p, &x, Some(&y), &dy, &mut dx).unwrap();
-                let one = Pool2d { n: 1, ..p };
+                let one = Pool2dParams { n: 1, ..p };
                 let (xl, yl) = (one.x_len(), one.y_len());
                 for b in 0..p.n {
                     let mut d1 = vec![0.0; xl];
@@ -309,12 +309,12 @@ mod tests {
 
     #[test]
     fn pool_errors() {
-        let bad = Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 2);
+        let bad = Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 2);
         assert!(matches!(
             bad.validate(),
             Err(KernelError::InvalidParam { .. })
         ));
-        let p = Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 1);
+        let p = Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 1);
         let mut y = vec![0.0; 15];
         assert!(matches!(
             Cpu.pool2d(&p, &vec![0.0; 16], &mut y),
@@ -322,7 +322,7 @@ mod tests {
         ));
         assert!(
             Cpu.pool2d(
-                &Pool2d::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1),
+                &Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1),
                 &vec![0.0; 16],
                 &mut y
             )
