@@ -19,6 +19,18 @@
 //!   gradient of `sum(y * dy)` with respect to the named input.
 //! - Shapes are host-side; small host-side arrays (labels, channel lists) are passed as
 //!   slices and uploaded by device backends as needed.
+//! - Host transfers are only [`Backend::from_slice`], [`Backend::from_vec`] and
+//!   [`Backend::to_vec`]: every other method reads and writes device memory only, so a
+//!   training step on a device backend moves nothing to or from the host except the batch
+//!   and the values the caller reads.
+//!
+//! # Buffers
+//! [`Backend::Buffer`] is what kernels read and write (a slice `[f32]` on the CPU, so plain
+//! vectors can be passed in tests and benchmarks); [`Backend::Owned`] is what the backend
+//! allocates and owns (the CPU's pooled [`Buf`](crate::buf::Buf): freed buffers return to a
+//! per-thread pool, the CPU backend's memory policy).
+
+use std::borrow::BorrowMut;
 
 use rand_chacha::ChaCha8Rng;
 
@@ -26,8 +38,10 @@ use crate::device::Device;
 use crate::error::Result;
 pub use crate::ops::batch_norm::BatchNormParams;
 pub use crate::ops::conv2d::Conv2dParams;
+pub use crate::ops::copy::StridedCopy;
 pub use crate::ops::elementwise::{BinaryOp, UnaryOp, broadcast_shape};
 pub use crate::ops::matmul::Matmul;
+pub use crate::ops::optim::{AdamStep, SgdStep};
 pub use crate::ops::pool2d::{Pool2dParams, PoolKind};
 pub use crate::ops::random::RandomDist;
 pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
@@ -35,19 +49,27 @@ pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
 /// A compute backend: a buffer type plus kernels over it. See the [module docs](self) for the
 /// conventions every method follows.
 pub trait Backend: std::fmt::Debug + Send + Sync {
-    /// A buffer of `f32` values owned by this backend (`Vec<f32>` on the CPU).
-    type Buffer: std::fmt::Debug + Send + Sync;
+    /// The `f32` values kernels read and write (`[f32]` on the CPU).
+    type Buffer: ?Sized + std::fmt::Debug + Send + Sync;
+    /// A buffer owned by this backend (the pooled [`Buf`](crate::buf::Buf) on the CPU).
+    type Owned: std::fmt::Debug + Send + Sync + BorrowMut<Self::Buffer>;
 
     // ---------------------------------------------------------------- buffers
 
     /// The device this backend computes on.
     fn device(&self) -> Device;
     /// A buffer of `len` zeros.
-    fn zeros(&self, len: usize) -> Result<Self::Buffer>;
-    /// A buffer holding a copy of `data`.
+    fn zeros(&self, len: usize) -> Result<Self::Owned>;
+    /// A buffer of `len` values for a caller that overwrites every one of them (an op's
+    /// output): its values are unspecified (but initialised).
+    fn alloc(&self, len: usize) -> Result<Self::Owned>;
+    /// A buffer holding a copy of `data` (a host-to-device transfer).
     #[allow(clippy::wrong_self_convention)]
-    fn from_slice(&self, data: &[f32]) -> Result<Self::Buffer>;
-    /// The buffer's contents, copied to the host.
+    fn from_slice(&self, data: &[f32]) -> Result<Self::Owned>;
+    /// A buffer holding `data` (a host-to-device transfer; the CPU keeps the vector).
+    #[allow(clippy::wrong_self_convention)]
+    fn from_vec(&self, data: Vec<f32>) -> Result<Self::Owned>;
+    /// The buffer's contents, copied to the host (a device-to-host transfer).
     fn to_vec(&self, buf: &Self::Buffer) -> Result<Vec<f32>>;
     /// Number of elements of a buffer.
     fn len(&self, buf: &Self::Buffer) -> usize;
@@ -55,6 +77,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     fn copy(&self, src: &Self::Buffer, dst: &mut Self::Buffer) -> Result<()>;
     /// Sets every element of `dst` to `value`.
     fn fill(&self, value: f32, dst: &mut Self::Buffer) -> Result<()>;
+    /// Copies the elements [`StridedCopy`] addresses from `src` to `dst` (permutes, slices,
+    /// and the scatter of a slice's gradient); elements of `dst` it does not address are
+    /// left as they are.
+    fn copy_strided(
+        &self,
+        p: &StridedCopy,
+        src: &Self::Buffer,
+        dst: &mut Self::Buffer,
+    ) -> Result<()>;
 
     // ---------------------------------------------------------------- elementwise
 
@@ -328,6 +359,60 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dx: &mut Self::Buffer,
         dgamma: Option<&mut Self::Buffer>,
         dbeta: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- selections
+
+    /// Backward of an elementwise maximum or minimum `y = op(a, b)` (all four buffers of
+    /// `y`'s length, `a` broadcast to it): the gradient goes to `a` where `a == y` (ties
+    /// included), else to `b`: `da = dy * (a == y)`, `db = dy * (a != y)`.
+    fn select_backward(
+        &self,
+        a: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        da: &mut Self::Buffer,
+        db: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The index of the largest value of each row of `x: [rows, cols]` (the first on ties),
+    /// written as an `f32` into `out` (`rows` elements).
+    fn argmax_rows(
+        &self,
+        x: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    // ---------------------------------------------------------------- optimizers
+
+    /// One SGD update of the weights `w` from their gradient `g`, see [`SgdStep`]
+    /// (`momentum` is the momentum buffer, required when `p.momentum != 0`).
+    fn sgd_step(
+        &self,
+        p: &SgdStep,
+        w: &mut Self::Buffer,
+        g: &Self::Buffer,
+        momentum: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+    /// One Adam update of `w` from its gradient `g` and moments `m`, `v`, see [`AdamStep`].
+    fn adam_step(
+        &self,
+        p: &AdamStep,
+        w: &mut Self::Buffer,
+        g: &Self::Buffer,
+        m: &mut Self::Buffer,
+        v: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// Clips gradients by their global L2 norm (PyTorch's `clip_grad_norm_`): with
+    /// `total = sqrt(sum of squares of every element of every buffer)` (accumulated in
+    /// `f64`), multiplies every element by `max_norm / (total + 1e-6)` when that is below 1.
+    /// Writes `total` to `total_out` (1 element).
+    fn clip_grad_norm(
+        &self,
+        grads: &mut [&mut Self::Buffer],
+        max_norm: f32,
+        total_out: &mut Self::Buffer,
     ) -> Result<()>;
 
     // ---------------------------------------------------------------- randomness

@@ -1,11 +1,14 @@
-//! The CPU backend: buffers are `Vec<f32>`, kernels are the `cpu_kernel` modules of each op.
+//! The CPU backend: kernels read and write slices, buffers are the pooled [`Buf`] (freed
+//! buffers return to a per-thread pool: the CPU's memory policy); kernels are the
+//! `cpu_kernel` modules of each op.
 
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::*;
+use crate::buf::Buf;
 use crate::device::Device;
 use crate::error::{KernelError, Result, check_len};
-use crate::ops::{batch_norm, conv2d, elementwise, pool2d, random, reduce};
+use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, reduce};
 
 /// The CPU backend. Kernels use [`crate::gemm::sgemm`] and spread large problems over threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,7 +18,7 @@ fn prod(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-fn opt_len(op: &'static str, what: &'static str, b: Option<&Vec<f32>>, len: usize) -> Result<()> {
+fn opt_len(op: &'static str, what: &'static str, b: Option<&[f32]>, len: usize) -> Result<()> {
     match b {
         Some(b) => check_len(op, what, b.len(), len),
         None => Ok(()),
@@ -23,34 +26,46 @@ fn opt_len(op: &'static str, what: &'static str, b: Option<&Vec<f32>>, len: usiz
 }
 
 impl Backend for Cpu {
-    type Buffer = Vec<f32>;
+    type Buffer = [f32];
+    type Owned = Buf;
 
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+    fn zeros(&self, len: usize) -> Result<Buf> {
+        Ok(Buf::zeros(len))
     }
-    fn from_slice(&self, data: &[f32]) -> Result<Vec<f32>> {
-        Ok(data.to_vec())
+    fn alloc(&self, len: usize) -> Result<Buf> {
+        Ok(Buf::for_overwrite(len))
     }
-    fn to_vec(&self, buf: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(buf.clone())
+    fn from_slice(&self, data: &[f32]) -> Result<Buf> {
+        Ok(Buf::copy_from(data))
     }
-    fn len(&self, buf: &Vec<f32>) -> usize {
+    fn from_vec(&self, data: Vec<f32>) -> Result<Buf> {
+        Ok(Buf::from_vec(data))
+    }
+    fn to_vec(&self, buf: &[f32]) -> Result<Vec<f32>> {
+        Ok(buf.to_vec())
+    }
+    fn len(&self, buf: &[f32]) -> usize {
         buf.len()
     }
-    fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>) -> Result<()> {
+    fn copy(&self, src: &[f32], dst: &mut [f32]) -> Result<()> {
         check_len("copy", "dst", dst.len(), src.len())?;
         dst.copy_from_slice(src);
         Ok(())
     }
-    fn fill(&self, value: f32, dst: &mut Vec<f32>) -> Result<()> {
+    fn fill(&self, value: f32, dst: &mut [f32]) -> Result<()> {
         dst.fill(value);
         Ok(())
     }
+    fn copy_strided(&self, p: &StridedCopy, src: &[f32], dst: &mut [f32]) -> Result<()> {
+        p.validate(src.len(), dst.len())?;
+        copy::cpu_copy(p, src, dst);
+        Ok(())
+    }
 
-    fn unary(&self, op: UnaryOp, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn unary(&self, op: UnaryOp, x: &[f32], y: &mut [f32]) -> Result<()> {
         check_len("unary", "y", y.len(), x.len())?;
         elementwise::cpu_kernel::unary(op, x, y);
         Ok(())
@@ -58,10 +73,10 @@ impl Backend for Cpu {
     fn unary_backward(
         &self,
         op: UnaryOp,
-        x: &Vec<f32>,
-        y: &Vec<f32>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         let n = x.len();
         check_len("unary_backward", "y", y.len(), n)?;
@@ -73,11 +88,11 @@ impl Backend for Cpu {
     fn binary(
         &self,
         op: BinaryOp,
-        a: &Vec<f32>,
+        a: &[f32],
         a_shape: &[usize],
-        b: &Vec<f32>,
+        b: &[f32],
         b_shape: &[usize],
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "binary";
         check_len(OP, "a", a.len(), prod(a_shape))?;
@@ -93,10 +108,10 @@ impl Backend for Cpu {
     }
     fn sum_to_shape(
         &self,
-        x: &Vec<f32>,
+        x: &[f32],
         x_shape: &[usize],
         out_shape: &[usize],
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "sum_to_shape";
         check_len(OP, "x", x.len(), prod(x_shape))?;
@@ -115,10 +130,10 @@ impl Backend for Cpu {
     }
     fn broadcast_to(
         &self,
-        x: &Vec<f32>,
+        x: &[f32],
         x_shape: &[usize],
         out_shape: &[usize],
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "broadcast_to";
         check_len(OP, "x", x.len(), prod(x_shape))?;
@@ -135,28 +150,27 @@ impl Backend for Cpu {
         elementwise::cpu_kernel::broadcast_to(x, x_shape, out, out_shape);
         Ok(())
     }
-    fn axpy(&self, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn axpy(&self, alpha: f32, x: &[f32], y: &mut [f32]) -> Result<()> {
         check_len("axpy", "y", y.len(), x.len())?;
         elementwise::cpu_kernel::axpy(alpha, x, y);
         Ok(())
     }
-    fn weighted_sum(&self, weights: &Vec<f32>, xs: &[&Vec<f32>], out: &mut Vec<f32>) -> Result<()> {
+    fn weighted_sum(&self, weights: &[f32], xs: &[&[f32]], out: &mut [f32]) -> Result<()> {
         const OP: &str = "weighted_sum";
         check_len(OP, "weights", weights.len(), xs.len())?;
         for x in xs {
             check_len(OP, "xs[k]", x.len(), out.len())?;
         }
-        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
-        elementwise::cpu_kernel::weighted_sum(weights, &xs, out);
+        elementwise::cpu_kernel::weighted_sum(weights, xs, out);
         Ok(())
     }
     fn weighted_sum_backward(
         &self,
-        weights: &Vec<f32>,
-        xs: &[&Vec<f32>],
-        dy: &Vec<f32>,
-        dxs: &mut [&mut Vec<f32>],
-        dweights: &mut Vec<f32>,
+        weights: &[f32],
+        xs: &[&[f32]],
+        dy: &[f32],
+        dxs: &mut [&mut [f32]],
+        dweights: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "weighted_sum_backward";
         check_len(OP, "weights", weights.len(), xs.len())?;
@@ -168,18 +182,16 @@ impl Backend for Cpu {
         for d in dxs.iter() {
             check_len(OP, "dxs[k]", d.len(), dy.len())?;
         }
-        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
-        let mut dxs: Vec<&mut [f32]> = dxs.iter_mut().map(|d| d.as_mut_slice()).collect();
-        elementwise::cpu_kernel::weighted_sum_backward(weights, &xs, dy, &mut dxs, dweights);
+        elementwise::cpu_kernel::weighted_sum_backward(weights, xs, dy, dxs, dweights);
         Ok(())
     }
     fn concat_channels(
         &self,
-        xs: &[&Vec<f32>],
+        xs: &[&[f32]],
         channels: &[usize],
         n: usize,
         hw: usize,
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "concat_channels";
         check_len(OP, "channels (count)", channels.len(), xs.len())?;
@@ -192,17 +204,16 @@ impl Backend for Cpu {
             out.len(),
             n * channels.iter().sum::<usize>() * hw,
         )?;
-        let xs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
-        elementwise::cpu_kernel::concat_channels(&xs, channels, n, hw, out);
+        elementwise::cpu_kernel::concat_channels(xs, channels, n, hw, out);
         Ok(())
     }
     fn split_channels(
         &self,
-        x: &Vec<f32>,
+        x: &[f32],
         channels: &[usize],
         n: usize,
         hw: usize,
-        outs: &mut [&mut Vec<f32>],
+        outs: &mut [&mut [f32]],
     ) -> Result<()> {
         const OP: &str = "split_channels";
         check_len(OP, "channels (count)", channels.len(), outs.len())?;
@@ -210,18 +221,17 @@ impl Backend for Cpu {
             check_len(OP, "outs[i]", o.len(), n * c * hw)?;
         }
         check_len(OP, "x", x.len(), n * channels.iter().sum::<usize>() * hw)?;
-        let mut outs: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        elementwise::cpu_kernel::split_channels(x, channels, n, hw, &mut outs);
+        elementwise::cpu_kernel::split_channels(x, channels, n, hw, outs);
         Ok(())
     }
 
     fn reduce(
         &self,
         op: ReduceOp,
-        x: &Vec<f32>,
+        x: &[f32],
         shape: &[usize],
         axis: Option<usize>,
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) -> Result<()> {
         let (outer, len, inner) = reduce_dims("reduce", x.len(), shape, axis)?;
         check_len("reduce", "out", out.len(), outer * inner)?;
@@ -234,12 +244,12 @@ impl Backend for Cpu {
     fn reduce_backward(
         &self,
         op: ReduceOp,
-        x: &Vec<f32>,
-        y: &Vec<f32>,
+        x: &[f32],
+        y: &[f32],
         shape: &[usize],
         axis: Option<usize>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        dy: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "reduce_backward";
         let (outer, len, inner) = reduce_dims(OP, x.len(), shape, axis)?;
@@ -252,10 +262,10 @@ impl Backend for Cpu {
     fn softmax(
         &self,
         op: SoftmaxOp,
-        x: &Vec<f32>,
+        x: &[f32],
         rows: usize,
         cols: usize,
-        y: &mut Vec<f32>,
+        y: &mut [f32],
     ) -> Result<()> {
         check_len("softmax", "x", x.len(), rows * cols)?;
         check_len("softmax", "y", y.len(), rows * cols)?;
@@ -265,11 +275,11 @@ impl Backend for Cpu {
     fn softmax_backward(
         &self,
         op: SoftmaxOp,
-        y: &Vec<f32>,
-        dy: &Vec<f32>,
+        y: &[f32],
+        dy: &[f32],
         rows: usize,
         cols: usize,
-        dx: &mut Vec<f32>,
+        dx: &mut [f32],
     ) -> Result<()> {
         for (what, l) in [("y", y.len()), ("dy", dy.len()), ("dx", dx.len())] {
             check_len("softmax_backward", what, l, rows * cols)?;
@@ -279,11 +289,11 @@ impl Backend for Cpu {
     }
     fn cross_entropy(
         &self,
-        logits: &Vec<f32>,
+        logits: &[f32],
         labels: &[usize],
         rows: usize,
         cols: usize,
-        loss: &mut Vec<f32>,
+        loss: &mut [f32],
     ) -> Result<()> {
         check_ce("cross_entropy", logits.len(), labels, rows, cols)?;
         check_len("cross_entropy", "loss", loss.len(), 1)?;
@@ -292,12 +302,12 @@ impl Backend for Cpu {
     }
     fn cross_entropy_backward(
         &self,
-        logits: &Vec<f32>,
+        logits: &[f32],
         labels: &[usize],
         rows: usize,
         cols: usize,
-        dloss: &Vec<f32>,
-        dlogits: &mut Vec<f32>,
+        dloss: &[f32],
+        dlogits: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "cross_entropy_backward";
         check_ce(OP, logits.len(), labels, rows, cols)?;
@@ -307,7 +317,7 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn matmul(&self, p: &Matmul, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
+    fn matmul(&self, p: &Matmul, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
         check_len("matmul", "a", a.len(), p.a_len())?;
         check_len("matmul", "b", b.len(), p.b_len())?;
         check_len("matmul", "c", c.len(), p.c_len())?;
@@ -337,10 +347,10 @@ impl Backend for Cpu {
     fn conv2d(
         &self,
         p: &Conv2dParams,
-        x: &Vec<f32>,
-        w: &Vec<f32>,
-        bias: Option<&Vec<f32>>,
-        y: &mut Vec<f32>,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "conv2d";
         p.validate()?;
@@ -348,15 +358,15 @@ impl Backend for Cpu {
         check_len(OP, "weight", w.len(), p.w_len())?;
         opt_len(OP, "bias", bias, p.c_out)?;
         check_len(OP, "y", y.len(), p.y_len())?;
-        conv2d::cpu_kernel::forward(p, x, w, bias.map(|b| b.as_slice()), y);
+        conv2d::cpu_kernel::forward(p, x, w, bias, y);
         Ok(())
     }
     fn conv2d_backward_input(
         &self,
         p: &Conv2dParams,
-        w: &Vec<f32>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        w: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "conv2d_backward_input";
         p.validate()?;
@@ -369,10 +379,10 @@ impl Backend for Cpu {
     fn conv2d_backward_weight(
         &self,
         p: &Conv2dParams,
-        x: &Vec<f32>,
-        dy: &Vec<f32>,
-        dw: &mut Vec<f32>,
-        dbias: Option<&mut Vec<f32>>,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        dbias: Option<&mut [f32]>,
     ) -> Result<()> {
         const OP: &str = "conv2d_backward_weight";
         p.validate()?;
@@ -380,15 +390,15 @@ impl Backend for Cpu {
         check_len(OP, "dy", dy.len(), p.y_len())?;
         check_len(OP, "dweight", dw.len(), p.w_len())?;
         opt_len(OP, "dbias", dbias.as_deref(), p.c_out)?;
-        conv2d::cpu_kernel::backward_weight(p, x, dy, dw, dbias.map(|b| b.as_mut_slice()));
+        conv2d::cpu_kernel::backward_weight(p, x, dy, dw, dbias);
         Ok(())
     }
     fn conv2d_relu_input(
         &self,
         p: &Conv2dParams,
-        x: &Vec<f32>,
-        w: &Vec<f32>,
-        y: &mut Vec<f32>,
+        x: &[f32],
+        w: &[f32],
+        y: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "conv2d_relu_input";
         p.validate()?;
@@ -401,10 +411,10 @@ impl Backend for Cpu {
     fn conv2d_backward_input_relu_mask(
         &self,
         p: &Conv2dParams,
-        w: &Vec<f32>,
-        dy: &Vec<f32>,
-        x: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        w: &[f32],
+        dy: &[f32],
+        x: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "conv2d_backward_input_relu_mask";
         p.validate()?;
@@ -418,9 +428,9 @@ impl Backend for Cpu {
     fn conv2d_backward_weight_relu_input(
         &self,
         p: &Conv2dParams,
-        x: &Vec<f32>,
-        dy: &Vec<f32>,
-        dw: &mut Vec<f32>,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "conv2d_backward_weight_relu_input";
         p.validate()?;
@@ -431,7 +441,7 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn pool2d(&self, p: &Pool2dParams, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn pool2d(&self, p: &Pool2dParams, x: &[f32], y: &mut [f32]) -> Result<()> {
         p.validate()?;
         check_len("pool2d", "x", x.len(), p.x_len())?;
         check_len("pool2d", "y", y.len(), p.y_len())?;
@@ -441,10 +451,10 @@ impl Backend for Cpu {
     fn pool2d_backward(
         &self,
         p: &Pool2dParams,
-        x: &Vec<f32>,
-        y: Option<&Vec<f32>>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        x: &[f32],
+        y: Option<&[f32]>,
+        dy: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "pool2d_backward";
         p.validate()?;
@@ -464,8 +474,8 @@ impl Backend for Cpu {
         n: usize,
         c: usize,
         hw: usize,
-        x: &Vec<f32>,
-        y: &mut Vec<f32>,
+        x: &[f32],
+        y: &mut [f32],
     ) -> Result<()> {
         if hw == 0 {
             return Err(KernelError::param("global_avg_pool", "hw must be positive"));
@@ -480,8 +490,8 @@ impl Backend for Cpu {
         n: usize,
         c: usize,
         hw: usize,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
+        dy: &[f32],
+        dx: &mut [f32],
     ) -> Result<()> {
         if hw == 0 {
             return Err(KernelError::param(
@@ -497,14 +507,14 @@ impl Backend for Cpu {
     fn batch_norm(
         &self,
         p: &BatchNormParams,
-        x: &Vec<f32>,
-        gamma: Option<&Vec<f32>>,
-        beta: Option<&Vec<f32>>,
-        running_mean: Option<&mut Vec<f32>>,
-        running_var: Option<&mut Vec<f32>>,
-        y: &mut Vec<f32>,
-        save_mean: &mut Vec<f32>,
-        save_invstd: &mut Vec<f32>,
+        x: &[f32],
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        running_mean: Option<&mut [f32]>,
+        running_var: Option<&mut [f32]>,
+        y: &mut [f32],
+        save_mean: &mut [f32],
+        save_invstd: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "batch_norm";
         p.validate()?;
@@ -525,10 +535,10 @@ impl Backend for Cpu {
         batch_norm::cpu_kernel::forward(
             p,
             x,
-            gamma.map(|g| g.as_slice()),
-            beta.map(|b| b.as_slice()),
-            running_mean.map(|r| r.as_mut_slice()),
-            running_var.map(|r| r.as_mut_slice()),
+            gamma,
+            beta,
+            running_mean,
+            running_var,
             y,
             save_mean,
             save_invstd,
@@ -538,14 +548,14 @@ impl Backend for Cpu {
     fn batch_norm_backward(
         &self,
         p: &BatchNormParams,
-        x: &Vec<f32>,
-        gamma: Option<&Vec<f32>>,
-        save_mean: &Vec<f32>,
-        save_invstd: &Vec<f32>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
-        dgamma: Option<&mut Vec<f32>>,
-        dbeta: Option<&mut Vec<f32>>,
+        x: &[f32],
+        gamma: Option<&[f32]>,
+        save_mean: &[f32],
+        save_invstd: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        dgamma: Option<&mut [f32]>,
+        dbeta: Option<&mut [f32]>,
     ) -> Result<()> {
         const OP: &str = "batch_norm_backward";
         p.validate()?;
@@ -560,23 +570,101 @@ impl Backend for Cpu {
         batch_norm::cpu_kernel::backward(
             p,
             x,
-            gamma.map(|g| g.as_slice()),
+            gamma,
             save_mean,
             save_invstd,
             dy,
             dx,
-            dgamma.map(|g| g.as_mut_slice()),
-            dbeta.map(|b| b.as_mut_slice()),
+            dgamma,
+            dbeta,
         );
         Ok(())
     }
 
-    fn fill_random(
+    fn select_backward(
         &self,
-        dist: RandomDist,
-        rng: &mut ChaCha8Rng,
-        out: &mut Vec<f32>,
+        a: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        da: &mut [f32],
+        db: &mut [f32],
     ) -> Result<()> {
+        const OP: &str = "select_backward";
+        for (what, l) in [
+            ("a", a.len()),
+            ("dy", dy.len()),
+            ("da", da.len()),
+            ("db", db.len()),
+        ] {
+            check_len(OP, what, l, y.len())?;
+        }
+        for i in 0..y.len() {
+            let a_wins = a[i] == y[i];
+            da[i] = if a_wins { dy[i] } else { 0.0 };
+            db[i] = if a_wins { 0.0 } else { dy[i] };
+        }
+        Ok(())
+    }
+    fn argmax_rows(&self, x: &[f32], rows: usize, cols: usize, out: &mut [f32]) -> Result<()> {
+        check_len("argmax_rows", "x", x.len(), rows * cols)?;
+        check_len("argmax_rows", "out", out.len(), rows)?;
+        if cols == 0 && rows > 0 {
+            return Err(KernelError::param("argmax_rows", "rows have no columns"));
+        }
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = &x[r * cols..(r + 1) * cols];
+            let mut best = 0;
+            for (j, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = j;
+                }
+            }
+            *o = best as f32;
+        }
+        Ok(())
+    }
+    fn sgd_step(
+        &self,
+        p: &SgdStep,
+        w: &mut [f32],
+        g: &[f32],
+        momentum: Option<&mut [f32]>,
+    ) -> Result<()> {
+        check_len("sgd_step", "g", g.len(), w.len())?;
+        if let Some(b) = momentum.as_deref() {
+            check_len("sgd_step", "momentum", b.len(), w.len())?;
+        } else if p.momentum != 0.0 {
+            return Err(KernelError::param("sgd_step", "momentum needs a buffer"));
+        }
+        optim::sgd(p, w, g, momentum);
+        Ok(())
+    }
+    fn adam_step(
+        &self,
+        p: &AdamStep,
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> Result<()> {
+        for (what, l) in [("g", g.len()), ("m", m.len()), ("v", v.len())] {
+            check_len("adam_step", what, l, w.len())?;
+        }
+        optim::adam(p, w, g, m, v);
+        Ok(())
+    }
+    fn clip_grad_norm(
+        &self,
+        grads: &mut [&mut [f32]],
+        max_norm: f32,
+        total_out: &mut [f32],
+    ) -> Result<()> {
+        check_len("clip_grad_norm", "total_out", total_out.len(), 1)?;
+        total_out[0] = optim::clip(grads, max_norm);
+        Ok(())
+    }
+
+    fn fill_random(&self, dist: RandomDist, rng: &mut ChaCha8Rng, out: &mut [f32]) -> Result<()> {
         match dist {
             RandomDist::Uniform { low, high }
                 if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
@@ -601,7 +689,7 @@ impl Backend for Cpu {
         random::fill(dist, rng, out);
         Ok(())
     }
-    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) -> Result<()> {
+    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut [f32]) -> Result<()> {
         if !(0.0..=1.0).contains(&p) {
             return Err(KernelError::param(
                 "dropout_mask",

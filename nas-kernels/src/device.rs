@@ -17,6 +17,9 @@ pub enum Device {
     Cpu,
     /// A CUDA GPU by ordinal.
     Cuda(usize),
+    /// The test-only [`TestBackend`](crate::TestBackend) (host memory behind opaque
+    /// buffers, host transfers counted). Not parsed from strings: tests pick it in code.
+    Test,
 }
 
 impl fmt::Display for Device {
@@ -24,6 +27,7 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Test => write!(f, "test"),
         }
     }
 }

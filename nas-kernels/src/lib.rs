@@ -4,7 +4,11 @@
 //! - [`Backend`] (module [`backend`]): the interface the tensor crate programs against — a
 //!   buffer type plus op-enum-driven kernels (elementwise, reductions, softmax/cross-entropy,
 //!   matmul, conv2d, pooling, batch norm, random fills), forward and backward.
-//! - [`Cpu`]: the CPU implementation (`Buffer = Vec<f32>`).
+//! - [`Cpu`]: the CPU implementation (kernels on `[f32]` slices, buffers from a per-thread
+//!   pool: [`buf`]).
+//! - [`TestBackend`]: a test-only backend with opaque buffers that computes with the CPU
+//!   kernels and counts every host transfer (how the tensor crate proves that nothing
+//!   bypasses the [`Backend`] seam).
 //! - [`Device`]: run-time device choice (`"cpu"`, `"cuda:0"`).
 //! - [`KernelError`]: every shape or parameter error.
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
@@ -25,20 +29,24 @@
 //! ```
 
 pub mod backend;
+pub mod buf;
 pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod gemm;
 pub mod ops;
 mod simd;
+pub mod test_backend;
 pub mod threads;
 pub mod workloads;
 mod workspace;
 
 pub use backend::{
-    Backend, BatchNormParams, BinaryOp, Conv2dParams, Matmul, Pool2dParams, PoolKind, RandomDist,
-    ReduceOp, SoftmaxOp, UnaryOp, broadcast_shape,
+    AdamStep, Backend, BatchNormParams, BinaryOp, Conv2dParams, Matmul, Pool2dParams, PoolKind,
+    RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, UnaryOp, broadcast_shape,
 };
+pub use buf::Buf;
 pub use cpu::Cpu;
 pub use device::Device;
 pub use error::{KernelError, Result};
+pub use test_backend::{TestBackend, TestBuf};

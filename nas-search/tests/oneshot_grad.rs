@@ -104,7 +104,7 @@ fn unrolled_valid_loss(
     xi: f32,
     wd: f32,
 ) -> f64 {
-    let w0: Vec<Vec<f32>> = s.weights().iter().map(|p| p.to_vec()).collect();
+    let w0: Vec<Vec<f32>> = s.weights().iter().map(|p| p.to_vec().unwrap()).collect();
     for p in s.weights() {
         p.zero_grad();
     }
@@ -118,12 +118,12 @@ fn unrolled_valid_loss(
         .unwrap();
     loss.backward().unwrap();
     for p in s.weights() {
-        let g = p.grad_vec().unwrap();
-        p.update_data(|w| {
-            for j in 0..w.len() {
-                w[j] -= xi * (g[j] + wd * w[j]);
-            }
-        });
+        let g = p.grad_vec().unwrap().unwrap();
+        let mut w = p.to_vec().unwrap();
+        for j in 0..w.len() {
+            w[j] -= xi * (g[j] + wd * w[j]);
+        }
+        p.set_data(&w).unwrap();
     }
     let l = no_grad(|| {
         s.supernet()
@@ -160,7 +160,7 @@ fn second_order_gradient_matches_brute_force_unrolling() {
     // Make the architecture matter: logits of order 1.
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for a in s.arch().tensors() {
-        let v = Tensor::randn_with(a.shape(), &mut rng).to_vec();
+        let v = Tensor::randn_with(a.shape(), &mut rng).to_vec().unwrap();
         a.set_data(&v).unwrap();
     }
     let (tb, vb) = s.batch_pair(0).unwrap();
@@ -177,32 +177,37 @@ fn second_order_gradient_matches_brute_force_unrolling() {
         x: vb.0.clone(),
         y: vb.1.clone(),
     };
-    let w_before: Vec<Vec<f32>> = s.weights().iter().map(|p| p.to_vec()).collect();
+    let w_before: Vec<Vec<f32>> = s.weights().iter().map(|p| p.to_vec().unwrap()).collect();
     s.arch_grad_second_order(&sb, &vsb, xi).unwrap();
-    let second: Vec<f32> = s.arch().normal.grad_vec().unwrap();
+    let second: Vec<f32> = s.arch().normal.grad_vec().unwrap().unwrap();
     // Weights restored exactly.
     for (p, w) in s.weights().iter().zip(&w_before) {
         assert!(
             p.to_vec()
+                .unwrap()
                 .iter()
                 .zip(w)
                 .all(|(a, b)| a.to_bits() == b.to_bits())
         );
     }
     s.arch_grad_first_order(&vsb).unwrap();
-    let first: Vec<f32> = s.arch().normal.grad_vec().unwrap();
+    let first: Vec<f32> = s.arch().normal.grad_vec().unwrap().unwrap();
 
     let alpha = s.arch().normal.clone();
     // Central differences with two steps; an element whose two estimates disagree straddles a
     // ReLU kink (the unrolled loss jumps there: the weight step's gradient is discontinuous)
     // and is skipped, as gradcheck's `skip_kinks` does.
     let fd = |h: f32, e: usize| -> f64 {
-        let orig = alpha.with_data(|d| d[e]);
-        alpha.update_data(|d| d[e] = orig + h);
+        let mut v = alpha.to_vec().unwrap();
+        let orig = v[e];
+        v[e] = orig + h;
+        alpha.set_data(&v).unwrap();
         let lp = unrolled_valid_loss(&s, &tb, &vb, xi, wd);
-        alpha.update_data(|d| d[e] = orig - h);
+        v[e] = orig - h;
+        alpha.set_data(&v).unwrap();
         let lm = unrolled_valid_loss(&s, &tb, &vb, xi, wd);
-        alpha.update_data(|d| d[e] = orig);
+        v[e] = orig;
+        alpha.set_data(&v).unwrap();
         (lp - lm) / (2.0 * h as f64)
     };
     let (mut b, mut f, mut sec) = (Vec::new(), Vec::new(), Vec::new());
@@ -297,7 +302,7 @@ fn gdas_hard_forward_and_straight_through_gradient() {
                 },
             )
             .unwrap();
-        let (a, b) = (hard.to_vec(), reference.to_vec());
+        let (a, b) = (hard.to_vec().unwrap(), reference.to_vec().unwrap());
         let max_diff = a
             .iter()
             .zip(&b)
@@ -319,7 +324,7 @@ fn gdas_hard_forward_and_straight_through_gradient() {
             ),
         };
         {
-            let g = t.grad_vec().expect("logits get a gradient");
+            let g = t.grad_vec().unwrap().expect("logits get a gradient");
             let k = space.num_ops();
             for (e, row) in g.chunks(k).enumerate().filter(|(e, _)| direct.contains(e)) {
                 assert!(
@@ -350,7 +355,7 @@ fn recompute_matches_plain_backward() {
         let mut s = OneShotSearch::new(cfg, &data).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for a in s.arch().tensors() {
-            let v = Tensor::randn_with(a.shape(), &mut rng).to_vec();
+            let v = Tensor::randn_with(a.shape(), &mut rng).to_vec().unwrap();
             a.set_data(&v).unwrap();
         }
         let (_, vb) = s.batch_pair(0).unwrap();
@@ -358,10 +363,10 @@ fn recompute_matches_plain_backward() {
         let (loss, _) = s.arch_grad_first_order(&vb).unwrap();
         let mut g: Vec<f32> = vec![loss];
         for a in s.arch().tensors() {
-            g.extend(a.grad_vec().unwrap());
+            g.extend(a.grad_vec().unwrap().unwrap());
             a.zero_grad();
         }
-        assert!(s.weights().iter().all(|w| w.grad_vec().is_none()));
+        assert!(s.weights().iter().all(|w| w.grad_vec().unwrap().is_none()));
         // every gradient, through the supernet directly (BN statistics updated twice now)
         let make = || s.arch().soft();
         let net = s.supernet();
@@ -373,13 +378,13 @@ fn recompute_matches_plain_backward() {
         .unwrap();
         g.push(loss2);
         for a in s.arch().tensors() {
-            g.extend(a.grad_vec().unwrap());
+            g.extend(a.grad_vec().unwrap().unwrap());
         }
         for w in s.weights() {
-            g.extend(w.grad_vec().unwrap());
+            g.extend(w.grad_vec().unwrap().unwrap());
         }
         for (_, b) in s.supernet().named_buffers() {
-            g.extend(b.to_vec());
+            g.extend(b.to_vec().unwrap());
         }
         grads.push(g);
     }

@@ -120,7 +120,7 @@ fn tiny_search_learns_and_writes_outputs() {
         cfg.a_lr = 3e-3;
         let mut s = OneShotSearch::new(cfg.clone(), &data).unwrap();
         let (loss0, acc0) = s.evaluate_valid().unwrap();
-        let alpha0 = s.arch().snapshot();
+        let alpha0 = s.arch().snapshot().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = run_oneshot(&cfg, &data, dir.path(), false).unwrap();
         let last = out.history.last().unwrap();

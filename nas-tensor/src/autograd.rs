@@ -10,10 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::buf::Buf;
 use crate::error::{Result, TensorError};
+use crate::storage::{self, Storage};
 use crate::tensor::{Inner, Tensor};
-use nas_kernels::Backend;
 
 impl Tensor {
     /// Backpropagates from this scalar: adds d(self)/d(leaf) into the `.grad` of every leaf that
@@ -22,12 +21,29 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(TensorError::NonScalarBackward(self.shape().to_vec()));
         }
-        self.backward_with(&[1.0])
+        let seed = Storage::full(self.device(), 1, 1.0)?;
+        self.backward_impl(seed, None)
     }
 
     /// Backpropagates with an explicit output gradient (same number of elements as `self`).
     pub fn backward_with(&self, grad_output: &[f32]) -> Result<()> {
-        self.backward_impl(grad_output, None)
+        let seed = self.seed(grad_output)?;
+        self.backward_impl(seed, None)
+    }
+
+    /// The output gradient on this tensor's device (checked against its size).
+    fn seed(&self, grad_output: &[f32]) -> Result<Storage> {
+        if grad_output.len() != self.numel() {
+            return Err(TensorError::Shape {
+                op: "backward",
+                detail: format!(
+                    "output gradient has {} values, tensor has shape {:?}",
+                    grad_output.len(),
+                    self.shape()
+                ),
+            });
+        }
+        Storage::from_slice(self.device(), grad_output)
     }
 
     /// Like [`Tensor::backward`], but computes only the gradients that flow into `leaves`
@@ -40,25 +56,47 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(TensorError::NonScalarBackward(self.shape().to_vec()));
         }
-        self.backward_impl(&[1.0], Some(leaves))
+        let seed = Storage::full(self.device(), 1, 1.0)?;
+        self.backward_impl(seed, Some(leaves))
     }
 
-    /// [`Tensor::backward_for`] with an explicit output gradient.
-    pub fn backward_with_for(&self, grad_output: &[f32], leaves: &[Tensor]) -> Result<()> {
-        self.backward_impl(grad_output, Some(leaves))
+    /// [`Tensor::backward_with`] with the output gradient given as a tensor on this
+    /// tensor's device (no host transfer): gradient checkpointing hands a recomputed
+    /// segment the gradient of its output this way.
+    pub fn backward_from(&self, grad_output: &Tensor) -> Result<()> {
+        let seed = self.seed_from(grad_output)?;
+        self.backward_impl(seed, None)
     }
 
-    fn backward_impl(&self, grad_output: &[f32], leaves: Option<&[Tensor]>) -> Result<()> {
-        if grad_output.len() != self.numel() {
+    /// [`Tensor::backward_for`] with the output gradient given as a tensor on this tensor's
+    /// device.
+    pub fn backward_from_for(&self, grad_output: &Tensor, leaves: &[Tensor]) -> Result<()> {
+        let seed = self.seed_from(grad_output)?;
+        self.backward_impl(seed, Some(leaves))
+    }
+
+    fn seed_from(&self, grad_output: &Tensor) -> Result<Storage> {
+        if grad_output.numel() != self.numel() {
             return Err(TensorError::Shape {
                 op: "backward",
                 detail: format!(
-                    "output gradient has {} values, tensor has shape {:?}",
-                    grad_output.len(),
+                    "output gradient has shape {:?}, tensor has shape {:?}",
+                    grad_output.shape(),
                     self.shape()
                 ),
             });
         }
+        crate::tensor::check_same_device("backward", self, grad_output)?;
+        grad_output.read().try_clone()
+    }
+
+    /// [`Tensor::backward_for`] with an explicit output gradient.
+    pub fn backward_with_for(&self, grad_output: &[f32], leaves: &[Tensor]) -> Result<()> {
+        let seed = self.seed(grad_output)?;
+        self.backward_impl(seed, Some(leaves))
+    }
+
+    fn backward_impl(&self, grad_output: Storage, leaves: Option<&[Tensor]>) -> Result<()> {
         if !self.requires_grad() {
             return Err(TensorError::InvalidArgument {
                 op: "backward",
@@ -90,8 +128,8 @@ impl Tensor {
             reach
         });
         let leads = |t: &Inner| reach.as_ref().is_none_or(|r| r.contains(&t.id));
-        let mut grads: HashMap<u64, Buf> = HashMap::new();
-        grads.insert(self.id(), Buf::copy_from(grad_output));
+        let mut grads: HashMap<u64, Storage> = HashMap::new();
+        grads.insert(self.id(), grad_output);
         for t in order.iter().rev() {
             let node = t.node.lock().unwrap_or_else(|e| e.into_inner()).take();
             let Some(g) = grads.remove(&t.id) else {
@@ -103,7 +141,7 @@ impl Tensor {
             match node {
                 None => {
                     if t.is_leaf && t.requires_grad {
-                        t.accumulate_grad(g);
+                        t.accumulate_grad(g)?;
                     }
                 }
                 Some(node) => {
@@ -136,9 +174,7 @@ impl Tensor {
                             });
                         }
                         match grads.get_mut(&p.id) {
-                            Some(acc) => {
-                                crate::ops::cpu().axpy(1.0, pg.as_vec(), acc.as_vec_mut())?
-                            }
+                            Some(acc) => storage::axpy(1.0, &pg, acc)?,
                             None => {
                                 grads.insert(p.id, pg);
                             }

@@ -94,8 +94,12 @@ impl GradcheckReport {
     }
 }
 
-fn projected(y: &Tensor, r: &[f32]) -> f64 {
-    y.with_data(|d| d.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum())
+fn projected(y: &Tensor, r: &[f32]) -> Result<f64> {
+    Ok(y.to_vec()?
+        .iter()
+        .zip(r)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum())
 }
 
 /// Compares the gradient of `f` with central differences for every input that requires a
@@ -109,8 +113,17 @@ pub fn gradcheck(
         x.zero_grad();
     }
     let y = f(inputs)?;
-    let r = Tensor::randn_with(y.shape(), &mut ChaCha8Rng::seed_from_u64(opts.seed));
-    let rv = r.to_vec();
+    // The projection is drawn on the output's device (the same values on every device).
+    let r = Tensor::random_on(
+        y.shape(),
+        nas_kernels::RandomDist::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
+        &mut ChaCha8Rng::seed_from_u64(opts.seed),
+        y.device(),
+    )?;
+    let rv = r.to_vec()?;
     let loss = y.mul(&r)?.sum();
     loss.backward()?;
     let mut report = GradcheckReport {
@@ -124,15 +137,19 @@ pub fn gradcheck(
         if !x.requires_grad() {
             continue;
         }
-        let analytic = x.grad_vec().unwrap_or_else(|| vec![0.0; x.numel()]);
+        let analytic = x.grad_vec()?.unwrap_or_else(|| vec![0.0; x.numel()]);
+        // Perturbations go through explicit host copies of the input's values.
+        let values = x.to_vec()?;
         for e in 0..x.numel() {
             let central = |eps: f32| -> Result<f64> {
-                let orig = x.with_data(|d| d[e]);
-                x.update_data(|d| d[e] = orig + eps);
-                let lp = no_grad(|| f(inputs)).map(|y| projected(&y, &rv));
-                x.update_data(|d| d[e] = orig - eps);
-                let lm = no_grad(|| f(inputs)).map(|y| projected(&y, &rv));
-                x.update_data(|d| d[e] = orig);
+                let mut v = values.clone();
+                v[e] = values[e] + eps;
+                x.set_data(&v)?;
+                let lp = no_grad(|| f(inputs)).and_then(|y| projected(&y, &rv));
+                v[e] = values[e] - eps;
+                x.set_data(&v)?;
+                let lm = no_grad(|| f(inputs)).and_then(|y| projected(&y, &rv));
+                x.set_data(&values)?;
                 Ok((lp? - lm?) / (2.0 * eps as f64))
             };
             let numeric = central(opts.eps)?;

@@ -19,7 +19,8 @@ pub fn save_safetensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) ->
     let path = path.as_ref();
     let mut bytes: BTreeMap<&str, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (name, t) in tensors {
-        let b: Vec<u8> = t.with_data(|d| d.iter().flat_map(|x| x.to_le_bytes()).collect());
+        // an explicit copy to the host
+        let b: Vec<u8> = t.to_vec()?.iter().flat_map(|x| x.to_le_bytes()).collect();
         if bytes
             .insert(name.as_str(), (t.shape().to_vec(), b))
             .is_some()
@@ -116,7 +117,8 @@ pub fn load_state_dict(module: &dyn Module, tensors: &[(String, Tensor)]) -> Res
         if src.same(t) {
             continue;
         }
-        src.with_data(|d| t.set_data(d))?;
+        // the loaded values (on the host) are copied onto the module's device
+        t.set_data(&src.to_vec()?)?;
     }
     Ok(())
 }

@@ -1,7 +1,15 @@
 //! nas-tensor: a float32 [`Tensor`] with define-by-run reverse-mode autograd, `nn` layers with
 //! PyTorch-style names and initialisations, optimizers (SGD, Adam, cosine schedule, gradient
 //! clipping) and safetensors save/load. Compute goes through the `nas_kernels` [`Backend`]
-//! (the CPU backend in this build); a tensor knows its [`Device`].
+//! of the device its values live on; a tensor knows its [`Device`].
+//!
+//! # Devices
+//! A tensor's values are a [`storage::Storage`]: a buffer owned by one backend (the CPU's
+//! pooled host memory, or the test-only backend's opaque buffers; CUDA joins behind its
+//! feature). Every op, gradient accumulation, optimizer update and clip is a backend call
+//! on that device; host access is explicit: [`Tensor::from_vec_on`], [`Tensor::to_vec`],
+//! [`Tensor::set_data`], [`Tensor::to_device`], and [`nn::Module::to_device`] moves a
+//! network. An op on tensors of two devices is an error naming both.
 //!
 //! # Tour
 //! - Create: [`Tensor::from_vec`], [`Tensor::zeros`], [`Tensor::ones`], [`Tensor::randn`] /
@@ -10,7 +18,8 @@
 //! - Parameters are leaves that require gradients: `Tensor::randn(..).param()`, or the
 //!   layers in [`nn`]. Any op on them records a graph node (unless inside [`no_grad`]).
 //! - `loss.backward()` (scalar loss) adds into every such leaf's gradient, read per handle with
-//!   [`Tensor::grad`] / [`Tensor::grad_vec`]; [`Tensor::zero_grad`] clears it. The graph is
+//!   [`Tensor::grad`] (a tensor on the device) / [`Tensor::grad_vec`] (host copy);
+//!   [`Tensor::zero_grad`] clears it. The graph is
 //!   released as backward walks it. [`Tensor::detach`] cuts a value out of the graph.
 //! - Memory: a graph node links to its inputs' graph identities, not to their values; a
 //!   value stays alive only while a handle or a gradient rule that reads it holds it (ReLU and
@@ -34,8 +43,8 @@
 //! - [`io`]: [`io::save_module`] / [`io::load_module`] (strict names and shapes) and raw
 //!   [`io::save_safetensors`] / [`io::load_safetensors`].
 //! - [`gradcheck()`]: central-difference gradient checking for any function of tensors.
-//! - [`buf`]: tensor storage returns to a per-thread free list when dropped, so training steps
-//!   reuse their buffers.
+//! - [`buf`]: the CPU backend's buffers return to a per-thread free list when dropped, so
+//!   training steps reuse their buffers.
 //!
 //! ```
 //! use nas_tensor::{Tensor, no_grad};
@@ -43,7 +52,7 @@
 //! let x = Tensor::from_vec(vec![3.0, 4.0], &[1, 2]).unwrap();
 //! let loss = x.matmul(&w).unwrap().sum();
 //! loss.backward().unwrap();
-//! assert_eq!(w.grad_vec().unwrap(), vec![3.0, 4.0]);
+//! assert_eq!(w.grad_vec().unwrap(), Some(vec![3.0, 4.0]));
 //! let y = no_grad(|| x.matmul(&w).unwrap());
 //! assert!(!y.requires_grad());
 //! ```
@@ -54,13 +63,15 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x >= 0.0)` deliberately rejects NaN
 
 pub mod autograd;
-pub mod buf;
+/// The CPU backend's buffer pool (re-exported from `nas_kernels`).
+pub use nas_kernels::buf;
 pub mod error;
 pub mod gradcheck;
 pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod storage;
 pub mod tensor;
 
 pub use error::{Result, TensorError};

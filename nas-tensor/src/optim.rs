@@ -4,10 +4,17 @@
 //! module's parameters), so two optimizers over disjoint sets (network weights and architecture
 //! weights in DARTS) step independently. Parameters whose gradient is `None` are skipped, as in
 //! PyTorch. States serialise with serde for checkpoints.
+//!
+//! Updates run on the parameters' device as fused backend calls ([`nas_kernels::SgdStep`],
+//! [`nas_kernels::AdamStep`], the clip's reduction): the momentum and moment buffers live
+//! there too, and only [`Sgd::state`] / [`Adam::state`] copy them to the host.
 
 use serde::{Deserialize, Serialize};
 
+use nas_kernels::{AdamStep, SgdStep};
+
 use crate::error::{Result, TensorError, arg_err};
+use crate::storage::{self, Storage};
 use crate::tensor::Tensor;
 
 /// What every optimizer offers.
@@ -114,7 +121,14 @@ pub struct SgdState {
 pub struct Sgd {
     params: Vec<Tensor>,
     config: SgdConfig,
-    bufs: Vec<Option<Vec<f32>>>,
+    bufs: Vec<Option<Storage>>,
+}
+
+/// Host copies of device buffers (for a serialisable state).
+fn to_host(bufs: &[Option<Storage>]) -> Result<Vec<Option<Vec<f32>>>> {
+    bufs.iter()
+        .map(|b| b.as_ref().map(Storage::to_vec).transpose())
+        .collect()
 }
 
 impl Sgd {
@@ -136,7 +150,7 @@ impl Sgd {
         Ok(Sgd {
             params,
             config,
-            bufs: vec![None; n],
+            bufs: (0..n).map(|_| None).collect(),
         })
     }
 
@@ -145,12 +159,12 @@ impl Sgd {
         self.config
     }
 
-    /// A snapshot of the state, for checkpoints.
-    pub fn state(&self) -> SgdState {
-        SgdState {
+    /// A snapshot of the state, for checkpoints (the momentum buffers copied to the host).
+    pub fn state(&self) -> Result<SgdState> {
+        Ok(SgdState {
             config: self.config,
-            momentum_buffers: self.bufs.clone(),
-        }
+            momentum_buffers: to_host(&self.bufs)?,
+        })
     }
 
     /// Restores a state saved by [`Sgd::state`] for the same parameter list.
@@ -159,9 +173,24 @@ impl Sgd {
         for (i, (b, p)) in state.momentum_buffers.iter().zip(&self.params).enumerate() {
             check_buf("sgd", i, b, p)?;
         }
+        let bufs = state
+            .momentum_buffers
+            .into_iter()
+            .zip(&self.params)
+            .map(|(b, p)| b.map(|b| Storage::from_vec(p.device(), b)).transpose())
+            .collect::<Result<_>>()?;
         self.config = state.config;
-        self.bufs = state.momentum_buffers;
+        self.bufs = bufs;
         Ok(())
+    }
+
+    /// The momentum buffer of parameter `i` as a tensor on its device (a copy), if it has
+    /// one (DARTS' unrolled step reads it).
+    pub fn momentum_buffer(&self, i: usize) -> Result<Option<Tensor>> {
+        match (self.bufs.get(i), self.params.get(i)) {
+            (Some(Some(b)), Some(p)) => Ok(Some(Tensor::from_storage(p.shape(), b.try_clone()?))),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -169,35 +198,21 @@ impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
         for (p, buf) in self.params.iter().zip(self.bufs.iter_mut()) {
-            p.with_grad(|g| {
-                let Some(g) = g else { return };
-                let first = buf.is_none();
-                if c.momentum != 0.0 && first {
-                    *buf = Some(vec![0.0; g.len()]);
-                }
-                p.update_data(|w| {
-                    for i in 0..w.len() {
-                        let mut d = if c.weight_decay != 0.0 {
-                            g[i] + c.weight_decay * w[i]
-                        } else {
-                            g[i]
-                        };
-                        if let Some(b) = buf.as_mut() {
-                            b[i] = if first {
-                                d
-                            } else {
-                                c.momentum * b[i] + (1.0 - c.dampening) * d
-                            };
-                            d = if c.nesterov {
-                                d + c.momentum * b[i]
-                            } else {
-                                b[i]
-                            };
-                        }
-                        w[i] -= c.lr * d;
-                    }
-                });
-            });
+            let g = p.grad_slot();
+            let Some(g) = g.as_ref() else { continue };
+            let first = buf.is_none();
+            if c.momentum != 0.0 && first {
+                *buf = Some(Storage::zeros(g.device(), g.len())?);
+            }
+            let step = SgdStep {
+                lr: c.lr,
+                momentum: c.momentum,
+                dampening: c.dampening,
+                nesterov: c.nesterov,
+                weight_decay: c.weight_decay,
+                first,
+            };
+            storage::sgd_step(&step, &mut p.write(), g, buf.as_mut())?;
         }
         Ok(())
     }
@@ -281,7 +296,14 @@ pub struct AdamState {
 pub struct Adam {
     params: Vec<Tensor>,
     config: AdamConfig,
-    state: Vec<Option<AdamParamState>>,
+    state: Vec<Option<AdamMoments>>,
+}
+
+/// One parameter's Adam moments on its device.
+struct AdamMoments {
+    step: u64,
+    exp_avg: Storage,
+    exp_avg_sq: Storage,
 }
 
 impl Adam {
@@ -303,7 +325,7 @@ impl Adam {
         Ok(Adam {
             params,
             config,
-            state: vec![None; n],
+            state: (0..n).map(|_| None).collect(),
         })
     }
 
@@ -312,12 +334,27 @@ impl Adam {
         self.config
     }
 
-    /// A snapshot of the state, for checkpoints.
-    pub fn state(&self) -> AdamState {
-        AdamState {
+    /// A snapshot of the state, for checkpoints (the moments copied to the host).
+    pub fn state(&self) -> Result<AdamState> {
+        let params = self
+            .state
+            .iter()
+            .map(|m| {
+                m.as_ref()
+                    .map(|m| {
+                        Ok(AdamParamState {
+                            step: m.step,
+                            exp_avg: m.exp_avg.to_vec()?,
+                            exp_avg_sq: m.exp_avg_sq.to_vec()?,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(AdamState {
             config: self.config,
-            params: self.state.clone(),
-        }
+            params,
+        })
     }
 
     /// Restores a state saved by [`Adam::state`] for the same parameter list.
@@ -329,8 +366,23 @@ impl Adam {
                 check_buf("adam", i, &Some(s.exp_avg_sq.clone()), p)?;
             }
         }
+        let moments = state
+            .params
+            .into_iter()
+            .zip(&self.params)
+            .map(|(s, p)| {
+                s.map(|s| {
+                    Ok(AdamMoments {
+                        step: s.step,
+                        exp_avg: Storage::from_vec(p.device(), s.exp_avg)?,
+                        exp_avg_sq: Storage::from_vec(p.device(), s.exp_avg_sq)?,
+                    })
+                })
+                .transpose()
+            })
+            .collect::<Result<_>>()?;
         self.config = state.config;
-        self.state = state.params;
+        self.state = moments;
         Ok(())
     }
 }
@@ -339,33 +391,26 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
         for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
-            p.with_grad(|g| {
-                let Some(g) = g else { return };
-                let n = g.len();
-                let s = st.get_or_insert_with(|| AdamParamState {
+            let g = p.grad_slot();
+            let Some(g) = g.as_ref() else { continue };
+            if st.is_none() {
+                *st = Some(AdamMoments {
                     step: 0,
-                    exp_avg: vec![0.0; n],
-                    exp_avg_sq: vec![0.0; n],
+                    exp_avg: Storage::zeros(g.device(), g.len())?,
+                    exp_avg_sq: Storage::zeros(g.device(), g.len())?,
                 });
-                s.step += 1;
-                let bc1 = 1.0 - c.beta1.powi(s.step as i32);
-                let bc2 = 1.0 - c.beta2.powi(s.step as i32);
-                let step_size = c.lr / bc1;
-                let bc2_sqrt = bc2.sqrt();
-                p.update_data(|w| {
-                    for i in 0..n {
-                        let d = if c.weight_decay != 0.0 {
-                            g[i] + c.weight_decay * w[i]
-                        } else {
-                            g[i]
-                        };
-                        s.exp_avg[i] = c.beta1 * s.exp_avg[i] + (1.0 - c.beta1) * d;
-                        s.exp_avg_sq[i] = c.beta2 * s.exp_avg_sq[i] + (1.0 - c.beta2) * d * d;
-                        let denom = s.exp_avg_sq[i].sqrt() / bc2_sqrt + c.eps;
-                        w[i] -= step_size * s.exp_avg[i] / denom;
-                    }
-                });
-            });
+            }
+            let Some(m) = st.as_mut() else { continue };
+            m.step += 1;
+            let step = AdamStep {
+                lr: c.lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                step: m.step,
+            };
+            storage::adam_step(&step, &mut p.write(), g, &mut m.exp_avg, &mut m.exp_avg_sq)?;
         }
         Ok(())
     }
@@ -420,28 +465,19 @@ impl CosineAnnealingLr {
 
 /// Clips gradients by their global L2 norm (PyTorch's `clip_grad_norm_`): with
 /// `total = sqrt(sum of squared gradient elements)`, multiplies every gradient by
-/// `min(1, max_norm / (total + 1e-6))`. Returns `total` (before clipping).
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> Result<f32> {
+/// `min(1, max_norm / (total + 1e-6))`, on the parameters' device. Returns `total` (before
+/// clipping) as a scalar tensor on that device (read it with [`Tensor::item`]).
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> Result<Tensor> {
     if !(max_norm >= 0.0) {
         return arg_err(
             "clip_grad_norm",
             format!("max_norm must be >= 0, got {max_norm}"),
         );
     }
-    let mut sq = 0.0f64;
-    for p in params {
-        p.with_grad(|g| {
-            if let Some(g) = g {
-                sq += g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
-            }
-        });
-    }
-    let total = sq.sqrt() as f32;
-    let coef = (max_norm / (total + 1e-6)).min(1.0);
-    if coef < 1.0 {
-        for p in params {
-            p.update_grad(|g| g.iter_mut().for_each(|x| *x *= coef));
-        }
-    }
-    Ok(total)
+    let device = params.first().map_or(crate::Device::Cpu, Tensor::device);
+    let mut slots: Vec<_> = params.iter().map(|p| p.grad_slot()).collect();
+    let mut grads: Vec<&mut Storage> = slots.iter_mut().filter_map(|s| s.as_mut()).collect();
+    let mut total = Storage::zeros(device, 1)?;
+    storage::clip_grad_norm(&mut grads, max_norm, &mut total)?;
+    Ok(Tensor::from_storage(&[], total))
 }

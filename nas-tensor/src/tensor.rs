@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use nas_kernels::{Backend, RandomDist};
+use nas_kernels::RandomDist;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::Device;
-use crate::buf::Buf;
 use crate::error::{Result, TensorError, arg_err, shape_err};
+use crate::storage::{self, Storage};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -24,7 +24,7 @@ thread_local! {
 /// How an op sends the gradient of its output to its inputs: given the output gradient and,
 /// per input, whether that input needs a gradient, it returns one gradient (or `None`) per input.
 pub(crate) type BackwardFn =
-    Box<dyn FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static>;
+    Box<dyn FnOnce(&Storage, &[bool]) -> Result<Vec<Option<Storage>>> + Send + 'static>;
 
 /// One recorded op: its inputs and its gradient rule.
 ///
@@ -64,8 +64,7 @@ impl Node {
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) shape: Vec<usize>,
-    pub(crate) device: Device,
-    pub(crate) grad: Mutex<Option<Buf>>,
+    pub(crate) grad: Mutex<Option<Storage>>,
     pub(crate) requires_grad: bool,
     pub(crate) is_leaf: bool,
     pub(crate) node: Mutex<Option<Node>>,
@@ -76,19 +75,20 @@ impl Inner {
         numel(&self.shape)
     }
 
-    pub(crate) fn accumulate_grad(&self, g: Buf) {
+    pub(crate) fn accumulate_grad(&self, g: Storage) -> Result<()> {
         let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(g.iter()).for_each(|(a, b)| *a += b),
+            Some(acc) => storage::axpy(1.0, &g, acc)?,
             None => *slot = Some(g),
         }
+        Ok(())
     }
 }
 
 /// A tensor's values, shared between its handles (and with gradient rules that saved them).
-pub(crate) type Data = Arc<RwLock<Buf>>;
+pub(crate) type Data = Arc<RwLock<Storage>>;
 
-pub(crate) fn new_data(buf: Buf) -> Data {
+pub(crate) fn new_data(buf: Storage) -> Data {
     Arc::new(RwLock::new(buf))
 }
 
@@ -106,7 +106,7 @@ pub struct Tensor {
 /// A weak handle to a tensor: lets tests check whether an intermediate (its values and its
 /// graph identity) is still alive.
 #[derive(Clone)]
-pub struct WeakTensor(Weak<Inner>, Weak<RwLock<Buf>>);
+pub struct WeakTensor(Weak<Inner>, Weak<RwLock<Storage>>);
 
 impl WeakTensor {
     /// The tensor, if something still holds both its graph identity and its values.
@@ -130,16 +130,18 @@ impl WeakTensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.data.read().unwrap_or_else(|e| e.into_inner());
-        let n = d.len().min(8);
+        // Printing reads values back from the device: only a few.
+        let head = self
+            .to_vec()
+            .map(|v| v.into_iter().take(8).collect::<Vec<f32>>());
         write!(
             f,
             "Tensor(shape={:?}, device={}, requires_grad={}, data={:?}{})",
             self.inner.shape,
-            self.inner.device,
+            self.device(),
             self.inner.requires_grad,
-            &d[..n],
-            if d.len() > n { "..." } else { "" }
+            head,
+            if self.numel() > 8 { "..." } else { "" }
         )
     }
 }
@@ -211,13 +213,7 @@ pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Res
 }
 
 impl Tensor {
-    fn make(
-        shape: Vec<usize>,
-        device: Device,
-        data: Data,
-        requires_grad: bool,
-        node: Option<Node>,
-    ) -> Tensor {
+    fn make(shape: Vec<usize>, data: Data, requires_grad: bool, node: Option<Node>) -> Tensor {
         debug_assert_eq!(
             numel(&shape),
             data.read().unwrap_or_else(|e| e.into_inner()).len()
@@ -227,7 +223,6 @@ impl Tensor {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 shape,
-                device,
                 grad: Mutex::new(None),
                 requires_grad,
                 is_leaf,
@@ -242,113 +237,146 @@ impl Tensor {
     pub(crate) fn from_op(
         op: &'static str,
         shape: Vec<usize>,
-        device: Device,
-        data: Buf,
+        data: Storage,
         parents: &[&Tensor],
-        backward: impl FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
+        backward: impl FnOnce(&Storage, &[bool]) -> Result<Vec<Option<Storage>>> + Send + 'static,
     ) -> Tensor {
-        Tensor::from_op_data(op, shape, device, new_data(data), parents, backward)
+        Tensor::from_op_data(op, shape, new_data(data), parents, backward)
     }
 
     /// [`Tensor::from_op`] with the output's values already shared: a gradient rule that needs
     /// the output (ReLU, non-affine batch norm) captures a clone of `data` instead of keeping
-    /// its input alive.
+    /// its input alive; a reshape shares its input's values.
     pub(crate) fn from_op_data(
         op: &'static str,
         shape: Vec<usize>,
-        device: Device,
         data: Data,
         parents: &[&Tensor],
-        backward: impl FnOnce(&Buf, &[bool]) -> Result<Vec<Option<Buf>>> + Send + 'static,
+        backward: impl FnOnce(&Storage, &[bool]) -> Result<Vec<Option<Storage>>> + Send + 'static,
     ) -> Tensor {
         let record = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
         if record {
             let parents: Vec<Arc<Inner>> = parents.iter().map(|&p| p.inner.clone()).collect();
             let node = Node::new(op, parents, Box::new(backward));
-            Tensor::make(shape, device, data, true, Some(node))
+            Tensor::make(shape, data, true, Some(node))
         } else {
-            Tensor::make(shape, device, data, false, None)
+            Tensor::make(shape, data, false, None)
         }
-    }
-
-    /// Will an op on these inputs record a node? (Lets ops skip saving values for backward.)
-    pub(crate) fn will_record(parents: &[&Tensor]) -> bool {
-        is_grad_enabled() && parents.iter().any(|p| p.requires_grad())
     }
 
     /// Like [`Tensor::from_op`] for ops whose inputs need no gradient (or that are not
     /// differentiable): never records.
-    pub(crate) fn constant(shape: Vec<usize>, device: Device, data: Buf) -> Tensor {
-        Tensor::make(shape, device, new_data(data), false, None)
+    pub(crate) fn constant(shape: Vec<usize>, data: Storage) -> Tensor {
+        Tensor::make(shape, new_data(data), false, None)
     }
 
     // ----- creation -----
 
-    /// A tensor from a vector and a shape (on the CPU).
-    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+    /// A tensor over a storage (crate-internal: optimizers hand out their buffers).
+    pub(crate) fn from_storage(shape: &[usize], data: Storage) -> Tensor {
+        Tensor::constant(shape.to_vec(), data)
+    }
+
+    fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+        if len != numel(shape) {
             return shape_err(
-                "from_vec",
+                op,
                 format!(
-                    "{} values do not fill shape {:?} ({} elements)",
-                    data.len(),
-                    shape,
+                    "{len} values do not fill shape {shape:?} ({} elements)",
                     numel(shape)
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// A tensor from a vector and a shape (on the CPU).
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec_on(data, shape, Device::Cpu)
+    }
+
+    /// A tensor from a vector and a shape on `device` (a host-to-device transfer).
+    pub fn from_vec_on(data: Vec<f32>, shape: &[usize], device: Device) -> Result<Tensor> {
+        Tensor::check_len("from_vec", data.len(), shape)?;
         Ok(Tensor::constant(
             shape.to_vec(),
-            Device::Cpu,
-            Buf::from_vec(data),
+            Storage::from_vec(device, data)?,
         ))
     }
 
     /// A tensor from a slice and a shape (on the CPU).
     pub fn from_slice(data: &[f32], shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
-            return shape_err(
-                "from_slice",
-                format!(
-                    "{} values do not fill shape {:?} ({} elements)",
-                    data.len(),
-                    shape,
-                    numel(shape)
-                ),
-            );
-        }
+        Tensor::from_slice_on(data, shape, Device::Cpu)
+    }
+
+    /// A tensor from a slice and a shape on `device` (a host-to-device transfer).
+    pub fn from_slice_on(data: &[f32], shape: &[usize], device: Device) -> Result<Tensor> {
+        Tensor::check_len("from_slice", data.len(), shape)?;
         Ok(Tensor::constant(
             shape.to_vec(),
-            Device::Cpu,
-            Buf::copy_from(data),
+            Storage::from_slice(device, data)?,
         ))
     }
 
-    /// A scalar (shape `[]`).
+    /// A scalar (shape `[]`) on the CPU.
     pub fn scalar(v: f32) -> Tensor {
-        Tensor::constant(vec![], Device::Cpu, Buf::from_vec(vec![v]))
+        Tensor::constant(vec![], Storage::Cpu(nas_kernels::Buf::from_vec(vec![v])))
     }
 
-    /// Zeros.
+    /// Zeros on the CPU.
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor::constant(shape.to_vec(), Device::Cpu, Buf::zeros(numel(shape)))
+        Tensor::constant(
+            shape.to_vec(),
+            Storage::Cpu(nas_kernels::Buf::zeros(numel(shape))),
+        )
     }
 
-    /// Ones.
+    /// Zeros on `device`.
+    pub fn zeros_on(shape: &[usize], device: Device) -> Result<Tensor> {
+        Ok(Tensor::constant(
+            shape.to_vec(),
+            Storage::zeros(device, numel(shape))?,
+        ))
+    }
+
+    /// Ones on the CPU.
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
 
-    /// Every element equal to `v`.
+    /// Every element equal to `v`, on the CPU.
     pub fn full(shape: &[usize], v: f32) -> Tensor {
-        Tensor::constant(shape.to_vec(), Device::Cpu, Buf::full(numel(shape), v))
+        Tensor::constant(
+            shape.to_vec(),
+            Storage::Cpu(nas_kernels::Buf::full(numel(shape), v)),
+        )
     }
 
-    /// Samples of `dist` (uniform, normal, Gumbel) drawn from `rng` in element order.
+    /// Every element equal to `v`, on `device`.
+    pub fn full_on(shape: &[usize], v: f32, device: Device) -> Result<Tensor> {
+        Ok(Tensor::constant(
+            shape.to_vec(),
+            Storage::full(device, numel(shape), v)?,
+        ))
+    }
+
+    /// Samples of `dist` (uniform, normal, Gumbel) drawn from `rng` in element order, on the
+    /// CPU.
     pub fn random_with(shape: &[usize], dist: RandomDist, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let mut b = Buf::zeros(numel(shape));
-        crate::ops::cpu().fill_random(dist, rng, b.as_vec_mut())?;
-        Ok(Tensor::constant(shape.to_vec(), Device::Cpu, b))
+        Tensor::random_on(shape, dist, rng, Device::Cpu)
+    }
+
+    /// Samples of `dist` drawn from `rng` in element order, generated on `device` (the same
+    /// values on every device for the same generator state).
+    pub fn random_on(
+        shape: &[usize],
+        dist: RandomDist,
+        rng: &mut ChaCha8Rng,
+        device: Device,
+    ) -> Result<Tensor> {
+        let mut b = Storage::alloc(device, numel(shape))?;
+        storage::fill_random(dist, rng, &mut b)?;
+        Ok(Tensor::constant(shape.to_vec(), b))
     }
 
     /// Standard normal samples drawn from `rng`.
@@ -384,14 +412,13 @@ impl Tensor {
 
     /// A trainable leaf (parameter): the same values, `requires_grad = true`, no history.
     pub fn param(self) -> Tensor {
-        let data = self.with_data(Buf::copy_from);
-        Tensor::make(
-            self.inner.shape.clone(),
-            self.inner.device,
-            new_data(data),
-            true,
-            None,
-        )
+        // A handle nothing else shares gives its values up without a copy.
+        let data = if Arc::strong_count(&self.data) == 1 {
+            self.data.clone()
+        } else {
+            new_data(self.read().try_clone().expect("a copy on the same device"))
+        };
+        Tensor::make(self.inner.shape.clone(), data, true, None)
     }
 
     /// Alias of [`Tensor::param`] in PyTorch's spelling (returns a new leaf handle).
@@ -401,21 +428,23 @@ impl Tensor {
 
     /// A copy of the values with no history and no gradient requirement.
     pub fn detach(&self) -> Tensor {
-        let data = self.with_data(Buf::copy_from);
-        Tensor::constant(self.inner.shape.clone(), self.inner.device, data)
+        let data = self.read().try_clone().expect("a copy on the same device");
+        Tensor::constant(self.inner.shape.clone(), data)
     }
 
-    /// A tensor from an `ndarray` array (any dimensionality; copied, row-major).
+    /// A tensor from an `ndarray` array (any dimensionality; copied, row-major), on the CPU.
     pub fn from_ndarray<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> Tensor {
         let shape = a.shape().to_vec();
         let v: Vec<f32> = a.iter().copied().collect();
-        Tensor::constant(shape, Device::Cpu, Buf::from_vec(v))
+        Tensor::constant(shape, Storage::Cpu(nas_kernels::Buf::from_vec(v)))
     }
 
-    /// The values as a dynamic-dimensional `ndarray` array.
-    pub fn to_ndarray(&self) -> ndarray::ArrayD<f32> {
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.inner.shape), self.to_vec())
-            .expect("shape and length agree by construction")
+    /// The values as a dynamic-dimensional `ndarray` array (copied to the host).
+    pub fn to_ndarray(&self) -> Result<ndarray::ArrayD<f32>> {
+        Ok(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.inner.shape), self.to_vec()?)
+                .expect("shape and length agree by construction"),
+        )
     }
 
     // ----- accessors -----
@@ -437,15 +466,36 @@ impl Tensor {
 
     /// The device the data lives on.
     pub fn device(&self) -> Device {
-        self.inner.device
+        self.read().device()
     }
 
-    /// Moves (copies) the tensor to `device`. Only the CPU is available in this build.
+    /// A copy of the tensor on `device` (the same handle when it is already there), with no
+    /// history. Between two devices the values travel through the host.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Err(TensorError::DeviceUnavailable(device.to_string()))
+        let v = self.to_vec()?;
+        Ok(Tensor::constant(
+            self.inner.shape.clone(),
+            Storage::from_vec(device, v)?,
+        ))
+    }
+
+    /// Moves this tensor's values (and its gradient, if any) to `device` in place: every
+    /// handle of it sees the move. This is how [`crate::nn::Module::to_device`] moves a
+    /// network's parameters and buffers without rebuilding it.
+    pub fn move_to(&self, device: Device) -> Result<()> {
+        if device == self.device() {
+            return Ok(());
+        }
+        let moved = Storage::from_vec(device, self.to_vec()?)?;
+        let mut grad = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = grad.as_ref() {
+            *grad = Some(Storage::from_vec(device, g.to_vec()?)?);
+        }
+        *self.write() = moved;
+        Ok(())
     }
 
     /// Does this tensor take part in gradient computation?
@@ -483,20 +533,8 @@ impl Tensor {
             .map(|n| n.op)
     }
 
-    /// Calls `f` with the values.
-    pub fn with_data<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
-        let d = self.data.read().unwrap_or_else(|e| e.into_inner());
-        f(&d)
-    }
-
-    /// Modifies the values in place (optimizer updates, BN running statistics, weight init).
-    /// This is not recorded by autograd.
-    pub fn update_data<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        let mut d = self.data.write().unwrap_or_else(|e| e.into_inner());
-        f(&mut d)
-    }
-
-    /// Overwrites the values from a slice of the same length.
+    /// Overwrites the values from a host slice of the same length (a host-to-device
+    /// transfer; not recorded by autograd).
     pub fn set_data(&self, values: &[f32]) -> Result<()> {
         if values.len() != self.numel() {
             return shape_err(
@@ -508,16 +546,34 @@ impl Tensor {
                 ),
             );
         }
-        self.update_data(|d| d.copy_from_slice(values));
+        let device = self.device();
+        *self.write() = Storage::from_slice(device, values)?;
         Ok(())
     }
 
-    /// A copy of the values.
-    pub fn to_vec(&self) -> Vec<f32> {
-        self.with_data(|d| d.to_vec())
+    /// Overwrites the values with those of `src` (same shape, same device), on the device:
+    /// no host transfer, not recorded by autograd.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() {
+            return shape_err(
+                "copy_from",
+                format!("source {:?} into {:?}", src.shape(), self.shape()),
+            );
+        }
+        check_same_device("copy_from", self, src)?;
+        if Arc::ptr_eq(&self.data, &src.data) {
+            return Ok(());
+        }
+        let s = src.read();
+        self.write().copy_from(&s)
     }
 
-    /// The single value of a one-element tensor.
+    /// The values, copied to the host (a device-to-host transfer).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.read().to_vec()
+    }
+
+    /// The single value of a one-element tensor (a device-to-host transfer).
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
             return shape_err(
@@ -525,37 +581,36 @@ impl Tensor {
                 format!("need one element, got shape {:?}", self.shape()),
             );
         }
-        Ok(self.with_data(|d| d[0]))
+        Ok(self.to_vec()?[0])
     }
 
     // ----- gradients -----
 
-    /// The accumulated gradient (leaves only), as a tensor with no history.
-    pub fn grad(&self) -> Option<Tensor> {
+    /// The accumulated gradient (leaves only), as a tensor with no history (a copy on the
+    /// same device).
+    pub fn grad(&self) -> Result<Option<Tensor>> {
         let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
         g.as_ref()
-            .map(|g| Tensor::constant(self.inner.shape.clone(), self.inner.device, g.clone()))
+            .map(|g| Ok(Tensor::constant(self.inner.shape.clone(), g.try_clone()?)))
+            .transpose()
     }
 
-    /// The accumulated gradient as a vector.
-    pub fn grad_vec(&self) -> Option<Vec<f32>> {
+    /// The accumulated gradient, copied to the host.
+    pub fn grad_vec(&self) -> Result<Option<Vec<f32>>> {
         let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
-        g.as_ref().map(|g| g.to_vec())
+        g.as_ref().map(|g| g.to_vec()).transpose()
     }
 
-    /// Calls `f` with the gradient, if there is one.
-    pub fn with_grad<R>(&self, f: impl FnOnce(Option<&[f32]>) -> R) -> R {
-        let g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
-        f(g.as_deref())
+    /// Does the tensor hold a gradient?
+    pub fn has_grad(&self) -> bool {
+        self.inner
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
-    /// Modifies the gradient in place, if there is one (clipping, scaling).
-    pub fn update_grad<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Option<R> {
-        let mut g = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
-        g.as_deref_mut().map(f)
-    }
-
-    /// Sets the gradient (e.g. to store a finite-difference estimate); `None` clears it.
+    /// Sets the gradient from host values (e.g. a finite-difference estimate); `None` clears it.
     pub fn set_grad(&self, grad: Option<&[f32]>) -> Result<()> {
         if let Some(g) = grad
             && g.len() != self.numel()
@@ -565,7 +620,23 @@ impl Tensor {
                 format!("{} values for shape {:?}", g.len(), self.shape()),
             );
         }
-        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad.map(Buf::copy_from);
+        let device = self.device();
+        let g = grad.map(|g| Storage::from_slice(device, g)).transpose()?;
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
+        Ok(())
+    }
+
+    /// Sets the gradient to the values of `grad` (same shape and device), on the device.
+    pub fn set_grad_from(&self, grad: &Tensor) -> Result<()> {
+        if grad.shape() != self.shape() {
+            return shape_err(
+                "set_grad_from",
+                format!("gradient {:?} for {:?}", grad.shape(), self.shape()),
+            );
+        }
+        check_same_device("set_grad_from", self, grad)?;
+        let g = grad.read().try_clone()?;
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
         Ok(())
     }
 
@@ -574,13 +645,20 @@ impl Tensor {
         *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Reads the data for an op. (CPU only for now.)
-    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Buf> {
+    /// Locks the gradient for a backend call that updates it (clipping) or reads it
+    /// (optimizers).
+    pub(crate) fn grad_slot(&self) -> std::sync::MutexGuard<'_, Option<Storage>> {
+        self.inner.grad.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the data for an op.
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Storage> {
         self.data.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the data for an op that updates a tensor in place (BN running statistics).
-    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, Buf> {
+    /// Writes the data for an op that updates a tensor in place (BN running statistics,
+    /// optimizer updates).
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, Storage> {
         self.data.write().unwrap_or_else(|e| e.into_inner())
     }
 }

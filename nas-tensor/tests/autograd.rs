@@ -12,7 +12,7 @@ fn shared_subexpressions_accumulate() {
     let x = t(&[1.0, -2.0, 0.5], &[3]).param();
     let y = x.mul(&x).unwrap().add(&x).unwrap().sum();
     y.backward().unwrap();
-    assert_eq!(x.grad_vec().unwrap(), vec![3.0, -3.0, 2.0]);
+    assert_eq!(x.grad_vec().unwrap().unwrap(), vec![3.0, -3.0, 2.0]);
 }
 
 #[test]
@@ -21,11 +21,11 @@ fn gradients_accumulate_across_backward_calls_until_zeroed() {
     for _ in 0..2 {
         x.scale(3.0).sum().backward().unwrap();
     }
-    assert_eq!(x.grad_vec().unwrap(), vec![6.0, 6.0]);
+    assert_eq!(x.grad_vec().unwrap().unwrap(), vec![6.0, 6.0]);
     x.zero_grad();
-    assert!(x.grad_vec().is_none());
+    assert!(x.grad_vec().unwrap().is_none());
     x.scale(-1.0).sum().backward().unwrap();
-    assert_eq!(x.grad_vec().unwrap(), vec![-1.0, -1.0]);
+    assert_eq!(x.grad_vec().unwrap().unwrap(), vec![-1.0, -1.0]);
 }
 
 #[test]
@@ -36,9 +36,9 @@ fn separate_parameter_sets_get_separate_gradients() {
     let x = t(&[5.0], &[1]);
     let loss = x.mul(&w).unwrap().mul(&alpha).unwrap().sum();
     loss.backward().unwrap();
-    assert_eq!(w.grad_vec().unwrap(), vec![15.0]);
-    assert_eq!(alpha.grad_vec().unwrap(), vec![10.0]);
-    assert!(x.grad_vec().is_none(), "constants get no gradient");
+    assert_eq!(w.grad_vec().unwrap().unwrap(), vec![15.0]);
+    assert_eq!(alpha.grad_vec().unwrap().unwrap(), vec![10.0]);
+    assert!(x.grad_vec().unwrap().is_none(), "constants get no gradient");
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn detach_stops_the_gradient() {
     let x = t(&[2.0], &[1]).param();
     let y = x.mul(&x.detach()).unwrap().sum(); // d/dx (x * c) = c = 2, not 2x = 4
     y.backward().unwrap();
-    assert_eq!(x.grad_vec().unwrap(), vec![2.0]);
+    assert_eq!(x.grad_vec().unwrap().unwrap(), vec![2.0]);
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn backward_releases_the_graph() {
         "every node released while `loss` is still alive"
     );
     assert!(weak.upgrade().is_none(), "intermediates released");
-    assert!(w.grad_vec().is_some());
+    assert!(w.grad_vec().unwrap().is_some());
     // A second backward on the released graph is an error, not a silent no-op.
     assert!(matches!(
         loss.backward(),
@@ -156,34 +156,47 @@ fn errors_are_typed_and_name_op_and_shapes() {
 #[test]
 fn creation_and_ndarray_round_trip() {
     let a = Tensor::randn(&[2, 3, 4], 7);
-    assert_eq!(Tensor::randn(&[2, 3, 4], 7).to_vec(), a.to_vec(), "seeded");
-    assert_ne!(Tensor::randn(&[2, 3, 4], 8).to_vec(), a.to_vec());
-    let arr = a.to_ndarray();
+    assert_eq!(
+        Tensor::randn(&[2, 3, 4], 7).to_vec().unwrap(),
+        a.to_vec().unwrap(),
+        "seeded"
+    );
+    assert_ne!(
+        Tensor::randn(&[2, 3, 4], 8).to_vec().unwrap(),
+        a.to_vec().unwrap()
+    );
+    let arr = a.to_ndarray().unwrap();
     assert_eq!(arr.shape(), &[2, 3, 4]);
-    assert_eq!(arr[[1, 2, 3]], a.to_vec()[12 + 8 + 3]);
+    assert_eq!(arr[[1, 2, 3]], a.to_vec().unwrap()[12 + 8 + 3]);
     let b = Tensor::from_ndarray(&arr);
-    assert_eq!(b.to_vec(), a.to_vec());
+    assert_eq!(b.to_vec().unwrap(), a.to_vec().unwrap());
     assert_eq!(b.shape(), a.shape());
-    let u = Tensor::uniform(&[1000], -0.5, 0.25, 1).unwrap().to_vec();
+    let u = Tensor::uniform(&[1000], -0.5, 0.25, 1)
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert!(u.iter().all(|&x| (-0.5..0.25).contains(&x)));
     let mean: f32 = u.iter().sum::<f32>() / 1000.0;
     assert!((mean + 0.125).abs() < 0.02, "{mean}");
-    assert_eq!(Tensor::ones(&[2, 2]).to_vec(), vec![1.0; 4]);
-    assert_eq!(Tensor::full(&[3], 2.5).to_vec(), vec![2.5; 3]);
+    assert_eq!(Tensor::ones(&[2, 2]).to_vec().unwrap(), vec![1.0; 4]);
+    assert_eq!(Tensor::full(&[3], 2.5).to_vec().unwrap(), vec![2.5; 3]);
 }
 
 #[test]
 fn forward_values_match_hand_computation() {
     let a = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
     let b = t(&[1.0, 0.0, -1.0, 2.0, 0.5, 1.0], &[3, 2]);
-    assert_eq!(a.matmul(&b).unwrap().to_vec(), vec![0.5, 7.0, 2.0, 16.0]);
+    assert_eq!(
+        a.matmul(&b).unwrap().to_vec().unwrap(),
+        vec![0.5, 7.0, 2.0, 16.0]
+    );
     // broadcasting a row
     let r = t(&[10.0, 20.0, 30.0], &[3]);
     assert_eq!(
-        a.add(&r).unwrap().to_vec(),
+        a.add(&r).unwrap().to_vec().unwrap(),
         vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]
     );
-    let s = a.softmax(1).unwrap().to_vec();
+    let s = a.softmax(1).unwrap().to_vec().unwrap();
     let e: Vec<f32> = [1.0f32, 2.0, 3.0].iter().map(|x| x.exp()).collect();
     let z: f32 = e.iter().sum();
     for j in 0..3 {
@@ -197,13 +210,13 @@ fn forward_values_match_hand_computation() {
         .unwrap();
     assert!((ce - 4f32.ln()).abs() < 1e-6);
     let cat = Tensor::concat(&[t(&[1.0, 2.0], &[1, 2]), t(&[3.0], &[1, 1])], 1).unwrap();
-    assert_eq!(cat.to_vec(), vec![1.0, 2.0, 3.0]);
+    assert_eq!(cat.to_vec().unwrap(), vec![1.0, 2.0, 3.0]);
     let w = Tensor::weighted_sum(
         &[t(&[1.0, 2.0], &[2]), t(&[10.0, 20.0], &[2])],
         &t(&[0.5, 2.0], &[2]),
     )
     .unwrap();
-    assert_eq!(w.to_vec(), vec![20.5, 41.0]);
+    assert_eq!(w.to_vec().unwrap(), vec![20.5, 41.0]);
 }
 
 #[test]
@@ -224,41 +237,41 @@ fn darts_style_alternating_updates_with_two_optimizers() {
     let mut a_opt = Adam::new(vec![alpha.clone()], AdamConfig::new(0.01)).unwrap();
 
     // architecture step on the validation batch: only alpha moves
-    let w_before = w.to_vec();
+    let w_before = w.to_vec().unwrap();
     forward(&x_val)
         .unwrap()
         .cross_entropy(&labels)
         .unwrap()
         .backward()
         .unwrap();
-    assert!(w.grad_vec().is_some() && alpha.grad_vec().is_some());
+    assert!(w.grad_vec().unwrap().is_some() && alpha.grad_vec().unwrap().is_some());
     a_opt.step().unwrap();
     assert_eq!(
-        w.to_vec(),
+        w.to_vec().unwrap(),
         w_before,
         "the architecture optimizer does not touch w"
     );
-    assert_ne!(alpha.to_vec(), vec![0.0; 3]);
+    assert_ne!(alpha.to_vec().unwrap(), vec![0.0; 3]);
 
     // weight step on the training batch with fresh gradients: only w moves
     w_opt.zero_grad();
     a_opt.zero_grad();
-    let alpha_before = alpha.to_vec();
+    let alpha_before = alpha.to_vec().unwrap();
     forward(&x_train)
         .unwrap()
         .cross_entropy(&labels)
         .unwrap()
         .backward()
         .unwrap();
-    let gw = w.grad_vec().unwrap();
+    let gw = w.grad_vec().unwrap().unwrap();
     w_opt.step().unwrap();
     assert_eq!(
-        alpha.to_vec(),
+        alpha.to_vec().unwrap(),
         alpha_before,
         "the weight optimizer does not touch alpha"
     );
     // first SGD step with momentum: w -= lr * grad
-    for ((after, before), g) in w.to_vec().iter().zip(&w_before).zip(&gw) {
+    for ((after, before), g) in w.to_vec().unwrap().iter().zip(&w_before).zip(&gw) {
         assert!((after - (before - 0.1 * g)).abs() < 1e-6);
     }
     assert_eq!(live_graph_nodes(), 0);
@@ -284,24 +297,32 @@ fn backward_for_computes_only_gradients_that_reach_the_requested_leaves() {
     };
     let (x, w1, w2, alpha, out) = build();
     out.backward().unwrap();
-    let full = alpha.grad_vec().unwrap();
-    assert!(x.grad_vec().is_some() && w1.grad_vec().is_some() && w2.grad_vec().is_some());
+    let full = alpha.grad_vec().unwrap().unwrap();
+    assert!(
+        x.grad_vec().unwrap().is_some()
+            && w1.grad_vec().unwrap().is_some()
+            && w2.grad_vec().unwrap().is_some()
+    );
 
     let (x, w1, w2, alpha, out) = build();
     out.backward_for(std::slice::from_ref(&alpha)).unwrap();
     assert_eq!(
-        alpha.grad_vec().unwrap(),
+        alpha.grad_vec().unwrap().unwrap(),
         full,
         "same architecture gradient"
     );
-    assert!(w1.grad_vec().is_none() && w2.grad_vec().is_none() && x.grad_vec().is_none());
+    assert!(
+        w1.grad_vec().unwrap().is_none()
+            && w2.grad_vec().unwrap().is_none()
+            && x.grad_vec().unwrap().is_none()
+    );
     assert_eq!(out.grad_fn_name(), None, "graph released");
 
     // the wanted set may also hold activations' leaves, as a recomputed cell's inputs
     let (x, w1, _, alpha, out) = build();
     out.backward_for(&[alpha.clone(), w1.clone()]).unwrap();
-    assert_eq!(alpha.grad_vec().unwrap(), full);
-    assert!(w1.grad_vec().is_some() && x.grad_vec().is_none());
+    assert_eq!(alpha.grad_vec().unwrap().unwrap(), full);
+    assert!(w1.grad_vec().unwrap().is_some() && x.grad_vec().unwrap().is_none());
 }
 
 const PAD1: nas_tensor::ConvOptions = nas_tensor::ConvOptions {
@@ -355,7 +376,7 @@ fn conv_bn_relu_pool_grads(keep: bool) -> (Vec<f32>, Vec<bool>) {
     );
     loss.backward().unwrap();
     drop(held);
-    (w.grad_vec().unwrap(), alive)
+    (w.grad_vec().unwrap().unwrap(), alive)
 }
 
 #[test]
@@ -384,7 +405,7 @@ fn values_no_gradient_rule_needs_are_freed_and_gradients_do_not_change() {
         .relu();
     let affine = r.avg_pool2d(3, 1, 1).unwrap().add(&r).unwrap().scale(0.5);
     affine.mul(&probe).unwrap().sum().backward().unwrap();
-    for (a, b) in w.grad_vec().unwrap().iter().zip(&g_freed) {
+    for (a, b) in w.grad_vec().unwrap().unwrap().iter().zip(&g_freed) {
         assert!(
             (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
             "affine {a} vs non-affine {b}"
@@ -393,7 +414,7 @@ fn values_no_gradient_rule_needs_are_freed_and_gradients_do_not_change() {
     w.zero_grad();
     conv_bn_relu_pool_loss(&w).unwrap().backward().unwrap();
     assert_eq!(
-        w.grad_vec().unwrap(),
+        w.grad_vec().unwrap().unwrap(),
         g_freed,
         "the same graph in one expression"
     );

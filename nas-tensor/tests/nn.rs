@@ -86,7 +86,7 @@ fn default_initialisation_matches_pytorch_bounds() {
     let c = Conv2d::new(16, 32, 3, ConvOptions::default().groups(2), true, &mut rng).unwrap();
     assert_eq!(c.weight.shape(), &[32, 8, 3, 3]);
     let bound = 1.0 / (8.0f32 * 9.0).sqrt();
-    let w = c.weight.to_vec();
+    let w = c.weight.to_vec().unwrap();
     assert!(w.iter().all(|v| v.abs() <= bound));
     let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(
@@ -103,6 +103,7 @@ fn default_initialisation_matches_pytorch_bounds() {
             .as_ref()
             .unwrap()
             .to_vec()
+            .unwrap()
             .iter()
             .all(|v| v.abs() <= bound)
     );
@@ -110,13 +111,14 @@ fn default_initialisation_matches_pytorch_bounds() {
     assert!(
         l.weight
             .to_vec()
+            .unwrap()
             .iter()
             .all(|v| v.abs() <= 1.0 / 50f32.sqrt())
     );
     let bn = BatchNorm2d::new(3, true);
-    assert_eq!(bn.weight.as_ref().unwrap().to_vec(), vec![1.0; 3]);
-    assert_eq!(bn.bias.as_ref().unwrap().to_vec(), vec![0.0; 3]);
-    assert_eq!(bn.running_var.to_vec(), vec![1.0; 3]);
+    assert_eq!(bn.weight.as_ref().unwrap().to_vec().unwrap(), vec![1.0; 3]);
+    assert_eq!(bn.bias.as_ref().unwrap().to_vec().unwrap(), vec![0.0; 3]);
+    assert_eq!(bn.running_var.to_vec().unwrap(), vec![1.0; 3]);
 }
 
 #[test]
@@ -124,22 +126,22 @@ fn train_and_eval_modes() {
     let mut m = net(1);
     let x = Tensor::randn(&[4, 3, 6, 6], 2);
     let rm = m.named_buffers()[0].1.clone();
-    assert_eq!(rm.to_vec(), vec![0.0; 8]);
+    assert_eq!(rm.to_vec().unwrap(), vec![0.0; 8]);
     let y_train = m.forward(&x).unwrap();
     assert_eq!(y_train.shape(), &[4, 4]);
     assert_ne!(
-        rm.to_vec(),
+        rm.to_vec().unwrap(),
         vec![0.0; 8],
         "training updates running statistics"
     );
     m.set_training(false);
     assert!(!m.is_training());
-    let snapshot = rm.to_vec();
-    let y1 = m.forward(&x).unwrap().to_vec();
-    let y2 = m.forward(&x).unwrap().to_vec();
+    let snapshot = rm.to_vec().unwrap();
+    let y1 = m.forward(&x).unwrap().to_vec().unwrap();
+    let y2 = m.forward(&x).unwrap().to_vec().unwrap();
     assert_eq!(y1, y2, "evaluation is deterministic");
     assert_eq!(
-        rm.to_vec(),
+        rm.to_vec().unwrap(),
         snapshot,
         "evaluation leaves running statistics alone"
     );
@@ -153,12 +155,12 @@ fn train_and_eval_modes() {
 
     let mut d = Dropout::new(0.5, 9).unwrap();
     let ones = Tensor::ones(&[1000]);
-    let dropped = d.forward(&ones).unwrap().to_vec();
+    let dropped = d.forward(&ones).unwrap().to_vec().unwrap();
     let zeros = dropped.iter().filter(|&&v| v == 0.0).count();
     assert!((400..600).contains(&zeros), "{zeros}");
     assert!(dropped.iter().all(|&v| v == 0.0 || v == 2.0));
     d.set_training(false);
-    assert_eq!(d.forward(&ones).unwrap().to_vec(), vec![1.0; 1000]);
+    assert_eq!(d.forward(&ones).unwrap().to_vec().unwrap(), vec![1.0; 1000]);
 }
 
 #[test]
@@ -169,11 +171,14 @@ fn save_load_round_trips_bit_exactly() {
     a.forward(&Tensor::randn(&[2, 3, 5, 5], 4)).unwrap(); // non-trivial running stats
     save_module(&a, &path).unwrap();
     let b = net(99);
-    assert_ne!(a.state_dict()[0].1.to_vec(), b.state_dict()[0].1.to_vec());
+    assert_ne!(
+        a.state_dict()[0].1.to_vec().unwrap(),
+        b.state_dict()[0].1.to_vec().unwrap()
+    );
     load_module(&b, &path).unwrap();
     for ((na, ta), (nb, tb)) in a.state_dict().iter().zip(b.state_dict().iter()) {
         assert_eq!(na, nb);
-        let (va, vb) = (ta.to_vec(), tb.to_vec());
+        let (va, vb) = (ta.to_vec().unwrap(), tb.to_vec().unwrap());
         assert!(
             va.iter().zip(&vb).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{na} differs"
@@ -194,7 +199,13 @@ fn save_load_round_trips_bit_exactly() {
     assert_eq!(back[0].0, "s");
     assert_eq!(back[0].1.shape(), &[] as &[usize]);
     assert_eq!(back[1].0, "x.y");
-    let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let bits = |t: &Tensor| {
+        t.to_vec()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(bits(&back[1].1), bits(&odd));
 }
 
@@ -220,7 +231,7 @@ fn load_rejects_mismatches_clearly() {
     sd.push(("extra.weight".into(), Tensor::zeros(&[1])));
     sd.push(("0.1.num_batches_tracked".into(), Tensor::zeros(&[]))); // tolerated
     save_safetensors(&path, &sd).unwrap();
-    let before = m.state_dict()[1].1.to_vec();
+    let before = m.state_dict()[1].1.to_vec().unwrap();
     let msg = load_module(&m, &path).unwrap_err().to_string();
     assert!(
         msg.contains("missing `0.0.weight`") && msg.contains("unexpected `extra.weight`"),
@@ -228,7 +239,7 @@ fn load_rejects_mismatches_clearly() {
     );
     assert!(!msg.contains("num_batches_tracked"), "{msg}");
     assert_eq!(
-        m.state_dict()[1].1.to_vec(),
+        m.state_dict()[1].1.to_vec().unwrap(),
         before,
         "nothing modified on error"
     );

@@ -100,9 +100,15 @@ fn ops_overwrite_every_value_of_reused_buffers() {
             .cross_entropy(&labels)
             .unwrap();
         loss.backward().unwrap();
-        let mut out = loss.to_vec();
+        let mut out = loss.to_vec().unwrap();
         for p in &params {
-            out.extend(p.grad().expect("every parameter has a gradient").to_vec());
+            out.extend(
+                p.grad()
+                    .unwrap()
+                    .expect("every parameter has a gradient")
+                    .to_vec()
+                    .unwrap(),
+            );
         }
         out
     };

@@ -51,7 +51,7 @@ proptest! {
         let out = a.mul(&b).unwrap();
         let sum = a.add(&b).unwrap();
         let os = out.shape().to_vec();
-        let (av, bv, ov, sv) = (a.to_vec(), b.to_vec(), out.to_vec(), sum.to_vec());
+        let (av, bv, ov, sv) = (a.to_vec().unwrap(), b.to_vec().unwrap(), out.to_vec().unwrap(), sum.to_vec().unwrap());
         let (sta, stb) = (strides(&sa), strides(&sb));
         for i in 0..ov.len() {
             let idx = unravel(i, &os);
@@ -83,15 +83,15 @@ proptest! {
         let back = cat.split(dim, &sizes).unwrap();
         for (p, q) in parts.iter().zip(&back) {
             prop_assert_eq!(p.shape(), q.shape());
-            prop_assert_eq!(p.to_vec(), q.to_vec());
+            prop_assert_eq!(p.to_vec().unwrap(), q.to_vec().unwrap());
         }
         // narrow against naive indexing
         let (start, len) = (sizes[0] / 2, sizes.iter().sum::<usize>() - sizes[0] / 2);
         let nar = cat.narrow(dim, start, len).unwrap();
-        let cv = cat.to_vec();
+        let cv = cat.to_vec().unwrap();
         let cs = cat.shape().to_vec();
         let st = strides(&cs);
-        for (i, v) in nar.to_vec().into_iter().enumerate() {
+        for (i, v) in nar.to_vec().unwrap().into_iter().enumerate() {
             let mut idx = unravel(i, nar.shape());
             idx[dim] += start;
             let off: usize = idx.iter().zip(&st).map(|(a, b)| a * b).sum();
@@ -105,7 +105,7 @@ proptest! {
         let perm: Vec<usize> = (0..n).map(|i| (i + rot) % n).collect();
         let x = Tensor::randn(&shape, seed);
         let y = x.permute(&perm).unwrap();
-        let (xv, yv) = (x.to_vec(), y.to_vec());
+        let (xv, yv) = (x.to_vec().unwrap(), y.to_vec().unwrap());
         let st = strides(&shape);
         for (i, &v) in yv.iter().enumerate() {
             let oi = unravel(i, y.shape());
@@ -114,19 +114,19 @@ proptest! {
         }
         let mut inv = vec![0; n];
         for (i, &p) in perm.iter().enumerate() { inv[p] = i; }
-        prop_assert_eq!(y.permute(&inv).unwrap().to_vec(), xv);
+        prop_assert_eq!(y.permute(&inv).unwrap().to_vec().unwrap(), xv);
     }
 
     #[test]
     fn reductions_and_softmax_match_naive(shape in prop::collection::vec(1usize..=5, 1..=3), dim_pick in 0usize..3, seed in 0u64..1000) {
         let dim = dim_pick % shape.len();
         let x = Tensor::randn(&shape, seed);
-        let xv = x.to_vec();
+        let xv = x.to_vec().unwrap();
         let s = x.sum_dim(dim, true).unwrap();
-        let sm = x.softmax(dim).unwrap().to_vec();
-        let lsm = x.log_softmax(dim).unwrap().to_vec();
+        let sm = x.softmax(dim).unwrap().to_vec().unwrap();
+        let lsm = x.log_softmax(dim).unwrap().to_vec().unwrap();
         let st = strides(&shape);
-        for (i, v) in s.to_vec().into_iter().enumerate() {
+        for (i, v) in s.to_vec().unwrap().into_iter().enumerate() {
             let idx = unravel(i, s.shape());
             let base: usize = idx.iter().zip(&st).map(|(a, b)| a * b).sum();
             let naive: f32 = (0..shape[dim]).map(|j| xv[base + j * st[dim]]).sum();
@@ -156,7 +156,7 @@ fn tensors_are_send_and_sync() {
     std::thread::spawn(move || w2.square().sum().backward().unwrap())
         .join()
         .unwrap();
-    let g = w.grad_vec().unwrap();
-    let expect: Vec<f32> = w.to_vec().iter().map(|v| 2.0 * v).collect();
+    let g = w.grad_vec().unwrap().unwrap();
+    let expect: Vec<f32> = w.to_vec().unwrap().iter().map(|v| 2.0 * v).collect();
     assert_eq!(g, expect);
 }

@@ -49,7 +49,7 @@ fn export() {
         ("loss".to_string(), loss.detach()),
     ];
     for (n, p) in m.named_parameters() {
-        out.push((format!("grad.{n}"), p.grad().unwrap()));
+        out.push((format!("grad.{n}"), p.grad().unwrap().unwrap()));
     }
     for (n, b) in m.named_buffers() {
         out.push((format!("after.{n}"), b.clone()));

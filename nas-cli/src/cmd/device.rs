@@ -10,7 +10,8 @@ pub fn check_device(text: &str) -> Result<Device> {
         .parse()
         .map_err(|e| CliError::Usage(format!("--device: {e}")))?;
     match device {
-        Device::Cpu => Ok(device),
+        // `test` is not parsed from text, so only `cpu` gets here
+        Device::Cpu | Device::Test => Ok(device),
         Device::Cuda(_) => Err(CliError::Unsupported(format!(
             "--device {device}: CUDA support is not built into this `nas` (no CUDA backend is \
              available yet); use --device cpu"

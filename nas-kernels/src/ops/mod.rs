@@ -3,8 +3,10 @@
 
 pub mod batch_norm;
 pub mod conv2d;
+pub mod copy;
 pub mod elementwise;
 pub mod matmul;
+pub mod optim;
 pub mod pool2d;
 pub mod random;
 pub mod reduce;

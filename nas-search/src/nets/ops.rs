@@ -383,12 +383,12 @@ fn shift_for_stride2(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
     let mut y = x.narrow(2, 1, h - 1)?.narrow(3, 1, w - 1)?;
     if h % 2 == 1 {
-        let z = Tensor::zeros(&[n, c, 1, w - 1]).to_device(x.device())?;
+        let z = Tensor::zeros_on(&[n, c, 1, w - 1], x.device())?;
         y = Tensor::concat(&[y, z], 2)?;
     }
     if w % 2 == 1 {
         let hh = y.shape()[2];
-        let z = Tensor::zeros(&[n, c, hh, 1]).to_device(x.device())?;
+        let z = Tensor::zeros_on(&[n, c, hh, 1], x.device())?;
         y = Tensor::concat(&[y, z], 3)?;
     }
     Ok(y)
@@ -454,13 +454,15 @@ impl Zero {
 impl Module for Zero {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match *x.shape() {
-            [n, _, h, w] => Tensor::zeros(&[
-                n,
-                self.c_out,
-                h.div_ceil(self.stride),
-                w.div_ceil(self.stride),
-            ])
-            .to_device(x.device()),
+            [n, _, h, w] => Tensor::zeros_on(
+                &[
+                    n,
+                    self.c_out,
+                    h.div_ceil(self.stride),
+                    w.div_ceil(self.stride),
+                ],
+                x.device(),
+            ),
             _ => Err(TensorError::Shape {
                 op: "Zero",
                 detail: format!("need an NCHW input, got {:?}", x.shape()),
@@ -859,7 +861,7 @@ mod tests {
         let expected = c
             .batch_norm(None, None, None, None, true, 0.1, 1e-5)
             .unwrap();
-        let (a, b) = (y.to_vec(), expected.to_vec());
+        let (a, b) = (y.to_vec().unwrap(), expected.to_vec().unwrap());
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-4, "{p} vs {q}");
         }
@@ -882,7 +884,7 @@ mod tests {
             .batch_norm(None, None, None, None, true, 0.1, 1e-5)
             .unwrap();
         assert_eq!(y.shape(), &[2, 6, 4, 3]);
-        for (p, q) in y.to_vec().iter().zip(expected.to_vec()) {
+        for (p, q) in y.to_vec().unwrap().iter().zip(expected.to_vec().unwrap()) {
             assert!((p - q).abs() < 1e-4, "{p} vs {q}");
         }
         // Odd sides: the second half reads the zero padding in its last row/column, so those
@@ -891,7 +893,7 @@ mod tests {
         fr.set_training(false);
         let y = fr.forward(&Tensor::randn(&[1, 3, 7, 7], 2)).unwrap();
         assert_eq!(y.shape(), &[1, 4, 4, 4]);
-        let v = y.to_vec();
+        let v = y.to_vec().unwrap();
         for ch in 2..4 {
             for i in 0..4 {
                 assert_eq!(v[ch * 16 + 3 * 4 + i], 0.0);
@@ -912,9 +914,12 @@ mod tests {
                 .unwrap()
                 .sum();
             loss.backward().unwrap();
-            assert!(x.grad_vec().unwrap().iter().any(|g| *g != 0.0), "{name}");
+            assert!(
+                x.grad_vec().unwrap().unwrap().iter().any(|g| *g != 0.0),
+                "{name}"
+            );
             for (n, p) in op.named_parameters() {
-                let g = p.grad_vec().unwrap_or_default();
+                let g = p.grad_vec().unwrap().unwrap_or_default();
                 assert!(g.iter().any(|v| *v != 0.0), "{name}: {n} got no gradient");
             }
         }

@@ -65,9 +65,9 @@ pub fn softmax_rows(m: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn to_rows(t: &Tensor) -> Vec<Vec<f32>> {
+fn to_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let k = t.shape()[1];
-    t.to_vec().chunks(k).map(|c| c.to_vec()).collect()
+    Ok(t.to_vec()?.chunks(k).map(|c| c.to_vec()).collect())
 }
 
 impl ArchParams {
@@ -125,10 +125,10 @@ impl ArchParams {
     }
 
     /// A snapshot of logits and softmaxed weights.
-    pub fn snapshot(&self) -> ArchSnapshot {
-        let an = to_rows(&self.normal);
-        let ar = self.reduce.as_ref().map(to_rows);
-        ArchSnapshot {
+    pub fn snapshot(&self) -> Result<ArchSnapshot> {
+        let an = to_rows(&self.normal)?;
+        let ar = self.reduce.as_ref().map(to_rows).transpose()?;
+        Ok(ArchSnapshot {
             space: self.space.name().to_string(),
             ops: self
                 .space
@@ -141,7 +141,7 @@ impl ArchParams {
             weights_reduce: ar.as_ref().map(|r| softmax_rows(r)),
             alpha_normal: an,
             alpha_reduce: ar,
-        }
+        })
     }
 }
 
@@ -159,10 +159,10 @@ fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWei
     let (e, k) = (alpha.shape()[0], alpha.shape()[1]);
     loop {
         let g: Vec<f32> = (0..e * k).map(|_| gumbel_noise(rng)).collect();
-        let noise = Tensor::from_vec(g, &[e, k])?;
+        let noise = Tensor::from_vec_on(g, &[e, k], alpha.device())?;
         let logits = alpha.log_softmax(1)?.add(&noise)?.scale(1.0 / tau);
         let probs = logits.softmax(1)?;
-        let pv = probs.to_vec();
+        let pv = probs.to_vec()?;
         if pv.iter().any(|p| !p.is_finite()) {
             continue;
         }
@@ -179,7 +179,7 @@ fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWei
             index.push(best);
             one_hot[r * k + best] = 1.0;
         }
-        let one_hot = Tensor::from_vec(one_hot, &[e, k])?;
+        let one_hot = Tensor::from_vec_on(one_hot, &[e, k], alpha.device())?;
         let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
         return Ok(HardWeights { weights, index });
     }

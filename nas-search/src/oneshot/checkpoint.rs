@@ -95,18 +95,18 @@ impl OneShotSearch {
             }
         };
         for (name, t) in self.net.state_dict() {
-            t.with_data(|d| push(format!("net.{name}"), d));
+            push(format!("net.{name}"), &t.to_vec()?);
         }
         for (i, a) in self.arch.tensors().iter().enumerate() {
-            a.with_data(|d| push(format!("alpha.{i}"), d));
+            push(format!("alpha.{i}"), &a.to_vec()?);
         }
-        let sgd = self.sgd_state();
+        let sgd = self.sgd_state()?;
         for (i, b) in sgd.momentum_buffers.iter().enumerate() {
             if let Some(b) = b {
                 push(format!("sgd.momentum.{i}"), b);
             }
         }
-        let adam = self.adam_state();
+        let adam = self.adam_state()?;
         for (i, p) in adam.params.iter().enumerate() {
             if let Some(p) = p {
                 push(format!("adam.exp_avg.{i}"), &p.exp_avg);

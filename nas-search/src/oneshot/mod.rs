@@ -166,7 +166,7 @@ pub fn run_oneshot_observed(
         observe(&Event::Epoch(&rec));
     }
     let genotype = s.genotype()?;
-    let arch = s.arch().snapshot();
+    let arch = s.arch().snapshot()?;
     save_heatmap(
         &arch,
         &format!(

@@ -472,7 +472,7 @@ impl OneShotSearch {
 
     /// The genotype the current architecture weights derive.
     pub fn genotype(&self) -> Result<Genotype> {
-        let s = self.arch.snapshot();
+        let s = self.arch.snapshot()?;
         Ok(match self.config.space {
             SpaceKind::Darts => Genotype::Darts(derive_darts_genotype(
                 &s.weights_normal,
@@ -606,20 +606,21 @@ impl OneShotSearch {
         )
     }
 
-    fn weights_data(&self) -> Vec<Vec<f32>> {
-        self.w_params.iter().map(|p| p.to_vec()).collect()
+    /// Copies of the weights on their device.
+    fn weights_data(&self) -> Vec<Tensor> {
+        self.w_params.iter().map(Tensor::detach).collect()
     }
 
-    fn set_weights(&self, w: &[Vec<f32>]) -> Result<()> {
+    fn set_weights(&self, w: &[Tensor]) -> Result<()> {
         for (p, v) in self.w_params.iter().zip(w) {
-            p.set_data(v)?;
+            p.copy_from(v)?;
         }
         Ok(())
     }
 
     /// Gradient of the training loss w.r.t. the architecture weights at the current weights
-    /// (used by the Hessian-vector product); returns one vector per architecture tensor.
-    fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Vec<f32>>> {
+    /// (used by the Hessian-vector product); one tensor per architecture tensor.
+    fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Tensor>> {
         self.zero_all();
         let alphas = self.arch.tensors();
         self.loss_backward(
@@ -628,12 +629,7 @@ impl OneShotSearch {
             MixSource::SoftRecorded,
             Some(&alphas),
         )?;
-        Ok(self
-            .arch
-            .tensors()
-            .iter()
-            .map(|a| a.grad_vec().unwrap_or_else(|| vec![0.0; a.numel()]))
-            .collect())
+        self.arch.tensors().iter().map(grad_or_zeros).collect()
     }
 
     /// The second-order (unrolled) architecture gradient of DARTS, left in the architecture
@@ -646,9 +642,11 @@ impl OneShotSearch {
     ///    `R = unroll_r / ||v||`;
     /// 4. gradient `g_a - xi * h`.
     ///
-    /// The weights are restored bit-exactly afterwards; the BN running statistics touched by the
-    /// unrolled forward pass are restored too (the original runs it on a copy of the model).
-    /// Returns the loss and correct count of the unrolled validation pass.
+    /// Everything is tensor arithmetic on the supernet's device (only `||v||` is read back,
+    /// to choose `R`). The weights are restored bit-exactly afterwards; the BN running
+    /// statistics touched by the unrolled forward pass are restored too (the original runs it
+    /// on a copy of the model). Returns the loss and correct count of the unrolled validation
+    /// pass.
     pub fn arch_grad_second_order(
         &mut self,
         train: &SearchBatch,
@@ -664,25 +662,28 @@ impl OneShotSearch {
             MixSource::SoftDetached,
             None,
         )?;
-        let sgd = self.w_opt.state();
-        let (mom, wd) = (sgd.config.momentum, sgd.config.weight_decay);
-        for (i, p) in self.w_params.iter().enumerate() {
-            let g = p.grad_vec().unwrap_or_else(|| vec![0.0; p.numel()]);
-            let buf = sgd.momentum_buffers[i].as_ref();
-            p.update_data(|w| {
-                for j in 0..w.len() {
-                    let m = buf.map_or(0.0, |b| mom * b[j]);
-                    w[j] -= xi * (m + g[j] + wd * w[j]);
-                }
-            });
-        }
+        let c = self.w_opt.config();
+        let (mom, wd) = (c.momentum, c.weight_decay);
+        no_grad(|| -> Result<()> {
+            for (i, p) in self.w_params.iter().enumerate() {
+                let g = grad_or_zeros(p)?;
+                // (momentum * buf + g) + wd * w, in the original's order
+                let d = match self.w_opt.momentum_buffer(i)? {
+                    Some(b) => b.scale(mom).add(&g)?,
+                    None => g,
+                };
+                let d = d.add(&p.scale(wd))?;
+                p.copy_from(&p.sub(&d.scale(xi))?)?;
+            }
+            Ok(())
+        })?;
         // 2. Validation gradient at w' (BN statistics of this pass are discarded).
-        let buffers: Vec<(Tensor, Vec<f32>)> = self
+        let buffers: Vec<(Tensor, Tensor)> = self
             .net
             .named_buffers()
             .into_iter()
             .map(|(_, t)| {
-                let v = t.to_vec();
+                let v = t.detach();
                 (t, v)
             })
             .collect();
@@ -694,57 +695,62 @@ impl OneShotSearch {
             MixSource::SoftRecorded,
             None,
         )?;
-        let g_a: Vec<Vec<f32>> = self
+        let g_a: Vec<Tensor> = self
             .arch
             .tensors()
             .iter()
-            .map(|a| a.grad_vec().unwrap_or_else(|| vec![0.0; a.numel()]))
-            .collect();
-        let v: Vec<Vec<f32>> = self
+            .map(grad_or_zeros)
+            .collect::<Result<_>>()?;
+        let v: Vec<Tensor> = self
             .w_params
             .iter()
-            .map(|p| p.grad_vec().unwrap_or_else(|| vec![0.0; p.numel()]))
-            .collect();
+            .map(grad_or_zeros)
+            .collect::<Result<_>>()?;
         for (t, vals) in &buffers {
-            t.set_data(vals)?;
+            t.copy_from(vals)?;
         }
         // 3. Finite-difference Hessian-vector product around w.
-        let norm = v
-            .iter()
-            .flat_map(|x| x.iter())
-            .map(|&x| (x as f64) * (x as f64))
-            .sum::<f64>()
-            .sqrt();
-        let h: Vec<Vec<f32>> = if norm > 0.0 {
+        let norm = no_grad(|| -> Result<f64> {
+            let mut sq = 0.0f64;
+            for x in &v {
+                sq += x.square().sum().item()? as f64;
+            }
+            Ok(sq.sqrt())
+        })?;
+        let h: Vec<Tensor> = if norm > 0.0 {
             let r = (self.config.unroll_r as f64 / norm) as f32;
-            let shifted = |sign: f32| -> Vec<Vec<f32>> {
-                w0.iter()
-                    .zip(&v)
-                    .map(|(w, v)| w.iter().zip(v).map(|(&w, &v)| w + sign * r * v).collect())
-                    .collect()
-            };
-            self.set_weights(&shifted(1.0))?;
-            let gp = self.train_arch_grad(train)?;
-            self.set_weights(&shifted(-1.0))?;
-            let gn = self.train_arch_grad(train)?;
-            gp.iter()
-                .zip(&gn)
-                .map(|(p, n)| {
-                    p.iter()
-                        .zip(n)
-                        .map(|(&p, &n)| (p - n) / (2.0 * r))
+            let shifted = |sign: f32| -> Result<Vec<Tensor>> {
+                no_grad(|| {
+                    w0.iter()
+                        .zip(&v)
+                        .map(|(w, v)| Ok(w.add(&v.scale(sign * r))?))
                         .collect()
                 })
-                .collect()
+            };
+            self.set_weights(&shifted(1.0)?)?;
+            let gp = self.train_arch_grad(train)?;
+            self.set_weights(&shifted(-1.0)?)?;
+            let gn = self.train_arch_grad(train)?;
+            no_grad(|| -> Result<Vec<Tensor>> {
+                gp.iter()
+                    .zip(&gn)
+                    .map(|(p, n)| {
+                        let two_r = Tensor::full_on(&[], 2.0 * r, p.device())?;
+                        Ok(p.sub(n)?.div(&two_r)?)
+                    })
+                    .collect()
+            })?
         } else {
-            g_a.iter().map(|g| vec![0.0; g.len()]).collect()
+            g_a.iter()
+                .map(|g| Ok(Tensor::zeros_on(g.shape(), g.device())?))
+                .collect::<Result<_>>()?
         };
         self.set_weights(&w0)?;
         // 4. Combine.
         self.zero_all();
         for ((a, g), h) in self.arch.tensors().iter().zip(&g_a).zip(&h) {
-            let d: Vec<f32> = g.iter().zip(h).map(|(&g, &h)| g - xi * h).collect();
-            a.set_grad(Some(&d))?;
+            let d = no_grad(|| g.sub(&h.scale(xi)))?;
+            a.set_grad_from(&d)?;
         }
         Ok((lv, corr))
     }
@@ -844,7 +850,7 @@ impl OneShotSearch {
             Method::Gdas => {
                 let hard = |a: &Tensor| -> Result<super::supernet::HardWeights> {
                     let k = a.shape()[1];
-                    let v = a.to_vec();
+                    let v = a.to_vec()?;
                     let mut index = Vec::new();
                     let mut w = vec![0.0f32; v.len()];
                     for (r, row) in v.chunks(k).enumerate() {
@@ -858,7 +864,7 @@ impl OneShotSearch {
                         w[r * k + best] = 1.0;
                     }
                     Ok(super::supernet::HardWeights {
-                        weights: Tensor::from_vec(w, a.shape())?,
+                        weights: Tensor::from_vec_on(w, a.shape(), a.device())?,
                         index,
                     })
                 };
@@ -903,7 +909,7 @@ impl OneShotSearch {
             valid_acc,
             genotype,
             nb201_cifar10_test,
-            arch: self.arch.snapshot(),
+            arch: self.arch.snapshot()?,
         };
         self.history.push(rec.clone());
         self.epoch += 1;
@@ -921,16 +927,24 @@ impl OneShotSearch {
     }
 
     /// Weight-optimizer state (for checkpoints).
-    pub(crate) fn sgd_state(&self) -> SgdState {
-        self.w_opt.state()
+    pub(crate) fn sgd_state(&self) -> Result<SgdState> {
+        Ok(self.w_opt.state()?)
     }
     /// Architecture-optimizer state (for checkpoints).
-    pub(crate) fn adam_state(&self) -> AdamState {
-        self.a_opt.state()
+    pub(crate) fn adam_state(&self) -> Result<AdamState> {
+        Ok(self.a_opt.state()?)
     }
     pub(crate) fn load_optimizers(&mut self, sgd: SgdState, adam: AdamState) -> Result<()> {
         self.w_opt.load_state(sgd)?;
         self.a_opt.load_state(adam)?;
         Ok(())
     }
+}
+
+/// The gradient of `t` as a tensor on its device (zeros when it has none).
+fn grad_or_zeros(t: &Tensor) -> Result<Tensor> {
+    Ok(match t.grad()? {
+        Some(g) => g,
+        None => Tensor::zeros_on(t.shape(), t.device())?,
+    })
 }

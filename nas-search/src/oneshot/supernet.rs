@@ -269,12 +269,15 @@ impl MixedEdge {
         if sel == 0 {
             // `none`: zeros of the output shape.
             let s = x.shape();
-            let z = Tensor::zeros(&[
-                s[0],
-                self.c,
-                s[2].div_ceil(self.stride),
-                s[3].div_ceil(self.stride),
-            ]);
+            let z = Tensor::zeros_on(
+                &[
+                    s[0],
+                    self.c,
+                    s[2].div_ceil(self.stride),
+                    s[3].div_ceil(self.stride),
+                ],
+                x.device(),
+            )?;
             Ok(z.add(&rest)?)
         } else {
             let y = self.run_op(sel - 1, x, &mut None)?;
@@ -700,11 +703,11 @@ impl Supernet {
         let k = cells.min(n);
         let leaf = |t: &Tensor| t.detach().param();
         // Pass 1: outputs of the recomputed cells only; BN statistics restored afterwards.
-        let buffers: Vec<(Tensor, Vec<f32>)> = self
+        let buffers: Vec<(Tensor, Tensor)> = self
             .named_buffers()
             .into_iter()
             .map(|(_, t)| {
-                let v = t.to_vec();
+                let v = t.detach();
                 (t, v)
             })
             .collect();
@@ -722,21 +725,25 @@ impl Supernet {
             Ok((s, outs))
         })?;
         for (t, v) in &buffers {
-            t.set_data(v)?;
+            t.copy_from(v)?;
         }
         drop(buffers);
         // Output `j` of pass 1 (the stem for j < 0).
         let pass1 = |j: isize| -> &Tensor { if j < 0 { &s_stem } else { &outs[j as usize] } };
-        let add = |acc: &mut Option<Vec<f32>>, g: Vec<f32>| match acc {
-            Some(a) => a.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
-            None => *acc = Some(g),
+        // gradients of earlier outputs, summed on the device
+        let add = |acc: &mut Option<Tensor>, g: Tensor| -> Result<()> {
+            *acc = Some(match acc.take() {
+                Some(a) => nas_tensor::no_grad(|| a.add(&g))?,
+                None => g,
+            });
+            Ok(())
         };
         // Backward from `t` (output gradient `g`) into `inputs` (the leaves standing for earlier
         // outputs; `true` where that output depends on the architecture weights) and everything
         // else wanted.
-        let backward = |t: &Tensor, g: &[f32], inputs: &[(&Tensor, bool)]| -> Result<()> {
+        let backward = |t: &Tensor, g: &Tensor, inputs: &[(&Tensor, bool)]| -> Result<()> {
             match only {
-                None => t.backward_with(g)?,
+                None => t.backward_from(g)?,
                 Some(only) => {
                     // only what the wanted leaves need, through the inputs leading back to them
                     let mut leaves = only.to_vec();
@@ -746,13 +753,13 @@ impl Supernet {
                             .filter(|(_, dep)| *dep)
                             .map(|(l, _)| (*l).clone()),
                     );
-                    t.backward_with_for(g, &leaves)?
+                    t.backward_from_for(g, &leaves)?
                 }
             }
             Ok(())
         };
-        let mut g_out: Vec<Option<Vec<f32>>> = vec![None; k];
-        let mut g_stem: Option<Vec<f32>> = None;
+        let mut g_out: Vec<Option<Tensor>> = vec![None; k];
+        let mut g_stem: Option<Tensor> = None;
         // Pass 2: the cells from k on and the head, one graph from the last two outputs of
         // pass 1.
         let (lv, pred) = {
@@ -783,13 +790,14 @@ impl Supernet {
             let lv = loss.item()?;
             let pred = logits.argmax_rows()?;
             drop(logits);
-            backward(&loss, &[1.0], &[(&b0, k >= 2), (&b1, true)])?;
+            let one = Tensor::full_on(&[], 1.0, loss.device())?;
+            backward(&loss, &one, &[(&b0, k >= 2), (&b1, true)])?;
             for (j, b) in [(k as isize - 2, &b0), (k as isize - 1, &b1)] {
-                if let Some(g) = b.grad_vec() {
+                if let Some(g) = b.grad()? {
                     if j < 0 {
-                        add(&mut g_stem, g);
+                        add(&mut g_stem, g)?;
                     } else {
-                        add(&mut g_out[j as usize], g);
+                        add(&mut g_out[j as usize], g)?;
                     }
                 }
             }
@@ -807,11 +815,11 @@ impl Supernet {
             backward(&o, &g, &[(&l0, i >= 2), (&l1, i >= 1)])?;
             drop(o);
             for (j, l) in [(i as isize - 2, &l0), (i as isize - 1, &l1)] {
-                let Some(gl) = l.grad_vec() else { continue };
+                let Some(gl) = l.grad()? else { continue };
                 if j < 0 {
-                    add(&mut g_stem, gl);
+                    add(&mut g_stem, gl)?;
                 } else {
-                    add(&mut g_out[j as usize], gl);
+                    add(&mut g_out[j as usize], gl)?;
                 }
             }
         }
@@ -882,7 +890,11 @@ impl Module for Supernet {
     /// [`Supernet::forward_mix`].
     fn forward(&self, x: &Tensor) -> nas_tensor::Result<Tensor> {
         let s = self.config.space;
-        let u = Tensor::full(&[s.num_edges(), s.num_ops()], 1.0 / s.num_ops() as f32);
+        let u = Tensor::full_on(
+            &[s.num_edges(), s.num_ops()],
+            1.0 / s.num_ops() as f32,
+            x.device(),
+        )?;
         let mix = Mixing::Soft {
             normal: u.clone(),
             reduce: s.has_reduce().then_some(u),

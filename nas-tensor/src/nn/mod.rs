@@ -96,6 +96,28 @@ pub trait Module: Send + Sync {
             p.zero_grad();
         }
     }
+
+    /// Moves every parameter and buffer to `device` in place ([`Tensor::move_to`]): handles
+    /// held elsewhere (an optimizer's) see the move. Move a network before creating its
+    /// optimizer, whose state lives on the parameters' device.
+    fn to_device(&self, device: crate::Device) -> Result<()> {
+        let mut result = Ok(());
+        self.visit("", &mut |_, t, _| {
+            if result.is_ok() {
+                result = t.move_to(device);
+            }
+        });
+        result
+    }
+
+    /// The device of the first parameter or buffer (`None` for a module without any).
+    fn device(&self) -> Option<crate::Device> {
+        let mut device = None;
+        self.visit("", &mut |_, t, _| {
+            device.get_or_insert(t.device());
+        });
+        device
+    }
 }
 
 impl<M: Module + ?Sized> Module for Box<M> {

@@ -1,12 +1,10 @@
 //! 2-D convolution, pooling and batch norm: shape checking and gradient rules here, compute in
 //! the `nas_kernels` backend.
 
-use nas_kernels::Backend;
 use nas_kernels::backend::{BatchNormParams, Conv2dParams, Pool2dParams, PoolKind};
 
-use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
-use crate::ops::cpu;
+use crate::storage::{self, Storage};
 use crate::tensor::{Tensor, check_same_device, new_data};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's `Conv2d` arguments).
@@ -157,15 +155,15 @@ impl Tensor {
         let p = conv_params(op, self.shape(), weight, bias, o)?;
         let (n, c_out) = (p.n, p.c_out);
         let (oh, ow) = (p.out_h(), p.out_w());
-        let mut y = Buf::for_overwrite(p.y_len());
+        let mut y = Storage::alloc(self.device(), p.y_len())?;
         {
             let bias_guard = bias.map(|b| b.read());
-            cpu().conv2d(
+            storage::conv2d(
                 &p,
-                self.read().as_vec(),
-                weight.read().as_vec(),
-                bias_guard.as_ref().map(|b| b.as_vec()),
-                y.as_vec_mut(),
+                &self.read(),
+                &weight.read(),
+                bias_guard.as_deref(),
+                &mut y,
             )?;
         }
         let (xc, wc) = (self.clone(), weight.clone());
@@ -177,19 +175,13 @@ impl Tensor {
         Ok(Tensor::from_op(
             op,
             vec![n, c_out, oh, ow],
-            self.device(),
             y,
             &parents,
             move |g, needs| {
                 let dy = g;
                 let dx = if needs[0] {
-                    let mut dx = Buf::for_overwrite(p.x_len());
-                    cpu().conv2d_backward_input(
-                        &p,
-                        wc.read().as_vec(),
-                        dy.as_vec(),
-                        dx.as_vec_mut(),
-                    )?;
+                    let mut dx = Storage::alloc(g.device(), p.x_len())?;
+                    storage::conv2d_backward_input(&p, &wc.read(), &dy, &mut dx)?;
                     Some(dx)
                 } else {
                     None
@@ -197,14 +189,14 @@ impl Tensor {
                 let need_b = has_bias && needs[2];
                 let (mut dw, mut db) = (None, None);
                 if needs[1] || need_b {
-                    let mut w_buf = Buf::for_overwrite(p.w_len());
-                    let mut b_buf = Buf::zeros(c_out);
-                    cpu().conv2d_backward_weight(
+                    let mut w_buf = Storage::alloc(g.device(), p.w_len())?;
+                    let mut b_buf = Storage::zeros(g.device(), c_out)?;
+                    storage::conv2d_backward_weight(
                         &p,
-                        xc.read().as_vec(),
-                        dy.as_vec(),
-                        w_buf.as_vec_mut(),
-                        need_b.then_some(b_buf.as_vec_mut()),
+                        &xc.read(),
+                        &dy,
+                        &mut w_buf,
+                        need_b.then_some(&mut b_buf),
                     )?;
                     dw = needs[1].then_some(w_buf);
                     db = need_b.then_some(b_buf);
@@ -243,21 +235,20 @@ impl Tensor {
         let mid = [p1.n, p1.c_out, p1.out_h(), p1.out_w()];
         let p2 = conv_params(op, &mid, w2, None, o2)?;
         // the first convolution's output (the backend applies the ReLU as it reads x)
-        let front = move |x: &Buf, w1: &Buf| -> Result<Buf> {
-            let mut d = Buf::for_overwrite(p1.y_len());
-            cpu().conv2d_relu_input(&p1, x.as_vec(), w1.as_vec(), d.as_vec_mut())?;
+        let front = move |x: &Storage, w1: &Storage| -> Result<Storage> {
+            let mut d = Storage::alloc(x.device(), p1.y_len())?;
+            storage::conv2d_relu_input(&p1, x, w1, &mut d)?;
             Ok(d)
         };
-        let mut y = Buf::for_overwrite(p2.y_len());
+        let mut y = Storage::alloc(self.device(), p2.y_len())?;
         {
             let d = front(&self.read(), &w1.read())?;
-            cpu().conv2d(&p2, d.as_vec(), w2.read().as_vec(), None, y.as_vec_mut())?;
+            storage::conv2d(&p2, &d, &w2.read(), None, &mut y)?;
         }
         let (xc, w1c, w2c) = (self.data.clone(), w1.clone(), w2.clone());
         Ok(Tensor::from_op(
             op,
             vec![p2.n, p2.c_out, p2.out_h(), p2.out_w()],
-            self.device(),
             y,
             &[self, w1, w2],
             move |g, needs| {
@@ -267,43 +258,26 @@ impl Tensor {
                 if needs[2] {
                     // the recomputed first output, only for the second weight's gradient
                     let d = front(&x, &w1)?;
-                    let mut b = Buf::for_overwrite(p2.w_len());
-                    cpu().conv2d_backward_weight(
-                        &p2,
-                        d.as_vec(),
-                        g.as_vec(),
-                        b.as_vec_mut(),
-                        None,
-                    )?;
+                    let mut b = Storage::alloc(g.device(), p2.w_len())?;
+                    storage::conv2d_backward_weight(&p2, &d, &g, &mut b, None)?;
                     dw2 = Some(b);
                 }
                 if !(needs[0] || needs[1]) {
                     return Ok(vec![None, None, dw2]);
                 }
-                let mut dd = Buf::for_overwrite(p2.x_len());
-                cpu().conv2d_backward_input(&p2, w2.as_vec(), g.as_vec(), dd.as_vec_mut())?;
+                let mut dd = Storage::alloc(g.device(), p2.x_len())?;
+                storage::conv2d_backward_input(&p2, &w2, &g, &mut dd)?;
                 let mut dw1 = None;
                 if needs[1] {
-                    let mut b = Buf::for_overwrite(p1.w_len());
-                    cpu().conv2d_backward_weight_relu_input(
-                        &p1,
-                        x.as_vec(),
-                        dd.as_vec(),
-                        b.as_vec_mut(),
-                    )?;
+                    let mut b = Storage::alloc(g.device(), p1.w_len())?;
+                    storage::conv2d_backward_weight_relu_input(&p1, &x, &dd, &mut b)?;
                     dw1 = Some(b);
                 }
                 let mut dx = None;
                 if needs[0] {
                     // through the first convolution and ReLU's mask (x > 0) in one call
-                    let mut b = Buf::for_overwrite(p1.x_len());
-                    cpu().conv2d_backward_input_relu_mask(
-                        &p1,
-                        w1.as_vec(),
-                        dd.as_vec(),
-                        x.as_vec(),
-                        b.as_vec_mut(),
-                    )?;
+                    let mut b = Storage::alloc(g.device(), p1.x_len())?;
+                    storage::conv2d_backward_input_relu_mask(&p1, &w1, &dd, &x, &mut b)?;
                     dx = Some(b);
                 }
                 Ok(vec![dx, dw1, dw2])
@@ -331,29 +305,28 @@ impl Tensor {
         }
         let p = Pool2dParams::new(kind, n, c, h, w, k, stride, padding);
         p.validate()?;
-        let mut y = Buf::for_overwrite(p.y_len());
-        cpu().pool2d(&p, self.read().as_vec(), y.as_vec_mut())?;
+        let mut y = Storage::alloc(self.device(), p.y_len())?;
+        storage::pool2d(&p, &self.read(), &mut y)?;
         // The CPU backend finds max pooling's arg-max from the input, so the output is not kept;
         // average pooling's rule needs neither.
         let xc = match kind {
             PoolKind::Max => self.data.clone(),
-            PoolKind::Avg { .. } => new_data(Buf::zeros(0)),
+            PoolKind::Avg { .. } => new_data(Storage::zeros(self.device(), 0)?),
         };
         Ok(Tensor::from_op(
             op,
             vec![n, c, p.out_h(), p.out_w()],
-            self.device(),
             y,
             &[self],
             move |g, _| {
                 let dy = g;
-                let mut dx = Buf::for_overwrite(p.x_len());
-                cpu().pool2d_backward(
+                let mut dx = Storage::alloc(g.device(), p.x_len())?;
+                storage::pool2d_backward(
                     &p,
-                    xc.read().unwrap_or_else(|e| e.into_inner()).as_vec(),
+                    &xc.read().unwrap_or_else(|e| e.into_inner()),
                     None,
-                    dy.as_vec(),
-                    dx.as_vec_mut(),
+                    &dy,
+                    &mut dx,
                 )?;
                 Ok(vec![Some(dx)])
             },
@@ -383,18 +356,17 @@ impl Tensor {
     pub fn global_avg_pool(&self) -> Result<Tensor> {
         let (n, c, h, w) = nchw("global_avg_pool", self)?;
         let hw = h * w;
-        let mut y = Buf::zeros(n * c);
-        cpu().global_avg_pool(n, c, hw, self.read().as_vec(), y.as_vec_mut())?;
+        let mut y = Storage::zeros(self.device(), n * c)?;
+        storage::global_avg_pool(n, c, hw, &self.read(), &mut y)?;
         Ok(Tensor::from_op(
             "global_avg_pool",
             vec![n, c],
-            self.device(),
             y,
             &[self],
             move |g, _| {
                 let dy = g;
-                let mut dx = Buf::zeros(n * c * hw);
-                cpu().global_avg_pool_backward(n, c, hw, dy.as_vec(), dx.as_vec_mut())?;
+                let mut dx = Storage::zeros(g.device(), n * c * hw)?;
+                storage::global_avg_pool_backward(n, c, hw, &dy, &mut dx)?;
                 Ok(vec![Some(dx)])
             },
         ))
@@ -456,25 +428,25 @@ impl Tensor {
             training,
         };
         p.validate()?;
-        let mut y = Buf::for_overwrite(p.x_len());
-        let mut save_mean = Buf::zeros(c);
-        let mut save_invstd = Buf::zeros(c);
+        let mut y = Storage::alloc(self.device(), p.x_len())?;
+        let mut save_mean = Storage::zeros(self.device(), c)?;
+        let mut save_invstd = Storage::zeros(self.device(), c)?;
         {
             let x = self.read();
             let wg = weight.map(|t| t.read());
             let bg = bias.map(|t| t.read());
             let mut rm = running_mean.map(|t| t.write());
             let mut rv = running_var.map(|t| t.write());
-            cpu().batch_norm(
+            storage::batch_norm(
                 &p,
-                x.as_vec(),
-                wg.as_ref().map(|g| g.as_vec()),
-                bg.as_ref().map(|g| g.as_vec()),
-                rm.as_mut().map(|g| g.as_vec_mut()),
-                rv.as_mut().map(|g| g.as_vec_mut()),
-                y.as_vec_mut(),
-                save_mean.as_vec_mut(),
-                save_invstd.as_vec_mut(),
+                &x,
+                wg.as_deref(),
+                bg.as_deref(),
+                rm.as_deref_mut(),
+                rv.as_deref_mut(),
+                &mut y,
+                &mut save_mean,
+                &mut save_invstd,
             )?;
         }
         let y = new_data(y);
@@ -486,8 +458,8 @@ impl Tensor {
         let (saved, save_mean, save_invstd, gamma_as_invstd) = if weight.is_none() {
             (
                 y.clone(),
-                Buf::zeros(c),
-                Buf::full(c, 1.0),
+                Storage::zeros(self.device(), c)?,
+                Storage::full(self.device(), c, 1.0)?,
                 Some(save_invstd),
             )
         } else {
@@ -501,31 +473,30 @@ impl Tensor {
         Ok(Tensor::from_op_data(
             op,
             self.shape().to_vec(),
-            self.device(),
             y,
             &parents,
             move |g, needs| {
                 let dy = g;
-                let mut dx = Buf::for_overwrite(p.x_len());
+                let mut dx = Storage::alloc(g.device(), p.x_len())?;
                 let affine = wc.is_some();
-                let mut dgamma = Buf::zeros(c);
-                let mut dbeta = Buf::zeros(c);
+                let mut dgamma = Storage::zeros(g.device(), c)?;
+                let mut dbeta = Storage::zeros(g.device(), c)?;
                 {
                     let wg = wc.as_ref().map(|t| t.read());
                     let gamma = match &gamma_as_invstd {
-                        Some(inv) => Some(inv.as_vec()),
-                        None => wg.as_ref().map(|g| g.as_vec()),
+                        Some(inv) => Some(inv),
+                        None => wg.as_deref(),
                     };
-                    cpu().batch_norm_backward(
+                    storage::batch_norm_backward(
                         &p,
-                        saved.read().unwrap_or_else(|e| e.into_inner()).as_vec(),
+                        &saved.read().unwrap_or_else(|e| e.into_inner()),
                         gamma,
-                        save_mean.as_vec(),
-                        save_invstd.as_vec(),
-                        dy.as_vec(),
-                        dx.as_vec_mut(),
-                        affine.then_some(dgamma.as_vec_mut()),
-                        affine.then_some(dbeta.as_vec_mut()),
+                        &save_mean,
+                        &save_invstd,
+                        &dy,
+                        &mut dx,
+                        affine.then_some(&mut dgamma),
+                        affine.then_some(&mut dbeta),
                     )?;
                 }
                 let mut grads = vec![needs[0].then_some(dx)];

@@ -1,11 +1,10 @@
 //! Elementwise ops: binary ops with NumPy broadcasting (add, sub, mul, div, maximum, minimum),
 //! scalar ops and unary maps, each with its gradient rule; compute in the backend.
 
-use nas_kernels::{Backend, BinaryOp, UnaryOp};
+use nas_kernels::{BinaryOp, UnaryOp};
 
-use crate::buf::Buf;
 use crate::error::{Result, shape_err};
-use crate::ops::cpu;
+use crate::storage::{self, Storage};
 use crate::tensor::{Data, Tensor, check_same_device, new_data, numel};
 
 /// The broadcast shape of `a` and `b` (NumPy rules: align right, sizes equal or one of them 1).
@@ -19,30 +18,30 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec
 /// `out = a op b` on buffers (broadcasting), allocated here.
 pub(crate) fn bin(
     op: BinaryOp,
-    a: &Buf,
+    a: &Storage,
     sa: &[usize],
-    b: &Buf,
+    b: &Storage,
     sb: &[usize],
     out_shape: &[usize],
-) -> Result<Buf> {
-    let mut out = Buf::for_overwrite(numel(out_shape));
-    cpu().binary(op, a.as_vec(), sa, b.as_vec(), sb, out.as_vec_mut())?;
+) -> Result<Storage> {
+    let mut out = Storage::alloc(a.device(), numel(out_shape))?;
+    storage::binary(op, a, sa, b, sb, &mut out)?;
     Ok(out)
 }
 
 /// Sums a gradient of the broadcast shape down to an input's shape.
-fn reduce_to(g: &Buf, out_shape: &[usize], shape: &[usize]) -> Result<Buf> {
+fn reduce_to(g: &Storage, out_shape: &[usize], shape: &[usize]) -> Result<Storage> {
     if out_shape == shape {
-        return Ok(Buf::copy_from(g));
+        return g.try_clone();
     }
-    let mut r = Buf::zeros(numel(shape));
-    cpu().sum_to_shape(g.as_vec(), out_shape, shape, r.as_vec_mut())?;
+    let mut r = Storage::zeros(g.device(), numel(shape))?;
+    storage::sum_to_shape(g, out_shape, shape, &mut r)?;
     Ok(r)
 }
 
-fn unary_buf(op: UnaryOp, x: &Buf) -> Result<Buf> {
-    let mut y = Buf::for_overwrite(x.len());
-    cpu().unary(op, x.as_vec(), y.as_vec_mut())?;
+fn unary_buf(op: UnaryOp, x: &Storage) -> Result<Storage> {
+    let mut y = Storage::alloc(x.device(), x.len())?;
+    storage::unary(op, x, &mut y)?;
     Ok(y)
 }
 
@@ -52,99 +51,95 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
     let out = bin(op, &a.read(), a.shape(), &b.read(), b.shape(), &os)?;
     // Sums and differences need only the shapes: their inputs' values are not kept alive.
     let (ac, bc) = match op {
-        BinaryOp::Add | BinaryOp::Sub => (new_data(Buf::zeros(0)), new_data(Buf::zeros(0))),
+        BinaryOp::Add | BinaryOp::Sub => {
+            let dev = a.device();
+            (
+                new_data(Storage::zeros(dev, 0)?),
+                new_data(Storage::zeros(dev, 0)?),
+            )
+        }
         _ => (a.data.clone(), b.data.clone()),
     };
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     let osc = os.clone();
-    Ok(Tensor::from_op(
-        name,
-        os,
-        a.device(),
-        out,
-        &[a, b],
-        move |g, needs| {
-            let (sa, sb) = (&sa[..], &sb[..]);
-            let ad = ac.read().unwrap_or_else(|e| e.into_inner());
-            let bd = bc.read().unwrap_or_else(|e| e.into_inner());
-            let os = &osc;
-            let (ga, gb) = match op {
-                BinaryOp::Add | BinaryOp::Sub => {
-                    let ga = if needs[0] {
-                        Some(reduce_to(g, os, sa)?)
+    Ok(Tensor::from_op(name, os, out, &[a, b], move |g, needs| {
+        let (sa, sb) = (&sa[..], &sb[..]);
+        let ad = ac.read().unwrap_or_else(|e| e.into_inner());
+        let bd = bc.read().unwrap_or_else(|e| e.into_inner());
+        let os = &osc;
+        let (ga, gb) = match op {
+            BinaryOp::Add | BinaryOp::Sub => {
+                let ga = if needs[0] {
+                    Some(reduce_to(g, os, sa)?)
+                } else {
+                    None
+                };
+                let gb = if needs[1] {
+                    let r = reduce_to(g, os, sb)?;
+                    Some(if op == BinaryOp::Sub {
+                        unary_buf(UnaryOp::Neg, &r)?
                     } else {
-                        None
-                    };
-                    let gb = if needs[1] {
-                        let r = reduce_to(g, os, sb)?;
-                        Some(if op == BinaryOp::Sub {
-                            unary_buf(UnaryOp::Neg, &r)?
-                        } else {
-                            r
-                        })
-                    } else {
-                        None
-                    };
-                    (ga, gb)
-                }
-                BinaryOp::Mul => {
-                    let ga = if needs[0] {
-                        Some(reduce_to(&bin(BinaryOp::Mul, g, os, &bd, sb, os)?, os, sa)?)
-                    } else {
-                        None
-                    };
-                    let gb = if needs[1] {
-                        Some(reduce_to(&bin(BinaryOp::Mul, g, os, &ad, sa, os)?, os, sb)?)
-                    } else {
-                        None
-                    };
-                    (ga, gb)
-                }
-                BinaryOp::Div => {
-                    // d/da = g / b ; d/db = -(g / b) * (a / b)
-                    let g_over_b = bin(BinaryOp::Div, g, os, &bd, sb, os)?;
-                    let gb = if needs[1] {
-                        let y = bin(BinaryOp::Div, &ad, sa, &bd, sb, os)?;
-                        let t = bin(BinaryOp::Mul, &g_over_b, os, &y, os, os)?;
-                        Some(unary_buf(UnaryOp::Neg, &reduce_to(&t, os, sb)?)?)
-                    } else {
-                        None
-                    };
-                    let ga = if needs[0] {
-                        Some(reduce_to(&g_over_b, os, sa)?)
-                    } else {
-                        None
-                    };
-                    (ga, gb)
-                }
-                BinaryOp::Maximum | BinaryOp::Minimum => {
-                    // The gradient goes to `a` where it wins or ties, else to `b` (as a mask).
-                    let mut ma = Buf::zeros(numel(os));
-                    let mut mb = Buf::zeros(numel(os));
-                    let ab = bin(op, &ad, sa, &bd, sb, os)?; // the output
-                    let mut a_full = Buf::zeros(numel(os));
-                    cpu().broadcast_to(ad.as_vec(), sa, os, a_full.as_vec_mut())?;
-                    for i in 0..ma.len() {
-                        let a_wins = a_full[i] == ab[i];
-                        ma[i] = if a_wins { g[i] } else { 0.0 };
-                        mb[i] = if a_wins { 0.0 } else { g[i] };
-                    }
-                    let ga = if needs[0] {
-                        Some(reduce_to(&ma, os, sa)?)
-                    } else {
-                        None
-                    };
-                    let gb = if needs[1] {
-                        Some(reduce_to(&mb, os, sb)?)
-                    } else {
-                        None
-                    };
-                    (ga, gb)
-                }
-            };
-            Ok(vec![ga, gb])
-        },
-    ))
+                        r
+                    })
+                } else {
+                    None
+                };
+                (ga, gb)
+            }
+            BinaryOp::Mul => {
+                let ga = if needs[0] {
+                    Some(reduce_to(&bin(BinaryOp::Mul, g, os, &bd, sb, os)?, os, sa)?)
+                } else {
+                    None
+                };
+                let gb = if needs[1] {
+                    Some(reduce_to(&bin(BinaryOp::Mul, g, os, &ad, sa, os)?, os, sb)?)
+                } else {
+                    None
+                };
+                (ga, gb)
+            }
+            BinaryOp::Div => {
+                // d/da = g / b ; d/db = -(g / b) * (a / b)
+                let g_over_b = bin(BinaryOp::Div, g, os, &bd, sb, os)?;
+                let gb = if needs[1] {
+                    let y = bin(BinaryOp::Div, &ad, sa, &bd, sb, os)?;
+                    let t = bin(BinaryOp::Mul, &g_over_b, os, &y, os, os)?;
+                    Some(unary_buf(UnaryOp::Neg, &reduce_to(&t, os, sb)?)?)
+                } else {
+                    None
+                };
+                let ga = if needs[0] {
+                    Some(reduce_to(&g_over_b, os, sa)?)
+                } else {
+                    None
+                };
+                (ga, gb)
+            }
+            BinaryOp::Maximum | BinaryOp::Minimum => {
+                // The gradient goes to `a` where it wins or ties, else to `b` (as a mask).
+                let dev = g.device();
+                let mut ma = Storage::alloc(dev, numel(os))?;
+                let mut mb = Storage::alloc(dev, numel(os))?;
+                let ab = bin(op, &ad, sa, &bd, sb, os)?; // the output
+                let mut a_full = Storage::alloc(dev, numel(os))?;
+                storage::broadcast_to(&ad, sa, os, &mut a_full)?;
+                storage::select_backward(&a_full, &ab, g, &mut ma, &mut mb)?;
+                let ga = if needs[0] {
+                    Some(reduce_to(&ma, os, sa)?)
+                } else {
+                    None
+                };
+                let gb = if needs[1] {
+                    Some(reduce_to(&mb, os, sb)?)
+                } else {
+                    None
+                };
+                (ga, gb)
+            }
+        };
+        Ok(vec![ga, gb])
+    }))
 }
 
 fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
@@ -160,14 +155,13 @@ fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_op_data(
         name,
         a.shape().to_vec(),
-        a.device(),
         y,
         &[a],
         move |g, _| {
-            let mut dx = Buf::for_overwrite(g.len());
+            let mut dx = Storage::alloc(g.device(), g.len())?;
             let Some(saved) = saved else {
                 // The derivative reads neither the input nor the output.
-                cpu().unary_backward(op, g.as_vec(), g.as_vec(), g.as_vec(), dx.as_vec_mut())?;
+                storage::unary_backward(op, g, g, g, &mut dx)?;
                 return Ok(vec![Some(dx)]);
             };
             let v = saved.read().unwrap_or_else(|e| e.into_inner());
@@ -176,8 +170,8 @@ fn unary(op: UnaryOp, name: &'static str, a: &Tensor) -> Result<Tensor> {
                 UnaryOp::Relu => None,
                 _ => Some(unary_buf(op, &v)?),
             };
-            let yv = y.as_ref().map_or(v.as_vec(), |y| y.as_vec());
-            cpu().unary_backward(op, v.as_vec(), yv, g.as_vec(), dx.as_vec_mut())?;
+            let yv = y.as_ref().unwrap_or(&v);
+            storage::unary_backward(op, &v, yv, g, &mut dx)?;
             Ok(vec![Some(dx)])
         },
     ))

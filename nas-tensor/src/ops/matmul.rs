@@ -1,15 +1,13 @@
 //! Matrix product and the linear (fully connected) layer op, through the backend's GEMM.
 
-use nas_kernels::{Backend, Matmul, ReduceOp};
+use nas_kernels::{Matmul, ReduceOp};
 
-use crate::buf::Buf;
 use crate::error::{Result, shape_err};
-use crate::ops::cpu;
+use crate::storage::{self, Storage};
 use crate::tensor::{Tensor, check_same_device};
 
-fn gemm(p: Matmul, a: &Buf, b: &Buf, c: &mut Buf) -> Result<()> {
-    cpu().matmul(&p, a.as_vec(), b.as_vec(), c.as_vec_mut())?;
-    Ok(())
+fn gemm(p: Matmul, a: &Storage, b: &Storage, c: &mut Storage) -> Result<()> {
+    storage::matmul(&p, a, b, c)
 }
 
 impl Tensor {
@@ -21,20 +19,19 @@ impl Tensor {
             return shape_err("matmul", format!("need [m, k] x [k, n], got {a:?} x {b:?}"));
         }
         let (m, k, n) = (a[0], a[1], b[1]);
-        let mut out = Buf::zeros(m * n);
+        let mut out = Storage::zeros(self.device(), m * n)?;
         gemm(Matmul::new(m, n, k), &self.read(), &other.read(), &mut out)?;
         let (ac, bc) = (self.clone(), other.clone());
         Ok(Tensor::from_op(
             "matmul",
             vec![m, n],
-            self.device(),
             out,
             &[self, other],
             move |g, needs| {
                 let mut ga = None;
                 if needs[0] {
                     // dA = G B^T : [m, n] x [n, k]
-                    let mut d = Buf::zeros(m * k);
+                    let mut d = Storage::zeros(g.device(), m * k)?;
                     gemm(
                         Matmul::new(m, k, n).transpose(false, true),
                         g,
@@ -46,7 +43,7 @@ impl Tensor {
                 let mut gb = None;
                 if needs[1] {
                     // dB = A^T G : [k, m] x [m, n]
-                    let mut d = Buf::zeros(k * n);
+                    let mut d = Storage::zeros(g.device(), k * n)?;
                     gemm(
                         Matmul::new(k, n, m).transpose(true, false),
                         &ac.read(),
@@ -80,10 +77,10 @@ impl Tensor {
                 );
             }
         }
-        let mut out = Buf::zeros(n * fout);
+        let mut out = Storage::zeros(self.device(), n * fout)?;
         let mut beta = 0.0;
         if let Some(b) = bias {
-            cpu().broadcast_to(b.read().as_vec(), &[fout], &[n, fout], out.as_vec_mut())?;
+            storage::broadcast_to(&b.read(), &[fout], &[n, fout], &mut out)?;
             beta = 1.0;
         }
         gemm(
@@ -103,18 +100,17 @@ impl Tensor {
         Ok(Tensor::from_op(
             "linear",
             vec![n, fout],
-            self.device(),
             out,
             &parents,
             move |g, needs| {
                 let mut grads = vec![None, None];
                 if needs[0] {
-                    let mut d = Buf::zeros(n * fin);
+                    let mut d = Storage::zeros(g.device(), n * fin)?;
                     gemm(Matmul::new(n, fin, fout), g, &wc.read(), &mut d)?;
                     grads[0] = Some(d);
                 }
                 if needs[1] {
-                    let mut d = Buf::zeros(fout * fin);
+                    let mut d = Storage::zeros(g.device(), fout * fin)?;
                     gemm(
                         Matmul::new(fout, fin, n).transpose(true, false),
                         g,
@@ -126,14 +122,8 @@ impl Tensor {
                 if has_bias {
                     let mut gb = None;
                     if needs[2] {
-                        let mut d = Buf::zeros(fout);
-                        cpu().reduce(
-                            ReduceOp::Sum,
-                            g.as_vec(),
-                            &[n, fout],
-                            Some(0),
-                            d.as_vec_mut(),
-                        )?;
+                        let mut d = Storage::zeros(g.device(), fout)?;
+                        storage::reduce(ReduceOp::Sum, g, &[n, fout], Some(0), &mut d)?;
                         gb = Some(d);
                     }
                     grads.push(gb);

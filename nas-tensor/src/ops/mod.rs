@@ -6,9 +6,3 @@ pub mod elementwise;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
-
-/// The CPU backend every op computes with in this build.
-pub(crate) fn cpu() -> &'static nas_kernels::Cpu {
-    static CPU: nas_kernels::Cpu = nas_kernels::Cpu;
-    &CPU
-}

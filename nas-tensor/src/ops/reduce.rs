@@ -1,11 +1,10 @@
 //! Reductions (sum, mean, sum over one dim), softmax, log-softmax and cross-entropy.
 
-use nas_kernels::{Backend, ReduceOp, SoftmaxOp};
+use nas_kernels::{ReduceOp, SoftmaxOp};
 
-use crate::buf::Buf;
 use crate::error::{Result, TensorError, arg_err, shape_err};
-use crate::ops::cpu;
-use crate::tensor::Tensor;
+use crate::storage::{self, Storage};
+use crate::tensor::{Data, Tensor, new_data};
 
 /// Splits `shape` around `dim` into (outer, size of dim, inner).
 pub(crate) fn split_at_dim(
@@ -38,33 +37,25 @@ fn reduce(
         );
     }
     let out_len = out_shape.iter().product();
-    let mut y = Buf::zeros(out_len);
-    cpu().reduce(op, t.read().as_vec(), t.shape(), axis, y.as_vec_mut())?;
+    let mut y = Storage::alloc(t.device(), out_len)?;
+    storage::reduce(op, &t.read(), t.shape(), axis, &mut y)?;
     let xc = t.clone();
-    let yc = if op == ReduceOp::Max && Tensor::will_record(&[t]) {
-        Some(y.clone())
-    } else {
-        None
-    };
-    Ok(Tensor::from_op(
+    let y = new_data(y);
+    // Max's gradient reads its output (shared, not copied); sum and mean read nothing of it.
+    let yc: Option<Data> = (op == ReduceOp::Max).then(|| y.clone());
+    Ok(Tensor::from_op_data(
         name,
         out_shape,
-        t.device(),
         y,
         &[t],
         move |g, _| {
             let x = xc.read();
-            let y = yc.unwrap_or_else(|| Buf::zeros(out_len));
-            let mut dx = Buf::zeros(x.len());
-            cpu().reduce_backward(
-                op,
-                x.as_vec(),
-                y.as_vec(),
-                xc.shape(),
-                axis,
-                g.as_vec(),
-                dx.as_vec_mut(),
-            )?;
+            let y = match &yc {
+                Some(y) => y.read().unwrap_or_else(|e| e.into_inner()).try_clone()?,
+                None => Storage::zeros(g.device(), out_len)?,
+            };
+            let mut dx = Storage::zeros(g.device(), x.len())?;
+            storage::reduce_backward(op, &x, &y, xc.shape(), axis, g, &mut dx)?;
             Ok(vec![Some(dx)])
         },
     ))
@@ -74,7 +65,8 @@ impl Tensor {
     /// Sum of all elements (a scalar of shape `[]`; 0 for an empty tensor).
     pub fn sum(&self) -> Tensor {
         if self.numel() == 0 {
-            return Tensor::scalar(0.0);
+            return Tensor::full_on(&[], 0.0, self.device())
+                .unwrap_or_else(|_| Tensor::scalar(0.0));
         }
         reduce(self, ReduceOp::Sum, "sum", None, vec![]).expect("sum of a non-empty tensor")
     }
@@ -125,22 +117,20 @@ impl Tensor {
             let y = moved.softmax_impl(op, name, moved.ndim() - 1)?;
             return y.move_last_dim_to(dim);
         }
-        let mut y = Buf::zeros(self.numel());
-        cpu().softmax(op, self.read().as_vec(), outer, d, y.as_vec_mut())?;
-        let yc = if Tensor::will_record(&[self]) {
-            y.clone()
-        } else {
-            Buf::zeros(0)
-        };
-        Ok(Tensor::from_op(
+        let mut y = Storage::alloc(self.device(), self.numel())?;
+        storage::softmax(op, &self.read(), outer, d, &mut y)?;
+        // The gradient reads the output: shared with the result, not copied.
+        let y = new_data(y);
+        let yc = y.clone();
+        Ok(Tensor::from_op_data(
             name,
             self.shape().to_vec(),
-            self.device(),
             y,
             &[self],
             move |g, _| {
-                let mut dx = Buf::zeros(yc.len());
-                cpu().softmax_backward(op, yc.as_vec(), g.as_vec(), outer, d, dx.as_vec_mut())?;
+                let yv = yc.read().unwrap_or_else(|e| e.into_inner());
+                let mut dx = Storage::alloc(g.device(), yv.len())?;
+                storage::softmax_backward(op, &yv, g, outer, d, &mut dx)?;
                 Ok(vec![Some(dx)])
             },
         ))
@@ -179,50 +169,32 @@ impl Tensor {
                 format!("label {l} at position {i} is not below {c} classes"),
             );
         }
-        let mut loss = Buf::zeros(1);
-        cpu().cross_entropy(self.read().as_vec(), labels, n, c, loss.as_vec_mut())?;
+        let mut loss = Storage::alloc(self.device(), 1)?;
+        storage::cross_entropy(&self.read(), labels, n, c, &mut loss)?;
         let labels = labels.to_vec();
         let xc = self.clone();
         Ok(Tensor::from_op(
             "cross_entropy",
             vec![],
-            self.device(),
             loss,
             &[self],
             move |g, _| {
-                let mut dx = Buf::zeros(n * c);
-                cpu().cross_entropy_backward(
-                    xc.read().as_vec(),
-                    &labels,
-                    n,
-                    c,
-                    g.as_vec(),
-                    dx.as_vec_mut(),
-                )?;
+                let mut dx = Storage::alloc(g.device(), n * c)?;
+                storage::cross_entropy_backward(&xc.read(), &labels, n, c, g, &mut dx)?;
                 Ok(vec![Some(dx)])
             },
         ))
     }
 
-    /// Indices of the largest value in each row of a `[n, classes]` tensor.
+    /// Indices of the largest value in each row of a `[n, classes]` tensor (the first on
+    /// ties), computed on the device and copied to the host (`n` values).
     pub fn argmax_rows(&self) -> Result<Vec<usize>> {
         let s = self.shape();
         if s.len() != 2 || s[1] == 0 {
             return shape_err("argmax_rows", format!("need [n, classes>0], got {s:?}"));
         }
-        let c = s[1];
-        Ok(self.with_data(|d| {
-            d.chunks(c)
-                .map(|row| {
-                    let mut best = 0;
-                    for j in 1..c {
-                        if row[j] > row[best] {
-                            best = j;
-                        }
-                    }
-                    best
-                })
-                .collect()
-        }))
+        let mut out = Storage::alloc(self.device(), s[0])?;
+        storage::argmax_rows(&self.read(), s[0], s[1], &mut out)?;
+        Ok(out.to_vec()?.into_iter().map(|i| i as usize).collect())
     }
 }

@@ -3,13 +3,12 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use nas_kernels::{Backend, BinaryOp, UnaryOp};
+use nas_kernels::{BinaryOp, StridedCopy};
 
-use crate::buf::Buf;
 use crate::error::{Result, arg_err, shape_err};
-use crate::ops::cpu;
 use crate::ops::elementwise::bin;
 use crate::ops::reduce::split_at_dim;
+use crate::storage::{self, Storage};
 use crate::tensor::{Tensor, check_same_device, numel};
 
 impl Tensor {
@@ -54,14 +53,13 @@ impl Tensor {
                 ),
             );
         }
-        let data = Buf::copy_from(&self.read());
-        Ok(Tensor::from_op(
+        // A metadata change: the result shares this tensor's values.
+        Ok(Tensor::from_op_data(
             "reshape",
             shape,
-            self.device(),
-            data,
+            self.data.clone(),
             &[self],
-            |g, _| Ok(vec![Some(Buf::copy_from(g))]),
+            |g, _| Ok(vec![Some(g.try_clone()?)]),
         ))
     }
 
@@ -84,7 +82,7 @@ impl Tensor {
         }
         let in_shape = self.shape().to_vec();
         let out_shape: Vec<usize> = perm.iter().map(|&p| in_shape[p]).collect();
-        let out = permute_buf(&self.read(), &in_shape, perm);
+        let out = permute_buf(&self.read(), &in_shape, perm)?;
         let mut inv = vec![0; nd];
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
@@ -93,10 +91,9 @@ impl Tensor {
         Ok(Tensor::from_op(
             "permute",
             out_shape,
-            self.device(),
             out,
             &[self],
-            move |g, _| Ok(vec![Some(permute_buf(g, &os, &inv))]),
+            move |g, _| Ok(vec![Some(permute_buf(g, &os, &inv)?)]),
         ))
     }
 
@@ -144,28 +141,24 @@ impl Tensor {
                 ),
             );
         }
-        let mut out = Buf::zeros(outer * len * inner);
-        {
-            let x = self.read();
-            for o in 0..outer {
-                out[o * len * inner..(o + 1) * len * inner]
-                    .copy_from_slice(&x[(o * d + start) * inner..(o * d + start + len) * inner]);
-            }
-        }
-        let mut shape = self.shape().to_vec();
+        let full = self.shape().to_vec();
+        let mut out = Storage::alloc(self.device(), outer * len * inner)?;
+        storage::copy_strided(
+            &StridedCopy::narrow(&full, dim, start, len),
+            &self.read(),
+            &mut out,
+        )?;
+        let mut shape = full.clone();
         shape[dim] = len;
         Ok(Tensor::from_op(
             "narrow",
             shape,
-            self.device(),
             out,
             &[self],
             move |g, _| {
-                let mut gx = Buf::zeros(outer * d * inner);
-                for o in 0..outer {
-                    gx[(o * d + start) * inner..(o * d + start + len) * inner]
-                        .copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
-                }
+                let mut gx = Storage::zeros(g.device(), outer * d * inner)?;
+                let p = StridedCopy::unnarrow(&full, dim, start, len);
+                storage::copy_strided(&p, g, &mut gx)?;
                 Ok(vec![Some(gx)])
             },
         ))
@@ -196,11 +189,11 @@ impl Tensor {
             sizes.push(s[dim]);
         }
         let total: usize = sizes.iter().sum();
-        let mut out = Buf::zeros(outer * total * inner);
+        let mut out = Storage::alloc(first.device(), outer * total * inner)?;
         {
             let guards: Vec<_> = tensors.iter().map(|t| t.read()).collect();
-            let xs: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
-            cpu().concat_channels(&xs, &sizes, outer, inner, out.as_vec_mut())?;
+            let xs: Vec<&Storage> = guards.iter().map(|g| &**g).collect();
+            storage::concat_channels(&xs, &sizes, outer, inner, &mut out)?;
         }
         let mut shape = base.to_vec();
         shape[dim] = total;
@@ -208,18 +201,16 @@ impl Tensor {
         Ok(Tensor::from_op(
             "concat",
             shape,
-            first.device(),
             out,
             &refs,
             move |g, needs| {
-                let mut parts: Vec<Buf> = sizes
+                let mut parts: Vec<Storage> = sizes
                     .iter()
-                    .map(|&sz| Buf::zeros(outer * sz * inner))
-                    .collect();
+                    .map(|&sz| Storage::alloc(g.device(), outer * sz * inner))
+                    .collect::<Result<_>>()?;
                 {
-                    let mut outs: Vec<&mut Vec<f32>> =
-                        parts.iter_mut().map(|p| p.as_vec_mut()).collect();
-                    cpu().split_channels(g.as_vec(), &sizes, outer, inner, &mut outs)?;
+                    let mut outs: Vec<&mut Storage> = parts.iter_mut().collect();
+                    storage::split_channels(g, &sizes, outer, inner, &mut outs)?;
                 }
                 Ok(parts
                     .into_iter()
@@ -273,11 +264,11 @@ impl Tensor {
                 );
             }
         }
-        let mut out = Buf::for_overwrite(first.numel());
+        let mut out = Storage::alloc(first.device(), first.numel())?;
         {
             let guards: Vec<_> = xs.iter().map(|t| t.read()).collect();
-            let xv: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
-            cpu().weighted_sum(weights.read().as_vec(), &xv, out.as_vec_mut())?;
+            let xv: Vec<&Storage> = guards.iter().map(|g| &**g).collect();
+            storage::weighted_sum(&weights.read(), &xv, &mut out)?;
         }
         let mut refs: Vec<&Tensor> = xs.iter().collect();
         refs.push(weights);
@@ -288,18 +279,25 @@ impl Tensor {
         Ok(Tensor::from_op(
             "weighted_sum",
             first.shape().to_vec(),
-            first.device(),
             out,
             &refs,
             move |g, needs| {
                 let Some(xs_c) = xs_c.filter(|_| needs[k]) else {
                     // no weight gradient: dx_j = w_j * g, without reading the inputs
+                    // dx_j = w_j * g: a one-input weighted sum with w_j sliced out of the
+                    // weights on the device
                     let w = wc.read();
                     let mut grads = Vec::with_capacity(k + 1);
                     for (j, &need) in needs[..k].iter().enumerate() {
                         grads.push(if need {
-                            let mut d = Buf::for_overwrite(g.len());
-                            cpu().unary(UnaryOp::Scale(w[j]), g.as_vec(), d.as_vec_mut())?;
+                            let mut wj = Storage::alloc(g.device(), 1)?;
+                            storage::copy_strided(
+                                &StridedCopy::narrow(&[k], 0, j, 1),
+                                &w,
+                                &mut wj,
+                            )?;
+                            let mut d = Storage::alloc(g.device(), g.len())?;
+                            storage::weighted_sum(&wj, &[g], &mut d)?;
                             Some(d)
                         } else {
                             None
@@ -308,22 +306,18 @@ impl Tensor {
                     grads.push(None);
                     return Ok(grads);
                 };
-                let mut dxs: Vec<Buf> = (0..k).map(|_| Buf::for_overwrite(g.len())).collect();
-                let mut dw = Buf::zeros(k);
+                let dev = g.device();
+                let mut dxs: Vec<Storage> = (0..k)
+                    .map(|_| Storage::alloc(dev, g.len()))
+                    .collect::<Result<_>>()?;
+                let mut dw = Storage::zeros(dev, k)?;
                 {
                     let guards: Vec<_> = xs_c.iter().map(|t| t.read()).collect();
-                    let xv: Vec<&Vec<f32>> = guards.iter().map(|g| g.as_vec()).collect();
-                    let mut dv: Vec<&mut Vec<f32>> =
-                        dxs.iter_mut().map(|d| d.as_vec_mut()).collect();
-                    cpu().weighted_sum_backward(
-                        wc.read().as_vec(),
-                        &xv,
-                        g.as_vec(),
-                        &mut dv,
-                        dw.as_vec_mut(),
-                    )?;
+                    let xv: Vec<&Storage> = guards.iter().map(|g| &**g).collect();
+                    let mut dv: Vec<&mut Storage> = dxs.iter_mut().collect();
+                    storage::weighted_sum_backward(&wc.read(), &xv, g, &mut dv, &mut dw)?;
                 }
-                let mut grads: Vec<Option<Buf>> = dxs
+                let mut grads: Vec<Option<Storage>> = dxs
                     .into_iter()
                     .zip(needs)
                     .map(|(d, &need)| need.then_some(d))
@@ -343,14 +337,13 @@ impl Tensor {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let mut mask = Buf::zeros(self.numel());
-        cpu().dropout_mask(p, rng, mask.as_vec_mut())?;
+        let mut mask = Storage::alloc(self.device(), self.numel())?;
+        storage::dropout_mask(p, rng, &mut mask)?;
         let shape = self.shape().to_vec();
         let out = bin(BinaryOp::Mul, &self.read(), &shape, &mask, &shape, &shape)?;
         Ok(Tensor::from_op(
             "dropout",
             shape.clone(),
-            self.device(),
             out,
             &[self],
             move |g, _| {
@@ -368,33 +361,8 @@ impl Tensor {
 }
 
 /// Copies `x` (shape `shape`) into the layout of `shape` permuted by `perm`.
-fn permute_buf(x: &[f32], shape: &[usize], perm: &[usize]) -> Buf {
-    let nd = shape.len();
-    let mut strides = vec![1usize; nd];
-    for d in (0..nd.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
-    let mut out = Buf::zeros(x.len());
-    if x.is_empty() {
-        return out;
-    }
-    let mut idx = vec![0usize; nd];
-    let mut src = 0usize;
-    for o in out.iter_mut() {
-        *o = x[src];
-        let mut d = nd;
-        while d > 0 {
-            d -= 1;
-            idx[d] += 1;
-            src += src_strides[d];
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            src -= src_strides[d] * out_shape[d];
-            idx[d] = 0;
-        }
-    }
-    out
+fn permute_buf(x: &Storage, shape: &[usize], perm: &[usize]) -> Result<Storage> {
+    let mut out = Storage::alloc(x.device(), x.len())?;
+    storage::copy_strided(&StridedCopy::permute(shape, perm), x, &mut out)?;
+    Ok(out)
 }

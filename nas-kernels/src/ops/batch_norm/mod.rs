@@ -91,12 +91,7 @@ mod tests {
         invstd: Vec<f32>,
     }
 
-    fn run(
-        p: &BatchNormParams,
-        x: &[f32],
-        gamma: Option<&Vec<f32>>,
-        beta: Option<&Vec<f32>>,
-    ) -> Out {
+    fn run(p: &BatchNormParams, x: &[f32], gamma: Option<&[f32]>, beta: Option<&[f32]>) -> Out {
         let mut o = Out {
             y: vec![0.0; p.x_len()],
             rm: (0..p.c).map(|i| 0.1 * i as f32).collect(),
@@ -129,7 +124,7 @@ mod tests {
             let x: Vec<f32> = (0..p.x_len()).map(|i| (((i as u32 * 2654435761u32) ^ seed) % 997) as f32 / 100.0 - 5.0).collect();
             let gamma: Vec<f32> = (0..c).map(|i| 0.5 + 0.3 * i as f32).collect();
             let beta: Vec<f32> = (0..c).map(|i| -0.2 + 0.1 * i as f32).collect();
-            let (g, b) = if affine { (Some(&gamma), Some(&beta)) } else { (None, None) };
+            let (g, b) = if affine { (Some(&gamma[..]), Some(&beta[..])) } else { (None, None) };
             let m = (n * hw) as f64;
             // FD needs a smooth neighbourhood: every channel must have a clear spread
             for ch in 0..c {
@@ -164,9 +159,9 @@ mod tests {
             let mut dg = vec![0.0; c];
             let mut db = vec![0.0; c];
             Cpu.batch_norm_backward(&p, &x, g, &o.mean, &o.invstd, &dy, &mut dx,
-                if affine { Some(&mut dg) } else { None }, if affine { Some(&mut db) } else { None }).unwrap();
+                if affine { Some(&mut dg[..]) } else { None }, if affine { Some(&mut db[..]) } else { None }).unwrap();
             let loss = |x: &[f32], gm: &Vec<f32>, bt: &Vec<f32>| -> f64 {
-                let (g, b) = if affine { (Some(gm), Some(bt)) } else { (None, None) };
+                let (g, b) = if affine { (Some(&gm[..]), Some(&bt[..])) } else { (None, None) };
                 run(&p, x, g, b).y.iter().zip(&dy).map(|(a, b)| *a as f64 * *b as f64).sum()
             };
             let h = 1e-3f32; // below the 0.01 spacing of the inputs

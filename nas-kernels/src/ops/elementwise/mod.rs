@@ -391,7 +391,7 @@ mod tests {
             })
             .collect();
         let w = vec![0.2f32, -0.5, 1.5];
-        let refs: Vec<&Vec<f32>> = xs.iter().collect();
+        let refs: Vec<&[f32]> = xs.iter().map(|v| &v[..]).collect();
         let mut out = vec![0.0; n];
         Cpu.weighted_sum(&w, &refs, &mut out).unwrap();
         for i in 0..n {
@@ -401,7 +401,7 @@ mod tests {
         // loss = <g, out>: gradient wrt x_j is w_j * g, wrt w_j is <g, x_j>; check by FD on w.
         let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).cos()).collect();
         let mut dxs: Vec<Vec<f32>> = vec![vec![0.0; n]; k];
-        let mut dxr: Vec<&mut Vec<f32>> = dxs.iter_mut().collect();
+        let mut dxr: Vec<&mut [f32]> = dxs.iter_mut().map(|v| &mut v[..]).collect();
         let mut dw = vec![0.0; k];
         Cpu.weighted_sum_backward(&w, &refs, &g, &mut dxr, &mut dw)
             .unwrap();
@@ -435,7 +435,7 @@ mod tests {
             .enumerate()
             .map(|(p, &c)| (0..n * c * hw).map(|i| (p * 1000 + i) as f32).collect())
             .collect();
-        let refs: Vec<&Vec<f32>> = parts.iter().collect();
+        let refs: Vec<&[f32]> = parts.iter().map(|v| &v[..]).collect();
         let ct: usize = chans.iter().sum();
         let mut out = vec![0.0; n * ct * hw];
         Cpu.concat_channels(&refs, &chans, n, hw, &mut out).unwrap();
@@ -455,7 +455,7 @@ mod tests {
             }
         }
         let mut back: Vec<Vec<f32>> = chans.iter().map(|&c| vec![0.0; n * c * hw]).collect();
-        let mut br: Vec<&mut Vec<f32>> = back.iter_mut().collect();
+        let mut br: Vec<&mut [f32]> = back.iter_mut().map(|v| &mut v[..]).collect();
         Cpu.split_channels(&out, &chans, n, hw, &mut br).unwrap();
         assert_eq!(back, parts);
         assert!(

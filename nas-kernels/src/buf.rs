@@ -1,4 +1,4 @@
-//! Tensor storage with a per-thread free list.
+//! The CPU backend's buffers: a per-thread free list.
 //!
 //! A training step allocates the same buffer sizes every step. Fresh allocations of large buffers
 //! come from the OS as untouched pages, and touching them costs page faults (about 4 us per 4 KiB
@@ -251,6 +251,18 @@ impl Deref for Buf {
 
 impl DerefMut for Buf {
     fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl std::borrow::Borrow<[f32]> for Buf {
+    fn borrow(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::borrow::BorrowMut<[f32]> for Buf {
+    fn borrow_mut(&mut self) -> &mut [f32] {
         &mut self.0
     }
 }
