@@ -8,7 +8,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
+use super::Conv2dParams;
+use super::shared::{par, partial_weight_grads};
+use crate::workspace::{SyncPtr, with_scratch};
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
 const SLACK: usize = 64;
@@ -1018,8 +1020,10 @@ pub(super) fn depthwise_backward_weight(
 mod s2 {
     use std::arch::x86_64::*;
 
-    use super::super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
+    use super::super::Conv2dParams;
+    use super::super::shared::{par, partial_weight_grads};
     use super::mask;
+    use crate::workspace::{SyncPtr, with_scratch};
 
     /// Geometry of one phase-split plane.
     #[derive(Clone, Copy)]
