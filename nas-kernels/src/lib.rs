@@ -9,7 +9,8 @@
 //! - [`KernelError`]: every shape or parameter error.
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
 //! - [`gemm`]: single-precision GEMM (row-major, optional transposes, alpha/beta).
-//! - [`threads`]: thread-count setting (`NAS_THREADS`) and `parallel_for`.
+//! - [`threads`]: thread-count setting (`NAS_THREADS`), `parallel_for` and its slice-splitting
+//!   forms (`parallel_chunks_mut`, `parallel_split_mut`).
 //! - [`workloads`]: fixed conv / sep-conv / batch-norm benchmark workloads (forward + backward).
 //!
 //! ```

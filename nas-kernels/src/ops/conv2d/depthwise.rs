@@ -3,8 +3,7 @@
 //! vectorises.
 
 use super::Conv2dParams;
-use super::shared::{chunk, out_range, par, threads_for};
-use crate::workspace::SyncPtr;
+use super::shared::{out_range, par_chunks_mut, par_split_mut, threads_for};
 
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -128,12 +127,10 @@ fn plane_backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw_out: &mut [
 
 pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
-    let yp = SyncPtr(y.as_mut_ptr());
-    par(p, p.n, &|b| {
+    par_chunks_mut(p, y, p.c_in * ohw, &|b, yb| {
         for c in 0..p.c_in {
             let i = b * p.c_in + c;
-            // SAFETY: each task writes only the planes of image b.
-            let yplane = unsafe { yp.slice(i * ohw, ohw) };
+            let yplane = &mut yb[c * ohw..(c + 1) * ohw];
             plane_forward(
                 p,
                 &x[i * hw..(i + 1) * hw],
@@ -146,12 +143,10 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
 
 pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    par(p, p.n, &|b| {
+    par_chunks_mut(p, dx, p.c_in * hw, &|b, dxb| {
         for c in 0..p.c_in {
             let i = b * p.c_in + c;
-            // SAFETY: each task writes only the planes of image b.
-            let dplane = unsafe { dxp.slice(i * hw, hw) };
+            let dplane = &mut dxb[c * hw..(c + 1) * hw];
             plane_backward_input(
                 p,
                 &w[c * kk..(c + 1) * kk],
@@ -166,11 +161,10 @@ pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
     let (hw, ohw, kk) = (p.h * p.w, p.out_h() * p.out_w(), p.kh * p.kw);
     dw.fill(0.0);
     let parts = threads_for(p).min(p.c_in).max(1);
-    let dwp = SyncPtr(dw.as_mut_ptr());
-    par(p, parts, &|t| {
-        for c in chunk(p.c_in, parts, t) {
-            // SAFETY: each task owns the weights of its channels.
-            let dwc = unsafe { dwp.slice(c * kk, kk) };
+    // each task owns the weights of its channels
+    par_split_mut(p, dw, kk, parts, |_, channels, dwt| {
+        for c in channels.clone() {
+            let dwc = &mut dwt[(c - channels.start) * kk..][..kk];
             for b in 0..p.n {
                 let i = b * p.c_in + c;
                 plane_backward_weight(

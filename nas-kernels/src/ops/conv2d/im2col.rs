@@ -2,9 +2,9 @@
 //! one [`sgemm`] per group.
 
 use super::Conv2dParams;
-use super::shared::{out_range, par, partial_weight_grads};
+use super::shared::{out_range, par_chunks_mut, partial_weight_grads};
 use crate::gemm::sgemm;
-use crate::workspace::{SyncPtr, with_scratch};
+use crate::workspace::with_scratch;
 
 /// Columns of group `g` of one image: `col[(icg * kh + ky) * kw + kx][oy * ow + ox]`.
 fn im2col(p: &Conv2dParams, xb: &[f32], g: usize, col: &mut [f32]) {
@@ -88,10 +88,7 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
-    let yp = SyncPtr(y.as_mut_ptr());
-    par(p, p.n, &|b| {
-        // SAFETY: each task writes only image b of y.
-        let yb = unsafe { yp.slice(b * yl, yl) };
+    par_chunks_mut(p, y, yl, &|b, yb| {
         let xb = &x[b * xl..(b + 1) * xl];
         with_scratch(k * ohw, |col| {
             for g in 0..p.groups {
@@ -121,10 +118,7 @@ pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let k = cig * p.kh * p.kw;
     let (xl, yl) = (p.c_in * p.h * p.w, p.c_out * ohw);
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    par(p, p.n, &|b| {
-        // SAFETY: each task writes only image b of dx.
-        let dxb = unsafe { dxp.slice(b * xl, xl) };
+    par_chunks_mut(p, dx, xl, &|b, dxb| {
         dxb.fill(0.0);
         let dyb = &dy[b * yl..(b + 1) * yl];
         with_scratch(k * ohw, |col| {

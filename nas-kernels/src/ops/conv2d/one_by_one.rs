@@ -2,17 +2,13 @@
 //! group, no im2col).
 
 use super::Conv2dParams;
-use super::shared::{par, partial_weight_grads};
+use super::shared::{par_chunks_mut, partial_weight_grads};
 use crate::gemm::sgemm;
-use crate::workspace::SyncPtr;
 
 pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
-    let yp = SyncPtr(y.as_mut_ptr());
-    par(p, p.n, &|b| {
-        // SAFETY: each task writes only image b of y.
-        let yb = unsafe { yp.slice(b * p.c_out * hw, p.c_out * hw) };
+    par_chunks_mut(p, y, p.c_out * hw, &|b, yb| {
         for g in 0..p.groups {
             let xg = &x[(b * p.c_in + g * cig) * hw..];
             sgemm(
@@ -37,10 +33,7 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
 pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let hw = p.h * p.w;
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    par(p, p.n, &|b| {
-        // SAFETY: each task writes only image b of dx.
-        let dxb = unsafe { dxp.slice(b * p.c_in * hw, p.c_in * hw) };
+    par_chunks_mut(p, dx, p.c_in * hw, &|b, dxb| {
         for g in 0..p.groups {
             let dyg = &dy[(b * p.c_out + g * cog) * hw..];
             sgemm(

@@ -3,8 +3,10 @@
 //! partials, and the ReLU helpers of the fused entry points.
 
 use super::Conv2dParams;
-use crate::threads::{num_threads, parallel_for};
-use crate::workspace::{SyncPtr, with_scratch};
+use std::ops::Range;
+
+use crate::threads::{num_threads, parallel_chunks_mut, parallel_split_mut, split_range};
+use crate::workspace::with_scratch;
 
 /// Below this many multiply-adds (x2) a convolution runs on the calling thread: spawning
 /// workers would cost more than it saves.
@@ -23,12 +25,43 @@ pub(crate) fn threads_for(p: &Conv2dParams) -> usize {
     }
 }
 
-/// `parallel_for` for a convolution's tasks, serial when the convolution is small.
-pub(crate) fn par(p: &Conv2dParams, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+/// Runs `f(i, data[i * chunk..][..chunk])` for every `chunk`-sized piece of `data` (one task
+/// per image when `chunk` is an image's worth of the output): over threads with
+/// [`parallel_chunks_mut`], or on the calling thread when the convolution is small (spawning
+/// workers would cost more than it saves).
+pub(crate) fn par_chunks_mut(
+    p: &Conv2dParams,
+    data: &mut [f32],
+    chunk: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     if threads_for(p) <= 1 {
-        (0..n_tasks).for_each(f);
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     } else {
-        parallel_for(n_tasks, f);
+        parallel_chunks_mut(data, chunk, f);
+    }
+}
+
+/// Runs `f(t, units, piece)` over `parts` nearly equal runs of the `unit`-sized units of
+/// `data`: task `t` gets the units `units = split_range(data.len() / unit, parts, t)` and their
+/// elements; over threads with [`parallel_split_mut`], serially when the convolution is small.
+pub(crate) fn par_split_mut(
+    p: &Conv2dParams,
+    data: &mut [f32],
+    unit: usize,
+    parts: usize,
+    f: impl Fn(usize, Range<usize>, &mut [f32]) + Sync,
+) {
+    if threads_for(p) <= 1 {
+        let units = data.len() / unit;
+        for t in 0..parts {
+            let r = split_range(units, parts, t);
+            f(t, r.clone(), &mut data[r.start * unit..r.end * unit]);
+        }
+    } else {
+        parallel_split_mut(data, unit, parts, f);
     }
 }
 
@@ -72,14 +105,6 @@ pub(crate) fn out_range(
     (lo.min(hi), hi)
 }
 
-/// Splits `0..n` into `parts` nearly equal contiguous ranges; returns range `i`.
-pub(super) fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
-    let base = n / parts;
-    let extra = n % parts;
-    let start = i * base + i.min(extra);
-    start..start + base + usize::from(i < extra)
-}
-
 /// A weight gradient summed over the batch: the images are split into contiguous ranges, one
 /// per thread (one for a small convolution); `f(part, images)` adds the gradient of its images
 /// into `part`, a zeroed partial of `dw.len()` floats; the partials are then added up in
@@ -92,12 +117,9 @@ pub(crate) fn partial_weight_grads(
     let wl = dw.len();
     let parts = threads_for(p).min(p.n).max(1);
     with_scratch(parts * wl, |partials| {
-        let pp = SyncPtr(partials.as_mut_ptr());
-        par(p, parts, &|t| {
-            // SAFETY: each task writes only its own partial.
-            let part = unsafe { pp.slice(t * wl, wl) };
+        par_chunks_mut(p, partials, wl, &|t, part| {
             part.fill(0.0);
-            f(part, chunk(p.n, parts, t));
+            f(part, split_range(p.n, parts, t));
         });
         sum_partials(partials, parts, dw);
     });
