@@ -25,6 +25,9 @@
 //! # Ok::<(), nas_kernels::KernelError>(())
 //! ```
 
+// Every `unsafe` block and `unsafe impl` states why it is sound (checked by clippy).
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod backend;
 pub mod cpu;
 pub mod device;

@@ -322,7 +322,7 @@ impl Pool {
                 st.workers += 1;
             }
             let helpers = helpers.min(st.workers);
-            // SAFETY (lifetime erasure): the caller does not return before every worker that
+            // SAFETY: (lifetime erasure) the caller does not return before every worker that
             // joined this job has finished with it (see the wait below).
             let ptr = JobPtr((&job as *const Job<'_>).cast::<Job<'static>>());
             st.job = Some(ptr);

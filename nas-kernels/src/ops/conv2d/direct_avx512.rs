@@ -82,7 +82,7 @@ unsafe fn pad_rows<const RELU: bool>(
 ) {
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
     let zero = _mm512_setzero_ps();
-    // SAFETY (whole body): every store is masked to the `wp` floats of one padded row, every
+    // SAFETY: (whole body) every store is masked to the `wp` floats of one padded row, every
     // load to the `w` floats of one source row.
     unsafe {
         for py in 0..c * hp {
@@ -182,7 +182,7 @@ unsafe fn tile<const R: usize, const V: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let plane = s.hp * s.wp;
-    // SAFETY (whole body): the caller guarantees that x, w and y cover the tile, with slack
+    // SAFETY: (whole body) the caller guarantees that x, w and y cover the tile, with slack
     // for the loads past the row end.
     unsafe {
         for ic in 0..s.cin {
@@ -978,9 +978,10 @@ unsafe fn relu_mask_avx512(d: &mut [f32], x: &[f32]) {
     let (n, zero) = (d.len(), _mm512_setzero_ps());
     let (dp, xp) = (d.as_mut_ptr(), x.as_ptr());
     let mut i = 0;
-    // SAFETY (whole loop): loads and stores are masked to the `n - i` floats left.
     while i < n {
         let m = mask(n - i);
+        // SAFETY: AVX-512F (the caller's contract); loads and stores are masked to the `n - i`
+        // floats left, and `x` is at least as long as `d`.
         unsafe {
             let xv = _mm512_maskz_loadu_ps(m, xp.add(i));
             let dv = _mm512_maskz_loadu_ps(m, dp.add(i));
