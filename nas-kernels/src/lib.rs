@@ -13,7 +13,8 @@
 //! - [`KernelError`]: every shape or parameter error.
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
 //! - [`gemm`]: single-precision GEMM (row-major, optional transposes, alpha/beta).
-//! - [`threads`]: thread-count setting (`NAS_THREADS`) and `parallel_for`.
+//! - [`threads`]: thread-count setting (`NAS_THREADS`), `parallel_for` and its slice-splitting
+//!   forms (`parallel_chunks_mut`, `parallel_split_mut`).
 //! - [`workloads`]: fixed conv / sep-conv / batch-norm benchmark workloads (forward + backward).
 //!
 //! ```
@@ -27,6 +28,9 @@
 //! assert_eq!(y[0], 4.0); // a corner sees four
 //! # Ok::<(), nas_kernels::KernelError>(())
 //! ```
+
+// Every `unsafe` block and `unsafe impl` states why it is sound (checked by clippy).
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod backend;
 pub mod buf;

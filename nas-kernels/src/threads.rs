@@ -6,6 +6,10 @@
 //! - [`parallel_for`]: run tasks `0..n_tasks` over the configured threads and return when all are
 //!   done. A call made from inside a task runs its tasks serially on the calling thread, so nested
 //!   parallel loops never deadlock or oversubscribe.
+//! - [`parallel_chunks_mut`], [`parallel_split_mut`]: `parallel_for` over disjoint pieces of
+//!   one output slice, each task handed its piece as `&mut [T]` (the one place where the
+//!   kernels' "each task writes its own part" pattern needs a raw pointer).
+//! - [`split_range`]: the nearly-equal contiguous split that [`parallel_split_mut`] uses.
 //!
 //! Tasks run on a persistent pool of parked worker threads (spawned on first use, grown when a
 //! larger thread count is asked for), so a call costs a wake-up (a few microseconds) rather than
@@ -13,6 +17,7 @@
 //! from different outer threads are serialised.
 
 use std::cell::Cell;
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -89,6 +94,130 @@ pub fn parallel_for_threads(threads: usize, n_tasks: usize, f: &(dyn Fn(usize) +
         return;
     }
     pool().run(threads - 1, n_tasks, f);
+}
+
+/// Splits `0..n` into `parts` nearly equal contiguous ranges (the first `n % parts` one longer)
+/// and returns range `i`. For `i < parts` the ranges are disjoint, in order and cover `0..n`.
+pub fn split_range(n: usize, parts: usize, i: usize) -> Range<usize> {
+    let base = n / parts;
+    let extra = n % parts;
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+/// Runs `f(i, piece)` for every `chunk`-sized piece of `data` (`data.chunks_mut(chunk)`, the
+/// last piece possibly shorter; piece `i` starts at `i * chunk`) over up to [`num_threads`]
+/// threads, one task per piece, as [`parallel_for`] does.
+///
+/// # Panics
+/// If `chunk` is 0 (and `data` is not empty), or if a task panics.
+pub fn parallel_chunks_mut<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    chunks_mut_threads(num_threads(), data, chunk, f);
+}
+
+fn chunks_mut_threads<T: Send>(
+    threads: usize,
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let len = data.len();
+    if len == 0 {
+        return;
+    }
+    assert!(chunk > 0, "parallel_chunks_mut: chunk size 0");
+    // Piece i is `[i * chunk, min((i + 1) * chunk, len))`: disjoint for distinct i, inside data.
+    for_each_piece(
+        threads,
+        data,
+        len.div_ceil(chunk),
+        &|i| i * chunk..((i + 1) * chunk).min(len),
+        &f,
+    );
+}
+
+/// Splits `data`, made of `data.len() / unit` units of `unit` elements, into `parts` nearly
+/// equal runs of whole units ([`split_range`] over the units) and runs `f(i, units, piece)` for
+/// each run `i` over up to [`num_threads`] threads, one task per run; `units` is the run's range
+/// of unit indices and `piece` its elements.
+///
+/// # Panics
+/// If `unit` is 0 or does not divide `data.len()`, if `parts` is 0 while `data` is not empty,
+/// or if a task panics.
+pub fn parallel_split_mut<T: Send>(
+    data: &mut [T],
+    unit: usize,
+    parts: usize,
+    f: impl Fn(usize, Range<usize>, &mut [T]) + Sync,
+) {
+    split_mut_threads(num_threads(), data, unit, parts, f);
+}
+
+fn split_mut_threads<T: Send>(
+    threads: usize,
+    data: &mut [T],
+    unit: usize,
+    parts: usize,
+    f: impl Fn(usize, Range<usize>, &mut [T]) + Sync,
+) {
+    assert!(
+        unit > 0 && data.len().is_multiple_of(unit),
+        "parallel_split_mut: {} elements are not whole units of {unit}",
+        data.len()
+    );
+    let units = data.len() / unit;
+    if units > 0 {
+        assert!(parts > 0, "parallel_split_mut: 0 parts");
+    }
+    // Run i is `split_range(units, parts, i)` scaled by `unit`: the runs are disjoint, in order
+    // and inside data (see `split_range`).
+    let range = |i| {
+        let r = split_range(units, parts, i);
+        r.start * unit..r.end * unit
+    };
+    for_each_piece(threads, data, parts, &range, &|i, piece: &mut [T]| {
+        f(i, split_range(units, parts, i), piece)
+    });
+}
+
+/// The one raw pointer behind [`parallel_chunks_mut`] and [`parallel_split_mut`]: the start of
+/// the slice their tasks carve their pieces from.
+struct PiecesPtr<T>(*mut T);
+
+// SAFETY: the pointer is only used by `for_each_piece`, whose tasks each turn it into a
+// `&mut [T]` over their own piece; the pieces of distinct tasks are disjoint and every task runs
+// once, so sharing the pointer between threads only ever moves exclusive access to distinct
+// `T`s to other threads, which `T: Send` allows.
+unsafe impl<T: Send> Sync for PiecesPtr<T> {}
+
+/// Runs `f(i, &mut data[range(i)])` for `i` in `0..n_pieces` over up to `threads` threads.
+///
+/// Private because soundness rests on `range`: callers pass only ranges that are pairwise
+/// disjoint for distinct `i` and lie inside `data` (bounds are checked again here; the
+/// disjointness is the callers' argument).
+fn for_each_piece<T: Send>(
+    threads: usize,
+    data: &mut [T],
+    n_pieces: usize,
+    range: &(dyn Fn(usize) -> Range<usize> + Sync),
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let len = data.len();
+    let base = PiecesPtr(data.as_mut_ptr());
+    parallel_for_threads(threads, n_pieces, &|i| {
+        let r = range(i);
+        assert!(r.start <= r.end && r.end <= len, "piece {i} out of bounds");
+        let base = &base;
+        // SAFETY: `r` lies inside `data` (checked above), which this call borrows mutably
+        // until every task has finished; `parallel_for_threads` runs each `i` exactly once and
+        // the callers' ranges of distinct `i` are disjoint, so no two live `&mut` overlap.
+        let piece = unsafe { std::slice::from_raw_parts_mut(base.0.add(r.start), r.len()) };
+        f(i, piece);
+    });
 }
 
 /// One `parallel_for` call as the workers see it.
@@ -193,7 +322,7 @@ impl Pool {
                 st.workers += 1;
             }
             let helpers = helpers.min(st.workers);
-            // SAFETY (lifetime erasure): the caller does not return before every worker that
+            // SAFETY: (lifetime erasure) the caller does not return before every worker that
             // joined this job has finished with it (see the wait below).
             let ptr = JobPtr((&job as *const Job<'_>).cast::<Job<'static>>());
             st.job = Some(ptr);
@@ -319,6 +448,57 @@ mod tests {
                     counts.iter().all(|c| c.load(Ordering::Relaxed) == 1),
                     "threads {threads} n {n}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn split_range_covers_in_order() {
+        for n in [0, 1, 5, 7, 64] {
+            for parts in [1, 2, 3, 8] {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = split_range(n, parts, i);
+                    assert_eq!(r.start, next, "n {n} parts {parts} i {i}");
+                    assert!(r.len() <= n / parts + 1 && r.len() >= n / parts);
+                    next = r.end;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_mut_hands_each_task_its_piece() {
+        for threads in [1, 2, 3] {
+            for (len, chunk) in [(0, 4), (1, 4), (8, 4), (10, 4), (10, 1), (5, 16)] {
+                let mut v = vec![0usize; len];
+                chunks_mut_threads(threads, &mut v, chunk, |i, piece| {
+                    assert_eq!(piece.len(), chunk.min(len - i * chunk));
+                    for (j, x) in piece.iter_mut().enumerate() {
+                        *x += i * chunk + j + 1;
+                    }
+                });
+                let want: Vec<usize> = (1..=len).collect();
+                assert_eq!(v, want, "threads {threads} len {len} chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_mut_hands_each_task_whole_units() {
+        for threads in [1, 2, 3] {
+            for (units, unit, parts) in [(0, 3, 2), (5, 3, 2), (7, 2, 3), (2, 4, 4), (4, 1, 1)] {
+                let mut v = vec![0usize; units * unit];
+                split_mut_threads(threads, &mut v, unit, parts, |i, r, piece| {
+                    assert_eq!(r, split_range(units, parts, i));
+                    assert_eq!(piece.len(), r.len() * unit);
+                    for (j, x) in piece.iter_mut().enumerate() {
+                        *x += r.start * unit + j + 1;
+                    }
+                });
+                let want: Vec<usize> = (1..=units * unit).collect();
+                assert_eq!(v, want, "threads {threads} units {units} parts {parts}");
             }
         }
     }

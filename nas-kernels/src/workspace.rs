@@ -38,29 +38,6 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     r
 }
 
-/// A raw pointer that may be shared with the tasks of a `parallel_for`; each task must touch
-/// a disjoint part of the pointee.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub *mut f32);
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    pub(crate) fn ptr(&self) -> *mut f32 {
-        self.0
-    }
-
-    /// The sub-slice `[off, off + len)`.
-    ///
-    /// # Safety
-    /// In bounds of the original slice, and no two live slices from concurrent tasks overlap.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> &mut [f32] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(off), len) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -722,6 +722,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                         n: hi - lo,
                         // SAFETY: column `lo < n` lies in B and C.
                         b: unsafe { job.b.at(0, lo) },
+                        // SAFETY: column `lo < n` lies in every row of C.
                         c: unsafe { job.c.add(lo) },
                         ..*job
                     };
@@ -740,6 +741,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                         m: hi - lo,
                         // SAFETY: row `lo < m` lies in A and C.
                         a: unsafe { job.a.at(lo, 0) },
+                        // SAFETY: row `lo < m` of C starts `lo * ldc` floats in.
                         c: unsafe { job.c.add(lo * job.ldc) },
                         ..*job
                     };
@@ -766,6 +768,7 @@ unsafe fn run(uk: &MicroKernel, blocks: &Blocks, cfg: &Config, job: &Job) {
                         k: hi - lo,
                         // SAFETY: depth `lo < k` lies in A and B.
                         a: unsafe { job.a.at(0, lo) },
+                        // SAFETY: as for A, depth `lo < k` lies in B.
                         b: unsafe { job.b.at(lo, 0) },
                         beta: 0.0,
                         // SAFETY: partial `i - 1` of `t - 1`, each `m x n`.

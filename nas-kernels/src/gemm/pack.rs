@@ -90,6 +90,8 @@ pub(crate) unsafe fn pack_panels<const W: usize>(
                 // SAFETY: `src[(x0 + x) * ls + p * ks]` is readable for `p < kc`.
                 let lane = unsafe { src.add((x0 + x) * ls + p0 * ks) };
                 for q in 0..pb {
+                    // SAFETY: `p0 + q < kc`, so this is `src[(x0 + x) * ls + p * ks]` with
+                    // `p < kc`, readable (see above).
                     dst[(p0 + q) * W + x] = unsafe { *lane.add(q * ks) };
                 }
             }

@@ -7,8 +7,7 @@
 
 use super::BatchNormParams;
 use crate::simd::avx512_dispatch;
-use crate::threads::{num_threads, parallel_for};
-use crate::workspace::SyncPtr;
+use crate::threads::{num_threads, parallel_chunks_mut, parallel_split_mut, split_range};
 
 /// Number of image ranges the passes are split into (1 for small tensors).
 fn parts(p: &BatchNormParams) -> usize {
@@ -19,19 +18,34 @@ fn parts(p: &BatchNormParams) -> usize {
     }
 }
 
-fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+/// Runs `f(t, images, piece)` for the `parts` image ranges of `out` (images of `image`
+/// elements), `piece` being those images' elements; over threads when `parts > 1`.
+fn per_range(
+    p: &BatchNormParams,
+    parts: usize,
+    out: &mut [f32],
+    f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync,
+) {
     if parts <= 1 {
-        f(0);
+        f(0, 0..p.n, out);
     } else {
-        parallel_for(parts, f);
+        parallel_split_mut(out, p.c * p.hw, parts, f);
     }
 }
 
-fn range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
-    let base = n / parts;
-    let extra = n % parts;
-    let start = i * base + i.min(extra);
-    start..start + base + usize::from(i < extra)
+/// Runs `f(t, partial_t)` for each of the `parts` per-task partials of `partial` (`len`
+/// elements each); over threads when `parts > 1`.
+fn per_partial(
+    parts: usize,
+    partial: &mut [f64],
+    len: usize,
+    f: &(dyn Fn(usize, &mut [f64]) + Sync),
+) {
+    if parts <= 1 {
+        f(0, partial);
+    } else {
+        parallel_chunks_mut(partial, len, f);
+    }
 }
 
 avx512_dispatch! {
@@ -103,17 +117,13 @@ fn sums_sq_body<const L: usize>(x: &[f32], shift: f32) -> (f64, f64) {
 fn channel_sums(p: &BatchNormParams, a: &[f32], b: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
     let np = parts(p);
     let mut partial = vec![0.0f64; np * p.c * 2];
-    let pp = SyncPtr64(partial.as_mut_ptr());
-    run(np, &|t| {
-        for bi in range(p.n, np, t) {
+    per_partial(np, &mut partial, p.c * 2, &|t, part| {
+        for bi in split_range(p.n, np, t) {
             for ch in 0..p.c {
                 let o = (bi * p.c + ch) * p.hw;
                 let (s1, s2) = sums(&a[o..o + p.hw], &b[o..o + p.hw], shift[ch]);
-                // SAFETY: slot (t, ch) belongs to task t.
-                unsafe {
-                    *pp.at((t * p.c + ch) * 2) += s1;
-                    *pp.at((t * p.c + ch) * 2 + 1) += s2;
-                }
+                part[ch * 2] += s1;
+                part[ch * 2 + 1] += s2;
             }
         }
     });
@@ -127,17 +137,6 @@ fn channel_sums(p: &BatchNormParams, a: &[f32], b: &[f32], shift: &[f32]) -> Vec
             })
         })
         .collect()
-}
-
-/// [`SyncPtr`] for f64 partial sums.
-#[derive(Clone, Copy)]
-struct SyncPtr64(*mut f64);
-unsafe impl Send for SyncPtr64 {}
-unsafe impl Sync for SyncPtr64 {}
-impl SyncPtr64 {
-    fn at(&self, i: usize) -> *mut f64 {
-        self.0.wrapping_add(i)
-    }
 }
 
 /// Forward; see [`crate::Backend::batch_norm`].
@@ -189,12 +188,8 @@ pub(crate) fn forward(
         })
         .collect();
     let np = parts(p);
-    let yp = SyncPtr(y.as_mut_ptr());
-    run(np, &|t| {
-        let r = range(p.n, np, t);
+    per_range(p, np, y, |_, r, yr| {
         let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
-        // SAFETY: task t writes only its own images.
-        let yr = unsafe { yp.slice(lo, len) };
         normalize(&coef, p.hw, &x[lo..lo + len], yr);
     });
 }
@@ -203,17 +198,13 @@ pub(crate) fn forward(
 fn channel_sums_sq(p: &BatchNormParams, x: &[f32], shift: &[f32]) -> Vec<(f64, f64)> {
     let np = parts(p);
     let mut partial = vec![0.0f64; np * p.c * 2];
-    let pp = SyncPtr64(partial.as_mut_ptr());
-    run(np, &|t| {
-        for bi in range(p.n, np, t) {
+    per_partial(np, &mut partial, p.c * 2, &|t, part| {
+        for bi in split_range(p.n, np, t) {
             for ch in 0..p.c {
                 let o = (bi * p.c + ch) * p.hw;
                 let (s, s2) = sums_sq(&x[o..o + p.hw], shift[ch]);
-                // SAFETY: slot (t, ch) belongs to task t.
-                unsafe {
-                    *pp.at((t * p.c + ch) * 2) += s;
-                    *pp.at((t * p.c + ch) * 2 + 1) += s2;
-                }
+                part[ch * 2] += s;
+                part[ch * 2 + 1] += s2;
             }
         }
     });
@@ -265,12 +256,8 @@ pub(crate) fn backward(
         coef[ch] = (k, c0, c1, save_mean[ch]);
     }
     let np = parts(p);
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    run(np, &|t| {
-        let r = range(p.n, np, t);
+    per_range(p, np, dx, |_, r, dr| {
         let (lo, len) = (r.start * p.c * p.hw, r.len() * p.c * p.hw);
-        // SAFETY: task t writes only its own images.
-        let dr = unsafe { dxp.slice(lo, len) };
         input_grad(&coef, p.hw, &x[lo..lo + len], &dy[lo..lo + len], dr);
     });
 }

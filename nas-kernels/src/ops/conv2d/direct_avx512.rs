@@ -8,7 +8,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
+use super::Conv2dParams;
+use super::shared::{par_chunks_mut, partial_weight_grads};
+use crate::workspace::with_scratch;
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
 const SLACK: usize = 64;
@@ -80,7 +82,7 @@ unsafe fn pad_rows<const RELU: bool>(
 ) {
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
     let zero = _mm512_setzero_ps();
-    // SAFETY (whole body): every store is masked to the `wp` floats of one padded row, every
+    // SAFETY: (whole body) every store is masked to the `wp` floats of one padded row, every
     // load to the `w` floats of one source row.
     unsafe {
         for py in 0..c * hp {
@@ -180,7 +182,7 @@ unsafe fn tile<const R: usize, const V: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let plane = s.hp * s.wp;
-    // SAFETY (whole body): the caller guarantees that x, w and y cover the tile, with slack
+    // SAFETY: (whole body) the caller guarantees that x, w and y cover the tile, with slack
     // for the loads past the row end.
     unsafe {
         for ic in 0..s.cin {
@@ -485,9 +487,8 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
             }
         }
         let wt = &*wt;
-        let yp = SyncPtr(y.as_mut_ptr());
         let fl = flat_len(&s);
-        par(p, p.n, &|b| {
+        par_chunks_mut(p, y, p.c_out * oh * ow, &|b, yb| {
             with_scratch(p.c_in * hp * wp + SLACK, |xpad| {
                 pad_into(
                     &x[b * xl..(b + 1) * xl],
@@ -499,8 +500,6 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
                     xpad,
                     false,
                 );
-                // SAFETY: task b writes only image b.
-                let yb = unsafe { yp.slice(b * p.c_out * oh * ow, p.c_out * oh * ow) };
                 run_s1(&s, fl, p.groups, cig, cog, xpad, wt, yb);
             });
         });
@@ -546,10 +545,9 @@ pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [
             }
         }
         let wt = &*wt;
-        let dxp = SyncPtr(dx.as_mut_ptr());
         let fl = flat_len(&s);
         let xl = p.c_in * p.h * p.w;
-        par(p, p.n, &|b| {
+        par_chunks_mut(p, dx, xl, &|b, dxb| {
             with_scratch(p.c_out * hp * wp + SLACK, |gpad| {
                 pad_into(
                     &dy[b * yl..(b + 1) * yl],
@@ -561,8 +559,6 @@ pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [
                     gpad,
                     false,
                 );
-                // SAFETY: task b writes only image b of dx.
-                let dxb = unsafe { dxp.slice(b * xl, xl) };
                 run_s1(&s, fl, p.groups, cog, cig, gpad, wt, dxb);
             });
         });
@@ -845,32 +841,33 @@ fn depthwise_planes(
 ) {
     let (src, h, w_in) = src;
     let (hw, ohw, kk) = (h * w_in, s.oh * s.ow, p.kh * p.kw);
-    let dp = SyncPtr(dst.as_mut_ptr());
     // small planes: one long row over the flat padded plane fills the vector lanes
     let fl = flat_len(s);
     let flat_len_or_0 = fl.unwrap_or(0);
-    par(p, p.n, &|b| {
+    par_chunks_mut(p, dst, p.c_in * ohw, &|b, db| {
         with_scratch(s.hp * s.wp + SLACK + flat_len_or_0 + 16, |buf| {
             let (pad, rest) = buf.split_at_mut(s.hp * s.wp + SLACK);
             for c in 0..p.c_in {
                 let i = b * p.c_in + c;
                 pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad, relu);
-                // SAFETY: AVX-512F checked by `available`; task b writes only image b; the
-                // flat form's loads end inside the padded plane plus slack (see `flat_len`).
+                let yi = &mut db[c * ohw..(c + 1) * ohw];
+                // SAFETY: AVX-512F checked by `available`; `dw_plane` writes the
+                // `s.oh * s.ow` floats of plane `yi` (or of `yflat`); the flat form's loads end
+                // inside the padded plane plus slack (see `flat_len`).
                 unsafe {
                     let wc = w.as_ptr().add(c * kk);
                     match fl {
-                        None => dw_plane(s, pad.as_ptr(), wc, dp.ptr().add(i * ohw)),
+                        None => dw_plane(s, pad.as_ptr(), wc, yi.as_mut_ptr()),
                         Some(len) => {
                             let yflat = aligned(rest, len);
                             dw_plane(&flat(s, len), pad.as_ptr(), wc, yflat.as_mut_ptr());
-                            unflatten(yflat, 1, len, s.oh, s.ow, s.wp, dp.slice(i * ohw, ohw));
+                            unflatten(yflat, 1, len, s.oh, s.ow, s.wp, yi);
                         }
                     }
-                    if let Some(m) = mask {
-                        relu_mask(dp.slice(i * ohw, ohw), &m[i * ohw..(i + 1) * ohw]);
-                    }
-                };
+                }
+                if let Some(m) = mask {
+                    relu_mask(yi, &m[i * ohw..(i + 1) * ohw]);
+                }
             }
         });
     });
@@ -981,9 +978,10 @@ unsafe fn relu_mask_avx512(d: &mut [f32], x: &[f32]) {
     let (n, zero) = (d.len(), _mm512_setzero_ps());
     let (dp, xp) = (d.as_mut_ptr(), x.as_ptr());
     let mut i = 0;
-    // SAFETY (whole loop): loads and stores are masked to the `n - i` floats left.
     while i < n {
         let m = mask(n - i);
+        // SAFETY: AVX-512F (the caller's contract); loads and stores are masked to the `n - i`
+        // floats left, and `x` is at least as long as `d`.
         unsafe {
             let xv = _mm512_maskz_loadu_ps(m, xp.add(i));
             let dv = _mm512_maskz_loadu_ps(m, dp.add(i));
@@ -1018,8 +1016,10 @@ pub(super) fn depthwise_backward_weight(
 mod s2 {
     use std::arch::x86_64::*;
 
-    use super::super::{Conv2dParams, SyncPtr, par, partial_weight_grads, with_scratch};
+    use super::super::Conv2dParams;
+    use super::super::shared::{par_chunks_mut, partial_weight_grads};
     use super::mask;
+    use crate::workspace::with_scratch;
 
     /// Geometry of one phase-split plane.
     #[derive(Clone, Copy)]
@@ -1252,17 +1252,14 @@ mod s2 {
     ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
-        let yp = SyncPtr(y.as_mut_ptr());
-        par(p, p.n, &|b| {
+        par_chunks_mut(p, y, p.c_in * ohw, &|b, yb| {
             with_scratch(g.len(), |sp| {
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
                     split(&g, &x[i * hw..(i + 1) * hw], sp, relu);
-                    // SAFETY: AVX-512F checked by `available`; task b writes only image b.
-                    unsafe {
-                        let yi = yp.slice(i * ohw, ohw);
-                        plane_forward(&g, sp, &w[c * kk..(c + 1) * kk], yi);
-                    }
+                    let yi = &mut yb[c * ohw..(c + 1) * ohw];
+                    // SAFETY: AVX-512F checked by `available`.
+                    unsafe { plane_forward(&g, sp, &w[c * kk..(c + 1) * kk], yi) };
                 }
             });
         });
@@ -1277,24 +1274,23 @@ mod s2 {
     ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
-        let dxp = SyncPtr(dx.as_mut_ptr());
-        par(p, p.n, &|b| {
+        par_chunks_mut(p, dx, p.c_in * hw, &|b, dxb| {
             with_scratch(g.len(), |dsp| {
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
-                    // SAFETY: AVX-512F checked by `available`; task b writes only image b.
+                    // SAFETY: AVX-512F checked by `available`.
                     unsafe {
                         plane_backward_input(
                             &g,
                             &w[c * kk..(c + 1) * kk],
                             &dy[i * ohw..][..ohw],
                             dsp,
-                        );
-                        let dxi = dxp.slice(i * hw, hw);
-                        unsplit(&g, dsp, dxi);
-                        if let Some(m) = mask {
-                            super::relu_mask(dxi, &m[i * hw..(i + 1) * hw]);
-                        }
+                        )
+                    };
+                    let dxi = &mut dxb[c * hw..(c + 1) * hw];
+                    unsplit(&g, dsp, dxi);
+                    if let Some(m) = mask {
+                        super::relu_mask(dxi, &m[i * hw..(i + 1) * hw]);
                     }
                 }
             });

@@ -2,8 +2,7 @@
 
 use super::{BinaryOp, UnaryOp};
 use crate::simd::avx512_dispatch;
-use crate::threads::parallel_for;
-use crate::workspace::SyncPtr;
+use crate::threads::parallel_chunks_mut;
 
 /// `y[i] = f(x[i])`.
 #[inline(always)]
@@ -35,12 +34,9 @@ fn chunked(x: &[f32], y: &mut [f32], f: &(dyn Fn(&[f32], &mut [f32]) + Sync)) {
         f(x, y);
         return;
     }
-    let yp = SyncPtr(y.as_mut_ptr());
-    parallel_for(n.div_ceil(CHUNK), &|t| {
+    parallel_chunks_mut(y, CHUNK, |t, y| {
         let lo = t * CHUNK;
-        let hi = (lo + CHUNK).min(n);
-        // SAFETY: chunks are disjoint and inside y.
-        f(&x[lo..hi], unsafe { yp.slice(lo, hi - lo) });
+        f(&x[lo..lo + y.len()], y);
     });
 }
 
@@ -80,12 +76,9 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: 
         unary_backward_serial(op, x, y, dy, dx);
         return;
     }
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    parallel_for(n.div_ceil(CHUNK), &|t| {
+    parallel_chunks_mut(dx, CHUNK, |t, d| {
         let lo = t * CHUNK;
-        let hi = (lo + CHUNK).min(n);
-        // SAFETY: chunks are disjoint and inside dx.
-        let d = unsafe { dxp.slice(lo, hi - lo) };
+        let hi = lo + d.len();
         unary_backward_serial(op, &x[lo..hi], &y[lo..hi], &dy[lo..hi], d);
     });
 }
@@ -336,13 +329,7 @@ fn chunked_out(n: usize, out: &mut [f32], f: &(dyn Fn(usize, &mut [f32]) + Sync)
         f(0, out);
         return;
     }
-    let op = SyncPtr(out.as_mut_ptr());
-    parallel_for(n.div_ceil(CHUNK), &|t| {
-        let lo = t * CHUNK;
-        let hi = (lo + CHUNK).min(n);
-        // SAFETY: chunks are disjoint and inside out.
-        f(lo, unsafe { op.slice(lo, hi - lo) });
-    });
+    parallel_chunks_mut(out, CHUNK, |t, out| f(t * CHUNK, out));
 }
 
 /// `out = sum_k w[k] * xs[k]`, chunk by chunk (the chunk stays in cache while the K inputs
@@ -414,41 +401,32 @@ pub(crate) fn weighted_sum_backward(
 ) {
     let n = dy.len();
     let k = xs.len();
+    if k == 0 {
+        return;
+    }
     let chunks = n.div_ceil(CHUNK).max(1);
-    let ptrs: Vec<SyncPtr> = dxs.iter_mut().map(|d| SyncPtr(d.as_mut_ptr())).collect();
-    let mut dots = vec![0.0f64; chunks * k];
-    let dp = SyncPtr64(dots.as_mut_ptr());
-    let task = |t: usize| {
+    // slot `t * k + j`: chunk t of dxs[j] (empty when n is 0) and its dot product
+    let mut slots: Vec<(&mut [f32], f64)> = Vec::with_capacity(chunks * k);
+    let mut pieces: Vec<_> = dxs.iter_mut().map(|d| d[..n].chunks_mut(CHUNK)).collect();
+    for _ in 0..chunks {
+        for p in &mut pieces {
+            slots.push((p.next().unwrap_or_default(), 0.0));
+        }
+    }
+    let task = |t: usize, row: &mut [(&mut [f32], f64)]| {
         let lo = t * CHUNK;
         let hi = (lo + CHUNK).min(n);
-        for j in 0..k {
-            // SAFETY: chunk t of dxs[j] and slot (t, j) of dots belong to this task.
-            unsafe {
-                let d = ptrs[j].slice(lo, hi - lo);
-                *dp.at(t * k + j) = scale_dot(w[j], &dy[lo..hi], &xs[j][lo..hi], d);
-            }
+        for (j, (d, dot)) in row.iter_mut().enumerate() {
+            *dot = scale_dot(w[j], &dy[lo..hi], &xs[j][lo..hi], d);
         }
     };
     if chunks == 1 {
-        task(0);
+        task(0, &mut slots);
     } else {
-        parallel_for(chunks, &task);
+        parallel_chunks_mut(&mut slots, k, task);
     }
     for j in 0..k {
-        dw[j] = (0..chunks).map(|t| dots[t * k + j]).sum::<f64>() as f32;
-    }
-}
-
-/// [`SyncPtr`] for f64 partial sums.
-#[derive(Clone, Copy)]
-struct SyncPtr64(*mut f64);
-unsafe impl Send for SyncPtr64 {}
-unsafe impl Sync for SyncPtr64 {}
-
-impl SyncPtr64 {
-    fn at(&self, i: usize) -> *mut f64 {
-        // SAFETY of use: callers stay in bounds.
-        self.0.wrapping_add(i)
+        dw[j] = (0..chunks).map(|t| slots[t * k + j].1).sum::<f64>() as f32;
     }
 }
 

@@ -8,8 +8,8 @@
 //! [`backward_planes`]) are the reference the tests hold the fast path to.
 
 use super::{Pool2dParams, PoolKind};
-use crate::threads::parallel_for;
-use crate::workspace::{SyncPtr, with_scratch};
+use crate::threads::parallel_chunks_mut;
+use crate::workspace::with_scratch;
 
 /// Index range `[lo, hi)` of in-bounds window taps for output position `o`.
 #[inline(always)]
@@ -20,12 +20,18 @@ fn taps(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> (usize, u
     (lo, hi)
 }
 
-/// Runs `f(image)` for every image, over threads when the input is large.
-fn per_image(p: &Pool2dParams, f: &(dyn Fn(usize) + Sync)) {
+/// Runs `f(b, image_b)` for every image `b` of `out` (images of `len` elements), over threads
+/// when the input is large.
+fn per_image(
+    p: &Pool2dParams,
+    out: &mut [f32],
+    len: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     if p.x_len() >= 1 << 16 {
-        parallel_for(p.n, f);
+        parallel_chunks_mut(out, len, f);
     } else {
-        (0..p.n).for_each(f);
+        out.chunks_mut(len).enumerate().for_each(|(b, o)| f(b, o));
     }
 }
 
@@ -33,10 +39,7 @@ fn per_image(p: &Pool2dParams, f: &(dyn Fn(usize) + Sync)) {
 pub(crate) fn forward(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
-    let yp = SyncPtr(y.as_mut_ptr());
-    per_image(p, &|b| {
-        // SAFETY: task b writes only image b of y.
-        let yb = unsafe { yp.slice(b * yl, yl) };
+    per_image(p, y, yl, &|b, yb| {
         rows::forward_planes(p, p.c, &x[b * xl..(b + 1) * xl], yb)
     });
 }
@@ -45,8 +48,7 @@ pub(crate) fn forward(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
 pub(crate) fn backward(p: &Pool2dParams, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
-    let dxp = SyncPtr(dx.as_mut_ptr());
-    per_image(p, &|b| {
+    per_image(p, dx, xl, &|b, dxb| {
         // Average pooling reads no input values (`x` may be empty then).
         let xb = if x.is_empty() {
             x
@@ -54,8 +56,6 @@ pub(crate) fn backward(p: &Pool2dParams, x: &[f32], dy: &[f32], dx: &mut [f32]) 
             &x[b * xl..(b + 1) * xl]
         };
         let gb = &dy[b * yl..(b + 1) * yl];
-        // SAFETY: task b writes only image b of dx.
-        let dxb = unsafe { dxp.slice(b * xl, xl) };
         rows::backward_planes(p, p.c, xb, gb, dxb)
     });
 }
