@@ -3,6 +3,8 @@
 //! - [`num_threads`]: the configured number of threads. Defaults to the environment variable
 //!   `NAS_THREADS` when it holds a positive integer, else to the machine's available parallelism.
 //! - [`set_num_threads`]: change it at run time (process-wide).
+//! - [`set_thread_budget`]: a per-thread cap, so that concurrent workers split the process's
+//!   threads instead of multiplying them ([`share_for`] computes a worker's share).
 //! - [`parallel_for`]: run tasks `0..n_tasks` over the configured threads and return when all are
 //!   done. A call made from inside a task runs its tasks serially on the calling thread, so nested
 //!   parallel loops never deadlock or oversubscribe.
@@ -29,6 +31,8 @@ static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     /// True while this thread is running a task of a `parallel_for`.
     static IN_PARALLEL: Cell<bool> = const { Cell::new(false) };
+    /// This thread's share of the thread budget (0: the process-wide count).
+    static BUDGET: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Parses a `NAS_THREADS` value: a positive integer, surrounding whitespace allowed.
@@ -48,11 +52,32 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The number of threads kernels may use (at least 1).
+/// The number of threads kernels called from this thread may use (at least 1): this thread's
+/// budget ([`set_thread_budget`]) when it has one, else the process-wide count.
 ///
-/// Until [`set_num_threads`] is called this is `NAS_THREADS` when that is set to a positive
-/// integer, else [`std::thread::available_parallelism`].
+/// Until [`set_num_threads`] is called the process-wide count is `NAS_THREADS` when that is
+/// set to a positive integer, else [`std::thread::available_parallelism`].
 pub fn num_threads() -> usize {
+    let b = BUDGET.with(Cell::get);
+    let total = total_threads();
+    if b != 0 { b.min(total) } else { total }
+}
+
+/// Gives kernels called from this thread at most `n` threads (`0` removes the limit): how `N`
+/// concurrent workers share one thread budget (each gets `total / N`, so workers times kernel
+/// threads never exceed the total). A budget of 1 runs this thread's kernels serially on it,
+/// never touching the shared pool.
+pub fn set_thread_budget(n: usize) {
+    BUDGET.with(|b| b.set(n));
+}
+
+/// Each of `workers` concurrent workers' share of the process-wide thread count (at least 1).
+pub fn share_for(workers: usize) -> usize {
+    (total_threads() / workers.max(1)).max(1)
+}
+
+/// The process-wide thread count (ignoring this thread's budget).
+pub fn total_threads() -> usize {
     let n = NUM_THREADS.load(Ordering::Relaxed);
     if n != 0 {
         return n;

@@ -45,6 +45,7 @@ use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
+use nas_tensor::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -131,6 +132,7 @@ pub struct Search {
     budget: Budget,
     seed: u64,
     workers: usize,
+    device: Device,
     output_dir: Option<PathBuf>,
     quiet: bool,
 }
@@ -440,9 +442,17 @@ impl Search {
             budget: Budget::evaluations(DEFAULT_EVALUATIONS),
             seed: 0,
             workers: 1,
+            device: Device::Cpu,
             output_dir: None,
             quiet: true,
         }
+    }
+
+    /// The device candidates are trained on (`cpu` by default; the train evaluator's
+    /// networks, batches and optimizer states live there).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
     }
 
     /// The search space.
@@ -556,6 +566,10 @@ impl Search {
                     .and_then(|s| s.prepare(self.valid_fraction, self.seed))
                     .map_err(|e| SearchError::Config(format!("data {}: {e}", self.data)))?;
                 let splits = Arc::new(splits);
+                let recipe = &TrainRecipe {
+                    device: self.device,
+                    ..*recipe
+                };
                 let bad = |e: crate::train::TrainError| SearchError::Config(e.to_string());
                 match space {
                     SpaceChoice::Nb201 => {

@@ -782,11 +782,14 @@ where
         let (job_tx, job_rx) = mpsc::channel::<Job<S::Arch>>();
         let (res_tx, res_rx) = mpsc::channel::<EvalMsg>();
         let job_rx = Mutex::new(job_rx);
+        // One thread budget: the workers split the kernel threads among them.
+        let share = nas_tensor::threads::share_for(config.workers);
         std::thread::scope(|scope| -> Result<()> {
             for _ in 0..config.workers {
                 let res_tx = res_tx.clone();
                 let job_rx = &job_rx;
                 scope.spawn(move || {
+                    nas_tensor::threads::set_thread_budget(share);
                     loop {
                         let job = match job_rx.lock() {
                             Ok(rx) => rx.recv(),

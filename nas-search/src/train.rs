@@ -32,7 +32,7 @@ use nas_space::nb101::Nb101Arch;
 use nas_space::nb201::Nb201Cell;
 use nas_tensor::nn::Module;
 use nas_tensor::optim::{CosineAnnealingLr, Optimizer, Sgd, SgdConfig, clip_grad_norm};
-use nas_tensor::{Tensor, TensorError, no_grad};
+use nas_tensor::{Device, Tensor, TensorError, no_grad};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -91,6 +91,10 @@ pub struct TrainRecipe {
     pub train_examples: Option<usize>,
     /// A loss above this (or NaN/inf) stops the run as diverged.
     pub divergence_loss: f32,
+    /// Where the network is trained and evaluated (a run setting, not saved with the recipe:
+    /// a checkpoint resumes on whatever device the resuming command names).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 impl Default for TrainRecipe {
@@ -109,6 +113,7 @@ impl Default for TrainRecipe {
             grad_clip: None,
             train_examples: None,
             divergence_loss: 1e3,
+            device: Device::Cpu,
         }
     }
 }
@@ -331,12 +336,14 @@ pub struct EpochStats {
     pub lr: f32,
 }
 
+/// A batch of images as a tensor on `device` (one host-to-device transfer).
 fn to_tensor(
     images: &[f32],
     n: usize,
     shape: (usize, usize, usize),
+    device: Device,
 ) -> Result<Tensor, TensorError> {
-    Tensor::from_slice(images, &[n, shape.0, shape.1, shape.2])
+    Tensor::from_slice_on(images, &[n, shape.0, shape.1, shape.2], device)
 }
 
 fn training_set(splits: &Splits, recipe: &TrainRecipe) -> Result<Dataset, TrainError> {
@@ -364,6 +371,7 @@ pub fn train_network(
     }
     net.set_training(true);
     let shape = train.shape();
+    let device = net.device().unwrap_or_default();
     let config = SgdConfig::new(recipe.lr)
         .momentum(recipe.momentum)
         .nesterov(recipe.nesterov)
@@ -386,7 +394,7 @@ pub fn train_network(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         while let Some(batch) = batches.next_batch() {
             let n = batch.labels.len();
-            let x = to_tensor(batch.images, n, shape)?;
+            let x = to_tensor(batch.images, n, shape, device)?;
             let logits = net.forward(&x)?;
             let loss = logits.cross_entropy(batch.labels)?;
             let l = loss.item()?;
@@ -442,13 +450,14 @@ pub fn evaluate_network(
     let was = net.is_training();
     net.set_training(false);
     let shape = data.shape();
+    let device = net.device().unwrap_or_default();
     let options = BatchOptions::new(batch_size.max(1)).shuffle(false);
     let mut batches = data.batches(&options)?;
     let (mut correct, mut loss_sum, mut seen) = (0usize, 0.0f64, 0usize);
     let result = no_grad(|| -> Result<(), TrainError> {
         while let Some(batch) = batches.next_batch() {
             let n = batch.labels.len();
-            let logits = net.forward(&to_tensor(batch.images, n, shape)?)?;
+            let logits = net.forward(&to_tensor(batch.images, n, shape, device)?)?;
             loss_sum += logits.cross_entropy(batch.labels)?.item()? as f64 * n as f64;
             let pred = logits.argmax_rows()?;
             correct += pred
@@ -513,6 +522,7 @@ pub fn train_architecture_observed<A, F: NetworkFamily<A> + ?Sized>(
     let shape = splits.train.shape();
     let classes = splits.train.num_classes();
     let mut module = family.build(arch, shape, classes, seed)?;
+    module.to_device(recipe.device)?;
     let train = training_set(splits, recipe)?;
     let epochs_stats = train_network(module.as_mut(), &train, recipe, epochs, seed, on_epoch)?;
     let valid = match &splits.valid {

@@ -76,7 +76,10 @@ pub mod tensor;
 
 pub use error::{Result, TensorError};
 pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck};
-pub use nas_kernels::{Backend, Device};
+/// Kernel threads: the process-wide count and per-thread budgets (re-exported from
+/// `nas_kernels`).
+pub use nas_kernels::threads;
+pub use nas_kernels::{Backend, Device, RandomDist};
 pub use ops::conv::ConvOptions;
 pub use tensor::{
     NoGradGuard, Tensor, WeakTensor, graph_nodes_recorded, is_grad_enabled, live_graph_nodes,

@@ -11,6 +11,7 @@ use crate::output::Out;
 use crate::progress::{Mode, Progress};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
+use nas_kernels::Device;
 use nas_search::builder::{
     DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, run_recorded,
     trials_logged,
@@ -159,9 +160,9 @@ pub struct SearchArgs {
 
 /// Runs `nas search`.
 pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
-    check_device(&args.device)?;
+    let device = check_device(&args.device)?;
     if let Some(method) = oneshot_method(args) {
-        return oneshot(method, args, out);
+        return oneshot(method, args, device, out);
     }
     let strategy = parse_strategy(args)?;
     if args.evaluations == 0 {
@@ -230,6 +231,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 train_examples: (args.limit_train > 0).then_some(args.limit_train),
                 lr: args.lr.unwrap_or(TrainRecipe::default().lr),
                 batch_size: args.batch_size.unwrap_or(TrainRecipe::default().batch_size),
+                device,
                 ..TrainRecipe::default()
             };
             let channels = args.channels.unwrap_or(8);
@@ -596,7 +598,7 @@ fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
 
 /// `nas search --strategy darts|darts2|gdas`: a one-shot search (`nas_search::oneshot`) of
 /// `--epochs` epochs over a supernet of the space, on the training part of `--data`.
-fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
+fn oneshot(method: Method, args: &SearchArgs, device: Device, out: &Out) -> Result<()> {
     if args.evaluator != EvaluatorName::Train {
         return Err(CliError::Usage(format!(
             "--strategy {}: one-shot strategies train a supernet; --evaluator nb201-table does not apply",
@@ -624,6 +626,7 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
         }
     };
     let mut config = OneShotConfig::new(method, space);
+    config.device = device;
     config.epochs = args.epochs as usize;
     config.seed = args.seed;
     config.c = args.channels.unwrap_or(8);

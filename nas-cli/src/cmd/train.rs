@@ -87,7 +87,7 @@ pub struct TrainArgs {
 
 /// Runs `nas train`.
 pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
-    check_device(&args.device)?;
+    let device = check_device(&args.device)?;
     if args.epochs == 0 {
         return Err(CliError::Usage("--epochs must be at least 1".into()));
     }
@@ -109,6 +109,7 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         augment: args.augment,
         train_examples: (args.limit_train > 0).then_some(args.limit_train),
+        device,
         ..d
     };
     let channels = args.channels.unwrap_or(16);

@@ -146,7 +146,12 @@ impl OneShotSearch {
     /// same settings and data. An error names what differs (settings, data) or what is broken.
     pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
         let (meta, blob) = read_meta(path)?;
-        if &meta.config != config {
+        // the device is a run setting (not saved): a search may resume on another one
+        let same = OneShotConfig {
+            device: config.device,
+            ..meta.config.clone()
+        };
+        if &same != config {
             let a = serde_json::to_string(&meta.config).unwrap_or_default();
             let b = serde_json::to_string(config).unwrap_or_default();
             return Err(bad(

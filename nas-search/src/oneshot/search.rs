@@ -7,7 +7,7 @@ use nas_tensor::optim::{
     Adam, AdamConfig, AdamState, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, SgdState,
     clip_grad_norm,
 };
-use nas_tensor::{Tensor, no_grad};
+use nas_tensor::{Device, Tensor, no_grad};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -109,6 +109,10 @@ pub struct OneShotConfig {
     /// the whole network; `layers` or more: every cell, peak memory of one cell). The first
     /// cells hold the largest activations. Results are the same up to float summation order.
     pub recompute_cells: usize,
+    /// Where the supernet, the architecture weights and the batches live (a run setting, not
+    /// saved in checkpoints).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 /// Default [`OneShotConfig::recompute_cells`]: none. Since graph nodes keep only the values
@@ -149,6 +153,7 @@ impl OneShotConfig {
             checkpoint_every: 0,
             eval_each_epoch: true,
             recompute_cells: RECOMPUTE_CELLS,
+            device: Device::Cpu,
         }
     }
 
@@ -313,7 +318,7 @@ pub struct SearchBatch {
     pub y: Vec<usize>,
 }
 
-fn gather(data: &Dataset, idx: &[usize]) -> Result<SearchBatch> {
+fn gather(data: &Dataset, idx: &[usize], device: Device) -> Result<SearchBatch> {
     let (c, h, w) = data.shape();
     let per = c * h * w;
     let mut v = Vec::with_capacity(idx.len() * per);
@@ -325,7 +330,7 @@ fn gather(data: &Dataset, idx: &[usize]) -> Result<SearchBatch> {
         y.push(labels[i]);
     }
     Ok(SearchBatch {
-        x: Tensor::from_vec(v, &[idx.len(), c, h, w])?,
+        x: Tensor::from_vec_on(v, &[idx.len(), c, h, w], device)?,
         y,
     })
 }
@@ -387,6 +392,11 @@ impl OneShotSearch {
         let net_seed: u64 = rand::Rng::random(&mut seeder);
         let net = Supernet::new(net_config, net_seed)?;
         let arch = ArchParams::new(config.space, &mut seeder);
+        // Both move before the optimizers exist, whose state follows the parameters' device.
+        net.to_device(config.device)?;
+        for a in arch.tensors() {
+            a.move_to(config.device)?;
+        }
         let noise_seed: u64 = rand::Rng::random(&mut seeder);
         let w_params = net.parameters();
         let w_opt = Sgd::new(
@@ -504,12 +514,12 @@ impl OneShotSearch {
             )));
         }
         let hi = (lo + b).min(n);
-        let t = gather(&self.train, &self.train_order[lo..hi])?;
+        let t = gather(&self.train, &self.train_order[lo..hi], self.config.device)?;
         let nv = self.valid.len();
         let vidx: Vec<usize> = (0..b.min(nv))
             .map(|i| self.valid_order[(lo + i) % nv])
             .collect();
-        let v = gather(&self.valid, &vidx)?;
+        let v = gather(&self.valid, &vidx, self.config.device)?;
         Ok((t, v))
     }
 
@@ -710,13 +720,19 @@ impl OneShotSearch {
             t.copy_from(vals)?;
         }
         // 3. Finite-difference Hessian-vector product around w.
+        // ||v||: squares summed per tensor and over tensors on the device, read once
         let norm = no_grad(|| -> Result<f64> {
-            let mut sq = 0.0f64;
+            let mut sq: Option<Tensor> = None;
             for x in &v {
-                sq += x.square().sum().item()? as f64;
+                let s = x.square().sum();
+                sq = Some(match sq {
+                    Some(acc) => acc.add(&s)?,
+                    None => s,
+                });
             }
-            Ok(sq.sqrt())
-        })?;
+            Ok(sq.map_or(Ok(0.0), |s| s.item())?.max(0.0) as f64)
+        })?
+        .sqrt();
         let h: Vec<Tensor> = if norm > 0.0 {
             let r = (self.config.unroll_r as f64 / norm) as f32;
             let shifted = |sign: f32| -> Result<Vec<Tensor>> {
@@ -827,7 +843,7 @@ impl OneShotSearch {
             let (mut loss, mut corr) = (0.0f64, 0u64);
             for lo in (0..n).step_by(b) {
                 let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
-                let batch = gather(&self.valid, &idx)?;
+                let batch = gather(&self.valid, &idx, self.config.device)?;
                 let (l, c) = no_grad(|| -> Result<(f32, u64)> {
                     let logits = self.net.forward_mix(&batch.x, &mix)?;
                     Ok((
