@@ -576,3 +576,65 @@ mod props {
         }
     }
 }
+
+/// One thread budget: with N workers each evaluation sees at most total / N kernel threads
+/// (at least one), so workers times kernel threads never exceed the configured total; on the
+/// 2-core CI machine, `--workers 2` gives each worker one kernel thread.
+#[test]
+fn workers_split_the_thread_budget() {
+    use std::sync::Mutex;
+    struct SeenThreads(Mutex<Vec<usize>>);
+    impl Evaluator<nas_search::synthetic::ToyArch> for SeenThreads {
+        fn name(&self) -> String {
+            "budget".into()
+        }
+        fn evaluate(
+            &self,
+            r: &EvalRequest<'_, nas_search::synthetic::ToyArch>,
+        ) -> Result<Metrics, EvalError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(nas_tensor::threads::num_threads());
+            Ok(Metrics {
+                valid_accuracy: r.trial_id as f64,
+                test_accuracy: None,
+                loss: None,
+                params: None,
+                flops: None,
+                cost: 1.0,
+            })
+        }
+    }
+    let space = ToySpace {
+        dims: 3,
+        choices: 3,
+    };
+    let total = nas_tensor::threads::total_threads();
+    for workers in [1, 2, 3] {
+        let ev = SeenThreads(Mutex::new(Vec::new()));
+        let mut s = StrategyKind::parse("random")
+            .unwrap()
+            .build(&space)
+            .unwrap();
+        let mut cfg = SearchConfig::new(0, Budget::evaluations(12));
+        cfg.workers = workers;
+        run_search(&space, s.as_mut(), &ev, &cfg).unwrap();
+        let seen = ev.0.into_inner().unwrap();
+        assert_eq!(seen.len(), 12);
+        let share = if workers == 1 {
+            total
+        } else {
+            (total / workers).max(1)
+        };
+        assert!(
+            seen.iter().all(|&t| t == share),
+            "{workers} workers: {seen:?}"
+        );
+        if workers <= total {
+            assert!(share * workers <= total, "{workers} x {share} > {total}");
+        }
+    }
+    // the test thread itself keeps the whole budget
+    assert_eq!(nas_tensor::threads::num_threads(), total);
+}
