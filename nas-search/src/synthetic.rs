@@ -202,7 +202,7 @@ impl Evaluator<ToyArch> for ToyObjective {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
-        if self.fail_every > 0 && req.trial_id % self.fail_every == 0 {
+        if self.fail_every > 0 && req.trial_id.is_multiple_of(self.fail_every) {
             return Err(EvalError::Failed {
                 reason: "loss became NaN".into(),
                 cost: req.fidelity as f64 / 2.0,

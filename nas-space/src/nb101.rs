@@ -656,18 +656,18 @@ fn parse_matrix(c: &mut Cursor<'_>) -> Result<Vec<Vec<bool>>, SpaceError> {
                 format!("the matrix has more than {MAX_VERTICES} rows"),
             ));
         }
-        if let Some(first) = rows.first() {
-            if first.len() != row.len() {
-                return Err(c.error_at(
-                    row_pos,
-                    format!(
-                        "row {} has {} entries, row 0 has {}",
-                        rows.len(),
-                        row.len(),
-                        first.len()
-                    ),
-                ));
-            }
+        if let Some(first) = rows.first()
+            && first.len() != row.len()
+        {
+            return Err(c.error_at(
+                row_pos,
+                format!(
+                    "row {} has {} entries, row 0 has {}",
+                    rows.len(),
+                    row.len(),
+                    first.len()
+                ),
+            ));
         }
         rows.push(row);
         c.skip_ws();

@@ -96,7 +96,7 @@ fn wrap<B: StorageBackend>(_: &B, b: B::Owned) -> Storage {
 }
 
 fn gs<'a, B: StorageBackend>(b: &B, xs: &[&'a Storage]) -> Result<Vec<&'a B::Buffer>> {
-    xs.iter().map(|x| g(b, *x)).collect()
+    xs.iter().map(|x| g(b, x)).collect()
 }
 
 fn gms<'a, B: StorageBackend>(b: &B, xs: &'a mut [&mut Storage]) -> Result<Vec<&'a mut B::Buffer>> {

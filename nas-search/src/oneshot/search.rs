@@ -210,6 +210,7 @@ impl OneShotConfig {
 
 /// A derived architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // a few per search, never in a hot path
 pub enum Genotype {
     /// DARTS normal and reduction cells.
     Darts(DartsGenotype),

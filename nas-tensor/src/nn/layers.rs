@@ -45,8 +45,8 @@ impl Conv2d {
         rng: &mut ChaCha8Rng,
     ) -> Result<Conv2d> {
         if options.groups == 0
-            || c_in % options.groups != 0
-            || c_out % options.groups != 0
+            || !c_in.is_multiple_of(options.groups)
+            || !c_out.is_multiple_of(options.groups)
             || k == 0
         {
             return arg_err(

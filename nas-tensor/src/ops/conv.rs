@@ -181,7 +181,7 @@ impl Tensor {
                 let dy = g;
                 let dx = if needs[0] {
                     let mut dx = Storage::alloc(g.device(), p.x_len())?;
-                    storage::conv2d_backward_input(&p, &wc.read(), &dy, &mut dx)?;
+                    storage::conv2d_backward_input(&p, &wc.read(), dy, &mut dx)?;
                     Some(dx)
                 } else {
                     None
@@ -194,7 +194,7 @@ impl Tensor {
                     storage::conv2d_backward_weight(
                         &p,
                         &xc.read(),
-                        &dy,
+                        dy,
                         &mut w_buf,
                         need_b.then_some(&mut b_buf),
                     )?;
@@ -259,14 +259,14 @@ impl Tensor {
                     // the recomputed first output, only for the second weight's gradient
                     let d = front(&x, &w1)?;
                     let mut b = Storage::alloc(g.device(), p2.w_len())?;
-                    storage::conv2d_backward_weight(&p2, &d, &g, &mut b, None)?;
+                    storage::conv2d_backward_weight(&p2, &d, g, &mut b, None)?;
                     dw2 = Some(b);
                 }
                 if !(needs[0] || needs[1]) {
                     return Ok(vec![None, None, dw2]);
                 }
                 let mut dd = Storage::alloc(g.device(), p2.x_len())?;
-                storage::conv2d_backward_input(&p2, &w2, &g, &mut dd)?;
+                storage::conv2d_backward_input(&p2, &w2, g, &mut dd)?;
                 let mut dw1 = None;
                 if needs[1] {
                     let mut b = Storage::alloc(g.device(), p1.w_len())?;
@@ -325,7 +325,7 @@ impl Tensor {
                     &p,
                     &xc.read().unwrap_or_else(|e| e.into_inner()),
                     None,
-                    &dy,
+                    dy,
                     &mut dx,
                 )?;
                 Ok(vec![Some(dx)])
@@ -366,7 +366,7 @@ impl Tensor {
             move |g, _| {
                 let dy = g;
                 let mut dx = Storage::zeros(g.device(), n * c * hw)?;
-                storage::global_avg_pool_backward(n, c, hw, &dy, &mut dx)?;
+                storage::global_avg_pool_backward(n, c, hw, dy, &mut dx)?;
                 Ok(vec![Some(dx)])
             },
         ))
@@ -493,7 +493,7 @@ impl Tensor {
                         gamma,
                         &save_mean,
                         &save_invstd,
-                        &dy,
+                        dy,
                         &mut dx,
                         affine.then_some(&mut dgamma),
                         affine.then_some(&mut dbeta),

@@ -32,7 +32,7 @@ impl Tensor {
                 .filter(|&(j, _)| j != i)
                 .map(|(_, &s)| s)
                 .product();
-            if known == 0 || self.numel() % known != 0 {
+            if known == 0 || !self.numel().is_multiple_of(known) {
                 return shape_err(
                     "reshape",
                     format!(

@@ -101,7 +101,7 @@ mod tests {
         };
         Cpu.batch_norm(
             p,
-            &x.to_vec(),
+            x,
             gamma,
             beta,
             Some(&mut o.rm),

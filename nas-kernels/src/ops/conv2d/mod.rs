@@ -485,11 +485,11 @@ mod tests {
         let w = vec![0.0; p.w_len()];
         let mut y = vec![0.0; p.y_len()];
         assert!(matches!(
-            Cpu.conv2d(&p, &x, &w[..w.len() - 1].to_vec(), None, &mut y),
+            Cpu.conv2d(&p, &x, &w[..w.len() - 1], None, &mut y),
             Err(KernelError::LengthMismatch { what: "weight", .. })
         ));
         assert!(matches!(
-            Cpu.conv2d(&p, &x, &w, Some(&vec![0.0; 5]), &mut y),
+            Cpu.conv2d(&p, &x, &w, Some(&[0.0; 5]), &mut y),
             Err(KernelError::LengthMismatch { .. })
         ));
         assert!(matches!(

@@ -254,14 +254,7 @@ mod tests {
             Err(KernelError::Broadcast { .. })
         ));
         assert!(matches!(
-            Cpu.binary(
-                BinaryOp::Add,
-                &a,
-                &[2, 3],
-                &a[..5].to_vec(),
-                &[2, 3],
-                &mut out
-            ),
+            Cpu.binary(BinaryOp::Add, &a, &[2, 3], &a[..5], &[2, 3], &mut out),
             Err(KernelError::LengthMismatch { what: "b", .. })
         ));
         let mut small = vec![0.0; 5];
@@ -320,7 +313,7 @@ mod tests {
             }
         }
         let mut y = vec![0.0; 3];
-        assert!(Cpu.unary(UnaryOp::Relu, &vec![1.0, 2.0], &mut y).is_err());
+        assert!(Cpu.unary(UnaryOp::Relu, &[1.0, 2.0], &mut y).is_err());
     }
 
     #[test]
@@ -422,7 +415,7 @@ mod tests {
             }
         }
         let mut bad = vec![0.0; 2];
-        assert!(Cpu.weighted_sum(&w[..2].to_vec(), &refs, &mut out).is_err());
+        assert!(Cpu.weighted_sum(&w[..2], &refs, &mut out).is_err());
         assert!(Cpu.weighted_sum(&w, &refs, &mut bad).is_err());
     }
 

@@ -317,13 +317,13 @@ mod tests {
         let p = Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 1);
         let mut y = vec![0.0; 15];
         assert!(matches!(
-            Cpu.pool2d(&p, &vec![0.0; 16], &mut y),
+            Cpu.pool2d(&p, &[0.0; 16], &mut y),
             Err(KernelError::LengthMismatch { what: "y", .. })
         ));
         assert!(
             Cpu.pool2d(
                 &Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1),
-                &vec![0.0; 16],
+                &[0.0; 16],
                 &mut y
             )
             .is_err()

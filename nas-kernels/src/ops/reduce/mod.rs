@@ -172,7 +172,7 @@ mod tests {
         }
         // big logits stay finite
         let mut y = vec![0.0; 2];
-        Cpu.softmax(SoftmaxOp::Softmax, &vec![1000.0, 999.0], 1, 2, &mut y)
+        Cpu.softmax(SoftmaxOp::Softmax, &[1000.0, 999.0], 1, 2, &mut y)
             .unwrap();
         assert!((y[0] - 0.7310586).abs() < 1e-6);
     }
@@ -196,7 +196,7 @@ mod tests {
         want /= rows as f64;
         assert!((loss[0] as f64 - want).abs() < 1e-5);
         let mut dx = vec![0.0; rows * cols];
-        Cpu.cross_entropy_backward(&x, &labels, rows, cols, &vec![1.5], &mut dx)
+        Cpu.cross_entropy_backward(&x, &labels, rows, cols, &[1.5], &mut dx)
             .unwrap();
         let f = |x: &Vec<f32>| {
             let mut l = vec![0.0];
