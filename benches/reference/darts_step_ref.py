@@ -144,9 +144,12 @@ def main():
     steps = int(args[0]) if args else 3
     threads = int(args[1]) if len(args) > 1 else 2
     cl = "--channels-last" in sys.argv
+    # --c=N and --batch=N: the small-shape comparison (C=4, batch 8) of docs/PERF.md
+    opt = {a.split("=")[0]: int(a.split("=")[1]) for a in sys.argv[1:] if "=" in a}
+    c, batch = opt.get("--c", 16), opt.get("--batch", 64)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = Net()
+    net = Net(c=c)
     mf = torch.channels_last if cl else torch.contiguous_format
     net = net.to(memory_format=mf)
     w_opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -156,10 +159,10 @@ def main():
           f"params={sum(p.numel() for p in net.parameters())}")
     times = []
     for i in range(steps):
-        xt = torch.randn(64, 3, 32, 32).to(memory_format=mf)
-        yt = torch.randint(0, 10, (64,))
-        xv = torch.randn(64, 3, 32, 32).to(memory_format=mf)
-        yv = torch.randint(0, 10, (64,))
+        xt = torch.randn(batch, 3, 32, 32).to(memory_format=mf)
+        yt = torch.randint(0, 10, (batch,))
+        xv = torch.randn(batch, 3, 32, 32).to(memory_format=mf)
+        yv = torch.randint(0, 10, (batch,))
         t = time.perf_counter()
         c0 = time.process_time()
         a_opt.zero_grad()
