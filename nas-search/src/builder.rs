@@ -29,6 +29,8 @@
 //! * `progress.svg` (best-so-far validation and test accuracy vs evaluations),
 //!   `progress_time.svg` (the same vs cumulative evaluation wall time),
 //!   `params_accuracy.svg` (test accuracy vs parameters of every successful trial);
+//! * `.nas.lock`: the lock that keeps a second search out while this one runs
+//!   ([`crate::outdir::DirLock`]);
 //! * `checkpoint.json`: the search state after every trial. Running the same search again
 //!   with the same output directory resumes it (and a finished one returns at once); other
 //!   settings are refused with an error naming the checkpoint.
@@ -53,6 +55,7 @@ use crate::error::{Result, SearchError};
 use crate::evaluator::Evaluator;
 use crate::history::{Outcome, Trial};
 use crate::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
+use crate::outdir::DirLock;
 use crate::plot::{Plot, Style};
 use crate::search::{Budget, SearchConfig, SearchOutcome, StopReason, run_search_observed};
 use crate::strategy::{ReaConfig, StrategyKind};
@@ -529,9 +532,14 @@ impl Search {
 
     /// Runs the search; see the [module docs](self) for what is written.
     pub fn run(&self) -> Result<SearchReport> {
-        if let Some(dir) = &self.output_dir {
-            fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
-        }
+        // Held until the search returns: a second search on the directory is refused.
+        let _lock = match &self.output_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
+                Some(DirLock::acquire(dir)?)
+            }
+            None => None,
+        };
         match (&self.evaluator, self.space) {
             (EvaluatorChoice::Table { dataset, fidelity }, SpaceChoice::Nb201) => {
                 let ds = TableDataset::parse(dataset)?;

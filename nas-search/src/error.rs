@@ -54,6 +54,17 @@ pub enum SearchError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An output directory that another process is using (see [`crate::outdir::DirLock`]).
+    #[error(
+        "{dir} is in use by another search ({}); wait for it to end or choose another output directory",
+        holder.map_or("pid unknown".to_string(), |p| format!("pid {p}"))
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The process holding its lock, when it could be read.
+        holder: Option<u32>,
+    },
     /// A (de)serialisation error outside checkpoints (JSON output, strategy state).
     #[error("serialisation: {0}")]
     Serde(String),

@@ -23,6 +23,7 @@ pub mod nb201;
 pub mod nb201_cost;
 pub mod nets;
 pub mod oneshot;
+pub mod outdir;
 pub mod plot;
 pub mod search;
 pub mod stats;

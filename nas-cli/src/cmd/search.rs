@@ -20,6 +20,7 @@ use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use nas_search::oneshot::{
     CHECKPOINT_FILE, Event, Method, OneShotConfig, SpaceKind, run_oneshot_observed,
 };
+use nas_search::outdir::{DirLock, LOCK_FILE, create_unique_dir};
 use nas_search::strategy::{ReaConfig, StrategyKind};
 use nas_search::train::{
     ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainEvaluator,
@@ -32,6 +33,7 @@ use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
+use std::cell::Cell;
 use std::fmt::Display;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -175,9 +177,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
             "--max-time must be a positive number of seconds".into(),
         ));
     }
-    let dir = output_dir(args, "checkpoint.json")?;
     let progress = Progress::new(Mode::for_output(out));
-    let report = match args.evaluator {
+    let (report, outdir) = match args.evaluator {
         EvaluatorName::Nb201Table => {
             if args.space != SearchSpaceName::Nb201 {
                 return Err(CliError::Usage(
@@ -192,6 +193,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
             }
             let ds = TableDataset::parse(&args.table_dataset)?;
             let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
+            let outdir = output_dir(args, "checkpoint.json")?;
+            let dir = outdir.path.clone();
             progress.line(&format!(
                 "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch accuracy), {} evaluations; outputs in {}",
                 strategy.name(),
@@ -200,16 +203,17 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 args.evaluations,
                 dir.display()
             ));
-            run_with(
+            let report = run_with(
                 &Nb201Space,
                 &ev,
                 strategy,
                 args.table_epochs,
                 args,
-                &dir,
+                &outdir,
                 &progress,
                 None,
-            )?
+            )?;
+            (report, outdir)
         }
         EvaluatorName::Train => {
             if args.epochs == 0 {
@@ -233,6 +237,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 ..TrainRecipe::default()
             };
             let channels = args.channels.unwrap_or(8);
+            let outdir = output_dir(args, "checkpoint.json")?;
+            let dir = outdir.path.clone();
             let total_epochs = epoch_budget(&strategy, args);
             let epochs_bar = progress.bar("epochs", total_epochs);
             let n_train = match args.limit_train {
@@ -268,7 +274,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -286,7 +292,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -299,7 +305,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -316,17 +322,17 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
                         &progress,
                         Some(&epochs_bar),
                     )?
                 }
             };
             epochs_bar.finish_and_clear();
-            report
+            (report, outdir)
         }
     };
-    print_report(&report, &dir, out)
+    print_report(&report, &outdir.path, out)
 }
 
 /// The one-shot method named by `--strategy`, if it names one.
@@ -376,36 +382,78 @@ fn epoch_budget(strategy: &StrategyKind, args: &SearchArgs) -> u64 {
     args.evaluations.saturating_mul(u64::from(per))
 }
 
-fn output_dir(args: &SearchArgs, checkpoint_file: &str) -> Result<PathBuf> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
+/// The output directory of a search, locked for this process (see `nas_search::outdir`).
+/// A directory this run created is removed again when the run ends before its search started
+/// writing (a refused or failed start leaves nothing behind).
+pub(crate) struct OutDir {
+    pub path: PathBuf,
+    lock: Option<DirLock>,
+    created: bool,
+    pub started: Cell<bool>,
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.created && !self.started.get() {
+            let _ = fs::remove_file(self.path.join(LOCK_FILE));
+            self.lock.take();
+            let _ = fs::remove_dir(&self.path);
+        }
+    }
+}
+
+/// Creates (if needed) and locks the output directory, then checks, under the lock, that it
+/// holds a search to continue (`--resume`) or none (a new search). Nothing else is written.
+fn output_dir(args: &SearchArgs, checkpoint_file: &str) -> Result<OutDir> {
+    let (dir, created) = match &args.out {
+        Some(d) => {
+            if args.resume && !d.join(checkpoint_file).exists() {
+                return Err(CliError::Usage(format!(
+                    "--resume: {} holds no search to continue (no {})",
+                    d.display(),
+                    d.join(checkpoint_file).display()
+                )));
+            }
+            let created = !d.exists();
+            fs::create_dir_all(d).map_err(|source| CliError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            (d.clone(), created)
+        }
         None if args.resume => {
             return Err(CliError::Usage(
                 "--resume needs --out DIR (the directory of the search to continue)".into(),
             ));
         }
-        None => PathBuf::from("runs").join(format!("search-{}", timestamp())),
+        None => (
+            create_unique_dir(Path::new("runs"), &format!("search-{}", timestamp()))?,
+            true,
+        ),
     };
-    let checkpoint = dir.join(checkpoint_file);
+    let mut outdir = OutDir {
+        path: dir,
+        lock: None,
+        created,
+        started: Cell::new(false),
+    };
+    outdir.lock = Some(DirLock::acquire(&outdir.path)?);
+    let checkpoint = outdir.path.join(checkpoint_file);
     if args.resume && !checkpoint.exists() {
         return Err(CliError::Usage(format!(
             "--resume: {} holds no search to continue (no {})",
-            dir.display(),
+            outdir.path.display(),
             checkpoint.display()
         )));
     }
     if !args.resume && checkpoint.exists() {
         return Err(CliError::Usage(format!(
             "{} already holds a search ({}); pass --resume to continue it, or choose another --out",
-            dir.display(),
+            outdir.path.display(),
             checkpoint.display()
         )));
     }
-    fs::create_dir_all(&dir).map_err(|source| CliError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
+    Ok(outdir)
 }
 
 /// `YYYYmmdd-HHMMSS` (UTC) of now.
@@ -491,7 +539,7 @@ fn run_with<S, E>(
     strategy: StrategyKind,
     fidelity: u32,
     args: &SearchArgs,
-    dir: &Path,
+    outdir: &OutDir,
     progress: &Progress,
     epochs_bar: Option<&ProgressBar>,
 ) -> Result<SearchReport>
@@ -500,6 +548,8 @@ where
     S::Arch: Display,
     E: Evaluator<S::Arch>,
 {
+    let dir = outdir.path.as_path();
+    outdir.started.set(true);
     let strategy = strategy.with_fidelity(fidelity);
     let config = SearchConfig {
         seed: args.seed,
@@ -640,7 +690,6 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
     if let Some(lr) = args.lr {
         config.w_lr = lr;
     }
-    let dir = output_dir(args, CHECKPOINT_FILE)?;
     let splits = args.data.load().and_then(|s| s.prepare(0.0, args.seed))?;
     let train = match args.limit_train {
         0 => splits.train,
@@ -650,6 +699,9 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
         }
         _ => splits.train,
     };
+    let outdir = output_dir(args, CHECKPOINT_FILE)?;
+    outdir.started.set(true);
+    let dir = outdir.path.clone();
     let progress = Progress::new(Mode::for_output(out));
     progress.line(&format!(
         "{} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half trains the \
