@@ -134,3 +134,185 @@ fn default_directory_names_do_not_collide() {
     dirs.dedup();
     assert_eq!(dirs.len(), 3, "{dirs:?}");
 }
+
+fn events(dir: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
+        .collect()
+}
+
+/// The trial events without their timing fields.
+fn trial_events(ev: &[Value]) -> Vec<Value> {
+    ev.iter()
+        .filter(|e| e["event"] == "trial")
+        .map(|e| {
+            let mut e = e.clone();
+            let o = e.as_object_mut().unwrap();
+            o.remove("unix_ms");
+            o.remove("wall_time_s");
+            e
+        })
+        .collect()
+}
+
+/// A refused resume (another seed, a corrupt checkpoint) writes nothing and prints no
+/// "searching ..." header; a torn line and extra trial events in the log are cut on resume.
+#[test]
+fn refused_resume_writes_nothing_and_resume_repairs_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let d = dir.to_str().unwrap();
+    let base = [
+        "search",
+        "--evaluator",
+        "nb201-table",
+        "--strategy",
+        "rea",
+        "--out",
+        d,
+    ];
+    let with = |extra: &[&str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        nas(&v)
+    };
+    assert!(with(&["-n", "20", "--seed", "4"]).status.success());
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        // Every file but the lock (which holds the pid of the last process that locked it).
+        let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != ".nas.lock")
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(&dir);
+    let err = fails(&with(&["-n", "30", "--seed", "5", "--resume"]), 1);
+    assert!(err.contains("seed 4 (this search: 5)"), "{err}");
+    assert!(!err.contains("searching"), "{err}");
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "a refused resume changed the directory"
+    );
+    // A corrupt checkpoint: refused, nothing written.
+    let ck = dir.join("checkpoint.json");
+    let good = fs::read(&ck).unwrap();
+    fs::write(&ck, &good[..good.len() / 2]).unwrap();
+    let before = snapshot(&dir);
+    let err = fails(&with(&["-n", "30", "--seed", "4", "--resume"]), 1);
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(snapshot(&dir), before);
+    fs::write(&ck, &good).unwrap();
+    // A log with a duplicated trial, a trial the checkpoint does not hold and a torn tail (what
+    // kills left before): resume repairs it.
+    let log = dir.join("events.jsonl");
+    let mut text = fs::read_to_string(&log).unwrap();
+    let dup = text.lines().nth(3).unwrap().to_string();
+    text += &format!("{dup}\n");
+    text += "{\"event\":\"trial\",\"id\":20,\"arch\":\"x\"}\n";
+    text += "{\"event\":\"trial\",\"id\":21,\"ar";
+    fs::write(&log, text).unwrap();
+    let o = with(&["-n", "30", "--seed", "4", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev = events(&dir);
+    let ids: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "trial")
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..30).collect::<Vec<_>>());
+}
+
+/// A training search killed with SIGKILL again and again, and resumed each time, ends with the
+/// events log of an uninterrupted search (trial events equal apart from timing fields; every
+/// line whole).
+#[test]
+fn killed_and_resumed_search_logs_the_uninterrupted_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |dir: &str| -> Vec<String> {
+        [
+            "search",
+            "--data",
+            "digits",
+            "--strategy",
+            "rea",
+            "-n",
+            "12",
+            "--epochs",
+            "2",
+            "--limit-train",
+            "1000",
+            "--channels",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            dir,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = tmp.path().join("whole");
+    let a = args(whole.to_str().unwrap());
+    let o = nas(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = trial_events(&events(&whole));
+    assert_eq!(reference.len(), 12);
+
+    let dir = tmp.path().join("killed");
+    let mut a = args(dir.to_str().unwrap());
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut kills = 0;
+    for cycle in 0..40u64 {
+        let mut child = spawn(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            tmp.path(),
+        );
+        // Kill after a clock-random 30-330 ms (the whole search takes over a second).
+        let ms = 30 + (clock / (cycle + 1) + cycle * 71) % 300;
+        let t0 = Instant::now();
+        let mut exited = None;
+        while t0.elapsed() < Duration::from_millis(ms) {
+            if let Some(s) = child.try_wait().unwrap() {
+                exited = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        match exited {
+            Some(s) => {
+                let o = child.wait_with_output().unwrap();
+                assert!(s.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+        if !a.iter().any(|x| x == "--resume") && dir.join("checkpoint.json").exists() {
+            a.push("--resume".into());
+        }
+        assert!(cycle < 39, "the search never finished");
+    }
+    eprintln!("{kills} kills");
+    assert!(kills >= 1);
+    let ev = events(&dir);
+    assert_eq!(trial_events(&ev), reference, "after {kills} kills");
+    assert_eq!(ev.iter().filter(|e| e["event"] == "end").count(), 1);
+}

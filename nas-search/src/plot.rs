@@ -1,7 +1,7 @@
 //! A small dependency-free SVG plotter: line plots (anytime curves) and scatter plots
 //! (parameters vs accuracy).
 
-use crate::error::{Result, SearchError};
+use crate::error::Result;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -285,7 +285,7 @@ impl Plot {
     /// Writes the SVG to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_svg()).map_err(|e| SearchError::io(path, e))
+        crate::builder::write_file_atomic(path, self.to_svg().as_bytes())
     }
 }
 

@@ -662,6 +662,45 @@ pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
     Ok(st)
 }
 
+/// Checks the settings [`run_search`] would refuse (workers, budget limits), writing nothing.
+pub fn check_config(config: &SearchConfig) -> Result<()> {
+    if config.workers == 0 {
+        return Err(SearchError::Config("workers must be at least 1".into()));
+    }
+    let b = &config.budget;
+    if b.max_cost.is_some_and(|c| c.is_nan() || c < 0.0)
+        || b.max_wall_time_s.is_some_and(|w| w.is_nan() || w < 0.0)
+    {
+        return Err(SearchError::Config(format!(
+            "budget limits must be non-negative numbers: {b:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// What identifies the search of `strategy` and `evaluator` over `space` with `config` (what
+/// a checkpoint must match to be resumed).
+pub fn search_meta<S, E>(
+    space: &S,
+    strategy: &dyn Strategy<S>,
+    evaluator: &E,
+    config: &SearchConfig,
+) -> SearchMeta
+where
+    S: SearchSpace,
+    E: Evaluator<S::Arch> + ?Sized,
+{
+    SearchMeta {
+        space: space.name().to_string(),
+        strategy: strategy.name().to_string(),
+        strategy_config: strategy.config(),
+        evaluator: evaluator.name(),
+        seed: config.seed,
+        workers: config.workers,
+        skip_equivalent: config.skip_equivalent,
+    }
+}
+
 /// Runs a search (see the module docs for determinism and checkpoints).
 pub fn run_search<S, E>(
     space: &S,
@@ -688,26 +727,8 @@ where
     S: SearchSpace,
     E: Evaluator<S::Arch> + ?Sized,
 {
-    if config.workers == 0 {
-        return Err(SearchError::Config("workers must be at least 1".into()));
-    }
-    let b = &config.budget;
-    if b.max_cost.is_some_and(|c| c.is_nan() || c < 0.0)
-        || b.max_wall_time_s.is_some_and(|w| w.is_nan() || w < 0.0)
-    {
-        return Err(SearchError::Config(format!(
-            "budget limits must be non-negative numbers: {b:?}"
-        )));
-    }
-    let meta = SearchMeta {
-        space: space.name().to_string(),
-        strategy: strategy.name().to_string(),
-        strategy_config: strategy.config(),
-        evaluator: evaluator.name(),
-        seed: config.seed,
-        workers: config.workers,
-        skip_equivalent: config.skip_equivalent,
-    };
+    check_config(config)?;
+    let meta = search_meta(space, strategy, evaluator, config);
     let mut resumed = false;
     let mut st = match &config.checkpoint {
         Some(path) if path.exists() => {

@@ -13,7 +13,6 @@ use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use nas_search::builder::{
     DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, run_recorded,
-    trials_logged,
 };
 use nas_search::data::{DataSpec, Splits};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
@@ -33,7 +32,7 @@ use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt::Display;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -195,14 +194,14 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
             let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
             let outdir = output_dir(args, "checkpoint.json")?;
             let dir = outdir.path.clone();
-            progress.line(&format!(
+            let header = format!(
                 "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch accuracy), {} evaluations; outputs in {}",
                 strategy.name(),
                 ds.name(),
                 args.table_epochs,
                 args.evaluations,
                 dir.display()
-            ));
+            );
             let report = run_with(
                 &Nb201Space,
                 &ev,
@@ -210,6 +209,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 args.table_epochs,
                 args,
                 &outdir,
+                &header,
                 &progress,
                 None,
             )?;
@@ -245,7 +245,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 0 => splits.train.len(),
                 n => n.min(splits.train.len()),
             };
-            progress.line(&format!(
+            let header = format!(
                 "searching {} with {}: {} candidates, each trained {} epoch(s) on {} images of {} (C={}); outputs in {}",
                 match args.space {
                     SearchSpaceName::Nb201 => "NAS-Bench-201 cells",
@@ -260,7 +260,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 args.data,
                 channels,
                 dir.display()
-            ));
+            );
             let report = match args.space {
                 SearchSpaceName::Nb201 => {
                     let family = Nb201Family {
@@ -275,6 +275,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         args.epochs,
                         args,
                         &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -293,6 +294,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         args.epochs,
                         args,
                         &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -306,6 +308,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         args.epochs,
                         args,
                         &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -323,6 +326,7 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         args.epochs,
                         args,
                         &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -540,6 +544,7 @@ fn run_with<S, E>(
     fidelity: u32,
     args: &SearchArgs,
     outdir: &OutDir,
+    header: &str,
     progress: &Progress,
     epochs_bar: Option<&ProgressBar>,
 ) -> Result<SearchReport>
@@ -549,7 +554,6 @@ where
     E: Evaluator<S::Arch>,
 {
     let dir = outdir.path.as_path();
-    outdir.started.set(true);
     let strategy = strategy.with_fidelity(fidelity);
     let config = SearchConfig {
         seed: args.seed,
@@ -562,12 +566,8 @@ where
         checkpoint: Some(dir.join("checkpoint.json")),
         skip_equivalent: false,
     };
-    let already = if args.resume { trials_logged(dir) } else { 0 };
-    let trials_bar = progress.bar("trials", args.evaluations);
-    trials_bar.set_position(already.min(args.evaluations));
-    if let Some(b) = epochs_bar {
-        b.set_position(already.saturating_mul(u64::from(fidelity)));
-    }
+    // The header and the trials bar appear once the checks of run_recorded have passed.
+    let trials_bar = OnceCell::new();
     let mut best_valid = f64::NEG_INFINITY;
     let report = run_recorded(
         space,
@@ -576,7 +576,19 @@ where
         &config,
         Some(dir),
         json!({ "resume": args.resume }),
+        &mut |already| {
+            outdir.started.set(true);
+            progress.line(header);
+            let bar = trials_bar.get_or_init(|| progress.bar("trials", args.evaluations));
+            bar.set_position(already.min(args.evaluations));
+            if let Some(b) = epochs_bar {
+                b.set_position(already.saturating_mul(u64::from(fidelity)));
+            }
+        },
         &mut |r| {
+            let Some(trials_bar) = trials_bar.get() else {
+                return;
+            };
             trials_bar.inc(1);
             match &r.failure {
                 None => {
@@ -599,7 +611,9 @@ where
             }
         },
     );
-    trials_bar.finish_and_clear();
+    if let Some(b) = trials_bar.get() {
+        b.finish_and_clear();
+    }
     Ok(report?)
 }
 
