@@ -316,3 +316,84 @@ fn killed_and_resumed_search_logs_the_uninterrupted_events() {
     assert_eq!(trial_events(&ev), reference, "after {kills} kills");
     assert_eq!(ev.iter().filter(|e| e["event"] == "end").count(), 1);
 }
+
+/// A long table search (its checkpoint rotates between journal and snapshots many times)
+/// killed with SIGKILL at clock-random moments and resumed each time ends with the trials of
+/// the uninterrupted search.
+#[test]
+fn killed_table_search_with_journal_resumes_to_the_same_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |dir: &Path| -> Vec<String> {
+        [
+            "-q",
+            "search",
+            "--evaluator",
+            "nb201-table",
+            "--strategy",
+            "rea",
+            "-n",
+            "12000",
+            "--seed",
+            "2",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let strip = |v: &Value| -> Vec<(Value, Value)> {
+        v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["arch"].clone(), t["valid_accuracy"].clone()))
+            .collect()
+    };
+    let t0 = Instant::now();
+    let o = nas(&args(&tmp.path().join("whole"))
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let whole_s = t0.elapsed().as_millis() as u64;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = |dir: &Path| -> Value {
+        serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let whole = summary(&tmp.path().join("whole"));
+
+    let dir = tmp.path().join("killed");
+    let mut a = args(&dir);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut kills = 0;
+    for cycle in 0..40u64 {
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        let mut child = spawn(&argv, tmp.path());
+        // A clock-random moment in the first half of the whole search's time, later each
+        // cycle (so that a loaded machine still finishes).
+        let ms =
+            50 + (clock / (cycle + 1) + cycle * 97) % (whole_s / 2).max(50) + cycle * cycle * 5;
+        std::thread::sleep(Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let o = child.wait_with_output().unwrap();
+        if o.status.success() {
+            let v = summary(&dir);
+            assert_eq!(strip(&v), strip(&whole), "after {kills} kills");
+            assert_eq!(v["best"], whole["best"]);
+            eprintln!("{kills} kills (whole search {whole_s} ms)");
+            assert!(kills >= 1 || cycle > 0);
+            return;
+        }
+        assert!(o.status.code().is_none(), "{}", stderr(&o));
+        if !a.iter().any(|x| x == "--resume") && dir.join("checkpoint.json").exists() {
+            a.push("--resume".into());
+        }
+    }
+    panic!("the search never finished");
+}

@@ -32,7 +32,8 @@
 //!   `params_accuracy.svg` (test accuracy vs parameters of every successful trial);
 //! * `.nas.lock`: the lock that keeps a second search out while this one runs
 //!   ([`crate::outdir::DirLock`]);
-//! * `checkpoint.json`: the search state after every trial. Running the same search again
+//! * `checkpoint.json` and `checkpoint.journal`: the search state after every trial (a
+//!   snapshot plus a journal, see [`crate::search`]). Running the same search again
 //!   with the same output directory resumes it (and a finished one returns at once); other
 //!   settings are refused with an error naming the checkpoint.
 

@@ -60,8 +60,10 @@ Examples:
 
 Outputs (in --out, default runs/search-<date>-<time>): summary.json, events.jsonl (one JSON
 object per line), progress.svg and progress_time.svg (best-so-far accuracy vs evaluations and
-wall time), params_accuracy.svg, checkpoint.json (written after every evaluation: an interrupted
-search loses nothing finished; rerun with --resume --out DIR to continue).";
+wall time), params_accuracy.svg, checkpoint.json + checkpoint.journal (the state, saved after
+every evaluation: an interrupted search loses nothing finished; rerun with --resume --out DIR to
+continue). While a search runs, its directory is locked (.nas.lock): a second search there is
+refused.";
 
 /// Spaces `nas search` can search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -645,7 +647,7 @@ fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
         text += &format!(" (the search's pick: {:+.2} points)", t - m);
     }
     text += &format!(
-        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json}}\n",
+        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
         report.evaluations,
         if report.resumed { " (resumed)" } else { "" },
         report.failed,
