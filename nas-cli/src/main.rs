@@ -7,6 +7,7 @@ mod cmd;
 mod error;
 mod output;
 mod progress;
+mod signals;
 mod spaces;
 
 use clap::{Parser, Subcommand};

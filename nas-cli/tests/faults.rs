@@ -397,3 +397,138 @@ fn killed_table_search_with_journal_resumes_to_the_same_trials() {
     }
     panic!("the search never finished");
 }
+
+/// Runs `nas` with stderr into a file (read while it runs).
+fn spawn_logged(args: &[&str], cwd: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .current_dir(cwd)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(log).unwrap()))
+        .spawn()
+        .expect("spawn nas")
+}
+
+fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn trials_in_log(dir: &Path) -> usize {
+    fs::read_to_string(dir.join("events.jsonl"))
+        .map(|t| t.matches("\"event\":\"trial\"").count())
+        .unwrap_or(0)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(t0.elapsed() < limit, "did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGINT and SIGTERM: exit 130 with the exact command that continues the search, every file
+/// whole; that command finishes the search with all its trials. A second SIGINT while the
+/// first is being handled exits at once.
+#[test]
+fn sigint_and_sigterm_save_print_the_resume_command_and_exit_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (k, sig) in ["-INT", "-TERM"].iter().enumerate() {
+        let dir = tmp.path().join(format!("s{k}"));
+        let log = tmp.path().join(format!("s{k}.log"));
+        let args = [
+            "search",
+            "--data",
+            "digits",
+            "--strategy",
+            "rea",
+            "-n",
+            "12",
+            "--epochs",
+            "2",
+            "--limit-train",
+            "1000",
+            "--channels",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        let mut child = spawn_logged(&args, tmp.path(), &log, &[]);
+        wait_for("a trial", &mut child, || trials_in_log(&dir) >= 1);
+        signal(&child, sig);
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(30)),
+            Some(130),
+            "{sig}"
+        );
+        let err = fs::read_to_string(&log).unwrap();
+        let cmd = err
+            .lines()
+            .skip_while(|l| !l.contains("Continue the search with:"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no resume command in {err}"))
+            .trim()
+            .to_string();
+        assert!(cmd.ends_with("--resume"), "{cmd}");
+        let held = trials_in_log(&dir);
+        assert!(held < 12, "the search had finished before {sig}");
+        // The printed command, run as printed (no argument here needs quoting).
+        let words: Vec<&str> = cmd.split(' ').collect();
+        let o = Command::new(words[0])
+            .args(&words[1..])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let ev = events(&dir);
+        let ids: Vec<u64> = ev
+            .iter()
+            .filter(|e| e["event"] == "trial")
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, (0..12).collect::<Vec<_>>(), "{sig}");
+    }
+    // A second SIGINT while the first is handled (held 30 s by the test hook) exits at once.
+    let dir = tmp.path().join("twice");
+    let log = tmp.path().join("twice.log");
+    let args = [
+        "search",
+        "--data",
+        "digits",
+        "-n",
+        "12",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "1000",
+        "--channels",
+        "4",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    let mut child = spawn_logged(
+        &args,
+        tmp.path(),
+        &log,
+        &[("NAS_TEST_INTERRUPT_DELAY_MS", "30000")],
+    );
+    wait_for("a trial", &mut child, || trials_in_log(&dir) >= 1);
+    signal(&child, "-INT");
+    wait_for("the first signal's message", &mut child, || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("Continue the search with:"))
+    });
+    let t0 = Instant::now();
+    signal(&child, "-INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(130));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}

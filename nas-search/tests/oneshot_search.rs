@@ -320,6 +320,13 @@ fn resume_refuses_other_settings_and_missing_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("other settings"), "{e}");
+    // The message names the field that differs, not two JSON blobs.
+    assert!(e.contains("w_lr 0.025 (this search: 0.05)"), "{e}");
+    assert!(!e.contains("epochs"), "{e}");
+    // How often checkpoints are written is not a setting of the search.
+    let mut cadence = cfg.clone();
+    cadence.checkpoint_every = 7;
+    run_oneshot(&cadence, &data, dir.path(), true).unwrap();
     // A corrupted checkpoint is detected.
     let ckpt = dir.path().join(CHECKPOINT_FILE);
     let mut bytes = std::fs::read(&ckpt).unwrap();

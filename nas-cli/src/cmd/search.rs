@@ -65,6 +65,10 @@ every evaluation: an interrupted search loses nothing finished; rerun with --res
 continue). While a search runs, its directory is locked (.nas.lock): a second search there is
 refused.";
 
+/// A one-shot search writes its checkpoint every this many steps (and after every epoch), so a
+/// kill loses at most this many steps.
+const ONESHOT_CHECKPOINT_EVERY: usize = 20;
+
 /// Spaces `nas search` can search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SearchSpaceName {
@@ -581,6 +585,9 @@ where
         &mut |already| {
             outdir.started.set(true);
             progress.line(header);
+            if let Err(e) = crate::signals::install(dir) {
+                progress.line(&format!("nas: cannot handle SIGINT/SIGTERM: {e}"));
+            }
             let bar = trials_bar.get_or_init(|| progress.bar("trials", args.evaluations));
             bar.set_position(already.min(args.evaluations));
             if let Some(b) = epochs_bar {
@@ -715,9 +722,13 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
         }
         _ => splits.train,
     };
+    config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
     let outdir = output_dir(args, CHECKPOINT_FILE)?;
     outdir.started.set(true);
     let dir = outdir.path.clone();
+    if let Err(e) = crate::signals::install(&dir) {
+        eprintln!("nas: cannot handle SIGINT/SIGTERM: {e}");
+    }
     let progress = Progress::new(Mode::for_output(out));
     progress.line(&format!(
         "{} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half trains the \
