@@ -532,3 +532,67 @@ fn sigint_and_sigterm_save_print_the_resume_command_and_exit_130() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(130));
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// `--max-time` is checked inside training: a trial still training at the limit is cut
+/// within a step, logged as a `cut` event, kept pending in the checkpoint (never recorded as
+/// finished with a partial score), and a resume with a larger limit runs it again to the
+/// result an uninterrupted search gets.
+#[test]
+fn max_time_cuts_the_running_trial_and_resume_reruns_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t");
+    let d = dir.to_str().unwrap();
+    let base = [
+        "search",
+        "--data",
+        "digits",
+        "--epochs",
+        "20",
+        "--limit-train",
+        "1000",
+        "--channels",
+        "4",
+        "--seed",
+        "6",
+    ];
+    let with = |extra: &[&str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        nas(&v)
+    };
+    let t0 = Instant::now();
+    let o = with(&["-n", "1", "--max-time", "0.3", "--out", d]);
+    let took = t0.elapsed();
+    let err = fails(&o, 1);
+    assert!(err.contains("time limit"), "{err}");
+    // One 40-epoch trial takes about 2 s here; the cut comes within a step of 0.3 s.
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+    let ev = events(&dir);
+    assert!(ev.iter().all(|e| e["event"] != "trial"), "{ev:?}");
+    let cut: Vec<&Value> = ev.iter().filter(|e| e["event"] == "cut").collect();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0]["id"], 0);
+    let st = nas_search::search::read_state_value(&dir.join("checkpoint.json")).unwrap();
+    assert_eq!(st["history"]["trials"].as_array().unwrap().len(), 0);
+    assert_eq!(st["pending"][0]["id"], 0);
+    assert!(st["pending"][0]["result"].is_null(), "{}", st["pending"]);
+    // Resumed with room: trial 0 runs again, to the uninterrupted search's result.
+    let resumed = with(&[
+        "--json",
+        "-n",
+        "1",
+        "--max-time",
+        "600",
+        "--out",
+        d,
+        "--resume",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let r: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let other = tmp.path().join("u");
+    let whole = with(&["--json", "-n", "1", "--out", other.to_str().unwrap()]);
+    let w: Value = serde_json::from_slice(&whole.stdout).unwrap();
+    for k in ["arch", "valid_accuracy", "test_accuracy", "fidelity"] {
+        assert_eq!(r["trials"][0][k], w["trials"][0][k], "{k}");
+    }
+}

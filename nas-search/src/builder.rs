@@ -221,6 +221,10 @@ pub struct SearchReport {
     pub wall_time_s: f64,
     /// Every trial in order.
     pub trials: Vec<TrialRecord>,
+    /// Trials cut part-way by the wall-time budget (not in `trials`; a resumed search runs
+    /// them again).
+    #[serde(default)]
+    pub cut: Vec<u64>,
 }
 
 impl SearchReport {
@@ -238,6 +242,13 @@ impl SearchReport {
     ) -> Result<SearchReport> {
         let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
         let no_success = || {
+            if trials.is_empty() && !outcome.cut.is_empty() {
+                return SearchError::Config(
+                    "the time limit ended the search before any trial finished (the trial in \
+                     progress was cut, not recorded); resume with a larger time limit"
+                        .into(),
+                );
+            }
             SearchError::Config(format!(
                 "no trial succeeded ({} failed; first failure: {}); see the events log",
                 trials.len(),
@@ -271,6 +282,7 @@ impl SearchReport {
             resumed: outcome.resumed,
             wall_time_s,
             trials,
+            cut: outcome.cut.iter().map(|(id, _)| *id).collect(),
         })
     }
 
@@ -561,6 +573,13 @@ where
     })?;
     if let Some(e) = write_error {
         return Err(e);
+    }
+    {
+        let _guard = persist_guard();
+        for (id, reason) in &outcome.cut {
+            events.write(json!({ "event": "cut", "id": id, "reason": reason }))?;
+        }
+        events.sync();
     }
     let report = SearchReport::from_outcome(
         space.name(),

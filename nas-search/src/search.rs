@@ -176,6 +176,9 @@ pub struct SearchOutcome<A> {
     pub stop: StopReason,
     /// Whether it continued from a checkpoint.
     pub resumed: bool,
+    /// Trials cut by the wall-time budget part-way (id, where), left pending in the checkpoint
+    /// (not in the history: a resumed search runs them again).
+    pub cut: Vec<(u64, String)>,
 }
 
 impl<A: PartialEq> SearchOutcome<A> {
@@ -423,11 +426,13 @@ struct Job<A> {
     arch: A,
     fidelity: u32,
     seed: u64,
+    deadline: Option<Instant>,
 }
 
 enum EvalMsg {
     Done(u64, Finished),
     Fatal(u64, String),
+    Cut(u64, String),
 }
 
 fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> EvalMsg {
@@ -438,6 +443,7 @@ fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> Eva
         fidelity: job.fidelity,
         trial_id: job.id,
         seed: job.seed,
+        deadline: job.deadline,
     };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.evaluate(&req)));
     let wall_time_s = t0.elapsed().as_secs_f64();
@@ -455,6 +461,7 @@ fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> Eva
         }
         Ok(Err(EvalError::Failed { reason, cost })) => (Outcome::Failed { reason }, cost),
         Ok(Err(EvalError::Fatal(reason))) => return EvalMsg::Fatal(job.id, reason),
+        Ok(Err(EvalError::Cut { reason })) => return EvalMsg::Cut(job.id, reason),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -524,6 +531,11 @@ struct Driver<'a, S: SearchSpace, E: ?Sized> {
     wall_before: f64,
     observer: &'a mut dyn FnMut(&Trial<S::Arch>),
     journal: Journal,
+    /// When the wall-time budget runs out (handed to evaluators).
+    deadline: Option<Instant>,
+    /// Jobs dispatched and not yet answered.
+    outstanding: usize,
+    cut: Vec<(u64, String)>,
     _e: std::marker::PhantomData<fn(&E)>,
 }
 
@@ -597,11 +609,13 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 }
             } else {
                 self.st.cached_streak = 0;
+                self.outstanding += 1;
                 exec.dispatch(Job {
                     id,
                     arch: cand.arch.clone(),
                     fidelity: cand.fidelity,
                     seed: trial_seed(self.config.seed, id),
+                    deadline: self.deadline,
                 });
             }
             self.st.pending.push_back(Pending {
@@ -743,11 +757,13 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
     fn run(&mut self, exec: &mut Exec<'_, S::Arch, E>) -> Result<()> {
         for p in &self.st.pending {
             if p.result.is_none() && p.cached_from.is_none() {
+                self.outstanding += 1;
                 exec.dispatch(Job {
                     id: p.id,
                     arch: p.arch.clone(),
                     fidelity: p.fidelity,
                     seed: trial_seed(self.config.seed, p.id),
+                    deadline: self.deadline,
                 });
             }
         }
@@ -765,13 +781,25 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 }
                 break;
             }
+            if self.outstanding == 0 {
+                // Only after cuts: the head of the queue will get no result this session.
+                break;
+            }
             let Some(msg) = exec.next() else {
                 return Err(SearchError::Config(
                     "all workers stopped unexpectedly".into(),
                 ));
             };
             match msg {
+                EvalMsg::Cut(id, reason) => {
+                    // No result: the trial stays pending (saved as such) and the search stops
+                    // asking; the other jobs in flight are cut the same way.
+                    self.outstanding -= 1;
+                    self.cut.push((id, reason));
+                    self.st.stop = Some(StopReason::WallTime);
+                }
                 EvalMsg::Fatal(id, reason) => {
+                    self.outstanding -= 1;
                     let _g = persist_guard();
                     self.save(true)?;
                     return Err(SearchError::EvaluatorFatal { trial: id, reason });
@@ -780,6 +808,7 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                     // Telling (the observer writes the trial's event) and saving happen under
                     // the persist guard: a signal handler never exits between the two.
                     let _g = persist_guard();
+                    self.outstanding -= 1;
                     if let Some(p) = self.st.pending.iter_mut().find(|p| p.id == id) {
                         p.result = Some(f);
                     }
@@ -1022,6 +1051,11 @@ where
             told_at: 0,
             last_sync: Instant::now(),
         },
+        deadline: config.budget.max_wall_time_s.map(|w| {
+            Instant::now() + std::time::Duration::from_secs_f64((w - wall_before).clamp(0.0, 1e9))
+        }),
+        outstanding: 0,
+        cut: Vec::new(),
         _e: std::marker::PhantomData,
     };
     if config.workers == 1 {
@@ -1069,5 +1103,6 @@ where
         spent: driver.st.spent,
         stop,
         resumed,
+        cut: driver.cut,
     })
 }

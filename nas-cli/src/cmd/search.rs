@@ -122,7 +122,8 @@ pub struct SearchArgs {
     /// Budget: number of evaluations.
     #[arg(long, short = 'n', default_value_t = DEFAULT_EVALUATIONS)]
     pub evaluations: u64,
-    /// Also stop after this many seconds of wall time (summed over resumed sessions).
+    /// Also stop after this many seconds of wall time (summed over resumed sessions); a trial
+    /// still training then is cut within a step and not recorded (--resume runs it again).
     #[arg(long)]
     pub max_time: Option<f64>,
     /// Training epochs per candidate (train evaluator).
@@ -652,6 +653,12 @@ fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
     );
     if let (Some(t), Some(m)) = (b.test_accuracy, report.median_test_accuracy) {
         text += &format!(" (the search's pick: {:+.2} points)", t - m);
+    }
+    for id in &report.cut {
+        text += &format!(
+            "\ntrial {id} was cut by --max-time part-way: not recorded (--resume with a larger \
+             --max-time runs it again)"
+        );
     }
     text += &format!(
         "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
