@@ -5,6 +5,7 @@
 
 mod cmd;
 mod error;
+mod limits;
 mod output;
 mod progress;
 mod signals;

@@ -596,3 +596,148 @@ fn max_time_cuts_the_running_trial_and_resume_reruns_it() {
         assert_eq!(r["trials"][0][k], w["trials"][0][k], "{k}");
     }
 }
+
+const CELL: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+
+/// Sizes that cannot fit are refused from the closed-form estimate before anything is built
+/// (they used to abort on an allocation or be OOM-killed), writing nothing.
+#[test]
+fn sizes_that_cannot_fit_are_refused_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let o = out.to_str().unwrap();
+    let t0 = Instant::now();
+    let err = fails(&nas(&["search", "--channels", "100000", "--out", o]), 1);
+    assert!(
+        err.contains("would need about") && err.contains("TiB"),
+        "{err}"
+    );
+    assert!(err.contains("MemAvailable"), "{err}");
+    // (these two need tens of GiB: compared with 16G, so that a large machine refuses too)
+    let err = fails(
+        &nas(&[
+            "search",
+            "--cells",
+            "1000",
+            "--max-memory",
+            "16G",
+            "--out",
+            o,
+        ]),
+        1,
+    );
+    assert!(err.contains("would need about"), "{err}");
+    let err = fails(
+        &nas(&["train", CELL, "--cells", "1000", "--max-memory", "16G"]),
+        1,
+    );
+    assert!(err.contains("would need about"), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "refusals are immediate"
+    );
+    assert!(!out.exists(), "a refused search created its directory");
+    // --max-memory sets the limit (and is named); a malformed size is a usage error.
+    let err = fails(
+        &nas(&[
+            "train",
+            CELL,
+            "--data",
+            "digits",
+            "--channels",
+            "64",
+            "--max-memory",
+            "10M",
+        ]),
+        1,
+    );
+    assert!(err.contains("more than 10.0 MiB (--max-memory)"), "{err}");
+    fails(&nas(&["train", CELL, "--max-memory", "lots"]), 2);
+    // Workers multiply the need.
+    let err = fails(
+        &nas(&[
+            "search",
+            "--data",
+            "digits",
+            "--channels",
+            "16",
+            "--max-memory",
+            "40M",
+            "--workers",
+            "4",
+            "--out",
+            o,
+        ]),
+        1,
+    );
+    assert!(err.contains("times 4 workers"), "{err}");
+}
+
+/// Architecture inputs are read up to 16 MiB (`@/dev/zero`, `- < /dev/zero` used to grow to
+/// 10 GB).
+#[test]
+fn architecture_inputs_are_capped() {
+    let err = fails(&nas(&["export", "@/dev/zero"]), 1);
+    assert!(err.contains("/dev/zero: more than 16 MiB"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(["space", "validate", "-"])
+        .stdin(Stdio::from(fs::File::open("/dev/zero").unwrap()))
+        .output()
+        .unwrap();
+    let err = fails(&o, 1);
+    assert!(err.contains("<stdin>: more than 16 MiB"), "{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    fs::write(&bin, [0xffu8, 0xfe, 0x00]).unwrap();
+    let err = fails(&nas(&["export", &format!("@{}", bin.display())]), 1);
+    assert!(err.contains("not UTF-8"), "{err}");
+}
+
+/// `nas space mutate -n 10000000` streams: the first step arrives at once, and closing the
+/// pipe ends it (exit 0, as `| head` expects).
+#[test]
+fn mutate_streams_its_walk() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(["space", "mutate", "-n", "10000000", CELL])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(first.starts_with('|'), "{first}");
+    drop(lines);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // --json is one document, written as it goes.
+    let o = nas(&["--json", "space", "mutate", "-n", "3", CELL]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["walk"].as_array().unwrap().len(), 3);
+}
+
+/// `nas train` with a learning rate that makes the loss explode stops with exit 1.
+#[test]
+fn train_divergence_exits_1() {
+    let err = fails(
+        &nas(&[
+            "train",
+            CELL,
+            "--data",
+            "digits",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "1",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+        ]),
+        1,
+    );
+    assert!(err.contains("diverged"), "{err}");
+}

@@ -19,6 +19,7 @@ pub mod data;
 pub mod error;
 pub mod evaluator;
 pub mod history;
+pub mod memory;
 pub mod nb201;
 pub mod nb201_cost;
 pub mod nets;

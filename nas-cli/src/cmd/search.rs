@@ -7,6 +7,7 @@
 
 use crate::cmd::device::check_device;
 use crate::error::{CliError, Result};
+use crate::limits::check_memory;
 use crate::output::Out;
 use crate::progress::{Mode, Progress};
 use clap::{Args, ValueEnum};
@@ -15,6 +16,7 @@ use nas_search::builder::{
     DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, run_recorded,
 };
 use nas_search::data::{DataSpec, Splits};
+use nas_search::memory::{NetSize, parse_size};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use nas_search::oneshot::{
     CHECKPOINT_FILE, Event, Method, OneShotConfig, SpaceKind, run_oneshot_observed,
@@ -163,6 +165,10 @@ pub struct SearchArgs {
     /// Where to train: cpu (cuda:N is not available in this build).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Refuse a training search whose networks (times --workers) would need more memory than
+    /// this (512M, 8G, ...) by the closed-form estimate [default: the available memory].
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Runs `nas search`.
@@ -244,6 +250,30 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 ..TrainRecipe::default()
             };
             let channels = args.channels.unwrap_or(8);
+            let size = match args.space {
+                SearchSpaceName::Nb201 => NetSize::Nb201 {
+                    channels,
+                    cells: args.cells.unwrap_or(1),
+                },
+                SearchSpaceName::Darts => NetSize::Darts {
+                    channels,
+                    cells: args.cells.unwrap_or(3),
+                },
+                SearchSpaceName::Nb101 => NetSize::Nb101 {
+                    channels,
+                    cells: args.cells.unwrap_or(1),
+                },
+                SearchSpaceName::Chain => NetSize::Chain,
+            };
+            check_memory(
+                size,
+                &splits,
+                recipe.train_examples,
+                recipe.batch_size,
+                args.workers,
+                args.max_memory,
+                "training these candidates",
+            )?;
             let outdir = output_dir(args, "checkpoint.json")?;
             let dir = outdir.path.clone();
             let total_epochs = epoch_budget(&strategy, args);

@@ -8,6 +8,7 @@ use crate::progress::{Mode, Progress};
 use crate::spaces::{SpaceName, arch_argument, parse_arch, resolve_space};
 use clap::Args;
 use nas_search::data::{DataSpec, Splits};
+use nas_search::memory::NetSize;
 use nas_search::train::{
     ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainRecipe,
     TrainedArchitecture, train_architecture_observed,
@@ -83,6 +84,10 @@ pub struct TrainArgs {
     /// Where to train: cpu (cuda:N is not available in this build).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Refuse a network that would need more memory than this (512M, 8G, ...) by the
+    /// closed-form estimate [default: the available memory].
+    #[arg(long, value_parser = nas_search::memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Runs `nas train`.
@@ -112,6 +117,30 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
         ..d
     };
     let channels = args.channels.unwrap_or(16);
+    let size = match space {
+        SpaceName::Nb201 => NetSize::Nb201 {
+            channels,
+            cells: args.cells.unwrap_or(5),
+        },
+        SpaceName::Darts => NetSize::Darts {
+            channels,
+            cells: args.cells.unwrap_or(8),
+        },
+        SpaceName::Nb101 => NetSize::Nb101 {
+            channels,
+            cells: args.cells.unwrap_or(3),
+        },
+        SpaceName::Chain | SpaceName::ChainMlp => NetSize::Chain,
+    };
+    crate::limits::check_memory(
+        size,
+        &splits,
+        recipe.train_examples,
+        recipe.batch_size,
+        1,
+        args.max_memory,
+        "training this network",
+    )?;
     match space {
         SpaceName::Nb201 => {
             let arch = parse_arch(&Nb201Space, &text)?;
