@@ -741,3 +741,110 @@ fn train_divergence_exits_1() {
     );
     assert!(err.contains("diverged"), "{err}");
 }
+
+/// `nas train --out`: a path that cannot be written is refused before training; a save that
+/// fails after training (here `/dev/full`) keeps the weights in a file next to the run and
+/// names both paths.
+#[test]
+fn train_out_is_checked_first_and_weights_survive_a_failed_save() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let err = fails(
+        &nas(&[
+            "train",
+            CELL,
+            "--data",
+            "digits",
+            "--epochs",
+            "50",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+            "--out",
+            "/nonexistent/dir/w.safetensors",
+        ]),
+        1,
+    );
+    assert!(err.contains("/nonexistent/dir/w.safetensors"), "{err}");
+    assert!(err.contains("nothing was trained"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "it trained first");
+    if Path::new("/dev/full").exists() {
+        let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+            .args([
+                "-q",
+                "train",
+                CELL,
+                "--data",
+                "digits",
+                "--epochs",
+                "1",
+                "--channels",
+                "4",
+                "--cells",
+                "1",
+                "--out",
+                "/dev/full",
+            ])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let err = fails(&o, 1);
+        assert!(
+            err.contains("/dev/full") && err.contains("saved in "),
+            "{err}"
+        );
+        let saved: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        let name = saved[0].file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name), "{err}");
+        // A safetensors file: 8-byte header length, then that much JSON, then the data.
+        let bytes = fs::read(&saved[0]).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert!(header.as_object().unwrap().len() > 5);
+    }
+}
+
+/// A search writes `best.txt`, and `nas train @DIR/best.txt` (the help's example) trains it.
+#[test]
+fn search_writes_best_txt_for_nas_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let d = dir.to_str().unwrap();
+    let o = nas(&[
+        "--json",
+        "search",
+        "--evaluator",
+        "nb201-table",
+        "-n",
+        "20",
+        "--out",
+        d,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let best = fs::read_to_string(dir.join("best.txt")).unwrap();
+    assert_eq!(best.trim(), v["best"]["arch"].as_str().unwrap());
+    let at = format!("@{d}/best.txt");
+    let o = nas(&[
+        "--json",
+        "train",
+        &at,
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--channels",
+        "4",
+        "--cells",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["arch"], v["best"]["arch"]);
+}

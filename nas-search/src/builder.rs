@@ -24,6 +24,7 @@
 //!
 //! * `summary.json`: the [`SearchReport`] (settings, best architecture and its scores, median
 //!   test accuracy of the trials, stop reason, every trial);
+//! * `best.txt`: the best architecture's text form (`nas train @DIR/best.txt`);
 //! * `events.jsonl`: one JSON object per line: `start`, one `trial` per finished trial, `end`;
 //!   a resumed search appends a `start`, its trials and a new `end` (the earlier `end` is
 //!   removed, see [`reconcile_events`]);
@@ -825,6 +826,11 @@ pub fn write_outputs(dir: &Path, report: &SearchReport) -> Result<()> {
     let text =
         serde_json::to_string_pretty(report).map_err(|e| SearchError::Serde(e.to_string()))?;
     write_file_atomic(&path, (text + "\n").as_bytes())?;
+    // The best architecture alone, for `nas train @DIR/best.txt`.
+    write_file_atomic(
+        &dir.join("best.txt"),
+        format!("{}\n", report.best.arch).as_bytes(),
+    )?;
 
     // Best-so-far (by validation accuracy) curves.
     let (mut best_valid, mut best_test) = (Vec::new(), Vec::new());

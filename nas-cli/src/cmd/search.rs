@@ -60,7 +60,8 @@ Examples:
       one-shot: DARTS (darts, darts2 = second order) or GDAS (gdas) on a supernet of --space;
       writes genotype.txt, result.json, history.json, alphas.svg, checkpoint.bin
 
-Outputs (in --out, default runs/search-<date>-<time>): summary.json, events.jsonl (one JSON
+Outputs (in --out, default runs/search-<date>-<time>): summary.json, best.txt (the best
+architecture: nas train @DIR/best.txt), events.jsonl (one JSON
 object per line), progress.svg and progress_time.svg (best-so-far accuracy vs evaluations and
 wall time), params_accuracy.svg, checkpoint.json + checkpoint.journal (the state, saved after
 every evaluation: an interrupted search loses nothing finished; rerun with --resume --out DIR to
@@ -691,7 +692,7 @@ fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
         );
     }
     text += &format!(
-        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
+        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
         report.evaluations,
         if report.resumed { " (resumed)" } else { "" },
         report.failed,

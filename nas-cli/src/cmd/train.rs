@@ -141,6 +141,9 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
         args.max_memory,
         "training this network",
     )?;
+    if let Some(path) = &args.out {
+        check_writable(path)?;
+    }
     match space {
         SpaceName::Nb201 => {
             let arch = parse_arch(&Nb201Space, &text)?;
@@ -177,6 +180,29 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
             let arch = parse_arch(&space, &text)?;
             train_and_report(&space, &ChainFamily, &arch, &splits, &recipe, args, out)
         }
+    }
+}
+
+/// Checks, before training, that `path` can be written: opened for writing (created and removed
+/// again when it did not exist; an existing file is not changed).
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let existed = path.exists();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+    {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("--out cannot be written ({e}); nothing was trained"),
+        }),
     }
 }
 
@@ -228,8 +254,35 @@ where
         },
     )?;
     bar.finish_and_clear();
-    if let Some(path) = &args.out {
-        nas_tensor::io::save_module(trained.module.as_ref(), path)?;
+    if let Some(path) = &args.out
+        && let Err(e) = nas_tensor::io::save_module(trained.module.as_ref(), path)
+    {
+        // Do not lose the trained weights: save them next to the run and name both paths.
+        let fallback = PathBuf::from(format!(
+            "nas-train-{}-{}.safetensors",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        ));
+        return Err(
+            match nas_tensor::io::save_module(trained.module.as_ref(), &fallback) {
+                Ok(()) => CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "cannot save the weights ({e}); they are saved in {} instead",
+                        fallback.display()
+                    ),
+                },
+                Err(e2) => CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "cannot save the weights ({e}), nor in {} ({e2}); they are lost",
+                        fallback.display()
+                    ),
+                },
+            },
+        );
     }
     let mut text = format!(
         "{} ({}): test accuracy {:.2}% (loss {:.4})",
