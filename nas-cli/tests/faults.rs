@@ -88,10 +88,13 @@ fn second_search_on_a_busy_directory_is_refused_naming_the_pid() {
     wait_for("the lock", &mut first, || {
         fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid.to_string())
     });
-    // Another search, with --resume or without, and another kind of search: all refused.
-    for extra in [&[][..], &["--resume"][..]] {
-        let mut second: Vec<&str> = vec!["search", "--evaluator", "nb201-table", "--out", d];
-        second.extend_from_slice(extra);
+    // Another kind of search, and the same search with --resume: both refused.
+    let mut same = args.clone();
+    same.push("--resume");
+    for second in [
+        vec!["search", "--evaluator", "nb201-table", "--out", d],
+        same,
+    ] {
         let err = fails(&nas(&second), 1);
         assert!(err.contains(&format!("pid {pid}")), "{err}");
         assert!(err.contains("in use by another search"), "{err}");
@@ -197,7 +200,7 @@ fn refused_resume_writes_nothing_and_resume_repairs_the_log() {
     };
     let before = snapshot(&dir);
     let err = fails(&with(&["-n", "30", "--seed", "5", "--resume"]), 1);
-    assert!(err.contains("seed 4 (this search: 5)"), "{err}");
+    assert!(err.contains("started with --seed 4"), "{err}");
     assert!(!err.contains("searching"), "{err}");
     assert_eq!(
         snapshot(&dir),
@@ -847,4 +850,47 @@ fn search_writes_best_txt_for_nas_train() {
     assert!(o.status.success(), "{}", stderr(&o));
     let t: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["arch"], v["best"]["arch"]);
+}
+
+/// Exit codes: a value no run can use is a malformed command line (2), for every option alike,
+/// and nothing is written; bad input (files, checkpoints, busy directories, sizes) is 1.
+#[test]
+fn unusable_option_values_exit_2_consistently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let o = out.to_str().unwrap();
+    for bad in [
+        &["--batch-size", "0"][..],
+        &["--lr", "nan"],
+        &["--lr=-1"],
+        &["--epochs", "0"],
+        &["--workers", "0"],
+        &["--channels", "0"],
+        &["--cells", "0"],
+        &["--evaluations", "0"],
+    ] {
+        let mut v = vec!["search", "--out", o];
+        v.extend_from_slice(bad);
+        let err = fails(&nas(&v), 2);
+        let flag = bad[0].split('=').next().unwrap();
+        assert!(err.contains(flag), "{bad:?}: {err}");
+        assert!(!out.exists(), "{bad:?} created the output directory");
+    }
+    // Bad input: exit 1, and no empty output directory left behind.
+    let err = fails(
+        &nas(&["search", "--data", "mnist:/nonexistent/m", "--out", o]),
+        1,
+    );
+    assert!(err.contains("/nonexistent/m"), "{err}");
+    assert!(!out.exists(), "a search that failed on its data left {o}");
+    for bad in [
+        &["--batch-size", "0"][..],
+        &["--lr", "nan"],
+        &["--epochs", "0"],
+        &["--cells", "0"],
+    ] {
+        let mut v = vec!["train", CELL];
+        v.extend_from_slice(bad);
+        fails(&nas(&v), 2);
+    }
 }

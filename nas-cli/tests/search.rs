@@ -249,6 +249,26 @@ fn resume_continues_a_search_as_if_uninterrupted() {
     other[7] = "10";
     other.extend_from_slice(&["-n", "40", "--out", d, "--resume"]);
     let err = fails(&nas(&other), 1);
+    assert!(err.contains("settings.json"), "{err}");
+    assert!(err.contains("started with --seed 9"), "{err}");
+    // --resume --out DIR alone takes the settings from the directory; a larger -n extends it.
+    let more = ok_json(&nas(&[
+        "--json", "search", "--resume", "--out", d, "-n", "40",
+    ]));
+    assert_eq!(more["resumed"], true);
+    assert_eq!(more["seed"], 9);
+    assert_eq!(more["strategy"]["name"], "reinforce");
+    assert_eq!(more["trials"].as_array().unwrap().len(), 40);
+    assert_eq!(
+        more["trials"].as_array().unwrap()[..30],
+        resumed["trials"].as_array().unwrap()[..30]
+    );
+    let again = ok_json(&nas(&["--json", "search", "--resume", "--out", d]));
+    assert_eq!(again["trials"], more["trials"]);
+    // Without settings.json (a search of an older version), the checkpoint itself refuses
+    // other settings, naming itself.
+    fs::remove_file(dir.join("settings.json")).unwrap();
+    let err = fails(&nas(&other), 1);
     assert!(err.contains("checkpoint.json"), "{err}");
     // --resume where there is nothing to resume.
     let empty = tmp.path().join("empty");

@@ -478,7 +478,7 @@ pub fn reconcile_events<A: Display + PartialEq>(dir: &Path, held: &[Trial<A>]) -
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",

@@ -10,6 +10,7 @@ use crate::error::{CliError, Result};
 use crate::limits::check_memory;
 use crate::output::Out;
 use crate::progress::{Mode, Progress};
+use clap::Parser as _;
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use nas_search::builder::{
@@ -35,6 +36,7 @@ use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
 use std::cell::{Cell, OnceCell};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,8 +53,9 @@ Examples:
       a search on the NAS-Bench-201 table (sees 12-epoch validation accuracy, reports 200-epoch
       CIFAR-10 test accuracy): no training, seconds
   nas search --strategy random --evaluations 8 --epochs 2 --limit-train 1000 --workers 2 --out runs/r1
-  nas search --resume --out runs/r1 --strategy random --evaluations 12 --epochs 2 --limit-train 1000 --workers 2
-      continues runs/r1 (same settings; a larger --evaluations extends it)
+  nas search --resume --out runs/r1 --evaluations 12
+      continues runs/r1 with the settings saved in runs/r1/settings.json (a larger --evaluations
+      or --max-time extends it; other options that differ are refused)
   nas search --data mnist:~/data/mnist --epochs 3 --limit-train 0
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
@@ -160,7 +163,8 @@ pub struct SearchArgs {
     /// Output directory [default: runs/search-<date>-<time>].
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Continue the search whose checkpoint is in --out (same settings).
+    /// Continue the search whose checkpoint is in --out, with the settings saved there
+    /// (settings.json); only --evaluations and --max-time may be given to extend it.
     #[arg(long)]
     pub resume: bool,
     /// Where to train: cpu (cuda:N is not available in this build).
@@ -172,9 +176,118 @@ pub struct SearchArgs {
     pub max_memory: Option<u64>,
 }
 
+/// The settings file of a search's output directory: the options it was started with.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Options a resume may change (a larger budget; the library refuses other worker counts).
+const RESUME_MAY_CHANGE: [&str; 3] = ["evaluations", "max_time", "workers"];
+
+/// The settings of a search as option id -> command-line value (what `settings.json` holds).
+fn settings_of(args: &SearchArgs) -> BTreeMap<String, String> {
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map(|p| p.get_name().to_string()).unwrap_or_default()
+    };
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("space", name(args.space.to_possible_value()));
+    put("strategy", args.strategy.clone());
+    put("evaluator", name(args.evaluator.to_possible_value()));
+    put("data", args.data.to_string());
+    put("table_dataset", args.table_dataset.clone());
+    put("table_epochs", args.table_epochs.to_string());
+    put("evaluations", args.evaluations.to_string());
+    put("epochs", args.epochs.to_string());
+    put("limit_train", args.limit_train.to_string());
+    put("valid_fraction", args.valid_fraction.to_string());
+    put("seed", args.seed.to_string());
+    put("workers", args.workers.to_string());
+    if let Some(v) = args.max_time {
+        put("max_time", v.to_string());
+    }
+    if let Some(v) = args.channels {
+        put("channels", v.to_string());
+    }
+    if let Some(v) = args.cells {
+        put("cells", v.to_string());
+    }
+    if let Some(v) = args.lr {
+        put("lr", v.to_string());
+    }
+    if let Some(v) = args.batch_size {
+        put("batch_size", v.to_string());
+    }
+    m
+}
+
+/// Writes `DIR/settings.json` (once the search has passed its checks).
+fn write_settings(dir: &Path, args: &SearchArgs) -> Result<()> {
+    let text = serde_json::to_string_pretty(&settings_of(args))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    nas_search::builder::write_file_atomic(&dir.join(SETTINGS_FILE), (text + "\n").as_bytes())?;
+    Ok(())
+}
+
+/// `--resume --out DIR`: the options not given on the command line are taken from
+/// `DIR/settings.json`; options given there that differ from it are refused (except a new
+/// budget: -n, --max-time, --workers). Without a settings file (a search from an older
+/// version) the arguments stay as given.
+fn resume_args(args: &SearchArgs, given: &HashSet<String>) -> Result<Option<SearchArgs>> {
+    let (true, Some(dir)) = (args.resume, &args.out) else {
+        return Ok(None);
+    };
+    let path = dir.join(SETTINGS_FILE);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let saved: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("not a settings file: {e}"),
+        })?;
+    let now = settings_of(args);
+    let flag = |id: &str| format!("--{}", id.replace('_', "-"));
+    let mut extra: Vec<String> = Vec::new();
+    for (id, value) in &saved {
+        if given.contains(id) {
+            if !RESUME_MAY_CHANGE.contains(&id.as_str()) && now.get(id) != Some(value) {
+                return Err(CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "this search was started with {} {value}; --resume continues it with its \
+                         own settings (drop {} {}, or start a new search with another --out)",
+                        flag(id),
+                        flag(id),
+                        now.get(id).map_or("", String::as_str)
+                    ),
+                });
+            }
+        } else {
+            extra.push(flag(id));
+            extra.push(value.clone());
+        }
+    }
+    let argv: Vec<String> = std::env::args().chain(extra).collect();
+    match crate::Cli::try_parse_from(&argv) {
+        Ok(crate::Cli {
+            command: crate::Command::Search(a),
+            ..
+        }) => Ok(Some(a)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("its settings do not parse: {e}"),
+        }),
+    }
+}
+
 /// Runs `nas search`.
-pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
+pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> {
+    let merged = resume_args(args, given)?;
+    let args = merged.as_ref().unwrap_or(args);
     check_device(&args.device)?;
+    super::check_training_values(args.lr, args.batch_size, args.channels, args.cells)?;
     if let Some(method) = oneshot_method(args) {
         return oneshot(method, args, out);
     }
@@ -616,6 +729,9 @@ where
         json!({ "resume": args.resume }),
         &mut |already| {
             outdir.started.set(true);
+            if let Err(e) = write_settings(dir, args) {
+                progress.line(&format!("nas: {e}"));
+            }
             progress.line(header);
             if let Err(e) = crate::signals::install(dir) {
                 progress.line(&format!("nas: cannot handle SIGINT/SIGTERM: {e}"));
@@ -764,6 +880,7 @@ fn oneshot(method: Method, args: &SearchArgs, out: &Out) -> Result<()> {
     let outdir = output_dir(args, CHECKPOINT_FILE)?;
     outdir.started.set(true);
     let dir = outdir.path.clone();
+    write_settings(&dir, args)?;
     if let Err(e) = crate::signals::install(&dir) {
         eprintln!("nas: cannot handle SIGINT/SIGTERM: {e}");
     }

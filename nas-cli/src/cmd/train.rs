@@ -93,6 +93,7 @@ pub struct TrainArgs {
 /// Runs `nas train`.
 pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
     check_device(&args.device)?;
+    super::check_training_values(args.lr, args.batch_size, args.channels, args.cells)?;
     if args.epochs == 0 {
         return Err(CliError::Usage("--epochs must be at least 1".into()));
     }
