@@ -894,3 +894,34 @@ fn unusable_option_values_exit_2_consistently() {
         fails(&nas(&v), 2);
     }
 }
+
+/// Hyperband's header names its rungs (it used to say every trial trains --epochs epochs).
+#[test]
+fn hyperband_header_names_its_rungs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hb");
+    let o = nas(&[
+        "search",
+        "--strategy",
+        "hyperband",
+        "--epochs",
+        "2",
+        "--data",
+        "digits",
+        "--limit-train",
+        "300",
+        "--channels",
+        "4",
+        "-n",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("trained 1/2 epoch(s) by Hyperband's rungs"),
+        "{err}"
+    );
+    assert!(!err.contains("each trained 2 epoch(s)"), "{err}");
+}

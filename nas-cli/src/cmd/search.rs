@@ -396,8 +396,21 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
                 0 => splits.train.len(),
                 n => n.min(splits.train.len()),
             };
+            // Hyperband trains its candidates for 1 to --epochs epochs (its ladder), not all
+            // for --epochs.
+            let per_trial = match &strategy {
+                StrategyKind::Hyperband(c) => format!(
+                    "trained {} epoch(s) by Hyperband's rungs",
+                    c.fidelities
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
+                _ => format!("each trained {} epoch(s)", args.epochs),
+            };
             let header = format!(
-                "searching {} with {}: {} candidates, each trained {} epoch(s) on {} images of {} (C={}); outputs in {}",
+                "searching {} with {}: {} candidates, {} on {} images of {} (C={}); outputs in {}",
                 match args.space {
                     SearchSpaceName::Nb201 => "NAS-Bench-201 cells",
                     SearchSpaceName::Darts => "DARTS genotypes",
@@ -406,7 +419,7 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
                 },
                 strategy.name(),
                 args.evaluations,
-                args.epochs,
+                per_trial,
                 n_train,
                 args.data,
                 channels,
