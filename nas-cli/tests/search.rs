@@ -623,6 +623,23 @@ fn darts_oneshot_search_derives_a_valid_cell() {
     ]));
     assert_eq!(again["steps_run"], 0);
     assert_eq!(again["genotype"], v["genotype"]);
+    // `--resume --out DIR --epochs 3` extends the finished search by one epoch (its settings
+    // come from the directory).
+    let more = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--resume",
+        "--out",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "3",
+    ]));
+    assert_eq!(more["history"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        more["history"].as_array().unwrap()[..2],
+        v["history"].as_array().unwrap()[..2]
+    );
+    assert!(more["steps_run"].as_u64().unwrap() > 0);
 }
 
 /// Every space of `nas search --space` trains: one 1-epoch trial each on a small subset.

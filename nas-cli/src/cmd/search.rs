@@ -247,11 +247,16 @@ fn resume_args(args: &SearchArgs, given: &HashSet<String>) -> Result<Option<Sear
             problem: format!("not a settings file: {e}"),
         })?;
     let now = settings_of(args);
+    // A one-shot search may also be extended by epochs.
+    let oneshot = saved
+        .get("strategy")
+        .is_some_and(|s| Method::parse(s.split(':').next().unwrap_or("")).is_ok());
+    let may_change = |id: &str| RESUME_MAY_CHANGE.contains(&id) || (oneshot && id == "epochs");
     let flag = |id: &str| format!("--{}", id.replace('_', "-"));
     let mut extra: Vec<String> = Vec::new();
     for (id, value) in &saved {
         if given.contains(id) {
-            if !RESUME_MAY_CHANGE.contains(&id.as_str()) && now.get(id) != Some(value) {
+            if !may_change(id) && now.get(id) != Some(value) {
                 return Err(CliError::Input {
                     path: path.display().to_string(),
                     problem: format!(

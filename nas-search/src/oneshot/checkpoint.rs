@@ -146,8 +146,13 @@ impl OneShotSearch {
     /// same settings and data. An error names what differs (settings, data) or what is broken.
     pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
         let (mut meta, blob) = read_meta(path)?;
-        // How often checkpoints are written does not change the search.
+        // How often checkpoints are written does not change the search; more epochs extend it
+        // (the learning-rate and temperature schedules then run over the new number of epochs
+        // from the step where it stopped).
         meta.config.checkpoint_every = config.checkpoint_every;
+        if config.epochs > meta.config.epochs {
+            meta.config.epochs = config.epochs;
+        }
         if &meta.config != config {
             let a = serde_json::to_value(&meta.config).unwrap_or_default();
             let b = serde_json::to_value(config).unwrap_or_default();
