@@ -39,7 +39,8 @@ pub enum DataSpec {
 impl DataSpec {
     /// One-paragraph description of the accepted forms, for `--help` texts and errors.
     pub const HELP: &'static str = "fashion | fashion-embedded (embedded Fashion-MNIST subset, the default), \
-digits (embedded UCI digits), mnist:DIR, fashion:DIR (IDX files, optionally .gz), \
+digits (embedded UCI digits), mnist:DIR, fashion:DIR (IDX files, optionally .gz; a directory \
+with training files only gets its last sixth held out as the test set), \
 cifar10:DIR (data_batch_1..5.bin, test_batch.bin), cifar100:DIR (train.bin, test.bin), \
 digits:FILE (CSV, optionally .gz)";
 
