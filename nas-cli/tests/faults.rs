@@ -925,3 +925,43 @@ fn hyperband_header_names_its_rungs() {
     );
     assert!(!err.contains("each trained 2 epoch(s)"), "{err}");
 }
+
+/// A training-only set named by its files (`--data idx:IMAGES,LABELS`): searched, with its
+/// last sixth as the test set and a validation split from the rest.
+#[test]
+fn search_on_explicit_idx_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist");
+    let spec = format!(
+        "idx:{},{}",
+        data.join("train-4k-images-idx3-ubyte.gz").display(),
+        data.join("train-4k-labels-idx1-ubyte.gz").display()
+    );
+    let dir = tmp.path().join("i");
+    let o = nas(&[
+        "--json",
+        "search",
+        "--data",
+        &spec,
+        "--strategy",
+        "random",
+        "-n",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--channels",
+        "4",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = v["trials"][0]["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&t));
+    let o = nas(&["--json", "data", "info", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("3334") && text.contains("666"), "{text}");
+}

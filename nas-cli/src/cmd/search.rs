@@ -114,7 +114,8 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "train")]
     pub evaluator: EvaluatorName,
     /// Data set to train on: fashion (embedded, default), digits, mnist:DIR, fashion:DIR,
-    /// cifar10:DIR, cifar100:DIR, digits:FILE.
+    /// cifar10:DIR, cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,
+    /// TEST_LABELS] (training files only: the last sixth is the test set).
     #[arg(long, default_value = "fashion")]
     pub data: DataSpec,
     /// Data set of the NAS-Bench-201 table: cifar10, cifar100 or ImageNet16-120.

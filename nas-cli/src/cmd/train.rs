@@ -47,7 +47,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub space: Option<SpaceName>,
     /// Data set: fashion (embedded, default), digits, mnist:DIR, fashion:DIR, cifar10:DIR,
-    /// cifar100:DIR, digits:FILE.
+    /// cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS].
     #[arg(long, default_value = "fashion")]
     pub data: DataSpec,
     /// Training epochs.

@@ -130,6 +130,42 @@ fn idx_training_only_directory_holds_out_a_test_set() {
     assert!(e.contains("test labels"), "{e}");
 }
 
+/// `idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS]` names the files explicitly.
+#[test]
+fn idx_files_by_name() {
+    let emb = fashion_mnist_embedded().unwrap();
+    let f = |rel: &str| shipped(rel).display().to_string();
+    let four: DataSpec = format!(
+        "idx:{},{},{},{}",
+        f(TRAIN_IMAGES),
+        f(TRAIN_LABELS),
+        f(TEST_IMAGES),
+        f(TEST_LABELS)
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(four.to_string().parse::<DataSpec>().unwrap(), four);
+    let s = four.load().unwrap();
+    assert_eq!(s.train.images(), emb.train.images());
+    assert_eq!(s.test.images(), emb.test.images());
+    let two: DataSpec = format!("idx:{},{}", f(TRAIN_IMAGES), f(TRAIN_LABELS))
+        .parse()
+        .unwrap();
+    let s = two.load().unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (3334, 666));
+    for bad in ["idx", "idx:a", "idx:a,b,c", "idx:a,"] {
+        let e = bad.parse::<DataSpec>().unwrap_err().to_string();
+        assert!(e.contains("idx"), "{bad}: {e}");
+    }
+    let e = "idx:/nonexistent/i,/nonexistent/l"
+        .parse::<DataSpec>()
+        .unwrap()
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/i"), "{e}");
+}
+
 #[test]
 fn embedded_digits_has_1797_rows_split_into_1438_and_359() {
     let s = digits_embedded().unwrap();
