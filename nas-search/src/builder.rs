@@ -244,7 +244,7 @@ impl SearchReport {
         let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
         let no_success = || {
             if trials.is_empty() && !outcome.cut.is_empty() {
-                return SearchError::Config(
+                return SearchError::NoResult(
                     "the time limit ended the search before any trial finished (the trial in \
                      progress was cut, not recorded); resume with a larger time limit"
                         .into(),

@@ -43,6 +43,12 @@ pub enum SearchError {
     /// An invalid setting (budget, number of workers, hyper-parameter, name).
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A run refused because it would not fit in memory (see [`crate::memory`]).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A search that ended (time limit) before any trial finished: no result to report.
+    #[error("{0}")]
+    NoResult(String),
     /// An error from the search space.
     #[error(transparent)]
     Space(#[from] nas_space::SpaceError),

@@ -197,7 +197,7 @@ pub fn check(
 ) -> Result<()> {
     let need = est.total() * copies.max(1) as f64;
     if need > limit as f64 {
-        return Err(SearchError::Config(format!(
+        return Err(SearchError::TooLarge(format!(
             "{what} would need about {} ({:.3e} parameters: {} with gradients and optimizer \
              state, {} of activations{}), more than {} ({limit_name}); use fewer \
              channels, cells, a smaller batch or fewer workers",
