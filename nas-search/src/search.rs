@@ -552,20 +552,20 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
             .iter()
             .filter(|p| p.cached_from.is_none())
             .count() as u64;
-        if let Some(n) = b.max_evaluations {
-            if self.st.spent.evaluations + in_flight >= n {
-                return Some(StopReason::Evaluations);
-            }
+        if let Some(n) = b.max_evaluations
+            && self.st.spent.evaluations + in_flight >= n
+        {
+            return Some(StopReason::Evaluations);
         }
-        if let Some(c) = b.max_cost {
-            if self.st.spent.cost >= c {
-                return Some(StopReason::Cost);
-            }
+        if let Some(c) = b.max_cost
+            && self.st.spent.cost >= c
+        {
+            return Some(StopReason::Cost);
         }
-        if let Some(w) = b.max_wall_time_s {
-            if self.wall() >= w {
-                return Some(StopReason::WallTime);
-            }
+        if let Some(w) = b.max_wall_time_s
+            && self.wall() >= w
+        {
+            return Some(StopReason::WallTime);
         }
         None
     }
