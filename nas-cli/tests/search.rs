@@ -265,6 +265,38 @@ fn resume_continues_a_search_as_if_uninterrupted() {
     );
     let again = ok_json(&nas(&["--json", "search", "--resume", "--out", d]));
     assert_eq!(again["trials"], more["trials"]);
+    // More workers may be given (fewer may not).
+    let wider = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--resume",
+        "--out",
+        d,
+        "-n",
+        "44",
+        "--workers",
+        "2",
+    ]));
+    assert_eq!(wider["workers"], 2);
+    assert_eq!(wider["trials"].as_array().unwrap().len(), 44);
+    assert_eq!(
+        wider["trials"].as_array().unwrap()[..40],
+        more["trials"].as_array().unwrap()[..40]
+    );
+    let err = fails(
+        &nas(&[
+            "search",
+            "--resume",
+            "--out",
+            d,
+            "-n",
+            "48",
+            "--workers",
+            "1",
+        ]),
+        1,
+    );
+    assert!(err.contains("workers 2 (this search: 1)"), "{err}");
     // Without settings.json (a search of an older version), the checkpoint itself refuses
     // other settings, naming itself.
     fs::remove_file(dir.join("settings.json")).unwrap();

@@ -62,7 +62,7 @@ use crate::outdir::DirLock;
 use crate::outdir::persist_guard;
 use crate::plot::{Plot, Style};
 use crate::search::{
-    Budget, SearchConfig, SearchOutcome, StopReason, check_config, load_checkpoint,
+    Budget, SearchConfig, SearchOutcome, StopReason, check_config, load_checkpoint_for,
     run_search_observed, search_meta,
 };
 use crate::strategy::{ReaConfig, StrategyKind};
@@ -530,7 +530,7 @@ where
     let held = match &config.checkpoint {
         Some(path) if path.exists() => {
             let meta = search_meta(space, built.as_ref(), evaluator, config);
-            let st = load_checkpoint::<S::Arch>(path, &meta)?;
+            let st = load_checkpoint_for::<S::Arch>(path, &meta, config.more_workers_on_resume)?;
             strategy
                 .build(space)?
                 .load_state(st.strategy_state.clone())
@@ -789,6 +789,7 @@ impl Search {
                 .as_deref()
                 .map(|d| d.join("checkpoint.json")),
             skip_equivalent: false,
+            more_workers_on_resume: false,
         };
         let quiet = self.quiet;
         run_recorded(

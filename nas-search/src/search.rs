@@ -15,7 +15,8 @@
 //! * the one random generator (ChaCha8, owned by the loop, passed to `ask`) is checkpointed.
 //!
 //! Changing `workers` changes the window and therefore the history (a checkpoint records it and
-//! a resume must use the same number). Budgets by evaluations and by simulated cost are
+//! a resume must use the same number, unless [`SearchConfig::more_workers_on_resume`] allows
+//! more: the search then goes on with the new window). Budgets by evaluations and by simulated cost are
 //! deterministic; a wall-time budget is not.
 //!
 //! # Example
@@ -119,6 +120,10 @@ pub struct SearchConfig {
     /// NAS-Bench-201 the key is nas-space's normal form of the cell. A skipped trial is
     /// recorded with `cached_from` and charged nothing.
     pub skip_equivalent: bool,
+    /// Whether a resume may run with more workers than the checkpoint's (off by default).
+    /// The search continues, but from then on its window of asks is the new one: the history
+    /// is no longer the one an uninterrupted search with either number of workers would give.
+    pub more_workers_on_resume: bool,
 }
 
 impl SearchConfig {
@@ -130,6 +135,7 @@ impl SearchConfig {
             budget,
             checkpoint: None,
             skip_equivalent: false,
+            more_workers_on_resume: false,
         }
     }
 }
@@ -881,18 +887,35 @@ pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
     path: &Path,
     meta: &SearchMeta,
 ) -> Result<SearchState<A>> {
+    load_checkpoint_for(path, meta, false)
+}
+
+/// [`load_checkpoint`], accepting a checkpoint written with fewer workers than `meta`'s when
+/// `more_workers` is set (see [`SearchConfig::more_workers_on_resume`]); the state returned
+/// then carries the new number.
+pub fn load_checkpoint_for<A: Serialize + DeserializeOwned>(
+    path: &Path,
+    meta: &SearchMeta,
+    more_workers: bool,
+) -> Result<SearchState<A>> {
     let v = read_state_value(path)?;
     let m: SearchMeta =
         serde_json::from_value(v["meta"].clone()).map_err(|e| SearchError::Checkpoint {
             path: path.to_path_buf(),
             problem: format!("not a search state: {e}"),
         })?;
-    check_meta(path, &m, meta)?;
-    let st: SearchState<A> = serde_json::from_value(v).map_err(|e| SearchError::Checkpoint {
-        path: path.to_path_buf(),
-        problem: format!("state does not decode for this space: {e}"),
-    })?;
-    check_meta(path, &st.meta, meta)?;
+    let mut want = meta.clone();
+    if more_workers && m.workers < want.workers {
+        want.workers = m.workers;
+    }
+    check_meta(path, &m, &want)?;
+    let mut st: SearchState<A> =
+        serde_json::from_value(v).map_err(|e| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!("state does not decode for this space: {e}"),
+        })?;
+    check_meta(path, &st.meta, &want)?;
+    st.meta.workers = meta.workers;
     if st
         .history
         .trials
@@ -984,7 +1007,7 @@ where
     let mut resumed = false;
     let mut st = match &config.checkpoint {
         Some(path) if path.exists() => {
-            let st = load_checkpoint::<S::Arch>(path, &meta)?;
+            let st = load_checkpoint_for::<S::Arch>(path, &meta, config.more_workers_on_resume)?;
             strategy
                 .load_state(st.strategy_state.clone())
                 .map_err(|e| SearchError::Checkpoint {

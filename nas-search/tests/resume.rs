@@ -317,3 +317,41 @@ fn journal_cut_anywhere_resumes_to_the_uninterrupted_history() {
     let e = read_state_value(&t.join("a.ckpt")).unwrap_err().to_string();
     assert!(e.contains("a.journal") && e.contains("corrupt"), "{e}");
 }
+
+/// A resume may add workers when the config allows it (the search goes on from the same
+/// trials); without the flag, or with fewer workers, the checkpoint is refused.
+#[test]
+fn a_resume_may_add_workers_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("w.ckpt");
+    let space = ToySpace {
+        dims: 5,
+        choices: 3,
+    };
+    let obj = ToyObjective::new(&space, 9);
+    let run = |workers: usize, more: bool, budget: u64| {
+        let mut s = StrategyKind::parse("rea").unwrap().build(&space).unwrap();
+        let mut cfg = SearchConfig::new(3, Budget::evaluations(budget));
+        cfg.workers = workers;
+        cfg.checkpoint = Some(ck.clone());
+        cfg.more_workers_on_resume = more;
+        run_search(&space, s.as_mut(), &obj, &cfg)
+    };
+    let first = run(1, false, 20).unwrap();
+    let e = run(3, false, 40).unwrap_err().to_string();
+    assert!(e.contains("workers 1 (this search: 3)"), "{e}");
+    let more = run(3, true, 40).unwrap();
+    assert!(more.resumed);
+    assert_eq!(more.history.len(), 40);
+    assert!(
+        first
+            .history
+            .trials
+            .iter()
+            .zip(&more.history.trials)
+            .all(|(a, b)| a.same_except_timing(b))
+    );
+    // The checkpoint now records 3 workers: fewer are refused even with the flag.
+    let e = run(1, true, 50).unwrap_err().to_string();
+    assert!(e.contains("workers 3 (this search: 1)"), "{e}");
+}

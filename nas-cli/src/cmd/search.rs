@@ -735,6 +735,8 @@ where
         },
         checkpoint: Some(dir.join("checkpoint.json")),
         skip_equivalent: false,
+        // `--resume --workers N` may add workers (see SearchConfig::more_workers_on_resume).
+        more_workers_on_resume: args.resume,
     };
     // The header and the trials bar appear once the checks of run_recorded have passed.
     let trials_bar = OnceCell::new();
