@@ -31,13 +31,13 @@ for round in 1 2; do
     nb201 A $t $A; nb201 B $t $B
   done
   say "PyTorch nb201 channels_last jemalloc"
-  LD_PRELOAD=$J timeout 400 $PY $NREF --threads 1 2 --reps 5 --formats channels_last 2>&1 | tail -4
+  LD_PRELOAD=$J timeout 400 $PY $NREF --threads 1 2 --reps 5 --formats channels_last 2>&1 | grep '/fwd_bwd {'
 done
 for w in A B; do
   say "$w nas search (README default)"
   d=$(mktemp -d)
   if [ $w = A ]; then bin=$A/nas; else bin=$B/nas; fi
-  /usr/bin/time -f "%e s wall, %M KiB peak" $bin search --out $d/run 2>&1 | tail -4
+  /usr/bin/time -f "%e s wall, %M KiB peak" $bin search --out $d/run 2>&1 | tail -5
   rm -rf $d
 done
 date -u; uptime

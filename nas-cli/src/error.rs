@@ -61,6 +61,14 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// An input (file, stdin) that is unusable as given.
+    #[error("{path}: {problem}")]
+    Input {
+        /// The file, or `<stdin>`.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Writing the result to stdout failed (a closed pipe is not reported).
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),

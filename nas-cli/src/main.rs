@@ -5,18 +5,22 @@
 
 mod cmd;
 mod error;
+mod limits;
 mod output;
 mod progress;
+mod signals;
 mod spaces;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::CliError;
 use output::Out;
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 const EXAMPLES: &str = "\
 Examples:
-  nas search                      (the default: a real training search, about 3 minutes on 2 cores)
+  nas search                      (the default: a real training search, about a minute on 2 cores)
   nas search --evaluator nb201-table --strategy reinforce -n 100
   nas train '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' --out w.safetensors
   nas bench kernels --threads 2
@@ -60,13 +64,13 @@ enum Command {
     Data(cmd::data::DataArgs),
 }
 
-fn run(cli: &Cli) -> error::Result<()> {
+fn run(cli: &Cli, given: &HashSet<String>) -> error::Result<()> {
     let out = Out {
         json: cli.json,
         quiet: cli.quiet,
     };
     match &cli.command {
-        Command::Search(a) => cmd::search::run(a, &out),
+        Command::Search(a) => cmd::search::run(a, &out, given),
         Command::Train(a) => cmd::train::run(a, &out),
         Command::Bench(a) => cmd::bench::run(a, &out),
         Command::Space(a) => cmd::space::run(a, &out),
@@ -76,8 +80,20 @@ fn run(cli: &Cli) -> error::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The search options given on the command line (a resume takes the others from the
+    // search's settings.json).
+    let given: HashSet<String> = matches
+        .subcommand_matches("search")
+        .map(|m| {
+            m.ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    match run(&cli, &given) {
         Ok(()) => ExitCode::SUCCESS,
         // Output cut short by a closed pipe (`nas ... | head`) is not an error.
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

@@ -2,12 +2,14 @@
 //! on top of [`SearchSpace`] for the command line (Graphviz output, native formats).
 
 use crate::error::{CliError, Result, quote};
+use crate::limits::MAX_ARCH_BYTES;
 use nas_space::SearchSpace;
 use nas_space::chain::ChainSpace;
 use nas_space::darts::{DartsCell, DartsSpace};
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::{EDGES, Nb201Op, Nb201Space};
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::Path;
 
 /// The spaces selectable with `--space`.
@@ -218,17 +220,42 @@ fn darts_cell_dot(s: &mut String, name: &str, cell: &DartsCell) {
 
 /// The text of an architecture argument: `@FILE` reads the file, `-` reads stdin, anything else
 /// is the architecture itself. Returns the text, trimmed.
+/// Files and stdin are read up to [`crate::limits::MAX_ARCH_BYTES`]; more is an error.
 pub fn arch_argument(arg: &str) -> Result<String> {
+    let read = |name: &str, r: &mut dyn std::io::Read| -> Result<String> {
+        let io = |source| CliError::Io {
+            path: name.into(),
+            source,
+        };
+        let mut bytes = Vec::new();
+        r.take(MAX_ARCH_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_ARCH_BYTES {
+            return Err(CliError::Input {
+                path: name.into(),
+                problem: format!(
+                    "more than {} MiB: not an architecture (the input is read up to that size)",
+                    MAX_ARCH_BYTES >> 20
+                ),
+            });
+        }
+        String::from_utf8(bytes).map_err(|e| CliError::Input {
+            path: name.into(),
+            problem: format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        })
+    };
     let text = if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        let mut f = std::fs::File::open(path).map_err(|source| CliError::Io {
             path: Path::new(path).to_path_buf(),
             source,
-        })?
+        })?;
+        read(path, &mut f)?
     } else if arg == "-" {
-        std::io::read_to_string(std::io::stdin()).map_err(|source| CliError::Io {
-            path: "<stdin>".into(),
-            source,
-        })?
+        read("<stdin>", &mut std::io::stdin().lock())?
     } else {
         arg.to_string()
     };

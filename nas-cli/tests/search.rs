@@ -239,14 +239,67 @@ fn resume_continues_a_search_as_if_uninterrupted() {
     };
     assert_eq!(strip(&resumed), strip(&whole));
     assert_eq!(resumed["best"], whole["best"]);
-    // The events log holds both sessions: 2 starts, 30 trials, 2 ends.
+    // The events log holds both sessions' starts, 30 trials and the end of the last session
+    // (the first session's end is superseded).
     let ev = events(&dir);
     let count = |k: &str| ev.iter().filter(|e| e["event"] == k).count();
-    assert_eq!((count("start"), count("trial"), count("end")), (2, 30, 2));
+    assert_eq!((count("start"), count("trial"), count("end")), (2, 30, 1));
     // --resume with settings of another search is refused, naming the checkpoint.
     let mut other: Vec<&str> = base.to_vec();
     other[7] = "10";
     other.extend_from_slice(&["-n", "40", "--out", d, "--resume"]);
+    let err = fails(&nas(&other), 1);
+    assert!(err.contains("settings.json"), "{err}");
+    assert!(err.contains("started with --seed 9"), "{err}");
+    // --resume --out DIR alone takes the settings from the directory; a larger -n extends it.
+    let more = ok_json(&nas(&[
+        "--json", "search", "--resume", "--out", d, "-n", "40",
+    ]));
+    assert_eq!(more["resumed"], true);
+    assert_eq!(more["seed"], 9);
+    assert_eq!(more["strategy"]["name"], "reinforce");
+    assert_eq!(more["trials"].as_array().unwrap().len(), 40);
+    assert_eq!(
+        more["trials"].as_array().unwrap()[..30],
+        resumed["trials"].as_array().unwrap()[..30]
+    );
+    let again = ok_json(&nas(&["--json", "search", "--resume", "--out", d]));
+    assert_eq!(again["trials"], more["trials"]);
+    // More workers may be given (fewer may not).
+    let wider = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--resume",
+        "--out",
+        d,
+        "-n",
+        "44",
+        "--workers",
+        "2",
+    ]));
+    assert_eq!(wider["workers"], 2);
+    assert_eq!(wider["trials"].as_array().unwrap().len(), 44);
+    assert_eq!(
+        wider["trials"].as_array().unwrap()[..40],
+        more["trials"].as_array().unwrap()[..40]
+    );
+    let err = fails(
+        &nas(&[
+            "search",
+            "--resume",
+            "--out",
+            d,
+            "-n",
+            "48",
+            "--workers",
+            "1",
+        ]),
+        1,
+    );
+    assert!(err.contains("workers 2 (this search: 1)"), "{err}");
+    // Without settings.json (a search of an older version), the checkpoint itself refuses
+    // other settings, naming itself.
+    fs::remove_file(dir.join("settings.json")).unwrap();
     let err = fails(&nas(&other), 1);
     assert!(err.contains("checkpoint.json"), "{err}");
     // --resume where there is nothing to resume.
@@ -602,6 +655,23 @@ fn darts_oneshot_search_derives_a_valid_cell() {
     ]));
     assert_eq!(again["steps_run"], 0);
     assert_eq!(again["genotype"], v["genotype"]);
+    // `--resume --out DIR --epochs 3` extends the finished search by one epoch (its settings
+    // come from the directory).
+    let more = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--resume",
+        "--out",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "3",
+    ]));
+    assert_eq!(more["history"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        more["history"].as_array().unwrap()[..2],
+        v["history"].as_array().unwrap()[..2]
+    );
+    assert!(more["steps_run"].as_u64().unwrap() > 0);
 }
 
 /// Every space of `nas search --space` trains: one 1-epoch trial each on a small subset.

@@ -24,12 +24,17 @@
 //!
 //! * `summary.json`: the [`SearchReport`] (settings, best architecture and its scores, median
 //!   test accuracy of the trials, stop reason, every trial);
+//! * `best.txt`: the best architecture's text form (`nas train @DIR/best.txt`);
 //! * `events.jsonl`: one JSON object per line: `start`, one `trial` per finished trial, `end`;
-//!   appended to when a search is resumed;
+//!   a resumed search appends a `start`, its trials and a new `end` (the earlier `end` is
+//!   removed, see [`reconcile_events`]);
 //! * `progress.svg` (best-so-far validation and test accuracy vs evaluations),
 //!   `progress_time.svg` (the same vs cumulative evaluation wall time),
 //!   `params_accuracy.svg` (test accuracy vs parameters of every successful trial);
-//! * `checkpoint.json`: the search state after every trial. Running the same search again
+//! * `.nas.lock`: the lock that keeps a second search out while this one runs
+//!   ([`crate::outdir::DirLock`]);
+//! * `checkpoint.json` and `checkpoint.journal`: the search state after every trial (a
+//!   snapshot plus a journal, see [`crate::search`]). Running the same search again
 //!   with the same output directory resumes it (and a finished one returns at once); other
 //!   settings are refused with an error naming the checkpoint.
 
@@ -54,8 +59,13 @@ use crate::error::{Result, SearchError};
 use crate::evaluator::Evaluator;
 use crate::history::{Outcome, Trial};
 use crate::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
+use crate::outdir::DirLock;
+use crate::outdir::persist_guard;
 use crate::plot::{Plot, Style};
-use crate::search::{Budget, SearchConfig, SearchOutcome, StopReason, run_search_observed};
+use crate::search::{
+    Budget, SearchConfig, SearchOutcome, StopReason, check_config, load_checkpoint_for,
+    run_search_observed, search_meta,
+};
 use crate::strategy::{ReaConfig, StrategyKind};
 use crate::train::{
     ChainFamily, DartsFamily, Nb101Family, Nb201Family, TrainEvaluator, TrainRecipe,
@@ -214,6 +224,10 @@ pub struct SearchReport {
     pub wall_time_s: f64,
     /// Every trial in order.
     pub trials: Vec<TrialRecord>,
+    /// Trials cut part-way by the wall-time budget (not in `trials`; a resumed search runs
+    /// them again).
+    #[serde(default)]
+    pub cut: Vec<u64>,
 }
 
 impl SearchReport {
@@ -231,6 +245,13 @@ impl SearchReport {
     ) -> Result<SearchReport> {
         let trials: Vec<TrialRecord> = outcome.history.trials.iter().map(record).collect();
         let no_success = || {
+            if trials.is_empty() && !outcome.cut.is_empty() {
+                return SearchError::NoResult(
+                    "the time limit ended the search before any trial finished (the trial in \
+                     progress was cut, not recorded); resume with a larger time limit"
+                        .into(),
+                );
+            }
             SearchError::Config(format!(
                 "no trial succeeded ({} failed; first failure: {}); see the events log",
                 trials.len(),
@@ -264,6 +285,7 @@ impl SearchReport {
             resumed: outcome.resumed,
             wall_time_s,
             trials,
+            cut: outcome.cut.iter().map(|(id, _)| *id).collect(),
         })
     }
 
@@ -321,18 +343,25 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The `events.jsonl` log of a search (nothing is written without a directory).
+/// The `events.jsonl` log of a search (nothing is written without a directory). Each event is
+/// one line written with a single `write` call, so a kill leaves at most a torn last line,
+/// which [`reconcile_events`] cuts on resume.
 struct Events {
     file: Option<(PathBuf, fs::File)>,
+    last_sync: Instant,
 }
 
 impl Events {
     /// Opens `dir/events.jsonl` for appending (a resumed search continues the log).
     fn open(dir: Option<&Path>) -> Result<Events> {
+        let last_sync = Instant::now();
         let Some(dir) = dir else {
-            return Ok(Events { file: None });
+            return Ok(Events {
+                file: None,
+                last_sync,
+            });
         };
-        let path = dir.join("events.jsonl");
+        let path = dir.join(EVENTS_FILE);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -340,20 +369,37 @@ impl Events {
             .map_err(|e| SearchError::io(&path, e))?;
         Ok(Events {
             file: Some((path, file)),
+            last_sync,
         })
     }
     fn write(&mut self, mut v: serde_json::Value) -> Result<()> {
         if let Some((path, f)) = &mut self.file {
             v["unix_ms"] = json!(unix_ms());
-            writeln!(f, "{v}").map_err(|e| SearchError::io(&*path, e))?;
+            let line = format!("{v}\n");
+            f.write_all(line.as_bytes())
+                .map_err(|e| SearchError::io(&*path, e))?;
+            // A kill loses nothing written (the page cache survives the process); fsync at
+            // most once a second bounds what a power cut can take.
+            if self.last_sync.elapsed().as_secs_f64() >= 1.0 {
+                let _ = f.sync_data();
+                self.last_sync = Instant::now();
+            }
         }
         Ok(())
     }
+    fn sync(&mut self) {
+        if let Some((_, f)) = &mut self.file {
+            let _ = f.sync_data();
+        }
+    }
 }
+
+/// Name of the events log in a search's output directory.
+pub const EVENTS_FILE: &str = "events.jsonl";
 
 /// Trials logged in `dir/events.jsonl` by earlier sessions of a search (0 without a log).
 pub fn trials_logged(dir: &Path) -> u64 {
-    fs::read_to_string(dir.join("events.jsonl"))
+    fs::read_to_string(dir.join(EVENTS_FILE))
         .map(|t| {
             t.lines()
                 .filter(|l| l.contains("\"event\":\"trial\""))
@@ -362,10 +408,109 @@ pub fn trials_logged(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The trial event of `t` (its `unix_ms` is when it finished).
+fn trial_event<A: Display + PartialEq>(t: &Trial<A>) -> serde_json::Value {
+    let mut v = serde_json::to_value(record(t)).unwrap_or(json!({}));
+    v["event"] = json!("trial");
+    v
+}
+
+/// Makes `dir/events.jsonl` agree with the trials a checkpoint holds before a search continues
+/// from it: cuts a torn or unparseable line (a kill in the middle of a write), drops `trial`
+/// events the checkpoint does not hold (told after the last checkpoint write) and duplicates,
+/// drops the `end` events of earlier sessions (the continued search logs its own, so the log
+/// of a resumed search equals an uninterrupted one's apart from `start` events and timing
+/// fields) and appends the events of held trials the log lacks. The log is replaced atomically, and
+/// only when something changed. Returns whether it changed.
+pub fn reconcile_events<A: Display + PartialEq>(dir: &Path, held: &[Trial<A>]) -> Result<bool> {
+    let path = dir.join(EVENTS_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(SearchError::io(&path, e)),
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut seen = vec![false; held.len()];
+    let mut changed = false;
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let l = &rest[..i];
+                rest = &rest[i + 1..];
+                (l, true)
+            }
+            None => {
+                let l = rest;
+                rest = &[];
+                (l, false)
+            }
+        };
+        let keep = complete
+            && match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(v) if v["event"] == "trial" => match v["id"].as_u64() {
+                    Some(id) if (id as usize) < held.len() && !seen[id as usize] => {
+                        seen[id as usize] = true;
+                        true
+                    }
+                    _ => false,
+                },
+                // The end of an earlier session: the continued search will log its own.
+                Ok(v) if v["event"] == "end" => false,
+                Ok(v) => v.is_object(),
+                Err(_) => false,
+            };
+        if keep {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        } else {
+            changed = true;
+        }
+    }
+    for (t, _) in held.iter().zip(&seen).filter(|(_, s)| !**s) {
+        let mut v = trial_event(t);
+        v["unix_ms"] = json!(t.finished_unix_ms);
+        out.extend_from_slice(format!("{v}\n").as_bytes());
+        changed = true;
+    }
+    if changed {
+        write_file_atomic(&path, &out)?;
+    }
+    Ok(changed)
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map_or("file".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let r = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = r {
+        let _ = fs::remove_file(&tmp);
+        return Err(SearchError::io(path, e));
+    }
+    Ok(())
+}
+
 /// Runs a search and records it: the `start` event (with `extra` fields added), one `trial`
 /// event per finished evaluation (each record also handed to `on_trial`, for progress output),
 /// the `end` event and, with `dir`, `summary.json` and the plots. [`Search::run`] and
 /// `nas search` both run their searches through it. `strategy` already carries the fidelity.
+///
+/// Check, then write: the settings and any checkpoint to resume are checked before anything is
+/// written, so a refused search (other settings, corrupt checkpoint) leaves every file as it
+/// was. Once they pass, the events log is reconciled with the checkpoint
+/// ([`reconcile_events`]) and `on_start` is called with the number of trials the checkpoint
+/// already holds (0 for a new search); then the search runs.
 pub fn run_recorded<S, E>(
     space: &S,
     strategy: &StrategyKind,
@@ -373,6 +518,7 @@ pub fn run_recorded<S, E>(
     config: &SearchConfig,
     dir: Option<&Path>,
     extra: serde_json::Value,
+    on_start: &mut dyn FnMut(u64),
     on_trial: &mut dyn FnMut(&TrialRecord),
 ) -> Result<SearchReport>
 where
@@ -382,6 +528,29 @@ where
 {
     let start = Instant::now();
     let mut built = strategy.build(space)?;
+    check_config(config)?;
+    let held = match &config.checkpoint {
+        Some(path) if path.exists() => {
+            let meta = search_meta(space, built.as_ref(), evaluator, config);
+            let st = load_checkpoint_for::<S::Arch>(path, &meta, config.more_workers_on_resume)?;
+            strategy
+                .build(space)?
+                .load_state(st.strategy_state.clone())
+                .map_err(|e| SearchError::Checkpoint {
+                    path: path.clone(),
+                    problem: format!("strategy state does not load: {e}"),
+                })?;
+            st.history.trials
+        }
+        _ => Vec::new(),
+    };
+    // Everything checked: from here on, writes.
+    let guard = persist_guard();
+    if let Some(dir) = dir {
+        reconcile_events(dir, &held)?;
+    }
+    on_start(held.len() as u64);
+    drop(held);
     let mut events = Events::open(dir)?;
     let mut first = json!({
         "event": "start",
@@ -397,18 +566,23 @@ where
         f.extend(more);
     }
     events.write(first)?;
+    drop(guard);
     let mut write_error = None;
     let outcome = run_search_observed(space, built.as_mut(), evaluator, config, &mut |t| {
-        let r = record(t);
-        on_trial(&r);
-        let mut v = serde_json::to_value(&r).unwrap_or(json!({}));
-        v["event"] = json!("trial");
-        if let Err(e) = events.write(v) {
+        on_trial(&record(t));
+        if let Err(e) = events.write(trial_event(t)) {
             write_error.get_or_insert(e);
         }
     })?;
     if let Some(e) = write_error {
         return Err(e);
+    }
+    {
+        let _guard = persist_guard();
+        for (id, reason) in &outcome.cut {
+            events.write(json!({ "event": "cut", "id": id, "reason": reason }))?;
+        }
+        events.sync();
     }
     let report = SearchReport::from_outcome(
         space.name(),
@@ -419,7 +593,9 @@ where
         &outcome,
         start.elapsed().as_secs_f64(),
     )?;
+    let _guard = persist_guard();
     events.write(report.end_event())?;
+    events.sync();
     if let Some(dir) = dir {
         write_outputs(dir, &report)?;
     }
@@ -539,9 +715,14 @@ impl Search {
 
     /// Runs the search; see the [module docs](self) for what is written.
     pub fn run(&self) -> Result<SearchReport> {
-        if let Some(dir) = &self.output_dir {
-            fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
-        }
+        // Held until the search returns: a second search on the directory is refused.
+        let _lock = match &self.output_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
+                Some(DirLock::acquire(dir)?)
+            }
+            None => None,
+        };
         match (&self.evaluator, self.space) {
             (EvaluatorChoice::Table { dataset, fidelity }, SpaceChoice::Nb201) => {
                 let ds = TableDataset::parse(dataset)?;
@@ -622,6 +803,7 @@ impl Search {
                 .as_deref()
                 .map(|d| d.join("checkpoint.json")),
             skip_equivalent: false,
+            more_workers_on_resume: false,
         };
         let quiet = self.quiet;
         run_recorded(
@@ -631,6 +813,7 @@ impl Search {
             &config,
             self.output_dir.as_deref(),
             json!({}),
+            &mut |_| {},
             &mut |r| {
                 if quiet {
                     return;
@@ -657,7 +840,12 @@ pub fn write_outputs(dir: &Path, report: &SearchReport) -> Result<()> {
     let path = dir.join("summary.json");
     let text =
         serde_json::to_string_pretty(report).map_err(|e| SearchError::Serde(e.to_string()))?;
-    fs::write(&path, text + "\n").map_err(|e| SearchError::io(&path, e))?;
+    write_file_atomic(&path, (text + "\n").as_bytes())?;
+    // The best architecture alone, for `nas train @DIR/best.txt`.
+    write_file_atomic(
+        &dir.join("best.txt"),
+        format!("{}\n", report.best.arch).as_bytes(),
+    )?;
 
     // Best-so-far (by validation accuracy) curves.
     let (mut best_valid, mut best_test) = (Vec::new(), Vec::new());
@@ -720,6 +908,50 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn reconcile_cuts_torn_extra_and_duplicate_events_and_adds_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let trial = |id: u64| Trial {
+            id,
+            arch: 10 + id as u32,
+            fidelity: 1,
+            outcome: Outcome::Failed { reason: "x".into() },
+            cost: 1.0,
+            cached_from: None,
+            started_unix_ms: 5,
+            finished_unix_ms: 6,
+            wall_time_s: 0.5,
+        };
+        let held: Vec<Trial<u32>> = (0..3).map(trial).collect();
+        let line = |t: &Trial<u32>| format!("{}\n", trial_event(t));
+        let log = dir.path().join(EVENTS_FILE);
+        let start = "{\"event\":\"start\"}\n";
+        let end = "{\"event\":\"end\"}\n";
+        // start, trial 0, trial 0 again, an end, trial 3 (not held), a torn line.
+        let text = format!(
+            "{start}{}{}{end}{}{{\"event\":\"tri",
+            line(&held[0]),
+            line(&held[0]),
+            line(&trial(3))
+        );
+        fs::write(&log, &text).unwrap();
+        assert!(reconcile_events(dir.path(), &held).unwrap());
+        let got: Vec<serde_json::Value> = fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0]["event"], "start");
+        for (i, e) in got[1..].iter().enumerate() {
+            assert_eq!(e["event"], "trial");
+            assert_eq!(e["id"], i as u64);
+            assert_eq!(e["arch"], (10 + i).to_string());
+        }
+        // A log that agrees is left alone.
+        assert!(!reconcile_events(dir.path(), &held).unwrap());
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum SearchError {
     /// An invalid setting (budget, number of workers, hyper-parameter, name).
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A run refused because it would not fit in memory (see [`crate::memory`]).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A search that ended (time limit) before any trial finished: no result to report.
+    #[error("{0}")]
+    NoResult(String),
     /// An error from the search space.
     #[error(transparent)]
     Space(#[from] nas_space::SpaceError),
@@ -53,6 +59,17 @@ pub enum SearchError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// An output directory that another process is using (see [`crate::outdir::DirLock`]).
+    #[error(
+        "{dir} is in use by another search ({}); wait for it to end or choose another output directory",
+        holder.map_or("pid unknown".to_string(), |p| format!("pid {p}"))
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The process holding its lock, when it could be read.
+        holder: Option<u32>,
     },
     /// A (de)serialisation error outside checkpoints (JSON output, strategy state).
     #[error("serialisation: {0}")]

@@ -23,6 +23,10 @@ pub struct EvalRequest<'a, A> {
     /// timing): an evaluator that trains must draw all its randomness from it, so that a resumed
     /// or parallel search repeats the same results.
     pub seed: u64,
+    /// When the search's wall-time budget runs out (`None`: no limit). An evaluator that can
+    /// stop part-way (training) checks it and returns [`EvalError::Cut`] once it has passed:
+    /// the trial is then not recorded as finished, and a resumed search runs it again.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The measurements of one successful evaluation. Accuracies are in percent.
@@ -59,6 +63,13 @@ pub enum EvalError {
     /// An error that makes further evaluations pointless (missing data, broken device): the
     /// search stops, keeping its checkpoint, and returns the error.
     Fatal(String),
+    /// The evaluation was stopped part-way because [`EvalRequest::deadline`] passed: no result
+    /// (never a partial score); the search stops with [`crate::StopReason::WallTime`] and keeps
+    /// the trial pending in its checkpoint.
+    Cut {
+        /// Where it was cut.
+        reason: String,
+    },
 }
 
 /// Architecture + fidelity -> result. Implementations must be deterministic given

@@ -450,6 +450,7 @@ mod tests {
                 fidelity: 12,
                 trial_id: 0,
                 seed: 0,
+                deadline: None,
             })
             .unwrap();
         assert_eq!(m.valid_accuracy, r.valid_12[1]);
@@ -462,6 +463,7 @@ mod tests {
                 fidelity: 200,
                 trial_id: 0,
                 seed: 0,
+                deadline: None,
             })
             .unwrap();
         assert_eq!(m.valid_accuracy, r.test_200[1]);
@@ -470,7 +472,8 @@ mod tests {
                 arch: &c,
                 fidelity: 50,
                 trial_id: 0,
-                seed: 0
+                seed: 0,
+                deadline: None,
             }),
             Err(EvalError::Fatal(_))
         ));

@@ -1,7 +1,7 @@
 //! A small dependency-free SVG plotter: line plots (anytime curves) and scatter plots
 //! (parameters vs accuracy).
 
-use crate::error::{Result, SearchError};
+use crate::error::Result;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -193,6 +193,16 @@ impl Plot {
                 }
                 e += 1;
             }
+            if v.len() < 3 {
+                // A range narrower than a decade (parameters of 30,000-46,000, say) holds at
+                // most one 1-2-5 tick: use nice linear values placed on the log axis instead.
+                v = nice_ticks(10f64.powf(xmin), 10f64.powf(xmax), 6)
+                    .into_iter()
+                    .filter(|&t| t > 0.0)
+                    .map(|t| (t.log10(), fmt_num(t)))
+                    .filter(|(lx, _)| *lx >= xmin - 1e-9 && *lx <= xmax + 1e-9)
+                    .collect();
+            }
             v
         } else {
             nice_ticks(xmin, xmax, 8)
@@ -285,13 +295,32 @@ impl Plot {
     /// Writes the SVG to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_svg()).map_err(|e| SearchError::io(path, e))
+        crate::builder::write_file_atomic(path, self.to_svg().as_bytes())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_axis_narrower_than_a_decade_gets_several_ticks() {
+        let mut p = Plot::new("t", "parameters", "acc");
+        p.x_log = true;
+        p.add(
+            "trials",
+            vec![(30_500.0, 70.0), (38_000.0, 75.0), (45_900.0, 77.0)],
+            Style::Points,
+        );
+        let svg = p.to_svg();
+        // x tick labels are the middle-anchored texts of the tick lines.
+        let labels: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<line") && l.contains("text-anchor=\"middle\""))
+            .filter_map(|l| l.split('>').nth(2)?.split('<').next())
+            .collect();
+        assert!(labels.len() >= 3, "{labels:?}");
+    }
 
     #[test]
     fn ticks_are_nice_and_cover_the_range() {

@@ -15,7 +15,8 @@
 //! * the one random generator (ChaCha8, owned by the loop, passed to `ask`) is checkpointed.
 //!
 //! Changing `workers` changes the window and therefore the history (a checkpoint records it and
-//! a resume must use the same number). Budgets by evaluations and by simulated cost are
+//! a resume must use the same number, unless [`SearchConfig::more_workers_on_resume`] allows
+//! more: the search then goes on with the new window). Budgets by evaluations and by simulated cost are
 //! deterministic; a wall-time budget is not.
 //!
 //! # Example
@@ -39,9 +40,15 @@
 //!
 //! # Checkpoints
 //!
-//! With [`SearchConfig::checkpoint`] set, the whole [`SearchState`] (strategy state, history,
-//! candidates in flight with any results already in, RNG state, budget spent) is written
-//! atomically (see [`crate::checkpoint`]) after every finished evaluation. If the file exists
+//! With [`SearchConfig::checkpoint`] set, the [`SearchState`] (strategy state, history,
+//! candidates in flight with any results already in, RNG state, budget spent) is saved after
+//! every finished evaluation, at a cost that does not grow with the history: a save appends one
+//! checksummed line to the journal ([`journal_path`]: the trials told since the previous save
+//! and the small parts of the state), and the whole state is written as an atomic snapshot
+//! (see [`crate::checkpoint`]) only at the start and end of a session and when the journal has
+//! outgrown the last snapshot (then the journal starts over). [`read_state_value`] reads the
+//! snapshot and replays the journal; a kill in the middle of a journal write leaves a torn last
+//! line, which is ignored. If the file exists
 //! when the search starts, the search resumes from it; a corrupt file or one written by another
 //! search (other space, strategy, settings, evaluator, seed, workers) is refused with an error
 //! and left untouched. Candidates that were in flight without a result are evaluated again
@@ -52,6 +59,7 @@ use crate::checkpoint;
 use crate::error::{Result, SearchError};
 use crate::evaluator::{EvalError, EvalRequest, Evaluator, trial_seed};
 use crate::history::{History, Outcome, Trial};
+use crate::outdir::persist_guard;
 use crate::strategy::{Ask, Strategy};
 use nas_space::SearchSpace;
 use rand::SeedableRng;
@@ -59,6 +67,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -110,6 +120,10 @@ pub struct SearchConfig {
     /// NAS-Bench-201 the key is nas-space's normal form of the cell. A skipped trial is
     /// recorded with `cached_from` and charged nothing.
     pub skip_equivalent: bool,
+    /// Whether a resume may run with more workers than the checkpoint's (off by default).
+    /// The search continues, but from then on its window of asks is the new one: the history
+    /// is no longer the one an uninterrupted search with either number of workers would give.
+    pub more_workers_on_resume: bool,
 }
 
 impl SearchConfig {
@@ -121,6 +135,7 @@ impl SearchConfig {
             budget,
             checkpoint: None,
             skip_equivalent: false,
+            more_workers_on_resume: false,
         }
     }
 }
@@ -167,6 +182,9 @@ pub struct SearchOutcome<A> {
     pub stop: StopReason,
     /// Whether it continued from a checkpoint.
     pub resumed: bool,
+    /// Trials cut by the wall-time budget part-way (id, where), left pending in the checkpoint
+    /// (not in the history: a resumed search runs them again).
+    pub cut: Vec<(u64, String)>,
 }
 
 impl<A: PartialEq> SearchOutcome<A> {
@@ -250,6 +268,156 @@ pub struct SearchState<A> {
     pub stop: Option<StopReason>,
     /// Consecutive skipped proposals.
     pub cached_streak: u64,
+    /// Number of the save point this state was written at (each save after a finished
+    /// evaluation is one; the journal's records continue the count).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// One journal record: what changed at one save point since the one before (the trials told
+/// in between, and the small parts of the state, replaced whole), borrowed from the live state.
+#[derive(Serialize)]
+#[serde(bound = "A: Serialize + DeserializeOwned")]
+struct JournalRecordRef<'a, A> {
+    seq: u64,
+    from: u64,
+    told: &'a [Trial<A>],
+    budget: &'a Budget,
+    rng: &'a ChaCha8Rng,
+    strategy_state: &'a serde_json::Value,
+    pending: &'a VecDeque<Pending<A>>,
+    next_id: u64,
+    spent: &'a Spent,
+    stop: &'a Option<StopReason>,
+    cached_streak: u64,
+}
+
+/// The journal that goes with checkpoint `path`: `path` with the extension `journal`
+/// (`checkpoint.json` -> `checkpoint.journal`).
+pub fn journal_path(path: &Path) -> PathBuf {
+    let j = path.with_extension("journal");
+    if j == path {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".journal");
+        PathBuf::from(s)
+    } else {
+        j
+    }
+}
+
+/// A snapshot is rewritten when the journal has grown past the snapshot's size (and this
+/// floor), so the bytes written per trial stay constant on average.
+const MIN_JOURNAL_BYTES: u64 = 256 * 1024;
+
+/// Reads a checkpoint as JSON: the verified snapshot with the records of its journal applied
+/// in order. A torn last record (a kill in the middle of a write) is ignored; a corrupt record
+/// before the last one, a gap in the record numbers or a record that does not continue the
+/// history is an error naming the journal. Records numbered at or below the snapshot's (left
+/// by a kill between a snapshot and the journal's truncation) are skipped.
+pub fn read_state_value(path: &Path) -> Result<serde_json::Value> {
+    let payload = checkpoint::read_verified(path)?;
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!("not a search state: {e}"),
+        })?;
+    let jpath = journal_path(path);
+    let bytes = match fs::read(&jpath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(SearchError::io(&jpath, e)),
+    };
+    let bad = |problem: String| SearchError::Checkpoint {
+        path: jpath.clone(),
+        problem,
+    };
+    if !v["history"]["trials"].is_array() {
+        return Err(SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: "not a search state: no history".into(),
+        });
+    }
+    let mut seq = v["seq"].as_u64().unwrap_or(0);
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let n = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        let last = i + 1 == n;
+        if last && line.is_empty() {
+            break;
+        }
+        let Some(mut rec) = parse_record(line) else {
+            if last {
+                break; // torn tail
+            }
+            return Err(bad(format!(
+                "record {} of {} is corrupt (bad length or checksum)",
+                i + 1,
+                n - 1
+            )));
+        };
+        let (Some(rs), Some(from)) = (rec["seq"].as_u64(), rec["from"].as_u64()) else {
+            return Err(bad(format!("record {} has no seq/from", i + 1)));
+        };
+        if rs <= seq {
+            continue;
+        }
+        if rs != seq + 1 {
+            return Err(bad(format!(
+                "record {} jumps from save point {seq} to {rs}",
+                i + 1
+            )));
+        }
+        let trials = v["history"]["trials"]
+            .as_array_mut()
+            .expect("checked above");
+        if from != trials.len() as u64 {
+            return Err(bad(format!(
+                "record {} continues {from} trials, the state holds {}",
+                i + 1,
+                trials.len()
+            )));
+        }
+        match rec["told"].take() {
+            serde_json::Value::Array(t) => trials.extend(t),
+            _ => return Err(bad(format!("record {} has no trials list", i + 1))),
+        }
+        for k in [
+            "budget",
+            "rng",
+            "strategy_state",
+            "pending",
+            "next_id",
+            "spent",
+            "stop",
+            "cached_streak",
+        ] {
+            v[k] = rec[k].take();
+        }
+        seq = rs;
+        v["seq"] = seq.into();
+    }
+    Ok(v)
+}
+
+/// One journal line `<len> <fnv64-hex> <json>` (without its newline), verified.
+fn parse_record(line: &[u8]) -> Option<serde_json::Value> {
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let len: usize = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let hash = u64::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
+    let json = parts.next()?;
+    if json.len() != len || checkpoint::fnv1a64(json) != hash {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}
+
+/// The open journal of a running search.
+struct Journal {
+    file: Option<fs::File>,
+    bytes: u64,
+    snapshot_bytes: u64,
+    told_at: usize,
+    last_sync: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -264,11 +432,13 @@ struct Job<A> {
     arch: A,
     fidelity: u32,
     seed: u64,
+    deadline: Option<Instant>,
 }
 
 enum EvalMsg {
     Done(u64, Finished),
     Fatal(u64, String),
+    Cut(u64, String),
 }
 
 fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> EvalMsg {
@@ -279,6 +449,7 @@ fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> Eva
         fidelity: job.fidelity,
         trial_id: job.id,
         seed: job.seed,
+        deadline: job.deadline,
     };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.evaluate(&req)));
     let wall_time_s = t0.elapsed().as_secs_f64();
@@ -296,6 +467,7 @@ fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> Eva
         }
         Ok(Err(EvalError::Failed { reason, cost })) => (Outcome::Failed { reason }, cost),
         Ok(Err(EvalError::Fatal(reason))) => return EvalMsg::Fatal(job.id, reason),
+        Ok(Err(EvalError::Cut { reason })) => return EvalMsg::Cut(job.id, reason),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -364,6 +536,12 @@ struct Driver<'a, S: SearchSpace, E: ?Sized> {
     started: Instant,
     wall_before: f64,
     observer: &'a mut dyn FnMut(&Trial<S::Arch>),
+    journal: Journal,
+    /// When the wall-time budget runs out (handed to evaluators).
+    deadline: Option<Instant>,
+    /// Jobs dispatched and not yet answered.
+    outstanding: usize,
+    cut: Vec<(u64, String)>,
     _e: std::marker::PhantomData<fn(&E)>,
 }
 
@@ -437,11 +615,13 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 }
             } else {
                 self.st.cached_streak = 0;
+                self.outstanding += 1;
                 exec.dispatch(Job {
                     id,
                     arch: cand.arch.clone(),
                     fidelity: cand.fidelity,
                     seed: trial_seed(self.config.seed, id),
+                    deadline: self.deadline,
                 });
             }
             self.st.pending.push_back(Pending {
@@ -511,30 +691,94 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
         }
     }
 
-    fn save(&mut self) -> Result<()> {
+    /// Records the state at a save point: a journal record (constant size per trial), or a
+    /// whole snapshot when `snapshot` is asked for, no journal is open yet, or the journal has
+    /// outgrown the last snapshot. Kill-safe: the snapshot is replaced atomically, a record is
+    /// one write of one line, and a reader ignores a torn last record.
+    fn save(&mut self, snapshot: bool) -> Result<()> {
         let Some(path) = &self.config.checkpoint else {
             return Ok(());
         };
         self.st.strategy_state = self.strategy.save_state()?;
         self.st.spent.wall_time_s = self.wall();
-        let json = serde_json::to_vec(&self.st).map_err(|e| SearchError::Serde(e.to_string()))?;
-        checkpoint::write_atomic(path, &json)
+        self.st.seq += 1;
+        let j = &mut self.journal;
+        let jpath = journal_path(path);
+        let io = |e| SearchError::io(&jpath, e);
+        match &mut j.file {
+            Some(f) if !snapshot && j.bytes < j.snapshot_bytes.max(MIN_JOURNAL_BYTES) => {
+                let rec = JournalRecordRef {
+                    seq: self.st.seq,
+                    from: j.told_at as u64,
+                    told: &self.st.history.trials[j.told_at..],
+                    budget: &self.st.budget,
+                    rng: &self.st.rng,
+                    strategy_state: &self.st.strategy_state,
+                    pending: &self.st.pending,
+                    next_id: self.st.next_id,
+                    spent: &self.st.spent,
+                    stop: &self.st.stop,
+                    cached_streak: self.st.cached_streak,
+                };
+                let json =
+                    serde_json::to_vec(&rec).map_err(|e| SearchError::Serde(e.to_string()))?;
+                let mut line =
+                    format!("{} {:016x} ", json.len(), checkpoint::fnv1a64(&json)).into_bytes();
+                line.extend_from_slice(&json);
+                line.push(b'\n');
+                f.write_all(&line).map_err(io)?;
+                j.bytes += line.len() as u64;
+                // A kill loses nothing written; fsync at most once a second bounds what a
+                // power cut can take.
+                if j.last_sync.elapsed().as_secs_f64() >= 1.0 {
+                    f.sync_data().map_err(io)?;
+                    j.last_sync = Instant::now();
+                }
+            }
+            _ => {
+                let json =
+                    serde_json::to_vec(&self.st).map_err(|e| SearchError::Serde(e.to_string()))?;
+                checkpoint::write_atomic(path, &json)?;
+                // Records up to this save point are in the snapshot: start an empty journal
+                // (a kill before the truncation leaves records the reader skips by number).
+                let f = match j.file.take() {
+                    Some(f) => f,
+                    None => fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&jpath)
+                        .map_err(io)?,
+                };
+                f.set_len(0).map_err(io)?;
+                j.file = Some(f);
+                j.bytes = 0;
+                j.snapshot_bytes = json.len() as u64;
+                j.last_sync = Instant::now();
+            }
+        }
+        j.told_at = self.st.history.trials.len();
+        Ok(())
     }
 
     fn run(&mut self, exec: &mut Exec<'_, S::Arch, E>) -> Result<()> {
         for p in &self.st.pending {
             if p.result.is_none() && p.cached_from.is_none() {
+                self.outstanding += 1;
                 exec.dispatch(Job {
                     id: p.id,
                     arch: p.arch.clone(),
                     fidelity: p.fidelity,
                     seed: trial_seed(self.config.seed, p.id),
+                    deadline: self.deadline,
                 });
             }
         }
-        self.tell_ready(exec)?;
-        self.fill(exec)?;
-        self.save()?;
+        {
+            let _g = persist_guard();
+            self.tell_ready(exec)?;
+            self.fill(exec)?;
+            self.save(true)?;
+        }
         loop {
             self.tell_ready(exec)?;
             if self.st.pending.is_empty() {
@@ -543,27 +787,45 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 }
                 break;
             }
+            if self.outstanding == 0 {
+                // Only after cuts: the head of the queue will get no result this session.
+                break;
+            }
             let Some(msg) = exec.next() else {
                 return Err(SearchError::Config(
                     "all workers stopped unexpectedly".into(),
                 ));
             };
             match msg {
+                EvalMsg::Cut(id, reason) => {
+                    // No result: the trial stays pending (saved as such) and the search stops
+                    // asking; the other jobs in flight are cut the same way.
+                    self.outstanding -= 1;
+                    self.cut.push((id, reason));
+                    self.st.stop = Some(StopReason::WallTime);
+                }
                 EvalMsg::Fatal(id, reason) => {
-                    self.save()?;
+                    self.outstanding -= 1;
+                    let _g = persist_guard();
+                    self.save(true)?;
                     return Err(SearchError::EvaluatorFatal { trial: id, reason });
                 }
                 EvalMsg::Done(id, f) => {
+                    // Telling (the observer writes the trial's event) and saving happen under
+                    // the persist guard: a signal handler never exits between the two.
+                    let _g = persist_guard();
+                    self.outstanding -= 1;
                     if let Some(p) = self.st.pending.iter_mut().find(|p| p.id == id) {
                         p.result = Some(f);
                     }
                     self.tell_ready(exec)?;
-                    self.save()?;
+                    self.save(false)?;
                 }
             }
         }
+        let _g = persist_guard();
         self.st.spent.wall_time_s = self.wall();
-        self.save()
+        self.save(true)
     }
 }
 
@@ -625,22 +887,35 @@ pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
     path: &Path,
     meta: &SearchMeta,
 ) -> Result<SearchState<A>> {
-    let payload = checkpoint::read_verified(path)?;
-    #[derive(Deserialize)]
-    struct MetaOnly {
-        meta: SearchMeta,
+    load_checkpoint_for(path, meta, false)
+}
+
+/// [`load_checkpoint`], accepting a checkpoint written with fewer workers than `meta`'s when
+/// `more_workers` is set (see [`SearchConfig::more_workers_on_resume`]); the state returned
+/// then carries the new number.
+pub fn load_checkpoint_for<A: Serialize + DeserializeOwned>(
+    path: &Path,
+    meta: &SearchMeta,
+    more_workers: bool,
+) -> Result<SearchState<A>> {
+    let v = read_state_value(path)?;
+    let m: SearchMeta =
+        serde_json::from_value(v["meta"].clone()).map_err(|e| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!("not a search state: {e}"),
+        })?;
+    let mut want = meta.clone();
+    if more_workers && m.workers < want.workers {
+        want.workers = m.workers;
     }
-    let m: MetaOnly = serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
-        path: path.to_path_buf(),
-        problem: format!("not a search state: {e}"),
-    })?;
-    check_meta(path, &m.meta, meta)?;
-    let st: SearchState<A> =
-        serde_json::from_slice(&payload).map_err(|e| SearchError::Checkpoint {
+    check_meta(path, &m, &want)?;
+    let mut st: SearchState<A> =
+        serde_json::from_value(v).map_err(|e| SearchError::Checkpoint {
             path: path.to_path_buf(),
             problem: format!("state does not decode for this space: {e}"),
         })?;
-    check_meta(path, &st.meta, meta)?;
+    check_meta(path, &st.meta, &want)?;
+    st.meta.workers = meta.workers;
     if st
         .history
         .trials
@@ -660,6 +935,45 @@ pub fn load_checkpoint<A: Serialize + DeserializeOwned>(
         });
     }
     Ok(st)
+}
+
+/// Checks the settings [`run_search`] would refuse (workers, budget limits), writing nothing.
+pub fn check_config(config: &SearchConfig) -> Result<()> {
+    if config.workers == 0 {
+        return Err(SearchError::Config("workers must be at least 1".into()));
+    }
+    let b = &config.budget;
+    if b.max_cost.is_some_and(|c| c.is_nan() || c < 0.0)
+        || b.max_wall_time_s.is_some_and(|w| w.is_nan() || w < 0.0)
+    {
+        return Err(SearchError::Config(format!(
+            "budget limits must be non-negative numbers: {b:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// What identifies the search of `strategy` and `evaluator` over `space` with `config` (what
+/// a checkpoint must match to be resumed).
+pub fn search_meta<S, E>(
+    space: &S,
+    strategy: &dyn Strategy<S>,
+    evaluator: &E,
+    config: &SearchConfig,
+) -> SearchMeta
+where
+    S: SearchSpace,
+    E: Evaluator<S::Arch> + ?Sized,
+{
+    SearchMeta {
+        space: space.name().to_string(),
+        strategy: strategy.name().to_string(),
+        strategy_config: strategy.config(),
+        evaluator: evaluator.name(),
+        seed: config.seed,
+        workers: config.workers,
+        skip_equivalent: config.skip_equivalent,
+    }
 }
 
 /// Runs a search (see the module docs for determinism and checkpoints).
@@ -688,30 +1002,12 @@ where
     S: SearchSpace,
     E: Evaluator<S::Arch> + ?Sized,
 {
-    if config.workers == 0 {
-        return Err(SearchError::Config("workers must be at least 1".into()));
-    }
-    let b = &config.budget;
-    if b.max_cost.is_some_and(|c| c.is_nan() || c < 0.0)
-        || b.max_wall_time_s.is_some_and(|w| w.is_nan() || w < 0.0)
-    {
-        return Err(SearchError::Config(format!(
-            "budget limits must be non-negative numbers: {b:?}"
-        )));
-    }
-    let meta = SearchMeta {
-        space: space.name().to_string(),
-        strategy: strategy.name().to_string(),
-        strategy_config: strategy.config(),
-        evaluator: evaluator.name(),
-        seed: config.seed,
-        workers: config.workers,
-        skip_equivalent: config.skip_equivalent,
-    };
+    check_config(config)?;
+    let meta = search_meta(space, strategy, evaluator, config);
     let mut resumed = false;
     let mut st = match &config.checkpoint {
         Some(path) if path.exists() => {
-            let st = load_checkpoint::<S::Arch>(path, &meta)?;
+            let st = load_checkpoint_for::<S::Arch>(path, &meta, config.more_workers_on_resume)?;
             strategy
                 .load_state(st.strategy_state.clone())
                 .map_err(|e| SearchError::Checkpoint {
@@ -732,6 +1028,7 @@ where
             spent: Spent::default(),
             stop: None,
             cached_streak: 0,
+            seq: 0,
         },
     };
     // A resume may extend the budget: budget stops are re-checked.
@@ -770,6 +1067,18 @@ where
         started: Instant::now(),
         wall_before,
         observer,
+        journal: Journal {
+            file: None,
+            bytes: 0,
+            snapshot_bytes: 0,
+            told_at: 0,
+            last_sync: Instant::now(),
+        },
+        deadline: config.budget.max_wall_time_s.map(|w| {
+            Instant::now() + std::time::Duration::from_secs_f64((w - wall_before).clamp(0.0, 1e9))
+        }),
+        outstanding: 0,
+        cut: Vec::new(),
         _e: std::marker::PhantomData,
     };
     if config.workers == 1 {
@@ -820,5 +1129,6 @@ where
         spent: driver.st.spent,
         stop,
         resumed,
+        cut: driver.cut,
     })
 }

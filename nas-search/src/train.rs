@@ -57,6 +57,14 @@ pub enum TrainError {
         /// The offending loss value.
         loss: f32,
     },
+    /// The run passed its deadline (a search's `--max-time`) and was stopped part-way.
+    #[error("cut by the time limit at epoch {epoch}, step {step}")]
+    Cut {
+        /// Epoch (from 0).
+        epoch: usize,
+        /// Step within the run (from 0).
+        step: usize,
+    },
     /// A tensor operation failed (bad shapes for this input size, ...).
     #[error(transparent)]
     Tensor(#[from] TensorError),
@@ -365,6 +373,19 @@ pub fn train_network(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<Vec<EpochStats>, TrainError> {
+    train_network_until(net, train, recipe, epochs, seed, on_epoch, None)
+}
+
+/// [`train_network`] that stops with [`TrainError::Cut`] at the first step after `deadline`.
+pub fn train_network_until(
+    net: &mut dyn Module,
+    train: &Dataset,
+    recipe: &TrainRecipe,
+    epochs: usize,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+    deadline: Option<Instant>,
+) -> Result<Vec<EpochStats>, TrainError> {
     recipe.validate()?;
     if epochs == 0 {
         return Err(TrainError::Config("epochs must be positive".into()));
@@ -393,6 +414,9 @@ pub fn train_network(
         }
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         while let Some(batch) = batches.next_batch() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(TrainError::Cut { epoch, step });
+            }
             let n = batch.labels.len();
             let x = to_tensor(batch.images, n, shape, device)?;
             let logits = net.forward(&x)?;
@@ -518,13 +542,36 @@ pub fn train_architecture_observed<A, F: NetworkFamily<A> + ?Sized>(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedArchitecture, TrainError> {
+    train_architecture_until(family, arch, splits, recipe, epochs, seed, on_epoch, None)
+}
+
+/// [`train_architecture_observed`] whose training stops with [`TrainError::Cut`] at the first
+/// step after `deadline`.
+pub fn train_architecture_until<A, F: NetworkFamily<A> + ?Sized>(
+    family: &F,
+    arch: &A,
+    splits: &Splits,
+    recipe: &TrainRecipe,
+    epochs: usize,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+    deadline: Option<Instant>,
+) -> Result<TrainedArchitecture, TrainError> {
     let start = Instant::now();
     let shape = splits.train.shape();
     let classes = splits.train.num_classes();
     let mut module = family.build(arch, shape, classes, seed)?;
     module.to_device(recipe.device)?;
     let train = training_set(splits, recipe)?;
-    let epochs_stats = train_network(module.as_mut(), &train, recipe, epochs, seed, on_epoch)?;
+    let epochs_stats = train_network_until(
+        module.as_mut(),
+        &train,
+        recipe,
+        epochs,
+        seed,
+        on_epoch,
+        deadline,
+    )?;
     let valid = match &splits.valid {
         Some(v) => Some(evaluate_network(
             module.as_mut(),
@@ -611,7 +658,7 @@ impl<F> TrainEvaluator<F> {
             ));
         }
         let mut done = 0usize;
-        let result = train_architecture_observed(
+        let result = train_architecture_until(
             &self.family,
             request.arch,
             &self.splits,
@@ -622,6 +669,7 @@ impl<F> TrainEvaluator<F> {
                 done = s.epoch + 1;
                 on_epoch(s);
             },
+            request.deadline,
         );
         match result {
             Ok(t) => Ok(Metrics {
@@ -634,6 +682,9 @@ impl<F> TrainEvaluator<F> {
             }),
             Err(TrainError::Config(m)) => Err(EvalError::Fatal(m)),
             Err(TrainError::Data(e)) => Err(EvalError::Fatal(e.to_string())),
+            Err(e @ TrainError::Cut { .. }) => Err(EvalError::Cut {
+                reason: e.to_string(),
+            }),
             Err(e) => Err(EvalError::Failed {
                 reason: e.to_string(),
                 cost: done as f64,
@@ -718,6 +769,7 @@ mod tests {
             fidelity: 2,
             trial_id: 0,
             seed: 11,
+            deadline: None,
         };
         let a = ev.evaluate(&req).unwrap();
         let b = ev.evaluate(&req).unwrap();
@@ -750,6 +802,7 @@ mod tests {
             fidelity: 3,
             trial_id: 0,
             seed: 1,
+            deadline: None,
         });
         match r {
             Err(EvalError::Failed { reason, cost }) => {

@@ -320,6 +320,24 @@ fn resume_refuses_other_settings_and_missing_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("other settings"), "{e}");
+    // The message names the field that differs, not two JSON blobs.
+    assert!(e.contains("w_lr 0.025 (this search: 0.05)"), "{e}");
+    assert!(!e.contains("epochs"), "{e}");
+    // How often checkpoints are written is not a setting of the search.
+    let mut cadence = cfg.clone();
+    cadence.checkpoint_every = 7;
+    run_oneshot(&cadence, &data, dir.path(), true).unwrap();
+    // More epochs extend a finished search (fewer are refused).
+    let mut longer = cfg.clone();
+    longer.epochs = 2;
+    let out = run_oneshot(&longer, &data, dir.path(), true).unwrap();
+    assert_eq!(out.resumed_from_step, Some(2));
+    assert_eq!(out.steps_run, 2);
+    assert_eq!(out.history.len(), 2);
+    let e = run_oneshot(&cfg, &data, dir.path(), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("epochs 2 (this search: 1)"), "{e}");
     // A corrupted checkpoint is detected.
     let ckpt = dir.path().join(CHECKPOINT_FILE);
     let mut bytes = std::fs::read(&ckpt).unwrap();

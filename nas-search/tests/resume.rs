@@ -67,8 +67,8 @@ fn child_search_for_kill_test() {
 }
 
 fn told(path: &Path) -> Option<usize> {
-    let payload = nas_search::checkpoint::read_verified(path).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    // Snapshot plus journal (a read racing a snapshot rewrite may fail: retried by the caller).
+    let v = nas_search::search::read_state_value(path).ok()?;
     Some(v["history"]["trials"].as_array()?.len())
 }
 
@@ -232,4 +232,126 @@ fn bad_checkpoints_are_refused_and_left_untouched() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+}
+
+/// The journal: a copy of the checkpoint files taken in the middle of a search, with the
+/// journal cut at every record boundary and inside records (what a kill in the middle of a
+/// write leaves), resumes to exactly the uninterrupted history; records older than the
+/// snapshot (a kill between a snapshot and the journal's truncation) are skipped; a corrupt
+/// record before the last one is refused, naming the journal.
+#[test]
+fn journal_cut_anywhere_resumes_to_the_uninterrupted_history() {
+    use nas_search::search::{journal_path, read_state_value, run_search_observed};
+    let dir = tempfile::tempdir().unwrap();
+    let space = ToySpace {
+        dims: 5,
+        choices: 3,
+    };
+    let obj = ToyObjective::new(&space, 9);
+    let run = |ck: &Path, observer: &mut dyn FnMut(&nas_search::Trial<_>)| {
+        let mut s = StrategyKind::parse("rea").unwrap().build(&space).unwrap();
+        let mut cfg = SearchConfig::new(7, Budget::evaluations(60));
+        cfg.checkpoint = Some(ck.to_path_buf());
+        run_search_observed(&space, s.as_mut(), &obj, &cfg, observer).unwrap()
+    };
+    let ck = dir.path().join("a.ckpt");
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    let reference = run(&ck, &mut |t| {
+        if t.id == 40 {
+            std::fs::copy(&ck, copy.join("a.ckpt")).unwrap();
+            std::fs::copy(journal_path(&ck), copy.join("a.journal")).unwrap();
+        }
+    });
+    let snap = std::fs::read(copy.join("a.ckpt")).unwrap();
+    let journal = std::fs::read(copy.join("a.journal")).unwrap();
+    let ends: Vec<usize> = journal
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert!(ends.len() >= 30, "{} journal records", ends.len());
+    // Cut points: every record end, one byte before and after it, the middle of each record.
+    let mut cuts = vec![0];
+    let mut prev = 0;
+    for &e in &ends {
+        cuts.extend([e - 1, e, (prev + e) / 2, (e + 1).min(journal.len())]);
+        prev = e;
+    }
+    cuts.sort();
+    cuts.dedup();
+    let mut told_before = 0;
+    for (k, &cut) in cuts.iter().enumerate() {
+        let t = dir.path().join(format!("t{k}"));
+        std::fs::create_dir(&t).unwrap();
+        std::fs::write(t.join("a.ckpt"), &snap).unwrap();
+        std::fs::write(t.join("a.journal"), &journal[..cut]).unwrap();
+        let v = read_state_value(&t.join("a.ckpt")).unwrap();
+        let told = v["history"]["trials"].as_array().unwrap().len();
+        // Whole records only: the state grows with the cut, never past what was written.
+        assert!(told >= told_before && told <= 41, "cut {cut}: {told}");
+        told_before = told;
+        if k % 7 == 0 || cut == journal.len() {
+            let resumed = run(&t.join("a.ckpt"), &mut |_| {});
+            assert!(resumed.resumed);
+            assert!(
+                resumed.history.same_except_timing(&reference.history),
+                "cut at byte {cut} of {}",
+                journal.len()
+            );
+        }
+    }
+    assert_eq!(told_before, 40, "the whole journal holds trials 0..39");
+    // Stale records (numbered at or below the snapshot's) are skipped.
+    std::fs::write(journal_path(&ck), &journal).unwrap();
+    let v = read_state_value(&ck).unwrap();
+    assert_eq!(v["history"]["trials"].as_array().unwrap().len(), 60);
+    // A corrupt record followed by others: refused, naming the journal.
+    let t = dir.path().join("bad");
+    std::fs::create_dir(&t).unwrap();
+    std::fs::write(t.join("a.ckpt"), &snap).unwrap();
+    let mut bad = journal.clone();
+    bad[ends[2] + 40] ^= 0x04;
+    std::fs::write(t.join("a.journal"), &bad).unwrap();
+    let e = read_state_value(&t.join("a.ckpt")).unwrap_err().to_string();
+    assert!(e.contains("a.journal") && e.contains("corrupt"), "{e}");
+}
+
+/// A resume may add workers when the config allows it (the search goes on from the same
+/// trials); without the flag, or with fewer workers, the checkpoint is refused.
+#[test]
+fn a_resume_may_add_workers_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("w.ckpt");
+    let space = ToySpace {
+        dims: 5,
+        choices: 3,
+    };
+    let obj = ToyObjective::new(&space, 9);
+    let run = |workers: usize, more: bool, budget: u64| {
+        let mut s = StrategyKind::parse("rea").unwrap().build(&space).unwrap();
+        let mut cfg = SearchConfig::new(3, Budget::evaluations(budget));
+        cfg.workers = workers;
+        cfg.checkpoint = Some(ck.clone());
+        cfg.more_workers_on_resume = more;
+        run_search(&space, s.as_mut(), &obj, &cfg)
+    };
+    let first = run(1, false, 20).unwrap();
+    let e = run(3, false, 40).unwrap_err().to_string();
+    assert!(e.contains("workers 1 (this search: 3)"), "{e}");
+    let more = run(3, true, 40).unwrap();
+    assert!(more.resumed);
+    assert_eq!(more.history.len(), 40);
+    assert!(
+        first
+            .history
+            .trials
+            .iter()
+            .zip(&more.history.trials)
+            .all(|(a, b)| a.same_except_timing(b))
+    );
+    // The checkpoint now records 3 workers: fewer are refused even with the flag.
+    let e = run(1, true, 50).unwrap_err().to_string();
+    assert!(e.contains("workers 3 (this search: 1)"), "{e}");
 }

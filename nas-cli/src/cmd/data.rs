@@ -16,7 +16,9 @@ Examples:
   nas --json data info fashion:/data/fashion-mnist
 
 SPEC is one of: fashion | fashion-embedded (default), digits, mnist:DIR, fashion:DIR,
-cifar10:DIR, cifar100:DIR, digits:FILE";
+cifar10:DIR, cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS].
+A set with training files only (an IDX directory without test files, or idx: with two files)
+has its last sixth held out as the test set.";
 
 /// Arguments of `nas data`.
 #[derive(Debug, Args)]

@@ -7,20 +7,23 @@
 
 use crate::cmd::device::check_device;
 use crate::error::{CliError, Result};
+use crate::limits::check_memory;
 use crate::output::Out;
 use crate::progress::{Mode, Progress};
+use clap::Parser as _;
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use nas_kernels::Device;
 use nas_search::builder::{
     DEFAULT_EPOCHS, DEFAULT_EVALUATIONS, DEFAULT_TRAIN_EXAMPLES, SearchReport, run_recorded,
-    trials_logged,
 };
 use nas_search::data::{DataSpec, Splits};
+use nas_search::memory::{NetSize, parse_size};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use nas_search::oneshot::{
     CHECKPOINT_FILE, Event, Method, OneShotConfig, SpaceKind, run_oneshot_observed,
 };
+use nas_search::outdir::{DirLock, LOCK_FILE, create_unique_dir};
 use nas_search::strategy::{ReaConfig, StrategyKind};
 use nas_search::train::{
     ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainEvaluator,
@@ -33,6 +36,8 @@ use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
 use serde_json::json;
+use std::cell::{Cell, OnceCell};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,8 +54,9 @@ Examples:
       a search on the NAS-Bench-201 table (sees 12-epoch validation accuracy, reports 200-epoch
       CIFAR-10 test accuracy): no training, seconds
   nas search --strategy random --evaluations 8 --epochs 2 --limit-train 1000 --workers 2 --out runs/r1
-  nas search --resume --out runs/r1 --strategy random --evaluations 12 --epochs 2 --limit-train 1000 --workers 2
-      continues runs/r1 (same settings; a larger --evaluations extends it)
+  nas search --resume --out runs/r1 --evaluations 12
+      continues runs/r1 with the settings saved in runs/r1/settings.json (a larger --evaluations
+      or --max-time extends it; other options that differ are refused)
   nas search --data mnist:~/data/mnist --epochs 3 --limit-train 0
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
@@ -58,10 +64,17 @@ Examples:
       one-shot: DARTS (darts, darts2 = second order) or GDAS (gdas) on a supernet of --space;
       writes genotype.txt, result.json, history.json, alphas.svg, checkpoint.bin
 
-Outputs (in --out, default runs/search-<date>-<time>): summary.json, events.jsonl (one JSON
+Outputs (in --out, default runs/search-<date>-<time>): summary.json, best.txt (the best
+architecture: nas train @DIR/best.txt), events.jsonl (one JSON
 object per line), progress.svg and progress_time.svg (best-so-far accuracy vs evaluations and
-wall time), params_accuracy.svg, checkpoint.json (written after every evaluation: an interrupted
-search loses nothing finished; rerun with --resume --out DIR to continue).";
+wall time), params_accuracy.svg, checkpoint.json + checkpoint.journal (the state, saved after
+every evaluation: an interrupted search loses nothing finished; rerun with --resume --out DIR to
+continue). While a search runs, its directory is locked (.nas.lock): a second search there is
+refused.";
+
+/// A one-shot search writes its checkpoint every this many steps (and after every epoch), so a
+/// kill loses at most this many steps.
+const ONESHOT_CHECKPOINT_EVERY: usize = 20;
 
 /// Spaces `nas search` can search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,7 +115,8 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "train")]
     pub evaluator: EvaluatorName,
     /// Data set to train on: fashion (embedded, default), digits, mnist:DIR, fashion:DIR,
-    /// cifar10:DIR, cifar100:DIR, digits:FILE.
+    /// cifar10:DIR, cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,
+    /// TEST_LABELS] (training files only: the last sixth is the test set).
     #[arg(long, default_value = "fashion")]
     pub data: DataSpec,
     /// Data set of the NAS-Bench-201 table: cifar10, cifar100 or ImageNet16-120.
@@ -116,7 +130,8 @@ pub struct SearchArgs {
     /// Budget: number of evaluations.
     #[arg(long, short = 'n', default_value_t = DEFAULT_EVALUATIONS)]
     pub evaluations: u64,
-    /// Also stop after this many seconds of wall time (summed over resumed sessions).
+    /// Also stop after this many seconds of wall time (summed over resumed sessions); a trial
+    /// still training then is cut within a step and not recorded (--resume runs it again).
     #[arg(long)]
     pub max_time: Option<f64>,
     /// Training epochs per candidate (train evaluator).
@@ -150,17 +165,136 @@ pub struct SearchArgs {
     /// Output directory [default: runs/search-<date>-<time>].
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Continue the search whose checkpoint is in --out (same settings).
+    /// Continue the search whose checkpoint is in --out, with the settings saved there
+    /// (settings.json); only --evaluations and --max-time may be given to extend it.
     #[arg(long)]
     pub resume: bool,
     /// Where to train: cpu (cuda:N is not available in this build).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Refuse a training search whose networks (times --workers) would need more memory than
+    /// this (512M, 8G, ...) by the closed-form estimate [default: the available memory].
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+/// The settings file of a search's output directory: the options it was started with.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Options a resume may change (a larger budget; the library refuses other worker counts).
+const RESUME_MAY_CHANGE: [&str; 3] = ["evaluations", "max_time", "workers"];
+
+/// The settings of a search as option id -> command-line value (what `settings.json` holds).
+fn settings_of(args: &SearchArgs) -> BTreeMap<String, String> {
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map(|p| p.get_name().to_string()).unwrap_or_default()
+    };
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("space", name(args.space.to_possible_value()));
+    put("strategy", args.strategy.clone());
+    put("evaluator", name(args.evaluator.to_possible_value()));
+    put("data", args.data.to_string());
+    put("table_dataset", args.table_dataset.clone());
+    put("table_epochs", args.table_epochs.to_string());
+    put("evaluations", args.evaluations.to_string());
+    put("epochs", args.epochs.to_string());
+    put("limit_train", args.limit_train.to_string());
+    put("valid_fraction", args.valid_fraction.to_string());
+    put("seed", args.seed.to_string());
+    put("workers", args.workers.to_string());
+    if let Some(v) = args.max_time {
+        put("max_time", v.to_string());
+    }
+    if let Some(v) = args.channels {
+        put("channels", v.to_string());
+    }
+    if let Some(v) = args.cells {
+        put("cells", v.to_string());
+    }
+    if let Some(v) = args.lr {
+        put("lr", v.to_string());
+    }
+    if let Some(v) = args.batch_size {
+        put("batch_size", v.to_string());
+    }
+    m
+}
+
+/// Writes `DIR/settings.json` (once the search has passed its checks).
+fn write_settings(dir: &Path, args: &SearchArgs) -> Result<()> {
+    let text = serde_json::to_string_pretty(&settings_of(args))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    nas_search::builder::write_file_atomic(&dir.join(SETTINGS_FILE), (text + "\n").as_bytes())?;
+    Ok(())
+}
+
+/// `--resume --out DIR`: the options not given on the command line are taken from
+/// `DIR/settings.json`; options given there that differ from it are refused (except a new
+/// budget: -n, --max-time, --workers). Without a settings file (a search from an older
+/// version) the arguments stay as given.
+fn resume_args(args: &SearchArgs, given: &HashSet<String>) -> Result<Option<SearchArgs>> {
+    let (true, Some(dir)) = (args.resume, &args.out) else {
+        return Ok(None);
+    };
+    let path = dir.join(SETTINGS_FILE);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let saved: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("not a settings file: {e}"),
+        })?;
+    let now = settings_of(args);
+    // A one-shot search may also be extended by epochs.
+    let oneshot = saved
+        .get("strategy")
+        .is_some_and(|s| Method::parse(s.split(':').next().unwrap_or("")).is_ok());
+    let may_change = |id: &str| RESUME_MAY_CHANGE.contains(&id) || (oneshot && id == "epochs");
+    let flag = |id: &str| format!("--{}", id.replace('_', "-"));
+    let mut extra: Vec<String> = Vec::new();
+    for (id, value) in &saved {
+        if given.contains(id) {
+            if !may_change(id) && now.get(id) != Some(value) {
+                return Err(CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "this search was started with {} {value}; --resume continues it with its \
+                         own settings (drop {} {}, or start a new search with another --out)",
+                        flag(id),
+                        flag(id),
+                        now.get(id).map_or("", String::as_str)
+                    ),
+                });
+            }
+        } else {
+            extra.push(flag(id));
+            extra.push(value.clone());
+        }
+    }
+    let argv: Vec<String> = std::env::args().chain(extra).collect();
+    match crate::Cli::try_parse_from(&argv) {
+        Ok(crate::Cli {
+            command: crate::Command::Search(a),
+            ..
+        }) => Ok(Some(a)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("its settings do not parse: {e}"),
+        }),
+    }
 }
 
 /// Runs `nas search`.
-pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
+pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> {
+    let merged = resume_args(args, given)?;
+    let args = merged.as_ref().unwrap_or(args);
     let device = check_device(&args.device)?;
+    super::check_training_values(args.lr, args.batch_size, args.channels, args.cells)?;
     if let Some(method) = oneshot_method(args) {
         return oneshot(method, args, device, out);
     }
@@ -176,9 +310,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
             "--max-time must be a positive number of seconds".into(),
         ));
     }
-    let dir = output_dir(args, "checkpoint.json")?;
     let progress = Progress::new(Mode::for_output(out));
-    let report = match args.evaluator {
+    let (report, outdir) = match args.evaluator {
         EvaluatorName::Nb201Table => {
             if args.space != SearchSpaceName::Nb201 {
                 return Err(CliError::Usage(
@@ -193,24 +326,28 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
             }
             let ds = TableDataset::parse(&args.table_dataset)?;
             let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
-            progress.line(&format!(
+            let outdir = output_dir(args, "checkpoint.json")?;
+            let dir = outdir.path.clone();
+            let header = format!(
                 "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch accuracy), {} evaluations; outputs in {}",
                 strategy.name(),
                 ds.name(),
                 args.table_epochs,
                 args.evaluations,
                 dir.display()
-            ));
-            run_with(
+            );
+            let report = run_with(
                 &Nb201Space,
                 &ev,
                 strategy,
                 args.table_epochs,
                 args,
-                &dir,
+                &outdir,
+                &header,
                 &progress,
                 None,
-            )?
+            )?;
+            (report, outdir)
         }
         EvaluatorName::Train => {
             if args.epochs == 0 {
@@ -235,14 +372,53 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 ..TrainRecipe::default()
             };
             let channels = args.channels.unwrap_or(8);
+            let size = match args.space {
+                SearchSpaceName::Nb201 => NetSize::Nb201 {
+                    channels,
+                    cells: args.cells.unwrap_or(1),
+                },
+                SearchSpaceName::Darts => NetSize::Darts {
+                    channels,
+                    cells: args.cells.unwrap_or(3),
+                },
+                SearchSpaceName::Nb101 => NetSize::Nb101 {
+                    channels,
+                    cells: args.cells.unwrap_or(1),
+                },
+                SearchSpaceName::Chain => NetSize::Chain,
+            };
+            check_memory(
+                size,
+                &splits,
+                recipe.train_examples,
+                recipe.batch_size,
+                args.workers,
+                args.max_memory,
+                "training these candidates",
+            )?;
+            let outdir = output_dir(args, "checkpoint.json")?;
+            let dir = outdir.path.clone();
             let total_epochs = epoch_budget(&strategy, args);
             let epochs_bar = progress.bar("epochs", total_epochs);
             let n_train = match args.limit_train {
                 0 => splits.train.len(),
                 n => n.min(splits.train.len()),
             };
-            progress.line(&format!(
-                "searching {} with {}: {} candidates, each trained {} epoch(s) on {} images of {} (C={}); outputs in {}",
+            // Hyperband trains its candidates for 1 to --epochs epochs (its ladder), not all
+            // for --epochs.
+            let per_trial = match &strategy {
+                StrategyKind::Hyperband(c) => format!(
+                    "trained {} epoch(s) by Hyperband's rungs",
+                    c.fidelities
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
+                _ => format!("each trained {} epoch(s)", args.epochs),
+            };
+            let header = format!(
+                "searching {} with {}: {} candidates, {} on {} images of {} (C={}); outputs in {}",
                 match args.space {
                     SearchSpaceName::Nb201 => "NAS-Bench-201 cells",
                     SearchSpaceName::Darts => "DARTS genotypes",
@@ -251,12 +427,12 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                 },
                 strategy.name(),
                 args.evaluations,
-                args.epochs,
+                per_trial,
                 n_train,
                 args.data,
                 channels,
                 dir.display()
-            ));
+            );
             let report = match args.space {
                 SearchSpaceName::Nb201 => {
                     let family = Nb201Family {
@@ -270,7 +446,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -288,7 +465,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -301,7 +479,8 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
@@ -318,17 +497,18 @@ pub fn run(args: &SearchArgs, out: &Out) -> Result<()> {
                         strategy,
                         args.epochs,
                         args,
-                        &dir,
+                        &outdir,
+                        &header,
                         &progress,
                         Some(&epochs_bar),
                     )?
                 }
             };
             epochs_bar.finish_and_clear();
-            report
+            (report, outdir)
         }
     };
-    print_report(&report, &dir, out)
+    print_report(&report, &outdir.path, out)
 }
 
 /// The one-shot method named by `--strategy`, if it names one.
@@ -378,36 +558,78 @@ fn epoch_budget(strategy: &StrategyKind, args: &SearchArgs) -> u64 {
     args.evaluations.saturating_mul(u64::from(per))
 }
 
-fn output_dir(args: &SearchArgs, checkpoint_file: &str) -> Result<PathBuf> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
+/// The output directory of a search, locked for this process (see `nas_search::outdir`).
+/// A directory this run created is removed again when the run ends before its search started
+/// writing (a refused or failed start leaves nothing behind).
+pub(crate) struct OutDir {
+    pub path: PathBuf,
+    lock: Option<DirLock>,
+    created: bool,
+    pub started: Cell<bool>,
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.created && !self.started.get() {
+            let _ = fs::remove_file(self.path.join(LOCK_FILE));
+            self.lock.take();
+            let _ = fs::remove_dir(&self.path);
+        }
+    }
+}
+
+/// Creates (if needed) and locks the output directory, then checks, under the lock, that it
+/// holds a search to continue (`--resume`) or none (a new search). Nothing else is written.
+fn output_dir(args: &SearchArgs, checkpoint_file: &str) -> Result<OutDir> {
+    let (dir, created) = match &args.out {
+        Some(d) => {
+            if args.resume && !d.join(checkpoint_file).exists() {
+                return Err(CliError::Usage(format!(
+                    "--resume: {} holds no search to continue (no {})",
+                    d.display(),
+                    d.join(checkpoint_file).display()
+                )));
+            }
+            let created = !d.exists();
+            fs::create_dir_all(d).map_err(|source| CliError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            (d.clone(), created)
+        }
         None if args.resume => {
             return Err(CliError::Usage(
                 "--resume needs --out DIR (the directory of the search to continue)".into(),
             ));
         }
-        None => PathBuf::from("runs").join(format!("search-{}", timestamp())),
+        None => (
+            create_unique_dir(Path::new("runs"), &format!("search-{}", timestamp()))?,
+            true,
+        ),
     };
-    let checkpoint = dir.join(checkpoint_file);
+    let mut outdir = OutDir {
+        path: dir,
+        lock: None,
+        created,
+        started: Cell::new(false),
+    };
+    outdir.lock = Some(DirLock::acquire(&outdir.path)?);
+    let checkpoint = outdir.path.join(checkpoint_file);
     if args.resume && !checkpoint.exists() {
         return Err(CliError::Usage(format!(
             "--resume: {} holds no search to continue (no {})",
-            dir.display(),
+            outdir.path.display(),
             checkpoint.display()
         )));
     }
     if !args.resume && checkpoint.exists() {
         return Err(CliError::Usage(format!(
             "{} already holds a search ({}); pass --resume to continue it, or choose another --out",
-            dir.display(),
+            outdir.path.display(),
             checkpoint.display()
         )));
     }
-    fs::create_dir_all(&dir).map_err(|source| CliError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
+    Ok(outdir)
 }
 
 /// `YYYYmmdd-HHMMSS` (UTC) of now.
@@ -493,7 +715,8 @@ fn run_with<S, E>(
     strategy: StrategyKind,
     fidelity: u32,
     args: &SearchArgs,
-    dir: &Path,
+    outdir: &OutDir,
+    header: &str,
     progress: &Progress,
     epochs_bar: Option<&ProgressBar>,
 ) -> Result<SearchReport>
@@ -502,6 +725,7 @@ where
     S::Arch: Display,
     E: Evaluator<S::Arch>,
 {
+    let dir = outdir.path.as_path();
     let strategy = strategy.with_fidelity(fidelity);
     let config = SearchConfig {
         seed: args.seed,
@@ -513,13 +737,11 @@ where
         },
         checkpoint: Some(dir.join("checkpoint.json")),
         skip_equivalent: false,
+        // `--resume --workers N` may add workers (see SearchConfig::more_workers_on_resume).
+        more_workers_on_resume: args.resume,
     };
-    let already = if args.resume { trials_logged(dir) } else { 0 };
-    let trials_bar = progress.bar("trials", args.evaluations);
-    trials_bar.set_position(already.min(args.evaluations));
-    if let Some(b) = epochs_bar {
-        b.set_position(already.saturating_mul(u64::from(fidelity)));
-    }
+    // The header and the trials bar appear once the checks of run_recorded have passed.
+    let trials_bar = OnceCell::new();
     let mut best_valid = f64::NEG_INFINITY;
     let report = run_recorded(
         space,
@@ -528,7 +750,25 @@ where
         &config,
         Some(dir),
         json!({ "resume": args.resume }),
+        &mut |already| {
+            outdir.started.set(true);
+            if let Err(e) = write_settings(dir, args) {
+                progress.line(&format!("nas: {e}"));
+            }
+            progress.line(header);
+            if let Err(e) = crate::signals::install(dir) {
+                progress.line(&format!("nas: cannot handle SIGINT/SIGTERM: {e}"));
+            }
+            let bar = trials_bar.get_or_init(|| progress.bar("trials", args.evaluations));
+            bar.set_position(already.min(args.evaluations));
+            if let Some(b) = epochs_bar {
+                b.set_position(already.saturating_mul(u64::from(fidelity)));
+            }
+        },
         &mut |r| {
+            let Some(trials_bar) = trials_bar.get() else {
+                return;
+            };
             trials_bar.inc(1);
             match &r.failure {
                 None => {
@@ -551,7 +791,9 @@ where
             }
         },
     );
-    trials_bar.finish_and_clear();
+    if let Some(b) = trials_bar.get() {
+        b.finish_and_clear();
+    }
     Ok(report?)
 }
 
@@ -582,8 +824,14 @@ fn print_report(report: &SearchReport, dir: &Path, out: &Out) -> Result<()> {
     if let (Some(t), Some(m)) = (b.test_accuracy, report.median_test_accuracy) {
         text += &format!(" (the search's pick: {:+.2} points)", t - m);
     }
+    for id in &report.cut {
+        text += &format!(
+            "\ntrial {id} was cut by --max-time part-way: not recorded (--resume with a larger \
+             --max-time runs it again)"
+        );
+    }
     text += &format!(
-        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json}}\n",
+        "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\noutputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
         report.evaluations,
         if report.resumed { " (resumed)" } else { "" },
         report.failed,
@@ -643,7 +891,6 @@ fn oneshot(method: Method, args: &SearchArgs, device: Device, out: &Out) -> Resu
     if let Some(lr) = args.lr {
         config.w_lr = lr;
     }
-    let dir = output_dir(args, CHECKPOINT_FILE)?;
     let splits = args.data.load().and_then(|s| s.prepare(0.0, args.seed))?;
     let train = match args.limit_train {
         0 => splits.train,
@@ -653,6 +900,14 @@ fn oneshot(method: Method, args: &SearchArgs, device: Device, out: &Out) -> Resu
         }
         _ => splits.train,
     };
+    config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+    let outdir = output_dir(args, CHECKPOINT_FILE)?;
+    outdir.started.set(true);
+    let dir = outdir.path.clone();
+    write_settings(&dir, args)?;
+    if let Err(e) = crate::signals::install(&dir) {
+        eprintln!("nas: cannot handle SIGINT/SIGTERM: {e}");
+    }
     let progress = Progress::new(Mode::for_output(out));
     progress.line(&format!(
         "{} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half trains the \

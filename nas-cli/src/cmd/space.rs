@@ -234,18 +234,33 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
             (d.to_string(), value)
         }
         SpaceAction::Mutate { arch, n, seed } => {
+            // Streamed: each step is written as it is made (a walk of 10,000,000 steps never
+            // sits in memory); with --json the document is written piece by piece.
             let mut a = load(space, arch)?;
             let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-            let mut text = String::new();
-            let mut values = Vec::with_capacity(*n);
-            for _ in 0..*n {
-                a = space.mutate(&a, &mut rng);
-                text.push_str(&space.to_text(&a));
-                text.push('\n');
-                values.push(json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?}));
-            }
-            let value = json!({"space": name, "seed": seed, "walk": values});
-            (text, value)
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            let result = (|| -> Result<()> {
+                let o = CliError::Output;
+                if out.json {
+                    write!(w, "{{\"space\":{},\"seed\":{seed},\"walk\":[", json!(name))
+                        .map_err(o)?;
+                }
+                for i in 0..*n {
+                    a = space.mutate(&a, &mut rng);
+                    if out.json {
+                        let v = json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
+                        write!(w, "{}{v}", if i > 0 { "," } else { "" }).map_err(o)?;
+                    } else {
+                        writeln!(w, "{}", space.to_text(&a)).map_err(o)?;
+                    }
+                }
+                if out.json {
+                    writeln!(w, "]}}").map_err(o)?;
+                }
+                w.flush().map_err(o)
+            })();
+            return result;
         }
         SpaceAction::Encode { arch } => {
             let a = load(space, arch)?;

@@ -8,6 +8,7 @@ use crate::progress::{Mode, Progress};
 use crate::spaces::{SpaceName, arch_argument, parse_arch, resolve_space};
 use clap::Args;
 use nas_search::data::{DataSpec, Splits};
+use nas_search::memory::NetSize;
 use nas_search::train::{
     ChainFamily, DartsFamily, EpochStats, Nb101Family, Nb201Family, NetworkFamily, TrainRecipe,
     TrainedArchitecture, train_architecture_observed,
@@ -46,7 +47,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub space: Option<SpaceName>,
     /// Data set: fashion (embedded, default), digits, mnist:DIR, fashion:DIR, cifar10:DIR,
-    /// cifar100:DIR, digits:FILE.
+    /// cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS].
     #[arg(long, default_value = "fashion")]
     pub data: DataSpec,
     /// Training epochs.
@@ -83,11 +84,16 @@ pub struct TrainArgs {
     /// Where to train: cpu (cuda:N is not available in this build).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Refuse a network that would need more memory than this (512M, 8G, ...) by the
+    /// closed-form estimate [default: the available memory].
+    #[arg(long, value_parser = nas_search::memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Runs `nas train`.
 pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
     let device = check_device(&args.device)?;
+    super::check_training_values(args.lr, args.batch_size, args.channels, args.cells)?;
     if args.epochs == 0 {
         return Err(CliError::Usage("--epochs must be at least 1".into()));
     }
@@ -113,6 +119,33 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
         ..d
     };
     let channels = args.channels.unwrap_or(16);
+    let size = match space {
+        SpaceName::Nb201 => NetSize::Nb201 {
+            channels,
+            cells: args.cells.unwrap_or(5),
+        },
+        SpaceName::Darts => NetSize::Darts {
+            channels,
+            cells: args.cells.unwrap_or(8),
+        },
+        SpaceName::Nb101 => NetSize::Nb101 {
+            channels,
+            cells: args.cells.unwrap_or(3),
+        },
+        SpaceName::Chain | SpaceName::ChainMlp => NetSize::Chain,
+    };
+    crate::limits::check_memory(
+        size,
+        &splits,
+        recipe.train_examples,
+        recipe.batch_size,
+        1,
+        args.max_memory,
+        "training this network",
+    )?;
+    if let Some(path) = &args.out {
+        check_writable(path)?;
+    }
     match space {
         SpaceName::Nb201 => {
             let arch = parse_arch(&Nb201Space, &text)?;
@@ -149,6 +182,29 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
             let arch = parse_arch(&space, &text)?;
             train_and_report(&space, &ChainFamily, &arch, &splits, &recipe, args, out)
         }
+    }
+}
+
+/// Checks, before training, that `path` can be written: opened for writing (created and removed
+/// again when it did not exist; an existing file is not changed).
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let existed = path.exists();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+    {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(CliError::Input {
+            path: path.display().to_string(),
+            problem: format!("--out cannot be written ({e}); nothing was trained"),
+        }),
     }
 }
 
@@ -200,8 +256,35 @@ where
         },
     )?;
     bar.finish_and_clear();
-    if let Some(path) = &args.out {
-        nas_tensor::io::save_module(trained.module.as_ref(), path)?;
+    if let Some(path) = &args.out
+        && let Err(e) = nas_tensor::io::save_module(trained.module.as_ref(), path)
+    {
+        // Do not lose the trained weights: save them next to the run and name both paths.
+        let fallback = PathBuf::from(format!(
+            "nas-train-{}-{}.safetensors",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        ));
+        return Err(
+            match nas_tensor::io::save_module(trained.module.as_ref(), &fallback) {
+                Ok(()) => CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "cannot save the weights ({e}); they are saved in {} instead",
+                        fallback.display()
+                    ),
+                },
+                Err(e2) => CliError::Input {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "cannot save the weights ({e}), nor in {} ({e2}); they are lost",
+                        fallback.display()
+                    ),
+                },
+            },
+        );
     }
     let mut text = format!(
         "{} ({}): test accuracy {:.2}% (loss {:.4})",

@@ -209,7 +209,10 @@ fn find_role(dir: &Path, prefixes: &[&str], kind: &str, d: u8, what: &str) -> Re
         .filter(|p| {
             p.is_file()
                 && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    prefixes.iter().any(|pre| n.starts_with(pre))
+                    // The role is a word of the name: `train-...`, but also
+                    // `mnist-train-first10k-images-idx3-ubyte.gz`.
+                    let words: Vec<&str> = n.split(['-', '_', '.']).collect();
+                    prefixes.iter().any(|pre| words.contains(pre))
                         && n.contains(kind)
                         && n.contains(&idx)
                 })
@@ -241,6 +244,38 @@ fn find_role(dir: &Path, prefixes: &[&str], kind: &str, d: u8, what: &str) -> Re
     }
 }
 
+/// Loads IDX files named explicitly (`[train images, train labels]` or with test images and
+/// labels after them), 10 classes; with training files only, the last sixth of the training
+/// images is the test set.
+pub fn load_idx_files(files: &[PathBuf]) -> Result<Splits> {
+    match files {
+        [ti, tl] => hold_out_test(load_idx_pair("idx", ti, tl, 10)?, ti),
+        [ti, tl, si, sl] => Splits::new(
+            load_idx_pair("idx", ti, tl, 10)?,
+            load_idx_pair("idx", si, sl, 10)?,
+        ),
+        _ => Err(DataError::InvalidArgument(format!(
+            "idx: expected 2 or 4 files, got {}",
+            files.len()
+        ))),
+    }
+}
+
+/// Splits a training-only set: its last sixth becomes the test set.
+fn hold_out_test(train: Dataset, source: &Path) -> Result<Splits> {
+    let n = train.len();
+    let n_test = n / 6;
+    if n_test == 0 {
+        return Err(DataError::InvalidArgument(format!(
+            "{}: {n} training images and no test files: too few to hold out a test set",
+            source.display()
+        )));
+    }
+    let train_idx: Vec<usize> = (0..n - n_test).collect();
+    let test_idx: Vec<usize> = (n - n_test..n).collect();
+    Splits::new(train.subset(&train_idx)?, train.subset(&test_idx)?)
+}
+
 /// Loads an MNIST-style directory (MNIST, Fashion-MNIST, KMNIST...): training and test images and
 /// labels in IDX format, 10 classes. `name` becomes the data set's name.
 pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Splits> {
@@ -257,9 +292,16 @@ pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Splits> {
     }
     let train_images = find_role(dir, &["train"], "images", 3, "training images")?;
     let train_labels = find_role(dir, &["train"], "labels", 1, "training labels")?;
-    let test_images = find_role(dir, &["t10k", "test"], "images", 3, "test images")?;
-    let test_labels = find_role(dir, &["t10k", "test"], "labels", 1, "test labels")?;
+    let test_images = find_role(dir, &["t10k", "test"], "images", 3, "test images");
+    let test_labels = find_role(dir, &["t10k", "test"], "labels", 1, "test labels");
     let train = load_idx_pair(name, &train_images, &train_labels, 10)?;
-    let test = load_idx_pair(name, &test_images, &test_labels, 10)?;
-    Splits::new(train, test)
+    match (test_images, test_labels) {
+        (Ok(ti), Ok(tl)) => Splits::new(train, load_idx_pair(name, &ti, &tl, 10)?),
+        // A training-only directory (such as a first-10k subset): its last sixth is held out
+        // as the test set (MNIST's own proportion, 10,000 of 70,000 is one seventh of all).
+        (Err(DataError::MissingFile { .. }), Err(DataError::MissingFile { .. })) => {
+            hold_out_test(train, dir)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }

@@ -7,7 +7,7 @@ use super::embedded::{
     CIFAR10_CLASSES, DIGIT_CLASSES, FASHION_MNIST_CLASSES, digits_embedded, fashion_mnist_embedded,
 };
 use super::error::{DataError, Result};
-use super::idx::load_idx_dir;
+use super::idx::{load_idx_dir, load_idx_files};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -34,14 +34,19 @@ pub enum DataSpec {
     Cifar100(PathBuf),
     /// A digits CSV file.
     Digits(PathBuf),
+    /// IDX files named explicitly: training images and labels, and optionally test images and
+    /// labels (without them the last sixth of the training images is the test set).
+    IdxFiles(Vec<PathBuf>),
 }
 
 impl DataSpec {
     /// One-paragraph description of the accepted forms, for `--help` texts and errors.
     pub const HELP: &'static str = "fashion | fashion-embedded (embedded Fashion-MNIST subset, the default), \
-digits (embedded UCI digits), mnist:DIR, fashion:DIR (IDX files, optionally .gz), \
+digits (embedded UCI digits), mnist:DIR, fashion:DIR (IDX files, optionally .gz; a directory \
+with training files only gets its last sixth held out as the test set), \
 cifar10:DIR (data_batch_1..5.bin, test_batch.bin), cifar100:DIR (train.bin, test.bin), \
-digits:FILE (CSV, optionally .gz)";
+digits:FILE (CSV, optionally .gz), idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS] \
+(IDX files by name, 10 classes)";
 
     /// Loads the training and test parts (pixels in `[0, 1]`, no validation split yet).
     pub fn load(&self) -> Result<Splits> {
@@ -59,6 +64,7 @@ digits:FILE (CSV, optionally .gz)";
             DataSpec::Digits(p) => {
                 digits_splits(load_digits_csv(p)?.with_class_names(&DIGIT_CLASSES))
             }
+            DataSpec::IdxFiles(files) => load_idx_files(files),
         }
     }
 
@@ -113,6 +119,24 @@ impl FromStr for DataSpec {
             ("cifar10" | "cifar-10", Some(p)) => Ok(DataSpec::Cifar10(p)),
             ("cifar100" | "cifar-100", Some(p)) => Ok(DataSpec::Cifar100(p)),
             ("digits", Some(p)) => Ok(DataSpec::Digits(p)),
+            ("idx", None) => Err(err(
+                "idx takes files: idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS]".into(),
+            )),
+            ("idx", Some(_)) => {
+                let rest = s.split_once(':').map_or("", |(_, r)| r);
+                let files: Vec<PathBuf> = rest.split(',').map(expand_home).collect();
+                if (files.len() == 2 || files.len() == 4)
+                    && files.iter().all(|f| !f.as_os_str().is_empty())
+                {
+                    Ok(DataSpec::IdxFiles(files))
+                } else {
+                    Err(err(format!(
+                        "idx: takes 2 or 4 comma-separated files (TRAIN_IMAGES,TRAIN_LABELS\
+                         [,TEST_IMAGES,TEST_LABELS]), got {}",
+                        files.len()
+                    )))
+                }
+            }
             ("mnist" | "cifar10" | "cifar-10" | "cifar100" | "cifar-100", None) => Err(err(
                 format!("{kind} is not embedded; give its directory as {kind}:DIR"),
             )),
@@ -142,6 +166,15 @@ impl fmt::Display for DataSpec {
             DataSpec::Cifar10(p) => write!(f, "cifar10:{}", p.display()),
             DataSpec::Cifar100(p) => write!(f, "cifar100:{}", p.display()),
             DataSpec::Digits(p) => write!(f, "digits:{}", p.display()),
+            DataSpec::IdxFiles(files) => write!(
+                f,
+                "idx:{}",
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 }

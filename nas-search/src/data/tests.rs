@@ -103,6 +103,69 @@ fn idx_reads_uncompressed_files_too() {
     assert_eq!(plain.test.images(), emb.test.images());
 }
 
+/// A training-only directory whose files are not named `train-...` (like
+/// `mnist-train-first10k-*`) loads, with its last sixth held out as the test set.
+#[test]
+fn idx_training_only_directory_holds_out_a_test_set() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, name) in [
+        (TRAIN_IMAGES, "mnist-train-first4k-images-idx3-ubyte.gz"),
+        (TRAIN_LABELS, "mnist-train-first4k-labels-idx1-ubyte.gz"),
+    ] {
+        std::fs::copy(shipped(rel), dir.path().join(name)).unwrap();
+    }
+    let s = load_idx_dir(dir.path(), "mnist").unwrap();
+    let emb = fashion_mnist_embedded().unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (3334, 666));
+    let px = 28 * 28;
+    assert_eq!(s.train.images(), &emb.train.images()[..3334 * px]);
+    assert_eq!(s.test.images(), &emb.train.images()[3334 * px..]);
+    // One test file without the other is still an error.
+    std::fs::copy(
+        shipped(TEST_IMAGES),
+        dir.path().join("t10k-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let e = load_idx_dir(dir.path(), "mnist").unwrap_err().to_string();
+    assert!(e.contains("test labels"), "{e}");
+}
+
+/// `idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS]` names the files explicitly.
+#[test]
+fn idx_files_by_name() {
+    let emb = fashion_mnist_embedded().unwrap();
+    let f = |rel: &str| shipped(rel).display().to_string();
+    let four: DataSpec = format!(
+        "idx:{},{},{},{}",
+        f(TRAIN_IMAGES),
+        f(TRAIN_LABELS),
+        f(TEST_IMAGES),
+        f(TEST_LABELS)
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(four.to_string().parse::<DataSpec>().unwrap(), four);
+    let s = four.load().unwrap();
+    assert_eq!(s.train.images(), emb.train.images());
+    assert_eq!(s.test.images(), emb.test.images());
+    let two: DataSpec = format!("idx:{},{}", f(TRAIN_IMAGES), f(TRAIN_LABELS))
+        .parse()
+        .unwrap();
+    let s = two.load().unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (3334, 666));
+    for bad in ["idx", "idx:a", "idx:a,b,c", "idx:a,"] {
+        let e = bad.parse::<DataSpec>().unwrap_err().to_string();
+        assert!(e.contains("idx"), "{bad}: {e}");
+    }
+    let e = "idx:/nonexistent/i,/nonexistent/l"
+        .parse::<DataSpec>()
+        .unwrap()
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/i"), "{e}");
+}
+
 #[test]
 fn embedded_digits_has_1797_rows_split_into_1438_and_359() {
     let s = digits_embedded().unwrap();

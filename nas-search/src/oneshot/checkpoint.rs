@@ -145,19 +145,39 @@ impl OneShotSearch {
     /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
     /// same settings and data. An error names what differs (settings, data) or what is broken.
     pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
-        let (meta, blob) = read_meta(path)?;
+        let (mut meta, blob) = read_meta(path)?;
+        // How often checkpoints are written does not change the search; more epochs extend it
+        // (the learning-rate and temperature schedules then run over the new number of epochs
+        // from the step where it stopped).
+        meta.config.checkpoint_every = config.checkpoint_every;
+        if config.epochs > meta.config.epochs {
+            meta.config.epochs = config.epochs;
+        }
         // the device is a run setting (not saved): a search may resume on another one
-        let same = OneShotConfig {
-            device: config.device,
-            ..meta.config.clone()
-        };
-        if &same != config {
-            let a = serde_json::to_string(&meta.config).unwrap_or_default();
-            let b = serde_json::to_string(config).unwrap_or_default();
+        meta.config.device = config.device;
+        if &meta.config != config {
+            let a = serde_json::to_value(&meta.config).unwrap_or_default();
+            let b = serde_json::to_value(config).unwrap_or_default();
+            let mut diffs = Vec::new();
+            if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+                for (k, va) in a {
+                    let vb = b.get(k).unwrap_or(&serde_json::Value::Null);
+                    if va != vb {
+                        // The settings' floats are f32: print them as such (0.025, not
+                        // 0.02500000037252903).
+                        let show = |v: &serde_json::Value| match v.as_f64() {
+                            Some(x) if v.is_f64() => format!("{}", x as f32),
+                            _ => v.to_string(),
+                        };
+                        diffs.push(format!("{k} {} (this search: {})", show(va), show(vb)));
+                    }
+                }
+            }
             return Err(bad(
                 path,
                 format!(
-                    "it was written with other settings:\n  checkpoint: {a}\n  now:        {b}"
+                    "it was written with other settings: {}; refusing to resume",
+                    diffs.join("; ")
                 ),
             ));
         }

@@ -51,7 +51,9 @@ pub fn heatmap_svg(arch: &ArchSnapshot, title: &str) -> String {
     let k = arch.ops.len() as f64;
     let panel_w = left + k * cell_w + 30.0;
     let rows = arch.edges.len() as f64;
-    let width = panel_w * panels.len() as f64 + 10.0;
+    // Wide enough for the title too (14 px sans-serif: about 8.4 px a character).
+    let width =
+        (panel_w * panels.len() as f64 + 10.0).max(20.0 + 8.4 * title.chars().count() as f64);
     let height = top + head + rows * cell_h + 20.0;
     let mut s = String::new();
     let _ = writeln!(
@@ -113,4 +115,32 @@ pub fn heatmap_svg(arch: &ArchSnapshot, title: &str) -> String {
 /// Writes [`heatmap_svg`] to `path`.
 pub fn save_heatmap(arch: &ArchSnapshot, title: &str, path: &Path) -> Result<()> {
     std::fs::write(path, heatmap_svg(arch, title)).map_err(|e| OneShotError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_svg_is_wide_enough_for_its_title() {
+        let arch = ArchSnapshot {
+            space: "nb201".into(),
+            ops: vec!["none".into(), "skip_connect".into()],
+            edges: vec!["1<-0".into()],
+            alpha_normal: vec![vec![0.0, 0.0]],
+            weights_normal: vec![vec![0.5, 0.5]],
+            alpha_reduce: None,
+            weights_reduce: None,
+        };
+        let title = "gdas on nb201: softmax of the architecture weights after 12 epochs";
+        let svg = heatmap_svg(&arch, title);
+        let width: f64 = svg
+            .split("width=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .unwrap();
+        // Before: the panels' width alone (238 px here, 430 px for NB201's five ops).
+        assert!(width >= 8.0 * title.len() as f64, "{width}");
+    }
 }

@@ -126,7 +126,6 @@ pub fn run_oneshot_observed(
     observe: &mut dyn FnMut(&Event<'_>),
 ) -> Result<OneShotOutcome> {
     let epochs_dir = out_dir.join("epochs");
-    std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
     let ckpt = out_dir.join(CHECKPOINT_FILE);
     let (mut s, resumed_from_step) = if resume {
         if !ckpt.exists() {
@@ -141,6 +140,13 @@ pub fn run_oneshot_observed(
     } else {
         (OneShotSearch::new(config.clone(), train_data)?, None)
     };
+    // Checked: from here on, writes (checkpoints under the persist guard, so that a signal
+    // handler taking it never exits in the middle of one).
+    std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
+    let save = |s: &OneShotSearch| {
+        let _g = crate::outdir::persist_guard();
+        s.save_checkpoint(&ckpt)
+    };
     let start = s.global_step();
     while !s.is_done() {
         let spe = s.steps_per_epoch();
@@ -153,7 +159,7 @@ pub fn run_oneshot_observed(
             });
             if config.checkpoint_every > 0 && s.global_step() % config.checkpoint_every as u64 == 0
             {
-                s.save_checkpoint(&ckpt)?;
+                save(&s)?;
             }
         }
         let rec = s.finish_epoch()?;
@@ -162,7 +168,7 @@ pub fn run_oneshot_observed(
             &rec,
         )?;
         write_json(&out_dir.join("history.json"), &s.history())?;
-        s.save_checkpoint(&ckpt)?;
+        save(&s)?;
         observe(&Event::Epoch(&rec));
     }
     let genotype = s.genotype()?;
