@@ -119,6 +119,15 @@ pub fn set_pooling(enabled: bool) {
     });
 }
 
+/// `len` zeros in a fresh vector, or `None` when the allocation is refused (or the size
+/// overflows).
+fn fresh_zeros(len: usize) -> Option<Vec<f32>> {
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, 0.0);
+    Some(v)
+}
+
 /// A float32 buffer that goes back to this thread's free list when dropped.
 #[derive(Debug, PartialEq)]
 pub struct Buf(Vec<f32>);
@@ -136,6 +145,28 @@ impl Buf {
                 Buf(vec![0.0; len])
             }
         }
+    }
+
+    /// [`Buf::zeros`] that reports an allocation the system refuses instead of aborting the
+    /// process (`None`): how the CPU backend turns a size that cannot fit into an error.
+    pub fn try_zeros(len: usize) -> Option<Buf> {
+        if let Some(mut v) = Buf::pooled(len) {
+            v.fill(0.0);
+            return Some(Buf(v));
+        }
+        let v = fresh_zeros(len)?;
+        track_new(len);
+        Some(Buf(v))
+    }
+
+    /// [`Buf::for_overwrite`] that reports a refused allocation (`None`) instead of aborting.
+    pub fn try_for_overwrite(len: usize) -> Option<Buf> {
+        if let Some(v) = Buf::pooled(len) {
+            return Some(Buf(v));
+        }
+        let v = fresh_zeros(len)?;
+        track_new(len);
+        Some(Buf(v))
     }
 
     /// A buffer of `len` values for a caller that overwrites every one of them (a backend

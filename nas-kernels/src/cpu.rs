@@ -14,6 +14,13 @@ use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, r
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cpu;
 
+fn oom(floats: usize) -> KernelError {
+    KernelError::OutOfMemory {
+        floats,
+        bytes: floats.saturating_mul(std::mem::size_of::<f32>()),
+    }
+}
+
 fn prod(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -33,13 +40,15 @@ impl Backend for Cpu {
         Device::Cpu
     }
     fn zeros(&self, len: usize) -> Result<Buf> {
-        Ok(Buf::zeros(len))
+        Buf::try_zeros(len).ok_or_else(|| oom(len))
     }
     fn alloc(&self, len: usize) -> Result<Buf> {
-        Ok(Buf::for_overwrite(len))
+        Buf::try_for_overwrite(len).ok_or_else(|| oom(len))
     }
     fn from_slice(&self, data: &[f32]) -> Result<Buf> {
-        Ok(Buf::copy_from(data))
+        let mut b = self.alloc(data.len())?;
+        b.copy_from_slice(data);
+        Ok(b)
     }
     fn from_vec(&self, data: Vec<f32>) -> Result<Buf> {
         Ok(Buf::from_vec(data))

@@ -37,6 +37,14 @@ pub enum KernelError {
         /// What is wrong, naming the parameter.
         msg: String,
     },
+    /// The device could not allocate a buffer of this size.
+    #[error("out of memory: a buffer of {floats} floats ({bytes} bytes) could not be allocated")]
+    OutOfMemory {
+        /// Elements asked for.
+        floats: usize,
+        /// Bytes asked for (saturating).
+        bytes: usize,
+    },
     /// A device string could not be parsed.
     #[error("unknown device `{0}`: expected `cpu`, `cuda` or `cuda:N`")]
     UnknownDevice(String),

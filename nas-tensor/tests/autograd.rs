@@ -419,3 +419,17 @@ fn values_no_gradient_rule_needs_are_freed_and_gradients_do_not_change() {
         "the same graph in one expression"
     );
 }
+
+/// A size the machine cannot hold is an error naming the size, not an aborted process.
+#[test]
+fn an_allocation_that_cannot_fit_is_an_error() {
+    let e = nas_tensor::Tensor::zeros_on(&[1 << 30, 1 << 30], nas_tensor::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("out of memory") && e.contains("1152921504606846976"),
+        "{e}"
+    );
+    let x = nas_tensor::Tensor::ones(&[2, 3]);
+    assert!(x.reshape(&[3, 2]).is_ok(), "ordinary sizes still allocate");
+}
