@@ -965,3 +965,65 @@ fn search_on_explicit_idx_files() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("3334") && text.contains("666"), "{text}");
 }
+
+/// A one-shot resume from a corrupt checkpoint is refused before anything is written: no
+/// header, no rewritten settings, the directory byte for byte as it was.
+#[test]
+fn refused_oneshot_resume_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("os");
+    let d = dir.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut v = vec![
+            "search",
+            "--strategy",
+            "darts",
+            "--space",
+            "nb201",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--channels",
+            "4",
+            "--limit-train",
+            "200",
+            "--out",
+            d,
+        ];
+        v.extend_from_slice(extra);
+        nas(&v)
+    };
+    assert!(run(&[]).status.success());
+    let ck = dir.join("checkpoint.bin");
+    let good = fs::read(&ck).unwrap();
+    fs::write(&ck, &good[..good.len() / 2]).unwrap();
+    let snapshot = || -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != ".nas.lock")
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot();
+    let err = fails(&run(&["--resume"]), 1);
+    assert!(err.contains("checkpoint"), "{err}");
+    assert!(
+        !err.contains("supernet (C="),
+        "the header was printed: {err}"
+    );
+    assert_eq!(
+        snapshot(),
+        before,
+        "a refused one-shot resume changed the directory"
+    );
+}

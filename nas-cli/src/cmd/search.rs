@@ -21,7 +21,7 @@ use nas_search::data::{DataSpec, Splits};
 use nas_search::memory::{NetSize, parse_size};
 use nas_search::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
 use nas_search::oneshot::{
-    CHECKPOINT_FILE, Event, Method, OneShotConfig, SpaceKind, run_oneshot_observed,
+    CHECKPOINT_FILE, Event, Method, OneShotConfig, OneShotSearch, SpaceKind, run_oneshot_observed,
 };
 use nas_search::outdir::{DirLock, LOCK_FILE, create_unique_dir};
 use nas_search::strategy::{ReaConfig, StrategyKind};
@@ -904,6 +904,12 @@ fn oneshot(method: Method, args: &SearchArgs, device: Device, out: &Out) -> Resu
     let outdir = output_dir(args, CHECKPOINT_FILE)?;
     outdir.started.set(true);
     let dir = outdir.path.clone();
+    // Check, then write: a checkpoint this search cannot continue (other settings, corrupt) is
+    // refused before the settings, the header or anything else is written.
+    let ck = dir.join(CHECKPOINT_FILE);
+    if args.resume && ck.exists() {
+        drop(OneShotSearch::load_checkpoint(&ck, &config, &train)?);
+    }
     write_settings(&dir, args)?;
     if let Err(e) = crate::signals::install(&dir) {
         eprintln!("nas: cannot handle SIGINT/SIGTERM: {e}");
