@@ -2,7 +2,7 @@
 //! need (`nas_search::memory`), and the size of architecture inputs.
 
 use crate::error::Result;
-use nas_search::data::Splits;
+use nas_search::data::Dataset;
 use nas_search::memory::{NetSize, available_memory, check, estimate};
 
 /// Largest architecture input read from `@FILE` or stdin.
@@ -12,18 +12,18 @@ pub const MAX_ARCH_BYTES: u64 = 16 << 20;
 /// `--max-memory`, or the machine's available memory when that is not given.
 pub fn check_memory(
     size: NetSize,
-    splits: &Splits,
+    train: &Dataset,
     train_examples: Option<usize>,
     batch: usize,
     copies: usize,
     max_memory: Option<u64>,
     what: &str,
 ) -> Result<()> {
-    let n = train_examples.map_or(splits.train.len(), |n| n.min(splits.train.len()));
+    let n = train_examples.map_or(train.len(), |n| n.min(train.len()));
     let est = estimate(
         size,
-        splits.train.shape(),
-        splits.train.num_classes(),
+        train.shape(),
+        train.num_classes(),
         batch.min(n.max(1)),
     );
     let (limit, name) = match (max_memory, available_memory()) {

@@ -1027,3 +1027,34 @@ fn refused_oneshot_resume_writes_nothing() {
         "a refused one-shot resume changed the directory"
     );
 }
+
+/// A one-shot supernet that cannot fit is refused from the closed-form estimate before the
+/// data is batched, the supernet built or the output directory created.
+#[test]
+fn oneshot_supernets_that_cannot_fit_are_refused_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("big");
+    let out = nas(&[
+        "search",
+        "--strategy",
+        "darts",
+        "--channels",
+        "100000",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let err = fails(&out, 1);
+    assert!(err.contains("supernet would need about"), "{err}");
+    assert!(!dir.exists(), "the output directory was created");
+    let out = nas(&[
+        "search",
+        "--strategy",
+        "darts",
+        "--max-memory",
+        "10M",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let err = fails(&out, 1);
+    assert!(err.contains("--max-memory"), "{err}");
+}

@@ -44,6 +44,16 @@ pub enum NetSize {
         /// Cells per stack.
         cells: usize,
     },
+    /// A one-shot supernet (every op on every edge): DARTS (`cells` in all, reductions at 1/3
+    /// and 2/3) or NB201 (`cells` per stage), width `channels`.
+    Supernet {
+        /// DARTS (true) or NB201 (false).
+        darts: bool,
+        /// C.
+        channels: usize,
+        /// DARTS: cells in all; NB201: cells per stage.
+        cells: usize,
+    },
     /// The chain preset (small and fixed): not estimated.
     Chain,
 }
@@ -169,6 +179,43 @@ pub fn estimate(
             p += 4.0 * c * k + k;
             (p, a)
         }
+        NetSize::Supernet {
+            darts,
+            channels,
+            cells,
+        } => {
+            // Every edge holds all ops. Activations: 200 tensors of a cell's C x H x W per cell
+            // (DARTS, 14 edges of 8 ops; the measured first-order step at C = 16, 8 cells,
+            // batch 64 peaks at 2,657 MiB, about 156 such tensors per cell), 60 for NB201's 6
+            // edges of 5 ops. Parameters: per edge 2 separable (5x5) and 2 dilated
+            // convolutions (DARTS) or a 3x3 and a 1x1 convolution (NB201), with BN.
+            let c = channels as f64;
+            let (mut ch, mut res) = (c, hw);
+            let mut p = 9.0 * cin * 3.0 * c + 6.0 * c;
+            let mut a = 3.0 * c * hw * 2.0;
+            let (per_cell_a, edges) = if darts { (200.0, 14.0) } else { (60.0, 6.0) };
+            let total_cells = if darts { cells } else { 3 * cells };
+            for i in 0..total_cells {
+                let reduction = if darts {
+                    cells >= 3 && (i == cells / 3 || i == 2 * cells / 3)
+                } else {
+                    i > 0 && i % cells == 0
+                };
+                if reduction {
+                    ch *= 2.0;
+                    res /= 4.0;
+                }
+                let edge = if darts {
+                    2.0 * 2.0 * (25.0 * ch + ch * ch + 2.0 * ch) + 2.0 * (25.0 * ch + ch * ch)
+                } else {
+                    9.0 * ch * ch + ch * ch + 4.0 * ch
+                };
+                p += edges * edge + 2.0 * (4.0 * ch * ch + 2.0 * ch);
+                a += per_cell_a * ch * res;
+            }
+            p += 4.0 * ch * k + k;
+            (p, a)
+        }
         NetSize::Chain => (0.0, 0.0),
     };
     MemoryEstimate {
@@ -220,6 +267,42 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::nets::nb201::{Nb201Config, nb201_cost};
+
+    #[test]
+    fn darts_supernet_estimate_bounds_the_measured_peak() {
+        // docs/PERF.md: the first-order DARTS step (C = 16, 8 cells, batch 64, 3x32x32)
+        // peaks at 2,657 MiB of resident memory.
+        let e = estimate(
+            NetSize::Supernet {
+                darts: true,
+                channels: 16,
+                cells: 8,
+            },
+            (3, 32, 32),
+            10,
+            64,
+        );
+        let measured = 2657.0 * 1024.0 * 1024.0;
+        assert!(
+            e.total() > measured && e.total() < 2.0 * measured,
+            "{} vs {measured}",
+            e.total()
+        );
+        // the supernet's parameters (about 1.93 M at C = 16, 8 cells) within a factor of 2
+        assert!(e.params > 1.0e6 && e.params < 4.0e6, "{}", e.params);
+        // absurd sizes are orders of magnitude above any machine
+        let huge = estimate(
+            NetSize::Supernet {
+                darts: true,
+                channels: 100_000,
+                cells: 5,
+            },
+            (1, 28, 28),
+            10,
+            64,
+        );
+        assert!(huge.total() > 1e13, "{}", huge.total());
+    }
 
     #[test]
     fn nb201_parameter_bound_is_close_to_the_exact_count_of_the_largest_cell() {

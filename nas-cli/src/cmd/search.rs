@@ -389,7 +389,7 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
             };
             check_memory(
                 size,
-                &splits,
+                &splits.train,
                 recipe.train_examples,
                 recipe.batch_size,
                 args.workers,
@@ -901,6 +901,20 @@ fn oneshot(method: Method, args: &SearchArgs, device: Device, out: &Out) -> Resu
         _ => splits.train,
     };
     config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+    // a supernet that cannot fit is refused before anything is built or written
+    crate::limits::check_memory(
+        NetSize::Supernet {
+            darts: space == SpaceKind::Darts,
+            channels: config.c,
+            cells: config.layers,
+        },
+        &train,
+        None,
+        config.batch_size,
+        1,
+        args.max_memory,
+        "this one-shot search's supernet",
+    )?;
     let outdir = output_dir(args, CHECKPOINT_FILE)?;
     outdir.started.set(true);
     let dir = outdir.path.clone();

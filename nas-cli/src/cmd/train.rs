@@ -136,7 +136,7 @@ pub fn run(args: &TrainArgs, out: &Out) -> Result<()> {
     };
     crate::limits::check_memory(
         size,
-        &splits,
+        &splits.train,
         recipe.train_examples,
         recipe.batch_size,
         1,
