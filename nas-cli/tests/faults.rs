@@ -138,6 +138,24 @@ fn default_directory_names_do_not_collide() {
     assert_eq!(dirs.len(), 3, "{dirs:?}");
 }
 
+/// Every file of `dir` with its bytes, sorted, except the lock (which holds the pid of the
+/// last process that locked it).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != ".nas.lock" && e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn events(dir: &Path) -> Vec<Value> {
     let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
     assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
@@ -182,22 +200,6 @@ fn refused_resume_writes_nothing_and_resume_repairs_the_log() {
         nas(&v)
     };
     assert!(with(&["-n", "20", "--seed", "4"]).status.success());
-    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
-        // Every file but the lock (which holds the pid of the last process that locked it).
-        let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name() != ".nas.lock")
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
     let before = snapshot(&dir);
     let err = fails(&with(&["-n", "30", "--seed", "5", "--resume"]), 1);
     assert!(err.contains("started with --seed 4"), "{err}");
@@ -998,23 +1000,7 @@ fn refused_oneshot_resume_writes_nothing() {
     let ck = dir.join("checkpoint.bin");
     let good = fs::read(&ck).unwrap();
     fs::write(&ck, &good[..good.len() / 2]).unwrap();
-    let snapshot = || -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name() != ".nas.lock")
-            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let before = snapshot();
+    let before = snapshot(&dir);
     let err = fails(&run(&["--resume"]), 1);
     assert!(err.contains("checkpoint"), "{err}");
     assert!(
@@ -1022,7 +1008,7 @@ fn refused_oneshot_resume_writes_nothing() {
         "the header was printed: {err}"
     );
     assert_eq!(
-        snapshot(),
+        snapshot(&dir),
         before,
         "a refused one-shot resume changed the directory"
     );

@@ -240,16 +240,9 @@ fn inputs(case: &Case, device: Device) -> Vec<Tensor> {
         .collect()
 }
 
-/// Values with no two within 0.05 of each other and none within 0.05 of zero.
-fn spaced(shape: &[usize], seed: u64) -> Tensor {
-    use rand::seq::SliceRandom;
-    let n: usize = shape.iter().product();
-    let mut v: Vec<f32> = (0..n)
-        .map(|i| (i as f32 - (n / 2) as f32) * 0.1 + 0.05)
-        .collect();
-    v.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    Tensor::from_vec(v, shape).unwrap()
-}
+#[path = "common/spaced.rs"]
+mod spaced_inputs;
+use spaced_inputs::spaced_values as spaced;
 
 /// The op's output and its inputs' gradients under a fixed random projection, all on
 /// `device`; returns them copied to the host, and the host transfers the forward and backward

@@ -2,21 +2,18 @@
 
 use nas_tensor::{GradcheckOptions, Tensor, gradcheck};
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 fn p(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, seed).param()
 }
 
-/// Values with no two within 0.05 of each other and none within 0.05 of zero (safe for max/relu).
+#[path = "common/spaced.rs"]
+mod spaced_inputs;
+
+/// Spaced values (see [`spaced_inputs::spaced_values`]) as a parameter.
 fn spaced(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut v: Vec<f32> = (0..n)
-        .map(|i| (i as f32 - (n / 2) as f32) * 0.1 + 0.05)
-        .collect();
-    v.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    Tensor::from_vec(v, shape).unwrap().param()
+    spaced_inputs::spaced_values(shape, seed).param()
 }
 
 fn check(what: &str, f: impl Fn(&[Tensor]) -> nas_tensor::Result<Tensor>, inputs: &[Tensor]) {
