@@ -1,1 +1,3 @@
 //! Criterion benchmarks of nas-rs live in benches/benches.
+
+#![warn(missing_docs)]

@@ -3,6 +3,7 @@
 //! Exit codes: 0 on success, 1 when the input is bad (a file, an architecture, a data set), 2 for a
 //! malformed command line. Errors are one clear message on stderr, never a panic.
 
+#![warn(missing_docs)]
 mod cmd;
 mod error;
 mod limits;

@@ -29,6 +29,7 @@
 //! # Ok::<(), nas_kernels::KernelError>(())
 //! ```
 
+#![warn(missing_docs)]
 // Every `unsafe` block and `unsafe impl` states why it is sound (checked by clippy).
 #![warn(clippy::undocumented_unsafe_blocks)]
 

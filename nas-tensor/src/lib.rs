@@ -60,6 +60,7 @@
 //! Threading: tensors are `Send + Sync` handles; the no-grad flag, the graph-node counters
 //! and the buffer pool are per thread.
 
+#![warn(missing_docs)]
 #![allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x >= 0.0)` deliberately rejects NaN
 
 pub mod autograd;
