@@ -481,11 +481,15 @@ fn train_reports_accuracy_and_saves_safetensors() {
         "4",
         "--cells",
         "1",
+        "--device",
+        "cpu",
         "--out",
         weights.to_str().unwrap(),
     ]));
     assert_eq!(v["arch"], arch);
     assert_eq!(v["network"], "nb201(C=4,N=1)");
+    // --device (default cpu) reached the network: its tensors report the device
+    assert_eq!(v["device"], "cpu");
     assert_eq!(v["epochs"].as_array().unwrap().len(), 3);
     // Three epochs on the 8x8 digits: far above chance (10%).
     let acc = v["test_accuracy"].as_f64().unwrap();

@@ -18,6 +18,7 @@ use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
+use nas_tensor::nn::Module as _;
 use serde_json::json;
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -326,6 +327,8 @@ where
         "flops": trained.cost.flops,
         "wall_time_s": trained.wall_time_s,
         "weights": args.out.as_ref().map(|p| p.display().to_string()),
+        // where the trained network's tensors live, read from the network itself
+        "device": trained.module.device().map(|d| d.to_string()),
     });
     out.result(&text, &value).map_err(CliError::Output)
 }
