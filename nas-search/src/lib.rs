@@ -9,6 +9,14 @@
 //! * [`synthetic`]: a small synthetic space and objective for tests.
 //! * [`benchmark`]: the NAS-Bench-201 benchmark runner; [`plot`]: dependency-free SVG plots.
 //! * [`stats`]: mean, standard deviation and Welch's t-test for comparing strategies.
+//! * [`builder`]: a whole search described in one value and run with its outputs.
+//! * [`train`]: training networks from genotypes (the train-from-scratch evaluator, on the
+//!   recipe's device); [`nets`]: the networks; [`data`]: data sets, splits and batches.
+//! * [`oneshot`]: DARTS and GDAS on supernets.
+//! * [`nb201`] / [`nb201_cost`]: the NAS-Bench-201 table and closed-form network costs.
+//! * [`history`], [`error`]: trials and errors.
+//! * [`memory`]: closed-form memory estimates checked before anything is built;
+//!   [`outdir`]: output directories, created exclusively and locked for the whole run.
 
 #![warn(missing_docs)]
 

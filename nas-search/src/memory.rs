@@ -151,7 +151,7 @@ pub fn estimate(
             let mut a = 3.0 * c * hw * 2.0;
             let (mut ch, mut res) = (c, hw);
             for i in 0..cells {
-                let reduction = cells >= 3 && (i == cells / 3 || i == 2 * cells / 3);
+                let reduction = darts_reduction(cells, i);
                 if reduction {
                     ch *= 2.0;
                     res /= 4.0;
@@ -197,7 +197,7 @@ pub fn estimate(
             let total_cells = if darts { cells } else { 3 * cells };
             for i in 0..total_cells {
                 let reduction = if darts {
-                    cells >= 3 && (i == cells / 3 || i == 2 * cells / 3)
+                    darts_reduction(cells, i)
                 } else {
                     i > 0 && i % cells == 0
                 };
@@ -223,6 +223,12 @@ pub fn estimate(
         param_bytes: 4.0 * 4.0 * params,
         activation_bytes: 4.0 * floats_per_image * batch as f64,
     }
+}
+
+/// Is cell `i` of a DARTS network of `cells` cells a reduction cell (at 1/3 and 2/3 of the
+/// depth, as `DartsConfig::is_reduction`; none below 3 cells in this estimate)?
+fn darts_reduction(cells: usize, i: usize) -> bool {
+    cells >= 3 && (i == cells / 3 || i == 2 * cells / 3)
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where it cannot be read).

@@ -142,6 +142,17 @@ impl Storage {
         self.len() == 0
     }
 
+    /// Host values owned by the CPU backend, without a fallible allocation (the infallible
+    /// CPU constructors of `Tensor`: `zeros`, `full`, `scalar`, `from_ndarray`).
+    pub(crate) fn host(data: Vec<f32>) -> Storage {
+        Storage::Cpu(Buf::from_vec(data))
+    }
+
+    /// `len` copies of `value` in CPU memory from the pool (see [`Storage::host`]).
+    pub(crate) fn host_full(len: usize, value: f32) -> Storage {
+        Storage::Cpu(Buf::full(len, value))
+    }
+
     /// `len` zeros on `device`.
     pub fn zeros(device: Device, len: usize) -> Result<Storage> {
         on!(device, b => Ok(wrap(b, b.zeros(len)?)))

@@ -320,15 +320,12 @@ impl Tensor {
 
     /// A scalar (shape `[]`) on the CPU.
     pub fn scalar(v: f32) -> Tensor {
-        Tensor::constant(vec![], Storage::Cpu(nas_kernels::Buf::from_vec(vec![v])))
+        Tensor::constant(vec![], Storage::host(vec![v]))
     }
 
     /// Zeros on the CPU.
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor::constant(
-            shape.to_vec(),
-            Storage::Cpu(nas_kernels::Buf::zeros(numel(shape))),
-        )
+        Tensor::constant(shape.to_vec(), Storage::host_full(numel(shape), 0.0))
     }
 
     /// Zeros on `device`.
@@ -346,10 +343,7 @@ impl Tensor {
 
     /// Every element equal to `v`, on the CPU.
     pub fn full(shape: &[usize], v: f32) -> Tensor {
-        Tensor::constant(
-            shape.to_vec(),
-            Storage::Cpu(nas_kernels::Buf::full(numel(shape), v)),
-        )
+        Tensor::constant(shape.to_vec(), Storage::host_full(numel(shape), v))
     }
 
     /// Every element equal to `v`, on `device`.
@@ -436,7 +430,7 @@ impl Tensor {
     pub fn from_ndarray<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> Tensor {
         let shape = a.shape().to_vec();
         let v: Vec<f32> = a.iter().copied().collect();
-        Tensor::constant(shape, Storage::Cpu(nas_kernels::Buf::from_vec(v)))
+        Tensor::constant(shape, Storage::host(v))
     }
 
     /// The values as a dynamic-dimensional `ndarray` array (copied to the host).

@@ -50,12 +50,20 @@ fn reduce(
         &[t],
         move |g, _| {
             let x = xc.read();
-            let y = match &yc {
-                Some(y) => y.read().unwrap_or_else(|e| e.into_inner()).try_clone()?,
-                None => Storage::zeros(g.device(), out_len)?,
+            // the shared output (max), or zeros that sum and mean never read
+            let (kept, unused);
+            let y: &Storage = match &yc {
+                Some(y) => {
+                    kept = y.read().unwrap_or_else(|e| e.into_inner());
+                    &kept
+                }
+                None => {
+                    unused = Storage::zeros(g.device(), out_len)?;
+                    &unused
+                }
             };
             let mut dx = Storage::zeros(g.device(), x.len())?;
-            storage::reduce_backward(op, &x, &y, xc.shape(), axis, g, &mut dx)?;
+            storage::reduce_backward(op, &x, y, xc.shape(), axis, g, &mut dx)?;
             Ok(vec![Some(dx)])
         },
     ))
