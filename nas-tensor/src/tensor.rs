@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use nas_kernels::RandomDist;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Device;
@@ -354,22 +354,35 @@ impl Tensor {
         ))
     }
 
-    /// Samples of `dist` (uniform, normal, Gumbel) drawn from `rng` in element order, on the
-    /// CPU.
+    /// Samples of `dist` (uniform, normal, Gumbel) on the CPU; `rng` gives the fill's seed (see
+    /// [`Tensor::random_on`]).
     pub fn random_with(shape: &[usize], dist: RandomDist, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         Tensor::random_on(shape, dist, rng, Device::Cpu)
     }
 
-    /// Samples of `dist` drawn from `rng` in element order, generated on `device` (the same
-    /// values on every device for the same generator state).
+    /// Samples of `dist` generated on `device`: one `u64` is drawn from the host generator
+    /// `rng` as the fill's seed, and the backend computes every element from that seed and
+    /// its index ([`Tensor::random_seeded`]), so the same generator state gives the same values
+    /// on every device and each tensor advances `rng` by the same amount whatever its size.
     pub fn random_on(
         shape: &[usize],
         dist: RandomDist,
         rng: &mut ChaCha8Rng,
         device: Device,
     ) -> Result<Tensor> {
+        Tensor::random_seeded(shape, dist, rng.next_u64(), device)
+    }
+
+    /// Samples of `dist` for `seed`, computed on `device` by the counter-based generator of
+    /// [`nas_kernels::ops::random`]: element `i` depends only on `(seed, i)`.
+    pub fn random_seeded(
+        shape: &[usize],
+        dist: RandomDist,
+        seed: u64,
+        device: Device,
+    ) -> Result<Tensor> {
         let mut b = Storage::alloc(device, numel(shape))?;
-        storage::fill_random(dist, rng, &mut b)?;
+        storage::fill_random(dist, seed, &mut b)?;
         Ok(Tensor::constant(shape.to_vec(), b))
     }
 
