@@ -190,6 +190,19 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with gradient recording enabled, even inside [`no_grad`] (a checkpointed segment
+/// recomputed during a backward must record).
+pub(crate) fn with_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD_DEPTH.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_GRAD_DEPTH.with(|d| d.replace(0)));
+    f()
+}
+
 /// Graph nodes currently alive that were created on this thread (a node dropped on another
 /// thread is counted there). Backward releases the nodes it walks.
 pub fn live_graph_nodes() -> isize {
@@ -431,6 +444,26 @@ impl Tensor {
     /// Alias of [`Tensor::param`] in PyTorch's spelling (returns a new leaf handle).
     pub fn requires_grad_(self) -> Tensor {
         self.param()
+    }
+
+    /// A new leaf over the same values (no copy, no history), requiring a gradient if
+    /// `requires_grad`: what a checkpointed segment is recomputed from.
+    pub(crate) fn leaf_sharing(&self, requires_grad: bool) -> Tensor {
+        Tensor::make(
+            self.inner.shape.clone(),
+            self.data.clone(),
+            requires_grad,
+            None,
+        )
+    }
+
+    /// Takes the accumulated gradient out of this tensor, leaving none.
+    pub(crate) fn take_grad(&self) -> Option<Storage> {
+        self.inner
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// A copy of the values with no history and no gradient requirement.
