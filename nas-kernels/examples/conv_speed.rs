@@ -103,14 +103,22 @@ fn main() -> nas_kernels::Result<()> {
         let mut dx = vec![0.0; p.x_len()];
         let mut dw = vec![0.0; p.w_len()];
         time(&format!("{name} forward"), reps, || {
-            Cpu.conv2d(&p, &x, &w, None, &mut y).unwrap()
+            Cpu.conv2d(&p.check().expect("valid parameters"), &x, &w, None, &mut y)
+                .unwrap()
         });
         time(&format!("{name} backward input"), reps, || {
-            Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).unwrap()
+            Cpu.conv2d_backward_input(&p.check().expect("valid parameters"), &w, &dy, &mut dx)
+                .unwrap()
         });
         time(&format!("{name} backward weight"), reps, || {
-            Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
-                .unwrap()
+            Cpu.conv2d_backward_weight(
+                &p.check().expect("valid parameters"),
+                &x,
+                &dy,
+                &mut dw,
+                None,
+            )
+            .unwrap()
         });
     }
     let bn = BatchNormParams::new(64, 16, 1024);
@@ -121,7 +129,7 @@ fn main() -> nas_kernels::Result<()> {
         (vec![0.0; 16], vec![1.0; 16], vec![0.0; 16], vec![0.0; 16]);
     time("batch_norm forward", reps, || {
         Cpu.batch_norm(
-            &bn,
+            &bn.check().expect("valid parameters"),
             &x,
             None,
             None,
@@ -134,8 +142,18 @@ fn main() -> nas_kernels::Result<()> {
         .unwrap()
     });
     time("batch_norm backward", reps, || {
-        Cpu.batch_norm_backward(&bn, &x, None, &m, &v, &dy, &mut dx, None, None)
-            .unwrap()
+        Cpu.batch_norm_backward(
+            &bn.check().expect("valid parameters"),
+            &x,
+            None,
+            &m,
+            &v,
+            &dy,
+            &mut dx,
+            None,
+            None,
+        )
+        .unwrap()
     });
     time("relu forward", reps, || {
         Cpu.unary(UnaryOp::Relu, &x, &mut y).unwrap()

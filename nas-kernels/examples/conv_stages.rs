@@ -36,13 +36,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![0.0; p.w_len()],
         );
         let gflop = 2.0 * (p.y_len() * (c / p.groups) * p.kh * p.kw) as f64 / 1e9;
-        let tf = best_seconds(20, || Cpu.conv2d(&p, &x, &w, None, &mut y).expect("fwd"));
+        let tf = best_seconds(20, || {
+            Cpu.conv2d(&p.check().expect("valid parameters"), &x, &w, None, &mut y)
+                .expect("fwd")
+        });
         let ti = best_seconds(20, || {
-            Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).expect("dx")
+            Cpu.conv2d_backward_input(&p.check().expect("valid parameters"), &w, &dy, &mut dx)
+                .expect("dx")
         });
         let tw = best_seconds(20, || {
-            Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
-                .expect("dw")
+            Cpu.conv2d_backward_weight(
+                &p.check().expect("valid parameters"),
+                &x,
+                &dy,
+                &mut dw,
+                None,
+            )
+            .expect("dw")
         });
         println!(
             "{name:<6}{c:>3}x{hw:>2}x{hw:<2}  fwd {:6.2} ms {:5.1} GF/s   dX {:6.2} ms {:5.1} GF/s   dW {:6.2} ms {:5.1} GF/s",

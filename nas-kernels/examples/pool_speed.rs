@@ -31,10 +31,19 @@ fn main() {
             let dy = data(p.y_len(), 2);
             let mut y = vec![0.0; p.y_len()];
             let mut dx = vec![0.0; p.x_len()];
-            let f = best_seconds(reps, || Cpu.pool2d(&p, &x, &mut y).expect("pool2d"));
+            let f = best_seconds(reps, || {
+                Cpu.pool2d(&p.check().expect("valid parameters"), &x, &mut y)
+                    .expect("pool2d")
+            });
             let b = best_seconds(reps, || {
-                Cpu.pool2d_backward(&p, &x, None, &dy, &mut dx)
-                    .expect("pool2d_backward")
+                Cpu.pool2d_backward(
+                    &p.check().expect("valid parameters"),
+                    &x,
+                    None,
+                    &dy,
+                    &mut dx,
+                )
+                .expect("pool2d_backward")
             });
             total = (total.0 + f, total.1 + b);
             println!(

@@ -12,9 +12,15 @@
 //! - Outputs are caller-provided buffers that are **overwritten** (never accumulated into,
 //!   except where a method says so, e.g. [`Backend::axpy`] and `beta` of [`Backend::matmul`]),
 //!   so a training step can reuse its buffers. Inputs and outputs must be distinct buffers.
-//! - Every method checks each buffer's length against the shape it was given and returns
-//!   [`KernelError`](crate::KernelError) on a mismatch or a bad parameter; nothing is written
-//!   then.
+//! - Checks happen once, in one place. The parameter structs of convolution, pooling and
+//!   batch norm are validated into a [`Checked`] description by their `check()` (the tensor
+//!   crate does this when it builds them from tensor shapes). Each compute method a caller
+//!   uses (`conv2d`, `binary`, ...) is a provided method of this trait: it checks every
+//!   buffer's length (and the remaining shape arguments) against that description, returns
+//!   [`KernelError`] on a mismatch with nothing written, and then calls the
+//!   backend's `unsafe fn *_unchecked` kernel. A backend implements only the buffer methods
+//!   and the `*_unchecked` kernels, which may rely on the checked arguments (debug assertions
+//!   only): a new backend (CUDA) copies no checks.
 //! - Backward methods take the upstream gradient `dy` of the op's output and write the
 //!   gradient of `sum(y * dy)` with respect to the named input.
 //! - Shapes are host-side; small host-side arrays (labels, channel lists) are passed as
@@ -32,8 +38,9 @@
 
 use std::borrow::BorrowMut;
 
+use crate::checked::Checked;
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{KernelError, Result, check_len};
 pub use crate::ops::batch_norm::BatchNormParams;
 pub use crate::ops::conv2d::Conv2dParams;
 pub use crate::ops::copy::StridedCopy;
@@ -42,6 +49,7 @@ pub use crate::ops::matmul::Matmul;
 pub use crate::ops::optim::{AdamStep, SgdStep};
 pub use crate::ops::pool2d::{Pool2dParams, PoolKind};
 pub use crate::ops::random::RandomDist;
+use crate::ops::random::validate_dropout;
 pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
 
 /// A compute backend: a buffer type plus kernels over it. See the [module docs](self) for the
@@ -83,12 +91,20 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         p: &StridedCopy,
         src: &Self::Buffer,
         dst: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        p.validate(self.len(src), self.len(dst))?;
+        // SAFETY: every length and parameter `copy_strided_unchecked` relies on was checked above.
+        unsafe { self.copy_strided_unchecked(p, src, dst) }
+    }
 
     // ---------------------------------------------------------------- elementwise
 
     /// `y = op(x)` elementwise (equal lengths).
-    fn unary(&self, op: UnaryOp, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    fn unary(&self, op: UnaryOp, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()> {
+        check_len("unary", "y", self.len(y), self.len(x))?;
+        // SAFETY: every length and parameter `unary_unchecked` relies on was checked above.
+        unsafe { self.unary_unchecked(op, x, y) }
+    }
     /// `dx = dy * op'(x)`, given the forward input `x` and output `y` (all equal lengths).
     fn unary_backward(
         &self,
@@ -97,7 +113,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         y: &Self::Buffer,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let n = self.len(x);
+        for (what, b) in [("y", y), ("dy", dy)] {
+            check_len("unary_backward", what, self.len(b), n)?;
+        }
+        check_len("unary_backward", "dx", self.len(dx), n)?;
+        // SAFETY: every length and parameter `unary_backward_unchecked` relies on was checked above.
+        unsafe { self.unary_backward_unchecked(op, x, y, dy, dx) }
+    }
     /// `out = a op b` with numpy broadcasting; `out` has [`broadcast_shape`]`(a_shape, b_shape)`.
     fn binary(
         &self,
@@ -107,7 +131,19 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         b: &Self::Buffer,
         b_shape: &[usize],
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "binary";
+        check_len(OP, "a", self.len(a), prod(a_shape))?;
+        check_len(OP, "b", self.len(b), prod(b_shape))?;
+        let os = broadcast_shape(a_shape, b_shape).ok_or_else(|| KernelError::Broadcast {
+            op: OP,
+            a: a_shape.to_vec(),
+            b: b_shape.to_vec(),
+        })?;
+        check_len(OP, "out", self.len(out), prod(&os))?;
+        // SAFETY: every length and parameter `binary_unchecked` relies on was checked above.
+        unsafe { self.binary_unchecked(op, a, a_shape, b, b_shape, out) }
+    }
     /// Sums `x` (shape `x_shape`) down to `out_shape`, which must broadcast to `x_shape`: the
     /// backward of broadcasting (e.g. a bias gradient from `[n, c, h, w]` to `[1, c, 1, 1]`).
     fn sum_to_shape(
@@ -116,7 +152,22 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         x_shape: &[usize],
         out_shape: &[usize],
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "sum_to_shape";
+        check_len(OP, "x", self.len(x), prod(x_shape))?;
+        check_len(OP, "out", self.len(out), prod(out_shape))?;
+        if out_shape.len() > x_shape.len()
+            || broadcast_shape(x_shape, out_shape).as_deref() != Some(x_shape)
+        {
+            return Err(KernelError::Broadcast {
+                op: OP,
+                a: x_shape.to_vec(),
+                b: out_shape.to_vec(),
+            });
+        }
+        // SAFETY: every length and parameter `sum_to_shape_unchecked` relies on was checked above.
+        unsafe { self.sum_to_shape_unchecked(x, x_shape, out_shape, out) }
+    }
     /// Broadcasts `x` (shape `x_shape`) to `out_shape`.
     fn broadcast_to(
         &self,
@@ -124,16 +175,43 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         x_shape: &[usize],
         out_shape: &[usize],
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "broadcast_to";
+        check_len(OP, "x", self.len(x), prod(x_shape))?;
+        check_len(OP, "out", self.len(out), prod(out_shape))?;
+        if x_shape.len() > out_shape.len()
+            || broadcast_shape(x_shape, out_shape).as_deref() != Some(out_shape)
+        {
+            return Err(KernelError::Broadcast {
+                op: OP,
+                a: x_shape.to_vec(),
+                b: out_shape.to_vec(),
+            });
+        }
+        // SAFETY: every length and parameter `broadcast_to_unchecked` relies on was checked above.
+        unsafe { self.broadcast_to_unchecked(x, x_shape, out_shape, out) }
+    }
     /// `y += alpha * x` (accumulates into `y`).
-    fn axpy(&self, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    fn axpy(&self, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()> {
+        check_len("axpy", "y", self.len(y), self.len(x))?;
+        // SAFETY: every length and parameter `axpy_unchecked` relies on was checked above.
+        unsafe { self.axpy_unchecked(alpha, x, y) }
+    }
     /// DARTS' mixed op: `out = sum_k weights[k] * xs[k]` (`weights` has `xs.len()` elements).
     fn weighted_sum(
         &self,
         weights: &Self::Buffer,
         xs: &[&Self::Buffer],
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "weighted_sum";
+        check_len(OP, "weights", self.len(weights), xs.len())?;
+        for x in xs {
+            check_len(OP, "xs[k]", self.len(x), self.len(out))?;
+        }
+        // SAFETY: every length and parameter `weighted_sum_unchecked` relies on was checked above.
+        unsafe { self.weighted_sum_unchecked(weights, xs, out) }
+    }
     /// Backward of [`Backend::weighted_sum`]: `dxs[k] = weights[k] * dy` and
     /// `dweights[k] = sum(dy * xs[k])`.
     fn weighted_sum_backward(
@@ -143,7 +221,20 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dy: &Self::Buffer,
         dxs: &mut [&mut Self::Buffer],
         dweights: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "weighted_sum_backward";
+        check_len(OP, "weights", self.len(weights), xs.len())?;
+        check_len(OP, "dweights", self.len(dweights), xs.len())?;
+        check_len(OP, "dxs (count)", dxs.len(), xs.len())?;
+        for x in xs {
+            check_len(OP, "xs[k]", self.len(x), self.len(dy))?;
+        }
+        for d in dxs.iter() {
+            check_len(OP, "dxs[k]", self.len(d), self.len(dy))?;
+        }
+        // SAFETY: every length and parameter `weighted_sum_backward_unchecked` relies on was checked above.
+        unsafe { self.weighted_sum_backward_unchecked(weights, xs, dy, dxs, dweights) }
+    }
     /// Concatenates NCHW tensors `xs[i]: [n, channels[i], hw]` along channels into
     /// `out: [n, sum(channels), hw]`.
     fn concat_channels(
@@ -153,7 +244,21 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         n: usize,
         hw: usize,
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "concat_channels";
+        check_len(OP, "channels (count)", channels.len(), xs.len())?;
+        for (x, &c) in xs.iter().zip(channels) {
+            check_len(OP, "xs[i]", self.len(x), n * c * hw)?;
+        }
+        check_len(
+            OP,
+            "out",
+            self.len(out),
+            n * channels.iter().sum::<usize>() * hw,
+        )?;
+        // SAFETY: every length and parameter `concat_channels_unchecked` relies on was checked above.
+        unsafe { self.concat_channels_unchecked(xs, channels, n, hw, out) }
+    }
     /// Splits `x: [n, sum(channels), hw]` along channels into `outs[i]: [n, channels[i], hw]`
     /// (also the backward of [`Backend::concat_channels`], and vice versa).
     fn split_channels(
@@ -163,7 +268,21 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         n: usize,
         hw: usize,
         outs: &mut [&mut Self::Buffer],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "split_channels";
+        check_len(OP, "channels (count)", channels.len(), outs.len())?;
+        for (o, &c) in outs.iter().zip(channels) {
+            check_len(OP, "outs[i]", self.len(o), n * c * hw)?;
+        }
+        check_len(
+            OP,
+            "x",
+            self.len(x),
+            n * channels.iter().sum::<usize>() * hw,
+        )?;
+        // SAFETY: every length and parameter `split_channels_unchecked` relies on was checked above.
+        unsafe { self.split_channels_unchecked(x, channels, n, hw, outs) }
+    }
 
     // ---------------------------------------------------------------- reductions
 
@@ -177,7 +296,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         shape: &[usize],
         axis: Option<usize>,
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let (outer, len, _inner) = reduce_dims("reduce", self.len(x), shape, axis)?;
+        check_len("reduce", "out", self.len(out), outer * _inner)?;
+        if len == 0 && op == ReduceOp::Max {
+            return Err(KernelError::param("reduce", "max over an empty axis"));
+        }
+        // SAFETY: every length and parameter `reduce_unchecked` relies on was checked above.
+        unsafe { self.reduce_unchecked(op, x, shape, axis, out) }
+    }
     /// Backward of [`Backend::reduce`] given its input `x` and output `y`.
     fn reduce_backward(
         &self,
@@ -188,7 +315,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         axis: Option<usize>,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "reduce_backward";
+        let (outer, _, inner) = reduce_dims(OP, self.len(x), shape, axis)?;
+        check_len(OP, "y", self.len(y), outer * inner)?;
+        check_len(OP, "dy", self.len(dy), outer * inner)?;
+        check_len(OP, "dx", self.len(dx), self.len(x))?;
+        // SAFETY: every length and parameter `reduce_backward_unchecked` relies on was checked above.
+        unsafe { self.reduce_backward_unchecked(op, x, y, shape, axis, dy, dx) }
+    }
     /// Softmax or log-softmax over the last axis of a `rows x cols` matrix.
     fn softmax(
         &self,
@@ -197,7 +332,12 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         rows: usize,
         cols: usize,
         y: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_len("softmax", "x", self.len(x), rows * cols)?;
+        check_len("softmax", "y", self.len(y), rows * cols)?;
+        // SAFETY: every length and parameter `softmax_unchecked` relies on was checked above.
+        unsafe { self.softmax_unchecked(op, x, rows, cols, y) }
+    }
     /// Backward of [`Backend::softmax`] from its output `y`.
     fn softmax_backward(
         &self,
@@ -207,7 +347,17 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         rows: usize,
         cols: usize,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        for (what, l) in [
+            ("y", self.len(y)),
+            ("dy", self.len(dy)),
+            ("dx", self.len(dx)),
+        ] {
+            check_len("softmax_backward", what, l, rows * cols)?;
+        }
+        // SAFETY: every length and parameter `softmax_backward_unchecked` relies on was checked above.
+        unsafe { self.softmax_backward_unchecked(op, y, dy, rows, cols, dx) }
+    }
     /// Cross-entropy of `logits: [rows, cols]` with integer `labels` (`rows` of them, each
     /// `< cols`), averaged over rows, written to `loss` (1 element).
     fn cross_entropy(
@@ -217,7 +367,12 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         rows: usize,
         cols: usize,
         loss: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_ce("cross_entropy", self.len(logits), labels, rows, cols)?;
+        check_len("cross_entropy", "loss", self.len(loss), 1)?;
+        // SAFETY: every length and parameter `cross_entropy_unchecked` relies on was checked above.
+        unsafe { self.cross_entropy_unchecked(logits, labels, rows, cols, loss) }
+    }
     /// Backward of [`Backend::cross_entropy`]: `dlogits = dloss / rows * (softmax - onehot)`,
     /// `dloss` being the 1-element upstream gradient.
     fn cross_entropy_backward(
@@ -228,7 +383,14 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         cols: usize,
         dloss: &Self::Buffer,
         dlogits: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "cross_entropy_backward";
+        check_ce(OP, self.len(logits), labels, rows, cols)?;
+        check_len(OP, "dloss", self.len(dloss), 1)?;
+        check_len(OP, "dlogits", self.len(dlogits), rows * cols)?;
+        // SAFETY: every length and parameter `cross_entropy_backward_unchecked` relies on was checked above.
+        unsafe { self.cross_entropy_backward_unchecked(logits, labels, rows, cols, dloss, dlogits) }
+    }
 
     // ---------------------------------------------------------------- linear algebra, conv
 
@@ -239,77 +401,154 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         a: &Self::Buffer,
         b: &Self::Buffer,
         c: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_len("matmul", "a", self.len(a), p.a_len())?;
+        check_len("matmul", "b", self.len(b), p.b_len())?;
+        check_len("matmul", "c", self.len(c), p.c_len())?;
+        // SAFETY: every length and parameter `matmul_unchecked` relies on was checked above.
+        unsafe { self.matmul_unchecked(p, a, b, c) }
+    }
     /// 2-D convolution `y = conv(x, w) + bias`, see [`Conv2dParams`] for shapes.
     fn conv2d(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &Self::Buffer,
         w: &Self::Buffer,
         bias: Option<&Self::Buffer>,
         y: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d";
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "weight", self.len(w), p.w_len())?;
+        if let Some(b) = bias {
+            check_len(OP, "bias", self.len(b), p.c_out)?;
+        }
+        check_len(OP, "y", self.len(y), p.y_len())?;
+        // SAFETY: every length and parameter `conv2d_unchecked` relies on was checked above.
+        unsafe { self.conv2d_unchecked(p, x, w, bias, y) }
+    }
     /// Gradient of a convolution with respect to its input.
     fn conv2d_backward_input(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         w: &Self::Buffer,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_input";
+        check_len(OP, "weight", self.len(w), p.w_len())?;
+        check_len(OP, "dy", self.len(dy), p.y_len())?;
+        check_len(OP, "dx", self.len(dx), p.x_len())?;
+        // SAFETY: every length and parameter `conv2d_backward_input_unchecked` relies on was checked above.
+        unsafe { self.conv2d_backward_input_unchecked(p, w, dy, dx) }
+    }
     /// Gradient of a convolution with respect to its weight (and bias, when `dbias` is given).
     fn conv2d_backward_weight(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &Self::Buffer,
         dy: &Self::Buffer,
         dw: &mut Self::Buffer,
         dbias: Option<&mut Self::Buffer>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_weight";
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "dy", self.len(dy), p.y_len())?;
+        check_len(OP, "dweight", self.len(dw), p.w_len())?;
+        if let Some(b) = dbias.as_deref() {
+            check_len(OP, "dbias", self.len(b), p.c_out)?;
+        }
+        // SAFETY: every length and parameter `conv2d_backward_weight_unchecked` relies on was checked above.
+        unsafe { self.conv2d_backward_weight_unchecked(p, x, dy, dw, dbias) }
+    }
     /// [`Backend::conv2d`] (no bias) of `relu(x)`: the ReLU is applied as the input is read, so
     /// no ReLU tensor is written (the front of DARTS' separable and dilated convolutions).
     fn conv2d_relu_input(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &Self::Buffer,
         w: &Self::Buffer,
         y: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d_relu_input";
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "weight", self.len(w), p.w_len())?;
+        check_len(OP, "y", self.len(y), p.y_len())?;
+        // SAFETY: every length and parameter `conv2d_relu_input_unchecked` relies on was checked above.
+        unsafe { self.conv2d_relu_input_unchecked(p, x, w, y) }
+    }
     /// [`Backend::conv2d_backward_input`] of a convolution whose input was `relu(x)`, carried
     /// through the ReLU: `dx = conv2d_backward_input(dy) * (x > 0)`.
     fn conv2d_backward_input_relu_mask(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         w: &Self::Buffer,
         dy: &Self::Buffer,
         x: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_input_relu_mask";
+        check_len(OP, "weight", self.len(w), p.w_len())?;
+        check_len(OP, "dy", self.len(dy), p.y_len())?;
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "dx", self.len(dx), p.x_len())?;
+        // SAFETY: every length and parameter `conv2d_backward_input_relu_mask_unchecked` relies on was checked above.
+        unsafe { self.conv2d_backward_input_relu_mask_unchecked(p, w, dy, x, dx) }
+    }
     /// [`Backend::conv2d_backward_weight`] (no bias) of a convolution whose input was `relu(x)`.
     fn conv2d_backward_weight_relu_input(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &Self::Buffer,
         dy: &Self::Buffer,
         dw: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "conv2d_backward_weight_relu_input";
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "dy", self.len(dy), p.y_len())?;
+        check_len(OP, "dweight", self.len(dw), p.w_len())?;
+        // SAFETY: every length and parameter `conv2d_backward_weight_relu_input_unchecked` relies on was checked above.
+        unsafe { self.conv2d_backward_weight_relu_input_unchecked(p, x, dy, dw) }
+    }
 
     // ---------------------------------------------------------------- pooling, norm
 
     /// Max or average pooling, see [`Pool2dParams`].
-    fn pool2d(&self, p: &Pool2dParams, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+    fn pool2d(
+        &self,
+        p: &Checked<Pool2dParams>,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()> {
+        check_len("pool2d", "x", self.len(x), p.x_len())?;
+        check_len("pool2d", "y", self.len(y), p.y_len())?;
+        // SAFETY: every length and parameter `pool2d_unchecked` relies on was checked above.
+        unsafe { self.pool2d_unchecked(p, x, y) }
+    }
     /// Backward of [`Backend::pool2d`] given its input `x` and, if the caller kept it, its
     /// output `y` (a backend may use it to locate max pooling's arg-max; the CPU backend
     /// recomputes the arg-max from `x`, so callers of it need not keep the output). Average
     /// pooling's backward reads no values: `x` may then be empty (callers need not keep it).
     fn pool2d_backward(
         &self,
-        p: &Pool2dParams,
+        p: &Checked<Pool2dParams>,
         x: &Self::Buffer,
         y: Option<&Self::Buffer>,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "pool2d_backward";
+        if !(matches!(p.kind, PoolKind::Avg { .. }) && self.len(x) == 0) {
+            check_len(OP, "x", self.len(x), p.x_len())?;
+        }
+        if let Some(y) = y {
+            check_len(OP, "y", self.len(y), p.y_len())?;
+        }
+        check_len(OP, "dy", self.len(dy), p.y_len())?;
+        check_len(OP, "dx", self.len(dx), p.x_len())?;
+        // SAFETY: every length and parameter `pool2d_backward_unchecked` relies on was checked above.
+        unsafe { self.pool2d_backward_unchecked(p, x, y, dy, dx) }
+    }
     /// Global average pooling `[n, c, hw] -> [n, c]`.
     fn global_avg_pool(
         &self,
@@ -318,7 +557,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         hw: usize,
         x: &Self::Buffer,
         y: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        if hw == 0 {
+            return Err(KernelError::param("global_avg_pool", "hw must be positive"));
+        }
+        check_len("global_avg_pool", "x", self.len(x), n * c * hw)?;
+        check_len("global_avg_pool", "y", self.len(y), n * c)?;
+        // SAFETY: every length and parameter `global_avg_pool_unchecked` relies on was checked above.
+        unsafe { self.global_avg_pool_unchecked(n, c, hw, x, y) }
+    }
     /// Backward of [`Backend::global_avg_pool`].
     fn global_avg_pool_backward(
         &self,
@@ -327,14 +574,23 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         hw: usize,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "global_avg_pool_backward";
+        if hw == 0 {
+            return Err(KernelError::param(OP, "hw must be positive"));
+        }
+        check_len(OP, "dy", self.len(dy), n * c)?;
+        check_len(OP, "dx", self.len(dx), n * c * hw)?;
+        // SAFETY: every length and parameter `global_avg_pool_backward_unchecked` relies on was checked above.
+        unsafe { self.global_avg_pool_backward_unchecked(n, c, hw, dy, dx) }
+    }
     /// Batch norm, see [`BatchNormParams`]. `gamma`/`beta` (`c` each) are the optional affine
     /// parameters. Training uses batch statistics and updates the running statistics that are
     /// given; evaluation requires both running statistics. `save_mean` and `save_invstd`
     /// (`c` each) receive the mean and `1 / sqrt(var + eps)` actually used, for the backward.
     fn batch_norm(
         &self,
-        p: &BatchNormParams,
+        p: &Checked<BatchNormParams>,
         x: &Self::Buffer,
         gamma: Option<&Self::Buffer>,
         beta: Option<&Self::Buffer>,
@@ -343,12 +599,51 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         y: &mut Self::Buffer,
         save_mean: &mut Self::Buffer,
         save_invstd: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "batch_norm";
+        check_len(OP, "x", self.len(x), p.x_len())?;
+        check_len(OP, "y", self.len(y), p.x_len())?;
+        for (what, b) in [("gamma", gamma), ("beta", beta)] {
+            if let Some(b) = b {
+                check_len(OP, what, self.len(b), p.c)?;
+            }
+        }
+        for (what, b) in [
+            ("running_mean", running_mean.as_deref()),
+            ("running_var", running_var.as_deref()),
+        ] {
+            if let Some(b) = b {
+                check_len(OP, what, self.len(b), p.c)?;
+            }
+        }
+        check_len(OP, "save_mean", self.len(save_mean), p.c)?;
+        check_len(OP, "save_invstd", self.len(save_invstd), p.c)?;
+        if !p.training && (running_mean.is_none() || running_var.is_none()) {
+            return Err(KernelError::param(
+                OP,
+                "evaluation mode needs running_mean and running_var",
+            ));
+        }
+        // SAFETY: every length and parameter `batch_norm_unchecked` relies on was checked above.
+        unsafe {
+            self.batch_norm_unchecked(
+                p,
+                x,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                y,
+                save_mean,
+                save_invstd,
+            )
+        }
+    }
     /// Backward of [`Backend::batch_norm`] (same `p`, same `gamma`, the saved statistics):
     /// writes `dx`, and `dgamma`/`dbeta` when given.
     fn batch_norm_backward(
         &self,
-        p: &BatchNormParams,
+        p: &Checked<BatchNormParams>,
         x: &Self::Buffer,
         gamma: Option<&Self::Buffer>,
         save_mean: &Self::Buffer,
@@ -357,7 +652,37 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dx: &mut Self::Buffer,
         dgamma: Option<&mut Self::Buffer>,
         dbeta: Option<&mut Self::Buffer>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_backward";
+        for (what, b) in [("x", x), ("dy", dy)] {
+            check_len(OP, what, self.len(b), p.x_len())?;
+        }
+        check_len(OP, "dx", self.len(dx), p.x_len())?;
+        if let Some(g) = gamma {
+            check_len(OP, "gamma", self.len(g), p.c)?;
+        }
+        check_len(OP, "save_mean", self.len(save_mean), p.c)?;
+        check_len(OP, "save_invstd", self.len(save_invstd), p.c)?;
+        for (what, b) in [("dgamma", dgamma.as_deref()), ("dbeta", dbeta.as_deref())] {
+            if let Some(b) = b {
+                check_len(OP, what, self.len(b), p.c)?;
+            }
+        }
+        // SAFETY: every length and parameter `batch_norm_backward_unchecked` relies on was checked above.
+        unsafe {
+            self.batch_norm_backward_unchecked(
+                p,
+                x,
+                gamma,
+                save_mean,
+                save_invstd,
+                dy,
+                dx,
+                dgamma,
+                dbeta,
+            )
+        }
+    }
 
     // ---------------------------------------------------------------- selections
 
@@ -371,7 +696,20 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         dy: &Self::Buffer,
         da: &mut Self::Buffer,
         db: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        const OP: &str = "select_backward";
+        let n = self.len(y);
+        for (what, l) in [
+            ("a", self.len(a)),
+            ("dy", self.len(dy)),
+            ("da", self.len(da)),
+            ("db", self.len(db)),
+        ] {
+            check_len(OP, what, l, n)?;
+        }
+        // SAFETY: every length and parameter `select_backward_unchecked` relies on was checked above.
+        unsafe { self.select_backward_unchecked(a, y, dy, da, db) }
+    }
     /// The index of the largest value of each row of `x: [rows, cols]` (the first on ties),
     /// written as an `f32` into `out` (`rows` elements).
     fn argmax_rows(
@@ -380,7 +718,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         rows: usize,
         cols: usize,
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_len("argmax_rows", "x", self.len(x), rows * cols)?;
+        check_len("argmax_rows", "out", self.len(out), rows)?;
+        if cols == 0 && rows > 0 {
+            return Err(KernelError::param("argmax_rows", "rows have no columns"));
+        }
+        // SAFETY: every length and parameter `argmax_rows_unchecked` relies on was checked above.
+        unsafe { self.argmax_rows_unchecked(x, rows, cols, out) }
+    }
 
     // ---------------------------------------------------------------- optimizers
 
@@ -392,7 +738,16 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         w: &mut Self::Buffer,
         g: &Self::Buffer,
         momentum: Option<&mut Self::Buffer>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_len("sgd_step", "g", self.len(g), self.len(w))?;
+        if let Some(b) = momentum.as_deref() {
+            check_len("sgd_step", "momentum", self.len(b), self.len(w))?;
+        } else if p.momentum != 0.0 {
+            return Err(KernelError::param("sgd_step", "momentum needs a buffer"));
+        }
+        // SAFETY: every length and parameter `sgd_step_unchecked` relies on was checked above.
+        unsafe { self.sgd_step_unchecked(p, w, g, momentum) }
+    }
     /// One Adam update of `w` from its gradient `g` and moments `m`, `v`, see [`AdamStep`].
     fn adam_step(
         &self,
@@ -401,7 +756,14 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         g: &Self::Buffer,
         m: &mut Self::Buffer,
         v: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let n = self.len(w);
+        for (what, l) in [("g", self.len(g)), ("m", self.len(m)), ("v", self.len(v))] {
+            check_len("adam_step", what, l, n)?;
+        }
+        // SAFETY: every length and parameter `adam_step_unchecked` relies on was checked above.
+        unsafe { self.adam_step_unchecked(p, w, g, m, v) }
+    }
     /// Clips gradients by their global L2 norm (PyTorch's `clip_grad_norm_`): with
     /// `total = sqrt(sum of squares of every element of every buffer)` (accumulated in
     /// `f64`), multiplies every element by `max_norm / (total + 1e-6)` when that is below 1.
@@ -411,16 +773,580 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         grads: &mut [&mut Self::Buffer],
         max_norm: f32,
         total_out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_len("clip_grad_norm", "total_out", self.len(total_out), 1)?;
+        // SAFETY: every length and parameter `clip_grad_norm_unchecked` relies on was checked above.
+        unsafe { self.clip_grad_norm_unchecked(grads, max_norm, total_out) }
+    }
 
     // ---------------------------------------------------------------- randomness
 
     /// Fills `out` with samples of `dist` for `seed`, counter-based: element `i` is a pure
     /// function of `(seed, i)` as [`crate::ops::random`] defines it, so every backend produces
     /// the same values.
-    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut Self::Buffer) -> Result<()>;
+    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut Self::Buffer) -> Result<()> {
+        dist.validate()?;
+        // SAFETY: every length and parameter `fill_random_unchecked` relies on was checked above.
+        unsafe { self.fill_random_unchecked(dist, seed, out) }
+    }
     /// Inverted-dropout mask for `seed`: element `i` is `1 / (1 - p)` where its uniform
     /// ([`crate::ops::random`]) is below `1 - p`, else 0 (`p` in `[0, 1]`); multiply
     /// activations by it (and gradients by the same mask).
-    fn dropout_mask(&self, p: f32, seed: u64, out: &mut Self::Buffer) -> Result<()>;
+    fn dropout_mask(&self, p: f32, seed: u64, out: &mut Self::Buffer) -> Result<()> {
+        validate_dropout(p)?;
+        // SAFETY: every length and parameter `dropout_mask_unchecked` relies on was checked above.
+        unsafe { self.dropout_mask_unchecked(p, seed, out) }
+    }
+
+    // ---------------------------------------------------------------- kernels (implementors)
+
+    /// The kernel behind [`Backend::copy_strided`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::copy_strided`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn copy_strided_unchecked(
+        &self,
+        p: &StridedCopy,
+        src: &Self::Buffer,
+        dst: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::unary`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::unary`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn unary_unchecked(
+        &self,
+        op: UnaryOp,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::unary_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::unary_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn unary_backward_unchecked(
+        &self,
+        op: UnaryOp,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::binary`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::binary`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn binary_unchecked(
+        &self,
+        op: BinaryOp,
+        a: &Self::Buffer,
+        a_shape: &[usize],
+        b: &Self::Buffer,
+        b_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::sum_to_shape`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::sum_to_shape`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn sum_to_shape_unchecked(
+        &self,
+        x: &Self::Buffer,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::broadcast_to`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::broadcast_to`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn broadcast_to_unchecked(
+        &self,
+        x: &Self::Buffer,
+        x_shape: &[usize],
+        out_shape: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::axpy`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::axpy`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn axpy_unchecked(
+        &self,
+        alpha: f32,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::weighted_sum`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::weighted_sum`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn weighted_sum_unchecked(
+        &self,
+        weights: &Self::Buffer,
+        xs: &[&Self::Buffer],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::weighted_sum_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::weighted_sum_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn weighted_sum_backward_unchecked(
+        &self,
+        weights: &Self::Buffer,
+        xs: &[&Self::Buffer],
+        dy: &Self::Buffer,
+        dxs: &mut [&mut Self::Buffer],
+        dweights: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::concat_channels`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::concat_channels`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn concat_channels_unchecked(
+        &self,
+        xs: &[&Self::Buffer],
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::split_channels`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::split_channels`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn split_channels_unchecked(
+        &self,
+        x: &Self::Buffer,
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+        outs: &mut [&mut Self::Buffer],
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::reduce`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::reduce`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn reduce_unchecked(
+        &self,
+        op: ReduceOp,
+        x: &Self::Buffer,
+        shape: &[usize],
+        axis: Option<usize>,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::reduce_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::reduce_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn reduce_backward_unchecked(
+        &self,
+        op: ReduceOp,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        shape: &[usize],
+        axis: Option<usize>,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::softmax`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::softmax`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn softmax_unchecked(
+        &self,
+        op: SoftmaxOp,
+        x: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::softmax_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::softmax_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn softmax_backward_unchecked(
+        &self,
+        op: SoftmaxOp,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::cross_entropy`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::cross_entropy`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn cross_entropy_unchecked(
+        &self,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        loss: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::cross_entropy_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::cross_entropy_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn cross_entropy_backward_unchecked(
+        &self,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        rows: usize,
+        cols: usize,
+        dloss: &Self::Buffer,
+        dlogits: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::matmul`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::matmul`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn matmul_unchecked(
+        &self,
+        p: &Matmul,
+        a: &Self::Buffer,
+        b: &Self::Buffer,
+        c: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        x: &Self::Buffer,
+        w: &Self::Buffer,
+        bias: Option<&Self::Buffer>,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d_backward_input`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d_backward_input`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_backward_input_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        w: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d_backward_weight`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d_backward_weight`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_backward_weight_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        dw: &mut Self::Buffer,
+        dbias: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d_relu_input`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d_relu_input`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_relu_input_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        x: &Self::Buffer,
+        w: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d_backward_input_relu_mask`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d_backward_input_relu_mask`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_backward_input_relu_mask_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        w: &Self::Buffer,
+        dy: &Self::Buffer,
+        x: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::conv2d_backward_weight_relu_input`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::conv2d_backward_weight_relu_input`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn conv2d_backward_weight_relu_input_unchecked(
+        &self,
+        p: &Checked<Conv2dParams>,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        dw: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::pool2d`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::pool2d`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn pool2d_unchecked(
+        &self,
+        p: &Checked<Pool2dParams>,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::pool2d_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::pool2d_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn pool2d_backward_unchecked(
+        &self,
+        p: &Checked<Pool2dParams>,
+        x: &Self::Buffer,
+        y: Option<&Self::Buffer>,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::global_avg_pool`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::global_avg_pool`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn global_avg_pool_unchecked(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::global_avg_pool_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::global_avg_pool_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn global_avg_pool_backward_unchecked(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::batch_norm`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::batch_norm`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn batch_norm_unchecked(
+        &self,
+        p: &Checked<BatchNormParams>,
+        x: &Self::Buffer,
+        gamma: Option<&Self::Buffer>,
+        beta: Option<&Self::Buffer>,
+        running_mean: Option<&mut Self::Buffer>,
+        running_var: Option<&mut Self::Buffer>,
+        y: &mut Self::Buffer,
+        save_mean: &mut Self::Buffer,
+        save_invstd: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::batch_norm_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::batch_norm_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn batch_norm_backward_unchecked(
+        &self,
+        p: &Checked<BatchNormParams>,
+        x: &Self::Buffer,
+        gamma: Option<&Self::Buffer>,
+        save_mean: &Self::Buffer,
+        save_invstd: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        dgamma: Option<&mut Self::Buffer>,
+        dbeta: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::select_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::select_backward`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn select_backward_unchecked(
+        &self,
+        a: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        da: &mut Self::Buffer,
+        db: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::argmax_rows`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::argmax_rows`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn argmax_rows_unchecked(
+        &self,
+        x: &Self::Buffer,
+        rows: usize,
+        cols: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::sgd_step`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::sgd_step`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn sgd_step_unchecked(
+        &self,
+        p: &SgdStep,
+        w: &mut Self::Buffer,
+        g: &Self::Buffer,
+        momentum: Option<&mut Self::Buffer>,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::adam_step`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::adam_step`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn adam_step_unchecked(
+        &self,
+        p: &AdamStep,
+        w: &mut Self::Buffer,
+        g: &Self::Buffer,
+        m: &mut Self::Buffer,
+        v: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::clip_grad_norm`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::clip_grad_norm`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn clip_grad_norm_unchecked(
+        &self,
+        grads: &mut [&mut Self::Buffer],
+        max_norm: f32,
+        total_out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::fill_random`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::fill_random`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn fill_random_unchecked(
+        &self,
+        dist: RandomDist,
+        seed: u64,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::dropout_mask`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::dropout_mask`] checks (buffer lengths and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn dropout_mask_unchecked(
+        &self,
+        p: f32,
+        seed: u64,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+fn prod(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn reduce_dims(
+    op: &'static str,
+    len: usize,
+    shape: &[usize],
+    axis: Option<usize>,
+) -> Result<(usize, usize, usize)> {
+    check_len(op, "x", len, prod(shape))?;
+    match axis {
+        None => Ok((1, len, 1)),
+        Some(a) if a < shape.len() => Ok(crate::ops::reduce::axis_split(shape, a)),
+        Some(a) => Err(KernelError::param(
+            op,
+            format!("axis {a} out of range for a shape of rank {}", shape.len()),
+        )),
+    }
+}
+
+fn check_ce(
+    op: &'static str,
+    len: usize,
+    labels: &[usize],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_len(op, "logits", len, rows * cols)?;
+    check_len(op, "labels", labels.len(), rows)?;
+    if rows == 0 {
+        return Err(KernelError::param(op, "needs at least one row"));
+    }
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= cols) {
+        return Err(KernelError::param(
+            op,
+            format!("label {l} at row {i} is out of range for {cols} classes"),
+        ));
+    }
+    Ok(())
 }

@@ -19,7 +19,8 @@
 //!
 //! ```
 //! use nas_kernels::{Backend, Conv2dParams, Cpu};
-//! let p = Conv2dParams::new(1, 1, 3, 3, 1, 3).padding(1);
+//! // checked once into the description every backend computes from
+//! let p = Conv2dParams::new(1, 1, 3, 3, 1, 3).padding(1).check()?;
 //! let x = Cpu.from_slice(&[1.0; 9])?;
 //! let w = Cpu.from_slice(&[1.0; 9])?;
 //! let mut y = Cpu.zeros(p.y_len())?;
@@ -35,6 +36,7 @@
 
 pub mod backend;
 pub mod buf;
+pub mod checked;
 pub mod cpu;
 pub mod device;
 pub mod error;
@@ -51,6 +53,7 @@ pub use backend::{
     RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, UnaryOp, broadcast_shape,
 };
 pub use buf::Buf;
+pub use checked::Checked;
 pub use cpu::Cpu;
 pub use device::Device;
 pub use error::{KernelError, Result};

@@ -2,7 +2,7 @@
 //! compute is the CPU backend's, and every host transfer ([`Backend::from_slice`],
 //! [`Backend::from_vec`], [`Backend::to_vec`]) is counted per thread.
 //!
-//! Running a whole training step on [`Device::Test`](crate::Device::Test) and asserting the
+//! Running a whole training step on [`Device::Test`] and asserting the
 //! counts proves that the tensor crate reaches values only through the [`Backend`]: a code
 //! path that read or wrote a host slice would not compile against `TestBuf`, and a path that
 //! copied values out and back would show in the counts. It also checks that the tensor crate
@@ -12,6 +12,7 @@ use std::cell::Cell;
 
 use crate::backend::*;
 use crate::buf::Buf;
+use crate::checked::Checked;
 use crate::cpu::Cpu;
 use crate::device::Device;
 use crate::error::Result;
@@ -102,13 +103,18 @@ impl Backend for TestBackend {
     fn fill(&self, value: f32, dst: &mut TestBuf) -> Result<()> {
         Cpu.fill(value, &mut dst.0)
     }
-    fn copy_strided(&self, p: &StridedCopy, src: &TestBuf, dst: &mut TestBuf) -> Result<()> {
+    unsafe fn copy_strided_unchecked(
+        &self,
+        p: &StridedCopy,
+        src: &TestBuf,
+        dst: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.copy_strided(p, &src.0, &mut dst.0)
     }
-    fn unary(&self, op: UnaryOp, x: &TestBuf, y: &mut TestBuf) -> Result<()> {
+    unsafe fn unary_unchecked(&self, op: UnaryOp, x: &TestBuf, y: &mut TestBuf) -> Result<()> {
         Cpu.unary(op, &x.0, &mut y.0)
     }
-    fn unary_backward(
+    unsafe fn unary_backward_unchecked(
         &self,
         op: UnaryOp,
         x: &TestBuf,
@@ -118,7 +124,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.unary_backward(op, &x.0, &y.0, &dy.0, &mut dx.0)
     }
-    fn binary(
+    unsafe fn binary_unchecked(
         &self,
         op: BinaryOp,
         a: &TestBuf,
@@ -129,7 +135,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.binary(op, &a.0, a_shape, &b.0, b_shape, &mut out.0)
     }
-    fn sum_to_shape(
+    unsafe fn sum_to_shape_unchecked(
         &self,
         x: &TestBuf,
         x_shape: &[usize],
@@ -138,7 +144,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.sum_to_shape(&x.0, x_shape, out_shape, &mut out.0)
     }
-    fn broadcast_to(
+    unsafe fn broadcast_to_unchecked(
         &self,
         x: &TestBuf,
         x_shape: &[usize],
@@ -147,13 +153,18 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.broadcast_to(&x.0, x_shape, out_shape, &mut out.0)
     }
-    fn axpy(&self, alpha: f32, x: &TestBuf, y: &mut TestBuf) -> Result<()> {
+    unsafe fn axpy_unchecked(&self, alpha: f32, x: &TestBuf, y: &mut TestBuf) -> Result<()> {
         Cpu.axpy(alpha, &x.0, &mut y.0)
     }
-    fn weighted_sum(&self, weights: &TestBuf, xs: &[&TestBuf], out: &mut TestBuf) -> Result<()> {
+    unsafe fn weighted_sum_unchecked(
+        &self,
+        weights: &TestBuf,
+        xs: &[&TestBuf],
+        out: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.weighted_sum(&weights.0, &bufs(xs), &mut out.0)
     }
-    fn weighted_sum_backward(
+    unsafe fn weighted_sum_backward_unchecked(
         &self,
         weights: &TestBuf,
         xs: &[&TestBuf],
@@ -169,7 +180,7 @@ impl Backend for TestBackend {
             &mut dweights.0,
         )
     }
-    fn concat_channels(
+    unsafe fn concat_channels_unchecked(
         &self,
         xs: &[&TestBuf],
         channels: &[usize],
@@ -179,7 +190,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.concat_channels(&bufs(xs), channels, n, hw, &mut out.0)
     }
-    fn split_channels(
+    unsafe fn split_channels_unchecked(
         &self,
         x: &TestBuf,
         channels: &[usize],
@@ -189,7 +200,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.split_channels(&x.0, channels, n, hw, &mut bufs_mut(outs))
     }
-    fn reduce(
+    unsafe fn reduce_unchecked(
         &self,
         op: ReduceOp,
         x: &TestBuf,
@@ -199,7 +210,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.reduce(op, &x.0, shape, axis, &mut out.0)
     }
-    fn reduce_backward(
+    unsafe fn reduce_backward_unchecked(
         &self,
         op: ReduceOp,
         x: &TestBuf,
@@ -211,7 +222,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.reduce_backward(op, &x.0, &y.0, shape, axis, &dy.0, &mut dx.0)
     }
-    fn softmax(
+    unsafe fn softmax_unchecked(
         &self,
         op: SoftmaxOp,
         x: &TestBuf,
@@ -221,7 +232,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.softmax(op, &x.0, rows, cols, &mut y.0)
     }
-    fn softmax_backward(
+    unsafe fn softmax_backward_unchecked(
         &self,
         op: SoftmaxOp,
         y: &TestBuf,
@@ -232,7 +243,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.softmax_backward(op, &y.0, &dy.0, rows, cols, &mut dx.0)
     }
-    fn cross_entropy(
+    unsafe fn cross_entropy_unchecked(
         &self,
         logits: &TestBuf,
         labels: &[usize],
@@ -242,7 +253,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.cross_entropy(&logits.0, labels, rows, cols, &mut loss.0)
     }
-    fn cross_entropy_backward(
+    unsafe fn cross_entropy_backward_unchecked(
         &self,
         logits: &TestBuf,
         labels: &[usize],
@@ -253,12 +264,18 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.cross_entropy_backward(&logits.0, labels, rows, cols, &dloss.0, &mut dlogits.0)
     }
-    fn matmul(&self, p: &Matmul, a: &TestBuf, b: &TestBuf, c: &mut TestBuf) -> Result<()> {
+    unsafe fn matmul_unchecked(
+        &self,
+        p: &Matmul,
+        a: &TestBuf,
+        b: &TestBuf,
+        c: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.matmul(p, &a.0, &b.0, &mut c.0)
     }
-    fn conv2d(
+    unsafe fn conv2d_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &TestBuf,
         w: &TestBuf,
         bias: Option<&TestBuf>,
@@ -266,18 +283,18 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.conv2d(p, &x.0, &w.0, bias.map(|b| &b.0[..]), &mut y.0)
     }
-    fn conv2d_backward_input(
+    unsafe fn conv2d_backward_input_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         w: &TestBuf,
         dy: &TestBuf,
         dx: &mut TestBuf,
     ) -> Result<()> {
         Cpu.conv2d_backward_input(p, &w.0, &dy.0, &mut dx.0)
     }
-    fn conv2d_backward_weight(
+    unsafe fn conv2d_backward_weight_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &TestBuf,
         dy: &TestBuf,
         dw: &mut TestBuf,
@@ -285,18 +302,18 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.conv2d_backward_weight(p, &x.0, &dy.0, &mut dw.0, dbias.map(|b| &mut b.0[..]))
     }
-    fn conv2d_relu_input(
+    unsafe fn conv2d_relu_input_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &TestBuf,
         w: &TestBuf,
         y: &mut TestBuf,
     ) -> Result<()> {
         Cpu.conv2d_relu_input(p, &x.0, &w.0, &mut y.0)
     }
-    fn conv2d_backward_input_relu_mask(
+    unsafe fn conv2d_backward_input_relu_mask_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         w: &TestBuf,
         dy: &TestBuf,
         x: &TestBuf,
@@ -304,21 +321,26 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.conv2d_backward_input_relu_mask(p, &w.0, &dy.0, &x.0, &mut dx.0)
     }
-    fn conv2d_backward_weight_relu_input(
+    unsafe fn conv2d_backward_weight_relu_input_unchecked(
         &self,
-        p: &Conv2dParams,
+        p: &Checked<Conv2dParams>,
         x: &TestBuf,
         dy: &TestBuf,
         dw: &mut TestBuf,
     ) -> Result<()> {
         Cpu.conv2d_backward_weight_relu_input(p, &x.0, &dy.0, &mut dw.0)
     }
-    fn pool2d(&self, p: &Pool2dParams, x: &TestBuf, y: &mut TestBuf) -> Result<()> {
+    unsafe fn pool2d_unchecked(
+        &self,
+        p: &Checked<Pool2dParams>,
+        x: &TestBuf,
+        y: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.pool2d(p, &x.0, &mut y.0)
     }
-    fn pool2d_backward(
+    unsafe fn pool2d_backward_unchecked(
         &self,
-        p: &Pool2dParams,
+        p: &Checked<Pool2dParams>,
         x: &TestBuf,
         y: Option<&TestBuf>,
         dy: &TestBuf,
@@ -326,7 +348,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.pool2d_backward(p, &x.0, y.map(|y| &y.0[..]), &dy.0, &mut dx.0)
     }
-    fn global_avg_pool(
+    unsafe fn global_avg_pool_unchecked(
         &self,
         n: usize,
         c: usize,
@@ -336,7 +358,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.global_avg_pool(n, c, hw, &x.0, &mut y.0)
     }
-    fn global_avg_pool_backward(
+    unsafe fn global_avg_pool_backward_unchecked(
         &self,
         n: usize,
         c: usize,
@@ -346,9 +368,9 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.global_avg_pool_backward(n, c, hw, &dy.0, &mut dx.0)
     }
-    fn batch_norm(
+    unsafe fn batch_norm_unchecked(
         &self,
-        p: &BatchNormParams,
+        p: &Checked<BatchNormParams>,
         x: &TestBuf,
         gamma: Option<&TestBuf>,
         beta: Option<&TestBuf>,
@@ -370,9 +392,9 @@ impl Backend for TestBackend {
             &mut save_invstd.0,
         )
     }
-    fn batch_norm_backward(
+    unsafe fn batch_norm_backward_unchecked(
         &self,
-        p: &BatchNormParams,
+        p: &Checked<BatchNormParams>,
         x: &TestBuf,
         gamma: Option<&TestBuf>,
         save_mean: &TestBuf,
@@ -394,7 +416,7 @@ impl Backend for TestBackend {
             dbeta.map(|b| &mut b.0[..]),
         )
     }
-    fn select_backward(
+    unsafe fn select_backward_unchecked(
         &self,
         a: &TestBuf,
         y: &TestBuf,
@@ -404,10 +426,16 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.select_backward(&a.0, &y.0, &dy.0, &mut da.0, &mut db.0)
     }
-    fn argmax_rows(&self, x: &TestBuf, rows: usize, cols: usize, out: &mut TestBuf) -> Result<()> {
+    unsafe fn argmax_rows_unchecked(
+        &self,
+        x: &TestBuf,
+        rows: usize,
+        cols: usize,
+        out: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.argmax_rows(&x.0, rows, cols, &mut out.0)
     }
-    fn sgd_step(
+    unsafe fn sgd_step_unchecked(
         &self,
         p: &SgdStep,
         w: &mut TestBuf,
@@ -416,7 +444,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.sgd_step(p, &mut w.0, &g.0, momentum.map(|b| &mut b.0[..]))
     }
-    fn adam_step(
+    unsafe fn adam_step_unchecked(
         &self,
         p: &AdamStep,
         w: &mut TestBuf,
@@ -426,7 +454,7 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.adam_step(p, &mut w.0, &g.0, &mut m.0, &mut v.0)
     }
-    fn clip_grad_norm(
+    unsafe fn clip_grad_norm_unchecked(
         &self,
         grads: &mut [&mut TestBuf],
         max_norm: f32,
@@ -434,10 +462,15 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.clip_grad_norm(&mut bufs_mut(grads), max_norm, &mut total_out.0)
     }
-    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut TestBuf) -> Result<()> {
+    unsafe fn fill_random_unchecked(
+        &self,
+        dist: RandomDist,
+        seed: u64,
+        out: &mut TestBuf,
+    ) -> Result<()> {
         Cpu.fill_random(dist, seed, &mut out.0)
     }
-    fn dropout_mask(&self, p: f32, seed: u64, out: &mut TestBuf) -> Result<()> {
+    unsafe fn dropout_mask_unchecked(&self, p: f32, seed: u64, out: &mut TestBuf) -> Result<()> {
         Cpu.dropout_mask(p, seed, &mut out.0)
     }
 }

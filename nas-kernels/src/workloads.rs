@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use crate::{Backend, BatchNormParams, Conv2dParams, Cpu, Result, UnaryOp};
+use crate::{Backend, BatchNormParams, Checked, Conv2dParams, Cpu, Result, UnaryOp};
 
 /// The shortest wall time in seconds of `reps` runs of `f`, after one warm-up run: the quick
 /// per-kernel timing of the `conv_speed` and `conv_stages` examples (criterion is the reference).
@@ -37,7 +37,7 @@ pub fn data(len: usize, seed: u32) -> Vec<f32> {
 /// Conv 3x3, 16 -> 16 channels, batch 64, 32x32, padding 1: forward, input and weight
 /// gradients (0.91 GFLOP).
 pub struct Conv3x3FwdBwd {
-    p: Conv2dParams,
+    p: Checked<Conv2dParams>,
     x: Vec<f32>,
     w: Vec<f32>,
     y: Vec<f32>,
@@ -50,7 +50,10 @@ impl Conv3x3FwdBwd {
     /// Builds the workload with its inputs filled and its outputs allocated once.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        let p = Conv2dParams::new(64, 16, 32, 32, 16, 3).padding(1);
+        let p = Conv2dParams::new(64, 16, 32, 32, 16, 3)
+            .padding(1)
+            .check()
+            .expect("a valid fixed workload");
         Conv3x3FwdBwd {
             x: data(p.x_len(), 1),
             w: data(p.w_len(), 2),
@@ -75,9 +78,9 @@ impl Conv3x3FwdBwd {
 /// ReLU, depthwise 3x3, pointwise 1x1, BN, ReLU, depthwise 3x3, pointwise 1x1, BN;
 /// forward, then backward to the input and all weights. C = 16, batch 64, 32x32.
 pub struct SepConvBlock {
-    dw: Conv2dParams,
-    pw: Conv2dParams,
-    bn: BatchNormParams,
+    dw: Checked<Conv2dParams>,
+    pw: Checked<Conv2dParams>,
+    bn: Checked<BatchNormParams>,
     x: Vec<f32>,
     wd: [Vec<f32>; 2],
     wp: [Vec<f32>; 2],
@@ -98,9 +101,14 @@ impl SepConvBlock {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let (n, c, h) = (64, 16, 32);
-        let dw = Conv2dParams::new(n, c, h, h, c, 3).padding(1).groups(c);
-        let pw = Conv2dParams::new(n, c, h, h, c, 1);
-        let bn = BatchNormParams::new(n, c, h * h);
+        let valid = "a valid fixed workload";
+        let dw = Conv2dParams::new(n, c, h, h, c, 3)
+            .padding(1)
+            .groups(c)
+            .check()
+            .expect(valid);
+        let pw = Conv2dParams::new(n, c, h, h, c, 1).check().expect(valid);
+        let bn = BatchNormParams::new(n, c, h * h).check().expect(valid);
         let len = dw.x_len();
         SepConvBlock {
             x: data(len, 1),
@@ -185,7 +193,7 @@ impl SepConvBlock {
 
 /// Batch norm (training, affine) forward + backward on (64, 16, 32, 32).
 pub struct BatchNormFwdBwd {
-    p: BatchNormParams,
+    p: Checked<BatchNormParams>,
     x: Vec<f32>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -204,7 +212,9 @@ impl BatchNormFwdBwd {
     /// Builds the workload with its inputs filled and its outputs allocated once.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        let p = BatchNormParams::new(64, 16, 1024);
+        let p = BatchNormParams::new(64, 16, 1024)
+            .check()
+            .expect("a valid fixed workload");
         let c = 16;
         BatchNormFwdBwd {
             x: data(p.x_len(), 1),

@@ -15,8 +15,9 @@
 //! access is [`Storage::from_vec`] / [`Storage::to_vec`] only.
 
 use nas_kernels::{
-    AdamStep, Backend, BatchNormParams, BinaryOp, Buf, Conv2dParams, Cpu, Matmul, Pool2dParams,
-    RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, TestBackend, TestBuf, UnaryOp,
+    AdamStep, Backend, BatchNormParams, BinaryOp, Buf, Checked, Conv2dParams, Cpu, Matmul,
+    Pool2dParams, RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, TestBackend, TestBuf,
+    UnaryOp,
 };
 
 use crate::Device;
@@ -369,7 +370,7 @@ pub(crate) fn matmul(p: &Matmul, a: &Storage, x: &Storage, c: &mut Storage) -> R
 }
 
 pub(crate) fn conv2d(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     x: &Storage,
     w: &Storage,
     bias: Option<&Storage>,
@@ -382,7 +383,7 @@ pub(crate) fn conv2d(
 }
 
 pub(crate) fn conv2d_backward_input(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     w: &Storage,
     dy: &Storage,
     dx: &mut Storage,
@@ -391,7 +392,7 @@ pub(crate) fn conv2d_backward_input(
 }
 
 pub(crate) fn conv2d_backward_weight(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     x: &Storage,
     dy: &Storage,
     dw: &mut Storage,
@@ -404,7 +405,7 @@ pub(crate) fn conv2d_backward_weight(
 }
 
 pub(crate) fn conv2d_relu_input(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     x: &Storage,
     w: &Storage,
     y: &mut Storage,
@@ -413,7 +414,7 @@ pub(crate) fn conv2d_relu_input(
 }
 
 pub(crate) fn conv2d_backward_input_relu_mask(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     w: &Storage,
     dy: &Storage,
     x: &Storage,
@@ -425,7 +426,7 @@ pub(crate) fn conv2d_backward_input_relu_mask(
 }
 
 pub(crate) fn conv2d_backward_weight_relu_input(
-    p: &Conv2dParams,
+    p: &Checked<Conv2dParams>,
     x: &Storage,
     dy: &Storage,
     dw: &mut Storage,
@@ -433,12 +434,12 @@ pub(crate) fn conv2d_backward_weight_relu_input(
     on!(x.device(), b => Ok(b.conv2d_backward_weight_relu_input(p, g(b, x)?, g(b, dy)?, gm(b, dw)?)?))
 }
 
-pub(crate) fn pool2d(p: &Pool2dParams, x: &Storage, y: &mut Storage) -> Result<()> {
+pub(crate) fn pool2d(p: &Checked<Pool2dParams>, x: &Storage, y: &mut Storage) -> Result<()> {
     on!(x.device(), b => Ok(b.pool2d(p, g(b, x)?, gm(b, y)?)?))
 }
 
 pub(crate) fn pool2d_backward(
-    p: &Pool2dParams,
+    p: &Checked<Pool2dParams>,
     x: &Storage,
     y: Option<&Storage>,
     dy: &Storage,
@@ -472,7 +473,7 @@ pub(crate) fn global_avg_pool_backward(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm(
-    p: &BatchNormParams,
+    p: &Checked<BatchNormParams>,
     x: &Storage,
     gamma: Option<&Storage>,
     beta: Option<&Storage>,
@@ -495,7 +496,7 @@ pub(crate) fn batch_norm(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(
-    p: &BatchNormParams,
+    p: &Checked<BatchNormParams>,
     x: &Storage,
     gamma: Option<&Storage>,
     save_mean: &Storage,

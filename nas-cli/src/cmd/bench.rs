@@ -178,7 +178,9 @@ fn kernels(threads_arg: Option<usize>, secs: f64, out: &Out) -> Result<()> {
     }
     // Conv 3x3, 16 -> 16 channels, batch 64, 32x32, padding 1: forward + both gradients.
     bar.set_message("conv2d 3x3 fwd+bwd (64,16,32,32)");
-    let p = Conv2dParams::new(64, 16, 32, 32, 16, 3).padding(1);
+    let p = Conv2dParams::new(64, 16, 32, 32, 16, 3)
+        .padding(1)
+        .check()?;
     let x = random_vec(&mut rng, p.x_len());
     let w = random_vec(&mut rng, p.w_len());
     let dy = random_vec(&mut rng, p.y_len());

@@ -1,6 +1,9 @@
 //! 2-D convolution, pooling and batch norm: shape checking and gradient rules here, compute in
 //! the `nas_kernels` backend.
 
+use nas_kernels::Checked;
+
+use crate::TensorError;
 use nas_kernels::backend::{BatchNormParams, Conv2dParams, Pool2dParams, PoolKind};
 
 use crate::error::{Result, arg_err, shape_err};
@@ -72,7 +75,7 @@ fn conv_params(
     weight: &Tensor,
     bias: Option<&Tensor>,
     o: ConvOptions,
-) -> Result<Conv2dParams> {
+) -> Result<Checked<Conv2dParams>> {
     let &[n, c_in, h, w] = x_shape else {
         return shape_err(
             op,
@@ -88,13 +91,27 @@ fn conv_params(
             ),
         );
     };
-    if kh == 0 || kw == 0 {
-        return shape_err(
-            op,
-            format!("weight {:?} has an empty kernel", weight.shape()),
-        );
+    // Sizes, groups, stride, dilation and padding are the kernel description's to check
+    // (once, here: the backend computes from the checked description).
+    let p = Conv2dParams {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride: (o.stride, o.stride),
+        padding: (o.padding, o.padding),
+        dilation: (o.dilation, o.dilation),
+        groups: o.groups,
     }
-    if o.groups == 0 || c_in % o.groups != 0 || c_out % o.groups != 0 || cpg != c_in / o.groups {
+    .check()
+    .map_err(|e| TensorError::Shape {
+        op,
+        detail: format!("input {x_shape:?}, weight {:?}, {o:?}: {e}", weight.shape()),
+    })?;
+    if cpg != c_in / o.groups {
         return shape_err(
             op,
             format!(
@@ -109,37 +126,6 @@ fn conv_params(
     {
         return shape_err(op, format!("bias must be [{c_out}], got {:?}", b.shape()));
     }
-    if o.stride == 0 || o.dilation == 0 {
-        return arg_err(
-            op,
-            format!("stride and dilation must be positive, got {o:?}"),
-        );
-    }
-    let eff_h = o.dilation * (kh - 1) + 1;
-    let eff_w = o.dilation * (kw - 1) + 1;
-    if h + 2 * o.padding < eff_h || w + 2 * o.padding < eff_w {
-        return shape_err(
-            op,
-            format!(
-                "input {x_shape:?} with padding {} is smaller than the dilated kernel {eff_h}x{eff_w}",
-                o.padding
-            ),
-        );
-    }
-    let p = Conv2dParams {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh,
-        kw,
-        stride: (o.stride, o.stride),
-        padding: (o.padding, o.padding),
-        dilation: (o.dilation, o.dilation),
-        groups: o.groups,
-    };
-    p.validate()?;
     Ok(p)
 }
 
@@ -294,17 +280,15 @@ impl Tensor {
         padding: usize,
     ) -> Result<Tensor> {
         let (n, c, h, w) = nchw(op, self)?;
-        if k == 0 || stride == 0 || 2 * padding > k || h + 2 * padding < k || w + 2 * padding < k {
-            return arg_err(
+        let p = Pool2dParams::new(kind, n, c, h, w, k, stride, padding)
+            .check()
+            .map_err(|e| TensorError::InvalidArgument {
                 op,
-                format!(
-                    "window {k}, stride {stride}, padding {padding} do not fit input {:?} (need padding <= k/2, k <= size + 2*padding)",
+                detail: format!(
+                    "window {k}, stride {stride}, padding {padding} on input {:?}: {e}",
                     self.shape()
                 ),
-            );
-        }
-        let p = Pool2dParams::new(kind, n, c, h, w, k, stride, padding);
-        p.validate()?;
+            })?;
         let mut y = Storage::alloc(self.device(), p.y_len())?;
         storage::pool2d(&p, &self.read(), &mut y)?;
         // The CPU backend finds max pooling's arg-max from the input, so the output is not kept;
@@ -416,9 +400,6 @@ impl Tensor {
                 "weight and bias must be given together (affine) or not at all",
             );
         }
-        if !training && (running_mean.is_none() || running_var.is_none()) {
-            return arg_err(op, "evaluation mode needs running_mean and running_var");
-        }
         let p = BatchNormParams {
             n,
             c,
@@ -426,8 +407,8 @@ impl Tensor {
             eps,
             momentum,
             training,
-        };
-        p.validate()?;
+        }
+        .check()?;
         let mut y = Storage::alloc(self.device(), p.x_len())?;
         let mut save_mean = Storage::zeros(self.device(), c)?;
         let mut save_invstd = Storage::zeros(self.device(), c)?;

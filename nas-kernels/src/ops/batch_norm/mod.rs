@@ -8,6 +8,7 @@
 
 pub(crate) mod cpu_kernel;
 
+use crate::checked::Checked;
 use crate::error::{KernelError, Result};
 
 /// Shape and hyper-parameters of a batch norm over `x: [n, c, hw]` (statistics per channel).
@@ -48,6 +49,13 @@ impl BatchNormParams {
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.hw
     }
+    /// Validates the description once ([`BatchNormParams::validate`]) into the [`Checked`] form the
+    /// [`Backend`](crate::Backend) methods take.
+    pub fn check(self) -> Result<Checked<BatchNormParams>> {
+        self.validate()?;
+        Ok(Checked::after_validation(self))
+    }
+
     /// Checks the sizes, `eps > 0`, `momentum` in `[0, 1]`, and that training has more than
     /// one value per channel.
     pub fn validate(&self) -> Result<()> {
@@ -100,7 +108,7 @@ mod tests {
             invstd: vec![0.0; p.c],
         };
         Cpu.batch_norm(
-            p,
+            &p.check().unwrap(),
             x,
             gamma,
             beta,
@@ -158,7 +166,7 @@ mod tests {
             let mut dx = vec![0.0; p.x_len()];
             let mut dg = vec![0.0; c];
             let mut db = vec![0.0; c];
-            Cpu.batch_norm_backward(&p, &x, g, &o.mean, &o.invstd, &dy, &mut dx,
+            Cpu.batch_norm_backward(&p.check().unwrap(), &x, g, &o.mean, &o.invstd, &dy, &mut dx,
                 if affine { Some(&mut dg[..]) } else { None }, if affine { Some(&mut db[..]) } else { None }).unwrap();
             let loss = |x: &[f32], gm: &Vec<f32>, bt: &Vec<f32>| -> f64 {
                 let (g, b) = if affine { (Some(&gm[..]), Some(&bt[..])) } else { (None, None) };
@@ -204,7 +212,7 @@ mod tests {
         let mut dx = vec![0.0; p.x_len()];
         let (mut dg, mut db) = (vec![0.0; 3], vec![0.0; 3]);
         Cpu.batch_norm_backward(
-            &p,
+            &p.check().unwrap(),
             &x,
             Some(&gamma),
             &o.mean,
@@ -260,13 +268,23 @@ mod tests {
         let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
         let g = vec![1.0; 3];
         assert!(
-            Cpu.batch_norm(&p, &x, Some(&g), None, None, None, &mut y, &mut m, &mut v)
-                .is_err()
+            Cpu.batch_norm(
+                &p.check().unwrap(),
+                &x,
+                Some(&g),
+                None,
+                None,
+                None,
+                &mut y,
+                &mut m,
+                &mut v
+            )
+            .is_err()
         );
         // evaluation needs running statistics
         assert!(
             Cpu.batch_norm(
-                &p.training(false),
+                &p.training(false).check().unwrap(),
                 &x,
                 None,
                 None,

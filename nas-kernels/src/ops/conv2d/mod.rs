@@ -9,6 +9,7 @@
 
 pub(crate) mod cpu_kernel;
 
+use crate::checked::Checked;
 use crate::error::{KernelError, Result};
 
 /// Shape and hyper-parameters of a 2-D convolution.
@@ -104,6 +105,13 @@ impl Conv2dParams {
     pub fn is_depthwise(&self) -> bool {
         self.groups == self.c_in && self.c_in == self.c_out
     }
+    /// Validates the description once ([`Conv2dParams::validate`]) into the [`Checked`] form the
+    /// [`Backend`](crate::Backend) methods take.
+    pub fn check(self) -> Result<Checked<Conv2dParams>> {
+        self.validate()?;
+        Ok(Checked::after_validation(self))
+    }
+
     /// Checks that every size is positive, channels divide by groups and the output is
     /// non-empty.
     pub fn validate(&self) -> Result<()> {
@@ -310,16 +318,18 @@ mod tests {
         }
         // and the public entry point
         let mut y = vec![0.0; p.y_len()];
-        Cpu.conv2d(p, &x, &w, Some(&bias), &mut y).unwrap();
+        Cpu.conv2d(&p.check().unwrap(), &x, &w, Some(&bias), &mut y)
+            .unwrap();
         close(&y, &y_ref, 1e-4, "Cpu.conv2d")?;
         // the input's ReLU applied while reading (fused on the depthwise paths)
         let xr: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
         reference::forward(p, &xr, &w, None, &mut y_ref);
-        Cpu.conv2d_relu_input(p, &x, &w, &mut y).unwrap();
+        Cpu.conv2d_relu_input(&p.check().unwrap(), &x, &w, &mut y)
+            .unwrap();
         close(&y, &y_ref, 1e-4, &format!("conv2d_relu_input {p:?}"))?;
         reference::backward_weight(p, &xr, &dy, &mut dw_ref, None);
         let mut dw = vec![f32::NAN; p.w_len()];
-        Cpu.conv2d_backward_weight_relu_input(p, &x, &dy, &mut dw)
+        Cpu.conv2d_backward_weight_relu_input(&p.check().unwrap(), &x, &dy, &mut dw)
             .unwrap();
         close(
             &dw,
@@ -399,16 +409,17 @@ mod tests {
             let dy = data(p.y_len(), 7);
             let loss = |x: &Vec<f32>, w: &Vec<f32>| {
                 let mut y = vec![0.0; p.y_len()];
-                Cpu.conv2d(&p, x, w, None, &mut y).unwrap();
+                Cpu.conv2d(&p.check().unwrap(), x, w, None, &mut y).unwrap();
                 y.iter()
                     .zip(&dy)
                     .map(|(a, b)| *a as f64 * *b as f64)
                     .sum::<f64>()
             };
             let mut dx = vec![0.0; p.x_len()];
-            Cpu.conv2d_backward_input(&p, &w, &dy, &mut dx).unwrap();
+            Cpu.conv2d_backward_input(&p.check().unwrap(), &w, &dy, &mut dx)
+                .unwrap();
             let mut dw = vec![0.0; p.w_len()];
-            Cpu.conv2d_backward_weight(&p, &x, &dy, &mut dw, None)
+            Cpu.conv2d_backward_weight(&p.check().unwrap(), &x, &dy, &mut dw, None)
                 .unwrap();
             let h = 1e-2f32;
             for j in 0..x.len() {
@@ -458,9 +469,11 @@ mod tests {
             let mut y = vec![0.0; p.y_len()];
             let mut dx = vec![0.0; p.x_len()];
             let mut dw = vec![0.0; p.w_len()];
-            Cpu.conv2d(p, &x, &w, None, &mut y).unwrap();
-            Cpu.conv2d_backward_input(p, &w, &dy, &mut dx).unwrap();
-            Cpu.conv2d_backward_weight(p, &x, &dy, &mut dw, None)
+            Cpu.conv2d(&p.check().unwrap(), &x, &w, None, &mut y)
+                .unwrap();
+            Cpu.conv2d_backward_input(&p.check().unwrap(), &w, &dy, &mut dx)
+                .unwrap();
+            Cpu.conv2d_backward_weight(&p.check().unwrap(), &x, &dy, &mut dw, None)
                 .unwrap();
             (y, dx, dw)
         };
@@ -485,19 +498,19 @@ mod tests {
         let w = vec![0.0; p.w_len()];
         let mut y = vec![0.0; p.y_len()];
         assert!(matches!(
-            Cpu.conv2d(&p, &x, &w[..w.len() - 1], None, &mut y),
+            Cpu.conv2d(&p.check().unwrap(), &x, &w[..w.len() - 1], None, &mut y),
             Err(KernelError::LengthMismatch { what: "weight", .. })
         ));
         assert!(matches!(
-            Cpu.conv2d(&p, &x, &w, Some(&[0.0; 5]), &mut y),
+            Cpu.conv2d(&p.check().unwrap(), &x, &w, Some(&[0.0; 5]), &mut y),
             Err(KernelError::LengthMismatch { .. })
         ));
         assert!(matches!(
-            Cpu.conv2d(&p.groups(4), &x, &w, None, &mut y),
+            p.groups(4).check(),
             Err(KernelError::InvalidParam { .. })
         ));
         assert!(matches!(
-            Cpu.conv2d(&p.stride(0), &x, &w, None, &mut y),
+            p.stride(0).check(),
             Err(KernelError::InvalidParam { .. })
         ));
         let big = Conv2dParams::new(1, 4, 2, 2, 6, 5);
@@ -506,10 +519,13 @@ mod tests {
             Err(KernelError::InvalidParam { .. })
         ));
         let mut dx = vec![0.0; 3];
-        assert!(Cpu.conv2d_backward_input(&p, &w, &y, &mut dx).is_err());
+        assert!(
+            Cpu.conv2d_backward_input(&p.check().unwrap(), &w, &y, &mut dx)
+                .is_err()
+        );
         let mut dw = vec![0.0; 3];
         assert!(
-            Cpu.conv2d_backward_weight(&p, &x, &y, &mut dw, None)
+            Cpu.conv2d_backward_weight(&p.check().unwrap(), &x, &y, &mut dw, None)
                 .is_err()
         );
     }

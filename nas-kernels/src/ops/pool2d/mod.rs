@@ -3,6 +3,7 @@
 
 pub(crate) mod cpu_kernel;
 
+use crate::checked::Checked;
 use crate::error::{KernelError, Result};
 
 /// Which pooling.
@@ -80,6 +81,13 @@ impl Pool2dParams {
     pub fn y_len(&self) -> usize {
         self.n * self.c * self.out_h() * self.out_w()
     }
+    /// Validates the description once ([`Pool2dParams::validate`]) into the [`Checked`] form the
+    /// [`Backend`](crate::Backend) methods take.
+    pub fn check(self) -> Result<Checked<Pool2dParams>> {
+        self.validate()?;
+        Ok(Checked::after_validation(self))
+    }
+
     /// Checks sizes, stride and that padding is at most half the window.
     pub fn validate(&self) -> Result<()> {
         let op = "pool2d";
@@ -184,12 +192,12 @@ mod tests {
             let mut xs = x.clone(); xs.sort_by(f32::total_cmp); xs.dedup();
             prop_assume!(xs.len() == len);
             let mut y = vec![0.0; p.y_len()];
-            Cpu.pool2d(&p, &x, &mut y).unwrap();
+            Cpu.pool2d(&p.check().unwrap(), &x, &mut y).unwrap();
             let want = naive(&p, &x);
             for i in 0..y.len() { prop_assert!((y[i] - want[i]).abs() < 1e-5); }
             let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + (i % 3) as f32).collect();
             let mut dx = vec![0.0; len];
-            Cpu.pool2d_backward(&p, &x, Some(&y), &dy, &mut dx).unwrap();
+            Cpu.pool2d_backward(&p.check().unwrap(), &x, Some(&y), &dy, &mut dx).unwrap();
             let loss = |x: &Vec<f32>| naive(&p, x).iter().zip(&dy).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
             for j in 0..len {
                 let h = 0.01f32; // values are >= 0.1 apart
@@ -245,7 +253,7 @@ mod tests {
                     .map(|i| ((i * 37) % 101) as f32 - 50.0)
                     .collect();
                 let mut y = vec![0.0; p.y_len()];
-                Cpu.pool2d(&p, &x, &mut y).unwrap();
+                Cpu.pool2d(&p.check().unwrap(), &x, &mut y).unwrap();
                 let want = naive(&p, &x);
                 for i in 0..y.len() {
                     assert!((y[i] - want[i]).abs() < 1e-4);
@@ -265,7 +273,7 @@ mod tests {
                     .map(|i| ((i * 7919) % 10007) as f32 * 0.01)
                     .collect();
                 let mut y = vec![0.0; p.y_len()];
-                Cpu.pool2d(&p, &x, &mut y).unwrap();
+                Cpu.pool2d(&p.check().unwrap(), &x, &mut y).unwrap();
                 let want = naive(&p, &x);
                 assert!(
                     (0..y.len()).all(|i| (y[i] - want[i]).abs() < 1e-4),
@@ -273,7 +281,8 @@ mod tests {
                 );
                 let dy: Vec<f32> = (0..p.y_len()).map(|i| (i % 11) as f32 - 5.0).collect();
                 let mut dx = vec![0.0; p.x_len()];
-                Cpu.pool2d_backward(&p, &x, Some(&y), &dy, &mut dx).unwrap();
+                Cpu.pool2d_backward(&p.check().unwrap(), &x, Some(&y), &dy, &mut dx)
+                    .unwrap();
                 let one = Pool2dParams { n: 1, ..p };
                 let (xl, yl) = (one.x_len(), one.y_len());
                 for b in 0..p.n {
@@ -281,7 +290,8 @@ mod tests {
                     let xb = x[b * xl..(b + 1) * xl].to_vec();
                     let gb = dy[b * yl..(b + 1) * yl].to_vec();
                     // without the output: the CPU backend does not need it
-                    Cpu.pool2d_backward(&one, &xb, None, &gb, &mut d1).unwrap();
+                    Cpu.pool2d_backward(&one.check().unwrap(), &xb, None, &gb, &mut d1)
+                        .unwrap();
                     assert_eq!(&dx[b * xl..(b + 1) * xl], &d1[..]);
                 }
             }
@@ -317,16 +327,14 @@ mod tests {
         let p = Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 1, 1);
         let mut y = vec![0.0; 15];
         assert!(matches!(
-            Cpu.pool2d(&p, &[0.0; 16], &mut y),
+            Cpu.pool2d(&p.check().unwrap(), &[0.0; 16], &mut y),
             Err(KernelError::LengthMismatch { what: "y", .. })
         ));
+        // stride 0: the description does not pass its check
         assert!(
-            Cpu.pool2d(
-                &Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1),
-                &[0.0; 16],
-                &mut y
-            )
-            .is_err()
+            Pool2dParams::new(PoolKind::Max, 1, 1, 4, 4, 3, 0, 1)
+                .check()
+                .is_err()
         );
     }
 }

@@ -30,6 +30,15 @@ pub fn axis_split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     (outer, shape[axis], inner)
 }
 
+/// `(outer, len, inner)` of a reduction of `len` values of `shape` along `axis` (everything
+/// when `None`); `axis` is in range (checked by [`Backend::reduce`](crate::Backend::reduce)).
+pub(crate) fn dims(len: usize, shape: &[usize], axis: Option<usize>) -> (usize, usize, usize) {
+    match axis {
+        None => (1, len, 1),
+        Some(a) => axis_split(shape, a),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
