@@ -13,7 +13,9 @@
 //!
 //! # Tour
 //! - Create: [`Tensor::from_vec`], [`Tensor::zeros`], [`Tensor::ones`], [`Tensor::randn`] /
-//!   [`Tensor::uniform`] (seeded ChaCha8), [`Tensor::from_ndarray`]; read with
+//!   [`Tensor::uniform`] / [`Tensor::random_on`] (one seed drawn from a host ChaCha8
+//!   generator, the values computed on the device by the counter-based Philox generator of
+//!   `nas_kernels::ops::random`: the same on every device), [`Tensor::from_ndarray`]; read with
 //!   [`Tensor::to_vec`], [`Tensor::item`], [`Tensor::to_ndarray`].
 //! - Parameters are leaves that require gradients: `Tensor::randn(..).param()`, or the
 //!   layers in [`nn`]. Any op on them records a graph node (unless inside [`no_grad`]).
@@ -42,6 +44,8 @@
 //!   serialise with serde), [`optim::CosineAnnealingLr`], [`optim::clip_grad_norm`].
 //! - [`io`]: [`io::save_module`] / [`io::load_module`] (strict names and shapes) and raw
 //!   [`io::save_safetensors`] / [`io::load_safetensors`].
+//! - [`checkpoint()`]: gradient checkpointing — a segment keeps its inputs, not its
+//!   intermediates, and is recomputed during backward (the DARTS supernet's `recompute_cells`).
 //! - [`gradcheck()`]: central-difference gradient checking for any function of tensors.
 //! - [`buf`]: the CPU backend's buffers return to a per-thread free list when dropped, so
 //!   training steps reuse their buffers.

@@ -201,7 +201,7 @@ impl Tensor {
     /// recomputed there when the second weight's gradient needs it, and is not needed at all
     /// when only the input gradient is asked for (DARTS' architecture step). The ReLU is never
     /// written out: the backend applies it as the first convolution reads its input
-    /// ([`Backend::conv2d_relu_input`]).
+    /// ([`Backend::conv2d_relu_input`](nas_kernels::Backend::conv2d_relu_input)).
     ///
     /// This is the ReLU -> depthwise -> pointwise block of DARTS' separable and dilated
     /// convolutions: in a supernet it holds one activation instead of three per block, for the
