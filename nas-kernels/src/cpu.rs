@@ -8,7 +8,7 @@ use crate::backend::*;
 use crate::buf::Buf;
 use crate::device::Device;
 use crate::error::{KernelError, Result, check_len};
-use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, reduce};
+use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, recurrent, reduce};
 
 /// The CPU backend. Kernels use [`crate::gemm::sgemm`] and spread large problems over threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -632,6 +632,110 @@ impl Backend for Cpu {
         }
         Ok(())
     }
+    fn gather_rows(
+        &self,
+        p: &Rows,
+        table: &[f32],
+        indices: &[usize],
+        out: &mut [f32],
+    ) -> Result<()> {
+        p.check("gather_rows", indices, table.len(), out.len())?;
+        recurrent::cpu_kernel::gather_rows(p, table, indices, out);
+        Ok(())
+    }
+    fn scatter_add_rows(
+        &self,
+        p: &Rows,
+        src: &[f32],
+        indices: &[usize],
+        table: &mut [f32],
+    ) -> Result<()> {
+        p.check("scatter_add_rows", indices, table.len(), src.len())?;
+        recurrent::cpu_kernel::scatter_add_rows(p, src, indices, table);
+        Ok(())
+    }
+    fn lstm_cell(
+        &self,
+        p: &LstmCell,
+        gates: &[f32],
+        c_prev: &[f32],
+        act: &mut [f32],
+        hc: &mut [f32],
+    ) -> Result<()> {
+        p.check_forward(gates.len(), c_prev.len(), act.len(), hc.len())?;
+        recurrent::cpu_kernel::cell_forward(p, gates, c_prev, act, hc);
+        Ok(())
+    }
+    fn lstm_cell_backward(
+        &self,
+        p: &LstmCell,
+        act: &[f32],
+        c_prev: &[f32],
+        hc: &[f32],
+        dhc: &[f32],
+        dgates: &mut [f32],
+        dc_prev: &mut [f32],
+    ) -> Result<()> {
+        p.check_backward(
+            act.len(),
+            c_prev.len(),
+            hc.len(),
+            dhc.len(),
+            dgates.len(),
+            dc_prev.len(),
+        )?;
+        recurrent::cpu_kernel::cell_backward(p, act, c_prev, hc, dhc, dgates, dc_prev);
+        Ok(())
+    }
+    fn lstm_sequence(
+        &self,
+        p: &Lstm,
+        xg: &[f32],
+        w_hh: &[f32],
+        h0: &[f32],
+        c0: &[f32],
+        act: &mut [f32],
+        hs: &mut [f32],
+        cs: &mut [f32],
+    ) -> Result<()> {
+        p.check_forward(
+            xg.len(),
+            w_hh.len(),
+            h0.len(),
+            c0.len(),
+            act.len(),
+            hs.len(),
+            cs.len(),
+        )?;
+        recurrent::cpu_kernel::sequence_forward(p, xg, w_hh, h0, c0, act, hs, cs);
+        Ok(())
+    }
+    fn lstm_sequence_backward(
+        &self,
+        p: &Lstm,
+        w_hh: &[f32],
+        c0: &[f32],
+        act: &[f32],
+        cs: &[f32],
+        dhs: &[f32],
+        dxg: &mut [f32],
+        dh0: &mut [f32],
+        dc0: &mut [f32],
+    ) -> Result<()> {
+        p.check_backward(
+            w_hh.len(),
+            c0.len(),
+            act.len(),
+            cs.len(),
+            dhs.len(),
+            dxg.len(),
+            dh0.len(),
+            dc0.len(),
+        )?;
+        recurrent::cpu_kernel::sequence_backward(p, w_hh, c0, act, cs, dhs, dxg, dh0, dc0);
+        Ok(())
+    }
+
     fn sgd_step(
         &self,
         p: &SgdStep,
