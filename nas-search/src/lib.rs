@@ -13,6 +13,8 @@
 //! * [`train`]: training networks from genotypes (the train-from-scratch evaluator, on the
 //!   recipe's device); [`nets`]: the networks; [`data`]: data sets, splits and batches.
 //! * [`oneshot`]: DARTS and GDAS on supernets.
+//! * [`rnn`]: training recurrent language models on text (bits per character) and the
+//!   train evaluator of the recurrent-cell space.
 //! * [`nb201`] / [`nb201_cost`]: the NAS-Bench-201 table and closed-form network costs.
 //! * [`history`], [`error`]: trials and errors.
 //! * [`memory`]: closed-form memory estimates checked before anything is built;
@@ -34,6 +36,7 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod rnn;
 pub mod search;
 pub mod stats;
 pub mod strategy;
