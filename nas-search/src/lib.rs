@@ -2,7 +2,8 @@
 //! resumable search state.
 //!
 //! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
-//!   REINFORCE, local search and Hyperband / successive halving.
+//!   REINFORCE, local search and Hyperband / successive halving, and the REINFORCE-trained
+//!   LSTM controller ([`strategy::LstmController`], not yet in [`StrategyKind`]).
 //! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure).
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
 //!   ([`run_search`]); [`checkpoint`] holds the file format.
