@@ -1,18 +1,5 @@
 //! An LSTM controller trained with REINFORCE (Zoph & Le 2017; ENAS): the agent of the seed
-//! article, over the categorical decisions of any space.
-//!
-//! The controller emits an architecture one decision at a time. Step `d` feeds the embedding
-//! of the previous decision's choice (a learned start token for `d = 0`) to an LSTM cell and
-//! reads decision `d`'s choice probabilities from its own softmax head on the LSTM output, so
-//! every decision is conditioned on all earlier ones through the LSTM state. Sampling runs the
-//! cell step by step without a graph ([`Tensor::lstm_cell`]); the update recomputes the
-//! log-probability of the sampled choices in one teacher-forced pass of the fused layer
-//! ([`Tensor::lstm`]) and takes one Adam step on `-(reward - baseline) * log p(choices)`. The
-//! baseline is the bias-corrected exponential moving average of the rewards, updated before
-//! the advantage, as [`super::Reinforce`] does. Failed trials do not update the controller.
-//!
-//! Its whole state (parameters, Adam moments, baseline) is saved and restored as JSON, so
-//! searches with it resume like the others.
+//! article, over the categorical decisions of any space (see [`LstmController`]).
 
 use nas_space::SearchSpace;
 use nas_tensor::nn::lookup_in;
@@ -64,7 +51,20 @@ impl Default for ControllerConfig {
 /// Half-width of the uniform initialisation (ENAS' 0.1).
 const INIT: f32 = 0.1;
 
-/// The REINFORCE-trained LSTM controller, see the [module docs](self).
+/// The REINFORCE-trained LSTM controller.
+///
+/// The controller emits an architecture one decision at a time. Step `d` feeds the embedding
+/// of the previous decision's choice (a learned start token for `d = 0`) to an LSTM cell and
+/// reads decision `d`'s choice probabilities from its own softmax head on the LSTM output
+/// (logits bounded as ENAS does, [`ControllerConfig::tanh_constant`]), so every decision is conditioned on all earlier ones through the LSTM state. Sampling runs the
+/// cell step by step without a graph ([`Tensor::lstm_cell`]); the update recomputes the
+/// log-probability of the sampled choices in one teacher-forced pass of the fused layer
+/// ([`Tensor::lstm`]) and takes one Adam step on `-(reward - baseline) * log p(choices)`. The
+/// baseline is the bias-corrected exponential moving average of the rewards, updated before
+/// the advantage, as [`super::Reinforce`] does. Failed trials do not update the controller.
+///
+/// Its whole state (parameters, Adam moments, baseline) is saved and restored as JSON, so
+/// searches with it resume like the others.
 pub struct LstmController {
     config: ControllerConfig,
     sizes: Vec<usize>,
