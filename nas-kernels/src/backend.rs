@@ -32,8 +32,6 @@
 
 use std::borrow::BorrowMut;
 
-use rand_chacha::ChaCha8Rng;
-
 use crate::device::Device;
 use crate::error::Result;
 pub use crate::ops::batch_norm::BatchNormParams;
@@ -512,14 +510,12 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
 
     // ---------------------------------------------------------------- randomness
 
-    /// Fills `out` with samples of `dist` drawn from `rng` in element order.
-    fn fill_random(
-        &self,
-        dist: RandomDist,
-        rng: &mut ChaCha8Rng,
-        out: &mut Self::Buffer,
-    ) -> Result<()>;
-    /// Inverted-dropout mask: each element is 0 with probability `p` (in `[0, 1]`), else
-    /// `1 / (1 - p)`; multiply activations by it (and gradients by the same mask).
-    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut Self::Buffer) -> Result<()>;
+    /// Fills `out` with samples of `dist` for `seed`, counter-based: element `i` is a pure
+    /// function of `(seed, i)` as [`crate::ops::random`] defines it, so every backend produces
+    /// the same values.
+    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut Self::Buffer) -> Result<()>;
+    /// Inverted-dropout mask for `seed`: element `i` is `1 / (1 - p)` where its uniform
+    /// ([`crate::ops::random`]) is below `1 - p`, else 0 (`p` in `[0, 1]`); multiply
+    /// activations by it (and gradients by the same mask).
+    fn dropout_mask(&self, p: f32, seed: u64, out: &mut Self::Buffer) -> Result<()>;
 }

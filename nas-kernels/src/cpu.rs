@@ -2,8 +2,6 @@
 //! buffers return to a per-thread pool: the CPU's memory policy); kernels are the
 //! `cpu_kernel` modules of each op.
 
-use rand_chacha::ChaCha8Rng;
-
 use crate::backend::*;
 use crate::buf::Buf;
 use crate::device::Device;
@@ -777,39 +775,14 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn fill_random(&self, dist: RandomDist, rng: &mut ChaCha8Rng, out: &mut [f32]) -> Result<()> {
-        match dist {
-            RandomDist::Uniform { low, high }
-                if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
-                    || !low.is_finite()
-                    || !high.is_finite() =>
-            {
-                return Err(KernelError::param(
-                    "fill_random",
-                    format!("uniform needs finite low < high, got [{low}, {high})"),
-                ));
-            }
-            RandomDist::Normal { mean, std }
-                if std.is_nan() || std < 0.0 || !std.is_finite() || !mean.is_finite() =>
-            {
-                return Err(KernelError::param(
-                    "fill_random",
-                    format!("normal needs finite mean and std >= 0, got {mean}, {std}"),
-                ));
-            }
-            _ => {}
-        }
-        random::fill(dist, rng, out);
+    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut [f32]) -> Result<()> {
+        dist.validate()?;
+        random::fill(dist, seed, out);
         Ok(())
     }
-    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut [f32]) -> Result<()> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(KernelError::param(
-                "dropout_mask",
-                format!("p must be in [0, 1], got {p}"),
-            ));
-        }
-        random::dropout_mask(p, rng, out);
+    fn dropout_mask(&self, p: f32, seed: u64, out: &mut [f32]) -> Result<()> {
+        random::validate_dropout(p)?;
+        random::dropout_mask(p, seed, out);
         Ok(())
     }
 }

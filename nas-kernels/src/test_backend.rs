@@ -10,8 +10,6 @@
 
 use std::cell::Cell;
 
-use rand_chacha::ChaCha8Rng;
-
 use crate::backend::*;
 use crate::buf::Buf;
 use crate::cpu::Cpu;
@@ -515,10 +513,10 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.clip_grad_norm(&mut bufs_mut(grads), max_norm, &mut total_out.0)
     }
-    fn fill_random(&self, dist: RandomDist, rng: &mut ChaCha8Rng, out: &mut TestBuf) -> Result<()> {
-        Cpu.fill_random(dist, rng, &mut out.0)
+    fn fill_random(&self, dist: RandomDist, seed: u64, out: &mut TestBuf) -> Result<()> {
+        Cpu.fill_random(dist, seed, &mut out.0)
     }
-    fn dropout_mask(&self, p: f32, rng: &mut ChaCha8Rng, out: &mut TestBuf) -> Result<()> {
-        Cpu.dropout_mask(p, rng, &mut out.0)
+    fn dropout_mask(&self, p: f32, seed: u64, out: &mut TestBuf) -> Result<()> {
+        Cpu.dropout_mask(p, seed, &mut out.0)
     }
 }

@@ -70,6 +70,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x >= 0.0)` deliberately rejects NaN
 
 pub mod autograd;
+pub mod checkpoint;
 /// The CPU backend's buffer pool (re-exported from `nas_kernels`).
 pub use nas_kernels::buf;
 pub mod error;
@@ -81,6 +82,7 @@ pub mod optim;
 pub mod storage;
 pub mod tensor;
 
+pub use checkpoint::checkpoint;
 pub use error::{Result, TensorError};
 pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck};
 /// Kernel threads: the process-wide count and per-thread budgets (re-exported from

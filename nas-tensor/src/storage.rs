@@ -19,7 +19,6 @@ use nas_kernels::{
     Pool2dParams, RandomDist, ReduceOp, Rows, SgdStep, SoftmaxOp, StridedCopy, TestBackend,
     TestBuf, UnaryOp,
 };
-use rand_chacha::ChaCha8Rng;
 
 use crate::Device;
 use crate::error::{Result, TensorError};
@@ -562,12 +561,12 @@ pub(crate) fn clip_grad_norm(
     on!(total.device(), b => Ok(b.clip_grad_norm(&mut gms(b, grads)?, max_norm, gm(b, total)?)?))
 }
 
-pub(crate) fn fill_random(dist: RandomDist, rng: &mut ChaCha8Rng, out: &mut Storage) -> Result<()> {
-    on!(out.device(), b => Ok(b.fill_random(dist, rng, gm(b, out)?)?))
+pub(crate) fn fill_random(dist: RandomDist, seed: u64, out: &mut Storage) -> Result<()> {
+    on!(out.device(), b => Ok(b.fill_random(dist, seed, gm(b, out)?)?))
 }
 
-pub(crate) fn dropout_mask(p: f32, rng: &mut ChaCha8Rng, out: &mut Storage) -> Result<()> {
-    on!(out.device(), b => Ok(b.dropout_mask(p, rng, gm(b, out)?)?))
+pub(crate) fn dropout_mask(p: f32, seed: u64, out: &mut Storage) -> Result<()> {
+    on!(out.device(), b => Ok(b.dropout_mask(p, seed, gm(b, out)?)?))
 }
 
 pub(crate) fn gather_rows(

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use nas_kernels::RandomDist;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Device;
@@ -190,6 +190,19 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with gradient recording enabled, even inside [`no_grad`] (a checkpointed segment
+/// recomputed during a backward must record).
+pub(crate) fn with_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD_DEPTH.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_GRAD_DEPTH.with(|d| d.replace(0)));
+    f()
+}
+
 /// Graph nodes currently alive that were created on this thread (a node dropped on another
 /// thread is counted there). Backward releases the nodes it walks.
 pub fn live_graph_nodes() -> isize {
@@ -354,22 +367,35 @@ impl Tensor {
         ))
     }
 
-    /// Samples of `dist` (uniform, normal, Gumbel) drawn from `rng` in element order, on the
-    /// CPU.
+    /// Samples of `dist` (uniform, normal, Gumbel) on the CPU; `rng` gives the fill's seed (see
+    /// [`Tensor::random_on`]).
     pub fn random_with(shape: &[usize], dist: RandomDist, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         Tensor::random_on(shape, dist, rng, Device::Cpu)
     }
 
-    /// Samples of `dist` drawn from `rng` in element order, generated on `device` (the same
-    /// values on every device for the same generator state).
+    /// Samples of `dist` generated on `device`: one `u64` is drawn from the host generator
+    /// `rng` as the fill's seed, and the backend computes every element from that seed and
+    /// its index ([`Tensor::random_seeded`]), so the same generator state gives the same values
+    /// on every device and each tensor advances `rng` by the same amount whatever its size.
     pub fn random_on(
         shape: &[usize],
         dist: RandomDist,
         rng: &mut ChaCha8Rng,
         device: Device,
     ) -> Result<Tensor> {
+        Tensor::random_seeded(shape, dist, rng.next_u64(), device)
+    }
+
+    /// Samples of `dist` for `seed`, computed on `device` by the counter-based generator of
+    /// [`nas_kernels::ops::random`]: element `i` depends only on `(seed, i)`.
+    pub fn random_seeded(
+        shape: &[usize],
+        dist: RandomDist,
+        seed: u64,
+        device: Device,
+    ) -> Result<Tensor> {
         let mut b = Storage::alloc(device, numel(shape))?;
-        storage::fill_random(dist, rng, &mut b)?;
+        storage::fill_random(dist, seed, &mut b)?;
         Ok(Tensor::constant(shape.to_vec(), b))
     }
 
@@ -418,6 +444,26 @@ impl Tensor {
     /// Alias of [`Tensor::param`] in PyTorch's spelling (returns a new leaf handle).
     pub fn requires_grad_(self) -> Tensor {
         self.param()
+    }
+
+    /// A new leaf over the same values (no copy, no history), requiring a gradient if
+    /// `requires_grad`: what a checkpointed segment is recomputed from.
+    pub(crate) fn leaf_sharing(&self, requires_grad: bool) -> Tensor {
+        Tensor::make(
+            self.inner.shape.clone(),
+            self.data.clone(),
+            requires_grad,
+            None,
+        )
+    }
+
+    /// Takes the accumulated gradient out of this tensor, leaving none.
+    pub(crate) fn take_grad(&self) -> Option<Storage> {
+        self.inner
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// A copy of the values with no history and no gradient requirement.

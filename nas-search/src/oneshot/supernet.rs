@@ -6,6 +6,8 @@
 //! updates. The architecture weights live in [`ArchParams`]; a forward pass takes a [`Mixing`]
 //! built from them: softmaxed weights (DARTS) or a hard Gumbel sample (GDAS).
 
+use std::sync::{Arc, RwLock};
+
 use nas_space::darts::DARTS_PRIMITIVES;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
@@ -337,6 +339,20 @@ fn node_sum(
     }
 }
 
+/// A DARTS search cell shared with the gradient-checkpoint nodes that recompute it in backward
+/// ([`nas_tensor::checkpoint`] keeps its segment function until then): a read lock to run it,
+/// a write lock to switch its training mode.
+struct SharedCell(Arc<RwLock<DartsCellNet>>);
+
+impl SharedCell {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, DartsCellNet> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, DartsCellNet> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A DARTS search cell: two preprocessed inputs, 4 intermediate nodes, 14 mixed edges, output
 /// the concatenation of the intermediate nodes.
 struct DartsCellNet {
@@ -387,6 +403,16 @@ impl DartsCellNet {
         Ok(Tensor::concat(&states[2..], 1)?)
     }
 
+    /// The cell's parameters and buffers (what a checkpoint of it reads and updates).
+    fn params_and_buffers(&self) -> (Vec<Tensor>, Vec<Tensor>) {
+        let (mut params, mut buffers) = (Vec::new(), Vec::new());
+        self.visit("", &mut |_, t, kind| match kind {
+            TensorKind::Parameter => params.push(t.clone()),
+            TensorKind::Buffer => buffers.push(t.clone()),
+        });
+        (params, buffers)
+    }
+
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         self.pre0.visit(&join_name(prefix, "preprocess0"), f);
         self.pre1.visit(&join_name(prefix, "preprocess1"), f);
@@ -426,7 +452,7 @@ impl Nb201CellNet {
 enum Body {
     Darts {
         stem: Sequential,
-        cells: Vec<DartsCellNet>,
+        cells: Vec<SharedCell>,
     },
     Nb201 {
         stem: Sequential,
@@ -478,14 +504,14 @@ impl Supernet {
                     if reduction {
                         c_cur *= 2;
                     }
-                    cells.push(DartsCellNet::new(
+                    cells.push(SharedCell(Arc::new(RwLock::new(DartsCellNet::new(
                         c_pp,
                         c_p,
                         c_cur,
                         reduction,
                         reduction_prev,
                         rng,
-                    )?);
+                    )?))));
                     reduction_prev = reduction;
                     c_pp = c_p;
                     c_p = 4 * c_cur;
@@ -550,16 +576,44 @@ impl Supernet {
 
     /// Logits `[n, classes]` of a batch `[n, in_channels, h, w]` under `mix`.
     pub fn forward_mix(&self, x: &Tensor, mix: &Mixing) -> Result<Tensor> {
+        self.forward_mix_checkpointed(x, mix, 0)
+    }
+
+    /// [`Supernet::forward_mix`] with the first `cells` DARTS cells as gradient checkpoints
+    /// ([`nas_tensor::checkpoint`]): the graph keeps each one's inputs and output, not its
+    /// intermediates, and backward recomputes the cell. Only softmax mixing on the DARTS
+    /// space is checkpointed; otherwise this is `forward_mix`.
+    fn forward_mix_checkpointed(&self, x: &Tensor, mix: &Mixing, cells: usize) -> Result<Tensor> {
         self.check_input(x)?;
         let rm = self.prepare(mix)?;
         let (m_normal, m_reduce) = rm.views();
         let feat = match &self.body {
-            Body::Darts { stem, cells } => {
+            Body::Darts { stem, cells: all } => {
                 let s = stem.forward(x)?;
                 let (mut s0, mut s1) = (s.clone(), s);
-                for cell in cells {
+                for (i, shared) in all.iter().enumerate() {
+                    let cell = shared.read();
                     let m = if cell.reduction { m_reduce } else { m_normal };
-                    let out = cell.forward(&s0, &s1, m)?;
+                    let out = match m {
+                        EdgeMix::Soft(rows) if i < cells => {
+                            let mut inputs = vec![&s0, &s1];
+                            inputs.extend(rows);
+                            let (params, buffers) = cell.params_and_buffers();
+                            let seg = shared.0.clone();
+                            nas_tensor::checkpoint(&inputs, &params, &buffers, move |ins| {
+                                let cell = seg.read().unwrap_or_else(|e| e.into_inner());
+                                cell.forward(&ins[0], &ins[1], EdgeMix::Soft(&ins[2..]))
+                                    .map_err(|e| match e {
+                                        OneShotError::Tensor(t) => t,
+                                        other => nas_tensor::TensorError::InvalidArgument {
+                                            op: "supernet cell",
+                                            detail: other.to_string(),
+                                        },
+                                    })
+                            })?
+                        }
+                        _ => cell.forward(&s0, &s1, m)?,
+                    };
                     s0 = std::mem::replace(&mut s1, out);
                 }
                 s1.global_avg_pool()?
@@ -671,16 +725,15 @@ impl Supernet {
 
     /// Cross-entropy loss of a batch under the mixing `make_mix()` builds, with gradients
     /// accumulated into the weights (and the architecture weights, if `make_mix` records them),
-    /// recomputing the first `cells` cells: a forward pass without a graph keeps only their
-    /// outputs; the remaining cells and the head run with a graph from those outputs and are
-    /// back-propagated at once; then each recomputed cell is run again with a graph and
-    /// back-propagated on its own, last first. Peak memory is the graph of the cells not
-    /// recomputed (or one recomputed cell's, if larger) instead of the whole network's, for the
-    /// recomputed cells' forward pass once more. `cells >= layers` recomputes every cell; 0 is
-    /// the plain pass. BN running statistics are updated once, as in a plain pass. Used for the
-    /// DARTS supernet with softmax mixing; otherwise (NB201, hard mixing) the plain path runs.
-    /// With `only`, just the gradients of those leaves are computed (see
-    /// [`Supernet::loss_backward_plain`]). Returns the loss and the predicted classes.
+    /// with the first `cells` DARTS cells as gradient checkpoints ([`nas_tensor::checkpoint`]):
+    /// the forward pass keeps only their inputs and outputs, and backward recomputes each of
+    /// them, last first. Peak memory is the graph of the cells not checkpointed (plus one
+    /// checkpointed cell's while it is recomputed) instead of the whole network's, for the
+    /// checkpointed cells' forward pass once more. `cells >= layers` checkpoints every cell; 0
+    /// is the plain pass. BN running statistics are updated once, as in a plain pass. Only
+    /// the DARTS supernet under softmax mixing is checkpointed; otherwise (NB201, hard mixing)
+    /// this is the plain path. With `only`, just the gradients of those leaves are computed
+    /// (see [`Supernet::loss_backward_plain`]). Returns the loss and the predicted classes.
     pub fn loss_backward_recompute(
         &self,
         x: &Tensor,
@@ -689,153 +742,8 @@ impl Supernet {
         cells: usize,
         only: Option<&[Tensor]>,
     ) -> Result<(f32, Vec<usize>)> {
-        self.check_input(x)?;
-        let (stem, all_cells) = match &self.body {
-            Body::Darts { stem, cells } => (stem, cells),
-            Body::Nb201 { .. } => return self.loss_backward_plain(x, y, &make_mix()?, only),
-        };
-        let probe = make_mix()?;
-        if matches!(probe, Mixing::Hard { .. }) || cells == 0 {
-            return self.loss_backward_plain(x, y, &probe, only);
-        }
-        drop(probe);
-        let n = all_cells.len();
-        let k = cells.min(n);
-        let leaf = |t: &Tensor| t.detach().param();
-        // Pass 1: outputs of the recomputed cells only; BN statistics restored afterwards.
-        let buffers: Vec<(Tensor, Tensor)> = self
-            .named_buffers()
-            .into_iter()
-            .map(|(_, t)| {
-                let v = t.detach();
-                (t, v)
-            })
-            .collect();
-        let (s_stem, outs) = nas_tensor::no_grad(|| -> Result<(Tensor, Vec<Tensor>)> {
-            let rm = self.prepare(&make_mix()?)?;
-            let (mn, mr) = rm.views();
-            let s = stem.forward(x)?;
-            let mut outs: Vec<Tensor> = Vec::with_capacity(k);
-            for (i, cell) in all_cells.iter().enumerate().take(k) {
-                let s0 = if i < 2 { &s } else { &outs[i - 2] };
-                let s1 = if i < 1 { &s } else { &outs[i - 1] };
-                let o = cell.forward(s0, s1, if cell.reduction { mr } else { mn })?;
-                outs.push(o);
-            }
-            Ok((s, outs))
-        })?;
-        for (t, v) in &buffers {
-            t.copy_from(v)?;
-        }
-        drop(buffers);
-        // Output `j` of pass 1 (the stem for j < 0).
-        let pass1 = |j: isize| -> &Tensor { if j < 0 { &s_stem } else { &outs[j as usize] } };
-        // gradients of earlier outputs, summed on the device
-        let add = |acc: &mut Option<Tensor>, g: Tensor| -> Result<()> {
-            *acc = Some(match acc.take() {
-                Some(a) => nas_tensor::no_grad(|| a.add(&g))?,
-                None => g,
-            });
-            Ok(())
-        };
-        // Backward from `t` (output gradient `g`) into `inputs` (the leaves standing for earlier
-        // outputs; `true` where that output depends on the architecture weights) and everything
-        // else wanted.
-        let backward = |t: &Tensor, g: &Tensor, inputs: &[(&Tensor, bool)]| -> Result<()> {
-            match only {
-                None => t.backward_from(g)?,
-                Some(only) => {
-                    // only what the wanted leaves need, through the inputs leading back to them
-                    let mut leaves = only.to_vec();
-                    leaves.extend(
-                        inputs
-                            .iter()
-                            .filter(|(_, dep)| *dep)
-                            .map(|(l, _)| (*l).clone()),
-                    );
-                    t.backward_from_for(g, &leaves)?
-                }
-            }
-            Ok(())
-        };
-        let mut g_out: Vec<Option<Tensor>> = vec![None; k];
-        let mut g_stem: Option<Tensor> = None;
-        // Pass 2: the cells from k on and the head, one graph from the last two outputs of
-        // pass 1.
-        let (lv, pred) = {
-            let b0 = leaf(pass1(k as isize - 2));
-            let b1 = leaf(pass1(k as isize - 1));
-            let rm = self.prepare(&make_mix()?)?;
-            let (mn, mr) = rm.views();
-            let mut later: Vec<Tensor> = Vec::with_capacity(n - k);
-            for (i, cell) in all_cells.iter().enumerate().skip(k) {
-                let input = |j: usize| {
-                    if j + 2 == k {
-                        &b0
-                    } else if j + 1 == k {
-                        &b1
-                    } else {
-                        &later[j - k]
-                    }
-                };
-                let s0 = if i < 2 { &b0 } else { input(i - 2) };
-                let s1 = input(i - 1);
-                let o = cell.forward(s0, s1, if cell.reduction { mr } else { mn })?;
-                later.push(o);
-            }
-            let h = later.last().unwrap_or(&b1);
-            let logits = self.classifier.forward(&h.global_avg_pool()?)?;
-            drop(later);
-            let loss = logits.cross_entropy(y)?;
-            let lv = loss.item()?;
-            let pred = logits.argmax_rows()?;
-            drop(logits);
-            let one = Tensor::full_on(&[], 1.0, loss.device())?;
-            backward(&loss, &one, &[(&b0, k >= 2), (&b1, true)])?;
-            for (j, b) in [(k as isize - 2, &b0), (k as isize - 1, &b1)] {
-                if let Some(g) = b.grad()? {
-                    if j < 0 {
-                        add(&mut g_stem, g)?;
-                    } else {
-                        add(&mut g_out[j as usize], g)?;
-                    }
-                }
-            }
-            (lv, pred)
-        };
-        // Recomputed cells, last first.
-        for i in (0..k).rev() {
-            let Some(g) = g_out[i].take() else { continue };
-            let l0 = leaf(if i < 2 { &s_stem } else { &outs[i - 2] });
-            let l1 = leaf(if i < 1 { &s_stem } else { &outs[i - 1] });
-            let rm = self.prepare(&make_mix()?)?;
-            let (mn, mr) = rm.views();
-            let cell = &all_cells[i];
-            let o = cell.forward(&l0, &l1, if cell.reduction { mr } else { mn })?;
-            backward(&o, &g, &[(&l0, i >= 2), (&l1, i >= 1)])?;
-            drop(o);
-            for (j, l) in [(i as isize - 2, &l0), (i as isize - 1, &l1)] {
-                let Some(gl) = l.grad()? else { continue };
-                if j < 0 {
-                    add(&mut g_stem, gl)?;
-                } else {
-                    add(&mut g_out[j as usize], gl)?;
-                }
-            }
-        }
-        drop(outs);
-        match g_stem {
-            Some(g) => {
-                let s = stem.forward(x)?;
-                backward(&s, &g, &[])?;
-            }
-            // nothing wanted flows into the stem (the architecture step), but its BN statistics,
-            // restored after pass 1, must still be updated once
-            None => {
-                nas_tensor::no_grad(|| stem.forward(x))?;
-            }
-        }
-        Ok((lv, pred))
+        let logits = self.forward_mix_checkpointed(x, &make_mix()?, cells)?;
+        Self::loss_backward(&logits, y, only)
     }
 
     /// The plain path of [`Supernet::loss_backward_recompute`]: one graph, one backward. With
@@ -851,10 +759,18 @@ impl Supernet {
         only: Option<&[Tensor]>,
     ) -> Result<(f32, Vec<usize>)> {
         let logits = self.forward_mix(x, mix)?;
+        Self::loss_backward(&logits, y, only)
+    }
+
+    /// Loss, predictions and backward (of `only`, or of every leaf) from `logits`.
+    fn loss_backward(
+        logits: &Tensor,
+        y: &[usize],
+        only: Option<&[Tensor]>,
+    ) -> Result<(f32, Vec<usize>)> {
         let loss = logits.cross_entropy(y)?;
         let lv = loss.item()?;
         let pred = logits.argmax_rows()?;
-        drop(logits);
         match only {
             Some(leaves) => loss.backward_for(leaves)?,
             None => loss.backward()?,
@@ -911,7 +827,7 @@ impl Module for Supernet {
             Body::Darts { stem, cells } => {
                 stem.visit(&join_name(prefix, "stem"), f);
                 for (i, c) in cells.iter().enumerate() {
-                    c.visit(&join_name(prefix, &format!("cells.{i}")), f);
+                    c.read().visit(&join_name(prefix, &format!("cells.{i}")), f);
                 }
             }
             Body::Nb201 {
@@ -943,7 +859,7 @@ impl Module for Supernet {
             Body::Darts { stem, cells } => {
                 stem.set_training(training);
                 for c in cells {
-                    c.set_training(training);
+                    c.write().set_training(training);
                 }
             }
             Body::Nb201 {

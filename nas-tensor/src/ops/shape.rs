@@ -1,6 +1,7 @@
 //! Shape ops: reshape/flatten, narrow (slice along a dim), concat and split, plus the DARTS
 //! weighted sum and dropout.
 
+use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use nas_kernels::{BinaryOp, StridedCopy};
@@ -329,7 +330,8 @@ impl Tensor {
     }
 
     /// Inverted dropout: in training zeroes each element with probability `p` and scales the
-    /// rest by `1/(1-p)`; the identity when `training` is false or `p == 0`.
+    /// rest by `1/(1-p)`; the identity when `training` is false or `p == 0`. The mask is
+    /// generated on the tensor's device from one `u64` seed drawn from `rng`.
     pub fn dropout(&self, p: f32, training: bool, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
             return arg_err("dropout", format!("probability must be in [0, 1), got {p}"));
@@ -338,7 +340,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let mut mask = Storage::alloc(self.device(), self.numel())?;
-        storage::dropout_mask(p, rng, &mut mask)?;
+        storage::dropout_mask(p, rng.next_u64(), &mut mask)?;
         let shape = self.shape().to_vec();
         let out = bin(BinaryOp::Mul, &self.read(), &shape, &mask, &shape, &shape)?;
         Ok(Tensor::from_op(
