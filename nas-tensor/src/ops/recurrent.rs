@@ -5,6 +5,7 @@
 //! The LSTM's gate layout and equations are those of `nas_kernels::ops::recurrent` (PyTorch's:
 //! four blocks `i, f, g, o` of `hidden` values per row, `W_ih: [4h, in]`, `W_hh: [4h, h]`).
 
+use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use nas_kernels::{BinaryOp, Lstm, LstmCell, Matmul, Rows, StridedCopy};
@@ -297,7 +298,7 @@ impl Tensor {
             );
         }
         let mut mask = Storage::alloc(device, numel(shape))?;
-        storage::dropout_mask(p, rng, &mut mask)?;
+        storage::dropout_mask(p, rng.next_u64(), &mut mask)?;
         Ok(Tensor::constant(shape.to_vec(), mask))
     }
 
