@@ -4,7 +4,7 @@
 //! for CUDA) and implements a small, fixed set of methods. Ops that belong together are one
 //! method taking an op enum ([`UnaryOp`], [`BinaryOp`], [`ReduceOp`], [`SoftmaxOp`],
 //! [`PoolKind`], [`RandomDist`]) or a parameter struct ([`Matmul`], [`Conv2dParams`], [`Pool2dParams`],
-//! [`BatchNormParams`]); adding an op means one enum variant, one CPU function, one CUDA kernel and
+//! [`BatchNormParams`], [`Rows`], [`LstmCell`], [`Lstm`]); adding an op means one enum variant, one CPU function, one CUDA kernel and
 //! one gradient rule in the tensor crate.
 //!
 //! # Conventions (all methods)
@@ -50,6 +50,7 @@ pub use crate::ops::optim::{AdamStep, SgdStep};
 pub use crate::ops::pool2d::{Pool2dParams, PoolKind};
 pub use crate::ops::random::RandomDist;
 use crate::ops::random::validate_dropout;
+pub use crate::ops::recurrent::{Lstm, LstmCell, Rows};
 pub use crate::ops::reduce::{ReduceOp, SoftmaxOp};
 
 /// A compute backend: a buffer type plus kernels over it. See the [module docs](self) for the
@@ -728,6 +729,153 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         unsafe { self.argmax_rows_unchecked(x, rows, cols, out) }
     }
 
+    // ---------------------------------------------------------------- recurrent models
+
+    /// Embedding lookup: `out[i, :] = table[indices[i], :]` for every `i`, with `table`
+    /// `[p.table_rows, p.cols]` and `out` `[indices.len(), p.cols]`. `indices` is a host
+    /// slice (token ids, like the labels of [`Backend::cross_entropy`]; a device backend
+    /// uploads it); every index must be `< p.table_rows`
+    /// ([`Rows::check`] rejects the call otherwise and nothing is written).
+    fn gather_rows(
+        &self,
+        p: &Rows,
+        table: &Self::Buffer,
+        indices: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check("gather_rows", indices, self.len(table), self.len(out))?;
+        // SAFETY: every length and index `gather_rows_unchecked` relies on was checked above.
+        unsafe { self.gather_rows_unchecked(p, table, indices, out) }
+    }
+    /// Backward of [`Backend::gather_rows`]: `table[indices[i], :] += src[i, :]` for every `i`
+    /// (**accumulates** into `table`, which the caller zeroes for a plain gradient; repeated
+    /// indices add up, in an unspecified order, so backends may differ in the last bits).
+    /// Shapes and indices as in [`Backend::gather_rows`], `src` in the place of `out`.
+    fn scatter_add_rows(
+        &self,
+        p: &Rows,
+        src: &Self::Buffer,
+        indices: &[usize],
+        table: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check("scatter_add_rows", indices, self.len(table), self.len(src))?;
+        // SAFETY: every length and index `scatter_add_rows_unchecked` relies on was checked above.
+        unsafe { self.scatter_add_rows_unchecked(p, src, indices, table) }
+    }
+    /// The pointwise part of one LSTM step (equations in [`crate::ops::recurrent`]): from the
+    /// gate pre-activations `gates: [batch, 4 * hidden]` (per row four blocks `i, f, g, o`;
+    /// `x W_ih^T + h_prev W_hh^T + b`, computed by the caller) and the previous cell
+    /// `c_prev: [batch, hidden]`, writes the activated gates to `act: [batch, 4 * hidden]`
+    /// (same layout; the backward reads them) and the new state to `hc: [2, batch, hidden]`:
+    /// the output `h` first, then the cell `c`.
+    fn lstm_cell(
+        &self,
+        p: &LstmCell,
+        gates: &Self::Buffer,
+        c_prev: &Self::Buffer,
+        act: &mut Self::Buffer,
+        hc: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check_forward(
+            self.len(gates),
+            self.len(c_prev),
+            self.len(act),
+            self.len(hc),
+        )?;
+        // SAFETY: every length and index `lstm_cell_unchecked` relies on was checked above.
+        unsafe { self.lstm_cell_unchecked(p, gates, c_prev, act, hc) }
+    }
+    /// Backward of [`Backend::lstm_cell`] from its saved `act`, its `c_prev` and its output
+    /// `hc`, given the upstream gradient `dhc: [2, batch, hidden]` (of `h`, then of `c`):
+    /// writes the gradient of the gate pre-activations to `dgates: [batch, 4 * hidden]` and
+    /// of the previous cell to `dc_prev: [batch, hidden]`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_cell_backward(
+        &self,
+        p: &LstmCell,
+        act: &Self::Buffer,
+        c_prev: &Self::Buffer,
+        hc: &Self::Buffer,
+        dhc: &Self::Buffer,
+        dgates: &mut Self::Buffer,
+        dc_prev: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check_backward(
+            self.len(act),
+            self.len(c_prev),
+            self.len(hc),
+            self.len(dhc),
+            self.len(dgates),
+            self.len(dc_prev),
+        )?;
+        // SAFETY: every length and index `lstm_cell_backward_unchecked` relies on was checked above.
+        unsafe { self.lstm_cell_backward_unchecked(p, act, c_prev, hc, dhc, dgates, dc_prev) }
+    }
+    /// A whole LSTM recurrence over `T = p.steps` steps of `n = p.batch` sequences of
+    /// `h = p.hidden` units. `xg: [T, n, 4h]` holds each step's input contribution to the
+    /// gate pre-activations (`x_t W_ih^T + b`, one GEMM over all steps done by the caller),
+    /// `w_hh: [4h, h]` the recurrent weight (PyTorch's `weight_hh_l0`), `h0`, `c0: [n, h]`
+    /// the initial state. For `t = 0..T`, in order: `a_t = xg[t] + h_{t-1} w_hh^T` (one GEMM
+    /// for the four gates), then [`Backend::lstm_cell`]'s pointwise step on `a_t` and
+    /// `c_{t-1}`. Writes the activated gates of every step to `act: [T, n, 4h]`, the outputs
+    /// `h_t` to `hs: [T, n, h]` and the cells `c_t` to `cs: [T, n, h]`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_sequence(
+        &self,
+        p: &Lstm,
+        xg: &Self::Buffer,
+        w_hh: &Self::Buffer,
+        h0: &Self::Buffer,
+        c0: &Self::Buffer,
+        act: &mut Self::Buffer,
+        hs: &mut Self::Buffer,
+        cs: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check_forward(
+            self.len(xg),
+            self.len(w_hh),
+            self.len(h0),
+            self.len(c0),
+            self.len(act),
+            self.len(hs),
+            self.len(cs),
+        )?;
+        // SAFETY: every length and index `lstm_sequence_unchecked` relies on was checked above.
+        unsafe { self.lstm_sequence_unchecked(p, xg, w_hh, h0, c0, act, hs, cs) }
+    }
+    /// Backward of [`Backend::lstm_sequence`] (backpropagation through its `T` steps) given
+    /// its `w_hh`, `c0`, saved `act` and `cs`, and the upstream gradient `dhs: [T, n, h]` of
+    /// the outputs; the final cell `c_{T-1}` is taken to have no upstream gradient. Writes
+    /// the gradient of `xg` to `dxg: [T, n, 4h]` (which is also the gradient of each step's
+    /// gate pre-activations, so the caller gets `W_ih`, `b`, `x` and `w_hh`'s gradients from
+    /// it with GEMMs and a row sum) and of the initial state to `dh0`, `dc0: [n, h]`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_sequence_backward(
+        &self,
+        p: &Lstm,
+        w_hh: &Self::Buffer,
+        c0: &Self::Buffer,
+        act: &Self::Buffer,
+        cs: &Self::Buffer,
+        dhs: &Self::Buffer,
+        dxg: &mut Self::Buffer,
+        dh0: &mut Self::Buffer,
+        dc0: &mut Self::Buffer,
+    ) -> Result<()> {
+        p.check_backward(
+            self.len(w_hh),
+            self.len(c0),
+            self.len(act),
+            self.len(cs),
+            self.len(dhs),
+            self.len(dxg),
+            self.len(dh0),
+            self.len(dc0),
+        )?;
+        // SAFETY: every length and index `lstm_sequence_backward_unchecked` relies on was checked above.
+        unsafe { self.lstm_sequence_backward_unchecked(p, w_hh, c0, act, cs, dhs, dxg, dh0, dc0) }
+    }
+
     // ---------------------------------------------------------------- optimizers
 
     /// One SGD update of the weights `w` from their gradient `g`, see [`SgdStep`]
@@ -1306,6 +1454,100 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         p: f32,
         seed: u64,
         out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::gather_rows`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::gather_rows`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn gather_rows_unchecked(
+        &self,
+        p: &Rows,
+        table: &Self::Buffer,
+        indices: &[usize],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::scatter_add_rows`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::scatter_add_rows`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn scatter_add_rows_unchecked(
+        &self,
+        p: &Rows,
+        src: &Self::Buffer,
+        indices: &[usize],
+        table: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::lstm_cell`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::lstm_cell`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    unsafe fn lstm_cell_unchecked(
+        &self,
+        p: &LstmCell,
+        gates: &Self::Buffer,
+        c_prev: &Self::Buffer,
+        act: &mut Self::Buffer,
+        hc: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::lstm_cell_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::lstm_cell_backward`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lstm_cell_backward_unchecked(
+        &self,
+        p: &LstmCell,
+        act: &Self::Buffer,
+        c_prev: &Self::Buffer,
+        hc: &Self::Buffer,
+        dhc: &Self::Buffer,
+        dgates: &mut Self::Buffer,
+        dc_prev: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::lstm_sequence`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::lstm_sequence`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lstm_sequence_unchecked(
+        &self,
+        p: &Lstm,
+        xg: &Self::Buffer,
+        w_hh: &Self::Buffer,
+        h0: &Self::Buffer,
+        c0: &Self::Buffer,
+        act: &mut Self::Buffer,
+        hs: &mut Self::Buffer,
+        cs: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// The kernel behind [`Backend::lstm_sequence_backward`], which checks its arguments and calls it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Backend::lstm_sequence_backward`] checks (buffer lengths, indices and
+    /// parameters); an implementation may rely on it without checking again (debug
+    /// assertions only).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lstm_sequence_backward_unchecked(
+        &self,
+        p: &Lstm,
+        w_hh: &Self::Buffer,
+        c0: &Self::Buffer,
+        act: &Self::Buffer,
+        cs: &Self::Buffer,
+        dhs: &Self::Buffer,
+        dxg: &mut Self::Buffer,
+        dh0: &mut Self::Buffer,
+        dc0: &mut Self::Buffer,
     ) -> Result<()>;
 }
 

@@ -7,7 +7,7 @@ use crate::buf::Buf;
 use crate::checked::Checked;
 use crate::device::Device;
 use crate::error::{KernelError, Result, check_len};
-use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, reduce};
+use crate::ops::{batch_norm, conv2d, copy, elementwise, optim, pool2d, random, recurrent, reduce};
 
 /// The CPU backend. Kernels use [`crate::gemm::sgemm`] and spread large problems over threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -463,6 +463,80 @@ impl Backend for Cpu {
         }
         Ok(())
     }
+    unsafe fn gather_rows_unchecked(
+        &self,
+        p: &Rows,
+        table: &[f32],
+        indices: &[usize],
+        out: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::gather_rows(p, table, indices, out);
+        Ok(())
+    }
+    unsafe fn scatter_add_rows_unchecked(
+        &self,
+        p: &Rows,
+        src: &[f32],
+        indices: &[usize],
+        table: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::scatter_add_rows(p, src, indices, table);
+        Ok(())
+    }
+    unsafe fn lstm_cell_unchecked(
+        &self,
+        p: &LstmCell,
+        gates: &[f32],
+        c_prev: &[f32],
+        act: &mut [f32],
+        hc: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::cell_forward(p, gates, c_prev, act, hc);
+        Ok(())
+    }
+    unsafe fn lstm_cell_backward_unchecked(
+        &self,
+        p: &LstmCell,
+        act: &[f32],
+        c_prev: &[f32],
+        hc: &[f32],
+        dhc: &[f32],
+        dgates: &mut [f32],
+        dc_prev: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::cell_backward(p, act, c_prev, hc, dhc, dgates, dc_prev);
+        Ok(())
+    }
+    unsafe fn lstm_sequence_unchecked(
+        &self,
+        p: &Lstm,
+        xg: &[f32],
+        w_hh: &[f32],
+        h0: &[f32],
+        c0: &[f32],
+        act: &mut [f32],
+        hs: &mut [f32],
+        cs: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::sequence_forward(p, xg, w_hh, h0, c0, act, hs, cs);
+        Ok(())
+    }
+    unsafe fn lstm_sequence_backward_unchecked(
+        &self,
+        p: &Lstm,
+        w_hh: &[f32],
+        c0: &[f32],
+        act: &[f32],
+        cs: &[f32],
+        dhs: &[f32],
+        dxg: &mut [f32],
+        dh0: &mut [f32],
+        dc0: &mut [f32],
+    ) -> Result<()> {
+        recurrent::cpu_kernel::sequence_backward(p, w_hh, c0, act, cs, dhs, dxg, dh0, dc0);
+        Ok(())
+    }
+
     unsafe fn sgd_step_unchecked(
         &self,
         p: &SgdStep,

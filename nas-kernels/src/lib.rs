@@ -3,7 +3,8 @@
 //!
 //! - [`Backend`] (module [`backend`]): the interface the tensor crate programs against — a
 //!   buffer type plus op-enum-driven kernels (elementwise, reductions, softmax/cross-entropy,
-//!   matmul, conv2d, pooling, batch norm, random fills), forward and backward.
+//!   matmul, conv2d, pooling, batch norm, embedding rows, LSTM steps, random fills), forward
+//!   and backward.
 //! - [`Cpu`]: the CPU implementation (kernels on `[f32]` slices, buffers from a per-thread
 //!   pool: [`buf`]).
 //! - [`TestBackend`]: a test-only backend with opaque buffers that computes with the CPU
@@ -49,8 +50,9 @@ pub mod workloads;
 mod workspace;
 
 pub use backend::{
-    AdamStep, Backend, BatchNormParams, BinaryOp, Conv2dParams, Matmul, Pool2dParams, PoolKind,
-    RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, UnaryOp, broadcast_shape,
+    AdamStep, Backend, BatchNormParams, BinaryOp, Conv2dParams, Lstm, LstmCell, Matmul,
+    Pool2dParams, PoolKind, RandomDist, ReduceOp, Rows, SgdStep, SoftmaxOp, StridedCopy, UnaryOp,
+    broadcast_shape,
 };
 pub use buf::Buf;
 pub use checked::Checked;

@@ -435,6 +435,85 @@ impl Backend for TestBackend {
     ) -> Result<()> {
         Cpu.argmax_rows(&x.0, rows, cols, &mut out.0)
     }
+    unsafe fn gather_rows_unchecked(
+        &self,
+        p: &Rows,
+        table: &TestBuf,
+        indices: &[usize],
+        out: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.gather_rows(p, &table.0, indices, &mut out.0)
+    }
+    unsafe fn scatter_add_rows_unchecked(
+        &self,
+        p: &Rows,
+        src: &TestBuf,
+        indices: &[usize],
+        table: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.scatter_add_rows(p, &src.0, indices, &mut table.0)
+    }
+    unsafe fn lstm_cell_unchecked(
+        &self,
+        p: &LstmCell,
+        gates: &TestBuf,
+        c_prev: &TestBuf,
+        act: &mut TestBuf,
+        hc: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.lstm_cell(p, &gates.0, &c_prev.0, &mut act.0, &mut hc.0)
+    }
+    unsafe fn lstm_cell_backward_unchecked(
+        &self,
+        p: &LstmCell,
+        act: &TestBuf,
+        c_prev: &TestBuf,
+        hc: &TestBuf,
+        dhc: &TestBuf,
+        dgates: &mut TestBuf,
+        dc_prev: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.lstm_cell_backward(
+            p,
+            &act.0,
+            &c_prev.0,
+            &hc.0,
+            &dhc.0,
+            &mut dgates.0,
+            &mut dc_prev.0,
+        )
+    }
+    unsafe fn lstm_sequence_unchecked(
+        &self,
+        p: &Lstm,
+        xg: &TestBuf,
+        w_hh: &TestBuf,
+        h0: &TestBuf,
+        c0: &TestBuf,
+        act: &mut TestBuf,
+        hs: &mut TestBuf,
+        cs: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.lstm_sequence(
+            p, &xg.0, &w_hh.0, &h0.0, &c0.0, &mut act.0, &mut hs.0, &mut cs.0,
+        )
+    }
+    unsafe fn lstm_sequence_backward_unchecked(
+        &self,
+        p: &Lstm,
+        w_hh: &TestBuf,
+        c0: &TestBuf,
+        act: &TestBuf,
+        cs: &TestBuf,
+        dhs: &TestBuf,
+        dxg: &mut TestBuf,
+        dh0: &mut TestBuf,
+        dc0: &mut TestBuf,
+    ) -> Result<()> {
+        Cpu.lstm_sequence_backward(
+            p, &w_hh.0, &c0.0, &act.0, &cs.0, &dhs.0, &mut dxg.0, &mut dh0.0, &mut dc0.0,
+        )
+    }
     unsafe fn sgd_step_unchecked(
         &self,
         p: &SgdStep,

@@ -2,7 +2,8 @@
 //! resumable search state.
 //!
 //! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
-//!   REINFORCE, local search and Hyperband / successive halving.
+//!   REINFORCE, local search and Hyperband / successive halving, and the REINFORCE-trained
+//!   LSTM controller ([`strategy::LstmController`], not yet in [`StrategyKind`]).
 //! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure).
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
 //!   ([`run_search`]); [`checkpoint`] holds the file format.
@@ -13,6 +14,8 @@
 //! * [`train`]: training networks from genotypes (the train-from-scratch evaluator, on the
 //!   recipe's device); [`nets`]: the networks; [`data`]: data sets, splits and batches.
 //! * [`oneshot`]: DARTS and GDAS on supernets.
+//! * [`rnn`]: training recurrent language models on text (bits per character) and the
+//!   train evaluator of the recurrent-cell space.
 //! * [`nb201`] / [`nb201_cost`]: the NAS-Bench-201 table and closed-form network costs.
 //! * [`history`], [`error`]: trials and errors.
 //! * [`memory`]: closed-form memory estimates checked before anything is built;
@@ -34,6 +37,7 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod rnn;
 pub mod search;
 pub mod stats;
 pub mod strategy;

@@ -11,12 +11,13 @@
 //! | [`darts`] | DARTS normal + reduction cell | `"darts"` | [`darts::DartsGenotype`] | 1,076,746,950,455,072,400 (edge pairs unordered) | edges of each node sorted |
 //! | [`nb101`] | NAS-Bench-101 style DAG | `"nb101"` | [`nb101::Nb101Arch`] (matrix + ops) | 423,624 isomorphism classes (enumerated) | exact isomorphism code of the pruned graph |
 //! | [`chain`] | chain / macro space | `"chain"` | [`chain::ChainArch`] (layers) | `sum_l K^l` | the text form |
+//! | [`rnn`] | DARTS recurrent cell | `"rnn"` | [`rnn::RnnGenotype`] (8 nodes: input + activation) | 2,642,411,520 | nodes renumbered in the canonical preorder of the cell's tree |
 //!
 //! Common conventions: a mutation changes one decision (or one edge) and always returns a valid
 //! architecture; crossover is uniform per decision; `neighbours` lists every architecture one
 //! move away in a deterministic order; `distance` counts moves (NB201: Hamming on the 6 ops;
 //! DARTS: per node, the cheaper edge matching; NB101: Hamming on the 7-vertex decisions; chain:
-//! edit distance); `one_hot` (the trait default) concatenates one-hot decisions, and NB201 and
+//! edit distance; RNN: Hamming on the 16 decisions); `one_hot` (the trait default) concatenates one-hot decisions, and NB201 and
 //! NB101 add an adjacency encoding and the BANANAS path encoding as inherent methods. Every
 //! parser returns [`SpaceError::Parse`] with a byte offset and a message on malformed input, and
 //! never panics. Randomness comes in as `&mut dyn RngCore`, so a seeded
@@ -49,6 +50,7 @@ pub mod chain;
 pub mod darts;
 pub mod nb101;
 pub mod nb201;
+pub mod rnn;
 mod text;
 
 /// A search space: the set of architectures a strategy chooses from and the moves between them.

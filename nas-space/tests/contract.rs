@@ -5,6 +5,7 @@ use nas_space::chain::ChainSpace;
 use nas_space::darts::DartsSpace;
 use nas_space::nb101::Nb101Space;
 use nas_space::nb201::Nb201Space;
+use nas_space::rnn::RnnSpace;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
@@ -89,6 +90,12 @@ fn nb101_meets_the_contract() {
 }
 
 #[test]
+fn rnn_meets_the_contract() {
+    check(&RnnSpace, 6, 200);
+    assert_eq!(RnnSpace.name(), "rnn");
+}
+
+#[test]
 fn chain_meets_the_contract() {
     check(&ChainSpace::cnn(), 4, 200);
     check(&ChainSpace::mlp(), 5, 200);
@@ -137,6 +144,8 @@ fn every_public_type_round_trips_through_json() {
     json_round_trip(&DARTS_V1.reduce);
     json_round_trip(&Nb201Space);
     json_round_trip(&DartsSpace);
+    json_round_trip(&RnnSpace);
+    json_round_trip(&nas_space::rnn::DARTS_V2_RNN);
     json_round_trip(&Nb101Space);
     json_round_trip(&ChainSpace::mlp());
     let e = nas_space::nb201::Nb201Cell::parse("|x").unwrap_err();

@@ -35,11 +35,17 @@
 //!   `cross_entropy`, `reshape/flatten/permute`, `narrow`, [`Tensor::concat`],
 //!   [`Tensor::split`], [`Tensor::weighted_sum`] (DARTS mixed op), `dropout`, and
 //!   [`Tensor::relu_conv_conv`] (ReLU, conv, conv as one op that keeps only its input: the
-//!   block of DARTS' separable and dilated convolutions).
+//!   block of DARTS' separable and dilated convolutions); recurrent models:
+//!   [`Tensor::embedding`] (gather rows; scatter-add backward), [`Tensor::lstm_cell`],
+//!   [`Tensor::lstm`] (a fused multi-step LSTM layer: one GEMM for the input projection of
+//!   all steps, one backend call for the recurrence and one for its backward through time),
+//!   [`Tensor::dropout_shared`] / [`Tensor::dropout_mask`] (embedding and variational
+//!   dropout).
 //! - [`nn::Module`]: `forward`, named parameters and buffers (`stem.0.weight`,
 //!   `cells.3.op.1.running_mean`), `set_training`; layers `Conv2d`, `BatchNorm2d`, `Linear`,
 //!   `ReLU`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `Flatten`, `Dropout`, `Identity`,
-//!   `Sequential`.
+//!   `Sequential`, `Embedding`, `LstmLayer`; truncated BPTT with [`nn::TokenWindows`] and
+//!   [`nn::CarriedState`] (the state carried across windows, detached).
 //! - [`optim`]: [`optim::Sgd`], [`optim::Adam`] (take a `Vec` of parameter handles; states
 //!   serialise with serde), [`optim::CosineAnnealingLr`], [`optim::clip_grad_norm`].
 //! - [`io`]: [`io::save_module`] / [`io::load_module`] (strict names and shapes) and raw
@@ -88,6 +94,7 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck};
 pub use nas_kernels::threads;
 pub use nas_kernels::{Backend, Device, RandomDist};
 pub use ops::conv::ConvOptions;
+pub use ops::recurrent::LstmOutput;
 pub use tensor::{
     NoGradGuard, Tensor, WeakTensor, graph_nodes_recorded, is_grad_enabled, live_graph_nodes,
     no_grad,

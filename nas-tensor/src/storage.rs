@@ -15,9 +15,9 @@
 //! access is [`Storage::from_vec`] / [`Storage::to_vec`] only.
 
 use nas_kernels::{
-    AdamStep, Backend, BatchNormParams, BinaryOp, Buf, Checked, Conv2dParams, Cpu, Matmul,
-    Pool2dParams, RandomDist, ReduceOp, SgdStep, SoftmaxOp, StridedCopy, TestBackend, TestBuf,
-    UnaryOp,
+    AdamStep, Backend, BatchNormParams, BinaryOp, Buf, Checked, Conv2dParams, Cpu, Lstm, LstmCell,
+    Matmul, Pool2dParams, RandomDist, ReduceOp, Rows, SgdStep, SoftmaxOp, StridedCopy, TestBackend,
+    TestBuf, UnaryOp,
 };
 
 use crate::Device;
@@ -567,4 +567,81 @@ pub(crate) fn fill_random(dist: RandomDist, seed: u64, out: &mut Storage) -> Res
 
 pub(crate) fn dropout_mask(p: f32, seed: u64, out: &mut Storage) -> Result<()> {
     on!(out.device(), b => Ok(b.dropout_mask(p, seed, gm(b, out)?)?))
+}
+
+pub(crate) fn gather_rows(
+    p: &Rows,
+    table: &Storage,
+    indices: &[usize],
+    out: &mut Storage,
+) -> Result<()> {
+    on!(table.device(), b => Ok(b.gather_rows(p, g(b, table)?, indices, gm(b, out)?)?))
+}
+
+pub(crate) fn scatter_add_rows(
+    p: &Rows,
+    src: &Storage,
+    indices: &[usize],
+    table: &mut Storage,
+) -> Result<()> {
+    on!(src.device(), b => Ok(b.scatter_add_rows(p, g(b, src)?, indices, gm(b, table)?)?))
+}
+
+pub(crate) fn lstm_cell(
+    p: &LstmCell,
+    gates: &Storage,
+    c_prev: &Storage,
+    act: &mut Storage,
+    hc: &mut Storage,
+) -> Result<()> {
+    on!(gates.device(), b => Ok(b.lstm_cell(p, g(b, gates)?, g(b, c_prev)?, gm(b, act)?, gm(b, hc)?)?))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_cell_backward(
+    p: &LstmCell,
+    act: &Storage,
+    c_prev: &Storage,
+    hc: &Storage,
+    dhc: &Storage,
+    dgates: &mut Storage,
+    dc_prev: &mut Storage,
+) -> Result<()> {
+    on!(act.device(), b => Ok(b.lstm_cell_backward(
+        p, g(b, act)?, g(b, c_prev)?, g(b, hc)?, g(b, dhc)?, gm(b, dgates)?, gm(b, dc_prev)?,
+    )?))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_sequence(
+    p: &Lstm,
+    xg: &Storage,
+    w_hh: &Storage,
+    h0: &Storage,
+    c0: &Storage,
+    act: &mut Storage,
+    hs: &mut Storage,
+    cs: &mut Storage,
+) -> Result<()> {
+    on!(xg.device(), b => Ok(b.lstm_sequence(
+        p, g(b, xg)?, g(b, w_hh)?, g(b, h0)?, g(b, c0)?, gm(b, act)?, gm(b, hs)?, gm(b, cs)?,
+    )?))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_sequence_backward(
+    p: &Lstm,
+    w_hh: &Storage,
+    c0: &Storage,
+    act: &Storage,
+    cs: &Storage,
+    dhs: &Storage,
+    dxg: &mut Storage,
+    dh0: &mut Storage,
+    dc0: &mut Storage,
+) -> Result<()> {
+    on!(act.device(), b => Ok(b.lstm_sequence_backward(
+        p, g(b, w_hh)?, g(b, c0)?, g(b, act)?, g(b, cs)?, g(b, dhs)?, gm(b, dxg)?, gm(b, dh0)?,
+        gm(b, dc0)?,
+    )?))
 }

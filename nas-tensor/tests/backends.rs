@@ -221,6 +221,33 @@ fn cases() -> Vec<Case> {
             f: |x| Tensor::weighted_sum(&x[..3], &x[3].softmax(0)?),
             spaced: false,
         },
+        Case {
+            name: "embedding (repeated rows)",
+            shapes: &[&[4, 3]],
+            f: |x| x[0].embedding(&[2, 0, 2, 3, 2]),
+            spaced: false,
+        },
+        Case {
+            name: "lstm_cell",
+            shapes: &[&[2, 3], &[2, 4], &[2, 4], &[16, 3], &[16, 4], &[16]],
+            f: |x| {
+                let (h, c) = Tensor::lstm_cell(&x[0], &x[1], &x[2], &x[3], &x[4], Some(&x[5]))?;
+                Tensor::concat(&[h, c], 1)
+            },
+            spaced: false,
+        },
+        Case {
+            name: "lstm (fused, 3 steps)",
+            shapes: &[&[3, 2, 3], &[2, 4], &[2, 4], &[16, 3], &[16, 4], &[16]],
+            f: |x| Ok(Tensor::lstm(&x[0], &x[1], &x[2], &x[3], &x[4], &x[5])?.output),
+            spaced: false,
+        },
+        Case {
+            name: "dropout_shared (variational mask [1, n, h])",
+            shapes: &[&[3, 2, 4]],
+            f: |x| x[0].dropout_shared(0.5, true, &[1, 2, 4], &mut ChaCha8Rng::seed_from_u64(5)),
+            spaced: false,
+        },
     ]
 }
 

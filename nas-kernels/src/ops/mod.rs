@@ -9,4 +9,5 @@ pub mod matmul;
 pub mod optim;
 pub mod pool2d;
 pub mod random;
+pub mod recurrent;
 pub mod reduce;

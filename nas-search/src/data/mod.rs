@@ -7,6 +7,8 @@
 //! - Formats: IDX ([`idx`], MNIST and Fashion-MNIST), CIFAR-10/100 binary ([`cifar`]), UCI digits
 //!   CSV ([`digits`]); gzip is detected by its magic bytes.
 //! - Embedded: a real Fashion-MNIST subset and the digits ([`embedded`]).
+//! - Text: character-level corpora for language models ([`text`]: the embedded Shakespeare
+//!   corpus and `text:FILE`).
 //! - [`DataSpec`] parses `fashion`, `digits`, `mnist:DIR`, `cifar10:DIR`, ... and loads [`Splits`].
 //! - [`Splits::prepare`] takes a seeded validation split and normalises every channel with the
 //!   training part's statistics; [`Dataset::batches`] cuts shuffled, optionally augmented
@@ -34,6 +36,7 @@ mod error;
 pub mod idx;
 mod io;
 mod spec;
+pub mod text;
 
 pub use augment::{Augment, hflip, shift};
 pub use batch::{Batch, BatchOptions, Batches};

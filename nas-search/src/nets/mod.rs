@@ -10,6 +10,8 @@
 //!   [`nb101::nb101_cost`].
 //! * [`chain`]: the network of a chain (macro) architecture ([`chain::ChainNetwork`]) and
 //!   [`chain::chain_cost`].
+//! * [`rnn`]: the recurrent language model of a DARTS recurrent cell or an LSTM
+//!   ([`rnn::RnnLm`]: embedding, the cell, a decoder tied to the embedding).
 //! * [`flops`]: FLOP counting in the forward pass, the independent check of the closed forms.
 
 pub mod chain;
@@ -18,3 +20,4 @@ pub mod flops;
 pub mod nb101;
 pub mod nb201;
 pub mod ops;
+pub mod rnn;

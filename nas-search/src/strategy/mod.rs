@@ -13,12 +13,14 @@ use nas_space::SearchSpace;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+mod controller;
 mod evolution;
 mod hyperband;
 mod local;
 mod random;
 mod reinforce;
 
+pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
 pub use hyperband::{Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};

@@ -6,11 +6,13 @@
 //! PyTorch). Training/evaluation mode is set with [`Module::set_training`].
 
 mod layers;
+mod recurrent;
 
 pub use layers::{
     AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d,
     ReLU, Sequential, kaiming_uniform_bound,
 };
+pub use recurrent::{CarriedState, Embedding, LstmLayer, TokenWindows, Window, lookup_in};
 
 use crate::error::Result;
 use crate::tensor::Tensor;

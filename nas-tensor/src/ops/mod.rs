@@ -4,5 +4,6 @@
 pub mod conv;
 pub mod elementwise;
 pub mod matmul;
+pub mod recurrent;
 pub mod reduce;
 pub mod shape;

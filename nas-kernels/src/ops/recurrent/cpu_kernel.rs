@@ -1,0 +1,221 @@
+//! CPU kernels of the recurrent ops (lengths already checked by the descriptions).
+
+use super::{Lstm, LstmCell, Rows, lstm_cell_backward, lstm_cell_forward};
+use crate::gemm::sgemm;
+
+/// `out[i] = table[indices[i]]`, row by row.
+pub(crate) fn gather_rows(p: &Rows, table: &[f32], indices: &[usize], out: &mut [f32]) {
+    let c = p.cols;
+    for (dst, &i) in out.chunks_exact_mut(c.max(1)).zip(indices) {
+        dst.copy_from_slice(&table[i * c..(i + 1) * c]);
+    }
+}
+
+/// `table[indices[i]] += src[i]`, in index order.
+pub(crate) fn scatter_add_rows(p: &Rows, src: &[f32], indices: &[usize], table: &mut [f32]) {
+    let c = p.cols;
+    for (row, &i) in src.chunks_exact(c.max(1)).zip(indices) {
+        for (t, s) in table[i * c..(i + 1) * c].iter_mut().zip(row) {
+            *t += s;
+        }
+    }
+}
+
+/// Turns the pre-activations in `act` (`[n, 4h]`) into activated gates in place and writes
+/// the new cell and output states.
+fn pointwise_forward(
+    hidden: usize,
+    act: &mut [f32],
+    c_prev: &[f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
+) {
+    let h = hidden;
+    if h == 0 {
+        return;
+    }
+    for (r, row) in act.chunks_exact_mut(4 * h).enumerate() {
+        for j in 0..h {
+            let a = [row[j], row[h + j], row[2 * h + j], row[3 * h + j]];
+            let (g, c, y) = lstm_cell_forward(a, c_prev[r * h + j]);
+            for (k, gk) in g.into_iter().enumerate() {
+                row[k * h + j] = gk;
+            }
+            c_out[r * h + j] = c;
+            h_out[r * h + j] = y;
+        }
+    }
+}
+
+/// The backward of [`pointwise_forward`]; `dc` absent means zero.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_backward(
+    hidden: usize,
+    act: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: Option<&[f32]>,
+    dgates: &mut [f32],
+    dc_prev: &mut [f32],
+) {
+    let h = hidden;
+    if h == 0 {
+        return;
+    }
+    for (r, (row, drow)) in act
+        .chunks_exact(4 * h)
+        .zip(dgates.chunks_exact_mut(4 * h))
+        .enumerate()
+    {
+        for j in 0..h {
+            let e = r * h + j;
+            let a = [row[j], row[h + j], row[2 * h + j], row[3 * h + j]];
+            let dce = dc.map_or(0.0, |d| d[e]);
+            let (da, dcp) = lstm_cell_backward(a, c_prev[e], c[e], dh[e], dce);
+            for (k, d) in da.into_iter().enumerate() {
+                drow[k * h + j] = d;
+            }
+            dc_prev[e] = dcp;
+        }
+    }
+}
+
+pub(crate) fn cell_forward(
+    p: &LstmCell,
+    gates: &[f32],
+    c_prev: &[f32],
+    act: &mut [f32],
+    hc: &mut [f32],
+) {
+    act.copy_from_slice(gates);
+    let (h_out, c_out) = hc.split_at_mut(p.state_len());
+    pointwise_forward(p.hidden, act, c_prev, h_out, c_out);
+}
+
+pub(crate) fn cell_backward(
+    p: &LstmCell,
+    act: &[f32],
+    c_prev: &[f32],
+    hc: &[f32],
+    dhc: &[f32],
+    dgates: &mut [f32],
+    dc_prev: &mut [f32],
+) {
+    let s = p.state_len();
+    let (dh, dc) = dhc.split_at(s);
+    pointwise_backward(
+        p.hidden,
+        act,
+        c_prev,
+        &hc[s..],
+        dh,
+        Some(dc),
+        dgates,
+        dc_prev,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sequence_forward(
+    p: &Lstm,
+    xg: &[f32],
+    w_hh: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    act: &mut [f32],
+    hs: &mut [f32],
+    cs: &mut [f32],
+) {
+    let (n, h) = (p.batch, p.hidden);
+    let (gl, sl) = (n * 4 * h, n * h);
+    act.copy_from_slice(xg);
+    for t in 0..p.steps {
+        let (h_done, h_rest) = hs.split_at_mut(t * sl);
+        let (c_done, c_rest) = cs.split_at_mut(t * sl);
+        let h_prev: &[f32] = if t == 0 { h0 } else { &h_done[(t - 1) * sl..] };
+        let c_prev: &[f32] = if t == 0 { c0 } else { &c_done[(t - 1) * sl..] };
+        let a = &mut act[t * gl..(t + 1) * gl];
+        if h > 0 && n > 0 {
+            // a += h_prev W_hh^T: [n, h] x [h, 4h], all four gates in one GEMM
+            sgemm(
+                false,
+                true,
+                n,
+                4 * h,
+                h,
+                1.0,
+                h_prev,
+                h,
+                w_hh,
+                h,
+                1.0,
+                a,
+                4 * h,
+            );
+        }
+        pointwise_forward(h, a, c_prev, &mut h_rest[..sl], &mut c_rest[..sl]);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sequence_backward(
+    p: &Lstm,
+    w_hh: &[f32],
+    c0: &[f32],
+    act: &[f32],
+    cs: &[f32],
+    dhs: &[f32],
+    dxg: &mut [f32],
+    dh0: &mut [f32],
+    dc0: &mut [f32],
+) {
+    let (n, h) = (p.batch, p.hidden);
+    let (gl, sl) = (n * 4 * h, n * h);
+    // dh0 and dc0 carry the gradient flowing into the previous step's h and c.
+    dh0.fill(0.0);
+    dc0.fill(0.0);
+    let mut dh = vec![0.0f32; sl];
+    let mut dc_prev = vec![0.0f32; sl];
+    for t in (0..p.steps).rev() {
+        for ((d, &from_out), &from_next) in dh.iter_mut().zip(&dhs[t * sl..(t + 1) * sl]).zip(&*dh0)
+        {
+            *d = from_out + from_next;
+        }
+        let c_prev = if t == 0 {
+            c0
+        } else {
+            &cs[(t - 1) * sl..t * sl]
+        };
+        let dg = &mut dxg[t * gl..(t + 1) * gl];
+        pointwise_backward(
+            h,
+            &act[t * gl..(t + 1) * gl],
+            c_prev,
+            &cs[t * sl..(t + 1) * sl],
+            &dh,
+            Some(dc0),
+            dg,
+            &mut dc_prev,
+        );
+        dc0.copy_from_slice(&dc_prev);
+        if h > 0 && n > 0 {
+            // dh_prev = dgates W_hh: [n, 4h] x [4h, h]
+            sgemm(
+                false,
+                false,
+                n,
+                h,
+                4 * h,
+                1.0,
+                dg,
+                4 * h,
+                w_hh,
+                h,
+                0.0,
+                dh0,
+                h,
+            );
+        }
+    }
+}
