@@ -405,3 +405,31 @@ fn recompute_matches_plain_backward() {
         );
     }
 }
+
+/// GDAS sampling with non-finite architecture weights is an error (it used to redraw noise
+/// forever), and a seed gives the same choice twice.
+#[test]
+fn gdas_sampling_rejects_non_finite_weights_and_is_seeded() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let arch = ArchParams::new(SpaceKind::Nb201, &mut rng);
+    let pick = |seed: u64| match arch
+        .gumbel(0.5, &mut ChaCha8Rng::seed_from_u64(seed))
+        .unwrap()
+    {
+        Mixing::Hard { normal, .. } => normal.index,
+        _ => unreachable!(),
+    };
+    assert_eq!(pick(7), pick(7));
+    assert!(
+        (0..8).any(|s| pick(s) != pick(7)),
+        "the noise depends on the seed"
+    );
+    let t = &arch.tensors()[0];
+    let mut v = t.to_vec().unwrap();
+    v[3] = f32::NAN;
+    t.set_data(&v).unwrap();
+    let Err(err) = arch.gumbel(1.0, &mut rng) else {
+        panic!("non-finite weights were sampled from");
+    };
+    assert!(err.to_string().contains("non-finite"), "{err}");
+}

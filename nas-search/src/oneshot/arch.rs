@@ -1,7 +1,6 @@
 //! Architecture weights (`alpha`), their softmax, Gumbel sampling for GDAS, and JSON snapshots.
 
-use nas_tensor::Tensor;
-use rand::Rng;
+use nas_tensor::{RandomDist, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -108,8 +107,9 @@ impl ArchParams {
     /// The GDAS mixing at temperature `tau`: per edge, Gumbel noise `g` is added to the
     /// log-softmax of the logits, `p = softmax((log_softmax(alpha) + g) / tau)`, the op
     /// `argmax p` is selected (first on ties) and the weights are `one_hot - stop_grad(p) + p`.
-    /// Noise is drawn from `rng` edge by edge, row-major; a draw giving a non-finite `p` is
-    /// redrawn (as the original code does).
+    /// The noise is generated on the logits' device from one seed drawn from `rng` per cell
+    /// type; non-finite logits are an error (the original code redraws noise that came out
+    /// infinite, which this generator cannot produce).
     pub fn gumbel(&self, tau: f32, rng: &mut ChaCha8Rng) -> Result<Mixing> {
         if !(tau > 0.0) || !tau.is_finite() {
             return Err(OneShotError::Config(format!(
@@ -145,42 +145,28 @@ impl ArchParams {
     }
 }
 
-/// One standard Gumbel draw, `-ln(-ln u)` with `u` uniform in `(0, 1)`.
-fn gumbel_noise(rng: &mut ChaCha8Rng) -> f32 {
-    loop {
-        let u: f64 = rng.random();
-        if u > 0.0 && u < 1.0 {
-            return (-(-u.ln()).ln()) as f32;
-        }
-    }
-}
-
 fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWeights> {
     let (e, k) = (alpha.shape()[0], alpha.shape()[1]);
-    loop {
-        let g: Vec<f32> = (0..e * k).map(|_| gumbel_noise(rng)).collect();
-        let noise = Tensor::from_vec_on(g, &[e, k], alpha.device())?;
-        let logits = alpha.log_softmax(1)?.add(&noise)?.scale(1.0 / tau);
-        let probs = logits.softmax(1)?;
-        let pv = probs.to_vec()?;
-        if pv.iter().any(|p| !p.is_finite()) {
-            continue;
-        }
-        let mut index = Vec::with_capacity(e);
-        let mut one_hot = vec![0.0f32; e * k];
-        for r in 0..e {
-            let row = &pv[r * k..(r + 1) * k];
-            let mut best = 0;
-            for j in 1..k {
-                if row[j] > row[best] {
-                    best = j;
-                }
-            }
-            index.push(best);
-            one_hot[r * k + best] = 1.0;
-        }
-        let one_hot = Tensor::from_vec_on(one_hot, &[e, k], alpha.device())?;
-        let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
-        return Ok(HardWeights { weights, index });
+    // Gumbel noise on the device, from one seed drawn from `rng` (Philox: the same values on
+    // every device); its uniforms lie strictly inside (0, 1), so the noise is always finite.
+    let noise = Tensor::random_on(&[e, k], RandomDist::Gumbel, rng, alpha.device())?;
+    let logits = alpha.log_softmax(1)?.add(&noise)?.scale(1.0 / tau);
+    let probs = logits.softmax(1)?;
+    // Non-finite probabilities can only come from non-finite logits: an error, not a redraw
+    // (redrawing could never succeed).
+    let total = probs.sum().item()?;
+    if !total.is_finite() {
+        return Err(OneShotError::Config(format!(
+            "GDAS sampling: the architecture weights give non-finite probabilities (sum {total})"
+        )));
     }
+    // The chosen ops steer which branch runs: `e` indices come to the host, nothing else.
+    let index = probs.argmax_rows()?;
+    let mut one_hot = vec![0.0f32; e * k];
+    for (r, &best) in index.iter().enumerate() {
+        one_hot[r * k + best] = 1.0;
+    }
+    let one_hot = Tensor::from_vec_on(one_hot, &[e, k], alpha.device())?;
+    let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
+    Ok(HardWeights { weights, index })
 }

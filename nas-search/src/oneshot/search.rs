@@ -865,19 +865,13 @@ impl OneShotSearch {
         match self.config.method {
             Method::Darts1 | Method::Darts2 => self.detached_soft(),
             Method::Gdas => {
+                // argmax per edge on the device; the `e` indices come to the host to steer
+                // which op runs
                 let hard = |a: &Tensor| -> Result<super::supernet::HardWeights> {
                     let k = a.shape()[1];
-                    let v = a.to_vec()?;
-                    let mut index = Vec::new();
-                    let mut w = vec![0.0f32; v.len()];
-                    for (r, row) in v.chunks(k).enumerate() {
-                        let mut best = 0;
-                        for j in 1..k {
-                            if row[j] > row[best] {
-                                best = j;
-                            }
-                        }
-                        index.push(best);
+                    let index = a.argmax_rows()?;
+                    let mut w = vec![0.0f32; a.numel()];
+                    for (r, &best) in index.iter().enumerate() {
                         w[r * k + best] = 1.0;
                     }
                     Ok(super::supernet::HardWeights {
