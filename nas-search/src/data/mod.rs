@@ -7,6 +7,7 @@
 //! - Formats: IDX ([`idx`], MNIST and Fashion-MNIST), CIFAR-10/100 binary ([`cifar`]), UCI digits
 //!   CSV ([`digits`]); gzip is detected by its magic bytes.
 //! - Embedded: a real Fashion-MNIST subset and the digits ([`embedded`]).
+//! - [`DataInfo`] describes a loaded set (sizes, classes, pixel statistics).
 //! - [`DataSpec`] parses `fashion`, `digits`, `mnist:DIR`, `cifar10:DIR`, ... and loads [`Splits`].
 //! - [`Splits::prepare`] takes a seeded validation split and normalises every channel with the
 //!   training part's statistics; [`Dataset::batches`] cuts shuffled, optionally augmented
@@ -32,6 +33,7 @@ pub mod digits;
 pub mod embedded;
 mod error;
 pub mod idx;
+mod info;
 mod io;
 mod spec;
 
@@ -40,6 +42,7 @@ pub use batch::{Batch, BatchOptions, Batches};
 pub use dataset::{Dataset, Normalization, Splits};
 pub use embedded::{digits_embedded, fashion_mnist_embedded};
 pub use error::{DataError, Result};
+pub use info::DataInfo;
 pub use spec::DataSpec;
 
 #[cfg(test)]

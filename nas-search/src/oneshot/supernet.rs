@@ -9,7 +9,7 @@
 use nas_space::darts::DARTS_PRIMITIVES;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
-    BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, TensorKind, join_name,
+    BatchNorm2d, Conv2d, Linear, Mode, Module, ReLU, Sequential, TensorKind, join_name,
 };
 use nas_tensor::{ConvOptions, Tensor};
 use rand::SeedableRng;
@@ -293,8 +293,8 @@ impl MixedEdge {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
-        for op in &mut self.ops {
+    fn set_training(&self, training: bool) {
+        for op in &self.ops {
             op.set_training(training);
         }
     }
@@ -395,10 +395,10 @@ impl DartsCellNet {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
+    fn set_training(&self, training: bool) {
         self.pre0.set_training(training);
         self.pre1.set_training(training);
-        for e in &mut self.edges {
+        for e in &self.edges {
             e.set_training(training);
         }
     }
@@ -446,7 +446,7 @@ pub struct Supernet {
     config: SupernetConfig,
     body: Body,
     classifier: Linear,
-    training: bool,
+    training: Mode,
 }
 
 impl Supernet {
@@ -539,7 +539,7 @@ impl Supernet {
             config,
             body,
             classifier,
-            training: true,
+            training: Mode::default(),
         })
     }
 
@@ -937,9 +937,9 @@ impl Module for Supernet {
         self.classifier.visit(&join_name(prefix, "classifier"), f);
     }
 
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        match &mut self.body {
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+        match &self.body {
             Body::Darts { stem, cells } => {
                 stem.set_training(training);
                 for c in cells {
@@ -955,7 +955,7 @@ impl Module for Supernet {
                 for l in layers {
                     match l {
                         Nb201Layer::Cell(c) => {
-                            for e in &mut c.edges {
+                            for e in &c.edges {
                                 e.set_training(training);
                             }
                         }
@@ -969,6 +969,6 @@ impl Module for Supernet {
     }
 
     fn is_training(&self) -> bool {
-        self.training
+        self.training.get()
     }
 }
