@@ -4,9 +4,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
-use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_search::search::{Budget, SearchConfig, run_search};
 use nas_search::strategy::StrategyKind;
+use nas_search::tabular::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_space::nb201::Nb201Space;
 use std::hint::black_box;
 

@@ -6,15 +6,15 @@
 #![warn(missing_docs)]
 mod cmd;
 mod error;
-mod limits;
 mod output;
 mod progress;
 mod signals;
-mod spaces;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::CliError;
+use nas_search::StrategyKind;
+use nas_search::spaces::{Purpose, Registry};
 use output::Out;
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -80,8 +80,44 @@ fn run(cli: &Cli, given: &HashSet<String>) -> error::Result<()> {
     }
 }
 
+/// The command line with the lists and defaults that live in the library (spaces, strategies,
+/// evaluators, network sizes) written into `--help`.
+fn command() -> clap::Command {
+    let reg = Registry::builtin();
+    let spaces = format!("Search space: {}", reg.names().join(", "));
+    let strategy = format!(
+        "Strategy, optionally with :key=value settings (e.g. rea:population_size=20): {}",
+        StrategyKind::describe_all()
+    );
+    let evaluator = format!(
+        "How candidates are evaluated: {}",
+        reg.describe_evaluators()
+    );
+    let sizes = |p| {
+        format!(
+            "[default, channels/cells per space: {}]",
+            reg.describe_shapes(p)
+        )
+    };
+    let (search, train) = (sizes(Purpose::Search), sizes(Purpose::Train));
+    let guess = format!("{spaces}; guessed from ARCH when not given");
+    Cli::command()
+        .mut_subcommand("search", |c| {
+            c.mut_arg("space", |a| a.help(spaces))
+                .mut_arg("strategy", |a| a.help(strategy))
+                .mut_arg("evaluator", |a| a.help(evaluator))
+                .mut_arg("channels", |a| a.help(format!("Channels C {search}")))
+                .mut_arg("cells", |a| a.help(format!("Cells {search}")))
+        })
+        .mut_subcommand("train", |c| {
+            c.mut_arg("space", |a| a.help(guess))
+                .mut_arg("channels", |a| a.help(format!("Channels C {train}")))
+                .mut_arg("cells", |a| a.help(format!("Cells {train}")))
+        })
+}
+
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The search options given on the command line (a resume takes the others from the
     // search's settings.json).

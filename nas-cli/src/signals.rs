@@ -17,7 +17,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Installs the handlers for a search writing into `dir` (call once, when the search starts).
 pub fn install(dir: &Path) -> std::io::Result<()> {
-    let resume = resume_command(std::env::args().collect(), dir);
+    let resume = nas_search::outdir::resume_command(std::env::args().collect(), dir);
     let flagged = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         // Order matters: the shutdown checks the flag before the second handler sets it.
@@ -48,61 +48,4 @@ pub fn install(dir: &Path) -> std::io::Result<()> {
             std::process::exit(EXIT_INTERRUPTED);
         })?;
     Ok(())
-}
-
-/// The command line that continues this search: the same arguments, with `--resume` and
-/// `--out DIR` added when they are missing, quoted for a POSIX shell.
-fn resume_command(args: Vec<String>, dir: &Path) -> String {
-    let mut args = args;
-    let has = |a: &[String], long: &str, short: Option<&str>| {
-        a.iter().skip(1).any(|x| {
-            x == long
-                || x.starts_with(&format!("{long}="))
-                || short.is_some_and(|s| x == s || (x.starts_with(s) && x.len() > s.len()))
-        })
-    };
-    if !has(&args, "--out", Some("-o")) {
-        args.push("--out".into());
-        args.push(dir.display().to_string());
-    }
-    if !has(&args, "--resume", None) {
-        args.push("--resume".into());
-    }
-    args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
-}
-
-fn quote(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-~".contains(c));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_command_adds_out_and_resume_and_quotes() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            resume_command(v(&["nas", "search", "-n", "8"]), Path::new("runs/s 1")),
-            "nas search -n 8 --out 'runs/s 1' --resume"
-        );
-        assert_eq!(
-            resume_command(
-                v(&["nas", "search", "--out=r", "--resume", "--strategy", "a'b"]),
-                Path::new("r")
-            ),
-            "nas search --out=r --resume --strategy 'a'\\''b'"
-        );
-        assert_eq!(
-            resume_command(v(&["nas", "search", "-or1"]), Path::new("r1")),
-            "nas search -or1 --resume"
-        );
-    }
 }

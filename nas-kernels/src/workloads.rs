@@ -285,3 +285,106 @@ mod tests {
         assert_eq!(data(8, 7), data(8, 7));
     }
 }
+
+/// One row of [`quick_suite`]: one kernel call on one shape, timed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTiming {
+    /// What was timed (`"gemm square 256"`).
+    pub name: String,
+    /// `"gemm"` or `"conv2d"`.
+    pub kind: &'static str,
+    /// Floating-point operations of one call.
+    pub flop: f64,
+    /// Median seconds per call.
+    pub median_s: f64,
+    /// The fastest call (s).
+    pub best_s: f64,
+    /// Calls timed.
+    pub reps: usize,
+}
+
+impl KernelTiming {
+    /// GFLOP/s of the median call.
+    pub fn gflops(&self) -> f64 {
+        self.flop / self.median_s / 1e9
+    }
+    /// GFLOP/s of the fastest call.
+    pub fn best_gflops(&self) -> f64 {
+        self.flop / self.best_s / 1e9
+    }
+}
+
+/// Median and fastest wall time (s) and count of calls of `f` after one warm-up call, for
+/// `secs` seconds (at least 3 calls, at most 10,000).
+pub fn time_repeated(secs: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, usize)> {
+    f()?;
+    let mut times = Vec::new();
+    let start = std::time::Instant::now();
+    while times.len() < 3 || (start.elapsed().as_secs_f64() < secs && times.len() < 10_000) {
+        let t = std::time::Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[0], times.len()))
+}
+
+/// The quick kernel check of `nas bench kernels`: GEMM squares of 256, 512 and 1024, the
+/// forward GEMMs of 3x3 convolutions at batch 64 in three CIFAR ResNet stages
+/// (M = C_out, K = 9 C_in, N = batch x H x W), and [`Conv3x3FwdBwd`], each timed for `secs`
+/// with the GEMM micro-kernel `kernel` on `threads` threads; `on_shape` is told each name
+/// before it is timed. Criterion benches are the reference; this is a quick look.
+pub fn quick_suite(
+    kernel: crate::gemm::Kernel,
+    threads: usize,
+    secs: f64,
+    on_shape: &mut dyn FnMut(&str),
+) -> Result<Vec<KernelTiming>> {
+    let mut shapes: Vec<(String, usize, usize, usize)> = [256usize, 512, 1024]
+        .iter()
+        .map(|&s| (format!("gemm square {s}"), s, s, s))
+        .collect();
+    for (c, side) in [(16usize, 32usize), (32, 16), (64, 8)] {
+        let n = 64 * side * side;
+        shapes.push((format!("gemm conv{c} M{c} K{} N{n}", 9 * c), c, n, 9 * c));
+    }
+    let mut rows = Vec::new();
+    for (i, (name, m, n, k)) in shapes.into_iter().enumerate() {
+        on_shape(&name);
+        let (a, b) = (data(m * k, 2 * i as u32 + 1), data(k * n, 2 * i as u32 + 2));
+        let mut c = vec![0.0f32; m * n];
+        let (median_s, best_s, reps) = time_repeated(secs, || {
+            crate::gemm::sgemm_with(
+                kernel, threads, false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n,
+            )
+            .map_err(|e| crate::KernelError::InvalidParam {
+                op: "sgemm",
+                msg: e.to_string(),
+            })
+        })?;
+        black_box(&c);
+        let flop = 2.0 * (m * n * k) as f64;
+        rows.push(KernelTiming {
+            name,
+            kind: "gemm",
+            flop,
+            median_s,
+            best_s,
+            reps,
+        });
+    }
+    let name = "conv2d 3x3 fwd+bwd (64,16,32,32)";
+    on_shape(name);
+    let mut conv = Conv3x3FwdBwd::new();
+    let (median_s, best_s, reps) = time_repeated(secs, || conv.step())?;
+    rows.push(KernelTiming {
+        name: name.into(),
+        kind: "conv2d",
+        // Each of the three passes is one GEMM-sized 2 * N * C_out * H * W * C_in * 9 FLOP.
+        flop: 3.0 * 2.0 * (64 * 16 * 32 * 32 * 16 * 9) as f64,
+        median_s,
+        best_s,
+        reps,
+    });
+    Ok(rows)
+}

@@ -13,8 +13,8 @@
 //! params_vs_accuracy.svg: every cell's parameters against its test accuracy).
 
 use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
-use nas_search::nb201::{Dataset, Nb201Table};
 use nas_search::strategy::StrategyKind;
+use nas_search::tabular::{Dataset, Nb201Table};
 use std::path::PathBuf;
 
 fn main() {

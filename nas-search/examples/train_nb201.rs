@@ -7,8 +7,9 @@
 //! ```
 
 use nas_search::data::fashion_mnist_embedded;
+use nas_search::nets::nb201::Nb201Family;
 use nas_search::nets::nb201::{Nb201Config, Nb201Network};
-use nas_search::train::{Nb201Family, TrainRecipe, evaluate_network, train_architecture_observed};
+use nas_search::train::{TrainRecipe, evaluate_network, train_architecture_observed};
 use nas_space::nb201::Nb201Cell;
 use nas_tensor::nn::Module;
 

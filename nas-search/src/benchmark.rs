@@ -2,11 +2,11 @@
 //! table, in parallel, with summary statistics, anytime curves and plots.
 
 use crate::error::{Result, SearchError};
-use crate::nb201::{Dataset, Nb201Evaluator, Nb201Table};
 use crate::plot::{Plot, Style};
 use crate::search::{Budget, SearchConfig, run_search};
 use crate::stats::{mean, std_dev};
 use crate::strategy::StrategyKind;
+use crate::tabular::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_space::nb201::Nb201Space;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -201,6 +201,43 @@ pub fn run_nb201_benchmark(
 }
 
 impl BenchmarkReport {
+    /// The markdown table, the wall time and, with `dir`, the files written there: what
+    /// `nas bench search` prints.
+    pub fn summary(&self, dir: Option<&Path>) -> String {
+        let c = &self.config;
+        let mut text = self.markdown();
+        let _ = writeln!(
+            text,
+            "\n{} runs x {} strategies x {} evaluations in {:.2} s wall time ({} thread(s))",
+            c.runs,
+            c.strategies.len(),
+            c.budget,
+            self.wall_time_s,
+            c.threads
+        );
+        if let Some(d) = dir {
+            let _ = writeln!(
+                text,
+                "written: {}/{{summary.md, report.json, anytime.csv, anytime.svg}}",
+                d.display()
+            );
+        }
+        text
+    }
+
+    /// The report as JSON without the anytime curves (they are long: they stay in
+    /// `report.json`).
+    pub fn brief_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        for s in value["strategies"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("anytime_mean");
+                o.remove("anytime_std");
+            }
+        }
+        value
+    }
+
     /// A Markdown table: strategy, mean ± std of the reported accuracy, gap to the optimum.
     pub fn markdown(&self) -> String {
         let mut s = format!(

@@ -46,30 +46,29 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nas_space::SearchSpace;
-use nas_space::chain::ChainSpace;
-use nas_space::darts::DartsSpace;
-use nas_space::nb101::Nb101Space;
-use nas_space::nb201::Nb201Space;
 use nas_tensor::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::data::DataSpec;
 use crate::error::{Result, SearchError};
+use crate::evaluator::EvalSetup;
 use crate::evaluator::Evaluator;
 use crate::history::{Outcome, Trial};
-use crate::nb201::{Dataset as TableDataset, Nb201Evaluator, Nb201Table};
-use crate::outdir::DirLock;
-use crate::outdir::persist_guard;
+use crate::memory::{NetSize, check_limit};
+use crate::oneshot::{
+    CHECKPOINT_FILE, Event as OneShotEvent, Method, OneShotConfig, OneShotSearch, SpaceKind,
+    run_oneshot_observed,
+};
+use crate::outdir::{DirLock, LOCK_FILE, create_unique_dir, persist_guard};
 use crate::plot::{Plot, Style};
 use crate::search::{
     Budget, SearchConfig, SearchOutcome, StopReason, check_config, load_checkpoint_for,
     run_search_observed, search_meta,
 };
-use crate::strategy::{ReaConfig, StrategyKind};
-use crate::train::{
-    ChainFamily, DartsFamily, Nb101Family, Nb201Family, TrainEvaluator, TrainRecipe,
-};
+use crate::spaces::{NetSettings, Purpose, Registry, SearchRun, Space};
+use crate::strategy::StrategyKind;
+use crate::train::{EpochStats, TrainRecipe};
 
 /// Default number of evaluations.
 pub const DEFAULT_EVALUATIONS: u64 = 16;
@@ -77,79 +76,115 @@ pub const DEFAULT_EVALUATIONS: u64 = 16;
 pub const DEFAULT_EPOCHS: u32 = 2;
 /// Default number of training images per candidate.
 pub const DEFAULT_TRAIN_EXAMPLES: usize = 3600;
+/// Default space.
+pub const DEFAULT_SPACE: &str = "nb201";
+/// Default strategy: regularized evolution with a population of 8 (not its documented default
+/// of 10, [`crate::strategy::ReaConfig`]), so that a search of [`DEFAULT_EVALUATIONS`]
+/// candidates still evolves half of them. `--strategy evolution` (or `rea`) without settings
+/// is the strategy's own default.
+pub const DEFAULT_STRATEGY: &str = "rea:population_size=8";
+/// Default evaluator.
+pub const DEFAULT_EVALUATOR: &str = "train";
+/// Default data set (the embedded Fashion-MNIST subset).
+pub const DEFAULT_DATA: &str = "fashion";
+/// Default fraction of the training set held out for validation.
+pub const DEFAULT_VALID_FRACTION: f64 = 0.1;
+/// Default NAS-Bench-201 table data set.
+pub const DEFAULT_TABLE_DATASET: &str = "cifar10";
+/// Default NAS-Bench-201 table fidelity (its 12-epoch validation accuracy).
+pub const DEFAULT_TABLE_EPOCHS: u32 = 12;
+/// A one-shot search writes its checkpoint every this many steps (and after every epoch), so
+/// a kill loses at most this many steps.
+pub const ONESHOT_CHECKPOINT_EVERY: usize = 20;
 
-/// Which search space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SpaceChoice {
-    /// NAS-Bench-201 cells (trained in the NB201 macro network, or looked up in the table).
-    Nb201,
-    /// DARTS genotypes (trained in the DARTS evaluation network; `cells` = cells in all).
-    Darts,
-    /// NAS-Bench-101 graphs (trained in the NB101 network: `channels` = stem channels, 3
-    /// stacks of `cells` cells).
-    Nb101,
-    /// Chains of the CNN preset [`nas_space::chain::ChainSpace::cnn`] (`channels`, `cells`
-    /// unused).
-    Chain,
+/// Where a search writes its outputs.
+#[derive(Debug, Clone, PartialEq)]
+enum Output {
+    /// Nowhere.
+    None,
+    /// This directory (created if needed).
+    Dir(PathBuf),
+    /// A new directory `search-<date>-<time>` under this one.
+    Fresh(PathBuf),
 }
 
-/// How candidates are evaluated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum EvaluatorChoice {
-    /// Train from scratch on [`Search::data`].
-    Train {
-        /// Training hyper-parameters.
-        recipe: TrainRecipe,
-        /// Epochs per candidate (the fidelity).
-        epochs: u32,
-        /// Channels C of the network.
-        channels: usize,
-        /// Cells per stage (NB201) or cells in all (DARTS).
-        cells: usize,
-    },
-    /// Look up the embedded NAS-Bench-201 table on one of its data sets (`cifar10`,
-    /// `cifar100`, `ImageNet16-120`), at `fidelity` 12 or 200 epochs.
-    Table {
-        /// The table's data set name.
-        dataset: String,
-        /// 12 or 200.
-        fidelity: u32,
-    },
-}
-
-impl Default for EvaluatorChoice {
-    fn default() -> Self {
-        EvaluatorChoice::Train {
-            recipe: TrainRecipe {
-                train_examples: Some(DEFAULT_TRAIN_EXAMPLES),
-                ..TrainRecipe::default()
-            },
-            epochs: DEFAULT_EPOCHS,
-            channels: 8,
-            cells: 1,
-        }
+/// Progress hooks of a search (all optional; called from the thread running the search, except
+/// [`Observer::epoch`], called from the worker thread training the trial).
+pub trait Observer: Send + Sync {
+    /// The checks passed and the search starts writing.
+    fn started(&self, start: &Started<'_>) {
+        let _ = start;
+    }
+    /// A trial finished.
+    fn trial(&self, record: &TrialRecord) {
+        let _ = record;
+    }
+    /// A training epoch of trial `trial` finished.
+    fn epoch(&self, trial: u64, stats: &EpochStats) {
+        let _ = (trial, stats);
+    }
+    /// A one-shot search made a step or finished an epoch.
+    fn oneshot(&self, event: &OneShotEvent<'_>) {
+        let _ = event;
     }
 }
 
-/// A search described in one value; see the [module docs](self).
-#[derive(Debug, Clone)]
+/// What [`Observer::started`] is told.
+#[derive(Debug)]
+pub struct Started<'a> {
+    /// The output directory, if any.
+    pub dir: Option<&'a Path>,
+    /// One line saying what the search does and where its outputs go.
+    pub header: &'a str,
+    /// Trials an earlier session already finished (a resumed search).
+    pub already: u64,
+    /// The evaluation budget (0 for a one-shot search).
+    pub evaluations: u64,
+    /// An upper bound of the training epochs of the whole search (`None`: nothing trains).
+    pub epochs: Option<u64>,
+}
+
+/// Prints one line per trial on stderr (what [`Search::verbose`] turns on).
+struct TrialLines;
+
+impl Observer for TrialLines {
+    fn trial(&self, r: &TrialRecord) {
+        eprintln!("{}", r.line());
+    }
+}
+
+/// A search described in one value; see the [module docs](self). Every default lives here.
+#[derive(Clone)]
 pub struct Search {
-    space: SpaceChoice,
-    strategy: StrategyKind,
-    evaluator: EvaluatorChoice,
-    data: DataSpec,
-    valid_fraction: f64,
+    registry: Registry,
+    space: String,
+    strategy: String,
+    evaluator: String,
+    setup: EvalSetup,
     budget: Budget,
-    seed: u64,
     workers: usize,
-    device: Device,
-    output_dir: Option<PathBuf>,
-    quiet: bool,
+    output: Output,
+    resume: Option<bool>,
+    memory_check: bool,
+    max_memory: Option<u64>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Default for Search {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl std::fmt::Debug for Search {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Search")
+            .field("space", &self.space)
+            .field("strategy", &self.strategy)
+            .field("evaluator", &self.evaluator)
+            .field("budget", &self.budget)
+            .field("seed", &self.setup.seed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -228,6 +263,9 @@ pub struct SearchReport {
     /// them again).
     #[serde(default)]
     pub cut: Vec<u64>,
+    /// The output directory (not written to `summary.json`).
+    #[serde(skip)]
+    pub output_dir: Option<PathBuf>,
 }
 
 impl SearchReport {
@@ -286,6 +324,7 @@ impl SearchReport {
             wall_time_s,
             trials,
             cut: outcome.cut.iter().map(|(id, _)| *id).collect(),
+            output_dir: None,
         })
     }
 
@@ -524,7 +563,7 @@ pub fn run_recorded<S, E>(
 where
     S: SearchSpace,
     S::Arch: Display,
-    E: Evaluator<S::Arch>,
+    E: Evaluator<S::Arch> + ?Sized,
 {
     let start = Instant::now();
     let mut built = strategy.build(space)?;
@@ -602,52 +641,234 @@ where
     Ok(report)
 }
 
+impl TrialRecord {
+    /// One line for a progress log: id, accuracies, parameters, time, architecture.
+    pub fn line(&self) -> String {
+        match &self.failure {
+            None => format!(
+                "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>9} params  {:7.2}s  {}",
+                self.id,
+                self.valid_accuracy.unwrap_or(f64::NAN),
+                self.test_accuracy.unwrap_or(f64::NAN),
+                self.params.unwrap_or(0),
+                self.wall_time_s,
+                self.arch
+            ),
+            Some(f) => format!("trial {:>3}  FAILED ({f})  {}", self.id, self.arch),
+        }
+    }
+}
+
+/// What [`Search::run_any`] returns: a multi-trial search's report or a one-shot search's.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// A multi-trial search.
+    Search(SearchReport),
+    /// A one-shot search (DARTS, GDAS).
+    OneShot(OneShotReport),
+}
+
+/// The result of a one-shot search (DARTS, GDAS) run by [`Search::run_any`].
+#[derive(Debug, Clone, Serialize)]
+pub struct OneShotReport {
+    /// `darts`, `darts2` or `gdas`.
+    pub method: String,
+    /// The space.
+    pub space: String,
+    /// The derived architecture (text form).
+    pub genotype: String,
+    /// One record per epoch.
+    pub history: Vec<crate::oneshot::EpochRecord>,
+    /// Where the search resumed from, if it did.
+    pub resumed_from_step: Option<u64>,
+    /// Steps run by this call.
+    pub steps_run: u64,
+    /// Wall time of this call (s).
+    pub wall_time_s: f64,
+    /// The output directory.
+    pub output_dir: String,
+}
+
+impl std::fmt::Display for OneShotReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "derived architecture ({} on {}): {}",
+            self.method, self.space, self.genotype
+        )?;
+        if let Some(r) = self.history.last() {
+            if let Some(a) = r.valid_acc {
+                write!(
+                    f,
+                    "\n  supernet accuracy on the architecture half after {} epoch(s): {:.2}%",
+                    r.epoch + 1,
+                    a * 100.0
+                )?;
+            }
+            if let Some(t) = r.nb201_cifar10_test {
+                write!(
+                    f,
+                    "\n  NAS-Bench-201 table: this cell's 200-epoch CIFAR-10 test accuracy is {t:.2}%"
+                )?;
+            }
+        }
+        let dir = &self.output_dir;
+        writeln!(
+            f,
+            "\n{} step(s) this session{} in {:.1} s\noutputs: {dir}/{{genotype.txt, result.json, history.json, alphas.svg, epochs/, checkpoint.bin}}\ntrain it: nas train \"$(cat {dir}/genotype.txt)\" --space {}",
+            self.steps_run,
+            if self.resumed_from_step.is_some() {
+                " (resumed)"
+            } else {
+                ""
+            },
+            self.wall_time_s,
+            self.space
+        )
+    }
+}
+
+impl SearchReport {
+    /// The text summary `nas search` prints: the best architecture, its scores, the median of
+    /// the trials, what stopped the search and where its outputs are.
+    pub fn summary(&self, dir: Option<&Path>) -> String {
+        let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.2}%"));
+        let b = &self.best;
+        let mut text = format!(
+            "best architecture: {}  (trial {})\n  validation accuracy {:.2}%, test accuracy {}",
+            b.arch,
+            b.trial,
+            b.valid_accuracy,
+            pct(b.test_accuracy)
+        );
+        if let Some(p) = b.params {
+            text += &format!(", {p} parameters");
+        }
+        if let Some(f) = b.flops {
+            text += &format!(", {:.2} MFLOPs", f as f64 / 1e6);
+        }
+        text += &format!(
+            "\nmedian test accuracy of the {} trials: {}",
+            self.trials.len(),
+            pct(self.median_test_accuracy)
+        );
+        if let (Some(t), Some(m)) = (b.test_accuracy, self.median_test_accuracy) {
+            text += &format!(" (the search's pick: {:+.2} points)", t - m);
+        }
+        for id in &self.cut {
+            text += &format!(
+                "\ntrial {id} was cut by --max-time part-way: not recorded (--resume with a \
+                 larger --max-time runs it again)"
+            );
+        }
+        text += &format!(
+            "\n{} evaluations{}, {} failed, stopped: {:?}; this session {:.1} s\n",
+            self.evaluations,
+            if self.resumed { " (resumed)" } else { "" },
+            self.failed,
+            self.stop,
+            self.wall_time_s,
+        );
+        if let Some(dir) = dir {
+            text += &format!(
+                "outputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
+                dir.display()
+            );
+        }
+        text
+    }
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) of now.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 impl Search {
-    /// The defaults of `nas search` (see the [module docs](self)).
+    /// The defaults of `nas search` (see the [module docs](self) and the `DEFAULT_*` constants).
     pub fn new() -> Self {
         Search {
-            space: SpaceChoice::Nb201,
-            strategy: StrategyKind::Rea(ReaConfig {
-                population_size: 8,
-                sample_size: 3,
-                fidelity: DEFAULT_EPOCHS,
-            }),
-            evaluator: EvaluatorChoice::default(),
-            data: DataSpec::FashionEmbedded,
-            valid_fraction: 0.1,
+            registry: Registry::builtin(),
+            space: DEFAULT_SPACE.into(),
+            strategy: DEFAULT_STRATEGY.into(),
+            evaluator: DEFAULT_EVALUATOR.into(),
+            setup: EvalSetup {
+                data: DataSpec::FashionEmbedded,
+                valid_fraction: DEFAULT_VALID_FRACTION,
+                seed: 0,
+                epochs: DEFAULT_EPOCHS,
+                recipe: None,
+                lr: None,
+                batch_size: None,
+                train_examples: Some(DEFAULT_TRAIN_EXAMPLES),
+                device: Device::Cpu,
+                net: NetSettings::default(),
+                table_dataset: DEFAULT_TABLE_DATASET.into(),
+                table_epochs: DEFAULT_TABLE_EPOCHS,
+                splits: None,
+                on_epoch: None,
+            },
             budget: Budget::evaluations(DEFAULT_EVALUATIONS),
-            seed: 0,
             workers: 1,
-            device: Device::Cpu,
-            output_dir: None,
-            quiet: true,
+            output: Output::None,
+            resume: None,
+            memory_check: false,
+            max_memory: None,
+            observer: None,
         }
     }
 
-    /// The device candidates are trained on (`cpu` by default; the train evaluator's
-    /// networks, batches and optimizer states live there).
-    pub fn device(mut self, device: Device) -> Self {
-        self.device = device;
+    /// The evaluation settings (data, epochs, recipe overrides, network sizes).
+    pub fn setup(&self) -> &EvalSetup {
+        &self.setup
+    }
+    /// The spaces and evaluators to look names up in ([`Registry::builtin`] by default).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
         self
     }
-
-    /// The search space.
-    pub fn space(mut self, space: SpaceChoice) -> Self {
-        self.space = space;
+    /// The search space, by name ([`DEFAULT_SPACE`] by default).
+    pub fn space(mut self, name: &str) -> Self {
+        self.space = name.into();
         self
     }
-    /// The strategy (its fidelity is set to the evaluator's epochs or table fidelity).
+    /// The strategy ([`DEFAULT_STRATEGY`] by default); its fidelity is set to the evaluator's.
     pub fn strategy(mut self, strategy: StrategyKind) -> Self {
-        self.strategy = strategy;
+        self.strategy = strategy.label();
         self
     }
-    /// How candidates are evaluated.
-    pub fn evaluator(mut self, evaluator: EvaluatorChoice) -> Self {
-        self.evaluator = evaluator;
+    /// The strategy by name with `:key=value` settings ([`StrategyKind::parse`]), or a one-shot
+    /// method (`darts`, `darts2`, `gdas`: run it with [`Search::run_any`]).
+    pub fn strategy_spec(mut self, spec: &str) -> Self {
+        self.strategy = spec.into();
+        self
+    }
+    /// How candidates are evaluated, by name ([`DEFAULT_EVALUATOR`] by default).
+    pub fn evaluator(mut self, name: &str) -> Self {
+        self.evaluator = name.into();
         self
     }
     /// Train candidates with `recipe` for `epochs` epochs in networks of `channels` and
-    /// `cells` (see [`EvaluatorChoice::Train`]).
+    /// `cells` (the `train` evaluator).
     pub fn train(
         mut self,
         recipe: TrainRecipe,
@@ -655,31 +876,68 @@ impl Search {
         channels: usize,
         cells: usize,
     ) -> Self {
-        self.evaluator = EvaluatorChoice::Train {
-            recipe,
-            epochs,
-            channels,
-            cells,
+        self.evaluator = "train".into();
+        self.setup.train_examples = recipe.train_examples;
+        self.setup.recipe = Some(recipe);
+        self.setup.epochs = epochs;
+        self.setup.net = NetSettings {
+            channels: Some(channels),
+            cells: Some(cells),
         };
         self
     }
     /// Look candidates up in the NAS-Bench-201 table (`cifar10`, `cifar100`,
     /// `ImageNet16-120`) at 12 or 200 epochs.
     pub fn table(mut self, dataset: &str, fidelity: u32) -> Self {
-        self.evaluator = EvaluatorChoice::Table {
-            dataset: dataset.to_string(),
-            fidelity,
-        };
+        self.evaluator = "nb201-table".into();
+        self.setup.table_dataset = dataset.into();
+        self.setup.table_epochs = fidelity;
+        self
+    }
+    /// Training epochs per candidate ([`DEFAULT_EPOCHS`]; one-shot: epochs of the search).
+    pub fn epochs(mut self, epochs: u32) -> Self {
+        self.setup.epochs = epochs;
+        self
+    }
+    /// Train on at most this many training images (`None`: all; [`DEFAULT_TRAIN_EXAMPLES`] by
+    /// default).
+    pub fn train_examples(mut self, n: Option<usize>) -> Self {
+        self.setup.train_examples = n;
+        self
+    }
+    /// Network sizes (unset ones: the space's defaults, [`crate::spaces::SpaceDef::shape`]).
+    pub fn net(mut self, net: NetSettings) -> Self {
+        self.setup.net = net;
+        self
+    }
+    /// Learning rate over the space's recipe.
+    pub fn lr(mut self, lr: Option<f32>) -> Self {
+        self.setup.lr = lr;
+        self
+    }
+    /// Batch size over the space's recipe.
+    pub fn batch_size(mut self, b: Option<usize>) -> Self {
+        self.setup.batch_size = b;
+        self
+    }
+    /// The NAS-Bench-201 table's data set ([`DEFAULT_TABLE_DATASET`]).
+    pub fn table_dataset(mut self, name: &str) -> Self {
+        self.setup.table_dataset = name.into();
+        self
+    }
+    /// The NAS-Bench-201 table's fidelity, 12 or 200 ([`DEFAULT_TABLE_EPOCHS`]).
+    pub fn table_epochs(mut self, epochs: u32) -> Self {
+        self.setup.table_epochs = epochs;
         self
     }
     /// The data set to train on (ignored by the table).
     pub fn data(mut self, data: DataSpec) -> Self {
-        self.data = data;
+        self.setup.data = data;
         self
     }
-    /// Fraction of the training set held out for validation (default 0.1).
+    /// Fraction of the training set held out for validation ([`DEFAULT_VALID_FRACTION`]).
     pub fn valid_fraction(mut self, f: f64) -> Self {
-        self.valid_fraction = f;
+        self.setup.valid_fraction = f;
         self
     }
     /// The budget.
@@ -687,151 +945,419 @@ impl Search {
         self.budget = budget;
         self
     }
-    /// A budget of `n` evaluations.
+    /// A budget of `n` evaluations ([`DEFAULT_EVALUATIONS`]).
     pub fn evaluations(mut self, n: u64) -> Self {
-        self.budget = Budget::evaluations(n);
+        self.budget.max_evaluations = Some(n);
         self
     }
-    /// The seed of the search (strategy, splits, every trial's training).
+    /// Also stop after this many seconds of wall time (summed over resumed sessions).
+    pub fn max_time(mut self, seconds: Option<f64>) -> Self {
+        self.budget.max_wall_time_s = seconds;
+        self
+    }
+    /// The seed of the search (strategy, splits, every trial's training); 0 by default.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.setup.seed = seed;
         self
     }
-    /// Evaluations run in parallel.
+    /// Evaluations run in parallel (1 by default).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
+    /// The device candidates are trained on (`cpu` by default).
+    pub fn device(mut self, device: Device) -> Self {
+        self.setup.device = device;
+        self
+    }
     /// Where to write the summary, events, plots and checkpoint (none by default).
     pub fn output_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.output_dir = Some(dir.into());
+        self.output = Output::Dir(dir.into());
+        self
+    }
+    /// Write into a new directory `search-<date>-<time>` under `parent`.
+    pub fn output_under(mut self, parent: impl Into<PathBuf>) -> Self {
+        self.output = Output::Fresh(parent.into());
+        self
+    }
+    /// `Some(true)`: continue the search in the output directory (an error if it holds none);
+    /// `Some(false)`: start a new one (an error if it holds one); `None` (default): continue
+    /// one if there is one.
+    pub fn resume(mut self, resume: Option<bool>) -> Self {
+        self.resume = resume;
+        self
+    }
+    /// Refuse a training search whose networks would need more memory than `max_memory`
+    /// (the available memory when `None`) by the closed-form estimate (off by default).
+    pub fn check_memory(mut self, max_memory: Option<u64>) -> Self {
+        self.memory_check = true;
+        self.max_memory = max_memory;
+        self
+    }
+    /// Progress hooks.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
     /// Print one line per trial to standard error (off by default).
     pub fn verbose(mut self, on: bool) -> Self {
-        self.quiet = !on;
+        self.observer = on.then(|| Arc::new(TrialLines) as Arc<dyn Observer>);
         self
     }
 
-    /// Runs the search; see the [module docs](self) for what is written.
+    /// Runs a multi-trial search; see the [module docs](self) for what is written.
     pub fn run(&self) -> Result<SearchReport> {
-        // Held until the search returns: a second search on the directory is refused.
-        let _lock = match &self.output_dir {
-            Some(dir) => {
-                fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
-                Some(DirLock::acquire(dir)?)
-            }
-            None => None,
-        };
-        match (&self.evaluator, self.space) {
-            (EvaluatorChoice::Table { dataset, fidelity }, SpaceChoice::Nb201) => {
-                let ds = TableDataset::parse(dataset)?;
-                let ev = Nb201Evaluator::new(Nb201Table::embedded()?, ds);
-                self.run_with(&Nb201Space, &ev, *fidelity)
-            }
-            (EvaluatorChoice::Table { .. }, _) => Err(SearchError::Config(
-                "the NAS-Bench-201 table evaluates only the nb201 space".into(),
+        match self.run_any()? {
+            Finished::Search(r) => Ok(r),
+            Finished::OneShot(_) => Err(SearchError::Setting(
+                "a one-shot strategy: run it with Search::run_any".into(),
             )),
-            (
-                EvaluatorChoice::Train {
-                    recipe,
-                    epochs,
-                    channels,
-                    cells,
-                },
-                space,
-            ) => {
-                let splits = self
-                    .data
-                    .load()
-                    .and_then(|s| s.prepare(self.valid_fraction, self.seed))
-                    .map_err(|e| SearchError::Config(format!("data {}: {e}", self.data)))?;
-                let splits = Arc::new(splits);
-                let recipe = &TrainRecipe {
-                    device: self.device,
-                    ..*recipe
-                };
-                let bad = |e: crate::train::TrainError| SearchError::Config(e.to_string());
-                match space {
-                    SpaceChoice::Nb201 => {
-                        let family = Nb201Family {
-                            channels: *channels,
-                            cells_per_stage: *cells,
-                        };
-                        let ev = TrainEvaluator::new(family, splits, *recipe).map_err(bad)?;
-                        self.run_with(&Nb201Space, &ev, *epochs)
-                    }
-                    SpaceChoice::Darts => {
-                        let family = DartsFamily {
-                            channels: *channels,
-                            layers: *cells,
-                        };
-                        let ev = TrainEvaluator::new(family, splits, *recipe).map_err(bad)?;
-                        self.run_with(&DartsSpace, &ev, *epochs)
-                    }
-                    SpaceChoice::Nb101 => {
-                        let family = Nb101Family {
-                            stem_channels: *channels,
-                            stacks: 3,
-                            cells_per_stack: *cells,
-                        };
-                        let ev = TrainEvaluator::new(family, splits, *recipe).map_err(bad)?;
-                        self.run_with(&Nb101Space, &ev, *epochs)
-                    }
-                    SpaceChoice::Chain => {
-                        let ev = TrainEvaluator::new(ChainFamily, splits, *recipe).map_err(bad)?;
-                        self.run_with(&ChainSpace::cnn(), &ev, *epochs)
-                    }
-                }
-            }
         }
     }
 
-    fn run_with<S, E>(&self, space: &S, evaluator: &E, fidelity: u32) -> Result<SearchReport>
-    where
-        S: SearchSpace,
-        S::Arch: Display,
-        E: Evaluator<S::Arch>,
-    {
-        let strategy = self.strategy.clone().with_fidelity(fidelity);
+    /// Runs the search: a multi-trial one, or a one-shot one when the strategy names a
+    /// one-shot method.
+    pub fn run_any(&self) -> Result<Finished> {
+        let space = self.registry.space(&self.space)?;
+        self.setup.check()?;
+        let name = self.strategy.split(':').next().unwrap_or("").trim();
+        if let Ok(method) = Method::parse(name) {
+            return self.run_oneshot(space, method).map(Finished::OneShot);
+        }
+        let mut strategy = StrategyKind::parse(&self.strategy)
+            .map_err(|e| SearchError::Setting(format!("--strategy: {e}")))?;
+        let evaluations = self.budget.max_evaluations.unwrap_or(u64::MAX);
+        if evaluations == 0 {
+            return Err(SearchError::Setting(
+                "--evaluations must be at least 1".into(),
+            ));
+        }
+        if self.workers == 0 {
+            return Err(SearchError::Setting("--workers must be at least 1".into()));
+        }
+        if self
+            .budget
+            .max_wall_time_s
+            .is_some_and(|t| t.is_nan() || t <= 0.0)
+        {
+            return Err(SearchError::Setting(
+                "--max-time must be a positive number of seconds".into(),
+            ));
+        }
+        let def = self.registry.evaluator(&self.evaluator)?;
+        let fidelity = def.fidelity(&self.setup)?;
+        strategy.set_fidelity(fidelity, def.trains())?;
+        let mut setup = self.setup.clone();
+        let mut epochs = None;
+        if def.trains() {
+            let splits = setup
+                .data
+                .load()?
+                .prepare(setup.valid_fraction, setup.seed)?;
+            if self.memory_check
+                && let Some(size) = setup
+                    .shape_for(space, Purpose::Search)
+                    .and_then(|s| space.memory(s))
+            {
+                let recipe = setup.recipe_for(space);
+                check_limit(
+                    size,
+                    &splits.train,
+                    recipe.train_examples,
+                    recipe.batch_size,
+                    self.workers,
+                    self.max_memory,
+                    "training these candidates",
+                )?;
+            }
+            setup.splits = Some(Arc::new(splits));
+            let most = strategy
+                .fidelities(fidelity)
+                .into_iter()
+                .max()
+                .unwrap_or(fidelity);
+            epochs = Some(evaluations.saturating_mul(u64::from(most)));
+            if let Some(o) = &self.observer {
+                let o = o.clone();
+                setup.on_epoch = Some(Arc::new(move |trial, s| o.epoch(trial, s)));
+            }
+        }
+        let evaluator = def.build(space, &setup)?;
+        let out = OutDir::open(&self.output, self.resume, "checkpoint.json")?;
+        let dir = out.path();
+        let mut header = def.describe(space, &setup, &strategy, evaluations);
+        if let Some(d) = dir {
+            header += &format!("; outputs in {}", d.display());
+        }
         let config = SearchConfig {
-            seed: self.seed,
+            seed: setup.seed,
             workers: self.workers,
             budget: self.budget.clone(),
-            checkpoint: self
-                .output_dir
-                .as_deref()
-                .map(|d| d.join("checkpoint.json")),
+            checkpoint: dir.map(|d| d.join("checkpoint.json")),
             skip_equivalent: false,
-            more_workers_on_resume: false,
+            // `--resume --workers N` may add workers (see SearchConfig::more_workers_on_resume).
+            more_workers_on_resume: self.resume == Some(true),
         };
-        let quiet = self.quiet;
-        run_recorded(
-            space,
-            &strategy,
+        let observer = self.observer.clone();
+        let started = std::cell::Cell::new(false);
+        let mut report = space.search(SearchRun {
+            strategy: &strategy,
             evaluator,
-            &config,
-            self.output_dir.as_deref(),
-            json!({}),
-            &mut |_| {},
-            &mut |r| {
-                if quiet {
-                    return;
-                }
-                match &r.failure {
-                    None => eprintln!(
-                        "trial {:>3}  valid {:6.2}%  test {:6.2}%  {:>8} params  {:6.1}s  {}",
-                        r.id,
-                        r.valid_accuracy.unwrap_or(f64::NAN),
-                        r.test_accuracy.unwrap_or(f64::NAN),
-                        r.params.unwrap_or(0),
-                        r.wall_time_s,
-                        r.arch
-                    ),
-                    Some(f) => eprintln!("trial {:>3}  FAILED ({f})  {}", r.id, r.arch),
+            config: &config,
+            dir,
+            extra: json!({ "resume": self.resume == Some(true) }),
+            on_start: &mut |already| {
+                started.set(true);
+                if let Some(o) = &observer {
+                    o.started(&Started {
+                        dir,
+                        header: &header,
+                        already,
+                        evaluations,
+                        epochs,
+                    });
                 }
             },
-        )
+            on_trial: &mut |r| {
+                if let Some(o) = &observer {
+                    o.trial(r);
+                }
+            },
+        });
+        if started.get() {
+            out.keep();
+        }
+        if let Ok(r) = &mut report {
+            r.output_dir = dir.map(Path::to_path_buf);
+        }
+        report.map(Finished::Search)
+    }
+
+    /// A one-shot search (`nas_search::oneshot`) of `epochs` epochs over the space's supernet,
+    /// on the training part of the data.
+    fn run_oneshot(&self, space: &dyn Space, method: Method) -> Result<OneShotReport> {
+        let m = method.name();
+        if self.evaluator != "train" {
+            return Err(SearchError::Setting(format!(
+                "--strategy {m}: one-shot strategies train a supernet; --evaluator {} does not apply",
+                self.evaluator
+            )));
+        }
+        if self.strategy.contains(':') {
+            return Err(SearchError::Setting(format!(
+                "--strategy {m}: one-shot strategies take no :key=value settings; use --epochs, \
+                 --channels, --cells, --batch-size, --lr, --limit-train"
+            )));
+        }
+        if self.setup.epochs == 0 {
+            return Err(SearchError::Setting("--epochs must be at least 1".into()));
+        }
+        let (Some(kind), Some(shape)) = (
+            space.supernet(),
+            self.setup.shape_for(space, Purpose::Supernet),
+        ) else {
+            let with: Vec<&str> = self
+                .registry
+                .spaces()
+                .filter(|s| s.supernet().is_some())
+                .map(|s| s.name())
+                .collect();
+            return Err(SearchError::Setting(format!(
+                "--strategy {m}: one-shot supernets exist for --space {}, not {}",
+                with.join(" and "),
+                space.name()
+            )));
+        };
+        let mut config = OneShotConfig::new(method, kind);
+        config.device = self.setup.device;
+        config.epochs = self.setup.epochs as usize;
+        config.seed = self.setup.seed;
+        config.c = shape.channels;
+        config.layers = shape.cells;
+        if let Some(b) = self.setup.batch_size {
+            config.batch_size = b;
+        }
+        if let Some(lr) = self.setup.lr {
+            config.w_lr = lr;
+        }
+        config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+        let splits = self.setup.data.load()?.prepare(0.0, self.setup.seed)?;
+        let train = match self.setup.train_examples {
+            Some(n) if n < splits.train.len() => {
+                splits.train.subset(&(0..n).collect::<Vec<_>>())?
+            }
+            _ => splits.train,
+        };
+        if self.memory_check {
+            // A supernet that cannot fit is refused before anything is built or written.
+            check_limit(
+                NetSize::Supernet {
+                    darts: kind == SpaceKind::Darts,
+                    channels: config.c,
+                    cells: config.layers,
+                },
+                &train,
+                None,
+                config.batch_size,
+                1,
+                self.max_memory,
+                "this one-shot search's supernet",
+            )?;
+        }
+        let out = OutDir::open(&self.output, self.resume, CHECKPOINT_FILE)?;
+        let dir = out
+            .path()
+            .ok_or_else(|| {
+                SearchError::Setting("a one-shot search needs an output directory".into())
+            })?
+            .to_path_buf();
+        out.keep();
+        // Check, then write: a checkpoint this search cannot continue (other settings,
+        // corrupt) is refused before anything else is written.
+        let ck = dir.join(CHECKPOINT_FILE);
+        let resume = self.resume.unwrap_or(ck.exists());
+        if resume && ck.exists() {
+            drop(OneShotSearch::load_checkpoint(&ck, &config, &train)?);
+        }
+        let header = format!(
+            "{m} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half \
+             trains the weights, half the architecture); outputs in {}",
+            kind.name(),
+            config.c,
+            config.layers,
+            config.epochs,
+            train.len(),
+            self.setup.data,
+            dir.display()
+        );
+        if let Some(o) = &self.observer {
+            o.started(&Started {
+                dir: Some(&dir),
+                header: &header,
+                already: 0,
+                evaluations: 0,
+                epochs: None,
+            });
+        }
+        let start = Instant::now();
+        let observer = self.observer.clone();
+        let outcome = run_oneshot_observed(&config, &train, &dir, resume, &mut |e| {
+            if let Some(o) = &observer {
+                o.oneshot(e);
+            }
+        })?;
+        Ok(OneShotReport {
+            method: m.into(),
+            space: space.name().into(),
+            genotype: outcome.genotype.to_string(),
+            history: outcome.history,
+            resumed_from_step: outcome.resumed_from_step,
+            steps_run: outcome.steps_run,
+            wall_time_s: start.elapsed().as_secs_f64(),
+            output_dir: dir.display().to_string(),
+        })
+    }
+}
+
+/// The output directory of a search, locked for this process. A directory this run created
+/// is removed again when the run ends before its search started writing (a refused or failed
+/// start leaves nothing behind).
+struct OutDir {
+    path: Option<PathBuf>,
+    lock: Option<DirLock>,
+    created: bool,
+    keep: std::cell::Cell<bool>,
+}
+
+impl OutDir {
+    /// Creates (if needed) and locks the directory, then checks, under the lock, that it holds
+    /// a search to continue (`resume == Some(true)`) or none (`Some(false)`). Nothing else is
+    /// written.
+    fn open(output: &Output, resume: Option<bool>, checkpoint_file: &str) -> Result<OutDir> {
+        let (dir, created) = match output {
+            Output::None if resume == Some(true) => {
+                return Err(SearchError::Setting(
+                    "--resume needs --out DIR (the directory of the search to continue)".into(),
+                ));
+            }
+            Output::None => {
+                return Ok(OutDir {
+                    path: None,
+                    lock: None,
+                    created: false,
+                    keep: std::cell::Cell::new(true),
+                });
+            }
+            Output::Fresh(_) if resume == Some(true) => {
+                return Err(SearchError::Setting(
+                    "--resume needs --out DIR (the directory of the search to continue)".into(),
+                ));
+            }
+            Output::Fresh(parent) => (
+                create_unique_dir(parent, &format!("search-{}", timestamp()))?,
+                true,
+            ),
+            Output::Dir(d) => {
+                let no_search = || {
+                    SearchError::Setting(format!(
+                        "--resume: {} holds no search to continue (no {})",
+                        d.display(),
+                        d.join(checkpoint_file).display()
+                    ))
+                };
+                if resume == Some(true) && !d.join(checkpoint_file).exists() {
+                    return Err(no_search());
+                }
+                let created = !d.exists();
+                fs::create_dir_all(d).map_err(|e| SearchError::io(d, e))?;
+                (d.clone(), created)
+            }
+        };
+        let mut out = OutDir {
+            path: Some(dir.clone()),
+            lock: None,
+            created,
+            keep: std::cell::Cell::new(false),
+        };
+        out.lock = Some(DirLock::acquire(&dir)?);
+        let checkpoint = dir.join(checkpoint_file);
+        if resume == Some(true) && !checkpoint.exists() {
+            return Err(SearchError::Setting(format!(
+                "--resume: {} holds no search to continue (no {})",
+                dir.display(),
+                checkpoint.display()
+            )));
+        }
+        if resume == Some(false) && checkpoint.exists() {
+            return Err(SearchError::Setting(format!(
+                "{} already holds a search ({}); pass --resume to continue it, or choose another --out",
+                dir.display(),
+                checkpoint.display()
+            )));
+        }
+        Ok(out)
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The search started writing: the directory stays.
+    fn keep(&self) {
+        self.keep.set(true);
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path
+            && self.created
+            && !self.keep.get()
+        {
+            let _ = fs::remove_file(path.join(LOCK_FILE));
+            self.lock.take();
+            let _ = fs::remove_dir(path);
+        }
     }
 }
 
@@ -992,7 +1518,14 @@ mod tests {
         let summary: SearchReport =
             serde_json::from_str(&fs::read_to_string(dir.path().join("summary.json")).unwrap())
                 .unwrap();
-        assert_eq!(summary, r);
+        assert_eq!(r.output_dir.as_deref(), Some(dir.path()));
+        assert_eq!(
+            summary,
+            SearchReport {
+                output_dir: None,
+                ..r.clone()
+            }
+        );
         let events = fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         let lines: Vec<serde_json::Value> = events
             .lines()
@@ -1017,7 +1550,7 @@ mod tests {
         // The DARTS space cannot use the NB201 table.
         assert!(
             Search::new()
-                .space(SpaceChoice::Darts)
+                .space("darts")
                 .table("cifar10", 12)
                 .run()
                 .is_err()
@@ -1044,11 +1577,7 @@ mod tests {
         assert!(r.evaluator.starts_with("train/nb201(C=4,N=1)/"));
         assert!(dir.path().join("params_accuracy.svg").exists());
         // Every space trains through the same call (tiny networks, 1 trial each).
-        for (space, cells) in [
-            (SpaceChoice::Darts, 3),
-            (SpaceChoice::Nb101, 1),
-            (SpaceChoice::Chain, 1),
-        ] {
+        for (space, cells) in [("darts", 3), ("nb101", 1), ("chain", 1), ("chain-mlp", 1)] {
             let recipe = TrainRecipe {
                 train_examples: Some(100),
                 ..TrainRecipe::default()

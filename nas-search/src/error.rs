@@ -71,9 +71,61 @@ pub enum SearchError {
         /// The process holding its lock, when it could be read.
         holder: Option<u32>,
     },
+    /// An input or output file that is unusable as given (a `settings.json` that does not fit
+    /// the command, an architecture file too large, an output path that cannot be written).
+    #[error("{path}: {problem}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A setting no run can use (`--epochs 0`, an unknown space or strategy, an evaluator
+    /// that cannot evaluate the space): the command line's usage errors. The message names
+    /// the setting as `nas` spells it.
+    #[error("{0}")]
+    Setting(String),
+    /// An architecture that does not parse or is not in its space.
+    #[error("bad {space} architecture{json} {input}: {problem}")]
+    Arch {
+        /// The space's name.
+        space: String,
+        /// `" JSON"` when the input was JSON, else empty.
+        json: &'static str,
+        /// The input, quoted and shortened ([`quote`]).
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A data set that cannot be loaded.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Training failed (diverged, bad settings).
+    #[error("training failed: {0}")]
+    Train(#[from] crate::train::TrainError),
+    /// A one-shot search (DARTS, GDAS) that cannot start or continue.
+    #[error(transparent)]
+    OneShot(Box<crate::oneshot::OneShotError>),
     /// A (de)serialisation error outside checkpoints (JSON output, strategy state).
     #[error("serialisation: {0}")]
     Serde(String),
+}
+
+impl From<crate::oneshot::OneShotError> for SearchError {
+    fn from(e: crate::oneshot::OneShotError) -> Self {
+        SearchError::OneShot(Box::new(e))
+    }
+}
+
+/// Quotes `s` for an error message, cut to 120 characters.
+pub fn quote(s: &str) -> String {
+    let t = s.trim();
+    if t.chars().count() > 120 {
+        let cut: String = t.chars().take(117).collect();
+        format!("{:?}", cut + "...")
+    } else {
+        format!("{t:?}")
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -1,14 +1,28 @@
 //! The [`Evaluator`] trait: an architecture at a fidelity in, a measured result out.
 //!
-//! The same trait serves the tabular NAS-Bench-201 look-up ([`crate::nb201::Nb201Evaluator`]),
+//! The same trait serves the tabular NAS-Bench-201 look-up ([`crate::tabular::Nb201Evaluator`]),
 //! synthetic objectives ([`crate::synthetic`]) and, later, training from scratch: an evaluator
 //! that trains a network for `fidelity` epochs with the trial's `seed`, reports
 //! [`EvalError::Failed`] when the loss becomes NaN (the search records a failed trial and goes
 //! on), and otherwise returns validation/test accuracy, loss, parameters and FLOPs. Wall time is
 //! measured by the search loop around the call, so evaluators need not time themselves.
 //! Evaluators are `Send + Sync`: the search calls them from several worker threads at once.
+//!
+//! The evaluators a search can name (`train`, `nb201-table`) are registered in
+//! [`crate::spaces::Registry`] as [`EvaluatorDef`]s: each says how to build itself for a space
+//! from one [`EvalSetup`], at which fidelity it evaluates, and how a search with it is
+//! described. [`TrainDef`] trains in the space's network; the table's is
+//! [`crate::tabular::TableDef`].
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::data::{DataSpec, Splits};
+use crate::error::{Result, SearchError};
+use crate::spaces::{AnyEvaluator, NetSettings, NetShape, Purpose, Space};
+use crate::strategy::StrategyKind;
+use crate::train::{EpochHook, TrainRecipe};
 
 /// What to evaluate: one architecture at one fidelity.
 #[derive(Debug, Clone, Copy)]
@@ -98,4 +112,186 @@ pub fn trial_seed(search_seed: u64, trial_id: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Everything an evaluator may be built from: the settings of a search that concern
+/// evaluation (the builder fills it; defaults in [`crate::builder`]).
+#[derive(Clone)]
+pub struct EvalSetup {
+    /// The data set to train on.
+    pub data: DataSpec,
+    /// Fraction of the training set held out for validation.
+    pub valid_fraction: f64,
+    /// The search seed (splits).
+    pub seed: u64,
+    /// Training epochs per candidate.
+    pub epochs: u32,
+    /// The training recipe; `None`: the space's ([`crate::spaces::SpaceDef::recipe`]).
+    pub recipe: Option<TrainRecipe>,
+    /// Learning rate over the recipe's, if set.
+    pub lr: Option<f32>,
+    /// Batch size over the recipe's, if set.
+    pub batch_size: Option<usize>,
+    /// Train on at most this many training examples (`None`: all).
+    pub train_examples: Option<usize>,
+    /// Where to train.
+    pub device: nas_tensor::Device,
+    /// Network sizes set by the user (the others: the space's defaults for a search).
+    pub net: NetSettings,
+    /// The NAS-Bench-201 table's data set name.
+    pub table_dataset: String,
+    /// The NAS-Bench-201 table's fidelity (12 or 200).
+    pub table_epochs: u32,
+    /// The loaded splits (the builder loads them for an evaluator that trains).
+    pub splits: Option<Arc<Splits>>,
+    /// Called after every training epoch.
+    pub on_epoch: Option<EpochHook>,
+}
+
+impl EvalSetup {
+    /// The recipe for `space`: its own (or [`EvalSetup::recipe`]) with the settings given here.
+    pub fn recipe_for(&self, space: &dyn Space) -> TrainRecipe {
+        let base = self.recipe.unwrap_or_else(|| space.recipe());
+        TrainRecipe {
+            lr: self.lr.unwrap_or(base.lr),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            train_examples: self.train_examples.or(base.train_examples),
+            device: self.device,
+            ..base
+        }
+    }
+
+    /// The network size for a search in `space` (`None`: the space has no network).
+    pub fn shape_for(&self, space: &dyn Space, purpose: Purpose) -> Option<NetShape> {
+        space.shape(purpose).map(|d| self.net.over(d))
+    }
+
+    /// Refuses values no run can use, naming the setting as `nas` spells it.
+    pub fn check(&self) -> Result<()> {
+        if let Some(lr) = self.lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return Err(SearchError::Setting(format!(
+                "--lr must be a positive number, got {lr}"
+            )));
+        }
+        for (name, v) in [
+            ("--batch-size", self.batch_size),
+            ("--channels", self.net.channels),
+            ("--cells", self.net.cells),
+            ("--limit-train", self.train_examples),
+        ] {
+            if v == Some(0) {
+                return Err(SearchError::Setting(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A registered evaluator (see the [module docs](self)).
+pub trait EvaluatorDef: Send + Sync {
+    /// The name `--evaluator` takes.
+    fn name(&self) -> &'static str;
+    /// One line for `--help`.
+    fn about(&self) -> &'static str;
+    /// Whether it trains networks: the builder then loads the data, checks the memory
+    /// estimate and reports epochs, and strategies may use any fidelity (epochs).
+    fn trains(&self) -> bool;
+    /// The fidelity candidates are evaluated at; an error for settings it cannot use.
+    fn fidelity(&self, setup: &EvalSetup) -> Result<u32>;
+    /// The evaluator for `space`; an error when it cannot evaluate that space.
+    fn build(&self, space: &dyn Space, setup: &EvalSetup) -> Result<AnyEvaluator>;
+    /// What a search of `evaluations` candidates with it does, for the progress header.
+    fn describe(
+        &self,
+        space: &dyn Space,
+        setup: &EvalSetup,
+        strategy: &StrategyKind,
+        evaluations: u64,
+    ) -> String;
+}
+
+/// `train`: trains every candidate from scratch in its space's network
+/// ([`crate::train::TrainEvaluator`]) for `epochs` epochs.
+pub struct TrainDef;
+
+impl EvaluatorDef for TrainDef {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+    fn about(&self) -> &'static str {
+        "train each candidate from scratch on --data"
+    }
+    fn trains(&self) -> bool {
+        true
+    }
+    fn fidelity(&self, setup: &EvalSetup) -> Result<u32> {
+        if setup.epochs == 0 {
+            return Err(SearchError::Setting("--epochs must be at least 1".into()));
+        }
+        if !(setup.valid_fraction > 0.0 && setup.valid_fraction < 1.0) {
+            return Err(SearchError::Setting(format!(
+                "--valid-fraction must be in (0, 1), got {}",
+                setup.valid_fraction
+            )));
+        }
+        Ok(setup.epochs)
+    }
+    fn build(&self, space: &dyn Space, setup: &EvalSetup) -> Result<AnyEvaluator> {
+        let shape = setup.shape_for(space, Purpose::Search).ok_or_else(|| {
+            SearchError::Setting(format!(
+                "--evaluator train: the {} space has no network to train",
+                space.name()
+            ))
+        })?;
+        let splits = match &setup.splits {
+            Some(s) => s.clone(),
+            None => Arc::new(
+                setup
+                    .data
+                    .load()?
+                    .prepare(setup.valid_fraction, setup.seed)?,
+            ),
+        };
+        space.train_evaluator(
+            shape,
+            splits,
+            setup.recipe_for(space),
+            setup.on_epoch.clone(),
+        )
+    }
+    fn describe(
+        &self,
+        space: &dyn Space,
+        setup: &EvalSetup,
+        strategy: &StrategyKind,
+        evaluations: u64,
+    ) -> String {
+        let n_train = setup.splits.as_ref().map_or(0, |s| {
+            setup
+                .recipe_for(space)
+                .train_examples
+                .map_or(s.train.len(), |n| n.min(s.train.len()))
+        });
+        let ladder = strategy.fidelities(setup.epochs);
+        // A ladder (Hyperband) trains its candidates for its rungs' epochs, not all for --epochs.
+        let per_trial = if ladder.len() > 1 {
+            let rungs: Vec<String> = ladder.iter().map(u32::to_string).collect();
+            let name = strategy.name();
+            let capital = name[..1].to_uppercase() + &name[1..];
+            format!("trained {} epoch(s) by {capital}'s rungs", rungs.join("/"))
+        } else {
+            format!("each trained {} epoch(s)", setup.epochs)
+        };
+        let channels = setup
+            .shape_for(space, Purpose::Search)
+            .map_or(0, |s| s.channels);
+        format!(
+            "searching {} with {}: {evaluations} candidates, {per_trial} on {n_train} images of {} (C={channels})",
+            space.plural(),
+            strategy.name(),
+            setup.data,
+        )
+    }
 }

@@ -269,6 +269,37 @@ pub fn check(
     Ok(())
 }
 
+/// Refuses a training run (of `copies` networks at once, each on batches of `batch` of `train`,
+/// at most `train_examples` of it) whose estimated memory exceeds `max_memory`, or the
+/// machine's available memory when that is not given (nothing is checked where neither is
+/// known).
+pub fn check_limit(
+    size: NetSize,
+    train: &crate::data::Dataset,
+    train_examples: Option<usize>,
+    batch: usize,
+    copies: usize,
+    max_memory: Option<u64>,
+    what: &str,
+) -> Result<()> {
+    let n = train_examples.map_or(train.len(), |n| n.min(train.len()));
+    let est = estimate(
+        size,
+        train.shape(),
+        train.num_classes(),
+        batch.min(n.max(1)),
+    );
+    let (limit, name) = match (max_memory, available_memory()) {
+        (Some(m), _) => (m, "--max-memory"),
+        (None, Some(a)) => (
+            a,
+            "the memory available on this machine, MemAvailable in /proc/meminfo",
+        ),
+        (None, None) => return Ok(()),
+    };
+    check(&est, copies, limit, what, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

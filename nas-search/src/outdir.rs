@@ -12,6 +12,7 @@
 //!   therefore never cuts a write in two.
 
 use crate::error::{Result, SearchError};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,120 @@ static PERSIST: Mutex<()> = Mutex::new(());
 /// Held while a search writes its state; see the [module docs](self).
 pub fn persist_guard() -> MutexGuard<'static, ()> {
     PERSIST.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The command line that continues a search writing into `dir`, given the one that started
+/// it (`args`, program name first): the same arguments, with `--resume` and
+/// `--out DIR` added when they are missing, quoted for a POSIX shell.
+pub fn resume_command(args: Vec<String>, dir: &Path) -> String {
+    let mut args = args;
+    let has = |a: &[String], long: &str, short: Option<&str>| {
+        a.iter().skip(1).any(|x| {
+            x == long
+                || x.starts_with(&format!("{long}="))
+                || short.is_some_and(|s| x == s || (x.starts_with(s) && x.len() > s.len()))
+        })
+    };
+    if !has(&args, "--out", Some("-o")) {
+        args.push("--out".into());
+        args.push(dir.display().to_string());
+    }
+    if !has(&args, "--resume", None) {
+        args.push("--resume".into());
+    }
+    args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+fn quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-~".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// The settings file of a search's output directory: the options it was started with, as
+/// option name (`max_time`) -> command-line value.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Options a resume may change (a larger budget; the search refuses other worker counts);
+/// a one-shot search may also be given more `epochs`.
+pub const RESUME_MAY_CHANGE: [&str; 3] = ["evaluations", "max_time", "workers"];
+
+/// Writes `settings` to `dir/settings.json` (atomically).
+pub fn write_settings(dir: &Path, settings: &BTreeMap<String, String>) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(settings).map_err(|e| SearchError::Serde(e.to_string()))?;
+    crate::builder::write_file_atomic(&dir.join(SETTINGS_FILE), (text + "\n").as_bytes())
+}
+
+/// For a resumed search in `dir`: the saved settings that were not `given` now (to be taken
+/// from the file), after refusing a given one whose value (in `now`) differs from the saved
+/// one, unless [`RESUME_MAY_CHANGE`] allows it. `None` without a settings file (a search of an
+/// older version keeps the settings as given).
+pub fn resume_settings(
+    dir: &Path,
+    now: &BTreeMap<String, String>,
+    given: &HashSet<String>,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let path = dir.join(SETTINGS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let bad = |problem: String| SearchError::Input {
+        path: path.clone(),
+        problem,
+    };
+    let saved: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a settings file: {e}")))?;
+    let oneshot = saved
+        .get("strategy")
+        .is_some_and(|s| crate::oneshot::Method::parse(s.split(':').next().unwrap_or("")).is_ok());
+    let may_change = |id: &str| RESUME_MAY_CHANGE.contains(&id) || (oneshot && id == "epochs");
+    let flag = |id: &str| format!("--{}", id.replace('_', "-"));
+    let mut taken = BTreeMap::new();
+    for (id, value) in saved {
+        if !given.contains(&id) {
+            taken.insert(id, value);
+        } else if !may_change(&id) && now.get(&id) != Some(&value) {
+            return Err(bad(format!(
+                "this search was started with {} {value}; --resume continues it with its own \
+                 settings (drop {} {}, or start a new search with another --out)",
+                flag(&id),
+                flag(&id),
+                now.get(&id).map_or("", String::as_str)
+            )));
+        }
+    }
+    Ok(Some(taken))
+}
+
+#[cfg(test)]
+mod resume_command_tests {
+    use super::*;
+
+    #[test]
+    fn resume_command_adds_out_and_resume_and_quotes() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resume_command(v(&["nas", "search", "-n", "8"]), Path::new("runs/s 1")),
+            "nas search -n 8 --out 'runs/s 1' --resume"
+        );
+        assert_eq!(
+            resume_command(
+                v(&["nas", "search", "--out=r", "--resume", "--strategy", "a'b"]),
+                Path::new("r")
+            ),
+            "nas search --out=r --resume --strategy 'a'\\''b'"
+        );
+        assert_eq!(
+            resume_command(v(&["nas", "search", "-or1"]), Path::new("r1")),
+            "nas search -or1 --resume"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! # Example
 //!
 //! ```
-//! use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
+//! use nas_search::tabular::{Dataset, Nb201Evaluator, Nb201Table};
 //! use nas_search::{Budget, SearchConfig, StrategyKind, run_search};
 //! use nas_space::nb201::Nb201Space;
 //!

@@ -20,6 +20,14 @@ pub struct ToySpace {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ToyArch(pub Vec<u8>);
 
+/// The text form: choices joined by commas (`"3,0,2"`).
+impl std::fmt::Display for ToyArch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|c| c.to_string()).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 impl SearchSpace for ToySpace {
     type Arch = ToyArch;
     fn name(&self) -> &'static str {

@@ -12,7 +12,8 @@
 //!
 //! ```no_run
 //! use nas_search::data::fashion_mnist_embedded;
-//! use nas_search::train::{Nb201Family, TrainRecipe, train_architecture};
+//! use nas_search::nets::nb201::Nb201Family;
+//! use nas_search::train::{TrainRecipe, train_architecture};
 //! use nas_space::nb201::Nb201Cell;
 //! let splits = fashion_mnist_embedded()?.prepare(0.1, 0)?;
 //! let cell: Nb201Cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|".parse()?;
@@ -26,10 +27,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nas_space::chain::ChainArch;
-use nas_space::darts::DartsGenotype;
-use nas_space::nb101::Nb101Arch;
-use nas_space::nb201::Nb201Cell;
 use nas_tensor::nn::Module;
 use nas_tensor::optim::{CosineAnnealingLr, Optimizer, Sgd, SgdConfig, clip_grad_norm};
 use nas_tensor::{Device, Tensor, TensorError, no_grad};
@@ -38,11 +35,7 @@ use thiserror::Error;
 
 use crate::data::{Augment, BatchOptions, DataError, Dataset, Splits};
 use crate::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
-use crate::nb201_cost::NetworkCost;
-use crate::nets::chain::{ChainNetwork, chain_cost};
-use crate::nets::darts::{DartsConfig, DartsNetwork, darts_cost};
-use crate::nets::nb101::{Nb101Config, Nb101Network, nb101_cost};
-use crate::nets::nb201::{Nb201Config, Nb201Network, nb201_cost};
+use crate::nets::{NetworkCost, NetworkFamily};
 
 /// What can go wrong while training.
 #[derive(Debug, Error)]
@@ -150,187 +143,6 @@ impl TrainRecipe {
     }
 }
 
-/// A family of networks: how to build the network of an architecture for an input shape and a
-/// number of classes, and its cost without building it.
-pub trait NetworkFamily<A>: Send + Sync {
-    /// A short description (`"nb201(C=8,N=1)"`), part of the evaluator's name.
-    fn name(&self) -> String;
-    /// Builds the network of `arch` for `[c, h, w]` inputs, weights drawn from `seed`.
-    fn build(
-        &self,
-        arch: &A,
-        input: (usize, usize, usize),
-        classes: usize,
-        seed: u64,
-    ) -> Result<Box<dyn Module>, TensorError>;
-    /// Parameters and FLOPs of that network.
-    fn cost(&self, arch: &A, input: (usize, usize, usize), classes: usize) -> NetworkCost;
-}
-
-/// NAS-Bench-201 macro networks with `channels` (C) and `cells_per_stage` (N).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Nb201Family {
-    /// C (16 in the benchmark).
-    pub channels: usize,
-    /// N (5 in the benchmark).
-    pub cells_per_stage: usize,
-}
-
-impl Nb201Family {
-    fn config(&self, input: (usize, usize, usize), classes: usize) -> Nb201Config {
-        Nb201Config {
-            channels: self.channels,
-            cells_per_stage: self.cells_per_stage,
-            in_channels: input.0,
-            classes,
-        }
-    }
-}
-
-impl NetworkFamily<Nb201Cell> for Nb201Family {
-    fn name(&self) -> String {
-        format!("nb201(C={},N={})", self.channels, self.cells_per_stage)
-    }
-    fn build(
-        &self,
-        arch: &Nb201Cell,
-        input: (usize, usize, usize),
-        classes: usize,
-        seed: u64,
-    ) -> Result<Box<dyn Module>, TensorError> {
-        Ok(Box::new(Nb201Network::new(
-            arch,
-            self.config(input, classes),
-            seed,
-        )?))
-    }
-    fn cost(&self, arch: &Nb201Cell, input: (usize, usize, usize), classes: usize) -> NetworkCost {
-        nb201_cost(arch, &self.config(input, classes), input.1, input.2)
-    }
-}
-
-/// DARTS evaluation networks with `channels` (C) and `layers` cells, without auxiliary head
-/// (the generic training loop trains on the main logits only) and without drop-path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DartsFamily {
-    /// C (36 in the paper).
-    pub channels: usize,
-    /// Number of cells (20 in the paper).
-    pub layers: usize,
-}
-
-impl DartsFamily {
-    fn config(&self, input: (usize, usize, usize), classes: usize) -> DartsConfig {
-        DartsConfig {
-            channels: self.channels,
-            layers: self.layers,
-            in_channels: input.0,
-            classes,
-            auxiliary: false,
-        }
-    }
-}
-
-impl NetworkFamily<DartsGenotype> for DartsFamily {
-    fn name(&self) -> String {
-        format!("darts(C={},L={})", self.channels, self.layers)
-    }
-    fn build(
-        &self,
-        arch: &DartsGenotype,
-        input: (usize, usize, usize),
-        classes: usize,
-        seed: u64,
-    ) -> Result<Box<dyn Module>, TensorError> {
-        Ok(Box::new(DartsNetwork::new(
-            arch,
-            self.config(input, classes),
-            seed,
-        )?))
-    }
-    fn cost(
-        &self,
-        arch: &DartsGenotype,
-        input: (usize, usize, usize),
-        classes: usize,
-    ) -> NetworkCost {
-        darts_cost(arch, &self.config(input, classes), input.1, input.2)
-    }
-}
-
-/// NAS-Bench-101 networks with `stem_channels`, `stacks` and `cells_per_stack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Nb101Family {
-    /// Channels after the stem (128 in the benchmark).
-    pub stem_channels: usize,
-    /// Stacks (3).
-    pub stacks: usize,
-    /// Cells per stack (3).
-    pub cells_per_stack: usize,
-}
-
-impl Nb101Family {
-    fn config(&self, input: (usize, usize, usize), classes: usize) -> Nb101Config {
-        Nb101Config {
-            stem_channels: self.stem_channels,
-            stacks: self.stacks,
-            cells_per_stack: self.cells_per_stack,
-            in_channels: input.0,
-            classes,
-        }
-    }
-}
-
-impl NetworkFamily<Nb101Arch> for Nb101Family {
-    fn name(&self) -> String {
-        format!(
-            "nb101(C={},S={},N={})",
-            self.stem_channels, self.stacks, self.cells_per_stack
-        )
-    }
-    fn build(
-        &self,
-        arch: &Nb101Arch,
-        input: (usize, usize, usize),
-        classes: usize,
-        seed: u64,
-    ) -> Result<Box<dyn Module>, TensorError> {
-        Ok(Box::new(Nb101Network::new(
-            arch,
-            self.config(input, classes),
-            seed,
-        )?))
-    }
-    fn cost(&self, arch: &Nb101Arch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
-        nb101_cost(arch, &self.config(input, classes), input.1, input.2).unwrap_or(NetworkCost {
-            params: 0,
-            flops: 0,
-        })
-    }
-}
-
-/// Chain networks ([`crate::nets::chain`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ChainFamily;
-
-impl NetworkFamily<ChainArch> for ChainFamily {
-    fn name(&self) -> String {
-        "chain".into()
-    }
-    fn build(
-        &self,
-        arch: &ChainArch,
-        input: (usize, usize, usize),
-        classes: usize,
-        seed: u64,
-    ) -> Result<Box<dyn Module>, TensorError> {
-        Ok(Box::new(ChainNetwork::new(arch, input, classes, seed)?))
-    }
-    fn cost(&self, arch: &ChainArch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
-        chain_cost(arch, input, classes)
-    }
-}
-
 /// Loss, accuracy and learning rate of one training epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -342,6 +154,19 @@ pub struct EpochStats {
     pub train_accuracy: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f32,
+}
+
+impl EpochStats {
+    /// One line for a progress log (epochs counted from 1).
+    pub fn line(&self) -> String {
+        format!(
+            "epoch {:>3}  loss {:.4}  train acc {:6.2}%  lr {:.4}",
+            self.epoch + 1,
+            self.train_loss,
+            self.train_accuracy,
+            self.lr
+        )
+    }
 }
 
 /// A batch of images as a tensor on `device` (one host-to-device transfer).
@@ -604,7 +429,12 @@ pub struct TrainEvaluator<F> {
     splits: Arc<Splits>,
     recipe: TrainRecipe,
     data_name: String,
+    on_epoch: Option<EpochHook>,
 }
+
+/// Called after every training epoch of a trial (with the trial id), from the worker thread
+/// that trains it: the builder's observer hook for progress bars.
+pub type EpochHook = Arc<dyn Fn(u64, &EpochStats) + Send + Sync>;
 
 impl<F> TrainEvaluator<F> {
     /// An evaluator training `family` networks on `splits`, which must have a validation part
@@ -626,7 +456,14 @@ impl<F> TrainEvaluator<F> {
             splits,
             recipe,
             data_name,
+            on_epoch: None,
         })
+    }
+
+    /// This evaluator calling `hook` after every epoch of every trial.
+    pub fn observed(mut self, hook: Option<EpochHook>) -> Self {
+        self.on_epoch = hook;
+        self
     }
 
     /// The recipe.
@@ -668,6 +505,9 @@ impl<F> TrainEvaluator<F> {
             &mut |s| {
                 done = s.epoch + 1;
                 on_epoch(s);
+                if let Some(hook) = &self.on_epoch {
+                    hook(request.trial_id, s);
+                }
             },
             request.deadline,
         );
@@ -714,6 +554,8 @@ impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
 mod tests {
     use super::*;
     use crate::data::{digits_embedded, fashion_mnist_embedded};
+    use crate::nets::nb201::Nb201Family;
+    use nas_space::nb201::Nb201Cell;
 
     fn cell(s: &str) -> Nb201Cell {
         s.parse().unwrap()

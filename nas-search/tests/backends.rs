@@ -5,8 +5,10 @@
 
 use nas_kernels::test_backend::{Transfers, transfers};
 use nas_search::data::{digits_embedded, fashion_mnist_embedded};
+use nas_search::nets::NetworkFamily;
+use nas_search::nets::nb201::Nb201Family;
 use nas_search::oneshot::{Method, OneShotConfig, OneShotSearch, SpaceKind};
-use nas_search::train::{Nb201Family, NetworkFamily, TrainRecipe, train_architecture};
+use nas_search::train::{TrainRecipe, train_architecture};
 use nas_space::nb201::Nb201Cell;
 use nas_tensor::Device;
 use nas_tensor::nn::Module;

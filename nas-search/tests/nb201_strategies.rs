@@ -2,8 +2,8 @@
 //! signal, 200-epoch test accuracy reported), over many seeds.
 
 use nas_search::benchmark::{BenchmarkConfig, run_nb201_benchmark};
-use nas_search::nb201::{Dataset, Nb201Table};
 use nas_search::stats::welch;
+use nas_search::tabular::{Dataset, Nb201Table};
 
 /// 200 seeds x 100 evaluations: REA and local search beat random search (Welch's t-test,
 /// one-sided, p < 0.01); REINFORCE is not worse than random by more than 0.15 points.

@@ -2,10 +2,10 @@
 //! exactly the history of an uninterrupted run; bad checkpoints are refused and left untouched.
 
 use nas_search::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
-use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_search::search::{Budget, SearchConfig, SearchOutcome, run_search};
 use nas_search::strategy::StrategyKind;
 use nas_search::synthetic::{ToyObjective, ToySpace};
+use nas_search::tabular::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_space::nb201::{Nb201Cell, Nb201Space};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,11 +2,11 @@
 //! evaluation, failures, budgets, skipping equivalent cells, Hyperband's promotions.
 
 use nas_search::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
-use nas_search::nb201::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_search::search::{Budget, SearchConfig, StopReason, run_search, run_search_observed};
 use nas_search::stats::{mean, welch};
 use nas_search::strategy::{Reinforce, ReinforceConfig, StrategyKind};
 use nas_search::synthetic::{ToyObjective, ToySpace};
+use nas_search::tabular::{Dataset, Nb201Evaluator, Nb201Table};
 use nas_search::{Outcome, SearchError};
 use nas_space::SearchSpace;
 use nas_space::nb201::Nb201Space;

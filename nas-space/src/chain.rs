@@ -94,32 +94,7 @@ impl ChainOp {
     }
 }
 
-impl fmt::Display for ChainOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ChainOp {
-    type Err = SpaceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ChainOp::ALL
-            .iter()
-            .copied()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| {
-                crate::text::parse_error(
-                    s,
-                    0,
-                    format!(
-                        "unknown chain op {s:?} (expected dense, conv1x1, conv3x3, conv5x5, \
-                         sep_conv_3x3 or sep_conv_5x5)"
-                    ),
-                )
-            })
-    }
-}
+crate::text::op_text!(ChainOp, "chain op");
 
 /// One layer of a chain.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]

@@ -117,32 +117,7 @@ impl DartsOp {
     }
 }
 
-impl fmt::Display for DartsOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DartsOp {
-    type Err = SpaceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DartsOp::ALL
-            .iter()
-            .copied()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| {
-                crate::text::parse_error(
-                    s,
-                    0,
-                    format!(
-                        "unknown DARTS op {s:?} (expected one of {:?})",
-                        &DARTS_PRIMITIVES[1..]
-                    ),
-                )
-            })
-    }
-}
+crate::text::op_text!(DartsOp, "DARTS op");
 
 /// The number of intermediate nodes of a cell.
 pub const NUM_NODES: usize = 4;

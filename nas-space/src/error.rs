@@ -1,3 +1,6 @@
+//! The error type of search-space operations: malformed text, invalid architectures, bad
+//! encodings.
+
 use thiserror::Error;
 
 /// Errors of the search-space crate: malformed text, invalid architectures, bad encodings.

@@ -100,32 +100,7 @@ impl Nb101Op {
     }
 }
 
-impl fmt::Display for Nb101Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Nb101Op {
-    type Err = SpaceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Nb101Op::ALL
-            .iter()
-            .copied()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| {
-                crate::text::parse_error(
-                    s,
-                    0,
-                    format!(
-                        "unknown NAS-Bench-101 op {s:?} (expected conv3x3-bn-relu, \
-                         conv1x1-bn-relu or maxpool3x3)"
-                    ),
-                )
-            })
-    }
-}
+crate::text::op_text!(Nb101Op, "NAS-Bench-101 op");
 
 /// A NAS-Bench-101 style graph: adjacency matrix and interior ops.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]

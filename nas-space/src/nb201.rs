@@ -36,7 +36,7 @@
 //! assert_eq!(Nb201Space.size(), Some(15_625));
 //! ```
 
-use crate::text::{Cursor, parse_error};
+use crate::text::Cursor;
 use crate::{SearchSpace, SpaceError};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -93,32 +93,7 @@ impl Nb201Op {
     }
 }
 
-impl fmt::Display for Nb201Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Nb201Op {
-    type Err = SpaceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Nb201Op::ALL
-            .iter()
-            .copied()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| {
-                parse_error(
-                    s,
-                    0,
-                    format!(
-                        "unknown NAS-Bench-201 op {s:?} (expected one of none, skip_connect, \
-                         nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)"
-                    ),
-                )
-            })
-    }
-}
+crate::text::op_text!(Nb201Op, "NAS-Bench-201 op");
 
 /// The 6 edges as `(source, target)` node pairs, in the benchmark's order.
 pub const EDGES: [(usize, usize); 6] = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)];

@@ -121,3 +121,36 @@ impl<'a> Cursor<'a> {
             .map_err(|_| self.error_at(start, format!("number {digits:?} is too large")))
     }
 }
+
+/// Implements `Display` (the op's `as_str`) and `FromStr` (the op of `ALL` with that name; an
+/// error naming `$what` and every op otherwise) for an op enum with `ALL` and `as_str`.
+macro_rules! op_text {
+    ($ty:ty, $what:literal) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::SpaceError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$ty>::ALL
+                    .iter()
+                    .copied()
+                    .find(|op| op.as_str() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = <$ty>::ALL.iter().map(|op| op.as_str()).collect();
+                        let message = format!(
+                            concat!("unknown ", $what, " {:?} (expected one of {})"),
+                            s,
+                            names.join(", ")
+                        );
+                        $crate::text::parse_error(s, 0, message)
+                    })
+            }
+        }
+    };
+}
+pub(crate) use op_text;

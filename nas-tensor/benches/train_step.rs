@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     set_pooling(true);
-    let mut m = net();
+    let m = net();
     m.set_training(false);
     g.bench_function("inference_no_grad", |b| {
         b.iter(|| no_grad(|| m.forward(&x).unwrap()))

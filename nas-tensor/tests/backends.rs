@@ -360,7 +360,7 @@ fn train_small_net(device: Device) -> (Vec<f32>, Vec<Vec<f32>>, Transfers) {
         losses.push(loss.item().unwrap());
     }
     let eval = no_grad(|| {
-        let mut n = net;
+        let n = net;
         n.set_training(false);
         let xb = Tensor::from_slice_on(&x, &[6, 2, 5, 5], device).unwrap();
         let y = n.forward(&xb).unwrap();

@@ -123,7 +123,7 @@ fn default_initialisation_matches_pytorch_bounds() {
 
 #[test]
 fn train_and_eval_modes() {
-    let mut m = net(1);
+    let m = net(1);
     let x = Tensor::randn(&[4, 3, 6, 6], 2);
     let rm = m.named_buffers()[0].1.clone();
     assert_eq!(rm.to_vec().unwrap(), vec![0.0; 8]);
@@ -148,12 +148,11 @@ fn train_and_eval_modes() {
     // A one-sample batch works in evaluation (running statistics) but not in training.
     let one = Tensor::randn(&[1, 3, 1, 1], 3);
     let conv_only = Sequential::new().push(BatchNorm2d::new(3, true));
-    let mut conv_only = conv_only;
     assert!(conv_only.forward(&one).is_err());
     conv_only.set_training(false);
     assert!(conv_only.forward(&one).is_ok());
 
-    let mut d = Dropout::new(0.5, 9).unwrap();
+    let d = Dropout::new(0.5, 9).unwrap();
     let ones = Tensor::ones(&[1000]);
     let dropped = d.forward(&ones).unwrap().to_vec().unwrap();
     let zeros = dropped.iter().filter(|&&v| v == 0.0).count();
@@ -250,4 +249,62 @@ fn load_rejects_mismatches_clearly() {
         load_module(&m, dir.path().join("absent")),
         Err(TensorError::Io(_))
     ));
+}
+
+/// A layer made of other layers writes `forward` and `children` only: names, parameters,
+/// buffers, devices and the training mode of everything below it follow.
+#[test]
+fn a_composite_layer_writes_forward_and_children_only() {
+    use nas_tensor::nn::{Linear, Module, ReLU};
+    struct Block {
+        norm: BatchNorm2d,
+        extra: Vec<Linear>,
+    }
+    impl Module for Block {
+        fn forward(&self, x: &Tensor) -> nas_tensor::Result<Tensor> {
+            self.norm.forward(x)
+        }
+        fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+            f("norm", &self.norm);
+            for (i, l) in self.extra.iter().enumerate() {
+                f(&format!("extra.{i}"), l);
+            }
+        }
+    }
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let block = Block {
+        norm: BatchNorm2d::new(2, true),
+        extra: vec![Linear::new(3, 4, true, &mut rng).unwrap()],
+    };
+    let net = Sequential::new().push(ReLU::new()).push(block);
+    let names: Vec<String> = net.state_dict().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "1.norm.weight",
+            "1.norm.bias",
+            "1.norm.running_mean",
+            "1.norm.running_var",
+            "1.extra.0.weight",
+            "1.extra.0.bias"
+        ]
+    );
+    assert_eq!(net.num_parameters(), 2 + 2 + 12 + 4);
+    assert_eq!(net.named_buffers().len(), 2);
+    // The mode reaches the batch norm two levels down, and is read back from it.
+    assert!(net.is_training());
+    net.set_training(false);
+    assert!(!net.is_training());
+    let one = Tensor::randn(&[1, 2, 1, 1], 3);
+    assert!(
+        net.forward(&one).is_ok(),
+        "evaluation mode uses running statistics"
+    );
+    net.set_training(true);
+    assert!(
+        net.forward(&one).is_err(),
+        "training mode needs more than one value"
+    );
+    // A network without a layer that has a mode reports evaluation mode.
+    assert!(!Sequential::new().push(ReLU::new()).is_training());
 }

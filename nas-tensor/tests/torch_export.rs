@@ -17,7 +17,7 @@ fn export() {
     let stem = Sequential::new()
         .push(Conv2d::new(3, 8, 3, ConvOptions::default().padding(1), false, &mut rng).unwrap())
         .push(BatchNorm2d::new(8, true));
-    let mut m = Sequential::new()
+    let m = Sequential::new()
         .push(stem)
         .push(ReLU::new())
         .push(MaxPool2d::new(3, 1, 1))

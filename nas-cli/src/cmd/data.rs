@@ -3,9 +3,7 @@
 use crate::error::{CliError, Result};
 use crate::output::Out;
 use clap::{Args, Subcommand};
-use nas_search::data::{DataSpec, Dataset, Normalization};
-use serde_json::{Value, json};
-use std::fmt::Write as _;
+use nas_search::data::{DataInfo, DataSpec};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -53,74 +51,14 @@ pub fn run(args: &DataArgs, out: &Out) -> Result<()> {
     }
 }
 
-fn part(d: &Dataset) -> Value {
-    json!({"examples": d.len(), "class_counts": d.class_counts()})
-}
-
 fn info(spec: &DataSpec, valid: f64, seed: u64, out: &Out) -> Result<()> {
     if !(0.0..1.0).contains(&valid) {
         return Err(CliError::Usage(format!(
             "--valid {valid}: the validation fraction must be in [0, 1)"
         )));
     }
-    let splits = spec.load()?.with_validation(valid, seed)?;
-    let norm = Normalization::fit(&splits.train)?;
-    let train = &splits.train;
-    let (c, h, w) = train.shape();
-    let n_valid = splits.valid.as_ref().map_or(0, Dataset::len);
-    let total = train.len() + n_valid + splits.test.len();
-
-    let mut text = String::new();
-    let source = if spec.is_embedded() {
-        "embedded"
-    } else {
-        "from disk"
-    };
-    let _ = writeln!(text, "data set:  {} ({spec}, {source})", train.name());
-    let valid_part = if n_valid > 0 {
-        format!("valid {n_valid}, ")
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        text,
-        "examples:  {total} (train {}, {valid_part}test {})",
-        train.len(),
-        splits.test.len()
-    );
-    let _ = writeln!(text, "image:     {c}x{h}x{w} (channels x height x width)");
-    let names = if train.class_names().is_empty() {
-        String::new()
-    } else {
-        format!(": {}", train.class_names().join(", "))
-    };
-    let _ = writeln!(text, "classes:   {}{names}", train.num_classes());
-    let counts: Vec<String> = train.class_counts().iter().map(|n| n.to_string()).collect();
-    let _ = writeln!(text, "train per class: {}", counts.join(" "));
-    let stats: Vec<String> = norm
-        .mean
-        .iter()
-        .zip(&norm.std)
-        .map(|(m, s)| format!("{m:.4}/{s:.4}"))
-        .collect();
-    let _ = writeln!(
-        text,
-        "pixel mean/std per channel (train, scaled to [0,1]): {}",
-        stats.join(" ")
-    );
-
-    let value = json!({
-        "name": train.name(),
-        "spec": spec.to_string(),
-        "embedded": spec.is_embedded(),
-        "examples": total,
-        "shape": [c, h, w],
-        "num_classes": train.num_classes(),
-        "class_names": train.class_names(),
-        "train": part(train),
-        "valid": splits.valid.as_ref().map(part),
-        "test": part(&splits.test),
-        "normalization": norm,
-    });
-    out.result(&text, &value).map_err(CliError::Output)
+    let info = DataInfo::of(spec, valid, seed)?;
+    let value = serde_json::to_value(&info).map_err(|e| CliError::Usage(e.to_string()))?;
+    out.result(&info.to_string(), &value)
+        .map_err(CliError::Output)
 }

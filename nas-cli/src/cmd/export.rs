@@ -3,8 +3,9 @@
 
 use crate::error::{CliError, Result};
 use crate::output::Out;
-use crate::spaces::{CliSpace, SpaceName, arch_argument, parse_arch, resolve_space, with_space};
 use clap::{Args, ValueEnum};
+use nas_search::spaces::read_arch;
+use nas_search::spaces::{AnyArch, Registry, Space};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -34,14 +35,9 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    fn as_str(self) -> &'static str {
-        match self {
-            ExportFormat::Json => "json",
-            ExportFormat::Text => "text",
-            ExportFormat::Nb201 => "nb201",
-            ExportFormat::Darts => "darts",
-            ExportFormat::Dot => "dot",
-        }
+    fn as_str(self) -> String {
+        self.to_possible_value()
+            .map_or(String::new(), |v| v.get_name().to_string())
     }
 }
 
@@ -52,8 +48,8 @@ pub struct ExportArgs {
     /// The architecture: text form, JSON, @FILE, or - for stdin.
     pub arch: String,
     /// Its search space (guessed when not given).
-    #[arg(long, short, value_enum)]
-    pub space: Option<SpaceName>,
+    #[arg(long, short)]
+    pub space: Option<String>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "json")]
     pub format: ExportFormat,
@@ -64,49 +60,46 @@ pub struct ExportArgs {
 
 /// Runs `nas export`.
 pub fn run(args: &ExportArgs, out: &Out) -> Result<()> {
-    let text = arch_argument(&args.arch)?;
-    let space = resolve_space(args.space, &text)?;
-    let content = with_space!(space, |s| render(s, &text, args.format))?;
+    let text = read_arch(&args.arch)?;
+    let registry = Registry::builtin();
+    let (space, arch) = registry.resolve(args.space.as_deref(), &text)?;
+    let content = render(space, &arch, args.format)?;
     if let Some(path) = &args.output {
         std::fs::write(path, &content).map_err(|source| CliError::Io {
             path: path.clone(),
             source,
         })?;
         out.note(&format!("wrote {}", path.display()));
-        let value =
-            json!({"space": space.as_str(), "format": args.format.as_str(), "output": path});
+        let value = json!({"space": space.name(), "format": args.format.as_str(), "output": path});
         if out.json {
             out.result("", &value).map_err(CliError::Output)?;
         }
         return Ok(());
     }
-    let value =
-        json!({"space": space.as_str(), "format": args.format.as_str(), "content": content});
+    let value = json!({"space": space.name(), "format": args.format.as_str(), "content": content});
     out.result(&content, &value).map_err(CliError::Output)
 }
 
-fn render<S: CliSpace>(space: &S, text: &str, format: ExportFormat) -> Result<String> {
-    let arch = parse_arch(space, text)?;
+fn render(space: &dyn Space, arch: &AnyArch, format: ExportFormat) -> Result<String> {
     Ok(match format {
         ExportFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&arch)
+            let mut s = serde_json::to_string_pretty(&space.to_json(arch)?)
                 .map_err(|e| CliError::Unsupported(format!("cannot write JSON: {e}")))?;
             s.push('\n');
             s
         }
-        ExportFormat::Text => space.to_text(&arch) + "\n",
-        ExportFormat::Dot => space.dot(&arch),
+        ExportFormat::Text => space.to_text(arch)? + "\n",
+        ExportFormat::Dot => space.dot(arch)?,
         ExportFormat::Nb201 | ExportFormat::Darts => {
-            if S::NATIVE_FORMAT == Some(format.as_str()) {
-                space.to_text(&arch) + "\n"
-            } else {
+            if space.native_format() != Some(format.as_str().as_str()) {
                 return Err(CliError::Unsupported(format!(
                     "the {} format cannot hold a {} (space {}); use --format json, text or dot",
                     format.as_str(),
-                    S::LABEL,
+                    space.label(),
                     space.name()
                 )));
             }
+            space.to_text(arch)? + "\n"
         }
     })
 }

@@ -1,38 +1,41 @@
-//! One module per subcommand.
+//! One module per subcommand, and the `--device` flag several share.
 
 pub mod bench;
 pub mod data;
-pub mod device;
 pub mod export;
 pub mod search;
 pub mod space;
 pub mod train;
 
 use crate::error::{CliError, Result};
+use nas_kernels::Device;
 
-/// Values of the training options that no run can use: usage errors (exit 2), like every
-/// other malformed value on the command line, checked before anything is loaded or written.
-pub(crate) fn check_training_values(
-    lr: Option<f32>,
-    batch_size: Option<usize>,
-    channels: Option<usize>,
-    cells: Option<usize>,
-) -> Result<()> {
-    if let Some(lr) = lr
-        && !(lr.is_finite() && lr > 0.0)
-    {
-        return Err(CliError::Usage(format!(
-            "--lr must be a positive number, got {lr}"
-        )));
+/// Parses `--device`: `cpu` is accepted; `cuda[:N]` is refused with a clear message, since this
+/// build has no CUDA backend to run on; anything else is a usage error.
+pub fn check_device(text: &str) -> Result<Device> {
+    let device: Device = text
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--device: {e}")))?;
+    match device {
+        // `test` is not parsed from text, so only `cpu` gets here
+        Device::Cpu | Device::Test => Ok(device),
+        Device::Cuda(_) => Err(CliError::Unsupported(format!(
+            "--device {device}: CUDA support is not built into this `nas` (no CUDA backend is \
+             available yet); use --device cpu"
+        ))),
     }
-    for (name, v) in [
-        ("--batch-size", batch_size),
-        ("--channels", channels),
-        ("--cells", cells),
-    ] {
-        if v == Some(0) {
-            return Err(CliError::Usage(format!("{name} must be at least 1")));
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_accepted_cuda_refused_garbage_usage() {
+        assert_eq!(check_device("cpu").unwrap(), Device::Cpu);
+        let e = check_device("cuda:0").unwrap_err();
+        assert!(e.to_string().contains("use --device cpu"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(check_device("tpu").unwrap_err().exit_code(), 2);
     }
-    Ok(())
 }

@@ -3,16 +3,17 @@
 
 use crate::error::{CliError, Result};
 use crate::output::Out;
-use crate::spaces::{CliSpace, SpaceName, arch_argument, parse_arch, with_space};
 use clap::{Args, Subcommand, ValueEnum};
-use nas_space::SearchSpace;
+use nas_search::spaces::read_arch;
+use nas_search::spaces::{AnyArch, Registry, Space};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Write;
 
 const EXAMPLES: &str = "\
 Examples:
+  nas space --list
   nas space --space nb201 size
   nas space --space nb201 sample -n 5 --seed 42
   nas space --space nb201 canonical '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|'
@@ -34,12 +35,15 @@ An ARCH is the space's text form, its JSON form, @FILE (either form in a file) o
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct SpaceArgs {
-    /// The search space.
-    #[arg(long, short, value_enum, default_value = "nb201", global = true)]
-    pub space: SpaceName,
+    /// The search space (`--list` lists them).
+    #[arg(long, short, default_value = nas_search::builder::DEFAULT_SPACE, global = true)]
+    pub space: String,
+    /// List the registered spaces, one per line with what it is, and exit.
+    #[arg(long)]
+    pub list: bool,
     /// What to do.
     #[command(subcommand)]
-    pub action: SpaceAction,
+    pub action: Option<SpaceAction>,
 }
 
 /// How architectures are printed.
@@ -128,25 +132,40 @@ pub enum SpaceAction {
 
 /// Runs `nas space`.
 pub fn run(args: &SpaceArgs, out: &Out) -> Result<()> {
-    with_space!(args.space, |space| run_in(space, &args.action, out))
+    let registry = Registry::builtin();
+    let action = match (&args.action, args.list) {
+        (_, true) => {
+            let list: Vec<_> = registry
+                .spaces()
+                .map(|s| json!({"name": s.name(), "about": s.about(), "size": s.size_json()}))
+                .collect();
+            let text = registry.describe_spaces();
+            return out
+                .result(&text, &json!({"spaces": list}))
+                .map_err(CliError::Output);
+        }
+        (Some(a), false) => a,
+        (None, false) => {
+            return Err(CliError::Usage(
+                "nas space needs an action (size, sample, ...) or --list".into(),
+            ));
+        }
+    };
+    run_in(registry.space(&args.space)?, action, out)
 }
 
-fn arch_json<S: SearchSpace>(arch: &S::Arch) -> Result<Value> {
-    serde_json::to_value(arch).map_err(|e| CliError::Unsupported(format!("cannot write JSON: {e}")))
-}
-
-fn print_form<S: SearchSpace>(space: &S, arch: &S::Arch, format: ArchFormat) -> Result<String> {
+fn print_form(space: &dyn Space, arch: &AnyArch, format: ArchFormat) -> Result<String> {
     Ok(match format {
-        ArchFormat::Text => space.to_text(arch),
-        ArchFormat::Json => arch_json::<S>(arch)?.to_string(),
+        ArchFormat::Text => space.to_text(arch)?,
+        ArchFormat::Json => space.to_json(arch)?.to_string(),
     })
 }
 
-fn load<S: SearchSpace>(space: &S, arg: &str) -> Result<S::Arch> {
-    parse_arch(space, &arch_argument(arg)?)
+fn load(space: &dyn Space, arg: &str) -> Result<AnyArch> {
+    Ok(space.parse(&read_arch(arg)?)?)
 }
 
-fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()> {
+fn run_in(space: &dyn Space, action: &SpaceAction, out: &Out) -> Result<()> {
     let name = space.name();
     let (text, value) = match action {
         SpaceAction::Size => {
@@ -160,15 +179,7 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
                 decisions.len(),
                 decisions
             ));
-            let value = json!({
-                "space": name,
-                // A JSON number where it fits in u64, else a decimal string.
-                "size": space.size().map(|n| match u64::try_from(n) {
-                    Ok(v) => json!(v),
-                    Err(_) => json!(n.to_string()),
-                }),
-                "decisions": decisions,
-            });
+            let value = json!({"space": name, "size": space.size_json(), "decisions": decisions});
             (text, value)
         }
         SpaceAction::Sample { n, seed, format } => {
@@ -183,54 +194,55 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
                 }
                 return w.flush().map_err(CliError::Output);
             }
-            let mut values = Vec::with_capacity(*n);
-            for _ in 0..*n {
-                let a = space.sample(&mut rng);
-                values.push(json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?}));
-            }
-            let value = json!({"space": name, "seed": seed, "archs": values});
-            (String::new(), value)
+            let values = (0..*n)
+                .map(|_| space.both(&space.sample(&mut rng)))
+                .collect::<nas_search::Result<Vec<_>>>()?;
+            (
+                String::new(),
+                json!({"space": name, "seed": seed, "archs": values}),
+            )
         }
         SpaceAction::Canonical { arch } => {
             let a = load(space, arch)?;
-            let c = space.canonical(&a);
-            let value = json!({"space": name, "text": space.to_text(&a), "canonical": c});
+            let c = space.canonical(&a)?;
+            let value = json!({"space": name, "text": space.to_text(&a)?, "canonical": c});
             (c, value)
         }
         SpaceAction::Neighbours { arch, format } => {
             let a = load(space, arch)?;
-            let ns = space.neighbours(&a);
+            let ns = space.neighbours(&a)?;
             let mut text = String::new();
             let mut values = Vec::with_capacity(ns.len());
             for x in &ns {
                 text.push_str(&print_form(space, x, *format)?);
                 text.push('\n');
-                values.push(json!({"text": space.to_text(x), "arch": arch_json::<S>(x)?}));
+                values.push(space.both(x)?);
             }
             out.note(&format!("{} neighbours", ns.len()));
-            let value = json!({"space": name, "text": space.to_text(&a), "neighbours": values});
+            let value = json!({"space": name, "text": space.to_text(&a)?, "neighbours": values});
             (text, value)
         }
         SpaceAction::Convert { arch, to } => {
             let a = load(space, arch)?;
             let value =
-                json!({"space": name, "text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
+                json!({"space": name, "text": space.to_text(&a)?, "arch": space.to_json(&a)?});
             let text = match to {
-                ArchFormat::Text => space.to_text(&a),
-                ArchFormat::Json => serde_json::to_string_pretty(&arch_json::<S>(&a)?)
+                ArchFormat::Text => space.to_text(&a)?,
+                ArchFormat::Json => serde_json::to_string_pretty(&space.to_json(&a)?)
                     .map_err(|e| CliError::Unsupported(format!("cannot write JSON: {e}")))?,
             };
             (text, value)
         }
         SpaceAction::Validate { arch } => {
             let a = load(space, arch)?;
-            let value = json!({"space": name, "valid": true, "text": space.to_text(&a)});
-            (format!("valid {}: {}", S::LABEL, space.to_text(&a)), value)
+            let t = space.to_text(&a)?;
+            let value = json!({"space": name, "valid": true, "text": t});
+            (format!("valid {}: {t}", space.label()), value)
         }
         SpaceAction::Distance { a, b } => {
             let (x, y) = (load(space, a)?, load(space, b)?);
-            let d = space.distance(&x, &y);
-            let value = json!({"space": name, "a": space.to_text(&x), "b": space.to_text(&y), "distance": d});
+            let d = space.distance(&x, &y)?;
+            let value = json!({"space": name, "a": space.to_text(&x)?, "b": space.to_text(&y)?, "distance": d});
             (d.to_string(), value)
         }
         SpaceAction::Mutate { arch, n, seed } => {
@@ -240,31 +252,27 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
             let mut rng = ChaCha8Rng::seed_from_u64(*seed);
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            let result = (|| -> Result<()> {
-                let o = CliError::Output;
+            let o = CliError::Output;
+            if out.json {
+                write!(w, "{{\"space\":{},\"seed\":{seed},\"walk\":[", json!(name)).map_err(o)?;
+            }
+            for i in 0..*n {
+                a = space.mutate(&a, &mut rng)?;
                 if out.json {
-                    write!(w, "{{\"space\":{},\"seed\":{seed},\"walk\":[", json!(name))
-                        .map_err(o)?;
+                    let sep = if i > 0 { "," } else { "" };
+                    write!(w, "{sep}{}", space.both(&a)?).map_err(o)?;
+                } else {
+                    writeln!(w, "{}", space.to_text(&a)?).map_err(o)?;
                 }
-                for i in 0..*n {
-                    a = space.mutate(&a, &mut rng);
-                    if out.json {
-                        let v = json!({"text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
-                        write!(w, "{}{v}", if i > 0 { "," } else { "" }).map_err(o)?;
-                    } else {
-                        writeln!(w, "{}", space.to_text(&a)).map_err(o)?;
-                    }
-                }
-                if out.json {
-                    writeln!(w, "]}}").map_err(o)?;
-                }
-                w.flush().map_err(o)
-            })();
-            return result;
+            }
+            if out.json {
+                writeln!(w, "]}}").map_err(o)?;
+            }
+            return w.flush().map_err(o);
         }
         SpaceAction::Encode { arch } => {
             let a = load(space, arch)?;
-            let choices = space.encode_decisions(&a);
+            let choices = space.encode(&a)?;
             let text = choices
                 .iter()
                 .map(|c| c.to_string())
@@ -272,7 +280,7 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
                 .join(",");
             let value = json!({
                 "space": name,
-                "text": space.to_text(&a),
+                "text": space.to_text(&a)?,
                 "decisions": space.decisions(),
                 "choices": choices,
             });
@@ -289,16 +297,10 @@ fn run_in<S: CliSpace>(space: &S, action: &SpaceAction, out: &Out) -> Result<()>
                     })
                 })
                 .collect::<Result<_>>()?;
-            let a = space
-                .decode_decisions(&parsed)
-                .map_err(|source| CliError::Arch {
-                    space: name.to_string(),
-                    input: crate::error::quote(choices),
-                    source,
-                })?;
+            let a = space.decode(&parsed)?;
             let value =
-                json!({"space": name, "text": space.to_text(&a), "arch": arch_json::<S>(&a)?});
-            (space.to_text(&a), value)
+                json!({"space": name, "text": space.to_text(&a)?, "arch": space.to_json(&a)?});
+            (space.to_text(&a)?, value)
         }
     };
     out.result(&text, &value).map_err(CliError::Output)

@@ -105,6 +105,13 @@ pub struct Batches<'a> {
     scratch: Vec<f32>,
 }
 
+impl Dataset {
+    /// Mini-batches over one epoch (then more with [`Batches::next_epoch`]); see [`BatchOptions`].
+    pub fn batches(&self, options: &BatchOptions) -> Result<Batches<'_>> {
+        Batches::new(self, options.clone())
+    }
+}
+
 impl<'a> Batches<'a> {
     /// Starts epoch 0 over `data`; an error if `batch_size` is 0.
     pub fn new(data: &'a Dataset, options: BatchOptions) -> Result<Self> {

@@ -1,6 +1,5 @@
 //! The in-memory data set type, train/validation/test splits and per-channel normalisation.
 
-use super::batch::{BatchOptions, Batches};
 use super::error::{DataError, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -191,11 +190,6 @@ impl Dataset {
         valid.sort_unstable();
         rest.sort_unstable();
         Ok((self.subset(rest)?, self.subset(valid)?))
-    }
-
-    /// Mini-batches over one epoch (then more with [`Batches::next_epoch`]); see [`BatchOptions`].
-    pub fn batches(&self, options: &BatchOptions) -> Result<Batches<'_>> {
-        Batches::new(self, options.clone())
     }
 
     /// Mutable access to the image values for transforms in this module.

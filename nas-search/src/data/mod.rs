@@ -9,6 +9,7 @@
 //! - Embedded: a real Fashion-MNIST subset and the digits ([`embedded`]).
 //! - Text: character-level corpora for language models ([`text`]: the embedded Shakespeare
 //!   corpus and `text:FILE`).
+//! - [`DataInfo`] describes a loaded set (sizes, classes, pixel statistics).
 //! - [`DataSpec`] parses `fashion`, `digits`, `mnist:DIR`, `cifar10:DIR`, ... and loads [`Splits`].
 //! - [`Splits::prepare`] takes a seeded validation split and normalises every channel with the
 //!   training part's statistics; [`Dataset::batches`] cuts shuffled, optionally augmented
@@ -34,6 +35,7 @@ pub mod digits;
 pub mod embedded;
 mod error;
 pub mod idx;
+mod info;
 mod io;
 mod spec;
 pub mod text;
@@ -43,6 +45,7 @@ pub use batch::{Batch, BatchOptions, Batches};
 pub use dataset::{Dataset, Normalization, Splits};
 pub use embedded::{digits_embedded, fashion_mnist_embedded};
 pub use error::{DataError, Result};
+pub use info::DataInfo;
 pub use spec::DataSpec;
 
 #[cfg(test)]

@@ -14,15 +14,15 @@
 //!   classifier.
 
 use nas_space::chain::{ChainArch, ChainOp};
-use nas_tensor::nn::{
-    BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, TensorKind, join_name,
-};
+use nas_tensor::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential};
 use nas_tensor::{ConvOptions, Result, Tensor, TensorError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::NetworkCost;
+use super::NetworkFamily;
 use super::flops::{CountedConv2d, CountedLinear};
-use crate::nb201_cost::NetworkCost;
+use serde::{Deserialize, Serialize};
 
 enum Layer {
     /// A conv block, followed by a max pool when `pool`.
@@ -50,7 +50,6 @@ pub struct ChainNetwork {
     /// The classifier.
     pub classifier: CountedLinear,
     pool: MaxPool2d,
-    training: bool,
 }
 
 fn kernel(op: ChainOp) -> usize {
@@ -182,7 +181,6 @@ impl ChainNetwork {
             final_gap: end.1 > 0,
             classifier,
             pool: MaxPool2d::new(2, 2, 0),
-            training: true,
         })
     }
 }
@@ -217,28 +215,14 @@ impl Module for ChainNetwork {
         }
         self.classifier.forward(&h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         for (i, l) in self.layers.iter().enumerate() {
             let block = match l {
                 Layer::Conv { block, .. } | Layer::Dense { block, .. } => block,
             };
-            block.visit(&join_name(prefix, &format!("layers.{i}")), f);
+            f(&format!("layers.{i}"), block);
         }
-        self.classifier.visit(&join_name(prefix, "classifier"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        for l in &mut self.layers {
-            match l {
-                Layer::Conv { block, .. } | Layer::Dense { block, .. } => {
-                    block.set_training(training)
-                }
-            }
-        }
-        self.classifier.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+        f("classifier", &self.classifier);
     }
 }
 
@@ -267,6 +251,28 @@ pub fn chain_cost(arch: &ChainArch, input: (usize, usize, usize), classes: usize
     t.params += c * k + k;
     t.flops += c * k + k;
     t
+}
+
+/// Chain networks ([`crate::nets::chain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChainFamily;
+
+impl NetworkFamily<ChainArch> for ChainFamily {
+    fn name(&self) -> String {
+        "chain".into()
+    }
+    fn build(
+        &self,
+        arch: &ChainArch,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>> {
+        Ok(Box::new(ChainNetwork::new(arch, input, classes, seed)?))
+    }
+    fn cost(&self, arch: &ChainArch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        chain_cost(arch, input, classes)
+    }
 }
 
 #[cfg(test)]

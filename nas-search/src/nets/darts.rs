@@ -21,17 +21,16 @@
 use std::sync::Mutex;
 
 use nas_space::darts::{DartsCell, DartsGenotype, DartsOp};
-use nas_tensor::nn::{
-    AvgPool2d, BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, TensorKind, join_name,
-};
+use nas_tensor::nn::{AvgPool2d, BatchNorm2d, Conv2d, Linear, Mode, Module, ReLU, Sequential};
 use nas_tensor::{ConvOptions, Result, Tensor, TensorError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::NetworkCost;
+use super::NetworkFamily;
 use super::flops::{CountedConv2d, CountedLinear};
 use super::ops::{FactorizedReduce, ReLUConvBN, darts_op, op_flops, op_params};
-use crate::nb201_cost::NetworkCost;
 
 /// Shape of a DARTS evaluation network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +96,7 @@ pub struct DartsCellModule {
     /// Preprocessing of `s1`: ReLUConvBN 1x1.
     pub preprocess1: ReLUConvBN,
     edges: Vec<Edge>,
-    training: bool,
+    training: Mode,
 }
 
 impl DartsCellModule {
@@ -133,7 +132,7 @@ impl DartsCellModule {
             preprocess0,
             preprocess1,
             edges,
-            training: true,
+            training: Mode::default(),
         })
     }
 
@@ -149,7 +148,7 @@ impl DartsCellModule {
             let mut sum: Option<Tensor> = None;
             for e in pair {
                 let mut h = e.op.forward(&states[e.input])?;
-                if self.training && drop_prob > 0.0 && !e.identity {
+                if self.training.get() && drop_prob > 0.0 && !e.identity {
                     h = drop_path(&h, drop_prob, rng)?;
                 }
                 sum = Some(match sum {
@@ -188,23 +187,15 @@ impl Module for DartsCellModule {
         let rng = Mutex::new(ChaCha8Rng::seed_from_u64(0));
         self.forward2(x, x, 0.0, &rng)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.preprocess0.visit(&join_name(prefix, "preprocess0"), f);
-        self.preprocess1.visit(&join_name(prefix, "preprocess1"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("preprocess0", &self.preprocess0);
+        f("preprocess1", &self.preprocess1);
         for (i, e) in self.edges.iter().enumerate() {
-            e.op.visit(&join_name(prefix, &format!("_ops.{i}")), f);
+            f(&format!("_ops.{i}"), &e.op);
         }
     }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.preprocess0.set_training(training);
-        self.preprocess1.set_training(training);
-        for e in &mut self.edges {
-            e.op.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_mode(&self) -> Option<&Mode> {
+        Some(&self.training)
     }
 }
 
@@ -224,7 +215,7 @@ pub struct DartsNetwork {
     pub classifier: CountedLinear,
     drop_path_prob: f32,
     rng: Mutex<ChaCha8Rng>,
-    training: bool,
+    training: Mode,
 }
 
 impl DartsNetwork {
@@ -307,7 +298,7 @@ impl DartsNetwork {
             classifier,
             drop_path_prob: 0.0,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xD809_A7B5)),
-            training: true,
+            training: Mode::default(),
         })
     }
 
@@ -344,7 +335,7 @@ impl DartsNetwork {
             let out = cell.forward2(&s0, &s1, self.drop_path_prob, &self.rng)?;
             (s0, s1) = (s1, out);
             if i == 2 * self.config.layers / 3
-                && self.training
+                && self.training.get()
                 && let Some((features, cls)) = &self.auxiliary_head
             {
                 let side = s1.shape()[2].min(s1.shape()[3]);
@@ -370,31 +361,19 @@ impl Module for DartsNetwork {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.forward_with_aux(x)?.0)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.stem.visit(&join_name(prefix, "stem"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("stem", &self.stem);
         for (i, c) in self.cells.iter().enumerate() {
-            c.visit(&join_name(prefix, &format!("cells.{i}")), f);
+            f(&format!("cells.{i}"), c);
         }
         if let Some((features, cls)) = &self.auxiliary_head {
-            features.visit(&join_name(prefix, "auxiliary_head.features"), f);
-            cls.visit(&join_name(prefix, "auxiliary_head.classifier"), f);
+            f("auxiliary_head.features", features);
+            f("auxiliary_head.classifier", cls);
         }
-        self.classifier.visit(&join_name(prefix, "classifier"), f);
+        f("classifier", &self.classifier);
     }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.stem.set_training(training);
-        for c in &mut self.cells {
-            c.set_training(training);
-        }
-        if let Some((features, cls)) = &mut self.auxiliary_head {
-            features.set_training(training);
-            cls.set_training(training);
-        }
-        self.classifier.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_mode(&self) -> Option<&Mode> {
+        Some(&self.training)
     }
 }
 
@@ -463,6 +442,55 @@ pub fn darts_cost(
     t.params += s1.0 as u64 * classes + classes;
     t.flops += s1.0 as u64 * classes + classes;
     t
+}
+
+/// DARTS evaluation networks with `channels` (C) and `layers` cells, without auxiliary head
+/// (the generic training loop trains on the main logits only) and without drop-path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DartsFamily {
+    /// C (36 in the paper).
+    pub channels: usize,
+    /// Number of cells (20 in the paper).
+    pub layers: usize,
+}
+
+impl DartsFamily {
+    fn config(&self, input: (usize, usize, usize), classes: usize) -> DartsConfig {
+        DartsConfig {
+            channels: self.channels,
+            layers: self.layers,
+            in_channels: input.0,
+            classes,
+            auxiliary: false,
+        }
+    }
+}
+
+impl NetworkFamily<DartsGenotype> for DartsFamily {
+    fn name(&self) -> String {
+        format!("darts(C={},L={})", self.channels, self.layers)
+    }
+    fn build(
+        &self,
+        arch: &DartsGenotype,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>> {
+        Ok(Box::new(DartsNetwork::new(
+            arch,
+            self.config(input, classes),
+            seed,
+        )?))
+    }
+    fn cost(
+        &self,
+        arch: &DartsGenotype,
+        input: (usize, usize, usize),
+        classes: usize,
+    ) -> NetworkCost {
+        darts_cost(arch, &self.config(input, classes), input.1, input.2)
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 
-use nas_tensor::nn::{Conv2d, Linear, Module, TensorKind};
+use nas_tensor::nn::{Conv2d, Linear, Module};
 use nas_tensor::{Result, Tensor, no_grad};
 
 thread_local! {
@@ -56,14 +56,8 @@ impl Module for CountedConv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         conv_forward(&self.0, x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.0.visit(prefix, f)
-    }
-    fn set_training(&mut self, training: bool) {
-        self.0.set_training(training)
-    }
-    fn is_training(&self) -> bool {
-        self.0.is_training()
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("", &self.0)
     }
 }
 
@@ -78,14 +72,8 @@ impl Module for CountedLinear {
         record((w[0] * w[1] + bias) as u64);
         Ok(y)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.0.visit(prefix, f)
-    }
-    fn set_training(&mut self, training: bool) {
-        self.0.set_training(training)
-    }
-    fn is_training(&self) -> bool {
-        self.0.is_training()
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("", &self.0)
     }
 }
 

@@ -21,3 +21,61 @@ pub mod nb101;
 pub mod nb201;
 pub mod ops;
 pub mod rnn;
+
+use nas_tensor::TensorError;
+use nas_tensor::nn::Module;
+
+/// A family of networks: how to build the network of an architecture for an input shape and a
+/// number of classes, and its cost without building it.
+pub trait NetworkFamily<A>: Send + Sync {
+    /// A short description (`"nb201(C=8,N=1)"`), part of the evaluator's name.
+    fn name(&self) -> String;
+    /// Builds the network of `arch` for `[c, h, w]` inputs, weights drawn from `seed`.
+    fn build(
+        &self,
+        arch: &A,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>, TensorError>;
+    /// Parameters and FLOPs of that network.
+    fn cost(&self, arch: &A, input: (usize, usize, usize), classes: usize) -> NetworkCost;
+}
+
+impl<A, F: NetworkFamily<A> + ?Sized> NetworkFamily<A> for Box<F> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn build(
+        &self,
+        arch: &A,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>, TensorError> {
+        (**self).build(arch, input, classes, seed)
+    }
+    fn cost(&self, arch: &A, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        (**self).cost(arch, input, classes)
+    }
+}
+
+/// Parameters and FLOPs of one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkCost {
+    /// Learnable parameters.
+    pub params: u64,
+    /// Multiply-adds of one forward pass of one image (see the module docs).
+    pub flops: u64,
+}
+
+impl NetworkCost {
+    /// Parameters in millions (NAS-Bench-201's "MB").
+    pub fn params_m(&self) -> f64 {
+        self.params as f64 / 1e6
+    }
+    /// FLOPs in millions (NAS-Bench-201's "MFLOPs").
+    pub fn mflops(&self) -> f64 {
+        self.flops as f64 / 1e6
+    }
+}

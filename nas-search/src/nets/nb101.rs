@@ -17,16 +17,15 @@
 //! interior vertex feeds it).
 
 use nas_space::nb101::{Nb101Arch, Nb101Op};
-use nas_tensor::nn::{
-    BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, TensorKind, join_name,
-};
+use nas_tensor::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential};
 use nas_tensor::{ConvOptions, Result, Tensor, TensorError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::NetworkCost;
+use super::NetworkFamily;
 use super::flops::{CountedConv2d, CountedLinear};
-use crate::nb201_cost::NetworkCost;
 
 /// Shape of a NAS-Bench-101 network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +119,6 @@ pub struct Nb101CellModule {
     projections: Vec<Option<Sequential>>,
     /// Vertex ops, per interior vertex (index `v - 1`).
     ops: Vec<Box<dyn Module>>,
-    training: bool,
 }
 
 impl Nb101CellModule {
@@ -152,7 +150,6 @@ impl Nb101CellModule {
             channels,
             projections,
             ops,
-            training: true,
         })
     }
 }
@@ -213,27 +210,15 @@ impl Module for Nb101CellModule {
             }
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         for (v, p) in self.projections.iter().enumerate() {
             if let Some(p) = p {
-                p.visit(&join_name(prefix, &format!("input_op.{v}")), f);
+                f(&format!("input_op.{v}"), p);
             }
         }
         for (i, op) in self.ops.iter().enumerate() {
-            op.visit(&join_name(prefix, &format!("vertex_op.{}", i + 1)), f);
+            f(&format!("vertex_op.{}", i + 1), op);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        for p in self.projections.iter_mut().flatten() {
-            p.set_training(training);
-        }
-        for op in &mut self.ops {
-            op.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -248,7 +233,6 @@ pub struct Nb101Network {
     /// The classifier.
     pub classifier: CountedLinear,
     pool: MaxPool2d,
-    training: bool,
 }
 
 impl Nb101Network {
@@ -285,7 +269,6 @@ impl Nb101Network {
             cells,
             classifier,
             pool: MaxPool2d::new(2, 2, 0),
-            training: true,
         })
     }
 }
@@ -301,23 +284,12 @@ impl Module for Nb101Network {
         }
         self.classifier.forward(&h.global_avg_pool()?)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.stem.visit(&join_name(prefix, "stem"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("stem", &self.stem);
         for (i, c) in self.cells.iter().enumerate() {
-            c.visit(&join_name(prefix, &format!("cells.{i}")), f);
+            f(&format!("cells.{i}"), c);
         }
-        self.classifier.visit(&join_name(prefix, "classifier"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.stem.set_training(training);
-        for c in &mut self.cells {
-            c.set_training(training);
-        }
-        self.classifier.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+        f("classifier", &self.classifier);
     }
 }
 
@@ -371,6 +343,57 @@ pub fn nb101_cost(
     t.params += c as u64 * classes + classes;
     t.flops += c as u64 * classes + classes;
     Ok(t)
+}
+
+/// NAS-Bench-101 networks with `stem_channels`, `stacks` and `cells_per_stack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nb101Family {
+    /// Channels after the stem (128 in the benchmark).
+    pub stem_channels: usize,
+    /// Stacks (3).
+    pub stacks: usize,
+    /// Cells per stack (3).
+    pub cells_per_stack: usize,
+}
+
+impl Nb101Family {
+    fn config(&self, input: (usize, usize, usize), classes: usize) -> Nb101Config {
+        Nb101Config {
+            stem_channels: self.stem_channels,
+            stacks: self.stacks,
+            cells_per_stack: self.cells_per_stack,
+            in_channels: input.0,
+            classes,
+        }
+    }
+}
+
+impl NetworkFamily<Nb101Arch> for Nb101Family {
+    fn name(&self) -> String {
+        format!(
+            "nb101(C={},S={},N={})",
+            self.stem_channels, self.stacks, self.cells_per_stack
+        )
+    }
+    fn build(
+        &self,
+        arch: &Nb101Arch,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>> {
+        Ok(Box::new(Nb101Network::new(
+            arch,
+            self.config(input, classes),
+            seed,
+        )?))
+    }
+    fn cost(&self, arch: &Nb101Arch, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        nb101_cost(arch, &self.config(input, classes), input.1, input.2).unwrap_or(NetworkCost {
+            params: 0,
+            flops: 0,
+        })
+    }
 }
 
 #[cfg(test)]

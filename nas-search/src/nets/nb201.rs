@@ -8,20 +8,19 @@
 //! (a basic block), `lastact.0.weight`, `classifier.weight`.
 //!
 //! [`nb201_cost`] gives parameters and FLOPs without building the network (through
-//! [`crate::nb201_cost::network_cost_general`], the one closed form).
+//! [`network_cost_general`], the one closed form).
 
 use nas_space::nb201::{EDGES, Nb201Cell, Nb201Op};
-use nas_tensor::nn::{
-    BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, TensorKind, join_name,
-};
+use nas_tensor::nn::{BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential};
 use nas_tensor::{ConvOptions, Result, Tensor, TensorError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::NetworkCost;
+use super::NetworkFamily;
 use super::flops::{CountedConv2d, CountedLinear};
 use super::ops::{ResNetBasicBlock, nb201_op};
-use crate::nb201_cost::NetworkCost;
 
 /// Shape of a NAS-Bench-201 network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +71,6 @@ pub struct Nb201CellModule {
     pub cell: Nb201Cell,
     /// The six edge modules (named `layers.<e>`).
     pub layers: Vec<Box<dyn Module>>,
-    training: bool,
 }
 
 impl Nb201CellModule {
@@ -86,7 +84,6 @@ impl Nb201CellModule {
         Ok(Nb201CellModule {
             cell: *cell,
             layers,
-            training: true,
         })
     }
 }
@@ -119,19 +116,10 @@ impl Module for Nb201CellModule {
             None => Tensor::zeros_on(x.shape(), x.device()),
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         for (e, l) in self.layers.iter().enumerate() {
-            l.visit(&join_name(prefix, &format!("layers.{e}")), f);
+            f(&format!("layers.{e}"), l);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        for l in &mut self.layers {
-            l.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -149,7 +137,6 @@ pub struct Nb201Network {
     pub lastact: Sequential,
     /// The linear classifier.
     pub classifier: CountedLinear,
-    training: bool,
 }
 
 impl Nb201Network {
@@ -194,7 +181,6 @@ impl Nb201Network {
             cells,
             lastact,
             classifier,
-            training: true,
         })
     }
 }
@@ -220,32 +206,20 @@ impl Module for Nb201Network {
         let h = self.lastact.forward(&h)?.global_avg_pool()?;
         self.classifier.forward(&h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.stem.visit(&join_name(prefix, "stem"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("stem", &self.stem);
         for (i, c) in self.cells.iter().enumerate() {
-            c.visit(&join_name(prefix, &format!("cells.{i}")), f);
+            f(&format!("cells.{i}"), c);
         }
-        self.lastact.visit(&join_name(prefix, "lastact"), f);
-        self.classifier.visit(&join_name(prefix, "classifier"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.stem.set_training(training);
-        for c in &mut self.cells {
-            c.set_training(training);
-        }
-        self.lastact.set_training(training);
-        self.classifier.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+        f("lastact", &self.lastact);
+        f("classifier", &self.classifier);
     }
 }
 
-/// Parameters and FLOPs (NAS-Bench-201's convention, see [`crate::nb201_cost`]) of
+/// Parameters and FLOPs (NAS-Bench-201's convention, see [`network_cost_general`]) of
 /// [`Nb201Network::new`]`(cell, config, _)` on `h x w` inputs, without building it.
 pub fn nb201_cost(cell: &Nb201Cell, config: &Nb201Config, h: usize, w: usize) -> NetworkCost {
-    crate::nb201_cost::network_cost_general(
+    network_cost_general(
         cell,
         config.in_channels as u64,
         config.channels as u64,
@@ -254,6 +228,146 @@ pub fn nb201_cost(cell: &Nb201Cell, config: &Nb201Config, h: usize, w: usize) ->
         w as u64,
         config.classes as u64,
     )
+}
+
+// The closed-form cost of the macro network (parameters and FLOPs):
+// Parameters and FLOPs of NAS-Bench-201 networks, computed from the cell.
+//
+// The macro network (Dong & Yang, ICLR 2020), `C = 16`, `N = 5`:
+//
+// * stem: 3x3 convolution 3 -> C (no bias) + batch norm;
+// * three stages of N cells at C, 2C and 4C channels, joined by two ResNet basic blocks with
+//   stride 2: ReLU-conv3x3(stride 2)-BN, ReLU-conv3x3-BN, shortcut avg-pool 2x2 + conv1x1
+//   (no bias, no BN);
+// * cell edges: `nor_conv_kxk` = ReLU, k x k convolution C -> C (no bias), batch norm (affine);
+//   `avg_pool_3x3`, `skip_connect` and `none` have no parameters;
+// * last: batch norm + ReLU, global average pooling, linear 4C -> classes (with bias);
+// * input 32x32 (CIFAR-10/100, 10/100 classes) or 16x16 (ImageNet16-120, 120 classes).
+//
+// **Parameters** count every learnable weight: convolution kernels, batch-norm scale and shift
+// (2 per channel; running statistics are buffers, not parameters), linear weight and bias.
+//
+// **FLOPs convention** (the one NAS-Bench-201 reports, in MFLOPs = FLOPs / 1e6): multiply-adds
+// of one forward pass of one image through the convolutions and the linear layer only —
+// a convolution costs `k*k*C_in*C_out*H_out*W_out`, the linear layer `in*out + out` (its bias
+// adds are counted); batch norm, ReLU, pooling and additions count 0. Every edge of the cell
+// counts, including convolutions whose input is unreachable. The network builder of this
+// project must report the same numbers for the same cell. Checked values (CIFAR-10): the cell
+// of six 3x3 convolutions has 1,531,546 parameters and 220,119,690 FLOPs (NAS-Bench-201:
+// 1.5315 MB, 220.12 MFLOPs); the empty cell 73,306 and 7,783,050.
+
+/// Cost of a k x k convolution `cin -> cout` producing `hw` output pixels, followed by BN
+/// (`bn = true`) or not.
+fn conv(k: u64, cin: u64, cout: u64, hw: u64, bn: bool) -> NetworkCost {
+    NetworkCost {
+        params: k * k * cin * cout + if bn { 2 * cout } else { 0 },
+        flops: k * k * cin * cout * hw,
+    }
+}
+
+fn add(a: &mut NetworkCost, b: NetworkCost) {
+    a.params += b.params;
+    a.flops += b.flops;
+}
+
+/// Parameters and FLOPs of the network built from `cell` with `channels` and
+/// `cells_per_stage`, for a 3-channel input `hw x hw` and `classes` outputs.
+pub fn network_cost_with(
+    cell: &Nb201Cell,
+    channels: u64,
+    cells_per_stage: u64,
+    hw: u64,
+    classes: u64,
+) -> NetworkCost {
+    network_cost_general(cell, 3, channels, cells_per_stage, hw, hw, classes)
+}
+
+/// Parameters and FLOPs of the NAS-Bench-201 macro network of `cell` with `in_channels` input
+/// channels, `channels` (C) and `cells_per_stage` (N), on `h x w` inputs with `classes`
+/// outputs. The one closed form every NB201 cost in the workspace comes from
+/// (`nets::nb201::nb201_cost` checks it against the built network).
+pub fn network_cost_general(
+    cell: &Nb201Cell,
+    in_channels: u64,
+    channels: u64,
+    cells_per_stage: u64,
+    h: u64,
+    w: u64,
+    classes: u64,
+) -> NetworkCost {
+    let mut total = conv(3, in_channels, channels, h * w, true);
+    let (mut c, mut h, mut w) = (channels, h, w);
+    for stage in 0..3 {
+        if stage > 0 {
+            let cout = 2 * c;
+            let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+            let px = ho * wo;
+            add(&mut total, conv(3, c, cout, px, true));
+            add(&mut total, conv(3, cout, cout, px, true));
+            add(&mut total, conv(1, c, cout, px, false));
+            (c, h, w) = (cout, ho, wo);
+        }
+        let px = h * w;
+        let mut one = NetworkCost {
+            params: 0,
+            flops: 0,
+        };
+        for op in cell.ops {
+            match op {
+                Nb201Op::NorConv1x1 => add(&mut one, conv(1, c, c, px, true)),
+                Nb201Op::NorConv3x3 => add(&mut one, conv(3, c, c, px, true)),
+                Nb201Op::None | Nb201Op::SkipConnect | Nb201Op::AvgPool3x3 => {}
+            }
+        }
+        total.params += one.params * cells_per_stage;
+        total.flops += one.flops * cells_per_stage;
+    }
+    // Last batch norm, then the classifier.
+    total.params += 2 * c + c * classes + classes;
+    total.flops += c * classes + classes;
+    total
+}
+
+/// NAS-Bench-201 macro networks with `channels` (C) and `cells_per_stage` (N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nb201Family {
+    /// C (16 in the benchmark).
+    pub channels: usize,
+    /// N (5 in the benchmark).
+    pub cells_per_stage: usize,
+}
+
+impl Nb201Family {
+    fn config(&self, input: (usize, usize, usize), classes: usize) -> Nb201Config {
+        Nb201Config {
+            channels: self.channels,
+            cells_per_stage: self.cells_per_stage,
+            in_channels: input.0,
+            classes,
+        }
+    }
+}
+
+impl NetworkFamily<Nb201Cell> for Nb201Family {
+    fn name(&self) -> String {
+        format!("nb201(C={},N={})", self.channels, self.cells_per_stage)
+    }
+    fn build(
+        &self,
+        arch: &Nb201Cell,
+        input: (usize, usize, usize),
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>> {
+        Ok(Box::new(Nb201Network::new(
+            arch,
+            self.config(input, classes),
+            seed,
+        )?))
+    }
+    fn cost(&self, arch: &Nb201Cell, input: (usize, usize, usize), classes: usize) -> NetworkCost {
+        nb201_cost(arch, &self.config(input, classes), input.1, input.2)
+    }
 }
 
 #[cfg(test)]
@@ -304,7 +418,7 @@ mod tests {
                     count_forward_flops(&mut net, config.in_channels, side, side).unwrap();
                 assert_eq!(counted, cost.flops, "{cell} {config:?}");
                 if config.in_channels == 3 {
-                    let table = crate::nb201_cost::network_cost_with(
+                    let table = network_cost_with(
                         &cell,
                         config.channels as u64,
                         config.cells_per_stage as u64,

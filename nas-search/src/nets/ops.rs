@@ -24,8 +24,7 @@ use super::flops::{CountedConv2d, conv_forward, record_conv_out};
 use nas_space::darts::DartsOp;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
-    AvgPool2d, BatchNorm2d, Conv2d, Identity, MaxPool2d, Module, ReLU, Sequential, TensorKind,
-    join_name,
+    AvgPool2d, BatchNorm2d, Conv2d, Identity, MaxPool2d, Module, ReLU, Sequential,
 };
 use nas_tensor::{ConvOptions, Result, Tensor, TensorError};
 use rand_chacha::ChaCha8Rng;
@@ -100,14 +99,8 @@ macro_rules! seq_module {
             fn forward(&self, x: &Tensor) -> Result<Tensor> {
                 self.op.forward(x)
             }
-            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-                self.op.visit(&join_name(prefix, "op"), f)
-            }
-            fn set_training(&mut self, training: bool) {
-                self.op.set_training(training)
-            }
-            fn is_training(&self) -> bool {
-                self.op.is_training()
+            fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+                f("op", &self.op)
             }
         }
     };
@@ -178,20 +171,12 @@ impl ReluConvConvBn {
         self.bn.forward(&y)
     }
 
-    /// Visits the parameters under the indices the layers have in DARTS' `nn.Sequential`
-    /// (`first` for the first convolution, then the second and the BN).
-    fn visit(&self, prefix: &str, first: usize, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.first.visit(&join_name(prefix, &first.to_string()), f);
-        self.second
-            .visit(&join_name(prefix, &(first + 1).to_string()), f);
-        self.bn
-            .visit(&join_name(prefix, &(first + 2).to_string()), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.first.set_training(training);
-        self.second.set_training(training);
-        self.bn.set_training(training);
+    /// Its layers as children `op.<first>`, `op.<first + 1>`, `op.<first + 2>`: the indices
+    /// they have in DARTS' `nn.Sequential`.
+    fn children(&self, first: usize, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f(&format!("op.{first}"), &self.first);
+        f(&format!("op.{}", first + 1), &self.second);
+        f(&format!("op.{}", first + 2), &self.bn);
     }
 }
 
@@ -202,7 +187,6 @@ impl ReluConvConvBn {
 /// [`Tensor::relu_conv_conv`]): same values, a quarter of the activations kept for backward.
 pub struct SepConv {
     blocks: [ReluConvConvBn; 2],
-    training: bool,
 }
 
 impl SepConv {
@@ -238,7 +222,6 @@ impl SepConv {
         );
         Ok(SepConv {
             blocks: [first, second],
-            training: true,
         })
     }
 }
@@ -248,19 +231,9 @@ impl Module for SepConv {
         let h = self.blocks[0].forward(x)?;
         self.blocks[1].forward(&h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        let op = join_name(prefix, "op");
-        self.blocks[0].visit(&op, 1, f);
-        self.blocks[1].visit(&op, 5, f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.blocks
-            .iter_mut()
-            .for_each(|b| b.set_training(training));
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        self.blocks[0].children(1, f);
+        self.blocks[1].children(5, f);
     }
 }
 
@@ -269,7 +242,6 @@ impl Module for SepConv {
 /// convolutions run as one op (see [`SepConv`]).
 pub struct DilConv {
     block: ReluConvConvBn,
-    training: bool,
 }
 
 impl DilConv {
@@ -295,10 +267,7 @@ impl DilConv {
             c_out,
             affine,
         );
-        Ok(DilConv {
-            block,
-            training: true,
-        })
+        Ok(DilConv { block })
     }
 }
 
@@ -306,15 +275,8 @@ impl Module for DilConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.block.forward(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.block.visit(&join_name(prefix, "op"), 1, f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.block.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        self.block.children(1, f);
     }
 }
 
@@ -330,7 +292,6 @@ pub struct FactorizedReduce {
     pub conv_2: Option<Conv2d>,
     /// The batch norm over the `c_out` concatenated channels.
     pub bn: BatchNorm2d,
-    training: bool,
 }
 
 impl FactorizedReduce {
@@ -364,7 +325,6 @@ impl FactorizedReduce {
             conv_1,
             conv_2,
             bn: BatchNorm2d::new(c_out, affine),
-            training: true,
         })
     }
 }
@@ -407,23 +367,12 @@ impl Module for FactorizedReduce {
         };
         self.bn.forward(&out)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.conv_1.visit(&join_name(prefix, "conv_1"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("conv_1", &self.conv_1);
         if let Some(c2) = &self.conv_2 {
-            c2.visit(&join_name(prefix, "conv_2"), f);
+            f("conv_2", c2);
         }
-        self.bn.visit(&join_name(prefix, "bn"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.conv_1.set_training(training);
-        if let Some(c2) = &mut self.conv_2 {
-            c2.set_training(training);
-        }
-        self.bn.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
+        f("bn", &self.bn);
     }
 }
 
@@ -435,7 +384,6 @@ pub struct Zero {
     pub c_out: usize,
     /// 1 or 2.
     pub stride: usize,
-    training: bool,
 }
 
 impl Zero {
@@ -443,11 +391,7 @@ impl Zero {
     pub fn new(c_out: usize, stride: usize) -> Result<Zero> {
         check_stride("Zero", stride)?;
         check_channels("Zero", c_out, c_out)?;
-        Ok(Zero {
-            c_out,
-            stride,
-            training: true,
-        })
+        Ok(Zero { c_out, stride })
     }
 }
 
@@ -469,13 +413,6 @@ impl Module for Zero {
             }),
         }
     }
-    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
-    }
 }
 
 /// Whether a pool is an average or a max pool.
@@ -494,7 +431,6 @@ pub struct Pool {
     pub preprocess: Option<ReLUConvBN>,
     /// The pool.
     pub pool: Box<dyn Module>,
-    training: bool,
 }
 
 impl Pool {
@@ -518,11 +454,7 @@ impl Pool {
             PoolKind::Avg => Box::new(AvgPool2d::new(3, stride, 1)),
             PoolKind::Max => Box::new(MaxPool2d::new(3, stride, 1)),
         };
-        Ok(Pool {
-            preprocess,
-            pool,
-            training: true,
-        })
+        Ok(Pool { preprocess, pool })
     }
 }
 
@@ -533,20 +465,10 @@ impl Module for Pool {
             None => self.pool.forward(x),
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         if let Some(p) = &self.preprocess {
-            p.visit(&join_name(prefix, "preprocess"), f);
+            f("preprocess", p);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        if let Some(p) = &mut self.preprocess {
-            p.set_training(training);
-        }
-        self.pool.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -562,7 +484,6 @@ pub struct ResNetBasicBlock {
     pub conv_b: ReLUConvBN,
     /// The shortcut, `None` for the identity.
     pub downsample: Option<Box<dyn Module>>,
-    training: bool,
 }
 
 impl ResNetBasicBlock {
@@ -597,7 +518,6 @@ impl ResNetBasicBlock {
             conv_a,
             conv_b,
             downsample,
-            training: true,
         })
     }
 }
@@ -610,23 +530,12 @@ impl Module for ResNetBasicBlock {
             None => x.add(&b),
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        self.conv_a.visit(&join_name(prefix, "conv_a"), f);
-        self.conv_b.visit(&join_name(prefix, "conv_b"), f);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("conv_a", &self.conv_a);
+        f("conv_b", &self.conv_b);
         if let Some(d) = &self.downsample {
-            d.visit(&join_name(prefix, "downsample"), f);
+            f("downsample", d);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.conv_a.set_training(training);
-        self.conv_b.set_training(training);
-        if let Some(d) = &mut self.downsample {
-            d.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -889,7 +798,7 @@ mod tests {
         }
         // Odd sides: the second half reads the zero padding in its last row/column, so those
         // pre-BN outputs are exactly 0. Check through an eval-mode BN with unit statistics.
-        let mut fr = FactorizedReduce::new(3, 4, 2, false, &mut rng()).unwrap();
+        let fr = FactorizedReduce::new(3, 4, 2, false, &mut rng()).unwrap();
         fr.set_training(false);
         let y = fr.forward(&Tensor::randn(&[1, 3, 7, 7], 2)).unwrap();
         assert_eq!(y.shape(), &[1, 4, 4, 4]);

@@ -21,7 +21,7 @@
 //! The input projection `x_t W_x^T` of every step is one GEMM over the window.
 
 use nas_space::rnn::{NUM_NODES, RnnActivation, RnnGenotype};
-use nas_tensor::nn::{LstmLayer, Module, TensorKind, Window, join_name, lookup_in};
+use nas_tensor::nn::{LstmLayer, Mode, Module, TensorKind, Window, lookup_in};
 use nas_tensor::{Device, Result, Tensor, TensorError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -115,7 +115,7 @@ pub struct RnnLm {
     vocab: usize,
     hidden: usize,
     dropout: RnnDropout,
-    training: bool,
+    training: Mode,
 }
 
 /// Half-width of the uniform initialisation of the embedding (the DARTS code's 0.1).
@@ -188,7 +188,7 @@ impl RnnLm {
             vocab,
             hidden,
             dropout,
-            training: true,
+            training: Mode::default(),
         })
     }
 
@@ -226,7 +226,7 @@ impl RnnLm {
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let (t, n, d) = (window.steps, window.batch, self.hidden);
         let p = self.dropout;
-        let train = self.training;
+        let train = self.training.get();
         let table = self
             .embedding
             .dropout_shared(p.embedding, train, &[self.vocab, 1], rng)?;
@@ -326,31 +326,27 @@ impl Module for RnnLm {
         Ok(self.forward_window(&window, &state, &mut rng)?.0)
     }
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         let p = TensorKind::Parameter;
-        f(&join_name(prefix, "embedding.weight"), &self.embedding, p);
-        match &self.core {
-            Core::Darts(c) => {
-                f(&join_name(prefix, "cell.w_x"), &c.w_x, p);
-                f(&join_name(prefix, "cell.w_h"), &c.w_h, p);
-                for (i, w) in c.w_nodes.iter().enumerate() {
-                    f(&join_name(prefix, &format!("cell.nodes.{}", i + 1)), w, p);
-                }
+        f("embedding.weight", &self.embedding, p);
+        if let Core::Darts(c) = &self.core {
+            f("cell.w_x", &c.w_x, p);
+            f("cell.w_h", &c.w_h, p);
+            for (i, w) in c.w_nodes.iter().enumerate() {
+                f(&format!("cell.nodes.{}", i + 1), w, p);
             }
-            Core::Lstm(l) => l.visit(&join_name(prefix, "lstm"), f),
         }
-        f(&join_name(prefix, "decoder.bias"), &self.decoder_bias, p);
+        f("decoder.bias", &self.decoder_bias, p);
     }
 
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        if let Core::Lstm(l) = &mut self.core {
-            l.set_training(training);
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        if let Core::Lstm(l) = &self.core {
+            f("lstm", l);
         }
     }
 
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_mode(&self) -> Option<&Mode> {
+        Some(&self.training)
     }
 }
 

@@ -83,6 +83,22 @@ pub struct OneShotOutcome {
     pub out_dir: PathBuf,
 }
 
+impl EpochRecord {
+    /// One line for a progress log: losses, accuracies and the derived genotype.
+    pub fn line(&self) -> String {
+        let valid = self
+            .valid_acc
+            .map_or("n/a".into(), |a| format!("{:5.1}%", a * 100.0));
+        format!(
+            "epoch {:>3}  train loss {:.4} acc {:5.1}%  arch-half acc {valid}  {}",
+            self.epoch + 1,
+            self.train_loss,
+            self.train_acc * 100.0,
+            self.genotype
+        )
+    }
+}
+
 /// Progress events of [`run_oneshot_observed`].
 #[derive(Debug)]
 pub enum Event<'a> {

@@ -900,7 +900,7 @@ impl OneShotSearch {
         };
         let genotype = self.genotype()?;
         let nb201_cifar10_test = match genotype {
-            Genotype::Nb201(cell) => crate::nb201::Nb201Table::embedded()
+            Genotype::Nb201(cell) => crate::tabular::Nb201Table::embedded()
                 .ok()
                 .map(|t| t.get(&cell).test_200[0]),
             Genotype::Darts(_) => None,

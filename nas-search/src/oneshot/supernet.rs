@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use nas_space::darts::DARTS_PRIMITIVES;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
-    BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, TensorKind, join_name,
+    BatchNorm2d, Conv2d, Linear, Mode, Module, ReLU, Sequential, TensorKind, join_name,
 };
 use nas_tensor::{ConvOptions, Tensor};
 use rand::SeedableRng;
@@ -295,8 +295,8 @@ impl MixedEdge {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
-        for op in &mut self.ops {
+    fn set_training(&self, training: bool) {
+        for op in &self.ops {
             op.set_training(training);
         }
     }
@@ -421,10 +421,10 @@ impl DartsCellNet {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
+    fn set_training(&self, training: bool) {
         self.pre0.set_training(training);
         self.pre1.set_training(training);
-        for e in &mut self.edges {
+        for e in &self.edges {
             e.set_training(training);
         }
     }
@@ -472,7 +472,7 @@ pub struct Supernet {
     config: SupernetConfig,
     body: Body,
     classifier: Linear,
-    training: bool,
+    training: Mode,
 }
 
 impl Supernet {
@@ -565,7 +565,7 @@ impl Supernet {
             config,
             body,
             classifier,
-            training: true,
+            training: Mode::default(),
         })
     }
 
@@ -853,9 +853,9 @@ impl Module for Supernet {
         self.classifier.visit(&join_name(prefix, "classifier"), f);
     }
 
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        match &mut self.body {
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+        match &self.body {
             Body::Darts { stem, cells } => {
                 stem.set_training(training);
                 for c in cells {
@@ -871,7 +871,7 @@ impl Module for Supernet {
                 for l in layers {
                     match l {
                         Nb201Layer::Cell(c) => {
-                            for e in &mut c.edges {
+                            for e in &c.edges {
                                 e.set_training(training);
                             }
                         }
@@ -885,6 +885,6 @@ impl Module for Supernet {
     }
 
     fn is_training(&self) -> bool {
-        self.training
+        self.training.get()
     }
 }

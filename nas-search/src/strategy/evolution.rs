@@ -132,3 +132,17 @@ impl<S: SearchSpace> Strategy<S> for RegularizedEvolution<S::Arch> {
         Ok(())
     }
 }
+
+impl super::StrategyConfig for ReaConfig {
+    const NAME: &'static str = "rea";
+    const ALIASES: &'static [&'static str] = &["evolution"];
+    const ABOUT: &'static str =
+        "regularized evolution (Real et al. 2019): tournament, mutate, age out the oldest";
+    fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(RegularizedEvolution::new(self.clone())?))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}

@@ -171,3 +171,32 @@ impl<S: SearchSpace> Strategy<S> for Hyperband<S::Arch> {
         Ok(())
     }
 }
+
+impl super::StrategyConfig for HyperbandConfig {
+    const NAME: &'static str = "hyperband";
+    const ALIASES: &'static [&'static str] = &["hb"];
+    const ABOUT: &'static str =
+        "Hyperband / successive halving over a ladder of fidelities (epochs)";
+    fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(Hyperband::new(self.clone())?))
+    }
+    /// The default ladder (12 and 200 epochs) is the NAS-Bench-201 table's; an evaluator that
+    /// trains any number of epochs climbs from 1 epoch to `fidelity` instead (a ladder set by
+    /// hand is kept).
+    fn set_fidelity(&mut self, fidelity: u32, any_fidelity: bool) -> Result<()> {
+        if any_fidelity && self.fidelities == HyperbandConfig::default().fidelities {
+            if fidelity < 2 {
+                return Err(SearchError::Setting(
+                    "--strategy hyperband with the train evaluator needs --epochs 2 or more (its \
+                     ladder runs from 1 epoch to --epochs), or hyperband:fidelities=[...]"
+                        .into(),
+                ));
+            }
+            self.fidelities = vec![1, fidelity];
+        }
+        Ok(())
+    }
+    fn fidelities(&self, _fidelity: u32) -> Vec<u32> {
+        self.fidelities.clone()
+    }
+}

@@ -175,3 +175,17 @@ impl<S: SearchSpace> Strategy<S> for LocalSearch<S::Arch> {
         Ok(())
     }
 }
+
+impl super::StrategyConfig for LocalSearchConfig {
+    const NAME: &'static str = "local";
+    const ALIASES: &'static [&'static str] = &["ls"];
+    const ABOUT: &'static str =
+        "local search: best-improvement steps over neighbours, restarts from random samples";
+    fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(LocalSearch::new(self.clone())))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}

@@ -71,9 +71,99 @@ pub trait Strategy<S: SearchSpace>: Send {
     fn load_state(&mut self, state: serde_json::Value) -> Result<()>;
 }
 
-/// The strategies by name, with their documented defaults; builds boxed strategies for any space.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum StrategyKind {
+/// What a strategy module declares once so that the registry ([`strategies!`] below) can name,
+/// configure and build it: its name and aliases, a one-line description, its settings (the
+/// `Serialize` form of the config, with `Default` as the documented defaults) and how to build
+/// it for a space.
+pub trait StrategyConfig:
+    Clone + Default + PartialEq + Serialize + serde::de::DeserializeOwned + std::fmt::Debug
+{
+    /// Stable name (what `--strategy` and checkpoints use).
+    const NAME: &'static str;
+    /// Other names `--strategy` accepts.
+    const ALIASES: &'static [&'static str];
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// Builds the strategy for `space`.
+    fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>>;
+    /// Sets the fidelity every candidate is evaluated at. `any_fidelity` is true when the
+    /// evaluator takes any number of epochs (training), false when it knows a few (the table).
+    fn set_fidelity(&mut self, fidelity: u32, any_fidelity: bool) -> Result<()>;
+    /// The fidelities this strategy evaluates at (one, unless it climbs a ladder).
+    fn fidelities(&self, fidelity: u32) -> Vec<u32> {
+        vec![fidelity]
+    }
+}
+
+/// Declares [`StrategyKind`] from one list of `Variant(Config)`: the only place that lists the
+/// strategies. Adding one is a module whose config implements [`StrategyConfig`] plus one line.
+macro_rules! strategies {
+    ($($(#[$doc:meta])* $variant:ident($config:ty),)+) => {
+        /// The multi-trial strategies by name, with their documented defaults; builds boxed
+        /// strategies for any space. Generated from the one list in `strategy/mod.rs`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum StrategyKind {
+            $($(#[$doc])* $variant($config),)+
+        }
+
+        impl StrategyKind {
+            /// Every strategy with its defaults, in registry order.
+            pub fn all() -> Vec<StrategyKind> {
+                vec![$(StrategyKind::$variant(<$config>::default()),)+]
+            }
+            /// The strategy named `name` (or one of its aliases) with its defaults.
+            pub fn by_name(name: &str) -> Option<StrategyKind> {
+                $(if name == <$config as StrategyConfig>::NAME
+                    || <$config as StrategyConfig>::ALIASES.contains(&name)
+                {
+                    return Some(StrategyKind::$variant(<$config>::default()));
+                })+
+                None
+            }
+            /// The strategy's short name.
+            pub fn name(&self) -> &'static str {
+                match self { $(StrategyKind::$variant(_) => <$config as StrategyConfig>::NAME,)+ }
+            }
+            /// Its aliases.
+            pub fn aliases(&self) -> &'static [&'static str] {
+                match self { $(StrategyKind::$variant(_) => <$config as StrategyConfig>::ALIASES,)+ }
+            }
+            /// One line about it.
+            pub fn about(&self) -> &'static str {
+                match self { $(StrategyKind::$variant(_) => <$config as StrategyConfig>::ABOUT,)+ }
+            }
+            /// The settings as JSON.
+            pub fn settings(&self) -> serde_json::Value {
+                match self { $(StrategyKind::$variant(c) => serde_json::to_value(c).unwrap_or_default(),)+ }
+            }
+            /// The documented defaults of this strategy's settings, as JSON.
+            pub fn default_settings(&self) -> serde_json::Value {
+                match self { $(StrategyKind::$variant(_) => serde_json::to_value(<$config>::default()).unwrap_or_default(),)+ }
+            }
+            /// This strategy with `settings` (a JSON object of all its settings).
+            fn with_settings(&self, settings: serde_json::Value) -> std::result::Result<Self, String> {
+                Ok(match self {
+                    $(StrategyKind::$variant(_) => StrategyKind::$variant(
+                        serde_json::from_value(settings).map_err(|e| e.to_string())?),)+
+                })
+            }
+            /// See [`StrategyConfig::set_fidelity`].
+            pub fn set_fidelity(&mut self, fidelity: u32, any_fidelity: bool) -> Result<()> {
+                match self { $(StrategyKind::$variant(c) => c.set_fidelity(fidelity, any_fidelity),)+ }
+            }
+            /// See [`StrategyConfig::fidelities`].
+            pub fn fidelities(&self, fidelity: u32) -> Vec<u32> {
+                match self { $(StrategyKind::$variant(c) => c.fidelities(fidelity),)+ }
+            }
+            /// Builds the strategy for `space`.
+            pub fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
+                match self { $(StrategyKind::$variant(c) => c.build(space),)+ }
+            }
+        }
+    };
+}
+
+strategies! {
     /// [`RandomSearch`].
     Random(RandomConfig),
     /// [`RegularizedEvolution`].
@@ -87,24 +177,19 @@ pub enum StrategyKind {
 }
 
 impl StrategyKind {
-    /// Parses `random`, `rea`, `reinforce`, `local` or `hyperband`, optionally followed by
-    /// `:key=value` settings (JSON values), e.g. `reinforce:learning_rate=0.01` or
-    /// `rea:population_size=20:sample_size=5` or `hyperband:fidelities=[12,200]:eta=4`.
+    /// Parses a strategy name (or alias), optionally followed by `:key=value` settings (JSON
+    /// values), e.g. `reinforce:learning_rate=0.01` or `rea:population_size=20:sample_size=5`
+    /// or `hyperband:fidelities=[12,200]:eta=4`.
     pub fn parse(spec: &str) -> Result<Self> {
         let mut parts = spec.split(':');
         let name = parts.next().unwrap_or("").trim();
-        let mut kind = match name {
-            "random" | "rs" => StrategyKind::Random(RandomConfig::default()),
-            "rea" | "evolution" => StrategyKind::Rea(ReaConfig::default()),
-            "reinforce" | "rl" => StrategyKind::Reinforce(ReinforceConfig::default()),
-            "local" | "ls" => StrategyKind::Local(LocalSearchConfig::default()),
-            "hyperband" | "hb" => StrategyKind::Hyperband(HyperbandConfig::default()),
-            other => {
-                return Err(SearchError::Config(format!(
-                    "unknown strategy {other:?} (expected random, rea, reinforce, local or hyperband)"
-                )));
-            }
-        };
+        let mut kind = StrategyKind::by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = StrategyKind::all().iter().map(|k| k.name()).collect();
+            SearchError::Config(format!(
+                "unknown strategy {name:?} (expected one of {})",
+                names.join(", ")
+            ))
+        })?;
         for kv in parts {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 SearchError::Config(format!(
@@ -119,92 +204,50 @@ impl StrategyKind {
     }
 
     fn with_setting(self, key: &str, value: &str) -> std::result::Result<Self, String> {
-        fn set<C: Serialize + serde::de::DeserializeOwned>(
-            c: &C,
-            key: &str,
-            value: &str,
-        ) -> std::result::Result<C, String> {
-            let mut obj = serde_json::to_value(c).map_err(|e| e.to_string())?;
-            let map = obj.as_object_mut().ok_or("settings are not an object")?;
-            if !map.contains_key(key) {
-                let keys: Vec<&String> = map.keys().collect();
-                return Err(format!("unknown setting {key:?} (settings: {keys:?})"));
-            }
-            let v: serde_json::Value = serde_json::from_str(value)
-                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-            map.insert(key.to_string(), v);
-            serde_json::from_value(obj).map_err(|e| format!("bad value {value:?} for {key}: {e}"))
+        let mut obj = self.settings();
+        let map = obj.as_object_mut().ok_or("settings are not an object")?;
+        if !map.contains_key(key) {
+            let keys: Vec<&String> = map.keys().collect();
+            return Err(format!("unknown setting {key:?} (settings: {keys:?})"));
         }
-        Ok(match self {
-            StrategyKind::Random(c) => StrategyKind::Random(set(&c, key, value)?),
-            StrategyKind::Rea(c) => StrategyKind::Rea(set(&c, key, value)?),
-            StrategyKind::Reinforce(c) => StrategyKind::Reinforce(set(&c, key, value)?),
-            StrategyKind::Local(c) => StrategyKind::Local(set(&c, key, value)?),
-            StrategyKind::Hyperband(c) => StrategyKind::Hyperband(set(&c, key, value)?),
-        })
+        let v: serde_json::Value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        map.insert(key.to_string(), v);
+        self.with_settings(obj)
+            .map_err(|e| format!("bad value {value:?} for {key}: {e}"))
     }
 
     /// The name followed by the settings that differ from the defaults, in the syntax
     /// [`StrategyKind::parse`] reads (`"reinforce:learning_rate=0.5"`).
     pub fn label(&self) -> String {
-        fn diff<C: Serialize + Default>(c: &C) -> String {
-            let (a, d) = (
-                serde_json::to_value(c).ok(),
-                serde_json::to_value(C::default()).ok(),
-            );
-            let mut out = String::new();
-            if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(d))) = (a, d)
-            {
-                for (k, v) in &a {
-                    if d.get(k) != Some(v) {
-                        out.push_str(&format!(":{k}={v}"));
-                    }
+        let mut out = self.name().to_string();
+        if let (serde_json::Value::Object(a), serde_json::Value::Object(d)) =
+            (self.settings(), self.default_settings())
+        {
+            for (k, v) in &a {
+                if d.get(k) != Some(v) {
+                    out.push_str(&format!(":{k}={v}"));
                 }
             }
-            out
         }
-        let settings = match self {
-            StrategyKind::Random(c) => diff(c),
-            StrategyKind::Rea(c) => diff(c),
-            StrategyKind::Reinforce(c) => diff(c),
-            StrategyKind::Local(c) => diff(c),
-            StrategyKind::Hyperband(c) => diff(c),
-        };
-        format!("{}{settings}", self.name())
+        out
     }
 
-    /// The strategy's short name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            StrategyKind::Random(_) => "random",
-            StrategyKind::Rea(_) => "rea",
-            StrategyKind::Reinforce(_) => "reinforce",
-            StrategyKind::Local(_) => "local",
-            StrategyKind::Hyperband(_) => "hyperband",
-        }
+    /// Every strategy with what it does, and the one-shot methods, for `--help`.
+    pub fn describe_all() -> String {
+        let mut list: Vec<String> = StrategyKind::all()
+            .iter()
+            .map(|k| format!("{} ({})", k.name(), k.about()))
+            .collect();
+        list.push("one-shot: darts, darts2 (second order), gdas".into());
+        list.join("; ")
     }
 
     /// Sets the fidelity that single-fidelity strategies evaluate at (Hyperband keeps its
     /// ladder).
     pub fn with_fidelity(mut self, fidelity: u32) -> Self {
-        match &mut self {
-            StrategyKind::Random(c) => c.fidelity = fidelity,
-            StrategyKind::Rea(c) => c.fidelity = fidelity,
-            StrategyKind::Reinforce(c) => c.fidelity = fidelity,
-            StrategyKind::Local(c) => c.fidelity = fidelity,
-            StrategyKind::Hyperband(_) => {}
-        }
+        // Only a ladder adapted to any fidelity can fail; a fixed one is kept.
+        let _ = self.set_fidelity(fidelity, false);
         self
-    }
-
-    /// Builds the strategy for `space` (REINFORCE sizes its policy from `space.decisions()`).
-    pub fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
-        Ok(match self {
-            StrategyKind::Random(c) => Box::new(RandomSearch::new(c.clone())),
-            StrategyKind::Rea(c) => Box::new(RegularizedEvolution::new(c.clone())?),
-            StrategyKind::Reinforce(c) => Box::new(Reinforce::new(c.clone(), &space.decisions())?),
-            StrategyKind::Local(c) => Box::new(LocalSearch::new(c.clone())),
-            StrategyKind::Hyperband(c) => Box::new(Hyperband::new(c.clone())?),
-        })
     }
 }

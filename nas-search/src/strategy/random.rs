@@ -64,3 +64,16 @@ impl<S: SearchSpace> Strategy<S> for RandomSearch {
         }
     }
 }
+
+impl super::StrategyConfig for RandomConfig {
+    const NAME: &'static str = "random";
+    const ALIASES: &'static [&'static str] = &["rs"];
+    const ABOUT: &'static str = "random search: candidates sampled uniformly";
+    fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(RandomSearch::new(self.clone())))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}

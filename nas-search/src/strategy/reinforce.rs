@@ -215,3 +215,17 @@ impl<S: SearchSpace> Strategy<S> for Reinforce {
         Ok(())
     }
 }
+
+impl super::StrategyConfig for ReinforceConfig {
+    const NAME: &'static str = "reinforce";
+    const ALIASES: &'static [&'static str] = &["rl"];
+    const ABOUT: &'static str =
+        "REINFORCE: a factorised categorical policy over the decisions, policy gradient";
+    fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(Reinforce::new(self.clone(), &space.decisions())?))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Module, TensorKind, join_name};
+use super::{Mode, Module, TensorKind};
 use crate::error::{Result, arg_err};
 use crate::ops::conv::ConvOptions;
 use crate::tensor::Tensor;
@@ -31,7 +31,6 @@ pub struct Conv2d {
     pub bias: Option<Tensor>,
     /// Stride, padding, dilation, groups.
     pub options: ConvOptions,
-    training: bool,
 }
 
 impl Conv2d {
@@ -69,7 +68,6 @@ impl Conv2d {
             weight,
             bias,
             options,
-            training: true,
         })
     }
 }
@@ -78,21 +76,11 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.options)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        f(
-            &join_name(prefix, "weight"),
-            &self.weight,
-            TensorKind::Parameter,
-        );
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        f("weight", &self.weight, TensorKind::Parameter);
         if let Some(b) = &self.bias {
-            f(&join_name(prefix, "bias"), b, TensorKind::Parameter);
+            f("bias", b, TensorKind::Parameter);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -102,7 +90,6 @@ pub struct Linear {
     pub weight: Tensor,
     /// The bias, if any.
     pub bias: Option<Tensor>,
-    training: bool,
 }
 
 impl Linear {
@@ -122,11 +109,7 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear {
-            weight,
-            bias,
-            training: true,
-        })
+        Ok(Linear { weight, bias })
     }
 }
 
@@ -134,21 +117,11 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.weight, self.bias.as_ref())
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        f(
-            &join_name(prefix, "weight"),
-            &self.weight,
-            TensorKind::Parameter,
-        );
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        f("weight", &self.weight, TensorKind::Parameter);
         if let Some(b) = &self.bias {
-            f(&join_name(prefix, "bias"), b, TensorKind::Parameter);
+            f("bias", b, TensorKind::Parameter);
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -167,7 +140,7 @@ pub struct BatchNorm2d {
     pub momentum: f32,
     /// Added to the variance.
     pub eps: f32,
-    training: bool,
+    training: Mode,
 }
 
 impl BatchNorm2d {
@@ -180,7 +153,7 @@ impl BatchNorm2d {
             running_var: Tensor::ones(&[c]),
             momentum: 0.1,
             eps: 1e-5,
-            training: true,
+            training: Mode::default(),
         }
     }
 }
@@ -192,32 +165,21 @@ impl Module for BatchNorm2d {
             self.bias.as_ref(),
             Some(&self.running_mean),
             Some(&self.running_var),
-            self.training,
+            self.training.get(),
             self.momentum,
             self.eps,
         )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f(&join_name(prefix, "weight"), w, TensorKind::Parameter);
-            f(&join_name(prefix, "bias"), b, TensorKind::Parameter);
+            f("weight", w, TensorKind::Parameter);
+            f("bias", b, TensorKind::Parameter);
         }
-        f(
-            &join_name(prefix, "running_mean"),
-            &self.running_mean,
-            TensorKind::Buffer,
-        );
-        f(
-            &join_name(prefix, "running_var"),
-            &self.running_var,
-            TensorKind::Buffer,
-        );
+        f("running_mean", &self.running_mean, TensorKind::Buffer);
+        f("running_var", &self.running_var, TensorKind::Buffer);
     }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_mode(&self) -> Option<&Mode> {
+        Some(&self.training)
     }
 }
 
@@ -230,19 +192,11 @@ macro_rules! stateless {
                 #[allow(missing_docs)]
                 pub $field: $ty,
             )*
-            training: bool,
         }
         impl Module for $name {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 let $s = self;
                 $body
-            }
-            fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
-            fn set_training(&mut self, training: bool) {
-                self.training = training;
-            }
-            fn is_training(&self) -> bool {
-                self.training
             }
         }
     };
@@ -277,7 +231,7 @@ stateless!(
 impl ReLU {
     /// A ReLU.
     pub fn new() -> Self {
-        ReLU { training: true }
+        ReLU {}
     }
 }
 impl Default for ReLU {
@@ -288,7 +242,7 @@ impl Default for ReLU {
 impl Identity {
     /// The identity.
     pub fn new() -> Self {
-        Identity { training: true }
+        Identity {}
     }
 }
 impl Default for Identity {
@@ -303,7 +257,6 @@ impl MaxPool2d {
             kernel,
             stride,
             padding,
-            training: true,
         }
     }
 }
@@ -314,14 +267,13 @@ impl AvgPool2d {
             kernel,
             stride,
             padding,
-            training: true,
         }
     }
 }
 impl GlobalAvgPool {
     /// Global average pooling.
     pub fn new() -> Self {
-        GlobalAvgPool { training: true }
+        GlobalAvgPool {}
     }
 }
 impl Default for GlobalAvgPool {
@@ -332,7 +284,7 @@ impl Default for GlobalAvgPool {
 impl Flatten {
     /// Flatten.
     pub fn new() -> Self {
-        Flatten { training: true }
+        Flatten {}
     }
 }
 impl Default for Flatten {
@@ -346,7 +298,7 @@ pub struct Dropout {
     /// Drop probability.
     pub p: f32,
     rng: Mutex<ChaCha8Rng>,
-    training: bool,
+    training: Mode,
 }
 
 impl Dropout {
@@ -358,7 +310,7 @@ impl Dropout {
         Ok(Dropout {
             p,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
-            training: true,
+            training: Mode::default(),
         })
     }
 }
@@ -366,14 +318,10 @@ impl Dropout {
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        x.dropout(self.p, self.training, &mut rng)
+        x.dropout(self.p, self.training.get(), &mut rng)
     }
-    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_mode(&self) -> Option<&Mode> {
+        Some(&self.training)
     }
 }
 
@@ -381,7 +329,6 @@ impl Module for Dropout {
 pub struct Sequential {
     /// The children.
     pub layers: Vec<Box<dyn Module>>,
-    training: bool,
 }
 
 impl Default for Sequential {
@@ -393,10 +340,7 @@ impl Default for Sequential {
 impl Sequential {
     /// An empty sequence (training mode).
     pub fn new() -> Self {
-        Sequential {
-            layers: Vec::new(),
-            training: true,
-        }
+        Sequential { layers: Vec::new() }
     }
     /// Appends a layer (builder style).
     pub fn push(mut self, m: impl Module + 'static) -> Self {
@@ -425,18 +369,9 @@ impl Module for Sequential {
         }
         Ok(h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         for (i, l) in self.layers.iter().enumerate() {
-            l.visit(&join_name(prefix, &i.to_string()), f);
+            f(&i.to_string(), l.as_ref());
         }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        for l in &mut self.layers {
-            l.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }

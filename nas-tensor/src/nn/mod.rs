@@ -4,6 +4,13 @@
 //! name (`stem.0.weight`, `cells.3.edges.2.op.1.running_mean`) through [`Module::visit`].
 //! Containers prefix their children's names ([`Sequential`] uses the child's index, as
 //! PyTorch). Training/evaluation mode is set with [`Module::set_training`].
+//!
+//! A layer writes its `forward` and says what it holds: its own parameters and buffers
+//! ([`Module::own_tensors`]) and its child modules with their names ([`Module::children`]).
+//! Every walk — names, parameters, buffers, devices, modes — follows from those two, so a
+//! new layer made of existing ones writes `forward` and `children` only. A layer whose
+//! forward depends on the mode (batch norm, dropout, drop-path) keeps a [`Mode`] and reports
+//! it ([`Module::own_mode`]).
 
 mod layers;
 mod recurrent;
@@ -13,6 +20,8 @@ pub use layers::{
     ReLU, Sequential, kaiming_uniform_bound,
 };
 pub use recurrent::{CarriedState, Embedding, LstmLayer, TokenWindows, Window, lookup_in};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -26,29 +35,109 @@ pub enum TensorKind {
     Buffer,
 }
 
-/// Joins a prefix and a name with a dot (no dot when the prefix is empty).
+/// Joins a prefix and a name with a dot (no dot when either is empty).
 pub fn join_name(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
+    if name.is_empty() {
+        prefix.to_string()
+    } else if prefix.is_empty() {
         name.to_string()
     } else {
         format!("{prefix}.{name}")
     }
 }
 
-/// A layer or a network.
+/// Training (`true`) or evaluation (`false`) mode of a layer whose forward depends on it,
+/// settable through a shared reference (so that a whole network's mode is set by walking its
+/// children). Starts in training mode.
+#[derive(Debug)]
+pub struct Mode(AtomicBool);
+
+impl Mode {
+    /// A mode flag, training when `training`.
+    pub fn new(training: bool) -> Mode {
+        Mode(AtomicBool::new(training))
+    }
+    /// Training?
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Sets it.
+    pub fn set(&self, training: bool) {
+        self.0.store(training, Ordering::Relaxed)
+    }
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::new(true)
+    }
+}
+
+impl Clone for Mode {
+    fn clone(&self) -> Self {
+        Mode::new(self.get())
+    }
+}
+
+/// A layer or a network (see the [module docs](self) for what a layer writes).
 pub trait Module: Send + Sync {
     /// Applies the module.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
+    /// Calls `f(name, child)` for every child module, in a fixed order; `name` is the
+    /// child's part of its tensors' names (`"stem"`, `"cells.3"`; empty for a wrapper that
+    /// adds none). Default: none (a leaf).
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        let _ = f;
+    }
+
+    /// Calls `f(name, tensor, kind)` for the module's own parameters and buffers (not its
+    /// children's), in a fixed order. Default: none.
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        let _ = f;
+    }
+
+    /// The mode flag of a layer whose forward depends on it. Default: none.
+    fn own_mode(&self) -> Option<&Mode> {
+        None
+    }
+
     /// Calls `f(full_name, tensor, kind)` for every parameter and buffer, names prefixed by
-    /// `prefix`, in a fixed order.
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind));
+    /// `prefix`, in a fixed order: the module's own, then each child's.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.own_tensors(&mut |n, t, k| f(&join_name(prefix, n), t, k));
+        self.children(&mut |n, c| c.visit(&join_name(prefix, n), f));
+    }
 
     /// Sets training (`true`) or evaluation (`false`) mode, recursively.
-    fn set_training(&mut self, training: bool);
+    fn set_training(&self, training: bool) {
+        if let Some(m) = self.own_mode() {
+            m.set(training);
+        }
+        self.children(&mut |_, c| c.set_training(training));
+    }
 
-    /// Is the module in training mode?
-    fn is_training(&self) -> bool;
+    /// Is the module in training mode? Its own mode, or else that of the first module below
+    /// it that has one (`false` when none has: nothing it computes depends on the mode).
+    fn is_training(&self) -> bool {
+        if let Some(m) = self.own_mode() {
+            return m.get();
+        }
+        let mut found = None;
+        self.children(&mut |_, c| {
+            if found.is_none() && c.has_mode() {
+                found = Some(c.is_training());
+            }
+        });
+        found.unwrap_or(false)
+    }
+
+    /// Does the module, or a module below it, have a mode?
+    fn has_mode(&self) -> bool {
+        let mut any = self.own_mode().is_some();
+        self.children(&mut |_, c| any = any || c.has_mode());
+        any
+    }
 
     /// Parameters with their names.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -126,10 +215,19 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         (**self).forward(x)
     }
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        (**self).children(f)
+    }
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        (**self).own_tensors(f)
+    }
+    fn own_mode(&self) -> Option<&Mode> {
+        (**self).own_mode()
+    }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         (**self).visit(prefix, f)
     }
-    fn set_training(&mut self, training: bool) {
+    fn set_training(&self, training: bool) {
         (**self).set_training(training)
     }
     fn is_training(&self) -> bool {

@@ -25,7 +25,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{Module, TensorKind, join_name};
+use super::{Module, TensorKind};
 use crate::error::{Result, arg_err, shape_err};
 use crate::ops::recurrent::LstmOutput;
 use crate::tensor::Tensor;
@@ -83,7 +83,6 @@ pub struct LstmLayer {
     /// Gate bias.
     pub bias: Tensor,
     hidden: usize,
-    training: bool,
 }
 
 impl LstmLayer {
@@ -104,7 +103,6 @@ impl LstmLayer {
             weight_hh: u(&[4 * hidden, hidden], rng)?,
             bias: u(&[4 * hidden], rng)?,
             hidden,
-            training: true,
         })
     }
 
@@ -135,28 +133,11 @@ impl Module for LstmLayer {
         let (h0, c0) = self.zero_state(n)?;
         Ok(self.forward_from(x, &h0, &c0)?.output)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        f(
-            &join_name(prefix, "weight_ih"),
-            &self.weight_ih,
-            TensorKind::Parameter,
-        );
-        f(
-            &join_name(prefix, "weight_hh"),
-            &self.weight_hh,
-            TensorKind::Parameter,
-        );
-        f(
-            &join_name(prefix, "bias"),
-            &self.bias,
-            TensorKind::Parameter,
-        );
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        let p = TensorKind::Parameter;
+        f("weight_ih", &self.weight_ih, p);
+        f("weight_hh", &self.weight_hh, p);
+        f("bias", &self.bias, p);
     }
 }
 

@@ -1,4 +1,5 @@
-//! The NAS-Bench-201 table: look-ups for all 15,625 cells and a tabular [`Evaluator`].
+//! The NAS-Bench-201 table: look-ups for all 15,625 cells, their closed-form costs, and the
+//! tabular [`Evaluator`] with its registry entry ([`TableDef`]).
 //!
 //! The table (`data/nb201/nb201_combined.csv.gz`, see `data/README.md`) is embedded in the
 //! crate with `include_bytes!`, so [`Nb201Table::embedded`] works on any machine with no path;
@@ -12,11 +13,15 @@
 //! optimistic and are reported separately.
 
 use crate::error::{Result, SearchError};
-use crate::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
-use crate::nb201_cost::{NetworkCost, network_cost};
+use crate::evaluator::{EvalError, EvalRequest, EvalSetup, Evaluator, EvaluatorDef, Metrics};
+use crate::nets::NetworkCost;
+use crate::nets::nb201::network_cost_with;
+use crate::spaces::{AnyEvaluator, Space};
+use crate::strategy::StrategyKind;
 use flate2::read::GzDecoder;
 use nas_space::nb201::Nb201Cell;
 use serde::{Deserialize, Serialize};
+use std::any::TypeId;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -104,7 +109,7 @@ pub struct Nb201Record {
     pub valid_12: [f64; 3],
     /// The benchmark's isomorphism-class string.
     pub isomorph_class: String,
-    /// Parameters and FLOPs of the network on each data set ([`crate::nb201_cost`]).
+    /// Parameters and FLOPs of the network on each data set ([`network_cost`]).
     pub cost: [NetworkCost; 3],
 }
 
@@ -290,7 +295,7 @@ impl Nb201Table {
 /// Fidelity 12 shows the 12-epoch validation accuracy, fidelity 200 the 200-epoch test accuracy
 /// (the only 200-epoch column); other fidelities are a fatal error. `test_accuracy` is always the
 /// 200-epoch test accuracy, `cost` the fidelity in epochs, `params`/`flops` from
-/// [`crate::nb201_cost`].
+/// [`network_cost`].
 #[derive(Debug, Clone)]
 pub struct Nb201Evaluator {
     table: Arc<Nb201Table>,
@@ -341,6 +346,73 @@ impl Evaluator<Nb201Cell> for Nb201Evaluator {
             flops: Some(r.cost[c].flops),
             cost: req.fidelity as f64,
         })
+    }
+}
+
+/// Channels of the first stage in NAS-Bench-201.
+pub const CHANNELS: u64 = 16;
+/// Cells per stage in NAS-Bench-201.
+pub const CELLS_PER_STAGE: u64 = 5;
+
+/// Parameters and FLOPs of the NAS-Bench-201 network (C = 16, N = 5) of `cell` on `dataset`.
+pub fn network_cost(cell: &Nb201Cell, dataset: Dataset) -> NetworkCost {
+    network_cost_with(
+        cell,
+        CHANNELS,
+        CELLS_PER_STAGE,
+        dataset.input_size(),
+        dataset.classes(),
+    )
+}
+
+/// `nb201-table`: looks NAS-Bench-201 cells up in the embedded table
+/// ([`Nb201Evaluator`]) on `table_dataset` at `table_epochs` (12 or 200); evaluates any space
+/// whose architectures are [`Nb201Cell`]s.
+pub struct TableDef;
+
+impl EvaluatorDef for TableDef {
+    fn name(&self) -> &'static str {
+        "nb201-table"
+    }
+    fn about(&self) -> &'static str {
+        "look candidates up in the embedded NAS-Bench-201 table (nb201 space only; no training)"
+    }
+    fn trains(&self) -> bool {
+        false
+    }
+    fn fidelity(&self, setup: &EvalSetup) -> Result<u32> {
+        match setup.table_epochs {
+            12 | 200 => Ok(setup.table_epochs),
+            e => Err(SearchError::Setting(format!(
+                "--table-epochs must be 12 or 200, got {e}"
+            ))),
+        }
+    }
+    fn build(&self, space: &dyn Space, setup: &EvalSetup) -> Result<AnyEvaluator> {
+        if space.arch_type() != TypeId::of::<Nb201Cell>() {
+            return Err(SearchError::Setting(format!(
+                "--evaluator nb201-table evaluates only --space nb201, not {}",
+                space.name()
+            )));
+        }
+        let ds = Dataset::parse(&setup.table_dataset)?;
+        Ok(AnyEvaluator::new::<Nb201Cell>(Arc::new(
+            Nb201Evaluator::new(Nb201Table::embedded()?, ds),
+        )))
+    }
+    fn describe(
+        &self,
+        _space: &dyn Space,
+        setup: &EvalSetup,
+        strategy: &StrategyKind,
+        evaluations: u64,
+    ) -> String {
+        format!(
+            "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch accuracy), {evaluations} evaluations",
+            strategy.name(),
+            Dataset::parse(&setup.table_dataset).map_or("?", |d| d.name()),
+            setup.table_epochs,
+        )
     }
 }
 
@@ -477,5 +549,75 @@ mod tests {
             }),
             Err(EvalError::Fatal(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::*;
+    use nas_space::nb201::Nb201Op;
+
+    fn cell(s: &str) -> Nb201Cell {
+        Nb201Cell::parse(s).unwrap()
+    }
+
+    #[test]
+    fn extreme_cells_match_nas_bench_201() {
+        let all3 = cell(
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        );
+        let c10 = network_cost(&all3, Dataset::Cifar10);
+        assert_eq!(
+            c10,
+            NetworkCost {
+                params: 1_531_546,
+                flops: 220_119_690
+            }
+        );
+        let empty = cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|");
+        assert_eq!(
+            network_cost(&empty, Dataset::Cifar10),
+            NetworkCost {
+                params: 73_306,
+                flops: 7_783_050
+            }
+        );
+        // CIFAR-100 differs only in the classifier: 90 more classes x (64 weights + 1 bias).
+        let c100 = network_cost(&all3, Dataset::Cifar100);
+        assert_eq!(c100.params - c10.params, 90 * 65);
+        assert_eq!(c100.flops - c10.flops, 90 * 65);
+        // ImageNet16-120: a quarter of the pixels, 120 classes.
+        let im = network_cost(&all3, Dataset::ImageNet16_120);
+        assert_eq!(im.params, 1_531_546 - 650 + 120 * 65);
+        assert_eq!(im.flops, (220_119_690 - 650) / 4 + 120 * 65);
+    }
+
+    #[test]
+    fn ops_contribute_their_convolutions_only() {
+        let base = cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|");
+        let b = network_cost(&base, Dataset::Cifar10);
+        for (op, params, flops) in [
+            (Nb201Op::SkipConnect, 0, 0),
+            (Nb201Op::AvgPool3x3, 0, 0),
+            // 5 cells at 16, 32, 64 channels on 32^2, 16^2, 8^2 pixels.
+            (
+                Nb201Op::NorConv1x1,
+                5 * (16 * 18 + 32 * 34 + 64 * 66),
+                5 * 3 * 256 * 1024,
+            ),
+            (
+                Nb201Op::NorConv3x3,
+                5 * (16 * 146 + 32 * 290 + 64 * 578),
+                5 * 3 * 9 * 256 * 1024,
+            ),
+        ] {
+            for e in 0..6 {
+                let mut c = base;
+                c.ops[e] = op;
+                let n = network_cost(&c, Dataset::Cifar10);
+                assert_eq!(n.params - b.params, params, "{op} on edge {e}");
+                assert_eq!(n.flops - b.flops, flops, "{op} on edge {e}");
+            }
+        }
     }
 }
