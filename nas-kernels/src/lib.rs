@@ -36,6 +36,8 @@
 pub mod backend;
 pub mod buf;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod gemm;
@@ -52,6 +54,8 @@ pub use backend::{
 };
 pub use buf::Buf;
 pub use cpu::Cpu;
+#[cfg(feature = "cuda")]
+pub use cuda::{Cuda, CudaBuf};
 pub use device::Device;
 pub use error::{KernelError, Result};
 pub use test_backend::{TestBackend, TestBuf};

@@ -3,6 +3,9 @@
 //! Fills are generated on the host in element order, so a given generator state produces the
 //! same numbers on every backend.
 
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
