@@ -77,7 +77,7 @@ impl Driver {
         let (major, minor) = ctx.compute_capability().map_err(|e| {
             unavailable(ordinal, format!("cannot read the compute capability: {e}"))
         })?;
-        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         Ok(Driver {
             ordinal,
             ctx,
@@ -246,7 +246,8 @@ impl Driver {
     }
 }
 
-/// NVRTC options for `arch` (e.g. `sm_90`): precise division and square roots, no fast
+/// NVRTC options for `arch` (a virtual architecture such as `compute_90`: PTX, which the
+/// driver assembles for the device when the module loads): precise division and square roots, no fast
 /// math, so results stay close to the CPU's.
 pub fn options(arch: &'static str) -> CompileOptions {
     CompileOptions {
@@ -260,7 +261,7 @@ pub fn options(arch: &'static str) -> CompileOptions {
     }
 }
 
-/// Compiles one module to PTX for `arch` (`compute_90`, `sm_90`, ...): the CI's check that
+/// Compiles one module to PTX for `arch` (`compute_90`, ...): the CI's check that
 /// every kernel compiles, on machines with NVRTC but no GPU.
 pub fn compile_to_ptx(m: Module, arch: &'static str) -> std::result::Result<String, String> {
     if !nvrtc_present() {
