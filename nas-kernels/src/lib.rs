@@ -9,6 +9,10 @@
 //! - [`TestBackend`]: a test-only backend with opaque buffers that computes with the CPU
 //!   kernels and counts every host transfer (how the tensor crate proves that nothing
 //!   bypasses the [`Backend`] seam).
+//! - `Cuda` (feature `cuda`, module `cuda`): the CUDA backend — device buffers from a caching
+//!   allocator, one stream per device, kernels in `src/ops/<op>/kernel.cu` compiled by NVRTC
+//!   at first use; with the test-only `cuda-emu` feature the same kernels run on the CPU as
+//!   the emulated device `Device::CudaEmu`.
 //! - [`Device`]: run-time device choice (`"cpu"`, `"cuda:0"`).
 //! - [`KernelError`]: every shape or parameter error.
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
