@@ -20,6 +20,9 @@ pub enum Device {
     /// The test-only [`TestBackend`](crate::TestBackend) (host memory behind opaque
     /// buffers, host transfers counted). Not parsed from strings: tests pick it in code.
     Test,
+    /// The CUDA backend's kernels compiled as C++ and run on host threads (tests only: the
+    /// `cuda-emu` feature; see `Cuda::emulated`). Not parsed from strings.
+    CudaEmu,
 }
 
 impl fmt::Display for Device {
@@ -28,6 +31,7 @@ impl fmt::Display for Device {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
             Device::Test => write!(f, "test"),
+            Device::CudaEmu => write!(f, "cuda-emu"),
         }
     }
 }

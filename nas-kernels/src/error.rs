@@ -56,6 +56,16 @@ pub enum KernelError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The CUDA driver, NVRTC or a kernel reported an error (launch failures name the kernel;
+    /// errors raised while kernels ran surface at the next synchronisation and name the
+    /// kernels launched since the previous one).
+    #[error("CUDA: {kernel}: {msg}")]
+    Cuda {
+        /// The kernel, or the kernels, or the driver call involved.
+        kernel: String,
+        /// What the driver or NVRTC said.
+        msg: String,
+    },
 }
 
 /// `Result` with [`KernelError`].

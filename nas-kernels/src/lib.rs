@@ -10,6 +10,10 @@
 //! - [`TestBackend`]: a test-only backend with opaque buffers that computes with the CPU
 //!   kernels and counts every host transfer (how the tensor crate proves that nothing
 //!   bypasses the [`Backend`] seam).
+//! - `Cuda` (feature `cuda`, module `cuda`): the CUDA backend — device buffers from a caching
+//!   allocator, one stream per device, kernels in `src/ops/<op>/kernel.cu` compiled by NVRTC
+//!   at first use; with the test-only `cuda-emu` feature the same kernels run on the CPU as
+//!   the emulated device `Device::CudaEmu`.
 //! - [`Device`]: run-time device choice (`"cpu"`, `"cuda:0"`).
 //! - [`KernelError`]: every shape or parameter error.
 //! - [`ops`]: per-op folders (parameter structs, scalar reference definitions, CPU kernels).
@@ -39,6 +43,8 @@ pub mod backend;
 pub mod buf;
 pub mod checked;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod gemm;
@@ -57,6 +63,8 @@ pub use backend::{
 pub use buf::Buf;
 pub use checked::Checked;
 pub use cpu::Cpu;
+#[cfg(feature = "cuda")]
+pub use cuda::{Cuda, CudaBuf};
 pub use device::Device;
 pub use error::{KernelError, Result};
 pub use test_backend::{TestBackend, TestBuf};

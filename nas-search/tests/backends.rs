@@ -65,6 +65,22 @@ fn nb201_epoch(device: Device) -> EpochRun {
     }
 }
 
+/// The largest difference between two lists of tensors, relative to the largest magnitude
+/// of each tensor on the CPU.
+fn max_rel_diff(got: &[Vec<f32>], want: &[Vec<f32>]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let mut worst = 0.0f32;
+    for (a, b) in got.iter().zip(want) {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!(x.is_finite(), "a NaN or infinity");
+            worst = worst.max((x - y).abs() / scale);
+        }
+    }
+    worst
+}
+
 fn nb201_epoch_matches_the_cpu(device: Device) {
     let run = nb201_epoch(device);
     let cpu = nb201_epoch(Device::Cpu);
@@ -73,14 +89,26 @@ fn nb201_epoch_matches_the_cpu(device: Device) {
         Some(device),
         "the trained network's tensors report the device"
     );
-    assert_eq!(
-        run.weights, cpu.weights,
-        "trained weights on {device} vs cpu"
-    );
-    assert_eq!(
-        (run.train_loss, run.valid_accuracy, run.test_accuracy),
-        (cpu.train_loss, cpu.valid_accuracy, cpu.test_accuracy)
-    );
+    if device == Device::Test {
+        assert_eq!(
+            run.weights, cpu.weights,
+            "trained weights on {device} vs cpu"
+        );
+        assert_eq!(
+            (run.train_loss, run.valid_accuracy, run.test_accuracy),
+            (cpu.train_loss, cpu.valid_accuracy, cpu.test_accuracy)
+        );
+    } else {
+        // own kernels: the same epoch up to float rounding (summation orders differ)
+        let d = max_rel_diff(&run.weights, &cpu.weights);
+        eprintln!(
+            "{device}: max relative weight difference after an epoch {d:e}, loss {} vs {}, test accuracy {} vs {}",
+            run.train_loss, cpu.train_loss, run.test_accuracy, cpu.test_accuracy
+        );
+        assert!(d < 1e-3, "trained weights on {device} vs cpu: {d}");
+        assert!((run.train_loss - cpu.train_loss).abs() < 1e-4 * cpu.train_loss.abs());
+        assert!((run.test_accuracy - cpu.test_accuracy).abs() <= 1.0);
+    }
     assert!(
         run.test_accuracy > 20.0,
         "it learned: {}",
@@ -136,7 +164,14 @@ fn darts_steps_match_the_cpu(device: Device) {
     for method in [Method::Darts1, Method::Darts2] {
         let (values, moved, built) = darts_steps(method, device);
         let (cpu, _, _) = darts_steps(method, Device::Cpu);
-        assert_eq!(values, cpu, "{method:?} on {device} vs cpu");
+        if device == Device::Test {
+            assert_eq!(values, cpu, "{method:?} on {device} vs cpu");
+        } else {
+            // architecture weights and gradients first, then the supernet's weights
+            let d = max_rel_diff(&values, &cpu);
+            eprintln!("{device}: {method:?} max relative difference {d:e}");
+            assert!(d < 1e-4, "{method:?} on {device} vs cpu: {d}");
+        }
         if device == Device::Test {
             let s = OneShotSearch::new(
                 darts_config(method, Device::Cpu),
@@ -171,14 +206,16 @@ fn darts_steps_match_the_cpu(device: Device) {
 }
 
 macro_rules! backend_suite {
-    ($($name:ident => $device:expr),* $(,)?) => {$(
+    ($($(#[$attr:meta])* $name:ident => $device:expr),* $(,)?) => {$(
         mod $name {
             use super::*;
             #[test]
+            $(#[$attr])*
             fn an_nb201_training_epoch_matches_the_cpu() {
                 nb201_epoch_matches_the_cpu($device);
             }
             #[test]
+            $(#[$attr])*
             fn darts_search_steps_match_the_cpu() {
                 darts_steps_match_the_cpu($device);
             }
@@ -187,3 +224,10 @@ macro_rules! backend_suite {
 }
 
 backend_suite!(cpu => Device::Cpu, test_backend => Device::Test);
+// (the emulated CUDA device runs the op-level suites in nas-kernels and nas-tensor; an NB201
+// epoch and DARTS steps take minutes on it, too slow for CI)
+#[cfg(feature = "cuda")]
+backend_suite!(
+    #[ignore = "needs a CUDA device: run with --ignored on a GPU machine"]
+    cuda => Device::Cuda(0)
+);

@@ -2,12 +2,16 @@
 //! nas-tensor calls a backend.
 //!
 //! # Why an enum over backends
-//! A [`Storage`] is an enum with one variant per backend built into this binary (the CPU
-//! and the test-only [`TestBackend`]; CUDA joins behind its feature), not a type parameter
+//! A [`Storage`] is an enum with one variant per backend built into this binary (the CPU,
+//! the test-only [`TestBackend`], and CUDA behind its feature), not a type parameter
 //! of `Tensor`. Users pick a device at run time (`--device cpu`), networks and strategies
 //! stay free of generics, and a tensor can be moved to another device in place (see
 //! [`crate::nn::Module::to_device`]). The price is one `match` per kernel call, which is
 //! negligible next to the kernels themselves.
+//!
+//! With the `cuda` feature a `Storage::Cuda` variant holds device memory of a CUDA device
+//! (or of the emulated device the tests use); without it, a CUDA device is
+//! [`TensorError::DeviceUnavailable`].
 //!
 //! Every function below dispatches on the device of its first buffer to that backend's
 //! method of the same name; a buffer of another backend among its arguments is a
@@ -30,12 +34,15 @@ pub enum Storage {
     Cpu(Buf),
     /// The test-only backend's opaque buffer.
     Test(TestBuf),
+    /// Device memory of a CUDA device (or of the emulated one, `Device::CudaEmu`).
+    #[cfg(feature = "cuda")]
+    Cuda(nas_kernels::CudaBuf),
 }
 
 /// A backend whose buffers a [`Storage`] can hold.
 pub(crate) trait StorageBackend: Backend {
-    fn get(s: &Storage) -> Result<&Self::Buffer>;
-    fn get_mut(s: &mut Storage) -> Result<&mut Self::Buffer>;
+    fn get<'a>(&self, s: &'a Storage) -> Result<&'a Self::Buffer>;
+    fn get_mut<'a>(&self, s: &'a mut Storage) -> Result<&'a mut Self::Buffer>;
     fn wrap(b: Self::Owned) -> Storage;
 }
 
@@ -48,13 +55,13 @@ fn mismatch(want: Device, got: Device) -> TensorError {
 }
 
 impl StorageBackend for Cpu {
-    fn get(s: &Storage) -> Result<&[f32]> {
+    fn get<'a>(&self, s: &'a Storage) -> Result<&'a [f32]> {
         match s {
             Storage::Cpu(b) => Ok(b),
             other => Err(mismatch(Device::Cpu, other.device())),
         }
     }
-    fn get_mut(s: &mut Storage) -> Result<&mut [f32]> {
+    fn get_mut<'a>(&self, s: &'a mut Storage) -> Result<&'a mut [f32]> {
         match s {
             Storage::Cpu(b) => Ok(b),
             other => Err(mismatch(Device::Cpu, other.device())),
@@ -66,13 +73,13 @@ impl StorageBackend for Cpu {
 }
 
 impl StorageBackend for TestBackend {
-    fn get(s: &Storage) -> Result<&TestBuf> {
+    fn get<'a>(&self, s: &'a Storage) -> Result<&'a TestBuf> {
         match s {
             Storage::Test(b) => Ok(b),
             other => Err(mismatch(Device::Test, other.device())),
         }
     }
-    fn get_mut(s: &mut Storage) -> Result<&mut TestBuf> {
+    fn get_mut<'a>(&self, s: &'a mut Storage) -> Result<&'a mut TestBuf> {
         match s {
             Storage::Test(b) => Ok(b),
             other => Err(mismatch(Device::Test, other.device())),
@@ -83,12 +90,35 @@ impl StorageBackend for TestBackend {
     }
 }
 
-fn g<'a, B: StorageBackend>(_: &B, s: &'a Storage) -> Result<&'a B::Buffer> {
-    B::get(s)
+#[cfg(feature = "cuda")]
+impl StorageBackend for nas_kernels::Cuda {
+    fn get<'a>(&self, s: &'a Storage) -> Result<&'a nas_kernels::CudaBuf> {
+        match s {
+            Storage::Cuda(b) if b.device() == self.device() => Ok(b),
+            other => Err(mismatch(self.device(), other.device())),
+        }
+    }
+    fn get_mut<'a>(&self, s: &'a mut Storage) -> Result<&'a mut nas_kernels::CudaBuf> {
+        let dev = self.device();
+        if s.device() != dev {
+            return Err(mismatch(dev, s.device()));
+        }
+        match s {
+            Storage::Cuda(b) => Ok(b),
+            other => Err(mismatch(dev, other.device())),
+        }
+    }
+    fn wrap(b: nas_kernels::CudaBuf) -> Storage {
+        Storage::Cuda(b)
+    }
 }
 
-fn gm<'a, B: StorageBackend>(_: &B, s: &'a mut Storage) -> Result<&'a mut B::Buffer> {
-    B::get_mut(s)
+fn g<'a, B: StorageBackend>(b: &B, s: &'a Storage) -> Result<&'a B::Buffer> {
+    b.get(s)
+}
+
+fn gm<'a, B: StorageBackend>(b: &B, s: &'a mut Storage) -> Result<&'a mut B::Buffer> {
+    b.get_mut(s)
 }
 
 fn wrap<B: StorageBackend>(_: &B, b: B::Owned) -> Storage {
@@ -115,7 +145,16 @@ macro_rules! on {
                 let $b = &TestBackend;
                 $body
             }
-            d @ Device::Cuda(_) => Err(TensorError::DeviceUnavailable(d.to_string())),
+            #[cfg(feature = "cuda")]
+            d @ (Device::Cuda(_) | Device::CudaEmu) => {
+                let cuda = nas_kernels::Cuda::new(d)?;
+                let $b = &cuda;
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            d @ (Device::Cuda(_) | Device::CudaEmu) => {
+                Err(TensorError::DeviceUnavailable(d.to_string()))
+            }
         }
     }};
 }
@@ -126,6 +165,8 @@ impl Storage {
         match self {
             Storage::Cpu(_) => Device::Cpu,
             Storage::Test(_) => Device::Test,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.device(),
         }
     }
 
@@ -134,6 +175,8 @@ impl Storage {
         match self {
             Storage::Cpu(b) => b.len(),
             Storage::Test(b) => TestBackend.len(b),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.len(),
         }
     }
 

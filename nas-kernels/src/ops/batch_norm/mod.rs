@@ -7,6 +7,8 @@
 //! normalises with the running statistics.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 use crate::checked::Checked;
 use crate::error::{KernelError, Result};

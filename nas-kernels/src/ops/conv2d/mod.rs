@@ -8,6 +8,8 @@
 //! - everything else: im2col into a reused per-thread workspace, then GEMM per group.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 use crate::checked::Checked;
 use crate::error::{KernelError, Result};

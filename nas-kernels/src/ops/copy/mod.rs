@@ -1,6 +1,9 @@
 //! Strided copies: one description ([`StridedCopy`]) for permutes, slices along a dimension
 //! and the scatter of a slice's gradient back into a zeroed tensor.
 
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
+
 use crate::error::{KernelError, Result};
 
 /// Copies `dst[dst_offset + sum_i idx_i * dst_strides[i]] = src[src_offset + sum_i idx_i *

@@ -5,6 +5,8 @@
 //! the meaning of each op; every backend must match them.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 /// A unary elementwise op `y = f(x)`.
 ///

@@ -1,5 +1,8 @@
 //! Batched matrix multiplication through [`crate::gemm::sgemm`].
 
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
+
 /// Parameters of `C[i] = alpha * op(A[i]) * op(B[i]) + beta * C[i]` for `i in 0..batch`, all
 /// matrices row-major and contiguous (`A[i]` is `m x k`, or `k x m` when `trans_a`; `B[i]` is
 /// `k x n`, or `n x k` when `trans_b`; `C[i]` is `m x n`). With `beta == 0`, `C` is not read.

@@ -1,6 +1,9 @@
 //! Fused optimizer updates (SGD with momentum, dampening, Nesterov and weight decay; Adam)
 //! and the global gradient-norm clip, as PyTorch defines them.
 
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
+
 /// One SGD update (PyTorch's `torch.optim.SGD`): `d = g + weight_decay * w`; with momentum,
 /// `buf = d` on the first step (`first`) else `buf = momentum * buf + (1 - dampening) * d`,
 /// then `d = d + momentum * buf` (Nesterov) or `d = buf`; finally `w -= lr * d`.

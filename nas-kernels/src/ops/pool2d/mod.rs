@@ -2,6 +2,8 @@
 //! pooling, and their backward.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 use crate::checked::Checked;
 use crate::error::{KernelError, Result};

@@ -26,6 +26,9 @@
 //! [`Tensor`](https://docs.rs/nas-tensor) constructors draw one `u64` seed per tensor from the
 //! caller's host generator, so a host seed still decides every value.
 
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
+
 use crate::error::{KernelError, Result};
 use crate::threads;
 

@@ -2,6 +2,8 @@
 //! along the last axis, and cross-entropy with integer labels.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 /// A reduction along one axis or over the whole tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

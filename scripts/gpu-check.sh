@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run on a GPU machine from the repository root, after scripts/gpu-build.sh built .gpu/ here:
+#   bash .gpu/gpu-check.sh
+# Writes every log and a results table under $OUT (default .gpu/out).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$here/out}
+mkdir -p "$out"
+nvrtc=$(ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null | head -1)
+[ -z "$nvrtc" ] && nvrtc=$(find / -name 'libnvrtc.so*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$(dirname "${nvrtc:-/usr/local/cuda/lib64/x}"):${LD_LIBRARY_PATH:-}"
+export NAS_TEST_DEVICE=cuda:0 NAS_CUDA_POISON=1
+nvidia-smi -L | tee "$out/device.txt"
+status=()
+run() {  # name, command...
+  local name=$1; shift
+  if "$@" >"$out/$name.log" 2>&1; then status+=("$name: ok"); else status+=("$name: FAILED (see $name.log)"); fi
+}
+b=$here/bin
+# every kernel against the CPU (poisoned outputs), relative error <= 1e-4
+run kernels "$b/nas-kernels-cuda_kernels" --test-threads 1
+# the backend-generic suite on cuda:0: ops, gradcheck, training loop vs CPU
+run tensor-suite "$b/nas-tensor-backends" --ignored --test-threads 1 cuda::
+# no driver allocation in steady-state training
+run alloc "$b/nas-tensor-cuda_alloc"
+# an NB201 training epoch and DARTS steps (architecture weights and gradients) vs CPU
+run search-suite "$b/nas-search-backends" --ignored --test-threads 1 --nocapture cuda::
+# timings, side by side with PyTorch (cuBLAS, cuDNN) on the same card
+run bench "$b/cuda_bench" cuda:0
+run torch python3 "$here/gpu_torch_ref.py"
+{
+  echo "## GPU check: $(head -1 "$out/device.txt")"
+  printf '%s\n' "${status[@]}"
+  grep -h -E "sgemm|conv3x3|relative" "$out/bench.log" "$out/torch.log" "$out/search-suite.log" 2>/dev/null
+} | tee "$out/results.md"
