@@ -17,7 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
-use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
+use crate::nets::darts::{darts_cell_forward, darts_edge_stride, darts_preprocess};
+use crate::nets::ops::{ReLUConvBN, ResNetBasicBlock, build_op};
 
 /// Which cell space the supernet searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,16 +356,11 @@ impl DartsCellNet {
         reduction_prev: bool,
         rng: &mut ChaCha8Rng,
     ) -> Result<DartsCellNet> {
-        let pre0: Box<dyn Module> = if reduction_prev {
-            Box::new(FactorizedReduce::new(c_pp, c, 2, false, rng)?)
-        } else {
-            Box::new(ReLUConvBN::new(c_pp, c, 1, 1, 0, 1, false, rng)?)
-        };
-        let pre1 = ReLUConvBN::new(c_p, c, 1, 1, 0, 1, false, rng)?;
+        let (pre0, pre1) = darts_preprocess(c_pp, c_p, c, reduction_prev, false, rng)?;
         let mut edges = Vec::with_capacity(14);
         for i in 0..4 {
             for j in 0..i + 2 {
-                let stride = if reduction && j < 2 { 2 } else { 1 };
+                let stride = darts_edge_stride(reduction, j);
                 edges.push(MixedEdge::new(SpaceKind::Darts, c, stride, rng)?);
             }
         }
@@ -377,14 +373,12 @@ impl DartsCellNet {
     }
 
     fn forward(&self, s0: &Tensor, s1: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
-        let mut states = vec![self.pre0.forward(s0)?, self.pre1.forward(s1)?];
         let mut offset = 0;
-        for _ in 0..4 {
-            let node = node_sum(&self.edges, offset, &states, mix)?;
+        darts_cell_forward([&self.pre0, &self.pre1], s0, s1, 4, |_, states| {
+            let node = node_sum(&self.edges, offset, states, mix)?;
             offset += states.len();
-            states.push(node);
-        }
-        Ok(Tensor::concat(&states[2..], 1)?)
+            Ok(node)
+        })
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
@@ -703,14 +697,7 @@ impl Supernet {
         let k = cells.min(n);
         let leaf = |t: &Tensor| t.detach().param();
         // Pass 1: outputs of the recomputed cells only; BN statistics restored afterwards.
-        let buffers: Vec<(Tensor, Tensor)> = self
-            .named_buffers()
-            .into_iter()
-            .map(|(_, t)| {
-                let v = t.detach();
-                (t, v)
-            })
-            .collect();
+        let buffers = self.buffer_snapshot();
         let (s_stem, outs) = nas_tensor::no_grad(|| -> Result<(Tensor, Vec<Tensor>)> {
             let rm = self.prepare(&make_mix()?)?;
             let (mn, mr) = rm.views();
@@ -724,9 +711,7 @@ impl Supernet {
             }
             Ok((s, outs))
         })?;
-        for (t, v) in &buffers {
-            t.copy_from(v)?;
-        }
+        buffers.restore()?;
         drop(buffers);
         // Output `j` of pass 1 (the stem for j < 0).
         let pass1 = |j: isize| -> &Tensor { if j < 0 { &s_stem } else { &outs[j as usize] } };
