@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 rm -rf .gpu && mkdir -p .gpu/bin
 json=$(cargo test --release --features nas-search/cuda,nas-kernels/cuda,nas-tensor/cuda \
   -p nas-kernels -p nas-tensor -p nas-search --no-run --message-format=json 2>/dev/null)
-for t in cuda_kernels backends cuda_alloc; do
+for t in cuda_kernels it cuda_alloc; do
   echo "$json" | python3 -c '
 import json, sys
 name = sys.argv[1]

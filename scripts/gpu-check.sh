@@ -20,11 +20,11 @@ b=$here/bin
 # every kernel against the CPU (poisoned outputs), relative error <= 1e-4
 run kernels "$b/nas-kernels-cuda_kernels" --test-threads 1
 # the backend-generic suite on cuda:0: ops, gradcheck, training loop vs CPU
-run tensor-suite "$b/nas-tensor-backends" --ignored --test-threads 1 cuda::
+run tensor-suite "$b/nas-tensor-it" --ignored --test-threads 1 backends::cuda::
 # no driver allocation in steady-state training
 run alloc "$b/nas-tensor-cuda_alloc"
 # an NB201 training epoch and DARTS steps (architecture weights and gradients) vs CPU
-run search-suite "$b/nas-search-backends" --ignored --test-threads 1 --nocapture cuda::
+run search-suite "$b/nas-search-it" --ignored --test-threads 1 --nocapture backends::cuda::
 # timings, side by side with PyTorch (cuBLAS, cuDNN) on the same card
 run bench "$b/cuda_bench" cuda:0
 run torch python3 "$here/gpu_torch_ref.py"

@@ -237,16 +237,12 @@ pub fn train_network_until(
         if epoch > 0 {
             batches.next_epoch();
         }
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut tally = Tally::default();
         while let Some(batch) = batches.next_batch() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(TrainError::Cut { epoch, step });
             }
-            let n = batch.labels.len();
-            let x = to_tensor(batch.images, n, shape, device)?;
-            let logits = net.forward(&x)?;
-            let loss = logits.cross_entropy(batch.labels)?;
-            let l = loss.item()?;
+            let (loss, l) = tally.add(net, &batch, shape, device)?;
             if !l.is_finite() || l > recipe.divergence_loss {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -254,14 +250,6 @@ pub fn train_network_until(
                     loss: l,
                 });
             }
-            let pred = logits.argmax_rows()?;
-            correct += pred
-                .iter()
-                .zip(batch.labels)
-                .filter(|(p, y)| p == y)
-                .count();
-            loss_sum += l as f64 * n as f64;
-            seen += n;
             opt.zero_grad();
             loss.backward()?;
             if let Some(c) = recipe.grad_clip {
@@ -273,8 +261,8 @@ pub fn train_network_until(
         }
         let s = EpochStats {
             epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: 100.0 * correct as f64 / seen.max(1) as f64,
+            train_loss: tally.mean_loss(),
+            train_accuracy: tally.accuracy(),
             lr: schedule.lr_at(step),
         };
         on_epoch(&s);
@@ -302,25 +290,60 @@ pub fn evaluate_network(
     let device = net.device().unwrap_or_default();
     let options = BatchOptions::new(batch_size.max(1)).shuffle(false);
     let mut batches = data.batches(&options)?;
-    let (mut correct, mut loss_sum, mut seen) = (0usize, 0.0f64, 0usize);
+    let mut tally = Tally::default();
     let result = no_grad(|| -> Result<(), TrainError> {
         while let Some(batch) = batches.next_batch() {
-            let n = batch.labels.len();
-            let logits = net.forward(&to_tensor(batch.images, n, shape, device)?)?;
-            loss_sum += logits.cross_entropy(batch.labels)?.item()? as f64 * n as f64;
-            let pred = logits.argmax_rows()?;
-            correct += pred
-                .iter()
-                .zip(batch.labels)
-                .filter(|(p, y)| p == y)
-                .count();
-            seen += n;
+            tally.add(net, &batch, shape, device)?;
         }
         Ok(())
     });
     net.set_training(was);
     result?;
-    Ok((100.0 * correct as f64 / seen as f64, loss_sum / seen as f64))
+    Ok((tally.accuracy(), tally.mean_loss()))
+}
+
+/// Loss and accuracy summed over the batches of a training epoch or an evaluation.
+#[derive(Default)]
+struct Tally {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl Tally {
+    /// Runs `net` on `batch` (one upload to `device`) and counts its mean cross-entropy and
+    /// correct predictions; returns the loss tensor (for backward) and its value.
+    fn add(
+        &mut self,
+        net: &dyn Module,
+        batch: &crate::data::Batch<'_>,
+        shape: (usize, usize, usize),
+        device: Device,
+    ) -> Result<(Tensor, f32), TrainError> {
+        let n = batch.labels.len();
+        let logits = net.forward(&to_tensor(batch.images, n, shape, device)?)?;
+        let loss = logits.cross_entropy(batch.labels)?;
+        let l = loss.item()?;
+        let pred = logits.argmax_rows()?;
+        self.correct += pred
+            .iter()
+            .zip(batch.labels)
+            .filter(|(p, y)| p == y)
+            .count();
+        self.loss_sum += l as f64 * n as f64;
+        self.seen += n;
+        Ok((loss, l))
+    }
+
+    /// Accuracy (%).
+    fn accuracy(&self) -> f64 {
+        100.0 * self.correct as f64 / self.seen.max(1) as f64
+    }
+
+    /// Mean loss per example.
+    fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.seen.max(1) as f64
+    }
 }
 
 /// A network trained by [`train_architecture`], with its scores.

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p nas-tensor --example digits [epochs]`
 
-#[path = "../tests/common/digits.rs"]
+#[path = "../tests/it/common/digits.rs"]
 mod digits;
 
 use nas_tensor::nn::Module;

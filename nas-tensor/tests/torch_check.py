@@ -1,4 +1,4 @@
-"""Compares tests/torch_export.rs output with PyTorch: python torch_check.py [DIR]."""
+"""Compares tests/it/torch_export.rs output with PyTorch: python torch_check.py [DIR]."""
 import sys
 import torch, torch.nn as nn
 from safetensors.torch import load_file

@@ -110,16 +110,11 @@ impl DartsCellModule {
         reduction_prev: bool,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
-        let preprocess0: Box<dyn Module> = if reduction_prev {
-            Box::new(FactorizedReduce::new(c_pp, c, 2, true, rng)?)
-        } else {
-            Box::new(ReLUConvBN::new(c_pp, c, 1, 1, 0, 1, true, rng)?)
-        };
-        let preprocess1 = ReLUConvBN::new(c_p, c, 1, 1, 0, 1, true, rng)?;
+        let (preprocess0, preprocess1) = darts_preprocess(c_pp, c_p, c, reduction_prev, true, rng)?;
         let mut edges = Vec::with_capacity(8);
         for node in &cell.nodes {
             for &(op, input) in node {
-                let stride = if reduction && input < 2 { 2 } else { 1 };
+                let stride = darts_edge_stride(reduction, input);
                 edges.push(Edge {
                     op: darts_op(Some(op), c, stride, true, rng)?,
                     input,
@@ -143,10 +138,10 @@ impl DartsCellModule {
         drop_prob: f32,
         rng: &Mutex<ChaCha8Rng>,
     ) -> Result<Tensor> {
-        let mut states = vec![self.preprocess0.forward(s0)?, self.preprocess1.forward(s1)?];
-        for pair in self.edges.chunks(2) {
+        let pre: [&dyn Module; 2] = [&self.preprocess0, &self.preprocess1];
+        darts_cell_forward(pre, s0, s1, self.edges.len() / 2, |k, states| {
             let mut sum: Option<Tensor> = None;
-            for e in pair {
+            for e in &self.edges[2 * k..2 * k + 2] {
                 let mut h = e.op.forward(&states[e.input])?;
                 if self.training.get() && drop_prob > 0.0 && !e.identity {
                     h = drop_path(&h, drop_prob, rng)?;
@@ -156,10 +151,54 @@ impl DartsCellModule {
                     Some(a) => a.add(&h)?,
                 });
             }
-            states.push(sum.expect("two edges per node"));
-        }
-        Tensor::concat(&states[2..], 1)
+            Ok(sum.expect("two edges per node"))
+        })
     }
+}
+
+/// The preprocessing of a DARTS cell's two inputs to `c` channels (the evaluation network and
+/// the supernet alike): `s0` (`c_pp` channels) by a factorized reduction when the previous
+/// cell was a reduction cell, else by a 1x1 ReLU-conv-BN; `s1` (`c_p` channels) by a 1x1
+/// ReLU-conv-BN. Batch norms are affine in the evaluation network, not in the supernet.
+pub fn darts_preprocess(
+    c_pp: usize,
+    c_p: usize,
+    c: usize,
+    reduction_prev: bool,
+    affine: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Box<dyn Module>, ReLUConvBN)> {
+    let pre0: Box<dyn Module> = if reduction_prev {
+        Box::new(FactorizedReduce::new(c_pp, c, 2, affine, rng)?)
+    } else {
+        Box::new(ReLUConvBN::new(c_pp, c, 1, 1, 0, 1, affine, rng)?)
+    };
+    Ok((pre0, ReLUConvBN::new(c_p, c, 1, 1, 0, 1, affine, rng)?))
+}
+
+/// The stride of a DARTS edge out of state `input` (0 and 1 are the cell's inputs): 2 in a
+/// reduction cell, from its inputs; 1 otherwise.
+pub fn darts_edge_stride(reduction: bool, input: usize) -> usize {
+    if reduction && input < 2 { 2 } else { 1 }
+}
+
+/// The forward skeleton of a DARTS cell (the evaluation network and the supernet alike): the
+/// two inputs preprocessed by `pre`, then `nodes` intermediate nodes, node `k` computed by
+/// `node(k, states)` from the states before it; the output is the intermediate nodes
+/// concatenated along the channels.
+pub fn darts_cell_forward<E: From<TensorError>>(
+    pre: [&dyn Module; 2],
+    s0: &Tensor,
+    s1: &Tensor,
+    nodes: usize,
+    mut node: impl FnMut(usize, &[Tensor]) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<Tensor, E> {
+    let mut states = vec![pre[0].forward(s0)?, pre[1].forward(s1)?];
+    for k in 0..nodes {
+        let h = node(k, &states)?;
+        states.push(h);
+    }
+    Ok(Tensor::concat(&states[2..], 1)?)
 }
 
 /// Drop-path: zeroes whole examples with probability `p`, scales the rest by `1 / (1 - p)`.

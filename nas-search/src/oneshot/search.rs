@@ -689,15 +689,7 @@ impl OneShotSearch {
             Ok(())
         })?;
         // 2. Validation gradient at w' (BN statistics of this pass are discarded).
-        let buffers: Vec<(Tensor, Tensor)> = self
-            .net
-            .named_buffers()
-            .into_iter()
-            .map(|(_, t)| {
-                let v = t.detach();
-                (t, v)
-            })
-            .collect();
+        let buffers = self.net.buffer_snapshot();
         // (the weight gradient v is needed too, so not `arch_grad_first_order`)
         self.zero_all();
         let (lv, corr) = self.loss_backward(
@@ -717,9 +709,7 @@ impl OneShotSearch {
             .iter()
             .map(grad_or_zeros)
             .collect::<Result<_>>()?;
-        for (t, vals) in &buffers {
-            t.copy_from(vals)?;
-        }
+        buffers.restore()?;
         // 3. Finite-difference Hessian-vector product around w.
         // ||v||: squares summed per tensor and over tensors on the device, read once
         let norm = no_grad(|| -> Result<f64> {

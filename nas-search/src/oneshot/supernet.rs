@@ -19,7 +19,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
-use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
+use crate::nets::darts::{darts_cell_forward, darts_edge_stride, darts_preprocess};
+use crate::nets::ops::{ReLUConvBN, ResNetBasicBlock, build_op};
 
 /// Which cell space the supernet searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,16 +372,11 @@ impl DartsCellNet {
         reduction_prev: bool,
         rng: &mut ChaCha8Rng,
     ) -> Result<DartsCellNet> {
-        let pre0: Box<dyn Module> = if reduction_prev {
-            Box::new(FactorizedReduce::new(c_pp, c, 2, false, rng)?)
-        } else {
-            Box::new(ReLUConvBN::new(c_pp, c, 1, 1, 0, 1, false, rng)?)
-        };
-        let pre1 = ReLUConvBN::new(c_p, c, 1, 1, 0, 1, false, rng)?;
+        let (pre0, pre1) = darts_preprocess(c_pp, c_p, c, reduction_prev, false, rng)?;
         let mut edges = Vec::with_capacity(14);
         for i in 0..4 {
             for j in 0..i + 2 {
-                let stride = if reduction && j < 2 { 2 } else { 1 };
+                let stride = darts_edge_stride(reduction, j);
                 edges.push(MixedEdge::new(SpaceKind::Darts, c, stride, rng)?);
             }
         }
@@ -393,14 +389,12 @@ impl DartsCellNet {
     }
 
     fn forward(&self, s0: &Tensor, s1: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
-        let mut states = vec![self.pre0.forward(s0)?, self.pre1.forward(s1)?];
         let mut offset = 0;
-        for _ in 0..4 {
-            let node = node_sum(&self.edges, offset, &states, mix)?;
+        darts_cell_forward([&self.pre0, &self.pre1], s0, s1, 4, |_, states| {
+            let node = node_sum(&self.edges, offset, states, mix)?;
             offset += states.len();
-            states.push(node);
-        }
-        Ok(Tensor::concat(&states[2..], 1)?)
+            Ok(node)
+        })
     }
 
     /// The cell's parameters and buffers (what a checkpoint of it reads and updates).

@@ -42,45 +42,43 @@ fn shape(_purpose: Purpose) -> Option<NetShape> {
     })
 }
 
-impl SpaceDef for Chain {
-    type Space = ChainSpace;
-    const NAME: &'static str = "chain";
-    const ABOUT: &'static str = "chain (macro) space, CNN preset: 1..=6 layers of conv3x3/conv5x5/sep_conv_3x3/sep_conv_5x5, widths 16/32/64 (--channels and --cells unused)";
-    const LABEL: &'static str = "chain of layers";
-    const PLURAL: &'static str = "conv chains";
+/// The [`SpaceDef`] of a chain preset.
+macro_rules! chain_preset {
+    ($def:ty, $name:literal, $preset:ident, $plural:literal, $about:literal) => {
+        impl SpaceDef for $def {
+            type Space = ChainSpace;
+            const NAME: &'static str = $name;
+            const ABOUT: &'static str = $about;
+            const LABEL: &'static str = "chain of layers";
+            const PLURAL: &'static str = $plural;
 
-    fn space(&self) -> ChainSpace {
-        ChainSpace::cnn()
-    }
-    fn dot(&self, arch: &ChainArch) -> String {
-        chain_dot(&self.space(), arch)
-    }
-    fn shape(&self, purpose: Purpose) -> Option<NetShape> {
-        shape(purpose).filter(|_| purpose != Purpose::Supernet)
-    }
-    fn network(&self, _shape: NetShape) -> Option<Box<dyn NetworkFamily<ChainArch>>> {
-        Some(Box::new(ChainFamily))
-    }
+            fn space(&self) -> ChainSpace {
+                ChainSpace::$preset()
+            }
+            fn dot(&self, arch: &ChainArch) -> String {
+                chain_dot(&self.space(), arch)
+            }
+            fn shape(&self, purpose: Purpose) -> Option<NetShape> {
+                shape(purpose).filter(|_| purpose != Purpose::Supernet)
+            }
+            fn network(&self, _shape: NetShape) -> Option<Box<dyn NetworkFamily<ChainArch>>> {
+                Some(Box::new(ChainFamily))
+            }
+        }
+    };
 }
 
-impl SpaceDef for ChainMlp {
-    type Space = ChainSpace;
-    const NAME: &'static str = "chain-mlp";
-    const ABOUT: &'static str =
-        "chain (macro) space, MLP preset: 1..=4 dense layers of width 16..256";
-    const LABEL: &'static str = "chain of layers";
-    const PLURAL: &'static str = "dense chains";
-
-    fn space(&self) -> ChainSpace {
-        ChainSpace::mlp()
-    }
-    fn dot(&self, arch: &ChainArch) -> String {
-        chain_dot(&self.space(), arch)
-    }
-    fn shape(&self, purpose: Purpose) -> Option<NetShape> {
-        shape(purpose).filter(|_| purpose != Purpose::Supernet)
-    }
-    fn network(&self, _shape: NetShape) -> Option<Box<dyn NetworkFamily<ChainArch>>> {
-        Some(Box::new(ChainFamily))
-    }
-}
+chain_preset!(
+    Chain,
+    "chain",
+    cnn,
+    "conv chains",
+    "chain (macro) space, CNN preset: 1..=6 layers of conv3x3/conv5x5/sep_conv_3x3/sep_conv_5x5, widths 16/32/64 (--channels and --cells unused)"
+);
+chain_preset!(
+    ChainMlp,
+    "chain-mlp",
+    mlp,
+    "dense chains",
+    "chain (macro) space, MLP preset: 1..=4 dense layers of width 16..256"
+);

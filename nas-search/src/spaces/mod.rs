@@ -317,6 +317,16 @@ fn typed<D: SpaceDef>(arch: &AnyArch) -> Result<&<D::Space as SearchSpace>::Arch
     })
 }
 
+/// The error for an input of space `D` that is not one of its architectures.
+fn bad_arch<D: SpaceDef>(json: &'static str, input: &str, problem: String) -> SearchError {
+    SearchError::Arch {
+        space: D::NAME.to_string(),
+        json,
+        input: quote(input),
+        problem,
+    }
+}
+
 fn no_network<D: SpaceDef>() -> SearchError {
     SearchError::Setting(format!(
         "the {} space has no network to train its architectures in",
@@ -367,12 +377,7 @@ impl<D: SpaceDef> Space for D {
 
     fn parse(&self, text: &str) -> Result<AnyArch> {
         let space = self.space();
-        let bad = |json: &'static str, problem: String| SearchError::Arch {
-            space: D::NAME.to_string(),
-            json,
-            input: quote(text),
-            problem,
-        };
+        let bad = |json, problem| bad_arch::<D>(json, text, problem);
         let arch = if looks_like_json(text) {
             serde_json::from_str(text).map_err(|e| bad(" JSON", e.to_string()))?
         } else {
@@ -411,21 +416,10 @@ impl<D: SpaceDef> Space for D {
         Ok(self.space().encode_decisions(typed::<D>(arch)?))
     }
     fn decode(&self, choices: &[usize]) -> Result<AnyArch> {
-        let a = self
-            .space()
-            .decode_decisions(choices)
-            .map_err(|e| SearchError::Arch {
-                space: D::NAME.to_string(),
-                json: "",
-                input: quote(
-                    &choices
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                problem: e.to_string(),
-            })?;
+        let a = self.space().decode_decisions(choices).map_err(|e| {
+            let text: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+            bad_arch::<D>("", &text.join(","), e.to_string())
+        })?;
         Ok(AnyArch::new(D::NAME, a))
     }
 

@@ -79,6 +79,19 @@ impl Clone for Mode {
     }
 }
 
+/// A module's buffers and copies of their values ([`Module::buffer_snapshot`]).
+pub struct BufferSnapshot(Vec<(Tensor, Tensor)>);
+
+impl BufferSnapshot {
+    /// Writes the saved values back into the buffers.
+    pub fn restore(&self) -> Result<()> {
+        for (t, saved) in &self.0 {
+            t.copy_from(saved)?;
+        }
+        Ok(())
+    }
+}
+
 /// A layer or a network (see the [module docs](self) for what a layer writes).
 pub trait Module: Send + Sync {
     /// Applies the module.
@@ -174,6 +187,20 @@ pub trait Module: Send + Sync {
         let mut out = Vec::new();
         self.visit("", &mut |n, t, _| out.push((n.to_string(), t.clone())));
         out
+    }
+
+    /// The buffers (running statistics) as they are now, to put back with
+    /// [`BufferSnapshot::restore`] after passes whose statistics must not count.
+    fn buffer_snapshot(&self) -> BufferSnapshot {
+        BufferSnapshot(
+            self.named_buffers()
+                .into_iter()
+                .map(|(_, t)| {
+                    let saved = t.detach();
+                    (t, saved)
+                })
+                .collect(),
+        )
     }
 
     /// Total number of trainable scalars.

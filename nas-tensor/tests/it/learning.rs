@@ -1,7 +1,6 @@
 //! A real learning test: a small CNN on UCI digits reaches at least 95% held-out accuracy.
 
-#[path = "common/digits.rs"]
-mod digits;
+use crate::common::digits;
 
 use nas_tensor::live_graph_nodes;
 

@@ -269,8 +269,7 @@ fn inputs(case: &Case, device: Device) -> Vec<Tensor> {
         .collect()
 }
 
-#[path = "common/spaced.rs"]
-mod spaced_inputs;
+use crate::common::spaced as spaced_inputs;
 use spaced_inputs::spaced_values as spaced;
 
 /// The op's output and its inputs' gradients under a fixed random projection, all on

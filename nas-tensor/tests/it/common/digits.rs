@@ -1,5 +1,5 @@
 //! UCI digits (the project's shipped copy) and the small CNN the learning test and the
-//! `digits` example train. Shared by `tests/learning.rs` and `examples/digits.rs`.
+//! `digits` example train. Shared by `tests/it/learning.rs` and `examples/digits.rs`.
 
 #![allow(dead_code)]
 

@@ -95,6 +95,15 @@ fn nb201_rule_on_hand_made_weights() {
     assert!(derive_nb201_cell(&bad).is_err());
 }
 
+/// The harness name of this module's test `f`: its module path without the crate (the tests
+/// of a crate are modules of one binary, `tests/it/main.rs`).
+fn test_name(f: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, m)) => format!("{m}::{f}"),
+        None => f.to_string(),
+    }
+}
+
 fn tiny_config(method: Method, space: SpaceKind) -> OneShotConfig {
     let mut c = OneShotConfig::new(method, space);
     c.c = 4;
@@ -238,7 +247,12 @@ fn resume_after_sigkill_is_bit_identical() {
 
         let killed = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "oneshot_kill_child", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                &test_name("oneshot_kill_child"),
+                "--ignored",
+                "--nocapture",
+            ])
             .env(
                 CHILD_ENV,
                 format!(

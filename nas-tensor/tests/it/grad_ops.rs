@@ -8,8 +8,7 @@ fn p(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, seed).param()
 }
 
-#[path = "common/spaced.rs"]
-mod spaced_inputs;
+use crate::common::spaced as spaced_inputs;
 
 /// Spaced values (see [`spaced_inputs::spaced_values`]) as a parameter.
 fn spaced(shape: &[usize], seed: u64) -> Tensor {

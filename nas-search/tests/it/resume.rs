@@ -66,6 +66,15 @@ fn child_search_for_kill_test() {
     search(&kind, Some(Path::new(&path)), true);
 }
 
+/// The harness name of this module's test `f`: its module path without the crate (the tests
+/// of a crate are modules of one binary, `tests/it/main.rs`).
+fn test_name(f: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, m)) => format!("{m}::{f}"),
+        None => f.to_string(),
+    }
+}
+
 fn told(path: &Path) -> Option<usize> {
     // Snapshot plus journal (a read racing a snapshot rewrite may fail: retried by the caller).
     let v = nas_search::search::read_state_value(path).ok()?;
@@ -90,7 +99,7 @@ fn killed_search_resumes_to_the_uninterrupted_history() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "child_search_for_kill_test",
+                &test_name("child_search_for_kill_test"),
                 "--ignored",
                 "--nocapture",
                 "--test-threads",

@@ -629,3 +629,34 @@ fn mutate_encode_and_decode() {
     let e = fails(&nas(&["space", "decode", "3,x"]), 1);
     assert!(e.contains("\"x\""), "{e}");
 }
+
+/// `nas space --list` prints the library's space registry: every registered space, once, with
+/// what it is; `--json` gives the same list.
+#[test]
+fn space_list_prints_the_registry() {
+    let registry = nas_search::spaces::Registry::builtin();
+    let text = ok(&nas(&["space", "--list"]));
+    assert_eq!(text, registry.describe_spaces());
+    assert_eq!(text.lines().count(), registry.names().len());
+    for name in registry.names() {
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.split_whitespace().next() == Some(name))
+                .count(),
+            1,
+            "{name}: {text}"
+        );
+    }
+    let v = json(&nas(&["--json", "space", "--list"]));
+    let names: Vec<&str> = v["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, registry.names());
+    assert_eq!(v["spaces"][0]["size"], 15_625);
+    // Neither an action nor --list: a usage error.
+    let o = nas(&["space"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,6 @@
+//! The integration tests of nas-cli in one test binary (one link of the crate graph instead of one
+//! per file); each module was a file of its own under `tests/`.
+
+mod cli;
+mod faults;
+mod search;

@@ -1,0 +1,11 @@
+//! The integration tests of nas-search in one test binary (one link of the crate graph instead of one
+//! per file); each module was a file of its own under `tests/`.
+
+mod backends;
+mod nb201_strategies;
+mod oneshot_grad;
+mod oneshot_search;
+mod registry;
+mod resume;
+mod rnn_lm;
+mod search_loop;
