@@ -37,6 +37,7 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod proxies;
 pub mod rnn;
 pub mod search;
 pub mod stats;
