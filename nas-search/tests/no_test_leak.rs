@@ -9,7 +9,7 @@
 //! is strong enough to change a test-based choice.
 
 use nas_search::nb201::{Dataset, HEADER, Nb201Evaluator, Nb201Table};
-use nas_search::strategy::{ControllerConfig, LstmController};
+use nas_search::strategy::{ControllerConfig, LstmController, Tpe, TpeConfig};
 use nas_search::{Budget, SearchConfig, Strategy, StrategyKind, run_search};
 use nas_space::SearchSpace;
 use nas_space::nb201::{Nb201Cell, Nb201Space};
@@ -69,6 +69,11 @@ fn strategies() -> Vec<(String, Box<dyn Strategy<Nb201Space>>, Budget)> {
         };
         out.push((spec.to_string(), kind.build(&Nb201Space).unwrap(), budget));
     }
+    out.push((
+        "tpe".into(),
+        Box::new(Tpe::new(TpeConfig::default()).unwrap()),
+        Budget::evaluations(120),
+    ));
     let lstm = LstmController::new(ControllerConfig::default(), &Nb201Space.decisions()).unwrap();
     out.push((
         "lstm-controller".into(),
