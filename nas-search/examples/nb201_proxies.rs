@@ -7,7 +7,8 @@
 //!
 //! Options: `--cells N` (1000, distinct cells drawn uniformly), `--seed S` (0; cell `i` of the
 //! sample gets weights from seed `S + index`), `--synflow-channels C` / `--synflow-depth N`
-//! (16 / 5: the benchmark's CIFAR-10 network on a 3x32x32 all-ones image), `--channels C` /
+//! (16 / 5: the benchmark's network on a 3x32x32 all-ones image), `--synflow-net D` (cifar10:
+//! 10 classes; cifar100: 100 classes; imagenet16-120: 120 classes on 3x16x16), `--channels C` /
 //! `--depth N` (8 / 1: the network of the data-dependent proxies, on 1x28x28 images),
 //! `--batch B` (64 images: the first B of the embedded Fashion-MNIST training subset,
 //! normalised; `--data digits` uses the embedded UCI digits, 1x8x8, instead), `--no-data`
@@ -35,6 +36,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut cells, mut seed, mut batch) = (1000usize, 0u64, 64usize);
     let (mut sc, mut sn, mut dc, mut dn) = (16usize, 5usize, 8usize, 1usize);
     let (mut data, mut no_data, mut out) = ("fashion".to_string(), false, None::<String>);
+    let mut syn_net = Dataset::Cifar10;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -49,6 +51,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--channels" => dc = num(val()?, "--channels")?,
             "--depth" => dn = num(val()?, "--depth")?,
             "--data" => data = val()?,
+            "--synflow-net" => syn_net = Dataset::parse(&val()?)?,
             "--no-data" => no_data = true,
             "--out" => out = Some(val()?),
             "-h" | "--help" => {
@@ -86,8 +89,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         channels: sc,
         cells_per_stage: sn,
         in_channels: 3,
-        classes: 10,
+        classes: syn_net.classes() as usize,
     };
+    let side = syn_net.input_size() as usize;
     let data_cfg = Nb201Config {
         channels: dc,
         cells_per_stage: dn,
@@ -95,7 +99,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         classes: train.num_classes(),
     };
     eprintln!(
-        "{cells} cells; synflow on C={sc} N={sn} 3x32x32; data proxies on C={dc} N={dn}, {batch} {} images {c}x{h}x{w}",
+        "{cells} cells; synflow on the {} network, C={sc} N={sn}, 3x{side}x{side}; data proxies on C={dc} N={dn}, {batch} {} images {c}x{h}x{w}",
+        syn_net.name(),
         train.name()
     );
 
@@ -118,7 +123,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let r = &table.rows()[i];
         let s = seed + i as u64;
         let t0 = Instant::now();
-        let syn = synflow(&r.cell, syn_cfg, s, (32, 32))?;
+        let syn = synflow(&r.cell, syn_cfg, s, (side, side))?;
         let t1 = Instant::now();
         let d = if no_data {
             None

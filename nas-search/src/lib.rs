@@ -3,7 +3,8 @@
 //!
 //! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
 //!   REINFORCE, local search and Hyperband / successive halving, and the REINFORCE-trained
-//!   LSTM controller ([`strategy::LstmController`], not yet in [`StrategyKind`]).
+//!   LSTM controller ([`strategy::LstmController`]) and TPE ([`strategy::Tpe`]), both not yet
+//!   in [`StrategyKind`].
 //! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure).
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
 //!   ([`run_search`]); [`checkpoint`] holds the file format.
@@ -14,6 +15,8 @@
 //! * [`train`]: training networks from genotypes (the train-from-scratch evaluator, on the
 //!   recipe's device); [`nets`]: the networks; [`data`]: data sets, splits and batches.
 //! * [`oneshot`]: DARTS and GDAS on supernets.
+//! * [`proxies`]: zero-cost proxies (synflow, grad_norm, snip, jacob_cov, nwot) of untrained
+//!   NAS-Bench-201 networks and Spearman's rank correlation.
 //! * [`rnn`]: training recurrent language models on text (bits per character) and the
 //!   train evaluator of the recurrent-cell space.
 //! * [`nb201`] / [`nb201_cost`]: the NAS-Bench-201 table and closed-form network costs.
