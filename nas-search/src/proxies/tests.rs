@@ -37,7 +37,7 @@ fn proxy_network_is_the_nb201_network() {
     let x = Tensor::randn(&[3, 1, 8, 8], 2);
     let (ya, yb) = (a.forward(&x).unwrap(), b.forward(&x).unwrap());
     assert_eq!(ya.to_vec().unwrap(), yb.to_vec().unwrap());
-    // ReLU inputs: 2 conv edges with one ReLU each... per cell (3 conv edges here), 6 cells,
+    // ReLU inputs: one per convolution edge per cell (3 here) over 6 cells,
     // two per reduction block, one before pooling.
     let (_, relus) = b.forward_with_relu_inputs(&x).unwrap();
     assert_eq!(relus.len(), 3 * 6 + 2 * 2 + 1);
