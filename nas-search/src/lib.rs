@@ -3,7 +3,8 @@
 //!
 //! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
 //!   REINFORCE, local search and Hyperband / successive halving, and the REINFORCE-trained
-//!   LSTM controller ([`strategy::LstmController`], not yet in the strategy registry).
+//!   LSTM controller ([`strategy::LstmController`]) and TPE ([`strategy::Tpe`]), both not yet
+//!   in the strategy registry.
 //! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure) and
 //!   the evaluator registry entries ([`evaluator::EvaluatorDef`]).
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints
@@ -17,6 +18,8 @@
 //!   [`data`]: data sets, splits and batches.
 //! * [`trainjob`]: one architecture trained by name, what `nas train` runs.
 //! * [`oneshot`]: DARTS and GDAS on supernets.
+//! * [`proxies`]: zero-cost proxies (synflow, grad_norm, snip, jacob_cov, nwot) of untrained
+//!   NAS-Bench-201 networks and Spearman's rank correlation.
 //! * [`rnn`]: training recurrent language models on text (bits per character) and the
 //!   train evaluator of the recurrent-cell space.
 //! * [`spaces`]: the registry of search spaces (one module per space: its network, supernet,
@@ -40,6 +43,7 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod proxies;
 pub mod rnn;
 pub mod search;
 pub mod spaces;

@@ -19,6 +19,7 @@ mod hyperband;
 mod local;
 mod random;
 mod reinforce;
+mod tpe;
 
 pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
@@ -26,6 +27,7 @@ pub use hyperband::{Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};
 pub use random::{RandomConfig, RandomSearch};
 pub use reinforce::{Reinforce, ReinforceConfig};
+pub use tpe::{Tpe, TpeConfig};
 
 /// A proposal: evaluate `arch` at `fidelity` epochs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

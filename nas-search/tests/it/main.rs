@@ -3,6 +3,8 @@
 
 mod backends;
 mod nb201_strategies;
+mod nb201_tpe;
+mod no_test_leak;
 mod oneshot_grad;
 mod oneshot_search;
 mod registry;
