@@ -36,6 +36,27 @@ impl fmt::Display for Device {
     }
 }
 
+impl Device {
+    /// Checks that the device can be used by this build on this machine, opening it if it is
+    /// a GPU: the CPU and the test devices always can; `cuda:N` needs the `cuda` feature, a
+    /// driver and the device, and is otherwise a [`KernelError::DeviceUnavailable`] saying
+    /// which is missing (never a panic).
+    pub fn open(self) -> Result<Device, KernelError> {
+        match self {
+            Device::Cpu | Device::Test | Device::CudaEmu => Ok(self),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => crate::Cuda::new(self).map(|_| self),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(KernelError::DeviceUnavailable {
+                device: self.to_string(),
+                reason: "CUDA support is not built in (build with `--features cuda`); use \
+                         --device cpu"
+                    .into(),
+            }),
+        }
+    }
+}
+
 impl FromStr for Device {
     type Err = KernelError;
 
@@ -61,6 +82,18 @@ impl FromStr for Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_cuda_without_it_is_a_clear_error() {
+        assert_eq!(Device::Cpu.open().unwrap(), Device::Cpu);
+        #[cfg(feature = "cuda")]
+        if crate::cuda::driver_present() {
+            return;
+        }
+        let e = Device::Cuda(0).open().unwrap_err();
+        assert!(matches!(e, KernelError::DeviceUnavailable { .. }), "{e}");
+        assert!(e.to_string().contains("use --device cpu"), "{e}");
+    }
 
     #[test]
     fn parses_and_prints() {
