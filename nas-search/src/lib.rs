@@ -3,8 +3,7 @@
 //!
 //! * [`strategy`]: the ask/tell [`Strategy`] trait and random search, regularized evolution,
 //!   REINFORCE, local search and Hyperband / successive halving, and the REINFORCE-trained
-//!   LSTM controller ([`strategy::LstmController`]) and TPE ([`strategy::Tpe`]), both not yet
-//!   in the strategy registry.
+//!   LSTM controller ([`strategy::LstmController`]) and TPE ([`strategy::Tpe`]).
 //! * [`evaluator`]: the [`Evaluator`] trait (architecture + fidelity -> metrics or failure) and
 //!   the evaluator registry entries ([`evaluator::EvaluatorDef`]).
 //! * [`search`]: the search loop with parallel workers, budgets and atomic checkpoints

@@ -70,9 +70,9 @@ pub struct SearchArgs {
     /// Data set of the NAS-Bench-201 table: cifar10, cifar100 or ImageNet16-120.
     #[arg(long, default_value = b::DEFAULT_TABLE_DATASET)]
     pub table_dataset: String,
-    /// Which table accuracy the search sees: 12 (12-epoch validation accuracy, NAS-Bench-201's
-    /// protocol) or 200 (the 200-epoch test accuracy itself: an oracle). The reported test
-    /// accuracy is always the 200-epoch one.
+    /// The table fidelity, 12 or 200 epochs. The search always sees the 12-epoch validation
+    /// accuracy (the table has no 200-epoch validation column; 200 only changes the cost
+    /// charged); the reported test accuracy is always the 200-epoch one.
     #[arg(long, default_value_t = b::DEFAULT_TABLE_EPOCHS)]
     pub table_epochs: u32,
     /// Budget: number of evaluations.

@@ -377,6 +377,23 @@ impl<S: SearchSpace> Strategy<S> for LstmController {
     }
 }
 
+impl super::StrategyConfig for ControllerConfig {
+    const NAME: &'static str = "lstm-controller";
+    const ALIASES: &'static [&'static str] = &["controller", "enas-controller"];
+    const ABOUT: &'static str =
+        "REINFORCE with an LSTM controller that emits the decisions one by one (Zoph & Le, ENAS)";
+    fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(LstmController::new(
+            self.clone(),
+            &space.decisions(),
+        )?))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,6 +176,10 @@ strategies! {
     Local(LocalSearchConfig),
     /// [`Hyperband`] (successive halving when it has one bracket).
     Hyperband(HyperbandConfig),
+    /// [`Tpe`].
+    Tpe(TpeConfig),
+    /// [`LstmController`].
+    Controller(ControllerConfig),
 }
 
 impl StrategyKind {

@@ -225,6 +225,20 @@ impl<S: SearchSpace> Strategy<S> for Tpe {
     }
 }
 
+impl super::StrategyConfig for TpeConfig {
+    const NAME: &'static str = "tpe";
+    const ALIASES: &'static [&'static str] = &[];
+    const ABOUT: &'static str =
+        "TPE: Parzen estimators of the good and the other trials per decision (Optuna's defaults)";
+    fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
+        Ok(Box::new(Tpe::new(self.clone())?))
+    }
+    fn set_fidelity(&mut self, fidelity: u32, _any_fidelity: bool) -> Result<()> {
+        self.fidelity = fidelity;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,18 @@ fn the_builtin_registry_lists_each_space_and_evaluator_once() {
 #[test]
 fn the_strategy_registry_names_parses_and_labels_every_strategy() {
     let names: Vec<&str> = StrategyKind::all().iter().map(|k| k.name()).collect();
-    assert_eq!(names, ["random", "rea", "reinforce", "local", "hyperband"]);
+    assert_eq!(
+        names,
+        [
+            "random",
+            "rea",
+            "reinforce",
+            "local",
+            "hyperband",
+            "tpe",
+            "lstm-controller"
+        ]
+    );
     for k in StrategyKind::all() {
         assert_eq!(StrategyKind::parse(k.name()).unwrap(), k);
         for alias in k.aliases() {
