@@ -26,6 +26,8 @@ mod emu {
             })
             .collect();
         modules.sort();
+        // a new module folder (with its kernel.cu) changes the folder listing
+        println!("cargo:rerun-if-changed={}", root.join("src/ops").display());
         let mut tu = String::new();
         writeln!(tu, "#include \"{}\"", emu.join("emu_runtime.cpp").display()).unwrap();
         writeln!(tu, "#include \"{}\"", prelude.display()).unwrap();

@@ -10,7 +10,8 @@ use crate::error::{KernelError, Result};
 use crate::ops::{
     batch_norm::cuda_kernel as bn, conv2d::cuda_kernel as conv, copy::cuda_kernel as cp,
     elementwise::cuda_kernel as ew, matmul::cuda_kernel as mm, optim::cuda_kernel as opt,
-    pool2d::cuda_kernel as pool, random, random::cuda_kernel::Draw, reduce::cuda_kernel as red,
+    pool2d::cuda_kernel as pool, random, random::cuda_kernel::Draw, recurrent::cuda_kernel as rc,
+    reduce::cuda_kernel as red,
 };
 
 fn refs<'a>(xs: &'a [&'a mut CudaBuf]) -> Vec<&'a CudaBuf> {
@@ -486,78 +487,69 @@ impl Backend for Cuda {
     }
     unsafe fn gather_rows_unchecked(
         &self,
-        _p: &Rows,
-        _table: &CudaBuf,
-        _indices: &[usize],
-        _out: &mut CudaBuf,
+        p: &Rows,
+        table: &CudaBuf,
+        indices: &[usize],
+        out: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "gather_rows"))
+        rc::gather_rows(self, p, table, indices, out)
     }
     unsafe fn scatter_add_rows_unchecked(
         &self,
-        _p: &Rows,
-        _src: &CudaBuf,
-        _indices: &[usize],
-        _table: &mut CudaBuf,
+        p: &Rows,
+        src: &CudaBuf,
+        indices: &[usize],
+        table: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "scatter_add_rows"))
+        rc::scatter_add_rows(self, p, src, indices, table)
     }
     unsafe fn lstm_cell_unchecked(
         &self,
-        _p: &LstmCell,
-        _gates: &CudaBuf,
-        _c_prev: &CudaBuf,
-        _act: &mut CudaBuf,
-        _hc: &mut CudaBuf,
+        p: &LstmCell,
+        gates: &CudaBuf,
+        c_prev: &CudaBuf,
+        act: &mut CudaBuf,
+        hc: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "lstm_cell"))
+        rc::cell_forward(self, p, gates, c_prev, act, hc)
     }
     unsafe fn lstm_cell_backward_unchecked(
         &self,
-        _p: &LstmCell,
-        _act: &CudaBuf,
-        _c_prev: &CudaBuf,
-        _hc: &CudaBuf,
-        _dhc: &CudaBuf,
-        _dgates: &mut CudaBuf,
-        _dc_prev: &mut CudaBuf,
+        p: &LstmCell,
+        act: &CudaBuf,
+        c_prev: &CudaBuf,
+        hc: &CudaBuf,
+        dhc: &CudaBuf,
+        dgates: &mut CudaBuf,
+        dc_prev: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "lstm_cell_backward"))
+        rc::cell_backward(self, p, act, c_prev, hc, dhc, dgates, dc_prev)
     }
     unsafe fn lstm_sequence_unchecked(
         &self,
-        _p: &Lstm,
-        _xg: &CudaBuf,
-        _w_hh: &CudaBuf,
-        _h0: &CudaBuf,
-        _c0: &CudaBuf,
-        _act: &mut CudaBuf,
-        _hs: &mut CudaBuf,
-        _cs: &mut CudaBuf,
+        p: &Lstm,
+        xg: &CudaBuf,
+        w_hh: &CudaBuf,
+        h0: &CudaBuf,
+        c0: &CudaBuf,
+        act: &mut CudaBuf,
+        hs: &mut CudaBuf,
+        cs: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "lstm_sequence"))
+        rc::sequence_forward(self, p, xg, w_hh, h0, c0, act, hs, cs)
     }
     unsafe fn lstm_sequence_backward_unchecked(
         &self,
-        _p: &Lstm,
-        _w_hh: &CudaBuf,
-        _c0: &CudaBuf,
-        _act: &CudaBuf,
-        _cs: &CudaBuf,
-        _dhs: &CudaBuf,
-        _dxg: &mut CudaBuf,
-        _dh0: &mut CudaBuf,
-        _dc0: &mut CudaBuf,
+        p: &Lstm,
+        w_hh: &CudaBuf,
+        c0: &CudaBuf,
+        act: &CudaBuf,
+        cs: &CudaBuf,
+        dhs: &CudaBuf,
+        dxg: &mut CudaBuf,
+        dh0: &mut CudaBuf,
+        dc0: &mut CudaBuf,
     ) -> Result<()> {
-        Err(no_kernel(self, "lstm_sequence_backward"))
-    }
-}
-
-/// The error of a recurrent-model method that has no CUDA kernel yet (embedding and LSTM
-/// kernels are still to be written): a clear error instead of a silent host fallback.
-fn no_kernel(c: &Cuda, op: &str) -> KernelError {
-    KernelError::DeviceUnavailable {
-        device: c.device().to_string(),
-        reason: format!("`{op}` has no CUDA kernel yet (recurrent models run on the CPU for now)"),
+        rc::sequence_backward(self, p, w_hh, c0, act, cs, dhs, dxg, dh0, dc0)
     }
 }

@@ -63,6 +63,8 @@ pub enum Module {
     Optim,
     /// `ops/random/kernel.cu`.
     Random,
+    /// `ops/recurrent/kernel.cu`.
+    Recurrent,
 }
 
 /// The helpers every module shares, prepended to each module's source.
@@ -70,7 +72,7 @@ pub const PRELUDE: &str = include_str!("prelude.cuh");
 
 impl Module {
     /// Every module.
-    pub const ALL: [Module; 9] = [
+    pub const ALL: [Module; 10] = [
         Module::Elementwise,
         Module::Copy,
         Module::Reduce,
@@ -80,6 +82,7 @@ impl Module {
         Module::BatchNorm,
         Module::Optim,
         Module::Random,
+        Module::Recurrent,
     ];
 
     /// The module's `.cu` source (without the prelude).
@@ -94,6 +97,7 @@ impl Module {
             Module::BatchNorm => include_str!("../ops/batch_norm/kernel.cu"),
             Module::Optim => include_str!("../ops/optim/kernel.cu"),
             Module::Random => include_str!("../ops/random/kernel.cu"),
+            Module::Recurrent => include_str!("../ops/recurrent/kernel.cu"),
         }
     }
 
@@ -114,6 +118,7 @@ impl Module {
             Module::BatchNorm => "batch_norm",
             Module::Optim => "optim",
             Module::Random => "random",
+            Module::Recurrent => "recurrent",
         }
     }
 

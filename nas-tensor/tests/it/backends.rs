@@ -316,30 +316,8 @@ fn assert_matches(device: Device, got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// The recurrent ops have no CUDA kernels yet: on a CUDA device each must fail with a clear
-/// error (asserted here) rather than run on the host. Remove a name when its kernel lands.
-const NO_CUDA_KERNEL: &[&str] = &[
-    "embedding (repeated rows)",
-    "lstm_cell",
-    "lstm (fused, 3 steps)",
-];
-
 fn ops_match_the_cpu_and_their_gradients(device: Device) {
     for case in cases() {
-        if matches!(device, Device::CudaEmu | Device::Cuda(_))
-            && NO_CUDA_KERNEL.contains(&case.name)
-        {
-            let xs = inputs(&case, device);
-            let Err(e) = (case.f)(&xs) else {
-                panic!("{}: ran on {device}; take it off NO_CUDA_KERNEL", case.name);
-            };
-            assert!(
-                e.to_string().contains("no CUDA kernel yet"),
-                "{}: {e}",
-                case.name
-            );
-            continue;
-        }
         let (y, g, moved) = run(&case, device);
         let (y_cpu, g_cpu, _) = run(&case, Device::Cpu);
         assert_matches(

@@ -30,6 +30,8 @@
 //! every backend must match them.
 
 pub(crate) mod cpu_kernel;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernel;
 
 use crate::error::{KernelError, Result, check_len};
 
