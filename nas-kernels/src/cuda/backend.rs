@@ -18,13 +18,6 @@ fn refs<'a>(xs: &'a [&'a mut CudaBuf]) -> Vec<&'a CudaBuf> {
     xs.iter().map(|x| &**x).collect()
 }
 
-fn reduce_dims(shape: &[usize], axis: Option<usize>, len: usize) -> (usize, usize, usize) {
-    match axis {
-        None => (1, len, 1),
-        Some(a) => crate::ops::reduce::axis_split(shape, a),
-    }
-}
-
 impl Backend for Cuda {
     type Buffer = CudaBuf;
     type Owned = CudaBuf;
@@ -193,7 +186,7 @@ impl Backend for Cuda {
         axis: Option<usize>,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        let dims = reduce_dims(shape, axis, x.len());
+        let dims = crate::ops::reduce::dims(x.len(), shape, axis);
         if dims.1 == 0 && op == ReduceOp::Max {
             return Err(KernelError::param("reduce", "max over an empty axis"));
         }
@@ -209,7 +202,15 @@ impl Backend for Cuda {
         dy: &CudaBuf,
         dx: &mut CudaBuf,
     ) -> Result<()> {
-        red::reduce_backward(self, op, x, y, reduce_dims(shape, axis, x.len()), dy, dx)
+        red::reduce_backward(
+            self,
+            op,
+            x,
+            y,
+            crate::ops::reduce::dims(x.len(), shape, axis),
+            dy,
+            dx,
+        )
     }
     unsafe fn softmax_unchecked(
         &self,

@@ -6,7 +6,7 @@
 //! updates. The architecture weights live in [`ArchParams`]; a forward pass takes a [`Mixing`]
 //! built from them: softmaxed weights (DARTS) or a hard Gumbel sample (GDAS).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use nas_space::darts::DARTS_PRIMITIVES;
 use nas_space::nb201::Nb201Op;
@@ -340,20 +340,6 @@ fn node_sum(
     }
 }
 
-/// A DARTS search cell shared with the gradient-checkpoint nodes that recompute it in backward
-/// ([`nas_tensor::checkpoint`] keeps its segment function until then): a read lock to run it,
-/// a write lock to switch its training mode.
-struct SharedCell(Arc<RwLock<DartsCellNet>>);
-
-impl SharedCell {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, DartsCellNet> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
-    }
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, DartsCellNet> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A DARTS search cell: two preprocessed inputs, 4 intermediate nodes, 14 mixed edges, output
 /// the concatenation of the intermediate nodes.
 struct DartsCellNet {
@@ -446,7 +432,10 @@ impl Nb201CellNet {
 enum Body {
     Darts {
         stem: Sequential,
-        cells: Vec<SharedCell>,
+        /// Shared with the gradient-checkpoint nodes that recompute a cell in backward
+        /// ([`nas_tensor::checkpoint`] keeps its segment function until then); modes switch
+        /// through `&self`, so no lock is needed.
+        cells: Vec<Arc<DartsCellNet>>,
     },
     Nb201 {
         stem: Sequential,
@@ -498,14 +487,14 @@ impl Supernet {
                     if reduction {
                         c_cur *= 2;
                     }
-                    cells.push(SharedCell(Arc::new(RwLock::new(DartsCellNet::new(
+                    cells.push(Arc::new(DartsCellNet::new(
                         c_pp,
                         c_p,
                         c_cur,
                         reduction,
                         reduction_prev,
                         rng,
-                    )?))));
+                    )?));
                     reduction_prev = reduction;
                     c_pp = c_p;
                     c_p = 4 * c_cur;
@@ -585,18 +574,16 @@ impl Supernet {
             Body::Darts { stem, cells: all } => {
                 let s = stem.forward(x)?;
                 let (mut s0, mut s1) = (s.clone(), s);
-                for (i, shared) in all.iter().enumerate() {
-                    let cell = shared.read();
+                for (i, cell) in all.iter().enumerate() {
                     let m = if cell.reduction { m_reduce } else { m_normal };
                     let out = match m {
                         EdgeMix::Soft(rows) if i < cells => {
                             let mut inputs = vec![&s0, &s1];
                             inputs.extend(rows);
                             let (params, buffers) = cell.params_and_buffers();
-                            let seg = shared.0.clone();
+                            let seg = Arc::clone(cell);
                             nas_tensor::checkpoint(&inputs, &params, &buffers, move |ins| {
-                                let cell = seg.read().unwrap_or_else(|e| e.into_inner());
-                                cell.forward(&ins[0], &ins[1], EdgeMix::Soft(&ins[2..]))
+                                seg.forward(&ins[0], &ins[1], EdgeMix::Soft(&ins[2..]))
                                     .map_err(|e| match e {
                                         OneShotError::Tensor(t) => t,
                                         other => nas_tensor::TensorError::InvalidArgument {
@@ -821,7 +808,7 @@ impl Module for Supernet {
             Body::Darts { stem, cells } => {
                 stem.visit(&join_name(prefix, "stem"), f);
                 for (i, c) in cells.iter().enumerate() {
-                    c.read().visit(&join_name(prefix, &format!("cells.{i}")), f);
+                    c.visit(&join_name(prefix, &format!("cells.{i}")), f);
                 }
             }
             Body::Nb201 {
@@ -853,7 +840,7 @@ impl Module for Supernet {
             Body::Darts { stem, cells } => {
                 stem.set_training(training);
                 for c in cells {
-                    c.write().set_training(training);
+                    c.set_training(training);
                 }
             }
             Body::Nb201 {
