@@ -48,6 +48,7 @@ pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod math;
 pub mod ops;
 mod simd;
 pub mod test_backend;

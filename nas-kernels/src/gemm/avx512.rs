@@ -308,3 +308,82 @@ pub(crate) fn dot_fn(r: usize, c: usize) -> DotFn {
         4 => [1, 2, 3, 4, 5, 6]
     )
 }
+
+/// Finishes a row of the dot-product path: `c[j] = alpha * sum(lanes[j * 16..][..16]) +
+/// beta * c[j]` for `j < count` (`c[j]` not read when `beta` is 0). Sixteen outputs at a time
+/// go through a transpose-and-add tree (45 vector instructions instead of 256 dependent
+/// scalar additions); the rest are summed pairwise.
+///
+/// # Safety
+/// `lanes` holds `16 * count` floats, `c` has `count` writable floats, and the CPU supports
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn sum_lanes_into(
+    lanes: *const f32,
+    count: usize,
+    c: *mut f32,
+    alpha: f32,
+    beta: f32,
+) {
+    let full = count / 16 * 16;
+    let mut j = 0;
+    while j < full {
+        let mut v = [_mm512_setzero_ps(); 16];
+        for (t, vt) in v.iter_mut().enumerate() {
+            // SAFETY: `j + t < count`.
+            *vt = unsafe { _mm512_loadu_ps(lanes.add((j + t) * 16)) };
+        }
+        // Pairs: [a0+a2, b0+b2, a1+a3, b1+b3] in every 128-bit lane.
+        let mut w = [_mm512_setzero_ps(); 8];
+        for (k, wk) in w.iter_mut().enumerate() {
+            let (a, b) = (v[2 * k], v[2 * k + 1]);
+            *wk = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        }
+        // Quads: four outputs' partial sums in every 128-bit lane.
+        let mut x = [_mm512_setzero_ps(); 4];
+        for (k, xk) in x.iter_mut().enumerate() {
+            let (a, b) = (w[2 * k], w[2 * k + 1]);
+            *xk = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(a, b),
+                _mm512_shuffle_ps::<0xEE>(a, b),
+            );
+        }
+        // Across the 128-bit lanes: output 4k + q ends in lane k, position q.
+        let z01 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(x[0], x[1]),
+            _mm512_shuffle_f32x4::<0xDD>(x[0], x[1]),
+        );
+        let z23 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(x[2], x[3]),
+            _mm512_shuffle_f32x4::<0xDD>(x[2], x[3]),
+        );
+        let s = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(z01, z23),
+            _mm512_shuffle_f32x4::<0xDD>(z01, z23),
+        );
+        let mut out = _mm512_mul_ps(_mm512_set1_ps(alpha), s);
+        // SAFETY: `j + 16 <= count`.
+        unsafe {
+            if beta != 0.0 {
+                out = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_loadu_ps(c.add(j)), out);
+            }
+            _mm512_storeu_ps(c.add(j), out);
+        }
+        j += 16;
+    }
+    for j in full..count {
+        // SAFETY: `j < count`.
+        let l = unsafe { std::slice::from_raw_parts(lanes.add(j * 16), 16) };
+        let mut h = [0.0f32; 8];
+        for (t, ht) in h.iter_mut().enumerate() {
+            *ht = l[t] + l[t + 8];
+        }
+        let s = ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]));
+        // SAFETY: `j < count`.
+        unsafe {
+            let cp = c.add(j);
+            let v = alpha * s;
+            *cp = if beta == 0.0 { v } else { v + beta * *cp };
+        }
+    }
+}

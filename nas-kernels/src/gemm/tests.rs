@@ -189,7 +189,7 @@ fn configs() -> Vec<(String, Config)> {
                             threads,
                             blocks: tiny.then(|| tiny_blocks(kernel)),
                             min_flops_per_thread: 1,
-                            dot_min_k: if dot { 1 } else { usize::MAX },
+                            dot: if dot { DotPath::Always } else { DotPath::Never },
                         },
                     ));
                 }
@@ -268,7 +268,7 @@ fn large_shapes_cross_real_blocks() {
                         threads,
                         blocks: None,
                         min_flops_per_thread: MIN_FLOPS_PER_THREAD,
-                        dot_min_k: DOT_MIN_K,
+                        dot: DotPath::Auto,
                     };
                     let name = format!("{kernel} threads {threads}");
                     case.check(&case.run(&cfg), &want, &name).unwrap();

@@ -2,6 +2,7 @@
 
 use super::{Lstm, LstmCell, Rows, lstm_cell_backward, lstm_cell_forward};
 use crate::gemm::sgemm;
+use crate::simd::avx512_dispatch;
 
 /// `out[i] = table[indices[i]]`, row by row.
 pub(crate) fn gather_rows(p: &Rows, table: &[f32], indices: &[usize], out: &mut [f32]) {
@@ -34,16 +35,38 @@ fn pointwise_forward(
     if h == 0 {
         return;
     }
-    for (r, row) in act.chunks_exact_mut(4 * h).enumerate() {
-        for j in 0..h {
-            let a = [row[j], row[h + j], row[2 * h + j], row[3 * h + j]];
-            let (g, c, y) = lstm_cell_forward(a, c_prev[r * h + j]);
-            for (k, gk) in g.into_iter().enumerate() {
-                row[k * h + j] = gk;
-            }
-            c_out[r * h + j] = c;
-            h_out[r * h + j] = y;
-        }
+    for (((row, cp), ho), co) in act
+        .chunks_exact_mut(4 * h)
+        .zip(c_prev.chunks_exact(h))
+        .zip(h_out.chunks_exact_mut(h))
+        .zip(c_out.chunks_exact_mut(h))
+    {
+        forward_row(row, cp, ho, co);
+    }
+}
+
+avx512_dispatch! {
+    /// One batch row of [`pointwise_forward`], compiled for 16-float vectors where the CPU
+    /// has them (the activations are plain arithmetic, see [`crate::math`]).
+    fn forward_row(row: &mut [f32], c_prev: &[f32], h_out: &mut [f32], c_out: &mut [f32])
+        = forward_row_body;
+}
+
+#[inline(always)]
+fn forward_row_body(row: &mut [f32], c_prev: &[f32], h_out: &mut [f32], c_out: &mut [f32]) {
+    let h = c_prev.len();
+    let (ai, rest) = row.split_at_mut(h);
+    let (af, rest) = rest.split_at_mut(h);
+    let (ag, ao) = rest.split_at_mut(h);
+    let (ao, h_out, c_out) = (&mut ao[..h], &mut h_out[..h], &mut c_out[..h]);
+    for j in 0..h {
+        let (g, c, y) = lstm_cell_forward([ai[j], af[j], ag[j], ao[j]], c_prev[j]);
+        ai[j] = g[0];
+        af[j] = g[1];
+        ag[j] = g[2];
+        ao[j] = g[3];
+        c_out[j] = c;
+        h_out[j] = y;
     }
 }
 
@@ -63,21 +86,81 @@ fn pointwise_backward(
     if h == 0 {
         return;
     }
+    let zeros;
+    let dc = match dc {
+        Some(d) => d,
+        None => {
+            zeros = vec![0.0f32; dh.len()];
+            &zeros
+        }
+    };
     for (r, (row, drow)) in act
         .chunks_exact(4 * h)
         .zip(dgates.chunks_exact_mut(4 * h))
         .enumerate()
     {
-        for j in 0..h {
-            let e = r * h + j;
-            let a = [row[j], row[h + j], row[2 * h + j], row[3 * h + j]];
-            let dce = dc.map_or(0.0, |d| d[e]);
-            let (da, dcp) = lstm_cell_backward(a, c_prev[e], c[e], dh[e], dce);
-            for (k, d) in da.into_iter().enumerate() {
-                drow[k * h + j] = d;
-            }
-            dc_prev[e] = dcp;
-        }
+        let s = r * h..(r + 1) * h;
+        backward_row(
+            row,
+            &c_prev[s.clone()],
+            &c[s.clone()],
+            &dh[s.clone()],
+            &dc[s.clone()],
+            drow,
+            &mut dc_prev[s],
+        );
+    }
+}
+
+avx512_dispatch! {
+    /// One batch row of [`pointwise_backward`], compiled for 16-float vectors where the CPU
+    /// has them.
+    fn backward_row(
+        row: &[f32],
+        c_prev: &[f32],
+        c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        drow: &mut [f32],
+        dc_prev: &mut [f32],
+    ) = backward_row_body;
+}
+
+#[inline(always)]
+fn backward_row_body(
+    row: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: &[f32],
+    drow: &mut [f32],
+    dc_prev: &mut [f32],
+) {
+    let h = c_prev.len();
+    let (ai, af, ag, ao) = (
+        &row[..h],
+        &row[h..2 * h],
+        &row[2 * h..3 * h],
+        &row[3 * h..4 * h],
+    );
+    let (di, rest) = drow.split_at_mut(h);
+    let (df, rest) = rest.split_at_mut(h);
+    let (dg, d_o) = rest.split_at_mut(h);
+    let (d_o, c, dh, dc, dc_prev) = (
+        &mut d_o[..h],
+        &c[..h],
+        &dh[..h],
+        &dc[..h],
+        &mut dc_prev[..h],
+    );
+    for j in 0..h {
+        let (da, dcp) =
+            lstm_cell_backward([ai[j], af[j], ag[j], ao[j]], c_prev[j], c[j], dh[j], dc[j]);
+        di[j] = da[0];
+        df[j] = da[1];
+        dg[j] = da[2];
+        d_o[j] = da[3];
+        dc_prev[j] = dcp;
     }
 }
 

@@ -35,19 +35,15 @@ pub(crate) mod cuda_kernel;
 
 use crate::error::{KernelError, Result, check_len};
 
-/// Sigmoid as [`UnaryOp::Sigmoid`](crate::UnaryOp::Sigmoid) defines it.
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+use crate::math::{sigmoid, tanh};
 
 /// One element of the LSTM forward: from the four gate pre-activations `a = [a_i, a_f, a_g,
 /// a_o]` and `c_prev`, returns the activated gates, the new cell `c` and the output `h`.
 #[inline(always)]
 pub fn lstm_cell_forward(a: [f32; 4], c_prev: f32) -> ([f32; 4], f32, f32) {
-    let (i, f, g, o) = (sigmoid(a[0]), sigmoid(a[1]), a[2].tanh(), sigmoid(a[3]));
+    let (i, f, g, o) = (sigmoid(a[0]), sigmoid(a[1]), tanh(a[2]), sigmoid(a[3]));
     let c = f * c_prev + i * g;
-    let h = o * c.tanh();
+    let h = o * tanh(c);
     ([i, f, g, o], c, h)
 }
 
@@ -57,7 +53,7 @@ pub fn lstm_cell_forward(a: [f32; 4], c_prev: f32) -> ([f32; 4], f32, f32) {
 #[inline(always)]
 pub fn lstm_cell_backward(act: [f32; 4], c_prev: f32, c: f32, dh: f32, dc: f32) -> ([f32; 4], f32) {
     let [i, f, g, o] = act;
-    let tc = c.tanh();
+    let tc = tanh(c);
     let dct = dc + dh * o * (1.0 - tc * tc);
     let da = [
         dct * g * i * (1.0 - i),
