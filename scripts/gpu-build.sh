@@ -22,6 +22,8 @@ for line in sys.stdin:
 done
 cargo build --release --features nas-kernels/cuda -p nas-kernels --example cuda_bench
 cp target/release/examples/cuda_bench .gpu/bin/
-cp scripts/gpu-check.sh scripts/gpu_torch_ref.py .gpu/
+cargo build --release --features nas-search/cuda -p nas-search --example darts_step
+cp target/release/examples/darts_step .gpu/bin/
+cp scripts/gpu-check.sh scripts/gpu_torch_ref.py benches/reference/darts_step_ref.py .gpu/
 strip .gpu/bin/* 2>/dev/null || true
 ls -la .gpu/bin && du -sh .gpu

@@ -28,8 +28,14 @@ run search-suite "$b/nas-search-it" --ignored --test-threads 1 --nocapture backe
 # timings, side by side with PyTorch (cuBLAS, cuDNN) on the same card
 run bench "$b/cuda_bench" cuda:0
 run torch python3 "$here/gpu_torch_ref.py"
+# one first-order DARTS step (C=16, 8 cells, batch 64): nas-rs on the GPU and on this
+# machine's CPU, PyTorch on the same GPU (TF32 off)
+run darts-gpu env NAS_DEVICE=cuda:0 "$b/darts_step" 6 64 16 8 darts
+run darts-cpu env NAS_DEVICE=cpu "$b/darts_step" 4 64 16 8 darts
+run darts-torch python3 "$here/darts_step_ref.py" 6 16 --cuda
 {
   echo "## GPU check: $(head -1 "$out/device.txt")"
   printf '%s\n' "${status[@]}"
   grep -h -E "sgemm|conv3x3|relative" "$out/bench.log" "$out/torch.log" "$out/search-suite.log" 2>/dev/null
+  for d in gpu cpu torch; do echo "darts step $d: $(grep -h median "$out/darts-$d.log" 2>/dev/null)"; done
 } | tee "$out/results.md"

@@ -7,7 +7,10 @@ followed by non-affine BN, non-affine preprocessing), batch 64, 3x32x32, 10 clas
 Written for nas-rs from the paper's description; the same structure as
 nas_search::oneshot::Supernet. Reports each step's time and the peak RSS (VmHWM).
 
-    /tmp/ref/bin/python benches/reference/darts_step_ref.py [steps] [threads] [--channels-last]
+    /tmp/ref/bin/python benches/reference/darts_step_ref.py [steps] [threads] [--channels-last] [--cuda]
+
+`--cuda` runs the step on the first GPU (timed with a synchronisation after each step; peak
+memory is then torch.cuda.max_memory_allocated, not VmHWM).
 
 For jemalloc: LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (if installed).
 """
@@ -139,6 +142,17 @@ def vm_hwm_mib():
     return float("nan")
 
 
+def sync():
+    if torch.cuda.is_available() and "--cuda" in sys.argv:
+        torch.cuda.synchronize()
+
+
+def peak():
+    if "--cuda" in sys.argv:
+        return f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+    return f"peak RSS {vm_hwm_mib():.0f} MiB"
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     steps = int(args[0]) if args else 3
@@ -147,9 +161,16 @@ def main():
     # --c=N and --batch=N: the small-shape comparison (C=4, batch 8) of docs/PERF.md
     opt = {a.split("=")[0]: int(a.split("=")[1]) for a in sys.argv[1:] if "=" in a}
     c, batch = opt.get("--c", 16), opt.get("--batch", 64)
+    dev = torch.device("cuda" if "--cuda" in sys.argv else "cpu")
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = Net(c=c)
+    net = Net(c=c).to(dev)
+    # the architecture weights are plain tensors, not parameters: move them by hand
+    net.alpha_n = net.alpha_n.detach().to(dev).requires_grad_()
+    net.alpha_r = net.alpha_r.detach().to(dev).requires_grad_()
     mf = torch.channels_last if cl else torch.contiguous_format
     net = net.to(memory_format=mf)
     w_opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -159,10 +180,11 @@ def main():
           f"params={sum(p.numel() for p in net.parameters())}")
     times = []
     for i in range(steps):
-        xt = torch.randn(batch, 3, 32, 32).to(memory_format=mf)
-        yt = torch.randint(0, 10, (batch,))
-        xv = torch.randn(batch, 3, 32, 32).to(memory_format=mf)
-        yv = torch.randint(0, 10, (batch,))
+        xt = torch.randn(batch, 3, 32, 32).to(dev, memory_format=mf)
+        yt = torch.randint(0, 10, (batch,)).to(dev)
+        xv = torch.randn(batch, 3, 32, 32).to(dev, memory_format=mf)
+        yv = torch.randint(0, 10, (batch,)).to(dev)
+        sync()
         t = time.perf_counter()
         c0 = time.process_time()
         a_opt.zero_grad()
@@ -172,15 +194,14 @@ def main():
         F.cross_entropy(net(xt), yt).backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         w_opt.step()
+        sync()
         dt = time.perf_counter() - t
         dc = time.process_time() - c0
         times.append(dt)
-        print(f"step {i}: {dt:.3f} s wall, {dc:.2f} s CPU  (VmHWM {vm_hwm_mib():.0f} MiB)",
-              flush=True)
+        print(f"step {i}: {dt:.3f} s wall, {dc:.2f} s CPU  ({peak()})", flush=True)
     rest = sorted(times[1:])
     if rest:
-        print(f"median of steps 1..{steps - 1}: {rest[len(rest) // 2]:.3f} s; "
-              f"peak RSS {vm_hwm_mib():.0f} MiB")
+        print(f"median of steps 1..{steps - 1}: {rest[len(rest) // 2]:.3f} s; {peak()}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@
 //! ```
 //! Defaults: 3 steps, batch 64, C = 16, 8 cells, `darts` (first order); input 3x32x32, 10
 //! classes, synthetic normalised data (the step's cost does not depend on the pixel values).
-//! Threads: `NAS_THREADS` (default: all cores). The first step is reported separately (it
-//! includes buffer-pool warm-up).
+//! Threads: `NAS_THREADS` (default: all cores). Device: `NAS_DEVICE` (`cpu` by default;
+//! `cuda:0` needs the `cuda` feature; every step reads its losses back to the host, so a step's
+//! time includes the device's work). The first step is reported separately (it includes
+//! buffer-pool warm-up and, on a GPU, compiling the kernels).
 
 use std::time::Instant;
 
@@ -37,6 +39,10 @@ fn cpu_seconds() -> f64 {
             .unwrap_or(f64::NAN)
     };
     (tick(11) + tick(12)) / 100.0
+}
+
+fn cfg_device(s: &OneShotSearch) -> String {
+    s.config().device.to_string()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,10 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cfg.layers = layers;
     cfg.batch_size = batch;
     cfg.epochs = 50;
+    if let Ok(d) = std::env::var("NAS_DEVICE") {
+        cfg.device = d.parse().map_err(|e| format!("NAS_DEVICE={d:?}: {e}"))?;
+        cfg.device.open()?;
+    }
     let mut s = OneShotSearch::new(cfg, &data)?;
     println!(
-        "DARTS supernet C={c} layers={layers} batch={batch} method={} recomputed cells={} threads={} params={}",
+        "DARTS supernet C={c} layers={layers} batch={batch} method={} device={} recomputed cells={} threads={} params={}",
         method.name(),
+        cfg_device(&s),
         recompute.min(layers),
         std::env::var("NAS_THREADS").unwrap_or_else(|_| "all cores".into()),
         nas_tensor::nn::Module::num_parameters(s.supernet())
