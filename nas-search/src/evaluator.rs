@@ -11,7 +11,8 @@
 //! The evaluators a search can name (`train`, `nb201-table`) are registered in
 //! [`crate::spaces::Registry`] as [`EvaluatorDef`]s: each says how to build itself for a space
 //! from one [`EvalSetup`], at which fidelity it evaluates, and how a search with it is
-//! described. [`TrainDef`] trains in the space's network; the table's is
+//! described. [`TrainDef`] trains in the space's network (or, for a space trained on text, the
+//! character language model its cell is the core of); the table's is
 //! [`crate::tabular::TableDef`].
 
 use std::sync::Arc;

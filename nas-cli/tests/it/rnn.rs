@@ -139,9 +139,11 @@ fn rnn_search_writes_a_darts_recurrent_genotype_and_resumes() {
     ]));
     assert_eq!(e["content"].as_str().unwrap().trim(), best.trim());
 
-    let mut args = search_args(&data, d, "5");
-    args.push("--resume");
-    let more = ok_json(&nas(&args));
+    // `--resume --out DIR` alone: the text data and every other setting come back from
+    // settings.json.
+    let more = ok_json(&nas(&[
+        "--json", "search", "--resume", "--out", d, "-n", "5",
+    ]));
     let all = more["trials"].as_array().unwrap();
     assert_eq!(all.len(), 5);
     for (a, b) in trials.iter().zip(all) {

@@ -17,7 +17,8 @@ use std::str::FromStr;
 /// Which data set to load.
 ///
 /// Text forms (see [`DataSpec::HELP`]): `fashion` or `fashion-embedded` (the default),
-/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`. A path
+/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`, and
+/// for language models `shakespeare` and `text:FILE` ([`DataSpec::Text`]). A path
 /// starting with `~/` is taken relative to `$HOME`, since shells leave `kind:~/...` unexpanded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DataSpec {

@@ -222,6 +222,11 @@ fn the_rnn_space_searches_text_through_the_builder() {
     std::fs::write(&path, line.repeat(120)).unwrap();
     let data: DataSpec = format!("text:{}", path.display()).parse().unwrap();
     assert_eq!(data.kind(), DataKind::Text);
+    // Both text forms print as they parse (settings.json stores them so).
+    for d in [data.clone(), "shakespeare".parse().unwrap()] {
+        assert_eq!(d.to_string().parse::<DataSpec>().unwrap(), d);
+    }
+    assert_eq!(DataKind::Text.default_spec().to_string(), "shakespeare");
     let rnn = Registry::builtin();
     let rnn = rnn.space("rnn").unwrap();
     assert_eq!(rnn.data_kind(), DataKind::Text);
