@@ -10,9 +10,12 @@
 //! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--cost-budget EPOCHS`
 //! (also stop at this many simulated training epochs; for hyperband), `--out DIR` (write
 //! summary.md, report.json, anytime.csv, anytime.svg there), `--scatter` (also write
-//! params_vs_accuracy.svg: every cell's parameters against its test accuracy).
+//! params_vs_accuracy.svg: every cell's parameters against its test accuracy). With two
+//! strategies or more, Welch's one-sided t-test of the first against each other one is printed
+//! (runs `i` of every strategy share seed `--seed + i`).
 
 use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
+use nas_search::stats::welch;
 use nas_search::strategy::StrategyKind;
 use nas_search::tabular::{Dataset, Nb201Table};
 use std::path::PathBuf;
@@ -71,6 +74,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         report.wall_time_s
     );
     print!("{}", report.markdown());
+    if let Some((first, others)) = report.strategies.split_first() {
+        for other in others {
+            let w = welch(&first.final_test, &other.final_test);
+            println!(
+                "{} > {}: Welch t = {:.2}, one-sided p = {:.2e}",
+                first.name, other.name, w.t, w.p_greater
+            );
+        }
+    }
     let marks: Vec<usize> = [10usize, 20, 50, 100, 200, 500, 1000, 2000, 5000]
         .into_iter()
         .filter(|&m| m <= cfg.budget as usize)

@@ -50,7 +50,7 @@ use nas_tensor::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::data::DataSpec;
+use crate::data::{DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
 use crate::evaluator::EvalSetup;
 use crate::evaluator::Evaluator;
@@ -85,8 +85,6 @@ pub const DEFAULT_SPACE: &str = "nb201";
 pub const DEFAULT_STRATEGY: &str = "rea:population_size=8";
 /// Default evaluator.
 pub const DEFAULT_EVALUATOR: &str = "train";
-/// Default data set (the embedded Fashion-MNIST subset).
-pub const DEFAULT_DATA: &str = "fashion";
 /// Default fraction of the training set held out for validation.
 pub const DEFAULT_VALID_FRACTION: f64 = 0.1;
 /// Default NAS-Bench-201 table data set.
@@ -812,7 +810,7 @@ impl Search {
             strategy: DEFAULT_STRATEGY.into(),
             evaluator: DEFAULT_EVALUATOR.into(),
             setup: EvalSetup {
-                data: DataSpec::FashionEmbedded,
+                data: None,
                 valid_fraction: DEFAULT_VALID_FRACTION,
                 seed: 0,
                 epochs: DEFAULT_EPOCHS,
@@ -824,7 +822,7 @@ impl Search {
                 net: NetSettings::default(),
                 table_dataset: DEFAULT_TABLE_DATASET.into(),
                 table_epochs: DEFAULT_TABLE_EPOCHS,
-                splits: None,
+                loaded: None,
                 on_epoch: None,
             },
             budget: Budget::evaluations(DEFAULT_EVALUATIONS),
@@ -930,9 +928,10 @@ impl Search {
         self.setup.table_epochs = epochs;
         self
     }
-    /// The data set to train on (ignored by the table).
+    /// The data set to train on (ignored by the table; by default the embedded set of the
+    /// kind the space trains on: Fashion-MNIST images, or the Shakespeare corpus).
     pub fn data(mut self, data: DataSpec) -> Self {
-        self.setup.data = data;
+        self.setup.data = Some(data);
         self
     }
     /// Fraction of the training set held out for validation ([`DEFAULT_VALID_FRACTION`]).
@@ -1050,11 +1049,9 @@ impl Search {
         let mut setup = self.setup.clone();
         let mut epochs = None;
         if def.trains() {
-            let splits = setup
-                .data
-                .load()?
-                .prepare(setup.valid_fraction, setup.seed)?;
+            let data = setup.load(space)?;
             if self.memory_check
+                && let LoadedData::Images(splits) = &data
                 && let Some(size) = setup
                     .shape_for(space, Purpose::Search)
                     .and_then(|s| space.memory(s))
@@ -1070,7 +1067,7 @@ impl Search {
                     "training these candidates",
                 )?;
             }
-            setup.splits = Some(Arc::new(splits));
+            setup.loaded = Some(data);
             let most = strategy
                 .fidelities(fidelity)
                 .into_iter()
@@ -1181,7 +1178,8 @@ impl Search {
             config.w_lr = lr;
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
-        let splits = self.setup.data.load()?.prepare(0.0, self.setup.seed)?;
+        let data = self.setup.data_for(space)?;
+        let splits = data.load()?.prepare(0.0, self.setup.seed)?;
         let train = match self.setup.train_examples {
             Some(n) if n < splits.train.len() => {
                 splits.train.subset(&(0..n).collect::<Vec<_>>())?
@@ -1227,7 +1225,7 @@ impl Search {
             config.layers,
             config.epochs,
             train.len(),
-            self.setup.data,
+            data,
             dir.display()
         );
         if let Some(o) = &self.observer {

@@ -11,14 +11,15 @@
 //! The evaluators a search can name (`train`, `nb201-table`) are registered in
 //! [`crate::spaces::Registry`] as [`EvaluatorDef`]s: each says how to build itself for a space
 //! from one [`EvalSetup`], at which fidelity it evaluates, and how a search with it is
-//! described. [`TrainDef`] trains in the space's network; the table's is
+//! described. [`TrainDef`] trains in the space's network (or, for a space trained on text, the
+//! character language model its cell is the core of); the table's is
 //! [`crate::tabular::TableDef`].
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataSpec, Splits};
+use crate::data::{DataKind, DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
 use crate::spaces::{AnyEvaluator, NetSettings, NetShape, Purpose, Space};
 use crate::strategy::StrategyKind;
@@ -118,8 +119,9 @@ pub fn trial_seed(search_seed: u64, trial_id: u64) -> u64 {
 /// evaluation (the builder fills it; defaults in [`crate::builder`]).
 #[derive(Clone)]
 pub struct EvalSetup {
-    /// The data set to train on.
-    pub data: DataSpec,
+    /// The data set to train on (`None`: the default of the space's kind,
+    /// [`DataKind::default_spec`]).
+    pub data: Option<DataSpec>,
     /// Fraction of the training set held out for validation.
     pub valid_fraction: f64,
     /// The search seed (splits).
@@ -142,8 +144,8 @@ pub struct EvalSetup {
     pub table_dataset: String,
     /// The NAS-Bench-201 table's fidelity (12 or 200).
     pub table_epochs: u32,
-    /// The loaded splits (the builder loads them for an evaluator that trains).
-    pub splits: Option<Arc<Splits>>,
+    /// The loaded data (the builder loads it for an evaluator that trains).
+    pub loaded: Option<LoadedData>,
     /// Called after every training epoch.
     pub on_epoch: Option<EpochHook>,
 }
@@ -159,6 +161,20 @@ impl EvalSetup {
             device: self.device,
             ..base
         }
+    }
+
+    /// The data set for `space`: the one set, or the default of its kind; an error naming
+    /// `--data` when the set is of the other kind (text for an image space, images for a
+    /// space of recurrent cells).
+    pub fn data_for(&self, space: &dyn Space) -> Result<DataSpec> {
+        data_for(self.data.as_ref(), space)
+    }
+
+    /// Loads the data for `space` ([`EvalSetup::data_for`]): images split by
+    /// [`EvalSetup::valid_fraction`], or a text corpus whose parts each hold at least one
+    /// window of [`crate::rnn::TEXT_BPTT`] characters.
+    pub fn load(&self, space: &dyn Space) -> Result<LoadedData> {
+        load_data(&self.data_for(space)?, self.valid_fraction, self.seed)
     }
 
     /// The network size for a search in `space` (`None`: the space has no network).
@@ -187,6 +203,38 @@ impl EvalSetup {
         }
         Ok(())
     }
+}
+
+/// `given` (or the default of the space's kind) when it is of the kind `space` trains on; an
+/// error naming `--data` otherwise.
+pub fn data_for(given: Option<&DataSpec>, space: &dyn Space) -> Result<DataSpec> {
+    let want = space.data_kind();
+    let Some(data) = given else {
+        return Ok(want.default_spec());
+    };
+    if data.kind() == want {
+        return Ok(data.clone());
+    }
+    Err(crate::data::DataError::Spec {
+        spec: data.to_string(),
+        message: format!(
+            "--data is {}, but the {} space trains on {}; give one of: {}",
+            data.kind().as_str(),
+            space.name(),
+            want.as_str(),
+            want.help()
+        ),
+    }
+    .into())
+}
+
+/// Loads `data`: images split with `valid_fraction` of the training part held out (seeded),
+/// or a text corpus (each part at least [`crate::rnn::TEXT_BPTT`] + 1 characters).
+pub fn load_data(data: &DataSpec, valid_fraction: f64, seed: u64) -> Result<LoadedData> {
+    Ok(match data {
+        DataSpec::Text(t) => LoadedData::Text(Arc::new(t.load(crate::rnn::TEXT_BPTT)?)),
+        images => LoadedData::Images(Arc::new(images.load()?.prepare(valid_fraction, seed)?)),
+    })
 }
 
 /// A registered evaluator (see the [module docs](self)).
@@ -245,18 +293,13 @@ impl EvaluatorDef for TrainDef {
                 space.name()
             ))
         })?;
-        let splits = match &setup.splits {
-            Some(s) => s.clone(),
-            None => Arc::new(
-                setup
-                    .data
-                    .load()?
-                    .prepare(setup.valid_fraction, setup.seed)?,
-            ),
+        let data = match &setup.loaded {
+            Some(d) => d.clone(),
+            None => setup.load(space)?,
         };
         space.train_evaluator(
             shape,
-            splits,
+            &data,
             setup.recipe_for(space),
             setup.on_epoch.clone(),
         )
@@ -268,12 +311,22 @@ impl EvaluatorDef for TrainDef {
         strategy: &StrategyKind,
         evaluations: u64,
     ) -> String {
-        let n_train = setup.splits.as_ref().map_or(0, |s| {
-            setup
-                .recipe_for(space)
-                .train_examples
-                .map_or(s.train.len(), |n| n.min(s.train.len()))
-        });
+        let limit = setup.recipe_for(space).train_examples;
+        let (n_train, unit) = match &setup.loaded {
+            Some(LoadedData::Images(s)) => {
+                let all = s.train.len();
+                (limit.map_or(all, |n| n.min(all)), "images".to_string())
+            }
+            Some(LoadedData::Text(c)) => {
+                let all = c.train.len() / crate::rnn::TEXT_BPTT;
+                let n = limit.map_or(all, |n| n.min(all));
+                (
+                    n,
+                    format!("sequences of {} characters", crate::rnn::TEXT_BPTT),
+                )
+            }
+            None => (0, "examples".to_string()),
+        };
         let ladder = strategy.fidelities(setup.epochs);
         // A ladder (Hyperband) trains its candidates for its rungs' epochs, not all for --epochs.
         let per_trial = if ladder.len() > 1 {
@@ -287,11 +340,17 @@ impl EvaluatorDef for TrainDef {
         let channels = setup
             .shape_for(space, Purpose::Search)
             .map_or(0, |s| s.channels);
+        let size = match space.data_kind() {
+            DataKind::Images => format!("C={channels}"),
+            DataKind::Text => format!("{channels} hidden units"),
+        };
+        let data = setup
+            .data_for(space)
+            .map_or_else(|e| e.to_string(), |d| d.to_string());
         format!(
-            "searching {} with {}: {evaluations} candidates, {per_trial} on {n_train} images of {} (C={channels})",
+            "searching {} with {}: {evaluations} candidates, {per_trial} on {n_train} {unit} of {data} ({size})",
             space.plural(),
             strategy.name(),
-            setup.data,
         )
     }
 }

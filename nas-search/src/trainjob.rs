@@ -7,9 +7,11 @@ use nas_tensor::Device;
 use nas_tensor::nn::Module;
 use serde::Serialize;
 
-use crate::data::DataSpec;
+use crate::data::{DataKind, DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
+use crate::evaluator::{data_for, load_data};
 use crate::memory::check_limit;
+use crate::rnn::TEXT_BPTT;
 use crate::spaces::{NetSettings, Purpose, Registry};
 use crate::train::{EpochStats, TrainRecipe};
 
@@ -26,8 +28,8 @@ pub struct TrainJob {
     pub arch: String,
     /// Its space; guessed from the text when `None`.
     pub space: Option<String>,
-    /// The data set.
-    pub data: DataSpec,
+    /// The data set (`None`: the embedded one of the kind the space trains on).
+    pub data: Option<DataSpec>,
     /// Training epochs.
     pub epochs: u32,
     /// Network sizes set by the user (the others: the space's defaults for training).
@@ -54,14 +56,15 @@ pub struct TrainJob {
 }
 
 impl TrainJob {
-    /// `arch` with the defaults: the embedded Fashion-MNIST subset, [`DEFAULT_TRAIN_EPOCHS`],
+    /// `arch` with the defaults: the embedded Fashion-MNIST subset (the Shakespeare corpus for
+    /// a space of recurrent cells), [`DEFAULT_TRAIN_EPOCHS`],
     /// the space's training network and recipe, no validation part, seed 0, on the CPU.
     pub fn new(arch: &str) -> TrainJob {
         TrainJob {
             registry: Registry::builtin(),
             arch: arch.into(),
             space: None,
-            data: DataSpec::FashionEmbedded,
+            data: None,
             epochs: DEFAULT_TRAIN_EPOCHS,
             net: NetSettings::default(),
             lr: None,
@@ -109,7 +112,8 @@ impl TrainJob {
             ));
         }
         let (space, arch) = self.registry.resolve(self.space.as_deref(), &self.arch)?;
-        let splits = self.data.load()?.prepare(self.valid_fraction, self.seed)?;
+        let data_spec = data_for(self.data.as_ref(), space)?;
+        let data = load_data(&data_spec, self.valid_fraction, self.seed)?;
         let base = space.recipe();
         let recipe = TrainRecipe {
             lr: self.lr.unwrap_or(base.lr),
@@ -125,7 +129,7 @@ impl TrainJob {
             .ok_or_else(|| {
                 SearchError::Setting(format!("the {} space has no network", space.name()))
             })?;
-        if let Some(size) = space.memory(shape) {
+        if let (Some(size), LoadedData::Images(splits)) = (space.memory(shape), &data) {
             let (n, batch) = (recipe.train_examples, recipe.batch_size);
             let what = "training this network";
             check_limit(size, &splits.train, n, batch, 1, self.max_memory, what)?;
@@ -134,21 +138,35 @@ impl TrainJob {
             check_writable(path)?;
         }
         let text = space.to_text(&arch)?;
-        let network = space.network_name(shape).unwrap_or_default();
-        let n_train = recipe
-            .train_examples
-            .map_or(splits.train.len(), |n| n.min(splits.train.len()));
+        let (network, n_train, unit) = match &data {
+            LoadedData::Images(splits) => {
+                let all = splits.train.len();
+                let network = space.network_name(shape).unwrap_or_default();
+                (
+                    network,
+                    recipe.train_examples.map_or(all, |n| n.min(all)),
+                    "images".to_string(),
+                )
+            }
+            LoadedData::Text(corpus) => {
+                let all = corpus.train.len() / TEXT_BPTT;
+                let network = format!("character LM, {} hidden units", shape.channels);
+                let n = recipe.train_examples.map_or(all, |n| n.min(all));
+                (network, n, format!("sequences of {TEXT_BPTT} characters"))
+            }
+        };
         ready(&format!(
-            "training {text} for {} epoch(s) on {n_train} images of {} ({network})",
-            self.epochs, self.data
+            "training {text} for {} epoch(s) on {n_train} {unit} of {data_spec} ({network})",
+            self.epochs
         ));
         let epochs = self.epochs as usize;
-        let t = space.train(&arch, shape, &splits, &recipe, epochs, self.seed, on_epoch)?;
+        let t = space.train(&arch, shape, &data, &recipe, epochs, self.seed, on_epoch)?;
+        let text_data = space.data_kind() == DataKind::Text;
         let report = TrainReport {
             arch: text,
             space: space.name().into(),
             network,
-            data: self.data.to_string(),
+            data: data_spec.to_string(),
             train_examples: n_train,
             epochs: t
                 .epochs
@@ -158,6 +176,8 @@ impl TrainJob {
                     ..*e
                 })
                 .collect(),
+            test_bpc: text_data.then_some(t.test_loss),
+            valid_bpc: t.valid_loss.filter(|_| text_data),
             test_accuracy: t.test_accuracy,
             test_loss: t.test_loss,
             valid_accuracy: t.valid_accuracy,
@@ -243,7 +263,13 @@ pub struct TrainReport {
     pub train_examples: usize,
     /// Per-epoch statistics (epochs counted from 1).
     pub epochs: Vec<EpochStats>,
-    /// Test accuracy (%).
+    /// Bits per character on the test part (a language model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_bpc: Option<f64>,
+    /// Bits per character on the validation part (a language model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_bpc: Option<f64>,
+    /// Test accuracy (%; for a language model `100 * 2^-bpc`).
     pub test_accuracy: f64,
     /// Test loss.
     pub test_loss: f64,
@@ -265,19 +291,32 @@ pub struct TrainReport {
 
 impl std::fmt::Display for TrainReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}): test accuracy {:.2}% (loss {:.4})",
-            self.arch, self.space, self.test_accuracy, self.test_loss
-        )?;
-        if let Some(v) = self.valid_accuracy {
-            write!(f, ", validation accuracy {v:.2}%")?;
+        if let Some(bpc) = self.test_bpc {
+            write!(
+                f,
+                "{} ({}): test {bpc:.4} bits per character",
+                self.arch, self.space
+            )?;
+            if let Some(v) = self.valid_bpc {
+                write!(f, ", validation {v:.4}")?;
+            }
+        } else {
+            write!(
+                f,
+                "{} ({}): test accuracy {:.2}% (loss {:.4})",
+                self.arch, self.space, self.test_accuracy, self.test_loss
+            )?;
+            if let Some(v) = self.valid_accuracy {
+                write!(f, ", validation accuracy {v:.2}%")?;
+            }
+        }
+        write!(f, "\n{} parameters", self.params)?;
+        if self.test_bpc.is_none() {
+            write!(f, ", {:.2} MFLOPs", self.flops as f64 / 1e6)?;
         }
         write!(
             f,
-            "\n{} parameters, {:.2} MFLOPs; {} epoch(s) in {:.1} s",
-            self.params,
-            self.flops as f64 / 1e6,
+            "; {} epoch(s) in {:.1} s",
             self.epochs.len(),
             self.wall_time_s
         )?;

@@ -34,6 +34,9 @@ Examples:
       continues runs/r1 with the settings saved in runs/r1/settings.json (a larger --evaluations
       or --max-time extends it; other options that differ are refused)
   nas search --data mnist:~/data/mnist --epochs 3 --limit-train 0
+  nas search --space rnn --strategy local -n 8 --epochs 1 --limit-train 1000 --data text:book.txt
+      recurrent cells as character language models (default data: the embedded Shakespeare;
+      --limit-train counts sequences of 64 characters); the search sees 100 * 2^-bpc
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
   nas search --strategy darts --epochs 2 --limit-train 1000 --out runs/d1
@@ -64,9 +67,10 @@ pub struct SearchArgs {
     pub evaluator: String,
     /// Data set to train on: fashion (embedded), digits, mnist:DIR, fashion:DIR,
     /// cifar10:DIR, cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,
-    /// TEST_LABELS] (training files only: the last sixth is the test set).
-    #[arg(long, default_value = b::DEFAULT_DATA)]
-    pub data: DataSpec,
+    /// TEST_LABELS] (training files only: the last sixth is the test set); for recurrent
+    /// cells: shakespeare (embedded), text:FILE [default: the embedded set of the space's kind]
+    #[arg(long)]
+    pub data: Option<DataSpec>,
     /// Data set of the NAS-Bench-201 table: cifar10, cifar100 or ImageNet16-120.
     #[arg(long, default_value = b::DEFAULT_TABLE_DATASET)]
     pub table_dataset: String,
@@ -131,7 +135,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("space", Some(a.space.clone())),
         ("strategy", Some(a.strategy.clone())),
         ("evaluator", Some(a.evaluator.clone())),
-        ("data", Some(a.data.to_string())),
+        ("data", a.data.as_ref().map(|d| d.to_string())),
         ("table_dataset", Some(a.table_dataset.clone())),
         ("table_epochs", Some(a.table_epochs.to_string())),
         ("evaluations", Some(a.evaluations.to_string())),
@@ -284,7 +288,6 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         .space(&a.space)
         .strategy_spec(&a.strategy)
         .evaluator(&a.evaluator)
-        .data(a.data.clone())
         .table_dataset(&a.table_dataset)
         .table_epochs(a.table_epochs)
         .evaluations(a.evaluations)
@@ -304,6 +307,9 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         .resume(Some(a.resume))
         .check_memory(a.max_memory)
         .observer(bars.clone());
+    if let Some(d) = &a.data {
+        search = search.data(d.clone());
+    }
     search = match &a.out {
         Some(d) => search.output_dir(d),
         None => search.output_under("runs"),

@@ -20,10 +20,13 @@ Examples:
   nas train \"$(jq -r .best.arch runs/r1/summary.json)\" --epochs 5
   nas train 'Genotype(normal=[...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])' \\
       --space darts --channels 16 --cells 8
+  nas train --space rnn \"Genotype(recurrent=[('sigmoid', 0), ('relu', 1), ('relu', 1), ('identity', 1), \\
+      ('tanh', 2), ('sigmoid', 5), ('tanh', 3), ('relu', 5)], concat=range(1, 9))\" --epochs 1 --limit-train 2000
   nas --json train '|skip_connect~0|+|none~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|' --epochs 1 --limit-train 2000
 
-ARCH is a NAS-Bench-201 cell string or a DARTS genotype (its text form or JSON), @FILE, or - for
-stdin. The recipe is NAS-Bench-201's (SGD, Nesterov momentum 0.9, lr 0.1 cosine-annealed, weight
+ARCH is a NAS-Bench-201 cell string, a DARTS genotype or a DARTS recurrent cell (its text form or
+JSON), @FILE, or - for stdin. A recurrent cell trains as a character language model (Adam,
+windows of 64 characters) and reports bits per character. The recipe is NAS-Bench-201's (SGD, Nesterov momentum 0.9, lr 0.1 cosine-annealed, weight
 decay 5e-4, batch 64); the network is the NAS-Bench-201 macro network (C=16, N=5 by default) or
 the DARTS evaluation network.";
 
@@ -37,9 +40,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub space: Option<String>,
     /// Data set: fashion (embedded, default), digits, mnist:DIR, fashion:DIR, cifar10:DIR,
-    /// cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS].
-    #[arg(long, default_value = "fashion")]
-    pub data: DataSpec,
+    /// cifar100:DIR, digits:FILE, idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TEST_LABELS];
+    /// for recurrent cells shakespeare (embedded, default) or text:FILE.
+    #[arg(long)]
+    pub data: Option<DataSpec>,
     /// Training epochs.
     #[arg(long, default_value_t = DEFAULT_TRAIN_EPOCHS)]
     pub epochs: u32,

@@ -46,7 +46,28 @@ pub use dataset::{Dataset, Normalization, Splits};
 pub use embedded::{digits_embedded, fashion_mnist_embedded};
 pub use error::{DataError, Result};
 pub use info::DataInfo;
-pub use spec::DataSpec;
+pub use spec::{DataKind, DataSpec};
+
+use std::sync::Arc;
+
+/// A loaded data set of either kind, shared between workers.
+#[derive(Debug, Clone)]
+pub enum LoadedData {
+    /// Images with their training, validation and test parts.
+    Images(Arc<Splits>),
+    /// A text corpus with its training, validation and test streams.
+    Text(Arc<text::TextCorpus>),
+}
+
+impl LoadedData {
+    /// What it holds.
+    pub fn kind(&self) -> DataKind {
+        match self {
+            LoadedData::Images(_) => DataKind::Images,
+            LoadedData::Text(_) => DataKind::Text,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@ use super::embedded::{
 };
 use super::error::{DataError, Result};
 use super::idx::{load_idx_dir, load_idx_files};
+use super::text::TextSpec;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,7 +17,8 @@ use std::str::FromStr;
 /// Which data set to load.
 ///
 /// Text forms (see [`DataSpec::HELP`]): `fashion` or `fashion-embedded` (the default),
-/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`. A path
+/// `digits`, `mnist:DIR`, `fashion:DIR`, `cifar10:DIR`, `cifar100:DIR`, `digits:FILE`, and
+/// for language models `shakespeare` and `text:FILE` ([`DataSpec::Text`]). A path
 /// starting with `~/` is taken relative to `$HOME`, since shells leave `kind:~/...` unexpanded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DataSpec {
@@ -37,6 +40,44 @@ pub enum DataSpec {
     /// IDX files named explicitly: training images and labels, and optionally test images and
     /// labels (without them the last sixth of the training images is the test set).
     IdxFiles(Vec<PathBuf>),
+    /// A text corpus (`shakespeare`, `text:FILE`), for spaces that train language models.
+    Text(TextSpec),
+}
+
+/// What a data set holds, and so which spaces can train on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataKind {
+    /// Labelled images ([`Splits`]).
+    Images,
+    /// A character-level text corpus ([`super::text::TextCorpus`]).
+    Text,
+}
+
+impl DataKind {
+    /// The data set of this kind used when none is given: the embedded Fashion-MNIST subset,
+    /// or the embedded Shakespeare corpus.
+    pub fn default_spec(self) -> DataSpec {
+        match self {
+            DataKind::Images => DataSpec::FashionEmbedded,
+            DataKind::Text => DataSpec::Text(TextSpec::Shakespeare),
+        }
+    }
+
+    /// The accepted `--data` forms of this kind.
+    pub fn help(self) -> &'static str {
+        match self {
+            DataKind::Images => DataSpec::HELP,
+            DataKind::Text => TextSpec::HELP,
+        }
+    }
+
+    /// `"images"` or `"text"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Images => "images",
+            DataKind::Text => "text",
+        }
+    }
 }
 
 impl DataSpec {
@@ -65,12 +106,31 @@ digits:FILE (CSV, optionally .gz), idx:TRAIN_IMAGES,TRAIN_LABELS[,TEST_IMAGES,TE
                 digits_splits(load_digits_csv(p)?.with_class_names(&DIGIT_CLASSES))
             }
             DataSpec::IdxFiles(files) => load_idx_files(files),
+            DataSpec::Text(t) => Err(DataError::Spec {
+                spec: t.to_string(),
+                message: "a text corpus, not images: it is for a space of recurrent cells \
+                          (language models)"
+                    .into(),
+            }),
         }
     }
 
     /// True for the data sets compiled into the library.
     pub fn is_embedded(&self) -> bool {
-        matches!(self, DataSpec::FashionEmbedded | DataSpec::DigitsEmbedded)
+        matches!(
+            self,
+            DataSpec::FashionEmbedded
+                | DataSpec::DigitsEmbedded
+                | DataSpec::Text(TextSpec::Shakespeare)
+        )
+    }
+
+    /// Images or text.
+    pub fn kind(&self) -> DataKind {
+        match self {
+            DataSpec::Text(_) => DataKind::Text,
+            _ => DataKind::Images,
+        }
     }
 }
 
@@ -96,6 +156,12 @@ impl FromStr for DataSpec {
             None => (s.trim(), None),
         };
         let kind_lc = kind.to_ascii_lowercase();
+        if matches!(
+            kind_lc.as_str(),
+            "text" | "shakespeare" | "shakespeare-embedded"
+        ) {
+            return s.parse().map(DataSpec::Text);
+        }
         let path = match path {
             Some("") => {
                 return Err(err(format!("empty path after \"{kind}:\"")));
@@ -141,8 +207,9 @@ impl FromStr for DataSpec {
                 format!("{kind} is not embedded; give its directory as {kind}:DIR"),
             )),
             _ => Err(err(format!(
-                "unknown data set kind {kind:?}; expected one of: {}",
-                DataSpec::HELP
+                "unknown data set kind {kind:?}; expected one of: {}; or, for language models: {}",
+                DataSpec::HELP,
+                TextSpec::HELP
             ))),
         }
     }
@@ -175,6 +242,7 @@ impl fmt::Display for DataSpec {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+            DataSpec::Text(t) => write!(f, "{t}"),
         }
     }
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::text::TextCorpus;
 use crate::evaluator::{EvalError, EvalRequest, Evaluator, Metrics};
 use crate::nets::rnn::{CellKind, RnnDropout, RnnLm};
-use crate::train::TrainError;
+use crate::train::{EpochHook, EpochStats, TrainError, TrainRecipe};
 
 /// Hyper-parameters of a language-model training run.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +151,20 @@ pub fn train_lm(
     seed: u64,
     deadline: Option<Instant>,
 ) -> Result<LmResult, TrainError> {
+    train_lm_observed(cell, corpus, recipe, seed, deadline, &mut |_| {}).map(|(r, _)| r)
+}
+
+/// [`train_lm`], calling `on_epoch` after every epoch (the mean training loss of its windows,
+/// in nats per character; `train_accuracy` is `100 * 2^-bpc` of that loss) and returning the
+/// trained model too (in evaluation mode).
+pub fn train_lm_observed(
+    cell: &CellKind,
+    corpus: &TextCorpus,
+    recipe: &TextRecipe,
+    seed: u64,
+    deadline: Option<Instant>,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<(LmResult, RnnLm), TrainError> {
     recipe.validate()?;
     let mut model = RnnLm::new(
         cell,
@@ -170,6 +184,7 @@ pub fn train_lm(
         let mut state = CarriedState::zeros(&shape_refs, recipe.device)?;
         let windows = TokenWindows::new(&corpus.train, recipe.batch_size, recipe.bptt)?;
         let limit = recipe.max_windows.unwrap_or(usize::MAX);
+        let first = losses.len();
         for w in windows.take(limit) {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(TrainError::Cut { epoch, step });
@@ -191,16 +206,52 @@ pub fn train_lm(
             losses.push(value as f64);
             step += 1;
         }
+        let part = &losses[first..];
+        let mean = part.iter().sum::<f64>() / part.len().max(1) as f64;
+        on_epoch(&EpochStats {
+            epoch,
+            train_loss: mean,
+            train_accuracy: bpc_to_percent(mean / std::f64::consts::LN_2),
+            lr: recipe.lr,
+        });
     }
     let (b, t) = (recipe.eval_batch_size, recipe.bptt);
     let valid_bpc = evaluate_bpc(&mut model, &corpus.valid, b, t)?;
     let test_bpc = evaluate_bpc(&mut model, &corpus.test, b, t)?;
-    Ok(LmResult {
+    model.set_training(false);
+    let result = LmResult {
         train_losses: losses,
         valid_bpc,
         test_bpc,
         params: model.num_parameters(),
-    })
+    };
+    Ok((result, model))
+}
+
+/// Steps per truncated-BPTT window of a language model trained through the registry (and the
+/// shortest part a corpus may have, plus one).
+pub const TEXT_BPTT: usize = 64;
+
+/// The [`TextRecipe`] of a space's [`TrainRecipe`] and network size, as the registry trains
+/// language models: `hidden` = the shape's channels, the recipe's learning rate, batch sizes,
+/// gradient clip (0.5 without one) and device; `train_examples` counts training
+/// **sequences** of [`TEXT_BPTT`] characters (so at most `ceil(n / batch_size)` windows per
+/// epoch); windows of [`TEXT_BPTT`] steps, [`RnnDropout::default`].
+pub fn text_recipe(hidden: usize, recipe: &TrainRecipe, epochs: u32) -> TextRecipe {
+    TextRecipe {
+        hidden,
+        bptt: TEXT_BPTT,
+        batch_size: recipe.batch_size,
+        eval_batch_size: recipe.eval_batch_size,
+        epochs,
+        max_windows: recipe
+            .train_examples
+            .map(|n| n.div_ceil(recipe.batch_size.max(1))),
+        lr: recipe.lr,
+        clip: recipe.grad_clip.unwrap_or(0.5),
+        dropout: RnnDropout::default(),
+        device: recipe.device,
+    }
 }
 
 /// The train-from-scratch evaluator of the recurrent-cell space: trains the cell's language
@@ -210,12 +261,28 @@ pub fn train_lm(
 ///   percent) the model gives each next character: higher is better, as searches expect,
 ///   and a monotone function of the bpc, so rankings are the bpc's;
 /// - `test_accuracy`: the same on the test stream (reported, never optimised).
-#[derive(Debug, Clone)]
-pub struct TextEvaluator {
+#[derive(Clone)]
+pub struct TextEvaluator<A = RnnGenotype> {
     /// The corpus (shared between workers).
     pub corpus: Arc<TextCorpus>,
     /// The training recipe (`epochs` is replaced by the request's fidelity).
     pub recipe: TextRecipe,
+    /// The recurrent core an architecture is (`None`: it is not one, a fatal error).
+    pub core: fn(&A) -> Option<CellKind>,
+    /// Called after every training epoch with the trial id.
+    pub on_epoch: Option<EpochHook>,
+}
+
+impl TextEvaluator<RnnGenotype> {
+    /// The evaluator of DARTS recurrent cells on `corpus`.
+    pub fn new(corpus: Arc<TextCorpus>, recipe: TextRecipe) -> Self {
+        TextEvaluator {
+            corpus,
+            recipe,
+            core: |g| Some(CellKind::Darts(*g)),
+            on_epoch: None,
+        }
+    }
 }
 
 /// `100 * 2^-bpc`: the geometric-mean probability of the next character, in percent.
@@ -223,17 +290,31 @@ pub fn bpc_to_percent(bpc: f64) -> f64 {
     100.0 * (-bpc).exp2()
 }
 
-impl Evaluator<RnnGenotype> for TextEvaluator {
+impl<A: Send + Sync> Evaluator<A> for TextEvaluator<A> {
     fn name(&self) -> String {
         format!("text-lm/{}", self.corpus.name)
     }
 
-    fn evaluate(&self, request: &EvalRequest<'_, RnnGenotype>) -> Result<Metrics, EvalError> {
+    fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError> {
         let mut recipe = self.recipe.clone();
         recipe.epochs = request.fidelity.max(1);
-        let cell = CellKind::Darts(*request.arch);
-        match train_lm(&cell, &self.corpus, &recipe, request.seed, request.deadline) {
-            Ok(r) => Ok(Metrics {
+        let cell = (self.core)(request.arch)
+            .ok_or_else(|| EvalError::Fatal("not a recurrent cell".into()))?;
+        let mut on_epoch = |s: &EpochStats| {
+            if let Some(hook) = &self.on_epoch {
+                hook(request.trial_id, s);
+            }
+        };
+        let (corpus, seed) = (&self.corpus, request.seed);
+        match train_lm_observed(
+            &cell,
+            corpus,
+            &recipe,
+            seed,
+            request.deadline,
+            &mut on_epoch,
+        ) {
+            Ok((r, _)) => Ok(Metrics {
                 valid_accuracy: bpc_to_percent(r.valid_bpc),
                 test_accuracy: Some(bpc_to_percent(r.test_bpc)),
                 loss: Some(r.valid_bpc),

@@ -43,6 +43,7 @@ pub mod chain;
 pub mod darts;
 pub mod nb101;
 pub mod nb201;
+pub mod rnn;
 
 use std::any::{Any, TypeId};
 use std::fmt::Display;
@@ -54,12 +55,14 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::{SearchReport, TrialRecord, run_recorded};
-use crate::data::Splits;
+use crate::data::{DataKind, LoadedData};
 use crate::error::{Result, SearchError, quote};
 use crate::evaluator::{EvaluatorDef, TrainDef};
 use crate::memory::NetSize;
-use crate::nets::NetworkFamily;
+use crate::nets::rnn::CellKind;
+use crate::nets::{NetworkCost, NetworkFamily};
 use crate::oneshot::SpaceKind;
+use crate::rnn::{TextEvaluator, bpc_to_percent, text_recipe, train_lm_observed};
 use crate::search::SearchConfig;
 use crate::strategy::StrategyKind;
 use crate::tabular::TableDef;
@@ -121,6 +124,9 @@ pub trait SpaceDef: Send + Sync + 'static {
     const PLURAL: &'static str = "architectures";
     /// The `nas export --format` that is this space's own text form, if any.
     const NATIVE_FORMAT: Option<&'static str> = None;
+    /// What its architectures train on: images, in [`SpaceDef::network`], or text, as the core
+    /// of a language model ([`SpaceDef::lm_core`]).
+    const DATA: DataKind = DataKind::Images;
 
     /// The space.
     fn space(&self) -> Self::Space;
@@ -150,9 +156,20 @@ pub trait SpaceDef: Send + Sync + 'static {
     fn supernet(&self) -> Option<SpaceKind> {
         None
     }
-    /// The default training recipe.
+    /// The default training recipe (for a text space: its learning rate, batch sizes and clip
+    /// make the [`crate::rnn::text_recipe`]).
     fn recipe(&self) -> TrainRecipe {
         TrainRecipe::default()
+    }
+    /// For a space trained on text ([`SpaceDef::DATA`]): the recurrent core of the character
+    /// language model an architecture is trained as (`shape.channels` hidden units); `None` for
+    /// the others.
+    fn lm_core(arch: &<Self::Space as SearchSpace>::Arch) -> Option<CellKind>
+    where
+        Self: Sized,
+    {
+        let _ = arch;
+        None
     }
 }
 
@@ -231,6 +248,8 @@ pub trait Space: Send + Sync {
     fn native_format(&self) -> Option<&'static str>;
     /// The type of its architectures (evaluators specific to one type check it).
     fn arch_type(&self) -> TypeId;
+    /// [`SpaceDef::DATA`].
+    fn data_kind(&self) -> DataKind;
     /// [`SpaceDef::shape`].
     fn shape(&self, purpose: Purpose) -> Option<NetShape>;
     /// [`SpaceDef::memory`].
@@ -283,23 +302,25 @@ pub trait Space: Send + Sync {
     /// The architecture of one choice index per decision.
     fn decode(&self, choices: &[usize]) -> Result<AnyArch>;
 
-    /// The train-from-scratch evaluator over this space's network of `shape`.
+    /// The train-from-scratch evaluator over this space's network of `shape` (for a text space,
+    /// its language model of `shape.channels` units) on `data`.
     fn train_evaluator(
         &self,
         shape: NetShape,
-        splits: Arc<Splits>,
+        data: &LoadedData,
         recipe: TrainRecipe,
         on_epoch: Option<crate::train::EpochHook>,
     ) -> Result<AnyEvaluator>;
     /// Runs a multi-trial search (see [`run_recorded`]).
     fn search(&self, run: SearchRun<'_>) -> Result<SearchReport>;
-    /// Trains one architecture in the network of `shape`.
+    /// Trains one architecture in the network of `shape` on `data`. For a text space the
+    /// accuracies are `100 * 2^-bpc` ([`bpc_to_percent`]) and the losses bits per character.
     #[allow(clippy::too_many_arguments)]
     fn train(
         &self,
         arch: &AnyArch,
         shape: NetShape,
-        splits: &Splits,
+        data: &LoadedData,
         recipe: &TrainRecipe,
         epochs: usize,
         seed: u64,
@@ -327,6 +348,16 @@ fn bad_arch<D: SpaceDef>(json: &'static str, input: &str, problem: String) -> Se
     }
 }
 
+/// The error for data of the wrong kind for space `D`.
+fn wrong_data<D: SpaceDef>(data: &LoadedData) -> SearchError {
+    SearchError::Setting(format!(
+        "the {} space trains on {}, not {}",
+        D::NAME,
+        D::DATA.as_str(),
+        data.kind().as_str()
+    ))
+}
+
 fn no_network<D: SpaceDef>() -> SearchError {
     SearchError::Setting(format!(
         "the {} space has no network to train its architectures in",
@@ -352,6 +383,9 @@ impl<D: SpaceDef> Space for D {
     }
     fn arch_type(&self) -> TypeId {
         TypeId::of::<<D::Space as SearchSpace>::Arch>()
+    }
+    fn data_kind(&self) -> DataKind {
+        D::DATA
     }
     fn shape(&self, purpose: Purpose) -> Option<NetShape> {
         SpaceDef::shape(self, purpose)
@@ -426,10 +460,25 @@ impl<D: SpaceDef> Space for D {
     fn train_evaluator(
         &self,
         shape: NetShape,
-        splits: Arc<Splits>,
+        data: &LoadedData,
         recipe: TrainRecipe,
         on_epoch: Option<crate::train::EpochHook>,
     ) -> Result<AnyEvaluator> {
+        let splits = match (data, D::DATA) {
+            (LoadedData::Images(s), DataKind::Images) => s.clone(),
+            (LoadedData::Text(corpus), DataKind::Text) => {
+                let ev = TextEvaluator::<<D::Space as SearchSpace>::Arch> {
+                    corpus: corpus.clone(),
+                    recipe: text_recipe(shape.channels, &recipe, 1),
+                    core: D::lm_core,
+                    on_epoch,
+                };
+                return Ok(AnyEvaluator::new::<<D::Space as SearchSpace>::Arch>(
+                    Arc::new(ev),
+                ));
+            }
+            _ => return Err(wrong_data::<D>(data)),
+        };
         let family = self.network(shape).ok_or_else(no_network::<D>)?;
         let ev = TrainEvaluator::new(family, splits, recipe)
             .map_err(|e| SearchError::Config(e.to_string()))?
@@ -463,14 +512,44 @@ impl<D: SpaceDef> Space for D {
         &self,
         arch: &AnyArch,
         shape: NetShape,
-        splits: &Splits,
+        data: &LoadedData,
         recipe: &TrainRecipe,
         epochs: usize,
         seed: u64,
         on_epoch: &mut dyn FnMut(&EpochStats),
     ) -> Result<TrainedArchitecture> {
-        let family = self.network(shape).ok_or_else(no_network::<D>)?;
         let arch = typed::<D>(arch)?;
+        let splits = match (data, D::DATA) {
+            (LoadedData::Images(s), DataKind::Images) => s,
+            (LoadedData::Text(corpus), DataKind::Text) => {
+                let core = D::lm_core(arch).ok_or_else(no_network::<D>)?;
+                let epochs = u32::try_from(epochs)
+                    .map_err(|_| SearchError::Setting(format!("--epochs {epochs} is too many")))?;
+                let text = text_recipe(shape.channels, recipe, epochs);
+                let start = std::time::Instant::now();
+                let mut stats = Vec::new();
+                let mut hook = |s: &EpochStats| {
+                    stats.push(*s);
+                    on_epoch(s);
+                };
+                let (r, model) = train_lm_observed(&core, corpus, &text, seed, None, &mut hook)?;
+                return Ok(TrainedArchitecture {
+                    module: Box::new(model),
+                    epochs: stats,
+                    valid_accuracy: Some(bpc_to_percent(r.valid_bpc)),
+                    valid_loss: Some(r.valid_bpc),
+                    test_accuracy: bpc_to_percent(r.test_bpc),
+                    test_loss: r.test_bpc,
+                    cost: NetworkCost {
+                        params: r.params as u64,
+                        flops: 0,
+                    },
+                    wall_time_s: start.elapsed().as_secs_f64(),
+                });
+            }
+            _ => return Err(wrong_data::<D>(data)),
+        };
+        let family = self.network(shape).ok_or_else(no_network::<D>)?;
         Ok(train_architecture_observed(
             &*family, arch, splits, recipe, epochs, seed, on_epoch,
         )?)
@@ -546,6 +625,7 @@ impl Registry {
         .with_space(nb101::Nb101)
         .with_space(chain::Chain)
         .with_space(chain::ChainMlp)
+        .with_space(rnn::Rnn)
         .with_evaluator(TrainDef)
         .with_evaluator(TableDef)
     }

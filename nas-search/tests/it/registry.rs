@@ -85,7 +85,10 @@ mod toy {
 #[test]
 fn the_builtin_registry_lists_each_space_and_evaluator_once() {
     let r = Registry::builtin();
-    assert_eq!(r.names(), ["nb201", "darts", "nb101", "chain", "chain-mlp"]);
+    assert_eq!(
+        r.names(),
+        ["nb201", "darts", "nb101", "chain", "chain-mlp", "rnn"]
+    );
     let evaluators: Vec<&str> = r.evaluators().map(|e| e.name()).collect();
     assert_eq!(evaluators, ["train", "nb201-table"]);
     for s in r.spaces() {
@@ -204,4 +207,67 @@ fn a_space_added_in_a_test_is_searched_from_the_builder_and_listed() {
         matches!(&e, SearchError::Setting(m) if m.contains("nb201")),
         "{e}"
     );
+}
+
+/// The recurrent-cell space searched through the builder with every multi-trial strategy the
+/// issue names (and the LSTM controller): each trial is a language model scored by its
+/// validation bpc (`loss`, with `valid_accuracy = 100 * 2^-bpc`); the text data is the default
+/// of the space's kind when none is given, and data of the other kind is refused.
+#[test]
+fn the_rnn_space_searches_text_through_the_builder() {
+    use nas_search::data::DataKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t.txt");
+    let line = "to be or not to be, that is the question: whether 'tis nobler in the mind\n";
+    std::fs::write(&path, line.repeat(120)).unwrap();
+    let data: DataSpec = format!("text:{}", path.display()).parse().unwrap();
+    assert_eq!(data.kind(), DataKind::Text);
+    // Both text forms print as they parse (settings.json stores them so).
+    for d in [data.clone(), "shakespeare".parse().unwrap()] {
+        assert_eq!(d.to_string().parse::<DataSpec>().unwrap(), d);
+    }
+    assert_eq!(DataKind::Text.default_spec().to_string(), "shakespeare");
+    let rnn = Registry::builtin();
+    let rnn = rnn.space("rnn").unwrap();
+    assert_eq!(rnn.data_kind(), DataKind::Text);
+    assert_eq!(rnn.native_format(), Some("darts"));
+    let search = |strategy: &str| {
+        Search::new()
+            .space("rnn")
+            .strategy_spec(strategy)
+            .data(data.clone())
+            .epochs(1)
+            .train_examples(Some(16))
+            .batch_size(Some(8))
+            .net(nas_search::spaces::NetSettings {
+                channels: Some(8),
+                cells: None,
+            })
+            .evaluations(3)
+            .seed(2)
+    };
+    for strategy in [
+        "random",
+        "evolution:population_size=2",
+        "local",
+        "lstm-controller",
+    ] {
+        let r = search(strategy).run().unwrap();
+        assert_eq!(r.space, "rnn");
+        assert_eq!(r.trials.len(), 3, "{strategy}");
+        assert!(r.evaluator.starts_with("text-lm/"), "{}", r.evaluator);
+        for t in &r.trials {
+            let bpc = t.loss.unwrap();
+            assert!(bpc > 0.5 && bpc < 6.0, "{strategy}: {t:?}");
+            let p = 100.0 * (-bpc).exp2();
+            assert!((t.valid_accuracy.unwrap() - p).abs() < 1e-9);
+            assert!(t.arch.starts_with("Genotype(recurrent=["), "{}", t.arch);
+        }
+    }
+    // Image data for the rnn space, text data for an image space: refused, naming --data.
+    for (space, data) in [("rnn", DataSpec::DigitsEmbedded), ("nb201", data.clone())] {
+        let e = search("random").space(space).data(data).run().unwrap_err();
+        assert!(matches!(e, SearchError::Data(_)), "{e}");
+        assert!(e.to_string().contains("--data"), "{e}");
+    }
 }

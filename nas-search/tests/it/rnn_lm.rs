@@ -120,16 +120,16 @@ fn training_on_the_shipped_corpus_lowers_the_loss_and_beats_character_frequencie
 #[test]
 fn the_evaluator_reports_validation_bpc_and_is_deterministic() {
     let corpus = Arc::new(small_corpus(1000));
-    let ev = TextEvaluator {
+    let ev = TextEvaluator::new(
         corpus,
-        recipe: TextRecipe {
+        TextRecipe {
             hidden: 16,
             bptt: 16,
             batch_size: 8,
             max_windows: Some(4),
             ..TextRecipe::default()
         },
-    };
+    );
     assert_eq!(ev.name(), "text-lm/shakespeare-embedded");
     let req = |arch, seed| EvalRequest {
         arch,
