@@ -54,6 +54,7 @@ use crate::data::DataSpec;
 use crate::error::{Result, SearchError};
 use crate::evaluator::EvalSetup;
 use crate::evaluator::Evaluator;
+use crate::executor::{ExecutorSettings, SetupSpec, SpecTemplate};
 use crate::history::{Outcome, Trial};
 use crate::memory::{NetSize, check_limit};
 use crate::oneshot::{
@@ -168,6 +169,7 @@ pub struct Search {
     memory_check: bool,
     max_memory: Option<u64>,
     observer: Option<Arc<dyn Observer>>,
+    executor: ExecutorSettings,
 }
 
 impl Default for Search {
@@ -834,6 +836,7 @@ impl Search {
             memory_check: false,
             max_memory: None,
             observer: None,
+            executor: ExecutorSettings::default(),
         }
     }
 
@@ -999,6 +1002,12 @@ impl Search {
         self.observer = Some(observer);
         self
     }
+    /// Where the trials of a multi-trial search run ([`crate::executor`]; in this process by
+    /// default).
+    pub fn executor(mut self, executor: ExecutorSettings) -> Self {
+        self.executor = executor;
+        self
+    }
     /// Print one line per trial to standard error (off by default).
     pub fn verbose(mut self, on: bool) -> Self {
         self.observer = on.then(|| Arc::new(TrialLines) as Arc<dyn Observer>);
@@ -1082,6 +1091,12 @@ impl Search {
                 setup.on_epoch = Some(Arc::new(move |trial, s| o.epoch(trial, s)));
             }
         }
+        self.executor.check()?;
+        let template = SpecTemplate {
+            space: space.name().into(),
+            evaluator: def.name().into(),
+            setup: SetupSpec::of(&setup),
+        };
         let evaluator = def.build(space, &setup)?;
         let out = OutDir::open(&self.output, self.resume, "checkpoint.json")?;
         let dir = out.path();
@@ -1097,6 +1112,7 @@ impl Search {
             skip_equivalent: false,
             // `--resume --workers N` may add workers (see SearchConfig::more_workers_on_resume).
             more_workers_on_resume: self.resume == Some(true),
+            executor: self.executor.build(template, dir)?,
         };
         let observer = self.observer.clone();
         let started = std::cell::Cell::new(false);
