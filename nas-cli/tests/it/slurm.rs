@@ -299,6 +299,30 @@ fn bad_slurm_setups_and_specs_are_clear_errors() {
     let v = ok_json(&c.run(&["--json", "search", "--resume", "--out", &dir]));
     assert_eq!(records(&v), records(&local));
 
+    // A spec whose data this machine lacks: a fatal result (the search would stop with it),
+    // exit 1 naming the data.
+    let spec0 = Path::new(&dir).join("trials/0/spec.json");
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(&spec0).unwrap()).unwrap();
+    v["evaluator"] = "train".into();
+    v["setup"]["data"] = "digits:/nonexistent/digits.csv".into();
+    let moved = c.root.join("moved.json");
+    fs::write(&moved, v.to_string()).unwrap();
+    let o = c.run(&[
+        "eval",
+        "--spec",
+        moved.to_str().unwrap(),
+        "--out",
+        &c.dir("m"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/digits.csv"),
+        "{}",
+        stderr(&o)
+    );
+    let r = fs::read_to_string(c.root.join("m/result.json")).unwrap();
+    assert!(r.contains("\"Fatal\"") && r.contains("nonexistent"), "{r}");
+
     let o = table_search(&c, &c.dir("ray"), &["--executor", "pbs"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown executor \"pbs\" (known: local, slurm)"));

@@ -253,11 +253,15 @@ pub fn run_trial(registry: &Registry, spec: &TrialSpec) -> Result<TrialOutcome> 
 
 /// `nas eval --spec SPEC --out DIR`: reads the spec, runs the trial ([`run_trial`]) and writes
 /// `DIR/result.json` atomically (a checksummed file, see [`crate::checkpoint`]; `DIR` is
-/// created if needed). A fatal evaluator error is written too (the search then stops with
-/// it) and returned as an error. A bad spec is an error naming the file; nothing is written.
+/// created if needed). A spec that cannot be run here (its data missing on this machine, an
+/// evaluator that differs) or a fatal evaluator error is written as a [`TrialOutcome::Fatal`]
+/// (the search then stops with it, as a local search would, instead of retrying) and returned
+/// as an error. A file that is not a spec is an error naming it; nothing is written.
 pub fn eval_spec_file(registry: &Registry, spec_path: &Path, out: &Path) -> Result<TrialResult> {
     let (spec, spec_fnv) = read_spec(spec_path)?;
-    let outcome = run_trial(registry, &spec)?;
+    let outcome = run_trial(registry, &spec).unwrap_or_else(|e| {
+        TrialOutcome::Fatal(format!("{} cannot be run: {e}", spec_path.display()))
+    });
     let result = TrialResult {
         trial: spec.trial,
         spec_fnv,
