@@ -1165,6 +1165,13 @@ impl Search {
                  --channels, --cells, --batch-size, --lr, --limit-train"
             )));
         }
+        if !self.executor.is_local() {
+            return Err(SearchError::Setting(format!(
+                "--strategy {m}: a one-shot search trains one supernet in this process; \
+                 --executor {} runs the trials of multi-trial searches",
+                self.executor.kind
+            )));
+        }
         if self.setup.epochs == 0 {
             return Err(SearchError::Setting("--epochs must be at least 1".into()));
         }

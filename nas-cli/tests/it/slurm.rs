@@ -323,6 +323,18 @@ fn bad_slurm_setups_and_specs_are_clear_errors() {
     let r = fs::read_to_string(c.root.join("m/result.json")).unwrap();
     assert!(r.contains("\"Fatal\"") && r.contains("nonexistent"), "{r}");
 
+    let o = c.run(&[
+        "search",
+        "--strategy",
+        "darts",
+        "--executor",
+        "slurm",
+        "--out",
+        &c.dir("d"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("one-shot search trains one supernet in this process"));
+
     let o = table_search(&c, &c.dir("ray"), &["--executor", "pbs"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown executor \"pbs\" (known: local, slurm)"));
