@@ -126,7 +126,7 @@ t0=$(date +%s.%N)
 "$nas" "${args[@]}" --out "$work/local" > "$work/local.json"
 t1=$(date +%s.%N)
 NAS_SLURM_POLL_MS=${NAS_SLURM_POLL_MS:-500} timeout 300 \
-  "$nas" "${args[@]}" --executor slurm --out "$work/slurm" > "$work/slurm.json" \
+  "$nas" "${args[@]}" --executor slurm --slurm-partition check --slurm-time 10 --out "$work/slurm" > "$work/slurm.json" \
   || fail "the search through Slurm failed (exit $?); logs in $work (SLURM_CHECK_KEEP=1 keeps them)"
 t2=$(date +%s.%N)
 python3 - "$work/local.json" "$work/slurm.json" "$t0" "$t1" "$t2" <<'EOF'
@@ -142,5 +142,13 @@ print(f"slurm-check: OK: 4 trials, records identical (timing aside); "
       f"local {local:.2f} s, slurm {slurm:.2f} s, "
       f"difference per trial {(slurm - local) / 4:.2f} s")
 EOF
+# A partition that does not exist: refused by `sbatch --test-only` before anything is written.
+if "$nas" search --evaluator nb201-table -n 2 --executor slurm --slurm-partition nope \
+    --out "$work/nope" > "$work/nope.out" 2>&1 || [ $? != 1 ]; then
+  fail "a search on partition 'nope' did not exit 1: $(cat "$work/nope.out")"
+fi
+grep -q "sbatch refuses these settings" "$work/nope.out" && [ ! -e "$work/nope" ] \
+  || fail "partition 'nope': $(cat "$work/nope.out")"
+echo "slurm-check: --slurm-partition nope refused: $(grep -o 'sbatch: error: .*' "$work/nope.out" | head -1)"
 jobs_run=$(grep -c "JobState=COMPLETED" "$work/jobcomp.txt" || true)
 echo "slurm-check: $jobs_run array tasks COMPLETED (jobcomp)"

@@ -180,7 +180,20 @@ fn executors_give_the_same_trials_as_local() {
     assert!(again.join("result.json").exists());
 
     let t_local = ok_json(&table_search(&c, &c.dir("tl"), &[]));
-    let t_slurm = ok_json(&table_search(&c, &c.dir("ts"), &["--executor", "slurm"]));
+    let t_slurm = ok_json(&table_search(
+        &c,
+        &c.dir("ts"),
+        &[
+            "--executor",
+            "slurm",
+            "--slurm-partition",
+            "debug",
+            "--slurm-time",
+            "5",
+        ],
+    ));
+    let last = c.sbatch_calls().pop().unwrap();
+    assert!(last.contains("--partition=debug --time=5"), "{last}");
     assert_eq!(records(&t_local).len(), 10);
     assert_eq!(records(&t_local), records(&t_slurm));
 }
@@ -282,6 +295,11 @@ fn bad_slurm_setups_and_specs_are_clear_errors() {
         "{}",
         stderr(&o)
     );
+    assert!(
+        !Path::new(&c.dir("nope")).exists(),
+        "refused before writing"
+    );
+    assert!(c.sbatch_calls().is_empty(), "nothing submitted");
 
     // squeue that stops answering: an error after its failures in a row (the state saved);
     // the resumed search ends with the local records.

@@ -119,7 +119,36 @@ impl SlurmSettings {
                 )));
             }
         }
+        // Partition, time and extra arguments are validated by Slurm itself before anything is
+        // written (`sbatch --test-only` submits nothing).
+        let options = self.sbatch_options();
+        if !options.is_empty() {
+            let mut args = vec!["--test-only".to_string()];
+            args.extend(options);
+            args.push("--wrap=true".into());
+            let r = run_command("sbatch", &args, self.command_timeout)?;
+            if !r.ok {
+                return Err(SearchError::Executor(format!(
+                    "--executor slurm: sbatch refuses these settings ({}): {}",
+                    args[1..args.len() - 1].join(" "),
+                    r.stderr.trim()
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The sbatch options these settings add to every submission.
+    fn sbatch_options(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(p) = &self.partition {
+            args.push(format!("--partition={p}"));
+        }
+        if let Some(t) = &self.time {
+            args.push(format!("--time={t}"));
+        }
+        args.extend(self.args.iter().cloned());
+        args
     }
 }
 
@@ -322,13 +351,7 @@ impl SlurmExecutor {
                 self.trials_dir.join("slurm-%A_%a.out").display()
             ),
         ];
-        if let Some(p) = &self.settings.partition {
-            args.push(format!("--partition={p}"));
-        }
-        if let Some(t) = &self.settings.time {
-            args.push(format!("--time={t}"));
-        }
-        args.extend(self.settings.args.iter().cloned());
+        args.extend(self.settings.sbatch_options());
         args.push(script.to_string_lossy().into_owned());
         let mut last = String::new();
         let mut job = None;
