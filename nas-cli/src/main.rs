@@ -63,6 +63,8 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Inspect data sets (embedded, or MNIST / Fashion-MNIST / CIFAR / digits files).
     Data(cmd::data::DataArgs),
+    /// Run one trial of a search from its spec file (what `--executor slurm` runs on nodes).
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn run(cli: &Cli, given: &HashSet<String>) -> error::Result<()> {
@@ -77,6 +79,7 @@ fn run(cli: &Cli, given: &HashSet<String>) -> error::Result<()> {
         Command::Space(a) => cmd::space::run(a, &out),
         Command::Export(a) => cmd::export::run(a, &out),
         Command::Data(a) => cmd::data::run(a, &out),
+        Command::Eval(a) => cmd::eval::run(a, &out),
     }
 }
 

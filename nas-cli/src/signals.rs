@@ -32,6 +32,8 @@ pub fn install(dir: &Path) -> std::io::Result<()> {
             }
             // No write of the search's state is in progress while this is held, and none starts.
             let _g = persist_guard();
+            // A remote executor cancels the trials it has in flight.
+            nas_search::outdir::run_interrupt_hooks();
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
                 err,

@@ -54,6 +54,7 @@ use crate::data::{DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
 use crate::evaluator::EvalSetup;
 use crate::evaluator::Evaluator;
+use crate::executor::{ExecutorSettings, SetupSpec, SpecTemplate};
 use crate::history::{Outcome, Trial};
 use crate::memory::{NetSize, check_limit};
 use crate::oneshot::{
@@ -166,6 +167,7 @@ pub struct Search {
     memory_check: bool,
     max_memory: Option<u64>,
     observer: Option<Arc<dyn Observer>>,
+    executor: ExecutorSettings,
 }
 
 impl Default for Search {
@@ -832,6 +834,7 @@ impl Search {
             memory_check: false,
             max_memory: None,
             observer: None,
+            executor: ExecutorSettings::default(),
         }
     }
 
@@ -998,6 +1001,12 @@ impl Search {
         self.observer = Some(observer);
         self
     }
+    /// Where the trials of a multi-trial search run ([`crate::executor`]; in this process by
+    /// default).
+    pub fn executor(mut self, executor: ExecutorSettings) -> Self {
+        self.executor = executor;
+        self
+    }
     /// Print one line per trial to standard error (off by default).
     pub fn verbose(mut self, on: bool) -> Self {
         self.observer = on.then(|| Arc::new(TrialLines) as Arc<dyn Observer>);
@@ -1079,6 +1088,12 @@ impl Search {
                 setup.on_epoch = Some(Arc::new(move |trial, s| o.epoch(trial, s)));
             }
         }
+        self.executor.check()?;
+        let template = SpecTemplate {
+            space: space.name().into(),
+            evaluator: def.name().into(),
+            setup: SetupSpec::of(&setup),
+        };
         let evaluator = def.build(space, &setup)?;
         let out = OutDir::open(&self.output, self.resume, "checkpoint.json")?;
         let dir = out.path();
@@ -1094,6 +1109,7 @@ impl Search {
             skip_equivalent: false,
             // `--resume --workers N` may add workers (see SearchConfig::more_workers_on_resume).
             more_workers_on_resume: self.resume == Some(true),
+            executor: self.executor.build(template, dir)?,
         };
         let observer = self.observer.clone();
         let started = std::cell::Cell::new(false);
@@ -1144,6 +1160,13 @@ impl Search {
             return Err(SearchError::Setting(format!(
                 "--strategy {m}: one-shot strategies take no :key=value settings; use --epochs, \
                  --channels, --cells, --batch-size, --lr, --limit-train"
+            )));
+        }
+        if !self.executor.is_local() {
+            return Err(SearchError::Setting(format!(
+                "--strategy {m}: a one-shot search trains one supernet in this process; \
+                 --executor {} runs the trials of multi-trial searches",
+                self.executor.kind
             )));
         }
         if self.setup.epochs == 0 {

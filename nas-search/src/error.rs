@@ -109,6 +109,10 @@ pub enum SearchError {
     /// A (de)serialisation error outside checkpoints (JSON output, strategy state).
     #[error("serialisation: {0}")]
     Serde(String),
+    /// A trial executor (Slurm, ...) that cannot run trials: a missing command, a refused
+    /// submission, a scheduler that stopped answering. The message names the executor.
+    #[error("{0}")]
+    Executor(String),
 }
 
 impl From<crate::oneshot::OneShotError> for SearchError {

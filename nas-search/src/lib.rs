@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod evaluator;
+pub mod executor;
 pub mod history;
 pub mod memory;
 pub mod nets;

@@ -111,6 +111,38 @@ pub fn persist_guard() -> MutexGuard<'static, ()> {
     PERSIST.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A clean-up to run when the process is interrupted (SIGINT/SIGTERM) during a search.
+pub type InterruptHook = Box<dyn Fn() + Send>;
+
+static HOOKS: Mutex<Vec<(u64, InterruptHook)>> = Mutex::new(Vec::new());
+static NEXT_HOOK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Registers `hook` to run at an interrupt ([`run_interrupt_hooks`]); returns its id for
+/// [`remove_interrupt_hook`]. A remote executor cancels its jobs this way.
+pub fn add_interrupt_hook(hook: InterruptHook) -> u64 {
+    let id = NEXT_HOOK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id, hook));
+    id
+}
+
+/// Removes the hook `id` (nothing if it is gone).
+pub fn remove_interrupt_hook(id: u64) {
+    HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(i, _)| *i != id);
+}
+
+/// Runs every registered hook: what a signal handler calls before the process exits.
+pub fn run_interrupt_hooks() {
+    for (_, hook) in HOOKS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        hook();
+    }
+}
+
 /// The command line that continues a search writing into `dir`, given the one that started
 /// it (`args`, program name first): the same arguments, with `--resume` and
 /// `--out DIR` added when they are missing, quoted for a POSIX shell.
@@ -148,9 +180,18 @@ fn quote(a: &str) -> String {
 /// option name (`max_time`) -> command-line value.
 pub const SETTINGS_FILE: &str = "settings.json";
 
-/// Options a resume may change (a larger budget; the search refuses other worker counts);
-/// a one-shot search may also be given more `epochs`.
-pub const RESUME_MAY_CHANGE: [&str; 3] = ["evaluations", "max_time", "workers"];
+/// Options a resume may change (a larger budget; the search refuses other worker counts;
+/// the executor, which does not change results); a one-shot search may also be given more
+/// `epochs`.
+pub const RESUME_MAY_CHANGE: [&str; 7] = [
+    "evaluations",
+    "max_time",
+    "workers",
+    "executor",
+    "slurm_partition",
+    "slurm_time",
+    "slurm_args",
+];
 
 /// Writes `settings` to `dir/settings.json` (atomically).
 pub fn write_settings(dir: &Path, settings: &BTreeMap<String, String>) -> Result<()> {

@@ -58,6 +58,7 @@
 use crate::checkpoint;
 use crate::error::{Result, SearchError};
 use crate::evaluator::{EvalError, EvalRequest, Evaluator, trial_seed};
+use crate::executor::{RemoteEvent, RemoteExecutor, RemoteHandle, RemoteJob, TrialOutcome};
 use crate::history::{History, Outcome, Trial};
 use crate::outdir::persist_guard;
 use crate::strategy::{Ask, Strategy};
@@ -124,6 +125,10 @@ pub struct SearchConfig {
     /// The search continues, but from then on its window of asks is the new one: the history
     /// is no longer the one an uninterrupted search with either number of workers would give.
     pub more_workers_on_resume: bool,
+    /// Where trials run: `None` in this process (inline or on `workers` threads); a remote
+    /// executor ([`crate::executor`]) otherwise, with up to `workers` trials in flight. The
+    /// history is the same either way.
+    pub executor: Option<RemoteHandle>,
 }
 
 impl SearchConfig {
@@ -136,6 +141,7 @@ impl SearchConfig {
             checkpoint: None,
             skip_equivalent: false,
             more_workers_on_resume: false,
+            executor: None,
         }
     }
 }
@@ -242,6 +248,10 @@ pub struct Pending<A> {
     pub cached_from: Option<u64>,
     /// The result, once its evaluation finished.
     pub result: Option<Finished>,
+    /// A remote executor's handle of the running evaluation (a Slurm array task), handed
+    /// back to it on resume so that the job is watched, not submitted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// The whole state of a search: what a checkpoint holds (JSON after the header line).
@@ -433,19 +443,47 @@ struct Job<A> {
     fidelity: u32,
     seed: u64,
     deadline: Option<Instant>,
+    ticket: Option<String>,
 }
 
 enum EvalMsg {
     Done(u64, Finished),
     Fatal(u64, String),
     Cut(u64, String),
+    /// A remote executor submitted the trial under this ticket.
+    Ticket(u64, String),
 }
 
-fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> EvalMsg {
+/// One trial evaluated as the loop evaluates it locally (no deadline): what `nas eval` runs.
+pub(crate) fn evaluate_trial<A, E: Evaluator<A> + ?Sized>(
+    evaluator: &E,
+    arch: &A,
+    fidelity: u32,
+    id: u64,
+    seed: u64,
+) -> TrialOutcome {
+    let job = Job {
+        id,
+        arch,
+        fidelity,
+        seed,
+        deadline: None,
+        ticket: None,
+    };
+    match evaluate_one(evaluator, &job) {
+        EvalMsg::Done(_, f) => TrialOutcome::Finished(f),
+        EvalMsg::Fatal(_, r) | EvalMsg::Cut(_, r) | EvalMsg::Ticket(_, r) => TrialOutcome::Fatal(r),
+    }
+}
+
+fn evaluate_one<A, B: std::borrow::Borrow<A>, E: Evaluator<A> + ?Sized>(
+    evaluator: &E,
+    job: &Job<B>,
+) -> EvalMsg {
     let started_unix_ms = now_ms();
     let t0 = Instant::now();
     let req = EvalRequest {
-        arch: &job.arch,
+        arch: job.arch.borrow(),
         fidelity: job.fidelity,
         trial_id: job.id,
         seed: job.seed,
@@ -494,7 +532,8 @@ fn evaluate_one<A, E: Evaluator<A> + ?Sized>(evaluator: &E, job: &Job<A>) -> Eva
     )
 }
 
-/// Where evaluations run: inline on the calling thread, or on worker threads.
+/// Where evaluations run: inline on the calling thread, on worker threads, or through a
+/// remote executor.
 enum Exec<'e, A, E: ?Sized> {
     Inline {
         evaluator: &'e E,
@@ -504,10 +543,14 @@ enum Exec<'e, A, E: ?Sized> {
         jobs: Option<mpsc::Sender<Job<A>>>,
         results: mpsc::Receiver<EvalMsg>,
     },
+    Remote {
+        exec: &'e mut dyn RemoteExecutor,
+        evaluator_id: String,
+    },
 }
 
-impl<A, E: Evaluator<A> + ?Sized> Exec<'_, A, E> {
-    fn dispatch(&mut self, job: Job<A>) {
+impl<A: Serialize, E: Evaluator<A> + ?Sized> Exec<'_, A, E> {
+    fn dispatch(&mut self, job: Job<A>) -> Result<()> {
         match self {
             Exec::Inline { queue, .. } => queue.push_back(job),
             Exec::Threads { jobs, .. } => {
@@ -515,15 +558,30 @@ impl<A, E: Evaluator<A> + ?Sized> Exec<'_, A, E> {
                     let _ = tx.send(job);
                 }
             }
+            Exec::Remote { exec, evaluator_id } => exec.submit(RemoteJob {
+                id: job.id,
+                arch: serde_json::to_value(&job.arch)
+                    .map_err(|e| SearchError::Serde(e.to_string()))?,
+                fidelity: job.fidelity,
+                seed: job.seed,
+                evaluator_id: evaluator_id.clone(),
+                ticket: job.ticket,
+            })?,
         }
+        Ok(())
     }
-    fn next(&mut self) -> Option<EvalMsg> {
-        match self {
+    fn next(&mut self) -> Result<Option<EvalMsg>> {
+        Ok(match self {
             Exec::Inline { evaluator, queue } => {
                 queue.pop_front().map(|j| evaluate_one(*evaluator, &j))
             }
             Exec::Threads { results, .. } => results.recv().ok(),
-        }
+            Exec::Remote { exec, .. } => Some(match exec.next_event()? {
+                RemoteEvent::Submitted { id, ticket } => EvalMsg::Ticket(id, ticket),
+                RemoteEvent::Done { id, finished } => EvalMsg::Done(id, finished),
+                RemoteEvent::Fatal { id, reason } => EvalMsg::Fatal(id, reason),
+            }),
+        })
     }
 }
 
@@ -622,7 +680,8 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                     fidelity: cand.fidelity,
                     seed: trial_seed(self.config.seed, id),
                     deadline: self.deadline,
-                });
+                    ticket: None,
+                })?;
             }
             self.st.pending.push_back(Pending {
                 id,
@@ -630,6 +689,7 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 fidelity: cand.fidelity,
                 cached_from,
                 result: None,
+                ticket: None,
             });
         }
         Ok(())
@@ -770,7 +830,8 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                     fidelity: p.fidelity,
                     seed: trial_seed(self.config.seed, p.id),
                     deadline: self.deadline,
-                });
+                    ticket: p.ticket.clone(),
+                })?;
             }
         }
         {
@@ -791,7 +852,7 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                 // Only after cuts: the head of the queue will get no result this session.
                 break;
             }
-            let Some(msg) = exec.next() else {
+            let Some(msg) = exec.next()? else {
                 return Err(SearchError::Config(
                     "all workers stopped unexpectedly".into(),
                 ));
@@ -809,6 +870,14 @@ impl<S: SearchSpace, E: Evaluator<S::Arch> + ?Sized> Driver<'_, S, E> {
                     let _g = persist_guard();
                     self.save(true)?;
                     return Err(SearchError::EvaluatorFatal { trial: id, reason });
+                }
+                EvalMsg::Ticket(id, ticket) => {
+                    // Saved at once: a search killed from here on finds the job on resume.
+                    let _g = persist_guard();
+                    if let Some(p) = self.st.pending.iter_mut().find(|p| p.id == id) {
+                        p.ticket = Some(ticket);
+                    }
+                    self.save(false)?;
                 }
                 EvalMsg::Done(id, f) => {
                     // Telling (the observer writes the trial's event) and saving happen under
@@ -1081,7 +1150,16 @@ where
         cut: Vec::new(),
         _e: std::marker::PhantomData,
     };
-    if config.workers == 1 {
+    if let Some(RemoteHandle(remote)) = &config.executor {
+        let mut guard = remote
+            .lock()
+            .map_err(|_| SearchError::Executor("the trial executor was poisoned".into()))?;
+        let mut exec: Exec<'_, S::Arch, E> = Exec::Remote {
+            exec: &mut *guard,
+            evaluator_id: evaluator.name(),
+        };
+        driver.run(&mut exec)?;
+    } else if config.workers == 1 {
         let mut exec = Exec::Inline {
             evaluator,
             queue: VecDeque::new(),

@@ -10,6 +10,7 @@ use clap::{Args, Parser as _};
 use indicatif::ProgressBar;
 use nas_search::builder::{self as b, Finished, Observer, Search, Started, TrialRecord};
 use nas_search::data::DataSpec;
+use nas_search::executor::{ExecutorSettings, slurm::SlurmSettings};
 use nas_search::memory::parse_size;
 use nas_search::oneshot::Event;
 use nas_search::outdir::{SETTINGS_FILE, resume_settings, write_settings};
@@ -127,6 +128,19 @@ pub struct SearchArgs {
     /// this (512M, 8G, ...) by the closed-form estimate [default: the available memory].
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
+    /// Where trials run: local (this process) or slurm (job arrays; the output directory must
+    /// be on a file system the nodes share; see docs/SCALING.md).
+    #[arg(long, default_value = "local")]
+    pub executor: String,
+    /// Slurm partition of the trials' jobs [default: the cluster's].
+    #[arg(long)]
+    pub slurm_partition: Option<String>,
+    /// Slurm time limit of each trial (sbatch --time) [default: the partition's].
+    #[arg(long)]
+    pub slurm_time: Option<String>,
+    /// More sbatch arguments, separated by spaces (e.g. "--gres=gpu:1 --mem=8G").
+    #[arg(long)]
+    pub slurm_args: Option<String>,
 }
 
 /// The settings of a search as option id -> command-line value (what `settings.json` holds).
@@ -149,6 +163,10 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("cells", a.cells.map(|v| v.to_string())),
         ("lr", a.lr.map(|v| v.to_string())),
         ("batch_size", a.batch_size.map(|v| v.to_string())),
+        ("executor", Some(a.executor.clone())),
+        ("slurm_partition", a.slurm_partition.clone()),
+        ("slurm_time", a.slurm_time.clone()),
+        ("slurm_args", a.slurm_args.clone()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), v?)))
@@ -306,6 +324,21 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         .device(check_device(&a.device)?)
         .resume(Some(a.resume))
         .check_memory(a.max_memory)
+        .executor(ExecutorSettings {
+            kind: a.executor.clone(),
+            program: None,
+            slurm: SlurmSettings {
+                partition: a.slurm_partition.clone(),
+                time: a.slurm_time.clone(),
+                args: a
+                    .slurm_args
+                    .iter()
+                    .flat_map(|s| s.split_whitespace())
+                    .map(String::from)
+                    .collect(),
+                ..SlurmSettings::default()
+            },
+        })
         .observer(bars.clone());
     if let Some(d) = &a.data {
         search = search.data(d.clone());

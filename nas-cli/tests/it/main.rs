@@ -5,3 +5,4 @@ mod cli;
 mod faults;
 mod rnn;
 mod search;
+mod slurm;

@@ -58,12 +58,13 @@ use crate::builder::{SearchReport, TrialRecord, run_recorded};
 use crate::data::{DataKind, LoadedData};
 use crate::error::{Result, SearchError, quote};
 use crate::evaluator::{EvaluatorDef, TrainDef};
+use crate::executor::TrialOutcome;
 use crate::memory::NetSize;
 use crate::nets::rnn::CellKind;
 use crate::nets::{NetworkCost, NetworkFamily};
 use crate::oneshot::SpaceKind;
 use crate::rnn::{TextEvaluator, bpc_to_percent, text_recipe, train_lm_observed};
-use crate::search::SearchConfig;
+use crate::search::{SearchConfig, evaluate_trial};
 use crate::strategy::StrategyKind;
 use crate::tabular::TableDef;
 use crate::train::{
@@ -313,6 +314,17 @@ pub trait Space: Send + Sync {
     ) -> Result<AnyEvaluator>;
     /// Runs a multi-trial search (see [`run_recorded`]).
     fn search(&self, run: SearchRun<'_>) -> Result<SearchReport>;
+    /// Evaluates one trial of a search the way its loop does ([`crate::executor::run_trial`]),
+    /// after checking that `evaluator` is the one named `evaluator_id`.
+    fn eval_trial(
+        &self,
+        evaluator: AnyEvaluator,
+        evaluator_id: &str,
+        arch: &AnyArch,
+        fidelity: u32,
+        trial: u64,
+        seed: u64,
+    ) -> Result<TrialOutcome>;
     /// Trains one architecture in the network of `shape` on `data`. For a text space the
     /// accuracies are `100 * 2^-bpc` ([`bpc_to_percent`]) and the losses bits per character.
     #[allow(clippy::too_many_arguments)]
@@ -507,6 +519,38 @@ impl<D: SpaceDef> Space for D {
             run.on_start,
             run.on_trial,
         )
+    }
+    fn eval_trial(
+        &self,
+        evaluator: AnyEvaluator,
+        evaluator_id: &str,
+        arch: &AnyArch,
+        fidelity: u32,
+        trial: u64,
+        seed: u64,
+    ) -> Result<TrialOutcome> {
+        let evaluator = evaluator
+            .get::<<D::Space as SearchSpace>::Arch>()
+            .ok_or_else(|| {
+                SearchError::Setting(format!(
+                    "the evaluator does not evaluate {} architectures",
+                    D::NAME
+                ))
+            })?;
+        if evaluator.name() != evaluator_id {
+            return Err(SearchError::Setting(format!(
+                "the trial spec was written for evaluator {evaluator_id:?}; its settings build \
+                 {:?} here (another version of nas, or data that differs)",
+                evaluator.name()
+            )));
+        }
+        Ok(evaluate_trial(
+            &*evaluator,
+            typed::<D>(arch)?,
+            fidelity,
+            trial,
+            seed,
+        ))
     }
     fn train(
         &self,
