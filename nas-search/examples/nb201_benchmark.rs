@@ -10,7 +10,8 @@
 //! `--threads T` (all cores), `--seed S` (0), `--skip-equivalent`, `--cost-budget EPOCHS`
 //! (also stop at this many simulated training epochs; for hyperband), `--out DIR` (write
 //! summary.md, report.json, anytime.csv, anytime.svg there), `--scatter` (also write
-//! params_vs_accuracy.svg: every cell's parameters against its test accuracy).
+//! params_vs_accuracy.svg: every cell's parameters against its test accuracy), `--baseline LABEL`
+//! (random: each other strategy's Welch one-sided t-test against it is printed).
 
 use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
 use nas_search::strategy::StrategyKind;
@@ -28,6 +29,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = BenchmarkConfig::new(500, 100, Dataset::Cifar10);
     let mut out: Option<PathBuf> = None;
     let mut scatter = false;
+    let mut baseline = String::from("random");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -45,6 +47,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--skip-equivalent" => cfg.skip_equivalent = true,
             "--scatter" => scatter = true,
+            "--baseline" => baseline = val()?,
             "--cost-budget" => {
                 cfg.cost_budget = Some(val()?.parse().map_err(|e| format!("--cost-budget: {e}"))?)
             }
@@ -53,7 +56,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
                      [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
-                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter]"
+                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter] [--baseline LABEL]"
                 );
                 return Ok(());
             }
@@ -75,6 +78,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|&m| m <= cfg.budget as usize)
         .collect();
+    for (name, w) in report.welch_against(&baseline) {
+        println!(
+            "{name} > {baseline}: Welch t = {:.2}, df = {:.0}, one-sided p = {:.2e}",
+            w.t, w.df, w.p_greater
+        );
+    }
     println!("anytime mean reported accuracy at {marks:?} evaluations:");
     for r in &report.strategies {
         let v: Vec<String> = marks

@@ -42,6 +42,7 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod predictor;
 pub mod proxies;
 pub mod rnn;
 pub mod search;

@@ -13,6 +13,7 @@ use nas_space::SearchSpace;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+mod bananas;
 mod controller;
 mod evolution;
 mod hyperband;
@@ -21,6 +22,7 @@ mod random;
 mod reinforce;
 mod tpe;
 
+pub use bananas::{Bananas, BananasConfig};
 pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
 pub use hyperband::{Hyperband, HyperbandConfig};
@@ -180,6 +182,8 @@ strategies! {
     Tpe(TpeConfig),
     /// [`LstmController`].
     Controller(ControllerConfig),
+    /// [`Bananas`].
+    Bananas(BananasConfig),
 }
 
 impl StrategyKind {

@@ -2,6 +2,7 @@
 //! per file); each module was a file of its own under `tests/`.
 
 mod backends;
+mod bananas;
 mod nb201_strategies;
 mod nb201_tpe;
 mod no_test_leak;

@@ -60,6 +60,7 @@ fn strategies() -> Vec<(String, Box<dyn Strategy<Nb201Space>>, Budget)> {
         "local",
         "hyperband",
         "hyperband:brackets=1:eta=4",
+        "bananas",
     ] {
         let kind = StrategyKind::parse(spec).unwrap();
         let budget = if matches!(kind, StrategyKind::Hyperband(_)) {

@@ -121,7 +121,8 @@ fn the_strategy_registry_names_parses_and_labels_every_strategy() {
             "local",
             "hyperband",
             "tpe",
-            "lstm-controller"
+            "lstm-controller",
+            "bananas"
         ]
     );
     for k in StrategyKind::all() {

@@ -88,7 +88,7 @@ fn killed_search_resumes_to_the_uninterrupted_history() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as usize;
-    for (i, kind) in ["rea", "reinforce", "local", "hyperband"]
+    for (i, kind) in ["rea", "reinforce", "local", "hyperband", "bananas"]
         .iter()
         .enumerate()
     {
