@@ -100,6 +100,11 @@ pub struct SearchArgs {
     /// Training mini-batch size [default: the space's recipe].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// PROXY:SAMPLES[:KEEP]: score SAMPLES random architectures with a zero-cost proxy
+    /// (synflow on nb201; params, flops) and make the best KEEP (default 10) the strategy's
+    /// first proposals, e.g. synflow:1000.
+    #[arg(long)]
+    pub prefilter: Option<String>,
     /// Fraction of the training set held out for validation (what the search optimises).
     #[arg(long, default_value_t = b::DEFAULT_VALID_FRACTION)]
     pub valid_fraction: f64,
@@ -145,6 +150,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("cells", a.cells.map(|v| v.to_string())),
         ("lr", a.lr.map(|v| v.to_string())),
         ("batch_size", a.batch_size.map(|v| v.to_string())),
+        ("prefilter", a.prefilter.clone()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), v?)))
@@ -297,6 +303,7 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         })
         .lr(a.lr)
         .batch_size(a.batch_size)
+        .prefilter(a.prefilter.as_deref())
         .valid_fraction(a.valid_fraction)
         .seed(a.seed)
         .workers(a.workers)
