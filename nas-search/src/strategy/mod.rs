@@ -25,7 +25,7 @@ mod tpe;
 pub use bananas::{Bananas, BananasConfig};
 pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
-pub use hyperband::{Hyperband, HyperbandConfig};
+pub use hyperband::{BohbConfig, Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};
 pub use random::{RandomConfig, RandomSearch};
 pub use reinforce::{Reinforce, ReinforceConfig};
@@ -184,6 +184,8 @@ strategies! {
     Controller(ControllerConfig),
     /// [`Bananas`].
     Bananas(BananasConfig),
+    /// BOHB: [`Hyperband`] with TPE proposals.
+    Bohb(BohbConfig),
 }
 
 impl StrategyKind {

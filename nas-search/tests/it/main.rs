@@ -3,6 +3,7 @@
 
 mod backends;
 mod bananas;
+mod bohb;
 mod nb201_strategies;
 mod nb201_tpe;
 mod no_test_leak;

@@ -122,7 +122,8 @@ fn the_strategy_registry_names_parses_and_labels_every_strategy() {
             "hyperband",
             "tpe",
             "lstm-controller",
-            "bananas"
+            "bananas",
+            "bohb"
         ]
     );
     for k in StrategyKind::all() {
