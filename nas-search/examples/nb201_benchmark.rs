@@ -11,8 +11,9 @@
 //! (also stop at this many simulated training epochs; for hyperband), `--out DIR` (write
 //! summary.md, report.json, anytime.csv, anytime.svg there), `--scatter` (also write
 //! params_vs_accuracy.svg: every cell's parameters against its test accuracy). With two
-//! strategies or more, Welch's one-sided t-test of the first against each other one is printed
-//! (runs `i` of every strategy share seed `--seed + i`).
+//! strategies or more, Welch's one-sided t-test of the first against each other one is printed,
+//! or with `--baseline LABEL` of each other one against that one (runs `i` of every strategy
+//! share seed `--seed + i`).
 
 use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
 use nas_search::stats::welch;
@@ -31,6 +32,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = BenchmarkConfig::new(500, 100, Dataset::Cifar10);
     let mut out: Option<PathBuf> = None;
     let mut scatter = false;
+    let mut baseline: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -48,6 +50,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--skip-equivalent" => cfg.skip_equivalent = true,
             "--scatter" => scatter = true,
+            "--baseline" => baseline = Some(val()?),
             "--cost-budget" => {
                 cfg.cost_budget = Some(val()?.parse().map_err(|e| format!("--cost-budget: {e}"))?)
             }
@@ -56,7 +59,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
                      [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
-                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter]"
+                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter] [--baseline LABEL]"
                 );
                 return Ok(());
             }
@@ -74,7 +77,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         report.wall_time_s
     );
     print!("{}", report.markdown());
-    if let Some((first, others)) = report.strategies.split_first() {
+    if let (None, Some((first, others))) = (&baseline, report.strategies.split_first()) {
         for other in others {
             let w = welch(&first.final_test, &other.final_test);
             println!(
@@ -87,6 +90,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|&m| m <= cfg.budget as usize)
         .collect();
+    for (name, w) in baseline
+        .as_ref()
+        .map_or_else(Vec::new, |b| report.welch_against(b))
+    {
+        let baseline = baseline.as_deref().unwrap_or_default();
+        println!(
+            "{name} > {baseline}: Welch t = {:.2}, df = {:.0}, one-sided p = {:.2e}",
+            w.t, w.df, w.p_greater
+        );
+    }
     println!("anytime mean reported accuracy at {marks:?} evaluations:");
     for r in &report.strategies {
         let v: Vec<String> = marks

@@ -238,6 +238,25 @@ impl BenchmarkReport {
         value
     }
 
+    /// Welch's one-sided t-test of every other strategy's final reported accuracy against the
+    /// strategy labelled `baseline` (alternative: the other's mean is larger), in report order;
+    /// empty when no strategy has that label.
+    pub fn welch_against(&self, baseline: &str) -> Vec<(String, crate::stats::Welch)> {
+        let Some(base) = self.strategies.iter().find(|s| s.name == baseline) else {
+            return Vec::new();
+        };
+        self.strategies
+            .iter()
+            .filter(|s| s.name != baseline)
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    crate::stats::welch(&s.final_test, &base.final_test),
+                )
+            })
+            .collect()
+    }
+
     /// A Markdown table: strategy, mean ± std of the reported accuracy, gap to the optimum.
     pub fn markdown(&self) -> String {
         let mut s = format!(

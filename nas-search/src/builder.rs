@@ -168,6 +168,7 @@ pub struct Search {
     max_memory: Option<u64>,
     observer: Option<Arc<dyn Observer>>,
     executor: ExecutorSettings,
+    prefilter: Option<String>,
 }
 
 impl Default for Search {
@@ -543,7 +544,8 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Runs a search and records it: the `start` event (with `extra` fields added), one `trial`
 /// event per finished evaluation (each record also handed to `on_trial`, for progress output),
 /// the `end` event and, with `dir`, `summary.json` and the plots. [`Search::run`] and
-/// `nas search` both run their searches through it. `strategy` already carries the fidelity.
+/// `nas search` both run their searches through it. `strategy` already carries the fidelity;
+/// `warm_start` are its first proposals ([`crate::prefilter::WarmStarted`]; empty: none).
 ///
 /// Check, then write: the settings and any checkpoint to resume are checked before anything is
 /// written, so a refused search (other settings, corrupt checkpoint) leaves every file as it
@@ -553,6 +555,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn run_recorded<S, E>(
     space: &S,
     strategy: &StrategyKind,
+    warm_start: &[S::Arch],
     evaluator: &E,
     config: &SearchConfig,
     dir: Option<&Path>,
@@ -561,19 +564,19 @@ pub fn run_recorded<S, E>(
     on_trial: &mut dyn FnMut(&TrialRecord),
 ) -> Result<SearchReport>
 where
-    S: SearchSpace,
+    S: SearchSpace + 'static,
     S::Arch: Display,
     E: Evaluator<S::Arch> + ?Sized,
 {
     let start = Instant::now();
-    let mut built = strategy.build(space)?;
+    let build = || crate::prefilter::build_warm(strategy, warm_start, space);
+    let mut built = build()?;
     check_config(config)?;
     let held = match &config.checkpoint {
         Some(path) if path.exists() => {
             let meta = search_meta(space, built.as_ref(), evaluator, config);
             let st = load_checkpoint_for::<S::Arch>(path, &meta, config.more_workers_on_resume)?;
-            strategy
-                .build(space)?
+            build()?
                 .load_state(st.strategy_state.clone())
                 .map_err(|e| SearchError::Checkpoint {
                     path: path.clone(),
@@ -835,6 +838,7 @@ impl Search {
             max_memory: None,
             observer: None,
             executor: ExecutorSettings::default(),
+            prefilter: None,
         }
     }
 
@@ -861,6 +865,12 @@ impl Search {
     /// method (`darts`, `darts2`, `gdas`: run it with [`Search::run_any`]).
     pub fn strategy_spec(mut self, spec: &str) -> Self {
         self.strategy = spec.into();
+        self
+    }
+    /// `PROXY:SAMPLES[:KEEP]` ([`crate::prefilter`]): the strategy's first KEEP proposals are
+    /// the best of SAMPLES random architectures by the proxy (none by default).
+    pub fn prefilter(mut self, spec: Option<&str>) -> Self {
+        self.prefilter = spec.map(str::to_string);
         self
     }
     /// How candidates are evaluated, by name ([`DEFAULT_EVALUATOR`] by default).
@@ -1055,6 +1065,18 @@ impl Search {
         let def = self.registry.evaluator(&self.evaluator)?;
         let fidelity = def.fidelity(&self.setup)?;
         strategy.set_fidelity(fidelity, def.trains())?;
+        let prefilter = self
+            .prefilter
+            .as_deref()
+            .map(crate::prefilter::PrefilterSpec::parse)
+            .transpose()?;
+        if prefilter.is_some() && strategy.fidelities(fidelity).len() > 1 {
+            return Err(SearchError::Setting(format!(
+                "--prefilter warm-starts single-fidelity strategies; {} evaluates at {:?} epochs",
+                strategy.name(),
+                strategy.fidelities(fidelity)
+            )));
+        }
         let mut setup = self.setup.clone();
         let mut epochs = None;
         if def.trains() {
@@ -1115,6 +1137,7 @@ impl Search {
         let started = std::cell::Cell::new(false);
         let mut report = space.search(SearchRun {
             strategy: &strategy,
+            prefilter,
             evaluator,
             config: &config,
             dir,

@@ -43,6 +43,8 @@ pub mod nets;
 pub mod oneshot;
 pub mod outdir;
 pub mod plot;
+pub mod predictor;
+pub mod prefilter;
 pub mod proxies;
 pub mod rnn;
 pub mod search;

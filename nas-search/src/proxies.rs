@@ -563,55 +563,7 @@ pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
     (0..n).map(|i| a[i * n + i]).collect()
 }
 
-/// Spearman's rank correlation of the pairs whose values are both not NaN (average ranks for
-/// ties), with the number of pairs used; NaN with fewer than 2 pairs or a constant side.
-pub fn spearman(x: &[f64], y: &[f64]) -> (f64, usize) {
-    let pairs: Vec<(f64, f64)> = x
-        .iter()
-        .zip(y)
-        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
-        .map(|(a, b)| (*a, *b))
-        .collect();
-    let n = pairs.len();
-    if n < 2 {
-        return (f64::NAN, n);
-    }
-    let rx = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
-    let ry = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
-    (pearson(&rx, &ry), n)
-}
-
-/// Ranks starting at 1, ties sharing their average rank.
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..=j] {
-            r[k] = avg;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    sxy / (sxx * syy).sqrt()
-}
+pub use crate::stats::spearman;
 
 #[cfg(test)]
 mod tests;

@@ -135,9 +135,111 @@ pub fn reg_inc_beta(a: f64, b: f64, x: f64) -> f64 {
     ln_front.exp() * f / a
 }
 
+/// Spearman's rank correlation of the pairs whose values are both not NaN (average ranks for
+/// ties), with the number of pairs used; NaN with fewer than 2 pairs or a constant side.
+pub fn spearman(x: &[f64], y: &[f64]) -> (f64, usize) {
+    let pairs: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
+        .map(|(a, b)| (*a, *b))
+        .collect();
+    let n = pairs.len();
+    if n < 2 {
+        return (f64::NAN, n);
+    }
+    let rx = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+    let ry = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+    (pearson(&rx, &ry), n)
+}
+
+/// Ranks starting at 1, ties sharing their average rank.
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Kendall's rank correlation tau-b of the pairs whose values are both not NaN (ties on either
+/// side counted as in tau-b), with the number of pairs used; NaN with fewer than 2 pairs or a
+/// constant side. O(n^2): meant for at most a few thousand pairs.
+pub fn kendall_tau(x: &[f64], y: &[f64]) -> (f64, usize) {
+    let pairs: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
+        .map(|(a, b)| (*a, *b))
+        .collect();
+    let n = pairs.len();
+    if n < 2 {
+        return (f64::NAN, n);
+    }
+    let (mut concordant, mut discordant, mut tie_x, mut tie_y) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = pairs[i].0.total_cmp(&pairs[j].0) as i64;
+            let dy = pairs[i].1.total_cmp(&pairs[j].1) as i64;
+            match (dx, dy) {
+                (0, 0) => {}
+                (0, _) => tie_x += 1,
+                (_, 0) => tie_y += 1,
+                _ if dx == dy => concordant += 1,
+                _ => discordant += 1,
+            }
+        }
+    }
+    // Pairs not tied in x (tied in y only count), pairs not tied in y.
+    let untied_x = (concordant + discordant + tie_y) as f64;
+    let untied_y = (concordant + discordant + tie_x) as f64;
+    (
+        (concordant - discordant) as f64 / (untied_x * untied_y).sqrt(),
+        n,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kendall_tau_by_hand() {
+        // Five concordant pairs, one discordant: (5 - 1) / 6.
+        let (tau, n) = kendall_tau(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(n, 4);
+        assert!((tau - 4.0 / 6.0).abs() < 1e-12, "{tau}");
+        // One tie in x: tau-b = 5 / sqrt(5 * 6) (scipy.stats.kendalltau: 0.9128709).
+        let (tau, _) = kendall_tau(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert!((tau - 5.0 / 30f64.sqrt()).abs() < 1e-12, "{tau}");
+        assert!((kendall_tau(&[3.0, 2.0, 1.0], &[1.0, 2.0, 3.0]).0 + 1.0).abs() < 1e-12);
+        let (tau, n) = kendall_tau(&[1.0, f64::NAN, 2.0], &[5.0, 1.0, 6.0]);
+        assert_eq!((tau, n), (1.0, 2));
+        assert!(kendall_tau(&[1.0, 1.0], &[1.0, 2.0]).0.is_nan());
+    }
 
     #[test]
     fn gamma_and_beta_match_closed_forms() {

@@ -108,6 +108,13 @@ pub trait SearchSpace: Send + Sync {
         v
     }
 
+    /// The features performance predictors read (BANANAS' encoding): the path encoding where
+    /// the space has one (NAS-Bench-201, NAS-Bench-101), otherwise [`SearchSpace::one_hot`].
+    /// Every architecture of a space gets a vector of the same length.
+    fn features(&self, arch: &Self::Arch) -> Vec<f32> {
+        self.one_hot(arch)
+    }
+
     /// The number of single-step moves needed to turn `a` into `b` (a metric on the space).
     fn distance(&self, a: &Self::Arch, b: &Self::Arch) -> usize;
 

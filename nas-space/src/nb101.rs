@@ -826,6 +826,10 @@ impl SearchSpace for Nb101Space {
         "nb101"
     }
 
+    fn features(&self, arch: &Nb101Arch) -> Vec<f32> {
+        arch.path_encoding()
+    }
+
     fn sample(&self, rng: &mut dyn RngCore) -> Nb101Arch {
         let sizes = self.decisions();
         loop {

@@ -390,6 +390,10 @@ impl SearchSpace for Nb201Space {
         "nb201"
     }
 
+    fn features(&self, arch: &Nb201Cell) -> Vec<f32> {
+        arch.path_encoding()
+    }
+
     fn sample(&self, rng: &mut dyn RngCore) -> Nb201Cell {
         let mut ops = [Nb201Op::None; 6];
         for op in ops.iter_mut() {

@@ -105,6 +105,11 @@ pub struct SearchArgs {
     /// Training mini-batch size [default: the space's recipe].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// PROXY:SAMPLES[:KEEP]: score SAMPLES random architectures with a zero-cost proxy
+    /// (synflow on nb201; params, flops) and make the best KEEP (default 10) the strategy's
+    /// first proposals, e.g. synflow:1000.
+    #[arg(long)]
+    pub prefilter: Option<String>,
     /// Fraction of the training set held out for validation (what the search optimises).
     #[arg(long, default_value_t = b::DEFAULT_VALID_FRACTION)]
     pub valid_fraction: f64,
@@ -167,6 +172,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("slurm_partition", a.slurm_partition.clone()),
         ("slurm_time", a.slurm_time.clone()),
         ("slurm_args", a.slurm_args.clone()),
+        ("prefilter", a.prefilter.clone()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), v?)))
@@ -318,6 +324,7 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         })
         .lr(a.lr)
         .batch_size(a.batch_size)
+        .prefilter(a.prefilter.as_deref())
         .valid_fraction(a.valid_fraction)
         .seed(a.seed)
         .workers(a.workers)

@@ -63,6 +63,7 @@ use crate::memory::NetSize;
 use crate::nets::rnn::CellKind;
 use crate::nets::{NetworkCost, NetworkFamily};
 use crate::oneshot::SpaceKind;
+use crate::prefilter::{PrefilterSpec, Proxy, rank};
 use crate::rnn::{TextEvaluator, bpc_to_percent, text_recipe, train_lm_observed};
 use crate::search::{SearchConfig, evaluate_trial};
 use crate::strategy::StrategyKind;
@@ -172,6 +173,42 @@ pub trait SpaceDef: Send + Sync + 'static {
         let _ = arch;
         None
     }
+    /// A zero-cost proxy's score of `arch` for `--prefilter` (larger ranks first). Here:
+    /// `params` and `flops` of the search network ([`Purpose::Search`] size) on a 3x32x32
+    /// input with 10 classes, in closed form; a space that implements `synflow` overrides
+    /// this (NAS-Bench-201 does).
+    fn proxy(&self, proxy: Proxy, arch: &<Self::Space as SearchSpace>::Arch) -> Result<f64> {
+        default_proxy(self, proxy, arch)
+    }
+}
+
+/// [`SpaceDef::proxy`]'s default (for overrides that add proxies to it).
+pub fn default_proxy<D: SpaceDef + ?Sized>(
+    def: &D,
+    proxy: Proxy,
+    arch: &<D::Space as SearchSpace>::Arch,
+) -> Result<f64> {
+    let family = def.shape(Purpose::Search).and_then(|s| def.network(s));
+    match (proxy, family) {
+        (Proxy::Params | Proxy::Flops, Some(f)) => {
+            let c = f.cost(arch, (3, 32, 32), 10);
+            Ok(if proxy == Proxy::Params {
+                c.params
+            } else {
+                c.flops
+            } as f64)
+        }
+        _ => Err(SearchError::Setting(format!(
+            "--prefilter: the {} space has no {} proxy{}",
+            D::NAME,
+            proxy.name(),
+            if proxy == Proxy::Synflow {
+                " (synflow is implemented for nb201; params and flops need a network)"
+            } else {
+                " (it has no network)"
+            }
+        ))),
+    }
 }
 
 /// An architecture of some registered space (made by [`Space::parse`], [`Space::sample`] ...).
@@ -228,6 +265,8 @@ pub struct SearchRun<'a> {
     pub dir: Option<&'a Path>,
     /// Fields added to the `start` event.
     pub extra: serde_json::Value,
+    /// Score this many random architectures with a proxy and propose the best first.
+    pub prefilter: Option<PrefilterSpec>,
     /// Called once the checks pass, with the trials a checkpoint already holds.
     pub on_start: &'a mut dyn FnMut(u64),
     /// Called after every finished trial.
@@ -509,9 +548,17 @@ impl<D: SpaceDef> Space for D {
                     D::NAME
                 ))
             })?;
+        let space = self.space();
+        let warm = match &run.prefilter {
+            Some(spec) => rank(&space, spec, run.config.seed, &mut |a| {
+                self.proxy(spec.proxy, a)
+            })?,
+            None => Vec::new(),
+        };
         run_recorded(
-            &self.space(),
+            &space,
             run.strategy,
+            &warm,
             &*evaluator,
             run.config,
             run.dir,

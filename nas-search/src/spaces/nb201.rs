@@ -9,8 +9,9 @@ use nas_space::nb201::{EDGES, Nb201Cell, Nb201Op, Nb201Space};
 use super::{NetShape, Purpose, SpaceDef};
 use crate::memory::NetSize;
 use crate::nets::NetworkFamily;
-use crate::nets::nb201::Nb201Family;
+use crate::nets::nb201::{Nb201Config, Nb201Family};
 use crate::oneshot::SpaceKind;
+use crate::prefilter::Proxy;
 
 /// NAS-Bench-201 cells: 6 edges, 5 ops each (15,625 cells).
 pub struct Nb201;
@@ -68,5 +69,15 @@ impl SpaceDef for Nb201 {
 
     fn supernet(&self) -> Option<SpaceKind> {
         Some(SpaceKind::Nb201)
+    }
+
+    /// synflow of the benchmark's CIFAR-10 network (C = 16, N = 5, 3x32x32 input, 10 classes,
+    /// weights from seed 0), as in `docs/RESULTS.md`; params and flops as every space.
+    fn proxy(&self, proxy: Proxy, arch: &Nb201Cell) -> crate::Result<f64> {
+        match proxy {
+            Proxy::Synflow => crate::proxies::synflow(arch, Nb201Config::default(), 0, (32, 32))
+                .map_err(|e| crate::SearchError::Setting(format!("--prefilter synflow: {e}"))),
+            _ => super::default_proxy(self, proxy, arch),
+        }
     }
 }

@@ -13,6 +13,7 @@ use nas_space::SearchSpace;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+mod bananas;
 mod controller;
 mod evolution;
 mod hyperband;
@@ -21,9 +22,10 @@ mod random;
 mod reinforce;
 mod tpe;
 
+pub use bananas::{Bananas, BananasConfig};
 pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
-pub use hyperband::{Hyperband, HyperbandConfig};
+pub use hyperband::{BohbConfig, Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};
 pub use random::{RandomConfig, RandomSearch};
 pub use reinforce::{Reinforce, ReinforceConfig};
@@ -180,6 +182,10 @@ strategies! {
     Tpe(TpeConfig),
     /// [`LstmController`].
     Controller(ControllerConfig),
+    /// [`Bananas`].
+    Bananas(BananasConfig),
+    /// BOHB: [`Hyperband`] with TPE proposals.
+    Bohb(BohbConfig),
 }
 
 impl StrategyKind {

@@ -85,9 +85,8 @@ impl Tpe {
         })
     }
 
-    /// The good/bad split of the observations: indices (in told order) of each group.
-    fn split(&self) -> (Vec<usize>, Vec<usize>) {
-        let obs = &self.state.observations;
+    /// The good/bad split of `obs`: indices (in told order) of each group.
+    fn split(&self, obs: &[(Vec<usize>, f64)]) -> (Vec<usize>, Vec<usize>) {
         let n = obs.len();
         let n_below = ((self.config.gamma * n as f64).ceil() as usize)
             .min(self.config.gamma_cap)
@@ -100,6 +99,38 @@ impl Tpe {
         below.sort_unstable();
         above.sort_unstable();
         (below, above)
+    }
+
+    /// One architecture proposed by the estimators fitted on `obs` (decision choices and
+    /// scores, oldest first; not empty); a combination that does not decode is replaced by a
+    /// random sample. BOHB ([`super::Hyperband`]) calls this with one rung's observations.
+    pub(super) fn propose<S: SearchSpace>(
+        &self,
+        obs: &[(Vec<usize>, f64)],
+        space: &S,
+        rng: &mut dyn RngCore,
+    ) -> S::Arch {
+        let (below, above) = self.split(obs);
+        let sizes = space.decisions();
+        let mut choice = Vec::with_capacity(sizes.len());
+        for (d, &k) in sizes.iter().enumerate() {
+            let pick = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| obs[i].0[d]).collect() };
+            let l = parzen_categorical(&pick(&below), k, self.config.prior_weight);
+            let g = parzen_categorical(&pick(&above), k, self.config.prior_weight);
+            let mut best: Option<(usize, f64)> = None;
+            for _ in 0..self.config.n_ei_candidates {
+                let c = draw(&l, rng);
+                let score = l[c].ln() - g[c].ln();
+                if best.is_none_or(|(_, s)| score > s) {
+                    best = Some((c, score));
+                }
+            }
+            choice.push(best.map_or(0, |b| b.0));
+        }
+        match space.decode_decisions(&choice) {
+            Ok(a) => a,
+            Err(_) => space.sample(rng),
+        }
     }
 }
 
@@ -173,29 +204,7 @@ impl<S: SearchSpace> Strategy<S> for Tpe {
         let arch = if startup || self.state.observations.is_empty() {
             space.sample(rng)
         } else {
-            let (below, above) = self.split();
-            let obs = &self.state.observations;
-            let sizes = space.decisions();
-            let mut choice = Vec::with_capacity(sizes.len());
-            for (d, &k) in sizes.iter().enumerate() {
-                let pick =
-                    |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| obs[i].0[d]).collect() };
-                let l = parzen_categorical(&pick(&below), k, self.config.prior_weight);
-                let g = parzen_categorical(&pick(&above), k, self.config.prior_weight);
-                let mut best: Option<(usize, f64)> = None;
-                for _ in 0..self.config.n_ei_candidates {
-                    let c = draw(&l, rng);
-                    let score = l[c].ln() - g[c].ln();
-                    if best.is_none_or(|(_, s)| score > s) {
-                        best = Some((c, score));
-                    }
-                }
-                choice.push(best.map_or(0, |b| b.0));
-            }
-            match space.decode_decisions(&choice) {
-                Ok(a) => a,
-                Err(_) => space.sample(rng),
-            }
+            self.propose(&self.state.observations, space, rng)
         };
         self.state.asked += 1;
         Ok(Ask::Evaluate(Candidate {
@@ -272,7 +281,7 @@ mod tests {
     fn split_takes_the_best_tenth() {
         let mut t = Tpe::new(TpeConfig::default()).unwrap();
         t.state.observations = (0..30).map(|i| (vec![0], (i * 7 % 30) as f64)).collect();
-        let (below, above) = t.split();
+        let (below, above) = t.split(&t.state.observations);
         // ceil(0.1 * 30) = 3 best: scores 29, 28, 27 (trials 17, 4, 21).
         assert_eq!(below, vec![4, 17, 21]);
         assert_eq!(above.len(), 27);

@@ -2,12 +2,15 @@
 //! per file); each module was a file of its own under `tests/`.
 
 mod backends;
+mod bananas;
+mod bohb;
 mod executor;
 mod nb201_strategies;
 mod nb201_tpe;
 mod no_test_leak;
 mod oneshot_grad;
 mod oneshot_search;
+mod prefilter;
 mod registry;
 mod resume;
 mod rnn_lm;

@@ -60,9 +60,11 @@ fn strategies() -> Vec<(String, Box<dyn Strategy<Nb201Space>>, Budget)> {
         "local",
         "hyperband",
         "hyperband:brackets=1:eta=4",
+        "bananas",
+        "bohb",
     ] {
         let kind = StrategyKind::parse(spec).unwrap();
-        let budget = if matches!(kind, StrategyKind::Hyperband(_)) {
+        let budget = if kind.fidelities(12).len() > 1 {
             Budget::cost(6000.0)
         } else {
             Budget::evaluations(120)

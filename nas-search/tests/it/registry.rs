@@ -124,7 +124,9 @@ fn the_strategy_registry_names_parses_and_labels_every_strategy() {
             "local",
             "hyperband",
             "tpe",
-            "lstm-controller"
+            "lstm-controller",
+            "bananas",
+            "bohb"
         ]
     );
     for k in StrategyKind::all() {

@@ -32,7 +32,7 @@ const BUDGET: u64 = 240;
 
 fn config(kind: &str, checkpoint: Option<&Path>) -> (StrategyKind, SearchConfig) {
     let kind = StrategyKind::parse(kind).unwrap();
-    let budget = if kind.name() == "hyperband" {
+    let budget = if kind.fidelities(12).len() > 1 {
         Budget::cost(12.0 * 3.0 * 40.0 + 200.0 * 3.0 * 40.0)
     } else {
         Budget::evaluations(BUDGET)
@@ -88,7 +88,7 @@ fn killed_search_resumes_to_the_uninterrupted_history() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as usize;
-    for (i, kind) in ["rea", "reinforce", "local", "hyperband"]
+    for (i, kind) in ["rea", "reinforce", "local", "hyperband", "bananas", "bohb"]
         .iter()
         .enumerate()
     {
