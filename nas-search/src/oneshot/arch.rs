@@ -161,12 +161,8 @@ fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWei
         )));
     }
     // The chosen ops steer which branch runs: `e` indices come to the host, nothing else.
-    let index = probs.argmax_rows()?;
-    let mut one_hot = vec![0.0f32; e * k];
-    for (r, &best) in index.iter().enumerate() {
-        one_hot[r * k + best] = 1.0;
-    }
-    let one_hot = Tensor::from_vec_on(one_hot, &[e, k], alpha.device())?;
-    let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
+    let HardWeights { weights, index } =
+        HardWeights::one_hot(probs.argmax_rows()?, k, alpha.device())?;
+    let weights = weights.sub(&probs.detach())?.add(&probs)?;
     Ok(HardWeights { weights, index })
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::arch::{ArchParams, ArchSnapshot};
 use super::derive::{derive_darts_genotype, derive_nb201_cell};
 use super::error::{OneShotError, Result};
-use super::supernet::{Mixing, SpaceKind, Supernet, SupernetConfig};
+use super::supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 use crate::data::Dataset;
 
 /// The one-shot strategy.
@@ -29,6 +29,13 @@ pub enum Method {
     Darts2,
     /// GDAS: Gumbel-softmax sampling of one op per edge, straight-through (`gdas`).
     Gdas,
+    /// Single-path one-shot (Guo et al. 2020): the weights are trained on one uniformly
+    /// sampled path per step, then regularized evolution searches the paths by their
+    /// inherited-weight validation accuracy (`spos`; see [`super::spos`]).
+    Spos,
+    /// Random search with weight sharing (Li & Talwalkar 2019): the same training, then
+    /// uniformly sampled paths ranked the same way (`rsws`, also `random-ws`).
+    RandomWs,
 }
 
 impl Method {
@@ -38,8 +45,10 @@ impl Method {
             "darts" | "darts1" => Ok(Method::Darts1),
             "darts2" => Ok(Method::Darts2),
             "gdas" => Ok(Method::Gdas),
+            "spos" => Ok(Method::Spos),
+            "rsws" | "random-ws" => Ok(Method::RandomWs),
             _ => Err(OneShotError::Config(format!(
-                "unknown one-shot strategy {s:?} (expected darts, darts2 or gdas)"
+                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, spos or rsws)"
             ))),
         }
     }
@@ -49,7 +58,14 @@ impl Method {
             Method::Darts1 => "darts",
             Method::Darts2 => "darts2",
             Method::Gdas => "gdas",
+            Method::Spos => "spos",
+            Method::RandomWs => "rsws",
         }
+    }
+    /// Does the method train sampled paths and then search them ([`super::spos`]) instead of
+    /// learning architecture weights?
+    pub fn samples_paths(self) -> bool {
+        matches!(self, Method::Spos | Method::RandomWs)
     }
 }
 
@@ -109,6 +125,14 @@ pub struct OneShotConfig {
     /// the whole network; `layers` or more: every cell, peak memory of one cell). The first
     /// cells hold the largest activations. Results are the same up to float summation order.
     pub recompute_cells: usize,
+    /// SPOS / random search with weight sharing: candidate paths evaluated after training
+    /// (100).
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
+    /// SPOS / random search with weight sharing: weight-half batches that recalibrate the BN
+    /// statistics of each candidate path before it is evaluated (8).
+    #[serde(default = "default_bn_batches")]
+    pub bn_batches: usize,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -120,6 +144,13 @@ pub struct OneShotConfig {
 /// one graph over the whole C = 16 supernet peaks at about 2.7 GB, already under a third of
 /// PyTorch's peak (docs/PERF.md); recomputing cells trades time for memory on larger settings.
 pub const RECOMPUTE_CELLS: usize = 0;
+
+fn default_candidates() -> usize {
+    100
+}
+fn default_bn_batches() -> usize {
+    8
+}
 
 impl OneShotConfig {
     /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201
@@ -153,6 +184,8 @@ impl OneShotConfig {
             checkpoint_every: 0,
             eval_each_epoch: true,
             recompute_cells: RECOMPUTE_CELLS,
+            candidates: default_candidates(),
+            bn_batches: default_bn_batches(),
             device: Device::Cpu,
         }
     }
@@ -187,6 +220,14 @@ impl OneShotConfig {
             return bad(format!(
                 "w_lr_min must be in [0, w_lr], got {}",
                 self.w_lr_min
+            ));
+        }
+        if self.method.samples_paths() && (self.candidates == 0 || self.bn_batches == 0) {
+            return bad(format!(
+                "{} needs at least one candidate and one BN batch, got {} and {}",
+                self.method.name(),
+                self.candidates,
+                self.bn_batches
             ));
         }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
@@ -319,7 +360,7 @@ pub struct SearchBatch {
     pub y: Vec<usize>,
 }
 
-fn gather(data: &Dataset, idx: &[usize], device: Device) -> Result<SearchBatch> {
+pub(crate) fn gather(data: &Dataset, idx: &[usize], device: Device) -> Result<SearchBatch> {
     let (c, h, w) = data.shape();
     let per = c * h * w;
     let mut v = Vec::with_capacity(idx.len() * per);
@@ -346,7 +387,7 @@ fn correct(logits: &Tensor, y: &[usize]) -> Result<u64> {
 }
 
 /// A permutation of `0..n` for `epoch`, a pure function of `(seed, salt, epoch)`.
-fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<usize> {
+pub(crate) fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
     let s = seed
         ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -785,6 +826,22 @@ impl OneShotSearch {
                 let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
                 (tl, tc, sl, sc)
             }
+            Method::Spos | Method::RandomWs => {
+                // one uniformly sampled path: its weight step, then (no gradient) its loss on
+                // the architecture batch, the numbers the other methods report there
+                let g = super::spos::sample_path(self.config.space, &mut self.rng);
+                let mix = super::spos::path_mixing(&g, self.config.device)?;
+                let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
+                let (sl, sc) = no_grad(|| -> Result<(f32, u64)> {
+                    let logits = self.net.forward_mix(&vb.x, &mix)?;
+                    Ok((
+                        logits.cross_entropy(&vb.y)?.item()?,
+                        correct(&logits, &vb.y)?,
+                    ))
+                })?;
+                self.check_finite("architecture-half loss", sl)?;
+                (tl, tc, sl, sc)
+            }
             Method::Gdas => {
                 let tau = self.config.tau_at(self.epoch);
                 let mix = {
@@ -824,19 +881,30 @@ impl OneShotSearch {
     }
 
     /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
-    /// DARTS, the argmax op per edge for GDAS), without gradients.
+    /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
+    /// statistics for SPOS/RSWS: see [`super::spos`]), without gradients.
     pub fn evaluate_valid(&mut self) -> Result<(f64, f64)> {
+        if self.config.method.samples_paths() {
+            let batches = self.bn_batches()?;
+            return self.path_accuracy(&self.reference_path(), &batches);
+        }
+        let mix = self.eval_mixing()?;
+        self.evaluate_valid_with(&mix)
+    }
+
+    /// Loss and accuracy on the whole architecture half in evaluation mode under `mix`,
+    /// without gradients.
+    pub fn evaluate_valid_with(&mut self, mix: &Mixing) -> Result<(f64, f64)> {
         self.net.set_training(false);
         let result = (|| -> Result<(f64, f64)> {
             let b = self.config.batch_size;
             let n = self.valid.len();
-            let mix = self.eval_mixing()?;
             let (mut loss, mut corr) = (0.0f64, 0u64);
             for lo in (0..n).step_by(b) {
                 let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
                 let batch = gather(&self.valid, &idx, self.config.device)?;
                 let (l, c) = no_grad(|| -> Result<(f32, u64)> {
-                    let logits = self.net.forward_mix(&batch.x, &mix)?;
+                    let logits = self.net.forward_mix(&batch.x, mix)?;
                     Ok((
                         logits.cross_entropy(&batch.y)?.item()?,
                         correct(&logits, &batch.y)?,
@@ -854,20 +922,14 @@ impl OneShotSearch {
     fn eval_mixing(&self) -> Result<Mixing> {
         match self.config.method {
             Method::Darts1 | Method::Darts2 => self.detached_soft(),
+            Method::Spos | Method::RandomWs => {
+                super::spos::path_mixing(&self.reference_path(), self.config.device)
+            }
             Method::Gdas => {
                 // argmax per edge on the device; the `e` indices come to the host to steer
                 // which op runs
-                let hard = |a: &Tensor| -> Result<super::supernet::HardWeights> {
-                    let k = a.shape()[1];
-                    let index = a.argmax_rows()?;
-                    let mut w = vec![0.0f32; a.numel()];
-                    for (r, &best) in index.iter().enumerate() {
-                        w[r * k + best] = 1.0;
-                    }
-                    Ok(super::supernet::HardWeights {
-                        weights: Tensor::from_vec_on(w, a.shape(), a.device())?,
-                        index,
-                    })
+                let hard = |a: &Tensor| -> Result<HardWeights> {
+                    HardWeights::one_hot(a.argmax_rows()?, a.shape()[1], a.device())
                 };
                 Ok(Mixing::Hard {
                     normal: hard(&self.arch.normal)?,
@@ -888,7 +950,11 @@ impl OneShotSearch {
         } else {
             (None, None)
         };
-        let genotype = self.genotype()?;
+        let genotype = if self.config.method.samples_paths() {
+            self.reference_path()
+        } else {
+            self.genotype()?
+        };
         let nb201_cifar10_test = match genotype {
             Genotype::Nb201(cell) => crate::tabular::Nb201Table::embedded()
                 .ok()

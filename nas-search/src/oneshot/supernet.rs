@@ -139,6 +139,26 @@ pub struct HardWeights {
     pub index: Vec<usize>,
 }
 
+impl HardWeights {
+    /// Constant one-hot weights (`[index.len(), ops]`, no gradient) selecting `index[e]` on
+    /// edge `e`: one fixed path through the supernet (GDAS' evaluation network, a SPOS path).
+    pub fn one_hot(index: Vec<usize>, ops: usize, device: nas_tensor::Device) -> Result<Self> {
+        if let Some(&bad) = index.iter().find(|&&i| i >= ops) {
+            return Err(OneShotError::Config(format!(
+                "op index {bad} out of range: an edge has {ops} ops"
+            )));
+        }
+        let mut w = vec![0.0f32; index.len() * ops];
+        for (r, &best) in index.iter().enumerate() {
+            w[r * ops + best] = 1.0;
+        }
+        Ok(HardWeights {
+            weights: Tensor::from_vec_on(w, &[index.len(), ops], device)?,
+            index,
+        })
+    }
+}
+
 /// One cell type's weights as seen by an edge.
 #[derive(Clone, Copy)]
 enum EdgeMix<'a> {

@@ -7,6 +7,7 @@ mod nb201_tpe;
 mod no_test_leak;
 mod oneshot_grad;
 mod oneshot_search;
+mod oneshot_spos;
 mod registry;
 mod resume;
 mod rnn_lm;
