@@ -1210,6 +1210,12 @@ impl Search {
             config.w_lr = lr;
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+        if method.samples_paths()
+            && let Some(n) = self.budget.max_evaluations
+        {
+            // SPOS / RSWS: the evaluations are the candidate paths searched after training
+            config.candidates = usize::try_from(n).unwrap_or(usize::MAX);
+        }
         let splits = self.setup.data.load()?.prepare(0.0, self.setup.seed)?;
         let train = match self.setup.train_examples {
             Some(n) if n < splits.train.len() => {

@@ -123,9 +123,10 @@ pub enum Event<'a> {
     Epoch(&'a EpochRecord),
 }
 
+/// Writes `v` as pretty JSON, atomically (a kill leaves the old file or the new one whole).
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| OneShotError::Config(e.to_string()))?;
-    std::fs::write(path, s).map_err(|e| OneShotError::io(path, e))
+    Ok(crate::builder::write_file_atomic(path, s.as_bytes())?)
 }
 
 /// Runs (or, with `resume`, continues) a one-shot search on `train_data` (a training set; it is
@@ -215,7 +216,7 @@ pub fn run_oneshot_observed(
         (s.genotype()?, None)
     };
     let gpath = out_dir.join("genotype.txt");
-    std::fs::write(&gpath, format!("{genotype}\n")).map_err(|e| OneShotError::io(&gpath, e))?;
+    crate::builder::write_file_atomic(&gpath, format!("{genotype}\n").as_bytes())?;
     let outcome = OneShotOutcome {
         method: config.method,
         space: config.space,

@@ -324,7 +324,9 @@ fn spos_and_rsws_train_search_and_write_outputs() {
                 assert!(last.valid_acc.unwrap() > 0.3, "{last:?}");
                 assert_eq!(
                     last.genotype,
-                    OneShotSearch::new(cfg, &data).unwrap().reference_path()
+                    OneShotSearch::new(cfg.clone(), &data)
+                        .unwrap()
+                        .reference_path()
                 );
                 let (rho, n) = p.spearman_vs_table.unwrap();
                 assert!(rho.is_finite() && (-1.0..=1.0).contains(&rho));
@@ -333,6 +335,15 @@ fn spos_and_rsws_train_search_and_write_outputs() {
                     p.candidates.iter().filter(|c| c.same_as.is_none()).count()
                 );
                 assert!(best.nb201_cifar10_test.is_some());
+                // Resuming the finished run with more candidates trains nothing and extends
+                // the same path search.
+                let mut more = cfg.clone();
+                more.candidates = 16;
+                let again = run_oneshot(&more, &data, dir.path(), true).unwrap();
+                assert_eq!(again.steps_run, 0);
+                let q = again.paths.unwrap();
+                assert_eq!(q.candidates.len(), 16);
+                assert_eq!(q.candidates[..12], p.candidates[..]);
             }
             SpaceKind::Darts => {
                 assert_eq!(p.strategy, "random");
