@@ -671,7 +671,7 @@ pub enum Finished {
 /// The result of a one-shot search (DARTS, GDAS) run by [`Search::run_any`].
 #[derive(Debug, Clone, Serialize)]
 pub struct OneShotReport {
-    /// `darts`, `darts2`, `gdas`, `spos` or `rsws`.
+    /// `darts`, `darts2`, `gdas`, `pcdarts`, `spos` or `rsws`.
     pub method: String,
     /// The space.
     pub space: String,
@@ -886,7 +886,7 @@ impl Search {
         self
     }
     /// The strategy by name with `:key=value` settings ([`StrategyKind::parse`]), or a one-shot
-    /// method (`darts`, `darts2`, `gdas`, `spos`, `rsws`: run it with [`Search::run_any`]).
+    /// method (`darts`, `darts2`, `gdas`, `pcdarts`, `spos`, `rsws`: run it with [`Search::run_any`]).
     pub fn strategy_spec(mut self, spec: &str) -> Self {
         self.strategy = spec.into();
         self
@@ -1216,6 +1216,9 @@ impl Search {
             // SPOS / RSWS: the evaluations are the candidate paths searched after training
             config.candidates = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        // Check, then write: settings no search can use are refused before the directory is
+        // created and its settings are written
+        config.validate()?;
         let splits = self.setup.data.load()?.prepare(0.0, self.setup.seed)?;
         let train = match self.setup.train_examples {
             Some(n) if n < splits.train.len() => {

@@ -716,6 +716,20 @@ fn spos_oneshot_search_writes_candidates() {
     let saved: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("candidates.json")).unwrap()).unwrap();
     assert_eq!(&saved, p);
+    // PC-DARTS needs --channels to be a multiple of K = 4: refused, naming it, writing nothing.
+    let bad = tmp.path().join("pc");
+    let o = nas(&[
+        "search",
+        "--strategy",
+        "pcdarts",
+        "--channels",
+        "6",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--channels"), "{}", stderr(&o));
+    assert!(!bad.exists());
 }
 
 /// Every space of `nas search --space` trains: one 1-epoch trial each on a small subset.

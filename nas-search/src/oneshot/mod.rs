@@ -1,5 +1,5 @@
-//! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, and
-//! single-path weight sharing (SPOS, random search with weight sharing) over the DARTS and
+//! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, PC-DARTS,
+//! and single-path weight sharing (SPOS, random search with weight sharing) over the DARTS and
 //! NAS-Bench-201 spaces, with exact checkpoint/resume.
 //!
 //! * [`supernet`]: the DARTS supernet (stem, 8 cells with reductions at 1/3 and 2/3 of the depth,
@@ -14,7 +14,10 @@
 //!   (0.5, 0.999), weight decay 1e-3), the training set split in halves; first order, second
 //!   order (unrolled step with `xi` = current weight learning rate, finite-difference
 //!   Hessian-vector product with `R = 0.01 / ||v||`) and GDAS (hard Gumbel-softmax, straight
-//!   through, temperature 10 -> 0.1).
+//!   through, temperature 10 -> 0.1); PC-DARTS (Xu et al. 2020): first order on a supernet whose
+//!   edges pass `1/K` of their channels through the ops (the rest bypassed, then a channel
+//!   shuffle) with edge normalisation (per node, a softmax over the incoming edges' logits,
+//!   trained by the same Adam; derivation scales each op weight by its edge's weight).
 //! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
 //!   path per step, then a path search scored by inherited weights with BN recalibration.
 //! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).

@@ -29,6 +29,10 @@ pub enum Method {
     Darts2,
     /// GDAS: Gumbel-softmax sampling of one op per edge, straight-through (`gdas`).
     Gdas,
+    /// PC-DARTS (Xu et al. 2020): first-order DARTS with partial channel connections (`1/K`
+    /// of each edge's channels through its ops, [`OneShotConfig::pc_k`]) and edge
+    /// normalisation (`pcdarts`).
+    PcDarts,
     /// Single-path one-shot (Guo et al. 2020): the weights are trained on one uniformly
     /// sampled path per step, then regularized evolution searches the paths by their
     /// inherited-weight validation accuracy (`spos`; see [`super::spos`]).
@@ -45,10 +49,11 @@ impl Method {
             "darts" | "darts1" => Ok(Method::Darts1),
             "darts2" => Ok(Method::Darts2),
             "gdas" => Ok(Method::Gdas),
+            "pcdarts" | "pc-darts" => Ok(Method::PcDarts),
             "spos" => Ok(Method::Spos),
             "rsws" | "random-ws" => Ok(Method::RandomWs),
             _ => Err(OneShotError::Config(format!(
-                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, spos or rsws)"
+                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, pcdarts, spos or rsws)"
             ))),
         }
     }
@@ -58,6 +63,7 @@ impl Method {
             Method::Darts1 => "darts",
             Method::Darts2 => "darts2",
             Method::Gdas => "gdas",
+            Method::PcDarts => "pcdarts",
             Method::Spos => "spos",
             Method::RandomWs => "rsws",
         }
@@ -125,6 +131,9 @@ pub struct OneShotConfig {
     /// the whole network; `layers` or more: every cell, peak memory of one cell). The first
     /// cells hold the largest activations. Results are the same up to float summation order.
     pub recompute_cells: usize,
+    /// PC-DARTS: `1/K` of the channels of every mixed edge go through its ops (4).
+    #[serde(default = "default_pc_k")]
+    pub pc_k: usize,
     /// SPOS / random search with weight sharing: candidate paths evaluated after training
     /// (100).
     #[serde(default = "default_candidates")]
@@ -145,6 +154,9 @@ pub struct OneShotConfig {
 /// PyTorch's peak (docs/PERF.md); recomputing cells trades time for memory on larger settings.
 pub const RECOMPUTE_CELLS: usize = 0;
 
+fn default_pc_k() -> usize {
+    4
+}
 fn default_candidates() -> usize {
     100
 }
@@ -184,6 +196,7 @@ impl OneShotConfig {
             checkpoint_every: 0,
             eval_each_epoch: true,
             recompute_cells: RECOMPUTE_CELLS,
+            pc_k: default_pc_k(),
             candidates: default_candidates(),
             bn_batches: default_bn_batches(),
             device: Device::Cpu,
@@ -228,6 +241,13 @@ impl OneShotConfig {
                 self.method.name(),
                 self.candidates,
                 self.bn_batches
+            ));
+        }
+        if self.method == Method::PcDarts && (self.pc_k == 0 || !self.c.is_multiple_of(self.pc_k)) {
+            return bad(format!(
+                "PC-DARTS needs C (--channels) to be a positive multiple of K, got C = {} and \
+                 K = {}",
+                self.c, self.pc_k
             ));
         }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
@@ -432,8 +452,13 @@ impl OneShotSearch {
         };
         let mut seeder = ChaCha8Rng::seed_from_u64(config.seed);
         let net_seed: u64 = rand::Rng::random(&mut seeder);
-        let net = Supernet::new(net_config, net_seed)?;
-        let arch = ArchParams::new(config.space, &mut seeder);
+        let pcdarts = config.method == Method::PcDarts;
+        let k = if pcdarts { config.pc_k } else { 1 };
+        let net = Supernet::new_partial(net_config, net_seed, k)?;
+        let mut arch = ArchParams::new(config.space, &mut seeder);
+        if pcdarts {
+            arch = arch.with_edge_betas(&mut seeder);
+        }
         // Both move before the optimizers exist, whose state follows the parameters' device.
         net.to_device(config.device)?;
         for a in arch.tensors() {
@@ -524,7 +549,18 @@ impl OneShotSearch {
 
     /// The genotype the current architecture weights derive.
     pub fn genotype(&self) -> Result<Genotype> {
-        let s = self.arch.snapshot()?;
+        let mut s = self.arch.snapshot()?;
+        // PC-DARTS: an op's weight is scaled by its edge's normalised weight before deriving
+        for (w, e) in [
+            (Some(&mut s.weights_normal), &s.edge_weights_normal),
+            (s.weights_reduce.as_mut(), &s.edge_weights_reduce),
+        ] {
+            if let (Some(w), Some(e)) = (w, e) {
+                for (row, &b) in w.iter_mut().zip(e) {
+                    row.iter_mut().for_each(|v| *v *= b);
+                }
+            }
+        }
         Ok(match self.config.space {
             SpaceKind::Darts => Genotype::Darts(derive_darts_genotype(
                 &s.weights_normal,
@@ -583,14 +619,7 @@ impl OneShotSearch {
     }
 
     fn detached_soft(&self) -> Result<Mixing> {
-        let d = |t: &Tensor| t.detach().softmax(1);
-        Ok(Mixing::Soft {
-            normal: d(&self.arch.normal)?,
-            reduce: match &self.arch.reduce {
-                Some(r) => Some(d(r)?),
-                None => None,
-            },
-        })
+        self.arch.detached().soft()
     }
 
     fn zero_all(&self) {
@@ -816,8 +845,8 @@ impl OneShotSearch {
         let step = self.step_in_epoch;
         let (tb, vb) = self.batch_pair(step)?;
         let (tl, tc, sl, sc) = match self.config.method {
-            Method::Darts1 | Method::Darts2 => {
-                let (sl, sc) = if self.config.method == Method::Darts1 {
+            Method::Darts1 | Method::Darts2 | Method::PcDarts => {
+                let (sl, sc) = if self.config.method != Method::Darts2 {
                     self.arch_grad_first_order(&vb)?
                 } else {
                     self.arch_grad_second_order(&tb, &vb, lr)?
@@ -844,14 +873,7 @@ impl OneShotSearch {
             }
             Method::Gdas => {
                 let tau = self.config.tau_at(self.epoch);
-                let mix = {
-                    let detached = ArchParams {
-                        space: self.arch.space,
-                        normal: self.arch.normal.detach(),
-                        reduce: self.arch.reduce.as_ref().map(|r| r.detach()),
-                    };
-                    detached.gumbel(tau, &mut self.rng)?
-                };
+                let mix = { self.arch.detached().gumbel(tau, &mut self.rng)? };
                 let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
                 drop(mix);
                 self.zero_all();
@@ -921,7 +943,7 @@ impl OneShotSearch {
 
     fn eval_mixing(&self) -> Result<Mixing> {
         match self.config.method {
-            Method::Darts1 | Method::Darts2 => self.detached_soft(),
+            Method::Darts1 | Method::Darts2 | Method::PcDarts => self.detached_soft(),
             Method::Spos | Method::RandomWs => {
                 super::spos::path_mixing(&self.reference_path(), self.config.device)
             }

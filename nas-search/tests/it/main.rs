@@ -6,6 +6,7 @@ mod nb201_strategies;
 mod nb201_tpe;
 mod no_test_leak;
 mod oneshot_grad;
+mod oneshot_pcdarts;
 mod oneshot_search;
 mod oneshot_spos;
 mod registry;

@@ -122,6 +122,7 @@ fn tiny_search_learns_and_writes_outputs() {
         (Method::Darts1, SpaceKind::Nb201, 3),
         (Method::Gdas, SpaceKind::Nb201, 6),
         (Method::Darts1, SpaceKind::Darts, 2),
+        (Method::PcDarts, SpaceKind::Nb201, 3),
     ] {
         let mut cfg = tiny_config(method, space);
         cfg.epochs = epochs;
@@ -245,6 +246,7 @@ fn resume_after_sigkill_is_bit_identical() {
         (Method::Darts1, SpaceKind::Darts),
         (Method::Spos, SpaceKind::Nb201),
         (Method::RandomWs, SpaceKind::Darts),
+        (Method::PcDarts, SpaceKind::Darts),
     ] {
         let cfg = resume_config(method, space);
         let full = tempfile::tempdir().unwrap();
