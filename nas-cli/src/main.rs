@@ -52,7 +52,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Search architectures: train candidates from scratch, or look them up in NAS-Bench-201.
-    Search(cmd::search::SearchArgs),
+    Search(Box<cmd::search::SearchArgs>),
     /// Train one architecture from scratch, report its test accuracy, save its weights.
     Train(cmd::train::TrainArgs),
     /// Measure kernels (GEMM, conv) or search strategies on the NAS-Bench-201 table.

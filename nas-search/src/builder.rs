@@ -667,14 +667,14 @@ impl TrialRecord {
 pub enum Finished {
     /// A multi-trial search.
     Search(SearchReport),
-    /// A one-shot search (DARTS, GDAS).
+    /// A one-shot search (DARTS, GDAS, SPOS, RSWS).
     OneShot(OneShotReport),
 }
 
 /// The result of a one-shot search (DARTS, GDAS) run by [`Search::run_any`].
 #[derive(Debug, Clone, Serialize)]
 pub struct OneShotReport {
-    /// `darts`, `darts2` or `gdas`.
+    /// `darts`, `darts2`, `gdas`, `pcdarts`, `spos` or `rsws`.
     pub method: String,
     /// The space.
     pub space: String,
@@ -682,6 +682,8 @@ pub struct OneShotReport {
     pub genotype: String,
     /// One record per epoch.
     pub history: Vec<crate::oneshot::EpochRecord>,
+    /// SPOS / RSWS: the path search after training (`candidates.json`).
+    pub paths: Option<crate::oneshot::PathSearch>,
     /// Where the search resumed from, if it did.
     pub resumed_from_step: Option<u64>,
     /// Steps run by this call.
@@ -699,7 +701,29 @@ impl std::fmt::Display for OneShotReport {
             "derived architecture ({} on {}): {}",
             self.method, self.space, self.genotype
         )?;
-        if let Some(r) = self.history.last() {
+        if let Some(p) = &self.paths {
+            let b = &p.candidates[p.best];
+            write!(
+                f,
+                "\n  path search ({}): {} candidate(s); the best's validation accuracy with \
+                 inherited weights {:.2}%",
+                p.strategy,
+                p.candidates.len(),
+                b.valid_acc * 100.0
+            )?;
+            if let Some(t) = b.nb201_cifar10_test {
+                write!(
+                    f,
+                    "\n  NAS-Bench-201 table: this cell's 200-epoch CIFAR-10 test accuracy is {t:.2}%"
+                )?;
+            }
+            if let Some((rho, n)) = p.spearman_vs_table {
+                write!(
+                    f,
+                    "\n  Spearman rank correlation of supernet and table accuracy over {n} cells: {rho:.3}"
+                )?;
+            }
+        } else if let Some(r) = self.history.last() {
             if let Some(a) = r.valid_acc {
                 write!(
                     f,
@@ -718,7 +742,7 @@ impl std::fmt::Display for OneShotReport {
         let dir = &self.output_dir;
         writeln!(
             f,
-            "\n{} step(s) this session{} in {:.1} s\noutputs: {dir}/{{genotype.txt, result.json, history.json, alphas.svg, epochs/, checkpoint.bin}}\ntrain it: nas train \"$(cat {dir}/genotype.txt)\" --space {}",
+            "\n{} step(s) this session{} in {:.1} s\noutputs: {dir}/{{genotype.txt, result.json, history.json, {}, epochs/, checkpoint.bin}}\ntrain it: nas train \"$(cat {dir}/genotype.txt)\" --space {}",
             self.steps_run,
             if self.resumed_from_step.is_some() {
                 " (resumed)"
@@ -726,6 +750,11 @@ impl std::fmt::Display for OneShotReport {
                 ""
             },
             self.wall_time_s,
+            if self.paths.is_some() {
+                "candidates.json"
+            } else {
+                "alphas.svg"
+            },
             self.space
         )
     }
@@ -862,7 +891,7 @@ impl Search {
         self
     }
     /// The strategy by name with `:key=value` settings ([`StrategyKind::parse`]), or a one-shot
-    /// method (`darts`, `darts2`, `gdas`: run it with [`Search::run_any`]).
+    /// method (`darts`, `darts2`, `gdas`, `pcdarts`, `spos`, `rsws`: run it with [`Search::run_any`]).
     pub fn strategy_spec(mut self, spec: &str) -> Self {
         self.strategy = spec.into();
         self
@@ -1224,6 +1253,15 @@ impl Search {
             config.w_lr = lr;
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+        if method.samples_paths()
+            && let Some(n) = self.budget.max_evaluations
+        {
+            // SPOS / RSWS: the evaluations are the candidate paths searched after training
+            config.candidates = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        // Check, then write: settings no search can use are refused before the directory is
+        // created and its settings are written
+        config.validate()?;
         let data = self.setup.data_for(space)?;
         let splits = data.load()?.prepare(0.0, self.setup.seed)?;
         let train = match self.setup.train_examples {
@@ -1295,6 +1333,7 @@ impl Search {
             space: space.name().into(),
             genotype: outcome.genotype.to_string(),
             history: outcome.history,
+            paths: outcome.paths,
             resumed_from_step: outcome.resumed_from_step,
             steps_run: outcome.steps_run,
             wall_time_s: start.elapsed().as_secs_f64(),

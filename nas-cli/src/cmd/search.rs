@@ -41,8 +41,11 @@ Examples:
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
   nas search --strategy darts --epochs 2 --limit-train 1000 --out runs/d1
-      one-shot: DARTS (darts, darts2 = second order) or GDAS (gdas) on a supernet of --space;
-      writes genotype.txt, result.json, history.json, alphas.svg, checkpoint.bin
+      one-shot: DARTS (darts, darts2 = second order), GDAS (gdas), PC-DARTS (pcdarts, K = 4
+      partial channels; --channels a multiple of 4), or single-path weight
+      sharing (spos: evolution, rsws: random search over the trained supernet) on a supernet
+      of --space; writes genotype.txt, result.json, history.json, alphas.svg (spos/rsws:
+      candidates.json), checkpoint.bin
 
 Outputs (in --out, default runs/search-<date>-<time>): summary.json, best.txt (the best
 architecture: nas train @DIR/best.txt), events.jsonl (one JSON object per line), progress.svg
@@ -197,7 +200,7 @@ fn resume_args(args: &SearchArgs, given: &HashSet<String>) -> Result<Option<Sear
         Ok(crate::Cli {
             command: crate::Command::Search(a),
             ..
-        }) => Ok(Some(a)),
+        }) => Ok(Some(*a)),
         Ok(_) => Ok(None),
         Err(e) => Err(CliError::Search(nas_search::SearchError::Input {
             path: dir.join(SETTINGS_FILE),

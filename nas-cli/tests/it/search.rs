@@ -680,6 +680,58 @@ fn darts_oneshot_search_derives_a_valid_cell() {
     assert!(more["steps_run"].as_u64().unwrap() > 0);
 }
 
+/// A tiny SPOS search from the command line: `-n` sets the candidate paths searched after
+/// training, whose scores and table accuracies land in candidates.json.
+#[test]
+fn spos_oneshot_search_writes_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let v = ok_json(&nas(&[
+        "--json",
+        "search",
+        "--strategy",
+        "spos",
+        "-n",
+        "6",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--channels",
+        "4",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert_eq!(v["method"], "spos");
+    let p = &v["paths"];
+    assert_eq!(p["candidates"].as_array().unwrap().len(), 6);
+    assert_eq!(p["strategy"], "rea");
+    let best = &p["candidates"][p["best"].as_u64().unwrap() as usize];
+    let cell = v["genotype"].as_str().unwrap();
+    let o = nas(&["space", "--space", "nb201", "validate", cell]);
+    assert!(o.status.success(), "{cell}: {}", stderr(&o));
+    assert!(best["nb201_cifar10_test"].as_f64().unwrap() > 0.0);
+    let saved: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("candidates.json")).unwrap()).unwrap();
+    assert_eq!(&saved, p);
+    // PC-DARTS needs --channels to be a multiple of K = 4: refused, naming it, writing nothing.
+    let bad = tmp.path().join("pc");
+    let o = nas(&[
+        "search",
+        "--strategy",
+        "pcdarts",
+        "--channels",
+        "6",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--channels"), "{}", stderr(&o));
+    assert!(!bad.exists());
+}
+
 /// Every space of `nas search --space` trains: one 1-epoch trial each on a small subset.
 #[test]
 fn training_search_runs_in_every_space() {

@@ -16,6 +16,9 @@ pub struct ArchParams {
     pub normal: Tensor,
     /// Logits of the reduction cells (DARTS space only).
     pub reduce: Option<Tensor>,
+    /// PC-DARTS edge normalisation: `[edges]` logits per cell type (normal, reduce), each
+    /// node's incoming edges weighted by their softmax ([`ArchParams::with_edge_betas`]).
+    pub betas: Option<(Tensor, Option<Tensor>)>,
 }
 
 /// A plain copy of the architecture weights, for JSON outputs.
@@ -35,6 +38,13 @@ pub struct ArchSnapshot {
     pub alpha_reduce: Option<Vec<Vec<f32>>>,
     /// Softmax of [`ArchSnapshot::alpha_reduce`] per edge.
     pub weights_reduce: Option<Vec<Vec<f32>>>,
+    /// PC-DARTS: the normalised edge weights of the normal cell (softmax over each node's
+    /// incoming edges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_weights_normal: Option<Vec<f32>>,
+    /// PC-DARTS: the same for the reduction cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_weights_reduce: Option<Vec<f32>>,
 }
 
 /// Edge labels of a space, in weight-row order.
@@ -81,20 +91,83 @@ impl ArchParams {
             space,
             normal,
             reduce,
+            betas: None,
         }
     }
 
-    /// The parameter tensors (for the architecture optimizer), normal first.
+    /// Adds PC-DARTS' edge-normalisation logits, `1e-3 * N(0, 1)` drawn from `rng` (normal
+    /// first).
+    pub fn with_edge_betas(mut self, rng: &mut ChaCha8Rng) -> ArchParams {
+        let e = [self.space.num_edges()];
+        let normal = Tensor::randn_with(&e, rng).scale(1e-3).param();
+        let reduce = self
+            .space
+            .has_reduce()
+            .then(|| Tensor::randn_with(&e, rng).scale(1e-3).param());
+        self.betas = Some((normal, reduce));
+        self
+    }
+
+    /// The parameter tensors (for the architecture optimizer and checkpoints): op logits,
+    /// normal first, then the edge logits if any.
     pub fn tensors(&self) -> Vec<Tensor> {
         let mut v = vec![self.normal.clone()];
         if let Some(r) = &self.reduce {
             v.push(r.clone());
         }
+        if let Some((n, r)) = &self.betas {
+            v.push(n.clone());
+            v.extend(r.iter().cloned());
+        }
         v
     }
 
-    /// The DARTS mixing: softmax over ops per edge (recorded, so gradients reach the logits).
+    /// A copy whose tensors are detached (no gradient reaches these parameters through it).
+    pub fn detached(&self) -> ArchParams {
+        ArchParams {
+            space: self.space,
+            normal: self.normal.detach(),
+            reduce: self.reduce.as_ref().map(Tensor::detach),
+            betas: self
+                .betas
+                .as_ref()
+                .map(|(n, r)| (n.detach(), r.as_ref().map(Tensor::detach))),
+        }
+    }
+
+    /// Edge normalisation of `beta` (`[edges]`): a softmax over each node's incoming edges
+    /// (DARTS: 2, 3, 4, 5 edges; NB201: 1, 2, 3), recorded.
+    fn edge_softmax(&self, beta: &Tensor) -> Result<Tensor> {
+        let sizes: &[usize] = match self.space {
+            SpaceKind::Darts => &[2, 3, 4, 5],
+            SpaceKind::Nb201 => &[1, 2, 3],
+        };
+        let mut parts = Vec::with_capacity(sizes.len());
+        let mut first = 0;
+        for &n in sizes {
+            parts.push(beta.narrow(0, first, n)?.softmax(0)?);
+            first += n;
+        }
+        Ok(Tensor::concat(&parts, 0)?)
+    }
+
+    /// The DARTS mixing: softmax over ops per edge (recorded, so gradients reach the logits);
+    /// with edge logits, PC-DARTS' partial mixing with normalised edge weights.
     pub fn soft(&self) -> Result<Mixing> {
+        if let Some((nb, rb)) = &self.betas {
+            return Ok(Mixing::Partial {
+                normal: self.normal.softmax(1)?,
+                reduce: match &self.reduce {
+                    Some(r) => Some(r.softmax(1)?),
+                    None => None,
+                },
+                normal_edges: self.edge_softmax(nb)?,
+                reduce_edges: match rb {
+                    Some(r) => Some(self.edge_softmax(r)?),
+                    None => None,
+                },
+            });
+        }
         Ok(Mixing::Soft {
             normal: self.normal.softmax(1)?,
             reduce: match &self.reduce {
@@ -128,7 +201,19 @@ impl ArchParams {
     pub fn snapshot(&self) -> Result<ArchSnapshot> {
         let an = to_rows(&self.normal)?;
         let ar = self.reduce.as_ref().map(to_rows).transpose()?;
+        let (ewn, ewr) = match &self.betas {
+            Some((n, r)) => (
+                Some(self.edge_softmax(&n.detach())?.to_vec()?),
+                match r {
+                    Some(r) => Some(self.edge_softmax(&r.detach())?.to_vec()?),
+                    None => None,
+                },
+            ),
+            None => (None, None),
+        };
         Ok(ArchSnapshot {
+            edge_weights_normal: ewn,
+            edge_weights_reduce: ewr,
             space: self.space.name().to_string(),
             ops: self
                 .space
@@ -161,12 +246,8 @@ fn hard_sample(alpha: &Tensor, tau: f32, rng: &mut ChaCha8Rng) -> Result<HardWei
         )));
     }
     // The chosen ops steer which branch runs: `e` indices come to the host, nothing else.
-    let index = probs.argmax_rows()?;
-    let mut one_hot = vec![0.0f32; e * k];
-    for (r, &best) in index.iter().enumerate() {
-        one_hot[r * k + best] = 1.0;
-    }
-    let one_hot = Tensor::from_vec_on(one_hot, &[e, k], alpha.device())?;
-    let weights = one_hot.sub(&probs.detach())?.add(&probs)?;
+    let HardWeights { weights, index } =
+        HardWeights::one_hot(probs.argmax_rows()?, k, alpha.device())?;
+    let weights = weights.sub(&probs.detach())?.add(&probs)?;
     Ok(HardWeights { weights, index })
 }

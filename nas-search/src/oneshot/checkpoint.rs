@@ -155,6 +155,9 @@ impl OneShotSearch {
         }
         // the device is a run setting (not saved): a search may resume on another one
         meta.config.device = config.device;
+        // SPOS / RSWS: the number of candidate paths only sizes the path search after
+        // training, which is rerun from the trained supernet on every (re)start
+        meta.config.candidates = config.candidates;
         if &meta.config != config {
             let a = serde_json::to_value(&meta.config).unwrap_or_default();
             let b = serde_json::to_value(config).unwrap_or_default();

@@ -131,6 +131,8 @@ mod tests {
             weights_normal: vec![vec![0.5, 0.5]],
             alpha_reduce: None,
             weights_reduce: None,
+            edge_weights_normal: None,
+            edge_weights_reduce: None,
         };
         let title = "gdas on nb201: softmax of the architecture weights after 12 epochs";
         let svg = heatmap_svg(&arch, title);

@@ -1,5 +1,6 @@
-//! One-shot (differentiable) architecture search on nas-tensor: DARTS (first and second order)
-//! and GDAS over the DARTS and NAS-Bench-201 spaces, with exact checkpoint/resume.
+//! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, PC-DARTS,
+//! and single-path weight sharing (SPOS, random search with weight sharing) over the DARTS and
+//! NAS-Bench-201 spaces, with exact checkpoint/resume.
 //!
 //! * [`supernet`]: the DARTS supernet (stem, 8 cells with reductions at 1/3 and 2/3 of the depth,
 //!   14 mixed edges over 8 primitives, `none` included, pools followed by non-affine BN,
@@ -13,7 +14,12 @@
 //!   (0.5, 0.999), weight decay 1e-3), the training set split in halves; first order, second
 //!   order (unrolled step with `xi` = current weight learning rate, finite-difference
 //!   Hessian-vector product with `R = 0.01 / ||v||`) and GDAS (hard Gumbel-softmax, straight
-//!   through, temperature 10 -> 0.1).
+//!   through, temperature 10 -> 0.1); PC-DARTS (Xu et al. 2020): first order on a supernet whose
+//!   edges pass `1/K` of their channels through the ops (the rest bypassed, then a channel
+//!   shuffle) with edge normalisation (per node, a softmax over the incoming edges' logits,
+//!   trained by the same Adam; derivation scales each op weight by its edge's weight).
+//! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
+//!   path per step, then a path search scored by inherited weights with BN recalibration.
 //! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).
 //! * [`checkpoint`]: checkpoints holding weights, BN statistics, architecture weights, both
 //!   optimizers, the noise generator, epoch and step; a resumed search is bit-identical to an
@@ -22,7 +28,8 @@
 //!
 //! [`run_oneshot`] is the entry point for the command line: it writes, per epoch,
 //! `epochs/epoch_NNN.json` (architecture weights, genotype, losses and accuracies) and
-//! `history.json`, and at the end `alphas.svg`, `genotype.txt` and `result.json`, checkpointing to
+//! `history.json`, and at the end `alphas.svg` (SPOS / RSWS: `candidates.json` instead),
+//! `genotype.txt` and `result.json`, checkpointing to
 //! `checkpoint.bin` (every `checkpoint_every` steps and at each epoch end).
 //!
 //! Differences from the original code, all deliberate: the learning rate of epoch `t` is the
@@ -43,6 +50,7 @@ pub mod derive;
 pub mod error;
 pub mod heatmap;
 pub mod search;
+pub mod spos;
 pub mod supernet;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +63,7 @@ pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell};
 pub use error::{OneShotError, Result};
 pub use heatmap::{heatmap_svg, save_heatmap};
 pub use search::{EpochRecord, Genotype, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS};
+pub use spos::{PathCandidate, PathSearch, path_indices, path_mixing, sample_path};
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 
 use crate::data::Dataset;
@@ -73,8 +82,10 @@ pub struct OneShotOutcome {
     pub genotype: Genotype,
     /// One record per epoch.
     pub history: Vec<EpochRecord>,
-    /// Final architecture weights.
+    /// Final architecture weights (SPOS / RSWS: the untrained initial ones).
     pub arch: ArchSnapshot,
+    /// SPOS / RSWS: the path search (also written to `candidates.json`).
+    pub paths: Option<PathSearch>,
     /// Where the search resumed from, if it did.
     pub resumed_from_step: Option<u64>,
     /// Steps run by this call.
@@ -115,9 +126,10 @@ pub enum Event<'a> {
     Epoch(&'a EpochRecord),
 }
 
+/// Writes `v` as pretty JSON, atomically (a kill leaves the old file or the new one whole).
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| OneShotError::Config(e.to_string()))?;
-    std::fs::write(path, s).map_err(|e| OneShotError::io(path, e))
+    Ok(crate::builder::write_file_atomic(path, s.as_bytes())?)
 }
 
 /// Runs (or, with `resume`, continues) a one-shot search on `train_data` (a training set; it is
@@ -187,26 +199,34 @@ pub fn run_oneshot_observed(
         save(&s)?;
         observe(&Event::Epoch(&rec));
     }
-    let genotype = s.genotype()?;
     let arch = s.arch().snapshot()?;
-    save_heatmap(
-        &arch,
-        &format!(
-            "{} on {}: softmax of the architecture weights after {} epochs",
-            config.method.name(),
-            config.space.name(),
-            config.epochs
-        ),
-        &out_dir.join("alphas.svg"),
-    )?;
+    let (genotype, paths) = if config.method.samples_paths() {
+        // SPOS / RSWS: the path search over the trained supernet (no architecture weights).
+        let p = s.search_paths()?;
+        write_json(&out_dir.join("candidates.json"), &p)?;
+        (p.best_genotype(), Some(p))
+    } else {
+        save_heatmap(
+            &arch,
+            &format!(
+                "{} on {}: softmax of the architecture weights after {} epochs",
+                config.method.name(),
+                config.space.name(),
+                config.epochs
+            ),
+            &out_dir.join("alphas.svg"),
+        )?;
+        (s.genotype()?, None)
+    };
     let gpath = out_dir.join("genotype.txt");
-    std::fs::write(&gpath, format!("{genotype}\n")).map_err(|e| OneShotError::io(&gpath, e))?;
+    crate::builder::write_file_atomic(&gpath, format!("{genotype}\n").as_bytes())?;
     let outcome = OneShotOutcome {
         method: config.method,
         space: config.space,
         genotype,
         history: s.history().to_vec(),
         arch,
+        paths,
         resumed_from_step,
         steps_run: s.global_step() - start,
         out_dir: out_dir.to_path_buf(),

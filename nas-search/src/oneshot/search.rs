@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::arch::{ArchParams, ArchSnapshot};
 use super::derive::{derive_darts_genotype, derive_nb201_cell};
 use super::error::{OneShotError, Result};
-use super::supernet::{Mixing, SpaceKind, Supernet, SupernetConfig};
+use super::supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 use crate::data::Dataset;
 
 /// The one-shot strategy.
@@ -29,6 +29,17 @@ pub enum Method {
     Darts2,
     /// GDAS: Gumbel-softmax sampling of one op per edge, straight-through (`gdas`).
     Gdas,
+    /// PC-DARTS (Xu et al. 2020): first-order DARTS with partial channel connections (`1/K`
+    /// of each edge's channels through its ops, [`OneShotConfig::pc_k`]) and edge
+    /// normalisation (`pcdarts`).
+    PcDarts,
+    /// Single-path one-shot (Guo et al. 2020): the weights are trained on one uniformly
+    /// sampled path per step, then regularized evolution searches the paths by their
+    /// inherited-weight validation accuracy (`spos`; see [`super::spos`]).
+    Spos,
+    /// Random search with weight sharing (Li & Talwalkar 2019): the same training, then
+    /// uniformly sampled paths ranked the same way (`rsws`, also `random-ws`).
+    RandomWs,
 }
 
 impl Method {
@@ -38,8 +49,11 @@ impl Method {
             "darts" | "darts1" => Ok(Method::Darts1),
             "darts2" => Ok(Method::Darts2),
             "gdas" => Ok(Method::Gdas),
+            "pcdarts" | "pc-darts" => Ok(Method::PcDarts),
+            "spos" => Ok(Method::Spos),
+            "rsws" | "random-ws" => Ok(Method::RandomWs),
             _ => Err(OneShotError::Config(format!(
-                "unknown one-shot strategy {s:?} (expected darts, darts2 or gdas)"
+                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, pcdarts, spos or rsws)"
             ))),
         }
     }
@@ -49,7 +63,15 @@ impl Method {
             Method::Darts1 => "darts",
             Method::Darts2 => "darts2",
             Method::Gdas => "gdas",
+            Method::PcDarts => "pcdarts",
+            Method::Spos => "spos",
+            Method::RandomWs => "rsws",
         }
+    }
+    /// Does the method train sampled paths and then search them ([`super::spos`]) instead of
+    /// learning architecture weights?
+    pub fn samples_paths(self) -> bool {
+        matches!(self, Method::Spos | Method::RandomWs)
     }
 }
 
@@ -109,6 +131,17 @@ pub struct OneShotConfig {
     /// the whole network; `layers` or more: every cell, peak memory of one cell). The first
     /// cells hold the largest activations. Results are the same up to float summation order.
     pub recompute_cells: usize,
+    /// PC-DARTS: `1/K` of the channels of every mixed edge go through its ops (4).
+    #[serde(default = "default_pc_k")]
+    pub pc_k: usize,
+    /// SPOS / random search with weight sharing: candidate paths evaluated after training
+    /// (100).
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
+    /// SPOS / random search with weight sharing: weight-half batches that recalibrate the BN
+    /// statistics of each candidate path before it is evaluated (8).
+    #[serde(default = "default_bn_batches")]
+    pub bn_batches: usize,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -120,6 +153,16 @@ pub struct OneShotConfig {
 /// one graph over the whole C = 16 supernet peaks at about 2.7 GB, already under a third of
 /// PyTorch's peak (docs/PERF.md); recomputing cells trades time for memory on larger settings.
 pub const RECOMPUTE_CELLS: usize = 0;
+
+fn default_pc_k() -> usize {
+    4
+}
+fn default_candidates() -> usize {
+    100
+}
+fn default_bn_batches() -> usize {
+    8
+}
 
 impl OneShotConfig {
     /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201
@@ -153,6 +196,9 @@ impl OneShotConfig {
             checkpoint_every: 0,
             eval_each_epoch: true,
             recompute_cells: RECOMPUTE_CELLS,
+            pc_k: default_pc_k(),
+            candidates: default_candidates(),
+            bn_batches: default_bn_batches(),
             device: Device::Cpu,
         }
     }
@@ -187,6 +233,21 @@ impl OneShotConfig {
             return bad(format!(
                 "w_lr_min must be in [0, w_lr], got {}",
                 self.w_lr_min
+            ));
+        }
+        if self.method.samples_paths() && (self.candidates == 0 || self.bn_batches == 0) {
+            return bad(format!(
+                "{} needs at least one candidate and one BN batch, got {} and {}",
+                self.method.name(),
+                self.candidates,
+                self.bn_batches
+            ));
+        }
+        if self.method == Method::PcDarts && (self.pc_k == 0 || !self.c.is_multiple_of(self.pc_k)) {
+            return bad(format!(
+                "PC-DARTS needs C (--channels) to be a positive multiple of K, got C = {} and \
+                 K = {}",
+                self.c, self.pc_k
             ));
         }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
@@ -319,7 +380,7 @@ pub struct SearchBatch {
     pub y: Vec<usize>,
 }
 
-fn gather(data: &Dataset, idx: &[usize], device: Device) -> Result<SearchBatch> {
+pub(crate) fn gather(data: &Dataset, idx: &[usize], device: Device) -> Result<SearchBatch> {
     let (c, h, w) = data.shape();
     let per = c * h * w;
     let mut v = Vec::with_capacity(idx.len() * per);
@@ -346,7 +407,7 @@ fn correct(logits: &Tensor, y: &[usize]) -> Result<u64> {
 }
 
 /// A permutation of `0..n` for `epoch`, a pure function of `(seed, salt, epoch)`.
-fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<usize> {
+pub(crate) fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
     let s = seed
         ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -391,8 +452,13 @@ impl OneShotSearch {
         };
         let mut seeder = ChaCha8Rng::seed_from_u64(config.seed);
         let net_seed: u64 = rand::Rng::random(&mut seeder);
-        let net = Supernet::new(net_config, net_seed)?;
-        let arch = ArchParams::new(config.space, &mut seeder);
+        let pcdarts = config.method == Method::PcDarts;
+        let k = if pcdarts { config.pc_k } else { 1 };
+        let net = Supernet::new_partial(net_config, net_seed, k)?;
+        let mut arch = ArchParams::new(config.space, &mut seeder);
+        if pcdarts {
+            arch = arch.with_edge_betas(&mut seeder);
+        }
         // Both move before the optimizers exist, whose state follows the parameters' device.
         net.to_device(config.device)?;
         for a in arch.tensors() {
@@ -483,7 +549,18 @@ impl OneShotSearch {
 
     /// The genotype the current architecture weights derive.
     pub fn genotype(&self) -> Result<Genotype> {
-        let s = self.arch.snapshot()?;
+        let mut s = self.arch.snapshot()?;
+        // PC-DARTS: an op's weight is scaled by its edge's normalised weight before deriving
+        for (w, e) in [
+            (Some(&mut s.weights_normal), &s.edge_weights_normal),
+            (s.weights_reduce.as_mut(), &s.edge_weights_reduce),
+        ] {
+            if let (Some(w), Some(e)) = (w, e) {
+                for (row, &b) in w.iter_mut().zip(e) {
+                    row.iter_mut().for_each(|v| *v *= b);
+                }
+            }
+        }
         Ok(match self.config.space {
             SpaceKind::Darts => Genotype::Darts(derive_darts_genotype(
                 &s.weights_normal,
@@ -542,14 +619,7 @@ impl OneShotSearch {
     }
 
     fn detached_soft(&self) -> Result<Mixing> {
-        let d = |t: &Tensor| t.detach().softmax(1);
-        Ok(Mixing::Soft {
-            normal: d(&self.arch.normal)?,
-            reduce: match &self.arch.reduce {
-                Some(r) => Some(d(r)?),
-                None => None,
-            },
-        })
+        self.arch.detached().soft()
     }
 
     fn zero_all(&self) {
@@ -775,8 +845,8 @@ impl OneShotSearch {
         let step = self.step_in_epoch;
         let (tb, vb) = self.batch_pair(step)?;
         let (tl, tc, sl, sc) = match self.config.method {
-            Method::Darts1 | Method::Darts2 => {
-                let (sl, sc) = if self.config.method == Method::Darts1 {
+            Method::Darts1 | Method::Darts2 | Method::PcDarts => {
+                let (sl, sc) = if self.config.method != Method::Darts2 {
                     self.arch_grad_first_order(&vb)?
                 } else {
                     self.arch_grad_second_order(&tb, &vb, lr)?
@@ -785,16 +855,25 @@ impl OneShotSearch {
                 let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
                 (tl, tc, sl, sc)
             }
+            Method::Spos | Method::RandomWs => {
+                // one uniformly sampled path: its weight step, then (no gradient) its loss on
+                // the architecture batch, the numbers the other methods report there
+                let g = super::spos::sample_path(self.config.space, &mut self.rng);
+                let mix = super::spos::path_mixing(&g, self.config.device)?;
+                let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
+                let (sl, sc) = no_grad(|| -> Result<(f32, u64)> {
+                    let logits = self.net.forward_mix(&vb.x, &mix)?;
+                    Ok((
+                        logits.cross_entropy(&vb.y)?.item()?,
+                        correct(&logits, &vb.y)?,
+                    ))
+                })?;
+                self.check_finite("architecture-half loss", sl)?;
+                (tl, tc, sl, sc)
+            }
             Method::Gdas => {
                 let tau = self.config.tau_at(self.epoch);
-                let mix = {
-                    let detached = ArchParams {
-                        space: self.arch.space,
-                        normal: self.arch.normal.detach(),
-                        reduce: self.arch.reduce.as_ref().map(|r| r.detach()),
-                    };
-                    detached.gumbel(tau, &mut self.rng)?
-                };
+                let mix = { self.arch.detached().gumbel(tau, &mut self.rng)? };
                 let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
                 drop(mix);
                 self.zero_all();
@@ -824,19 +903,30 @@ impl OneShotSearch {
     }
 
     /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
-    /// DARTS, the argmax op per edge for GDAS), without gradients.
+    /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
+    /// statistics for SPOS/RSWS: see [`super::spos`]), without gradients.
     pub fn evaluate_valid(&mut self) -> Result<(f64, f64)> {
+        if self.config.method.samples_paths() {
+            let batches = self.bn_batches()?;
+            return self.path_accuracy(&self.reference_path(), &batches);
+        }
+        let mix = self.eval_mixing()?;
+        self.evaluate_valid_with(&mix)
+    }
+
+    /// Loss and accuracy on the whole architecture half in evaluation mode under `mix`,
+    /// without gradients.
+    pub fn evaluate_valid_with(&mut self, mix: &Mixing) -> Result<(f64, f64)> {
         self.net.set_training(false);
         let result = (|| -> Result<(f64, f64)> {
             let b = self.config.batch_size;
             let n = self.valid.len();
-            let mix = self.eval_mixing()?;
             let (mut loss, mut corr) = (0.0f64, 0u64);
             for lo in (0..n).step_by(b) {
                 let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
                 let batch = gather(&self.valid, &idx, self.config.device)?;
                 let (l, c) = no_grad(|| -> Result<(f32, u64)> {
-                    let logits = self.net.forward_mix(&batch.x, &mix)?;
+                    let logits = self.net.forward_mix(&batch.x, mix)?;
                     Ok((
                         logits.cross_entropy(&batch.y)?.item()?,
                         correct(&logits, &batch.y)?,
@@ -853,21 +943,15 @@ impl OneShotSearch {
 
     fn eval_mixing(&self) -> Result<Mixing> {
         match self.config.method {
-            Method::Darts1 | Method::Darts2 => self.detached_soft(),
+            Method::Darts1 | Method::Darts2 | Method::PcDarts => self.detached_soft(),
+            Method::Spos | Method::RandomWs => {
+                super::spos::path_mixing(&self.reference_path(), self.config.device)
+            }
             Method::Gdas => {
                 // argmax per edge on the device; the `e` indices come to the host to steer
                 // which op runs
-                let hard = |a: &Tensor| -> Result<super::supernet::HardWeights> {
-                    let k = a.shape()[1];
-                    let index = a.argmax_rows()?;
-                    let mut w = vec![0.0f32; a.numel()];
-                    for (r, &best) in index.iter().enumerate() {
-                        w[r * k + best] = 1.0;
-                    }
-                    Ok(super::supernet::HardWeights {
-                        weights: Tensor::from_vec_on(w, a.shape(), a.device())?,
-                        index,
-                    })
+                let hard = |a: &Tensor| -> Result<HardWeights> {
+                    HardWeights::one_hot(a.argmax_rows()?, a.shape()[1], a.device())
                 };
                 Ok(Mixing::Hard {
                     normal: hard(&self.arch.normal)?,
@@ -888,7 +972,11 @@ impl OneShotSearch {
         } else {
             (None, None)
         };
-        let genotype = self.genotype()?;
+        let genotype = if self.config.method.samples_paths() {
+            self.reference_path()
+        } else {
+            self.genotype()?
+        };
         let nb201_cifar10_test = match genotype {
             Genotype::Nb201(cell) => crate::tabular::Nb201Table::embedded()
                 .ok()

@@ -129,6 +129,19 @@ pub enum Mixing {
         /// Reduction cells (DARTS space only).
         reduce: Option<HardWeights>,
     },
+    /// PC-DARTS: softmax op weights as in `Soft`, each edge on its partial channels (see
+    /// [`Supernet::new_partial`]), and each node the sum of its edges weighted by `[edges]`
+    /// edge weights (edge normalisation: a softmax over each node's incoming edges).
+    Partial {
+        /// Op weights of the normal cells.
+        normal: Tensor,
+        /// Op weights of the reduction cells (DARTS space only).
+        reduce: Option<Tensor>,
+        /// Edge weights of the normal cells, `[edges]`.
+        normal_edges: Tensor,
+        /// Edge weights of the reduction cells (DARTS space only).
+        reduce_edges: Option<Tensor>,
+    },
 }
 
 /// A hard (sampled) choice per edge with straight-through weights.
@@ -139,11 +152,33 @@ pub struct HardWeights {
     pub index: Vec<usize>,
 }
 
+impl HardWeights {
+    /// Constant one-hot weights (`[index.len(), ops]`, no gradient) selecting `index[e]` on
+    /// edge `e`: one fixed path through the supernet (GDAS' evaluation network, a SPOS path).
+    pub fn one_hot(index: Vec<usize>, ops: usize, device: nas_tensor::Device) -> Result<Self> {
+        if let Some(&bad) = index.iter().find(|&&i| i >= ops) {
+            return Err(OneShotError::Config(format!(
+                "op index {bad} out of range: an edge has {ops} ops"
+            )));
+        }
+        let mut w = vec![0.0f32; index.len() * ops];
+        for (r, &best) in index.iter().enumerate() {
+            w[r * ops + best] = 1.0;
+        }
+        Ok(HardWeights {
+            weights: Tensor::from_vec_on(w, &[index.len(), ops], device)?,
+            index,
+        })
+    }
+}
+
 /// One cell type's weights as seen by an edge.
 #[derive(Clone, Copy)]
 enum EdgeMix<'a> {
     Soft(&'a [Tensor]),
     Hard(&'a [Tensor], &'a [usize]),
+    /// PC-DARTS: op weight rows and the `[edges]` normalised edge weights.
+    Partial(&'a [Tensor], &'a Tensor),
 }
 
 /// Splits a `[E, K]` matrix into E row tensors of shape `[K]`.
@@ -175,6 +210,9 @@ struct MixedEdge {
     pre_relu: Vec<bool>,
     stride: usize,
     c: usize,
+    /// PC-DARTS: `1/k` of the channels go through the ops (built at `c / k` channels), the
+    /// rest bypass them (1: every channel, plain DARTS).
+    k: usize,
 }
 
 /// Removes the leading ReLU of a `Sequential` built by `nets::ops`.
@@ -184,7 +222,14 @@ fn strip_relu(mut seq: Sequential) -> Sequential {
 }
 
 impl MixedEdge {
-    fn new(space: SpaceKind, c: usize, stride: usize, rng: &mut ChaCha8Rng) -> Result<MixedEdge> {
+    fn new(
+        space: SpaceKind,
+        c_full: usize,
+        stride: usize,
+        k: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<MixedEdge> {
+        let c = c_full / k;
         let mut ops: Vec<Box<dyn Module>> = Vec::new();
         let mut pre_relu = Vec::new();
         for name in space.op_names().into_iter().skip(1) {
@@ -213,8 +258,36 @@ impl MixedEdge {
             ops,
             pre_relu,
             stride,
-            c,
+            c: c_full,
+            k,
         })
+    }
+
+    /// PC-DARTS' edge (Xu et al. 2020): the first `c / k` channels of `x` through the ops
+    /// mixed by `row`, the other channels bypassed (max-pooled on a reduction edge; with the
+    /// 3x3, stride-2, padding-1 pool of the DARTS ops, so odd sizes match the ops' output,
+    /// where the original's 2x2 pool assumes even sizes), then concatenated and shuffled in `k`
+    /// groups. `k = 1` is the plain mixed edge.
+    fn forward_partial(&self, x: &Tensor, row: &Tensor) -> Result<Tensor> {
+        let p = self.c / self.k;
+        let xa = if self.k == 1 {
+            x.clone()
+        } else {
+            x.narrow(1, 0, p)?
+        };
+        let (mut outs, mut ws) = (Vec::new(), Vec::new());
+        self.soft_terms(&xa, std::slice::from_ref(row), 0, &mut outs, &mut ws)?;
+        let mixed = Tensor::weighted_sum(&outs, &ws[0])?;
+        if self.k == 1 {
+            return Ok(mixed);
+        }
+        let xb = x.narrow(1, p, self.c - p)?;
+        let xb = if self.stride == 2 {
+            xb.max_pool2d(3, 2, 1)?
+        } else {
+            xb
+        };
+        channel_shuffle(&Tensor::concat(&[mixed, xb], 1)?, self.k)
     }
 
     fn run_op(&self, i: usize, x: &Tensor, rx: &mut Option<Tensor>) -> Result<Tensor> {
@@ -303,6 +376,16 @@ impl MixedEdge {
     }
 }
 
+/// Channel shuffle of `[n, c, h, w]` in `g` groups: channel `i * (c / g) + j` moves to
+/// `j * g + i`.
+fn channel_shuffle(x: &Tensor, g: usize) -> Result<Tensor> {
+    let s = x.shape().to_vec();
+    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
+    Ok(x.reshape(&[n, g, c / g, h, w])?
+        .permute(&[0, 2, 1, 3, 4])?
+        .reshape(&[n, c, h, w])?)
+}
+
 /// A node of a search cell: the sum of the mixed edges `first..first + inputs.len()` applied
 /// to `inputs`. Under softmax mixing it is one weighted sum over every op of every incoming
 /// edge, so neither the per-edge sums nor the additions between them are materialised (or
@@ -325,6 +408,15 @@ fn node_sum(
                 Tensor::concat(&ws, 0)?
             };
             Ok(Tensor::weighted_sum(&outs, &w)?)
+        }
+        EdgeMix::Partial(rows, edge_w) => {
+            let n = inputs.len();
+            let outs = inputs
+                .iter()
+                .enumerate()
+                .map(|(j, x)| edges[first + j].forward_partial(x, &rows[first + j]))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::weighted_sum(&outs, &edge_w.narrow(0, first, n)?)?)
         }
         EdgeMix::Hard(rows, index) => {
             let mut acc: Option<Tensor> = None;
@@ -356,6 +448,7 @@ impl DartsCellNet {
         c: usize,
         reduction: bool,
         reduction_prev: bool,
+        k: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<DartsCellNet> {
         let (pre0, pre1) = darts_preprocess(c_pp, c_p, c, reduction_prev, false, rng)?;
@@ -363,7 +456,7 @@ impl DartsCellNet {
         for i in 0..4 {
             for j in 0..i + 2 {
                 let stride = darts_edge_stride(reduction, j);
-                edges.push(MixedEdge::new(SpaceKind::Darts, c, stride, rng)?);
+                edges.push(MixedEdge::new(SpaceKind::Darts, c, stride, k, rng)?);
             }
         }
         Ok(DartsCellNet {
@@ -453,6 +546,8 @@ enum Nb201Layer {
 /// A one-shot supernet over the network weights; see the module docs.
 pub struct Supernet {
     config: SupernetConfig,
+    /// PC-DARTS' channel fraction `1/k` through the mixed edges (1: every channel).
+    partial: usize,
     body: Body,
     classifier: Linear,
     training: Mode,
@@ -461,7 +556,20 @@ pub struct Supernet {
 impl Supernet {
     /// Builds a supernet with weights drawn from a generator seeded by `seed`.
     pub fn new(config: SupernetConfig, seed: u64) -> Result<Supernet> {
+        Supernet::new_partial(config, seed, 1)
+    }
+
+    /// [`Supernet::new`] for PC-DARTS: `1/k` of the channels of every mixed edge go through
+    /// its ops, the rest bypass them ([`Mixing::Partial`] drives it; `k = 1` gives the same
+    /// weights as [`Supernet::new`]). `C` must be a multiple of `k`.
+    pub fn new_partial(config: SupernetConfig, seed: u64, k: usize) -> Result<Supernet> {
         config.validate()?;
+        if k == 0 || !config.c.is_multiple_of(k) {
+            return Err(OneShotError::Config(format!(
+                "partial channels: C = {} must be a positive multiple of K = {k}",
+                config.c
+            )));
+        }
         let rng = &mut ChaCha8Rng::seed_from_u64(seed);
         let c = config.c;
         let (body, c_last) = match config.space {
@@ -493,6 +601,7 @@ impl Supernet {
                         c_cur,
                         reduction,
                         reduction_prev,
+                        k,
                         rng,
                     )?));
                     reduction_prev = reduction;
@@ -524,7 +633,7 @@ impl Supernet {
                     }
                     for _ in 0..n {
                         let edges = (0..6)
-                            .map(|_| MixedEdge::new(SpaceKind::Nb201, c_stage, 1, rng))
+                            .map(|_| MixedEdge::new(SpaceKind::Nb201, c_stage, 1, k, rng))
                             .collect::<Result<Vec<_>>>()?;
                         layers.push(Nb201Layer::Cell(Nb201CellNet { edges }));
                     }
@@ -546,6 +655,7 @@ impl Supernet {
         let classifier = Linear::new(c_last, config.classes, true, rng)?;
         Ok(Supernet {
             config,
+            partial: k,
             body,
             classifier,
             training: Mode::default(),
@@ -656,10 +766,35 @@ impl Supernet {
             }
             Ok(())
         };
+        if self.partial > 1 && !matches!(mix, Mixing::Partial { .. }) {
+            return Err(OneShotError::Config(format!(
+                "this supernet passes 1/{} of the channels through its edges: it needs partial \
+                 (PC-DARTS) mixing",
+                self.partial
+            )));
+        }
+        let mut edge_w = (None, None);
+        if let Mixing::Partial {
+            normal_edges,
+            reduce_edges,
+            ..
+        } = mix
+        {
+            need_reduce(reduce_edges.is_some())?;
+            for w in std::iter::once(normal_edges).chain(reduce_edges.as_ref()) {
+                if w.shape() != [edges] {
+                    return Err(OneShotError::Config(format!(
+                        "edge weights must be [{edges}], got {:?}",
+                        w.shape()
+                    )));
+                }
+            }
+            edge_w = (Some(normal_edges.clone()), reduce_edges.clone());
+        }
         // Row tensors per cell type, shared by every cell of that type.
         let (n_rows, r_rows, n_idx, r_idx): (Vec<Tensor>, Vec<Tensor>, Vec<usize>, Vec<usize>) =
             match mix {
-                Mixing::Soft { normal, reduce } => {
+                Mixing::Soft { normal, reduce } | Mixing::Partial { normal, reduce, .. } => {
                     check(normal, "normal")?;
                     need_reduce(reduce.is_some())?;
                     let r = match reduce {
@@ -697,6 +832,8 @@ impl Supernet {
             };
         Ok(RowMix {
             hard: matches!(mix, Mixing::Hard { .. }),
+            n_edges: edge_w.0,
+            r_edges: edge_w.1,
             n_rows,
             r_rows,
             n_idx,
@@ -763,6 +900,9 @@ impl Supernet {
 /// Checked per-edge rows of a [`Mixing`].
 struct RowMix {
     hard: bool,
+    /// PC-DARTS edge weights.
+    n_edges: Option<Tensor>,
+    r_edges: Option<Tensor>,
     n_rows: Vec<Tensor>,
     r_rows: Vec<Tensor>,
     n_idx: Vec<usize>,
@@ -771,6 +911,13 @@ struct RowMix {
 
 impl RowMix {
     fn views(&self) -> (EdgeMix<'_>, EdgeMix<'_>) {
+        if let Some(ne) = &self.n_edges {
+            let re = self.r_edges.as_ref().unwrap_or(ne);
+            return (
+                EdgeMix::Partial(&self.n_rows, ne),
+                EdgeMix::Partial(&self.r_rows, re),
+            );
+        }
         if self.hard {
             (
                 EdgeMix::Hard(&self.n_rows, &self.n_idx),

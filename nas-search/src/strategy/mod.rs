@@ -251,7 +251,11 @@ impl StrategyKind {
             .iter()
             .map(|k| format!("{} ({})", k.name(), k.about()))
             .collect();
-        list.push("one-shot: darts, darts2 (second order), gdas".into());
+        list.push(
+            "one-shot: darts, darts2 (second order), gdas, pcdarts (partial channels), spos \
+             (single path + evolution), rsws (single path + random search)"
+                .into(),
+        );
         list.join("; ")
     }
 

@@ -122,6 +122,7 @@ fn tiny_search_learns_and_writes_outputs() {
         (Method::Darts1, SpaceKind::Nb201, 3),
         (Method::Gdas, SpaceKind::Nb201, 6),
         (Method::Darts1, SpaceKind::Darts, 2),
+        (Method::PcDarts, SpaceKind::Nb201, 3),
     ] {
         let mut cfg = tiny_config(method, space);
         cfg.epochs = epochs;
@@ -204,6 +205,9 @@ fn resume_config(method: Method, space: SpaceKind) -> OneShotConfig {
     cfg.steps_per_epoch = Some(5);
     cfg.checkpoint_every = 1;
     cfg.eval_each_epoch = false;
+    // SPOS / RSWS: a short path search after training
+    cfg.candidates = 10;
+    cfg.bn_batches = 2;
     cfg
 }
 
@@ -240,6 +244,9 @@ fn resume_after_sigkill_is_bit_identical() {
         (Method::Darts2, SpaceKind::Nb201),
         (Method::Gdas, SpaceKind::Nb201),
         (Method::Darts1, SpaceKind::Darts),
+        (Method::Spos, SpaceKind::Nb201),
+        (Method::RandomWs, SpaceKind::Darts),
+        (Method::PcDarts, SpaceKind::Darts),
     ] {
         let cfg = resume_config(method, space);
         let full = tempfile::tempdir().unwrap();
@@ -308,6 +315,8 @@ fn resume_after_sigkill_is_bit_identical() {
             b.arch.alpha_reduce.as_ref().map(bits)
         );
         assert_eq!(a.genotype, b.genotype);
+        assert_eq!(a.paths, b.paths, "{method:?}: path searches differ");
+        assert_eq!(a.paths.is_some(), method.samples_paths());
         let ca = std::fs::read(full.path().join(CHECKPOINT_FILE)).unwrap();
         let cb = std::fs::read(ckpt).unwrap();
         assert!(ca == cb, "{method:?}/{space:?}: final checkpoints differ");
