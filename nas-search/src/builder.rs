@@ -522,12 +522,12 @@ pub fn reconcile_events<A: Display + PartialEq>(dir: &Path, held: &[Trial<A>]) -
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
+    let tmp = crate::checkpoint::temp_path(
+        dir,
+        &path
+            .file_name()
             .map_or("file".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
+    );
     let r = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -34,6 +34,23 @@ fn bad(path: &Path, problem: impl Into<String>) -> SearchError {
     }
 }
 
+/// A temporary file name beside the final `name` in `dir`, unique to this write: the process id,
+/// the time in nanoseconds and a per-process counter, so that two processes (two `nas eval`
+/// runs of one trial on different nodes sharing the directory, say) or two threads never write
+/// the same temporary file. Leftovers of a kill start with `.{name}.tmp-`.
+pub(crate) fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    dir.join(format!(
+        ".{name}.tmp-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Writes `payload` as a checkpoint at `path` atomically (temporary file, fsync, rename).
 pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
     let dir = match path.parent() {
@@ -45,7 +62,7 @@ pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
         .ok_or_else(|| bad(path, "checkpoint path has no file name"))?
         .to_string_lossy()
         .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temp_path(&dir, &name);
     let header = format!(
         "{MAGIC} v{VERSION} {} {:016x}\n",
         payload.len(),

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::arch::ArchSnapshot;
-use super::error::{OneShotError, Result};
+use super::error::Result;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -112,9 +112,12 @@ pub fn heatmap_svg(arch: &ArchSnapshot, title: &str) -> String {
     s
 }
 
-/// Writes [`heatmap_svg`] to `path`.
+/// Writes [`heatmap_svg`] to `path` atomically (a kill leaves the old file or the new one).
 pub fn save_heatmap(arch: &ArchSnapshot, title: &str, path: &Path) -> Result<()> {
-    std::fs::write(path, heatmap_svg(arch, title)).map_err(|e| OneShotError::io(path, e))
+    Ok(crate::builder::write_file_atomic(
+        path,
+        heatmap_svg(arch, title).as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

@@ -364,3 +364,42 @@ fn a_resume_may_add_workers_when_allowed() {
     let e = run(1, true, 50).unwrap_err().to_string();
     assert!(e.contains("workers 3 (this search: 1)"), "{e}");
 }
+
+/// Eight threads (standing in for several processes that share an output directory, as `nas
+/// eval` runs of one trial on two nodes may) write the same checkpoint 40 times each: every
+/// write must succeed, the file must end as one whole payload that verifies, and no temporary
+/// file may be left. With temporary names made of the process id alone the writers share one
+/// temporary file, and renames fail or publish a mixture.
+#[test]
+fn concurrent_atomic_writes_leave_one_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("result.json");
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let path = &path;
+            s.spawn(move || {
+                for i in 0..40u32 {
+                    // Long enough that interleaved writes would be visible.
+                    let payload = format!(
+                        "{{\"writer\":{t},\"i\":{i},\"pad\":\"{}\"}}",
+                        "x".repeat(20_000)
+                    );
+                    nas_search::checkpoint::write_atomic(path, payload.as_bytes())
+                        .unwrap_or_else(|e| panic!("writer {t} write {i}: {e}"));
+                }
+            });
+        }
+    });
+    let bytes = nas_search::checkpoint::read_verified(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        v["i"], 39,
+        "the last write of some writer survives: {}",
+        v["i"]
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["result.json"], "leftovers: {names:?}");
+}
