@@ -1,15 +1,9 @@
 //! Runs the built `nas` binary and checks its outputs and exit codes.
 
+use super::common::{nas, stderr};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn nas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(args)
-        .output()
-        .expect("run nas")
-}
 
 fn nas_stdin(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
@@ -30,10 +24,6 @@ fn nas_stdin(args: &[&str], input: &str) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
 }
 
 /// Success with empty-or-not stdout; prints stderr on failure for diagnosis.

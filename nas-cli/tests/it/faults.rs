@@ -1,18 +1,12 @@
 //! Fault tests of `nas search` (docs/RELIABILITY.md lists them): a second process on the same
 //! output directory, default directory names, kills and signals, refused resumes.
 
+use super::common::{events, fails, nas, stderr};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn nas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(args)
-        .output()
-        .expect("run nas")
-}
 
 fn spawn(args: &[&str], cwd: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_nas"))
@@ -22,19 +16,6 @@ fn spawn(args: &[&str], cwd: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nas")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A user error: the exit code, one `error:` message, no panic.
-fn fails(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains("error:"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 fn wait_for(what: &str, child: &mut Child, mut done: impl FnMut() -> bool) {
@@ -154,14 +135,6 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     v.sort();
     v
-}
-
-fn events(dir: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
-        .collect()
 }
 
 /// The trial events without their timing fields.

@@ -2,6 +2,7 @@
 //! per file); each module was a file of its own under `tests/`.
 
 mod cli;
+mod common;
 mod faults;
 mod rnn;
 mod search;

@@ -2,32 +2,12 @@
 //! language models through the registry, their outputs, resume after a kill, and bad input
 //! (text files, genotypes, data of the wrong kind).
 
+use super::common::{nas, ok_json, stderr};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn nas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(args)
-        .output()
-        .expect("run nas")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        stderr(o)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is one JSON document")
-}
 
 /// A user error: exit code 1, one `error:` message naming `what`, no panic.
 fn bad_input(o: &Output, what: &str) -> String {

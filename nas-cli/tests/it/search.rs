@@ -1,49 +1,11 @@
 //! End-to-end tests of `nas search`, `nas train` and `nas bench`: run the built binary and check
 //! its exit codes, stdout, and the files it writes.
 
+use super::common::{events, fails, nas, ok_json, stderr};
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn nas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(args)
-        .output()
-        .expect("run nas")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "exit {:?}, stderr: {}",
-        o.status.code(),
-        stderr(o)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is one JSON document")
-}
-
-/// A user error: the exit code, one `error:` message, no panic.
-fn fails(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains("error:"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn events(dir: &Path) -> Vec<Value> {
-    fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each events line is JSON"))
-        .collect()
-}
 
 fn max_of(trials: &[Value], key: &str) -> f64 {
     trials

@@ -6,6 +6,7 @@
 //! `die-always-<trial>`, `corrupt-once` (the next task's result file is overwritten with
 //! garbage), `hold` (tasks wait while it exists).
 
+use super::common::{ok_json, stderr};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,20 +72,6 @@ impl Cluster {
     fn dir(&self, name: &str) -> String {
         self.root.join(name).display().to_string()
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        stderr(o)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is one JSON document")
 }
 
 /// The trial records without their timing fields.
