@@ -42,7 +42,9 @@ Examples:
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
   nas search --strategy darts --epochs 2 --limit-train 1000 --out runs/d1
       one-shot: DARTS (darts, darts2 = second order), GDAS (gdas), PC-DARTS (pcdarts, K = 4
-      partial channels; --channels a multiple of 4), or single-path weight
+      partial channels; --channels a multiple of 4), beta-DARTS (beta-darts, logsumexp
+      regulariser, lambda 0 -> 50), DARTS+ (darts-plus, stops at 2 skip connections in the
+      DARTS normal cell or 3 parameter-free NB201 ops), or single-path weight
       sharing (spos: evolution, rsws: random search over the trained supernet) on a supernet
       of --space; writes genotype.txt, result.json, history.json, alphas.svg (spos/rsws:
       candidates.json), checkpoint.bin

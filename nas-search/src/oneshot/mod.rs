@@ -18,6 +18,12 @@
 //!   edges pass `1/K` of their channels through the ops (the rest bypassed, then a channel
 //!   shuffle) with edge normalisation (per node, a softmax over the incoming edges' logits,
 //!   trained by the same Adam; derivation scales each op weight by its edge's weight).
+//!   beta-DARTS (Ye et al. 2022): first order with `lambda * mean_edges logsumexp(alpha_edge)`
+//!   per cell type added to the architecture loss (its gradient `lambda / edges *
+//!   softmax(alpha)` added to the logits' gradient), `lambda` linear from 0 to
+//!   [`OneShotConfig::beta_lambda`]; DARTS+ (Liang et al. 2019): first order, stopped at the end
+//!   of the first epoch whose derived cell has [`OneShotConfig::plus_threshold`] skip
+//!   connections (DARTS normal cell) or parameter-free ops (NB201), the record saying why.
 //! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
 //!   path per step, then a path search scored by inherited weights with BN recalibration.
 //! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).
@@ -212,7 +218,7 @@ pub fn run_oneshot_observed(
                 "{} on {}: softmax of the architecture weights after {} epochs",
                 config.method.name(),
                 config.space.name(),
-                config.epochs
+                s.epoch()
             ),
             &out_dir.join("alphas.svg"),
         )?;

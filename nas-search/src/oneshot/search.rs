@@ -40,6 +40,14 @@ pub enum Method {
     /// Random search with weight sharing (Li & Talwalkar 2019): the same training, then
     /// uniformly sampled paths ranked the same way (`rsws`, also `random-ws`).
     RandomWs,
+    /// beta-DARTS (Ye et al. 2022): first-order DARTS whose architecture loss adds
+    /// `lambda * mean over edges of logsumexp(alpha_edge)` per cell type, `lambda` rising
+    /// linearly from 0 to [`OneShotConfig::beta_lambda`] over the epochs (`beta-darts`).
+    BetaDarts,
+    /// DARTS+ (Liang et al. 2019): first-order DARTS stopped at the end of the first epoch whose
+    /// derived cell meets [`OneShotConfig::plus_threshold`] (`darts-plus`; see
+    /// [`OneShotConfig::plus_count`]).
+    DartsPlus,
 }
 
 impl Method {
@@ -52,8 +60,11 @@ impl Method {
             "pcdarts" | "pc-darts" => Ok(Method::PcDarts),
             "spos" => Ok(Method::Spos),
             "rsws" | "random-ws" => Ok(Method::RandomWs),
+            "beta-darts" | "betadarts" => Ok(Method::BetaDarts),
+            "darts-plus" | "dartsplus" | "darts+" => Ok(Method::DartsPlus),
             _ => Err(OneShotError::Config(format!(
-                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, pcdarts, spos or rsws)"
+                "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, pcdarts, \
+                 beta-darts, darts-plus, spos or rsws)"
             ))),
         }
     }
@@ -66,7 +77,21 @@ impl Method {
             Method::PcDarts => "pcdarts",
             Method::Spos => "spos",
             Method::RandomWs => "rsws",
+            Method::BetaDarts => "beta-darts",
+            Method::DartsPlus => "darts-plus",
         }
+    }
+    /// Is the method DARTS with softmax mixing (first or second order, PC-DARTS, beta-DARTS,
+    /// DARTS+)?
+    pub fn is_darts(self) -> bool {
+        matches!(
+            self,
+            Method::Darts1
+                | Method::Darts2
+                | Method::PcDarts
+                | Method::BetaDarts
+                | Method::DartsPlus
+        )
     }
     /// Does the method train sampled paths and then search them ([`super::spos`]) instead of
     /// learning architecture weights?
@@ -142,6 +167,15 @@ pub struct OneShotConfig {
     /// statistics of each candidate path before it is evaluated (8).
     #[serde(default = "default_bn_batches")]
     pub bn_batches: usize,
+    /// beta-DARTS: the final weight `lambda_max` of the beta regulariser (50, our choice for
+    /// the NB201 space; see docs); the weight of epoch `t` is [`OneShotConfig::beta_lambda_at`].
+    #[serde(default = "default_beta_lambda")]
+    pub beta_lambda: f32,
+    /// DARTS+: stop at the end of the first epoch whose derived cell's
+    /// [`OneShotConfig::plus_count`] reaches this (`None`: 2 skip connections in the DARTS
+    /// normal cell, 3 parameter-free ops of the 6 NB201 edges).
+    #[serde(default)]
+    pub plus_threshold: Option<usize>,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -162,6 +196,9 @@ fn default_candidates() -> usize {
 }
 fn default_bn_batches() -> usize {
     8
+}
+fn default_beta_lambda() -> f32 {
+    50.0
 }
 
 impl OneShotConfig {
@@ -199,6 +236,8 @@ impl OneShotConfig {
             pc_k: default_pc_k(),
             candidates: default_candidates(),
             bn_batches: default_bn_batches(),
+            beta_lambda: default_beta_lambda(),
+            plus_threshold: None,
             device: Device::Cpu,
         }
     }
@@ -250,6 +289,24 @@ impl OneShotConfig {
                 self.c, self.pc_k
             ));
         }
+        if !(self.beta_lambda >= 0.0 && self.beta_lambda.is_finite()) {
+            return bad(format!(
+                "beta-DARTS' lambda must be non-negative and finite, got {}",
+                self.beta_lambda
+            ));
+        }
+        if let Some(t) = self.plus_threshold {
+            let most = match self.space {
+                SpaceKind::Darts => 8,
+                SpaceKind::Nb201 => 6,
+            };
+            if t == 0 || t > most {
+                return bad(format!(
+                    "DARTS+ threshold must be in 1..={most} on the {} space, got {t}",
+                    self.space.name()
+                ));
+            }
+        }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
             return bad(format!(
                 "GDAS needs 0 < tau_min <= tau_max, got {} and {}",
@@ -257,6 +314,50 @@ impl OneShotConfig {
             ));
         }
         Ok(())
+    }
+
+    /// beta-DARTS: the regulariser weight of `epoch`, linear from 0 at the first epoch to
+    /// [`OneShotConfig::beta_lambda`] at the last (a one-epoch search uses the final weight).
+    pub fn beta_lambda_at(&self, epoch: usize) -> f32 {
+        if self.epochs <= 1 {
+            return self.beta_lambda;
+        }
+        (self.beta_lambda as f64 * epoch.min(self.epochs - 1) as f64 / (self.epochs - 1) as f64)
+            as f32
+    }
+
+    /// DARTS+: the threshold in force ([`OneShotConfig::plus_threshold`] or the space's default).
+    pub fn plus_threshold_or_default(&self) -> usize {
+        self.plus_threshold.unwrap_or(match self.space {
+            SpaceKind::Darts => 2,
+            SpaceKind::Nb201 => 3,
+        })
+    }
+
+    /// DARTS+: what the stopping rule counts in a derived genotype: the skip connections of
+    /// the DARTS normal cell, or the parameter-free ops (`none`, `skip_connect`,
+    /// `avg_pool_3x3`) of an NB201 cell.
+    pub fn plus_count(genotype: &Genotype) -> usize {
+        match genotype {
+            Genotype::Darts(g) => g
+                .normal
+                .nodes
+                .iter()
+                .flatten()
+                .filter(|(op, _)| *op == nas_space::darts::DartsOp::SkipConnect)
+                .count(),
+            Genotype::Nb201(c) => c
+                .ops
+                .iter()
+                .filter(|op| {
+                    use nas_space::nb201::Nb201Op;
+                    matches!(
+                        op,
+                        Nb201Op::None | Nb201Op::SkipConnect | Nb201Op::AvgPool3x3
+                    )
+                })
+                .count(),
+        }
     }
 
     /// The Gumbel temperature of `epoch` (linear from `tau_max` to `tau_min`).
@@ -317,6 +418,12 @@ pub struct EpochRecord {
     pub nb201_cifar10_test: Option<f64>,
     /// Architecture weights at the end of the epoch.
     pub arch: ArchSnapshot,
+    /// beta-DARTS: the regulariser weight used in this epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_lambda: Option<f32>,
+    /// DARTS+: why the search stopped after this epoch (absent: it did not stop early).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 /// Running sums of the current epoch (kept in checkpoints so that a resumed epoch reports the
@@ -533,9 +640,13 @@ impl OneShotSearch {
     pub fn history(&self) -> &[EpochRecord] {
         &self.history
     }
-    /// Is the search finished?
+    /// Is the search finished (all epochs run, or DARTS+ stopped it early)?
     pub fn is_done(&self) -> bool {
-        self.epoch >= self.config.epochs
+        self.epoch >= self.config.epochs || self.stopped_early()
+    }
+    /// Did DARTS+ stop the search early (the last epoch record says why)?
+    pub fn stopped_early(&self) -> bool {
+        self.history.last().is_some_and(|r| r.stop_reason.is_some())
     }
 
     /// Steps per epoch.
@@ -685,6 +796,47 @@ impl OneShotSearch {
             MixSource::SoftRecorded,
             Some(&alphas),
         )
+    }
+
+    /// beta-DARTS: the regulariser `lambda * sum over cell types of the mean over edges of
+    /// logsumexp(alpha_edge)` at the current op logits (edge logits, if any, are not
+    /// regularised), computed in f64 on the host.
+    pub fn beta_regulariser(&self, lambda: f32) -> Result<f64> {
+        let mut total = 0.0f64;
+        for a in [Some(&self.arch.normal), self.arch.reduce.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let (e, k) = (a.shape()[0], a.shape()[1]);
+            let v = a.to_vec()?;
+            let mut sum = 0.0f64;
+            for row in v.chunks(k) {
+                let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let s: f64 = row.iter().map(|&x| (x as f64 - mx).exp()).sum();
+                sum += mx + s.ln();
+            }
+            total += sum / e as f64;
+        }
+        Ok(lambda as f64 * total)
+    }
+
+    /// beta-DARTS: adds the gradient of [`OneShotSearch::beta_regulariser`],
+    /// `lambda / edges * softmax(alpha)` per cell type, to the op logits' `.grad` (computed on
+    /// their device).
+    pub fn add_beta_regulariser_grad(&self, lambda: f32) -> Result<()> {
+        for a in [Some(&self.arch.normal), self.arch.reduce.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let e = a.shape()[0];
+            let d = no_grad(|| -> Result<Tensor> {
+                let g = grad_or_zeros(a)?;
+                let r = a.detach().softmax(1)?.scale(lambda / e as f32);
+                Ok(g.add(&r)?)
+            })?;
+            a.set_grad_from(&d)?;
+        }
+        Ok(())
     }
 
     /// Copies of the weights on their device.
@@ -845,12 +997,19 @@ impl OneShotSearch {
         let step = self.step_in_epoch;
         let (tb, vb) = self.batch_pair(step)?;
         let (tl, tc, sl, sc) = match self.config.method {
-            Method::Darts1 | Method::Darts2 | Method::PcDarts => {
+            Method::Darts1
+            | Method::Darts2
+            | Method::PcDarts
+            | Method::BetaDarts
+            | Method::DartsPlus => {
                 let (sl, sc) = if self.config.method != Method::Darts2 {
                     self.arch_grad_first_order(&vb)?
                 } else {
                     self.arch_grad_second_order(&tb, &vb, lr)?
                 };
+                if self.config.method == Method::BetaDarts {
+                    self.add_beta_regulariser_grad(self.config.beta_lambda_at(self.epoch))?;
+                }
                 self.a_opt.step()?;
                 let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
                 (tl, tc, sl, sc)
@@ -943,7 +1102,11 @@ impl OneShotSearch {
 
     fn eval_mixing(&self) -> Result<Mixing> {
         match self.config.method {
-            Method::Darts1 | Method::Darts2 | Method::PcDarts => self.detached_soft(),
+            Method::Darts1
+            | Method::Darts2
+            | Method::PcDarts
+            | Method::BetaDarts
+            | Method::DartsPlus => self.detached_soft(),
             Method::Spos | Method::RandomWs => {
                 super::spos::path_mixing(&self.reference_path(), self.config.device)
             }
@@ -983,6 +1146,22 @@ impl OneShotSearch {
                 .map(|t| t.get(&cell).test_200[0]),
             Genotype::Darts(_) => None,
         };
+        let stop_reason = if self.config.method == Method::DartsPlus {
+            let n = OneShotConfig::plus_count(&genotype);
+            let t = self.config.plus_threshold_or_default();
+            (n >= t).then(|| match self.config.space {
+                SpaceKind::Darts => format!(
+                    "DARTS+ early stop: the derived normal cell has {n} skip connections \
+                     (threshold {t})"
+                ),
+                SpaceKind::Nb201 => format!(
+                    "DARTS+ early stop: the derived cell has {n} parameter-free ops \
+                     (threshold {t})"
+                ),
+            })
+        } else {
+            None
+        };
         let s = &self.sums;
         let div = |a: f64, n: u64| if n == 0 { f64::NAN } else { a / n as f64 };
         let rec = EpochRecord {
@@ -999,6 +1178,9 @@ impl OneShotSearch {
             genotype,
             nb201_cifar10_test,
             arch: self.arch.snapshot()?,
+            beta_lambda: (self.config.method == Method::BetaDarts)
+                .then(|| self.config.beta_lambda_at(self.epoch)),
+            stop_reason,
         };
         self.history.push(rec.clone());
         self.epoch += 1;

@@ -252,8 +252,8 @@ impl StrategyKind {
             .map(|k| format!("{} ({})", k.name(), k.about()))
             .collect();
         list.push(
-            "one-shot: darts, darts2 (second order), gdas, pcdarts (partial channels), spos \
-             (single path + evolution), rsws (single path + random search)"
+            "one-shot: darts, darts2 (second order), gdas, pcdarts (partial channels), beta-darts, \
+             darts-plus (early stop), spos (single path + evolution), rsws (single path + random search)"
                 .into(),
         );
         list.join("; ")

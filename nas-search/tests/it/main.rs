@@ -10,6 +10,7 @@ mod nb201_tpe;
 mod no_test_leak;
 mod oneshot_grad;
 mod oneshot_pcdarts;
+mod oneshot_regularised;
 mod oneshot_search;
 mod oneshot_spos;
 mod prefilter;
