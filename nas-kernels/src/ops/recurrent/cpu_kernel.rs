@@ -3,6 +3,8 @@
 use super::{Lstm, LstmCell, Rows, lstm_cell_backward, lstm_cell_forward};
 use crate::gemm::sgemm;
 use crate::simd::avx512_dispatch;
+use crate::threads::{num_threads, parallel_split_mut, split_range};
+use std::sync::Mutex;
 
 /// `out[i] = table[indices[i]]`, row by row.
 pub(crate) fn gather_rows(p: &Rows, table: &[f32], indices: &[usize], out: &mut [f32]) {
@@ -22,6 +24,35 @@ pub(crate) fn scatter_add_rows(p: &Rows, src: &[f32], indices: &[usize], table: 
     }
 }
 
+/// Batch rows are spread over threads when a step has at least this many states (a step of
+/// the LSTM benchmark, batch 64 x hidden 256, has 16,384): below it the wake-up costs more than
+/// the rows.
+const PARALLEL_STATES: usize = 8192;
+
+/// How many row runs a pointwise step of `n` rows of `h` states is split into.
+fn row_parts(n: usize, h: usize) -> usize {
+    if n * h < PARALLEL_STATES {
+        1
+    } else {
+        num_threads().min(n)
+    }
+}
+
+/// `data` (rows of `h`) cut into the row runs of [`split_range`]`(n, parts, i)`, each behind
+/// its own lock so that the task of run `i` (the same runs as [`parallel_split_mut`]'s) can
+/// take it.
+fn row_runs(data: &mut [f32], h: usize, n: usize, parts: usize) -> Vec<Mutex<&mut [f32]>> {
+    let mut rest = data;
+    (0..parts)
+        .map(|i| {
+            let (run, tail) =
+                std::mem::take(&mut rest).split_at_mut(split_range(n, parts, i).len() * h);
+            rest = tail;
+            Mutex::new(run)
+        })
+        .collect()
+}
+
 /// Turns the pre-activations in `act` (`[n, 4h]`) into activated gates in place and writes
 /// the new cell and output states.
 fn pointwise_forward(
@@ -35,6 +66,38 @@ fn pointwise_forward(
     if h == 0 {
         return;
     }
+    forward_in_parts(h, row_parts(c_prev.len() / h, h), act, c_prev, h_out, c_out);
+}
+
+/// [`pointwise_forward`] with its rows in `parts` runs, one task each.
+fn forward_in_parts(
+    h: usize,
+    parts: usize,
+    act: &mut [f32],
+    c_prev: &[f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
+) {
+    let n = c_prev.len() / h;
+    if parts <= 1 {
+        forward_rows(h, act, c_prev, h_out, c_out);
+        return;
+    }
+    let (hs, cs) = (row_runs(h_out, h, n, parts), row_runs(c_out, h, n, parts));
+    parallel_split_mut(act, 4 * h, parts, |i, rows, a| {
+        let (mut ho, mut co) = (hs[i].lock().unwrap(), cs[i].lock().unwrap());
+        forward_rows(
+            h,
+            a,
+            &c_prev[rows.start * h..rows.end * h],
+            &mut ho,
+            &mut co,
+        );
+    });
+}
+
+/// [`pointwise_forward`] on one thread.
+fn forward_rows(h: usize, act: &mut [f32], c_prev: &[f32], h_out: &mut [f32], c_out: &mut [f32]) {
     for (((row, cp), ho), co) in act
         .chunks_exact_mut(4 * h)
         .zip(c_prev.chunks_exact(h))
@@ -94,22 +157,51 @@ fn pointwise_backward(
             &zeros
         }
     };
-    for (r, (row, drow)) in act
-        .chunks_exact(4 * h)
-        .zip(dgates.chunks_exact_mut(4 * h))
-        .enumerate()
-    {
-        let s = r * h..(r + 1) * h;
-        backward_row(
-            row,
-            &c_prev[s.clone()],
-            &c[s.clone()],
-            &dh[s.clone()],
-            &dc[s.clone()],
-            drow,
-            &mut dc_prev[s],
-        );
+    let parts = row_parts(c_prev.len() / h, h);
+    backward_in_parts(h, parts, act, c_prev, c, dh, dc, dgates, dc_prev);
+}
+
+/// [`pointwise_backward`] with its rows in `parts` runs, one task each.
+#[allow(clippy::too_many_arguments)]
+fn backward_in_parts(
+    h: usize,
+    parts: usize,
+    act: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: &[f32],
+    dgates: &mut [f32],
+    dc_prev: &mut [f32],
+) {
+    let n = c_prev.len() / h;
+    let run = |rows: std::ops::Range<usize>, dg: &mut [f32], dcp: &mut [f32]| {
+        let (a, s) = (rows.start * h, rows.end * h);
+        for (r, (row, drow)) in act[4 * a..4 * s]
+            .chunks_exact(4 * h)
+            .zip(dg.chunks_exact_mut(4 * h))
+            .enumerate()
+        {
+            let e = a + r * h..a + (r + 1) * h;
+            backward_row(
+                row,
+                &c_prev[e.clone()],
+                &c[e.clone()],
+                &dh[e.clone()],
+                &dc[e],
+                drow,
+                &mut dcp[r * h..(r + 1) * h],
+            );
+        }
+    };
+    if parts <= 1 {
+        run(0..n, dgates, dc_prev);
+        return;
     }
+    let dcs = row_runs(dc_prev, h, n, parts);
+    parallel_split_mut(dgates, 4 * h, parts, |i, rows, dg| {
+        run(rows, dg, &mut dcs[i].lock().unwrap());
+    });
 }
 
 avx512_dispatch! {
@@ -299,6 +391,41 @@ pub(crate) fn sequence_backward(
                 dh0,
                 h,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows split into runs over threads give the same bits as one pass over them, forward and
+    /// backward, for run counts that do and do not divide the rows.
+    #[test]
+    fn pointwise_steps_in_parts_equal_one_pass() {
+        let (n, h) = (37, 24);
+        let val = |i: usize, k: usize| ((i * k) % 97) as f32 / 24.0 - 2.0;
+        let act0: Vec<f32> = (0..n * 4 * h).map(|i| val(i, 31)).collect();
+        let c_prev: Vec<f32> = (0..n * h).map(|i| val(i, 17)).collect();
+        let (dh, dc): (Vec<f32>, Vec<f32>) = (0..n * h).map(|i| (val(i, 13), val(i, 7))).unzip();
+        let forward = |parts: usize| {
+            let mut act = act0.clone();
+            let (mut ho, mut co) = (vec![f32::NAN; n * h], vec![f32::NAN; n * h]);
+            forward_in_parts(h, parts, &mut act, &c_prev, &mut ho, &mut co);
+            let (mut dg, mut dcp) = (vec![f32::NAN; n * 4 * h], vec![f32::NAN; n * h]);
+            backward_in_parts(h, parts, &act, &c_prev, &co, &dh, &dc, &mut dg, &mut dcp);
+            [act, ho, co, dg, dcp]
+        };
+        let one = forward(1);
+        assert!(one.iter().flatten().all(|v| v.is_finite()));
+        for parts in [2, 3, 5, n] {
+            let got = forward(parts);
+            for (k, (g, w)) in got.iter().zip(&one).enumerate() {
+                assert!(
+                    g.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{parts} parts, output {k}"
+                );
+            }
         }
     }
 }
