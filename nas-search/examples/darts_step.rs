@@ -41,10 +41,6 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn cfg_device(s: &OneShotSearch) -> String {
-    s.config().device.to_string()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -85,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "DARTS supernet C={c} layers={layers} batch={batch} method={} device={} recomputed cells={} threads={} params={}",
         method.name(),
-        cfg_device(&s),
+        s.config().device,
         recompute.min(layers),
         std::env::var("NAS_THREADS").unwrap_or_else(|_| "all cores".into()),
         nas_tensor::nn::Module::num_parameters(s.supernet())

@@ -56,3 +56,27 @@ pub fn events(dir: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
         .collect()
 }
+
+/// A training search slow enough to be caught running (digits, 3 epochs per trial).
+pub fn slow_search(dir: &str) -> Vec<String> {
+    [
+        "search",
+        "--data",
+        "digits",
+        "--strategy",
+        "random",
+        "-n",
+        "6",
+        "--epochs",
+        "3",
+        "--channels",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        dir,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

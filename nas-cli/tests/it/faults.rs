@@ -1,7 +1,7 @@
 //! Fault tests of `nas search` (docs/RELIABILITY.md lists them): a second process on the same
 //! output directory, default directory names, kills and signals, refused resumes.
 
-use super::common::{events, fails, nas, stderr};
+use super::common::{events, fails, nas, slow_search, stderr};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -28,30 +28,6 @@ fn wait_for(what: &str, child: &mut Child, mut done: impl FnMut() -> bool) {
         assert!(t0.elapsed() < Duration::from_secs(120), "no {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// A training search slow enough to be caught running (digits, 3 epochs per trial).
-fn slow_search(dir: &str) -> Vec<String> {
-    [
-        "search",
-        "--data",
-        "digits",
-        "--strategy",
-        "random",
-        "-n",
-        "6",
-        "--epochs",
-        "3",
-        "--channels",
-        "4",
-        "--seed",
-        "1",
-        "--out",
-        dir,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 /// A second search on a directory in use is refused, naming the holder's pid, and leaves the

@@ -1,7 +1,7 @@
 //! End-to-end tests of `nas search`, `nas train` and `nas bench`: run the built binary and check
 //! its exit codes, stdout, and the files it writes.
 
-use super::common::{events, fails, nas, ok_json, stderr};
+use super::common::{events, fails, nas, ok_json, slow_search, stderr};
 use serde_json::Value;
 use std::fs;
 use std::process::{Command, Stdio};
@@ -279,25 +279,10 @@ fn killed_training_search_resumes_without_losing_trials() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("k");
     let d = dir.to_str().unwrap();
-    let args = [
-        "search",
-        "--data",
-        "digits",
-        "--strategy",
-        "random",
-        "-n",
-        "6",
-        "--epochs",
-        "3",
-        "--channels",
-        "4",
-        "--seed",
-        "1",
-        "--out",
-        d,
-    ];
+    let owned = slow_search(d);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args(args)
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

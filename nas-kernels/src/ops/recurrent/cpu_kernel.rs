@@ -133,7 +133,7 @@ fn forward_row_body(row: &mut [f32], c_prev: &[f32], h_out: &mut [f32], c_out: &
     }
 }
 
-/// The backward of [`pointwise_forward`]; `dc` absent means zero.
+/// The backward of [`pointwise_forward`], with `dc` the gradient reaching the new cell states.
 #[allow(clippy::too_many_arguments)]
 fn pointwise_backward(
     hidden: usize,
@@ -141,7 +141,7 @@ fn pointwise_backward(
     c_prev: &[f32],
     c: &[f32],
     dh: &[f32],
-    dc: Option<&[f32]>,
+    dc: &[f32],
     dgates: &mut [f32],
     dc_prev: &mut [f32],
 ) {
@@ -149,14 +149,6 @@ fn pointwise_backward(
     if h == 0 {
         return;
     }
-    let zeros;
-    let dc = match dc {
-        Some(d) => d,
-        None => {
-            zeros = vec![0.0f32; dh.len()];
-            &zeros
-        }
-    };
     let parts = row_parts(c_prev.len() / h, h);
     backward_in_parts(h, parts, act, c_prev, c, dh, dc, dgates, dc_prev);
 }
@@ -279,16 +271,7 @@ pub(crate) fn cell_backward(
 ) {
     let s = p.state_len();
     let (dh, dc) = dhc.split_at(s);
-    pointwise_backward(
-        p.hidden,
-        act,
-        c_prev,
-        &hc[s..],
-        dh,
-        Some(dc),
-        dgates,
-        dc_prev,
-    );
+    pointwise_backward(p.hidden, act, c_prev, &hc[s..], dh, dc, dgates, dc_prev);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,7 +352,7 @@ pub(crate) fn sequence_backward(
             c_prev,
             &cs[t * sl..(t + 1) * sl],
             &dh,
-            Some(dc0),
+            dc0,
             dg,
             &mut dc_prev,
         );
