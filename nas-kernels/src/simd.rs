@@ -60,3 +60,46 @@ macro_rules! avx512_dispatch {
 }
 
 pub(crate) use avx512_dispatch;
+
+/// The sum of `L` f32 lane accumulators in f64, added pairwise (halving the lanes each round).
+///
+/// Kernels that sum a row keep `L` partial sums in vector lanes; adding those up one after
+/// another is `L` dependent f64 additions, which for rows of a few hundred elements cost
+/// more than the row itself. The halving rounds are vector additions, and pairwise is at
+/// least as accurate as the running sum. `L` is a power of two.
+#[inline(always)]
+pub(crate) fn lane_sum<const L: usize>(lanes: &[f32; L]) -> f64 {
+    debug_assert!(L.is_power_of_two());
+    let mut d = [0.0f64; L];
+    for j in 0..L {
+        d[j] = lanes[j] as f64;
+    }
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for j in 0..w {
+            d[j] += d[j + w];
+        }
+    }
+    d[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_sum;
+
+    #[test]
+    fn lane_sum_adds_every_lane() {
+        // integers and halves: every partial sum is exact, so a lane left out or counted
+        // twice changes the result
+        let lanes: [f32; 64] = std::array::from_fn(|j| (j * j) as f32 + 0.5);
+        let want: f64 = (0..64).map(|j| (j * j) as f64 + 0.5).sum();
+        assert_eq!(lane_sum(&lanes), want);
+        let small: [f32; 16] = std::array::from_fn(|j| (j * j) as f32 - 3.5);
+        assert_eq!(
+            lane_sum(&small),
+            (0..16).map(|j| (j * j) as f64 - 3.5).sum::<f64>()
+        );
+        assert_eq!(lane_sum(&[2.5f32]), 2.5);
+    }
+}

@@ -6,7 +6,7 @@
 //! (f64) added at the end.
 
 use super::BatchNormParams;
-use crate::simd::avx512_dispatch;
+use crate::simd::{avx512_dispatch, lane_sum};
 use crate::threads::{num_threads, parallel_chunks_mut, parallel_split_mut, split_range};
 
 /// Number of image ranges the passes are split into (1 for small tensors).
@@ -75,10 +75,7 @@ fn sums_body<const L: usize>(a: &[f32], b: &[f32], shift: f32) -> (f64, f64) {
         pb[..ta.len()].copy_from_slice(&tb[..ta.len()]);
         add(&pa, &pb);
     }
-    (
-        s1.iter().map(|&v| v as f64).sum::<f64>(),
-        s2.iter().map(|&v| v as f64).sum::<f64>(),
-    )
+    (lane_sum(&s1), lane_sum(&s2))
 }
 
 avx512_dispatch! {
@@ -107,10 +104,7 @@ fn sums_sq_body<const L: usize>(x: &[f32], shift: f32) -> (f64, f64) {
         pad[..tail.len()].copy_from_slice(tail);
         add(&pad);
     }
-    (
-        s1.iter().map(|&v| v as f64).sum::<f64>(),
-        s2.iter().map(|&v| v as f64).sum::<f64>(),
-    )
+    (lane_sum(&s1), lane_sum(&s2))
 }
 
 /// Per-channel `(sum(a), sum(a * (b - shift[ch])))` over the whole tensor.

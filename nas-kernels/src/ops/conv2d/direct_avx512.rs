@@ -706,12 +706,144 @@ macro_rules! by_rb {
     };
 }
 
+/// Depthwise output tile for a square `K x K` kernel, no row dilation: `RB` rows x `V`
+/// vectors of one plane, the `K * K` weights held in registers.
+///
+/// Each input row vector is loaded once and added into every output row it feeds (row `r`
+/// takes input row `r + ky` with weight row `ky`), instead of once per (output row, kernel
+/// row) pair as in [`dw_plane_tile`]: 3x3 over 4 rows loads 6 rows instead of 12. Every loop
+/// has a constant trip count, so LLVM unrolls them and the accumulators stay in registers.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_rows_tile<const RB: usize, const V: usize, const K: usize>(
+    s: &S1,
+    x: *const f32,
+    w: *const f32,
+    y: *mut f32,
+    m: [__mmask16; V],
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; RB];
+    // SAFETY: the caller guarantees that x (padded plane + slack), w (`K * K`) and y cover the
+    // tile.
+    unsafe {
+        let mut wv = [[_mm512_setzero_ps(); K]; K];
+        for ky in 0..K {
+            for kx in 0..K {
+                wv[ky][kx] = _mm512_set1_ps(*w.add(ky * K + kx));
+            }
+        }
+        for i in 0..RB + K - 1 {
+            let xr = x.add(i * s.wp);
+            for kx in 0..K {
+                let xs = xr.add(kx * s.dw);
+                let mut xv = [_mm512_setzero_ps(); V];
+                for v in 0..V {
+                    xv[v] = _mm512_loadu_ps(xs.add(16 * v));
+                }
+                for ky in 0..K {
+                    if i >= ky && i - ky < RB {
+                        for v in 0..V {
+                            acc[i - ky][v] = _mm512_fmadd_ps(xv[v], wv[ky][kx], acc[i - ky][v]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..RB {
+            for v in 0..V {
+                _mm512_mask_storeu_ps(y.add(r * s.ow + 16 * v), m[v], acc[r][v]);
+            }
+        }
+    }
+}
+
+/// [`dw_rows_tile`] for `rb` rows (1 to 4). Uses of `s`: `wp` and `ow` are the input and
+/// output row strides, `dw` the column dilation.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_rows_k<const V: usize, const K: usize>(
+    s: &S1,
+    rb: usize,
+    (x, w, y): (*const f32, *const f32, *mut f32),
+    m: [__mmask16; V],
+) {
+    // SAFETY: forwarded from `dw_rows`.
+    unsafe {
+        match rb {
+            1 => dw_rows_tile::<1, V, K>(s, x, w, y, m),
+            2 => dw_rows_tile::<2, V, K>(s, x, w, y, m),
+            3 => dw_rows_tile::<3, V, K>(s, x, w, y, m),
+            _ => dw_rows_tile::<4, V, K>(s, x, w, y, m),
+        }
+    }
+}
+
+/// Whether [`dw_plane`] takes the row-sharing tiles: square 3x3 and 5x5 kernels with row
+/// dilation 1 or 2, on planes of several rows (the flat form is one long row).
+fn shares_rows(s: &S1) -> bool {
+    s.oh > 1 && matches!(s.dh, 1 | 2) && s.kh == s.kw && matches!(s.kh, 3 | 5)
+}
+
+/// [`dw_plane`] with the row-sharing tiles of a `K x K` kernel.
+///
+/// Row dilation 2 is two interleaved undilated problems: output rows `0, 2, 4, ...` read
+/// input rows `0, 2, 4, ...` only, so each parity runs as tiles on doubled row strides. 5x5
+/// runs one vector wide (`examples/small_ops.rs`, 2026-12-07: with two, its 25 weights and 8
+/// accumulators do not fit the 32 registers and LLVM spills, slower than [`dw_plane_tile`]).
+///
+/// # Safety
+/// As [`dw_plane`].
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_plane_rows<const K: usize>(s: &S1, xp: *const f32, w: *const f32, y: *mut f32) {
+    let dh = s.dh;
+    let sd = S1 {
+        wp: dh * s.wp,
+        ow: dh * s.ow,
+        ..*s
+    };
+    let mut oy = 0;
+    while oy < s.oh {
+        let rows = (s.oh - oy).min(4 * dh);
+        for par in 0..dh.min(rows) {
+            // rows oy + par, oy + par + dh, ... below oy + rows
+            let rb = (rows - par).div_ceil(dh);
+            let mut ox0 = 0;
+            while ox0 < s.ow {
+                let rem = s.ow - ox0;
+                let r0 = oy + par;
+                // SAFETY: offsets inside the buffers described at `dw_plane`; the tile's
+                // `rb` rows on stride `dh` end inside the output plane.
+                unsafe {
+                    let t = (xp.add(r0 * s.wp + ox0), w, y.add(r0 * s.ow + ox0));
+                    if K == 3 && rem > 16 {
+                        dw_rows_k::<2, K>(&sd, rb, t, [0xffff, mask(rem - 16)]);
+                        ox0 += 32;
+                    } else {
+                        dw_rows_k::<1, K>(&sd, rb, t, [mask(rem)]);
+                        ox0 += 16;
+                    }
+                }
+            }
+        }
+        oy += rows;
+    }
+}
+
 /// One depthwise plane: `y[oy, ox] = sum w[ky, kx] * xp[oy + ky dh, ox + kx dw]`.
 ///
 /// # Safety
 /// AVX-512F; `xp` holds `hp * wp + SLACK` floats, `w` `kh * kw`, `y` `oh * ow`.
 #[target_feature(enable = "avx512f")]
 unsafe fn dw_plane(s: &S1, xp: *const f32, w: *const f32, y: *mut f32) {
+    if shares_rows(s) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if s.kh == 3 {
+                dw_plane_rows::<3>(s, xp, w, y)
+            } else {
+                dw_plane_rows::<5>(s, xp, w, y)
+            }
+        }
+        return;
+    }
     let mut oy = 0;
     while oy < s.oh {
         let rb = (s.oh - oy).min(4);
@@ -769,12 +901,74 @@ unsafe fn dw_grad_tile<const TR: usize, const TC: usize>(
     }
 }
 
+/// Depthwise weight gradient of `TR` kernel rows x `TC` kernel columns over one plane, those
+/// taps at once: each input row vector is loaded once and multiplied with the
+/// output-gradient rows of every kernel row it meets (output row `i - a dh` for kernel row
+/// `a`), where [`dw_grad_tile`] loads it once per (output row, tap). Returns the `TR * TC`
+/// sums (row-major); `x` starts at the first tap's row.
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_grad_rows<const TR: usize, const TC: usize>(
+    s: &S1,
+    x: *const f32,
+    dy: *const f32,
+    out: &mut [f32],
+) {
+    let mut acc = [[_mm512_setzero_ps(); TC]; TR];
+    // SAFETY: (whole body) x holds at least `oh + (TR - 1) dh` rows of the padded plane
+    // (+ slack), dy `oh * ow` floats (loads masked to the row).
+    unsafe {
+        for i in 0..s.oh + (TR - 1) * s.dh {
+            let mut ox0 = 0;
+            while ox0 < s.ow {
+                let m = mask(s.ow - ox0);
+                let xr = x.add(i * s.wp + ox0);
+                let mut xv = [_mm512_setzero_ps(); TC];
+                for b in 0..TC {
+                    xv[b] = _mm512_loadu_ps(xr.add(b * s.dw));
+                }
+                for a in 0..TR {
+                    if i >= a * s.dh && i - a * s.dh < s.oh {
+                        let g = _mm512_maskz_loadu_ps(m, dy.add((i - a * s.dh) * s.ow + ox0));
+                        for b in 0..TC {
+                            acc[a][b] = _mm512_fmadd_ps(g, xv[b], acc[a][b]);
+                        }
+                    }
+                }
+                ox0 += 16;
+            }
+        }
+    }
+    for a in 0..TR {
+        for b in 0..TC {
+            out[a * TC + b] = _mm512_reduce_add_ps(acc[a][b]);
+        }
+    }
+}
+
 /// Adds the weight gradient of one plane into `dwc` (`kh * kw`).
 ///
 /// # Safety
 /// As [`dw_plane`], with `dy` `oh * ow` floats.
 #[target_feature(enable = "avx512f")]
 unsafe fn dw_plane_grad(s: &S1, xp: *const f32, dy: *const f32, dwc: &mut [f32]) {
+    // 3x3 in one pass; 5x5 as kernel rows 0-2 and 3-4 (all 25 taps at once would need 31
+    // of the 32 registers, and measured slower than the tiles below)
+    if s.kh == s.kw && matches!(s.kh, 3 | 5) {
+        let mut sums = [0.0f32; 25];
+        // SAFETY: the caller's contract; kernel row 3 starts `3 dh` rows into the plane.
+        unsafe {
+            if s.kh == 3 {
+                dw_grad_rows::<3, 3>(s, xp, dy, &mut sums)
+            } else {
+                dw_grad_rows::<3, 5>(s, xp, dy, &mut sums[..15]);
+                dw_grad_rows::<2, 5>(s, xp.add(3 * s.dh * s.wp), dy, &mut sums[15..]);
+            }
+        }
+        for (d, v) in dwc.iter_mut().zip(sums) {
+            *d += v;
+        }
+        return;
+    }
     let mut tmp = [0.0f32; 9];
     let mut ky0 = 0;
     while ky0 < s.kh {

@@ -392,6 +392,25 @@ mod tests {
     }
 
     #[test]
+    fn depthwise_square_kernels_every_row_tail() {
+        // The AVX-512 depthwise kernels share loaded rows between output rows for 3x3 and 5x5
+        // (dilation 1 and 2, the latter as two row parities) in blocks of 4 or 8 rows: heights
+        // that leave every tail length, widths of one vector, one and a bit, and several, and
+        // "same" padding as in DARTS' sep/dil convolutions.
+        let mut seed = 100;
+        for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+            for (h, w) in [(2, 5), (9, 16), (11, 17), (12, 33), (13, 40), (6, 7)] {
+                let p = Conv2dParams::new(2, 3, h, w, 3, k)
+                    .padding(d * (k - 1) / 2)
+                    .dilation(d)
+                    .groups(3);
+                check_all_paths(&p, seed).unwrap();
+                seed += 1;
+            }
+        }
+    }
+
+    #[test]
     fn backward_matches_finite_differences() {
         // Finite differences of the (default-path) forward, in f64 sums of f32 outputs.
         for p in [

@@ -1,7 +1,7 @@
 //! CPU kernels for the elementwise ops. Lengths are validated by the caller ([`crate::Cpu`]).
 
 use super::{BinaryOp, UnaryOp};
-use crate::simd::avx512_dispatch;
+use crate::simd::{avx512_dispatch, lane_sum};
 use crate::threads::parallel_chunks_mut;
 
 /// `y[i] = f(x[i])`.
@@ -457,7 +457,7 @@ fn scale_dot_body<const L: usize>(w: f32, g: &[f32], x: &[f32], d: &mut [f32]) -
                 acc[j] += g[j] * x[j];
             }
         }
-        let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
+        let mut s = lane_sum(&acc);
         for ((&g, &x), d) in gt.iter().zip(xt).zip(dt) {
             *d = w * g;
             s += g as f64 * x as f64;
