@@ -1,6 +1,7 @@
 //! Per-kernel timings on the shapes of the small DARTS step (`darts_step 12 8 4 8`: batch 8,
-//! C = 4, so cells of 4 channels at 32x32, 8 at 16x16 and 16 at 8x8): the depthwise
-//! convolutions of `sep_conv`/`dil_conv` (input ReLU fused, forward and both gradients) and
+//! C = 4, so cells of 4 channels at 32x32, 8 at 16x16 and 16 at 8x8, and the reduction cells'
+//! stride-2 edges): the depthwise convolutions of `sep_conv`/`dil_conv` (input ReLU fused,
+//! forward and both gradients) and
 //! batch norm, one thread, the minimum over repetitions (robust on a loaded machine), with the
 //! sum over all shapes. For A/B comparisons of kernel changes where the whole step is too noisy.
 //!
@@ -17,10 +18,19 @@ fn main() -> nas_kernels::Result<()> {
     threads::set_num_threads(1);
     let n = 8;
     let mut totals = [0.0f64; 5];
-    for (c, hw) in [(4usize, 32usize), (8, 16), (16, 8)] {
+    // (channels, plane side, stride): the cells' planes, and the reduction cells' stride-2 edges
+    let shapes = [
+        (4usize, 32usize, 1usize),
+        (8, 16, 1),
+        (16, 8, 1),
+        (4, 32, 2),
+        (8, 16, 2),
+    ];
+    for (c, hw, stride) in shapes {
         // (kernel, dilation, padding) of sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5
         for (k, d, pad) in [(3, 1, 1), (5, 1, 2), (3, 2, 2), (5, 2, 4)] {
             let p = Conv2dParams::new(n, c, hw, hw, c, k)
+                .stride(stride)
                 .padding(pad)
                 .dilation(d)
                 .groups(c)
@@ -47,7 +57,7 @@ fn main() -> nas_kernels::Result<()> {
                     .unwrap()
             });
             println!(
-                "dw {c:2}x{hw:2} k{k} d{d}: fwd {:7.1} us  bwd_in {:7.1} us  bwd_w {:7.1} us",
+                "dw {c:2}x{hw:2} s{stride} k{k} d{d}: fwd {:7.1} us  bwd_in {:7.1} us  bwd_w {:7.1} us",
                 f * 1e6,
                 bi * 1e6,
                 bw * 1e6
@@ -55,6 +65,9 @@ fn main() -> nas_kernels::Result<()> {
             totals[0] += f;
             totals[1] += bi;
             totals[2] += bw;
+        }
+        if stride == 2 {
+            continue;
         }
         let bn = BatchNormParams::new(n, c, hw * hw).check()?;
         let x: Vec<f32> = (0..bn.x_len()).map(|i| (i % 17) as f32 * 0.1).collect();

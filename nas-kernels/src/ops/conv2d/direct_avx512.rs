@@ -1325,6 +1325,75 @@ mod s2 {
         }
     }
 
+    /// Reads the `h x w` plane back out of a phase-split padded plane into `x`, zeroed where
+    /// `mask` (a plane of `h x w`) is not positive (ReLU's backward) when given.
+    fn unsplit_masked(g: &G, sp: &[f32], x: &mut [f32], mask: Option<&[f32]>) {
+        if 2 * g.half <= SPLIT_MAX {
+            assert!(x.len() >= g.h * g.w && sp.len() >= g.len());
+            assert!(mask.is_none_or(|m| m.len() >= g.h * g.w));
+            // SAFETY: AVX-512F is available wherever this module's kernels run; sizes checked.
+            return unsafe { unsplit_avx512(g, sp, x, mask) };
+        }
+        unsplit(g, sp, x);
+        if let Some(m) = mask {
+            super::relu_mask(&mut x[..g.h * g.w], m);
+        }
+    }
+
+    /// [`unsplit_masked`] with AVX-512: the two phases of each row are interleaved 32 columns
+    /// at a time with two permutes into a row staged on the stack (the inverse of
+    /// [`split_avx512`]), whose `w` columns are then copied out.
+    ///
+    /// # Safety
+    /// AVX-512F; `sp` holds `g.len()` floats, `x` (and `mask`) `h * w`, `2 * half <= SPLIT_MAX`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn unsplit_avx512(g: &G, sp: &[f32], x: &mut [f32], mask: Option<&[f32]>) {
+        let mut row = [0.0f32; SPLIT_MAX + 32];
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let zero = _mm512_setzero_ps();
+        for iy in 0..g.h {
+            let r = iy + g.ph;
+            let (e0, o0) = (r * 2 * g.half, (r * 2 + 1) * g.half);
+            let mut c = 0;
+            while c < g.half {
+                let m = super::mask(g.half - c);
+                // SAFETY: loads masked to the `half - c` columns left in each phase of row r;
+                // `row` holds 2 * c + 32 <= SPLIT_MAX + 32 floats.
+                unsafe {
+                    let ev = _mm512_maskz_loadu_ps(m, sp.as_ptr().add(e0 + c));
+                    let od = _mm512_maskz_loadu_ps(m, sp.as_ptr().add(o0 + c));
+                    _mm512_storeu_ps(
+                        row.as_mut_ptr().add(2 * c),
+                        _mm512_permutex2var_ps(ev, lo, od),
+                    );
+                    _mm512_storeu_ps(
+                        row.as_mut_ptr().add(2 * c + 16),
+                        _mm512_permutex2var_ps(ev, hi, od),
+                    );
+                }
+                c += 16;
+            }
+            let mut ix = 0;
+            while ix < g.w {
+                let m = super::mask(g.w - ix);
+                let o = iy * g.w + ix;
+                // SAFETY: masked to the `w - ix` columns left in row iy of x (and mask); the
+                // staged row holds `pw + w <= 2 * half` columns.
+                unsafe {
+                    let mut v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(g.pw + ix));
+                    if let Some(mk) = mask {
+                        let xv = _mm512_maskz_loadu_ps(m, mk.as_ptr().add(o));
+                        let pos = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(m, xv, zero);
+                        v = _mm512_maskz_mov_ps(pos, v);
+                    }
+                    _mm512_mask_storeu_ps(x.as_mut_ptr().add(o), m, v);
+                }
+                ix += 16;
+            }
+        }
+    }
+
     /// Reads the `h x w` plane back out of a phase-split padded plane.
     fn unsplit(g: &G, sp: &[f32], x: &mut [f32]) {
         for iy in 0..g.h {
@@ -1372,32 +1441,61 @@ mod s2 {
         }
     }
 
-    /// Input gradient of one plane into a split plane `dsp` (zeroed here): each tap adds
-    /// `w * dy` at its input positions.
+    /// Input gradient of one plane into the split plane `dsp`, gathered: element `(r, phase,
+    /// C)` (padded row `r`, column `2 C + phase`) sums `w[ky, kx] * dy[oy, ox]` over the taps
+    /// that reach it (`2 oy + ky dh = r`, `2 ox + kx dw = 2 C + phase`), each output vector
+    /// written once. (Adding every tap's `w * dy` into the plane instead, as a
+    /// read-modify-write per tap, measured 2-5x slower: overlapping unaligned stores and loads
+    /// defeat store forwarding.) Both column phases of a row are summed side by side.
+    ///
+    /// `dyp` is `dy` with each row at offset `bmax = (kw - 1) dw / 2` of a row of `l` floats,
+    /// zeros around it, so shifted loads need no masks.
     ///
     /// # Safety
-    /// As [`plane_forward`], with `dy` `oh * ow` floats.
+    /// AVX-512F; `dsp` holds `g.len()` floats, `w` `kh * kw`, `dyp` `oh * l` with
+    /// `l >= bmax + half` rounded up to 16.
     #[target_feature(enable = "avx512f")]
-    unsafe fn plane_backward_input(g: &G, w: &[f32], dy: &[f32], dsp: &mut [f32]) {
-        debug_assert!(dsp.len() >= g.len() && dy.len() >= g.oh * g.ow);
-        dsp.fill(0.0);
-        for oy in 0..g.oh {
-            let mut ox = 0;
-            while ox < g.ow {
-                let m = mask(g.ow - ox);
-                // SAFETY: as in `plane_forward`.
-                unsafe {
-                    let gv = _mm512_maskz_loadu_ps(m, dy.as_ptr().add(oy * g.ow + ox));
-                    for ky in 0..g.kh {
+    unsafe fn plane_backward_input(
+        g: &G,
+        w: &[f32],
+        (dyp, l, bmax): (&[f32], usize, usize),
+        dsp: &mut [f32],
+    ) {
+        debug_assert!(dsp.len() >= g.len() && dyp.len() >= g.oh * l);
+        debug_assert!(l >= bmax + g.half.next_multiple_of(16));
+        for r in 0..g.hp {
+            let (even, odd) = (r * 2 * g.half, (r * 2 + 1) * g.half);
+            let mut c0 = 0;
+            while c0 < g.half {
+                let m = mask(g.half - c0);
+                let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                for ky in 0..g.kh {
+                    let ry = ky * g.dh;
+                    if ry > r || (r - ry) % 2 != 0 || (r - ry) / 2 >= g.oh {
+                        continue;
+                    }
+                    // SAFETY: row (r - ry) / 2 < oh of dyp; the loads start at most `bmax`
+                    // floats before column c0 + bmax and end inside the row (see above).
+                    unsafe {
+                        let drow = dyp.as_ptr().add((r - ry) / 2 * l + bmax + c0);
                         for kx in 0..g.kw {
+                            let cx = kx * g.dw;
+                            let v = _mm512_loadu_ps(drow.sub(cx / 2));
                             let wv = _mm512_set1_ps(w[ky * g.kw + kx]);
-                            let dst = dsp.as_mut_ptr().add(g.tap(oy, ky, kx) + ox);
-                            let d = _mm512_maskz_loadu_ps(m, dst);
-                            _mm512_mask_storeu_ps(dst, m, _mm512_fmadd_ps(gv, wv, d));
+                            if cx % 2 == 0 {
+                                a0 = _mm512_fmadd_ps(v, wv, a0);
+                            } else {
+                                a1 = _mm512_fmadd_ps(v, wv, a1);
+                            }
                         }
                     }
                 }
-                ox += 16;
+                // SAFETY: masked to the `half - c0` columns left in each phase of row r.
+                unsafe {
+                    _mm512_mask_storeu_ps(dsp.as_mut_ptr().add(even + c0), m, a0);
+                    _mm512_mask_storeu_ps(dsp.as_mut_ptr().add(odd + c0), m, a1);
+                }
+                c0 += 16;
             }
         }
     }
@@ -1405,7 +1503,7 @@ mod s2 {
     /// Adds the weight gradient of one plane into `dwc` (`kh * kw`).
     ///
     /// # Safety
-    /// As [`plane_backward_input`], with `sp` the split input plane.
+    /// As [`plane_forward`], with `sp` the split input plane and `dy` `oh * ow` floats.
     #[target_feature(enable = "avx512f")]
     unsafe fn plane_backward_weight(g: &G, sp: &[f32], dy: &[f32], dwc: &mut [f32]) {
         debug_assert!(sp.len() >= g.len() && dy.len() >= g.oh * g.ow);
@@ -1468,24 +1566,26 @@ mod s2 {
     ) {
         let g = G::new(p);
         let (hw, ohw, kk) = (p.h * p.w, g.oh * g.ow, p.kh * p.kw);
+        // dy rows staged at offset bmax of rows of l floats (see `plane_backward_input`)
+        let bmax = (g.kw - 1) * g.dw / 2;
+        let l = bmax + g.half.next_multiple_of(16);
         par_chunks_mut(p, dx, p.c_in * hw, &|b, dxb| {
-            with_scratch(g.len(), |dsp| {
+            with_scratch(g.len() + g.oh * l, |buf| {
+                let (dsp, dyp) = buf.split_at_mut(g.len());
+                // the margins are zeroed once; each plane overwrites only its own columns
+                dyp.fill(0.0);
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
+                    let dyi = &dy[i * ohw..][..ohw];
+                    for oy in 0..g.oh {
+                        dyp[oy * l + bmax..][..g.ow].copy_from_slice(&dyi[oy * g.ow..][..g.ow]);
+                    }
                     // SAFETY: AVX-512F checked by `available`.
                     unsafe {
-                        plane_backward_input(
-                            &g,
-                            &w[c * kk..(c + 1) * kk],
-                            &dy[i * ohw..][..ohw],
-                            dsp,
-                        )
+                        plane_backward_input(&g, &w[c * kk..(c + 1) * kk], (dyp, l, bmax), dsp)
                     };
                     let dxi = &mut dxb[c * hw..(c + 1) * hw];
-                    unsplit(&g, dsp, dxi);
-                    if let Some(m) = mask {
-                        super::relu_mask(dxi, &m[i * hw..(i + 1) * hw]);
-                    }
+                    unsplit_masked(&g, dsp, dxi, mask.map(|m| &m[i * hw..(i + 1) * hw]));
                 }
             });
         });

@@ -329,6 +329,21 @@ mod tests {
         Cpu.conv2d_relu_input(&p.check().unwrap(), &x, &w, &mut y)
             .unwrap();
         close(&y, &y_ref, 1e-4, &format!("conv2d_relu_input {p:?}"))?;
+        // the input gradient through that ReLU: dx where x > 0, zero elsewhere
+        let dx_masked: Vec<f32> = dx_ref
+            .iter()
+            .zip(&x)
+            .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+            .collect();
+        let mut dx = vec![f32::NAN; p.x_len()];
+        Cpu.conv2d_backward_input_relu_mask(&p.check().unwrap(), &w, &dy, &x, &mut dx)
+            .unwrap();
+        close(
+            &dx,
+            &dx_masked,
+            1e-4,
+            &format!("conv2d_backward_input_relu_mask {p:?}"),
+        )?;
         reference::backward_weight(p, &xr, &dy, &mut dw_ref, None);
         let mut dw = vec![f32::NAN; p.w_len()];
         Cpu.conv2d_backward_weight_relu_input(&p.check().unwrap(), &x, &dy, &mut dw)
@@ -397,15 +412,19 @@ mod tests {
         // (dilation 1 and 2, the latter as two row parities) in blocks of 4 or 8 rows: heights
         // that leave every tail length, widths of one vector, one and a bit, and several, and
         // "same" padding as in DARTS' sep/dil convolutions.
+        // Stride 2 (reduction cells) gathers its input gradient from a staged copy of dy.
         let mut seed = 100;
-        for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
-            for (h, w) in [(2, 5), (9, 16), (11, 17), (12, 33), (13, 40), (6, 7)] {
-                let p = Conv2dParams::new(2, 3, h, w, 3, k)
-                    .padding(d * (k - 1) / 2)
-                    .dilation(d)
-                    .groups(3);
-                check_all_paths(&p, seed).unwrap();
-                seed += 1;
+        for stride in [1, 2] {
+            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+                for (h, w) in [(2, 5), (9, 16), (11, 17), (12, 33), (13, 40), (6, 7)] {
+                    let p = Conv2dParams::new(2, 3, h, w, 3, k)
+                        .stride(stride)
+                        .padding(d * (k - 1) / 2)
+                        .dilation(d)
+                        .groups(3);
+                    check_all_paths(&p, seed).unwrap();
+                    seed += 1;
+                }
             }
         }
     }
