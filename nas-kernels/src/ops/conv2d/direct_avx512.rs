@@ -1471,7 +1471,7 @@ mod s2 {
                 let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                 for ky in 0..g.kh {
                     let ry = ky * g.dh;
-                    if ry > r || (r - ry) % 2 != 0 || (r - ry) / 2 >= g.oh {
+                    if ry > r || !(r - ry).is_multiple_of(2) || (r - ry) / 2 >= g.oh {
                         continue;
                     }
                     // SAFETY: row (r - ry) / 2 < oh of dyp; the loads start at most `bmax`
@@ -1482,7 +1482,7 @@ mod s2 {
                             let cx = kx * g.dw;
                             let v = _mm512_loadu_ps(drow.sub(cx / 2));
                             let wv = _mm512_set1_ps(w[ky * g.kw + kx]);
-                            if cx % 2 == 0 {
+                            if cx.is_multiple_of(2) {
                                 a0 = _mm512_fmadd_ps(v, wv, a0);
                             } else {
                                 a1 = _mm512_fmadd_ps(v, wv, a1);
