@@ -1292,7 +1292,11 @@ mod s2 {
     /// AVX-512F; `x` holds `h * w` floats, `sp` `g.len()`, `2 * half <= SPLIT_MAX`.
     #[target_feature(enable = "avx512f")]
     unsafe fn split_avx512(g: &G, x: &[f32], sp: &mut [f32], relu: bool) {
-        sp.fill(0.0);
+        // the data rows below are written whole (their padding columns are the staged row's
+        // zeros); only the padding rows need zeroing
+        let row_len = 2 * g.half;
+        sp[..g.ph * row_len].fill(0.0);
+        sp[(g.ph + g.h) * row_len..g.len()].fill(0.0);
         // the padded row, rounded up to whole pairs of vectors (zeros past the data stay zero)
         let mut row = [0.0f32; SPLIT_MAX + 32];
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
