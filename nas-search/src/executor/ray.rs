@@ -162,6 +162,18 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// The last `n` characters of `s`, on one line (a failed job's message ends with its logs,
+/// whose end says why).
+fn clip_tail(s: &str, n: usize) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let count = one.chars().count();
+    if count > n {
+        format!("...{}", one.chars().skip(count - n).collect::<String>())
+    } else {
+        one
+    }
+}
+
 /// The Ray executor (see the [module docs](self)).
 pub type RayExecutor = Tracker<Ray>;
 
@@ -349,7 +361,7 @@ impl Scheduler for Ray {
         if message.is_empty() {
             format!("status {status}")
         } else {
-            format!("status {status}: {}", clip(&message, 300))
+            format!("status {status}: {}", clip_tail(&message, 400))
         }
     }
 
@@ -380,5 +392,40 @@ impl Scheduler for Ray {
                 );
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_clipped_on_one_line_keeping_the_head_or_the_tail() {
+        assert_eq!(clip("a  b\nc", 10), "a b c");
+        assert_eq!(clip("abcdef", 3), "abc...");
+        assert_eq!(
+            clip_tail("x\n\nModuleNotFoundError: ray", 10),
+            "...Error: ray"
+        );
+        assert_eq!(clip_tail("short", 10), "short");
+    }
+
+    #[test]
+    fn the_address_comes_from_the_option_then_the_environment_then_the_default() {
+        let given = RaySettings {
+            address: Some("http://h:1".into()),
+            ..RaySettings::default()
+        };
+        assert_eq!(given.address_text(), "http://h:1");
+        assert_eq!(given.parsed_address().unwrap().port, 1);
+        let bad = RaySettings {
+            address: Some("ray://h:10001".into()),
+            ..RaySettings::default()
+        };
+        let e = bad.parsed_address().unwrap_err().to_string();
+        assert!(
+            e.contains("--ray-address \"ray://h:10001\"") && e.contains("8265"),
+            "{e}"
+        );
     }
 }
