@@ -63,7 +63,7 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Inspect data sets (embedded, or MNIST / Fashion-MNIST / CIFAR / digits files).
     Data(cmd::data::DataArgs),
-    /// Run one trial of a search from its spec file (what `--executor slurm` runs on nodes).
+    /// Run one trial of a search from its spec file (what `--executor slurm` and `ray` run on nodes).
     Eval(cmd::eval::EvalArgs),
 }
 

@@ -183,7 +183,7 @@ pub const SETTINGS_FILE: &str = "settings.json";
 /// Options a resume may change (a larger budget; the search refuses other worker counts;
 /// the executor, which does not change results); a one-shot search may also be given more
 /// `epochs`.
-pub const RESUME_MAY_CHANGE: [&str; 7] = [
+pub const RESUME_MAY_CHANGE: [&str; 11] = [
     "evaluations",
     "max_time",
     "workers",
@@ -191,6 +191,10 @@ pub const RESUME_MAY_CHANGE: [&str; 7] = [
     "slurm_partition",
     "slurm_time",
     "slurm_args",
+    "ray_address",
+    "ray_cpus",
+    "ray_gpus",
+    "ray_python",
 ];
 
 /// Writes `settings` to `dir/settings.json` (atomically).

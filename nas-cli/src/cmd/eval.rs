@@ -15,7 +15,7 @@ use std::path::PathBuf;
     runs/s1/trials/3/result.json"
 )]
 pub struct EvalArgs {
-    /// The trial spec (written by `nas search --executor slurm` into DIR/trials/ID/spec.json).
+    /// The trial spec (written by `nas search --executor slurm|ray` into DIR/trials/ID/spec.json).
     #[arg(long)]
     pub spec: PathBuf,
     /// Directory for result.json (written atomically; created if needed).

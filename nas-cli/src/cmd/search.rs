@@ -10,7 +10,7 @@ use clap::{Args, Parser as _};
 use indicatif::ProgressBar;
 use nas_search::builder::{self as b, Finished, Observer, Search, Started, TrialRecord};
 use nas_search::data::DataSpec;
-use nas_search::executor::{ExecutorSettings, slurm::SlurmSettings};
+use nas_search::executor::{ExecutorSettings, ray::RaySettings, slurm::SlurmSettings};
 use nas_search::memory::parse_size;
 use nas_search::oneshot::Event;
 use nas_search::outdir::{SETTINGS_FILE, resume_settings, write_settings};
@@ -138,8 +138,9 @@ pub struct SearchArgs {
     /// this (512M, 8G, ...) by the closed-form estimate [default: the available memory].
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
-    /// Where trials run: local (this process) or slurm (job arrays; the output directory must
-    /// be on a file system the nodes share; see docs/SCALING.md).
+    /// Where trials run: local (this process), slurm (job arrays) or ray (a Ray job per trial,
+    /// through the head's jobs API); for slurm and ray the output directory must be on a file
+    /// system the nodes share (see docs/SCALING.md).
     #[arg(long, default_value = "local")]
     pub executor: String,
     /// Slurm partition of the trials' jobs [default: the cluster's].
@@ -151,6 +152,20 @@ pub struct SearchArgs {
     /// More sbatch arguments, separated by spaces (e.g. "--gres=gpu:1 --mem=8G").
     #[arg(long)]
     pub slurm_args: Option<String>,
+    /// The Ray head's dashboard address, where its jobs API answers [default: $RAY_ADDRESS
+    /// when it is an http:// address, else http://127.0.0.1:8265].
+    #[arg(long)]
+    pub ray_address: Option<String>,
+    /// CPUs of each trial's Ray task (also its NAS_THREADS) [default: 1].
+    #[arg(long)]
+    pub ray_cpus: Option<f64>,
+    /// GPUs of each trial's Ray task [default: 0].
+    #[arg(long)]
+    pub ray_gpus: Option<f64>,
+    /// The Python on the Ray head that runs the trial driver (it must import ray)
+    /// [default: python].
+    #[arg(long)]
+    pub ray_python: Option<String>,
 }
 
 /// The settings of a search as option id -> command-line value (what `settings.json` holds).
@@ -177,6 +192,10 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("slurm_partition", a.slurm_partition.clone()),
         ("slurm_time", a.slurm_time.clone()),
         ("slurm_args", a.slurm_args.clone()),
+        ("ray_address", a.ray_address.clone()),
+        ("ray_cpus", a.ray_cpus.map(|v| v.to_string())),
+        ("ray_gpus", a.ray_gpus.map(|v| v.to_string())),
+        ("ray_python", a.ray_python.clone()),
         ("prefilter", a.prefilter.clone()),
     ]
     .into_iter()
@@ -349,6 +368,16 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
                     .map(String::from)
                     .collect(),
                 ..SlurmSettings::default()
+            },
+            ray: {
+                let d = RaySettings::default();
+                RaySettings {
+                    address: a.ray_address.clone(),
+                    cpus: a.ray_cpus.unwrap_or(d.cpus),
+                    gpus: a.ray_gpus.unwrap_or(d.gpus),
+                    python: a.ray_python.clone().unwrap_or(d.python.clone()),
+                    ..d
+                }
             },
         })
         .observer(bars.clone());

@@ -342,7 +342,7 @@ fn bad_slurm_setups_and_specs_are_clear_errors() {
 
     let o = table_search(&c, &c.dir("ray"), &["--executor", "pbs"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("unknown executor \"pbs\" (known: local, slurm)"));
+    assert!(stderr(&o).contains("unknown executor \"pbs\" (known: local, slurm, ray)"));
 
     let spec = c.root.join("spec.json");
     for (text, want) in [

@@ -7,19 +7,24 @@
 //! architecture as JSON, its fidelity, its seed), turns it into a self-contained
 //! [`TrialSpec`] file (space, evaluator, data, recipe, network sizes, seed: everything
 //! [`run_trial`] needs to rebuild the evaluator) and has `nas eval --spec FILE --out DIR` run it
-//! somewhere else (a Slurm job array: [`slurm`]). The result comes back as a [`TrialResult`]
+//! somewhere else (a Slurm job array: [`slurm`]; a Ray job per trial: [`ray`]; both are
+//! [`remote::Tracker`]s over a [`remote::Scheduler`], which share how results are read and lost
+//! trials retried). The result comes back as a [`TrialResult`]
 //! file, holding the same [`Finished`] record the loop builds for a local evaluation, so the
 //! history, the events log and the checkpoint are the same whichever executor ran the trials:
 //! the trial seed travels in the spec, and the evaluator is rebuilt from the same settings
 //! (its [`crate::Evaluator::name`] is checked against the search's).
 //!
-//! A remote executor may give a trial a *ticket* (a Slurm array task id); the loop saves it in
+//! A remote executor may give a trial a *ticket* (a Slurm array task id, a Ray submission id); the loop saves it in
 //! the checkpoint with the pending trial, so a search resumed after a kill hands the ticket
 //! back and the executor watches the running job instead of submitting it again.
 //!
 //! Executors are chosen by name ([`ExecutorSettings::kind`], `nas search --executor`): the
 //! list is [`EXECUTORS`].
 
+pub mod http;
+pub mod ray;
+pub mod remote;
 pub mod slurm;
 
 use std::path::{Path, PathBuf};
@@ -35,8 +40,8 @@ use crate::search::Finished;
 use crate::spaces::{NetSettings, Registry};
 use crate::train::TrainRecipe;
 
-/// The executors `--executor` takes: `local` (in this process; the default) and `slurm`.
-pub const EXECUTORS: [&str; 2] = ["local", "slurm"];
+/// The executors `--executor` takes: `local` (in this process; the default), `slurm` and `ray`.
+pub const EXECUTORS: [&str; 3] = ["local", "slurm", "ray"];
 
 /// The first field of every trial spec (what [`read_spec`] checks).
 pub const SPEC_FORMAT: &str = "nas-rs trial spec v1";
@@ -335,7 +340,7 @@ pub enum RemoteEvent {
     Submitted {
         /// Trial id.
         id: u64,
-        /// The ticket (a Slurm array task id).
+        /// The ticket (a Slurm array task id, a Ray submission id).
         ticket: String,
     },
     /// The trial finished (successfully or as a failed trial).
@@ -390,6 +395,8 @@ pub struct ExecutorSettings {
     pub program: Option<PathBuf>,
     /// The Slurm executor's settings.
     pub slurm: slurm::SlurmSettings,
+    /// The Ray executor's settings.
+    pub ray: ray::RaySettings,
 }
 
 impl ExecutorSettings {
@@ -398,14 +405,18 @@ impl ExecutorSettings {
         self.kind.is_empty() || self.kind == "local"
     }
 
-    /// Checks the settings and the machine (commands on PATH, the program) without writing
-    /// anything.
+    /// Checks the settings and the machine (commands on PATH, the program, a Ray head that
+    /// answers) without writing anything.
     pub fn check(&self) -> Result<()> {
         match self.kind.as_str() {
             "" | "local" => Ok(()),
             "slurm" => {
                 self.program()?;
                 self.slurm.check()
+            }
+            "ray" => {
+                self.program()?;
+                self.ray.check().map(drop)
             }
             other => Err(SearchError::Setting(format!(
                 "unknown executor {other:?} (known: {})",
@@ -451,7 +462,14 @@ impl ExecutorSettings {
                 self.kind
             ))
         })?;
-        let exec = slurm::SlurmExecutor::new(self.slurm.clone(), self.program()?, template, dir)?;
-        Ok(Some(RemoteHandle(Arc::new(Mutex::new(exec)))))
+        let program = self.program()?;
+        let exec: Arc<Mutex<dyn RemoteExecutor>> = if self.kind == "ray" {
+            let e = ray::RayExecutor::new(self.ray.clone(), program, template, dir)?;
+            Arc::new(Mutex::new(e))
+        } else {
+            let e = slurm::SlurmExecutor::new(self.slurm.clone(), program, template, dir)?;
+            Arc::new(Mutex::new(e))
+        };
+        Ok(Some(RemoteHandle(exec)))
     }
 }
