@@ -24,6 +24,9 @@ cargo build --release --features nas-kernels/cuda -p nas-kernels --example cuda_
 cp target/release/examples/cuda_bench .gpu/bin/
 cargo build --release --features nas-search/cuda -p nas-search --example darts_step
 cp target/release/examples/darts_step .gpu/bin/
+# the SGEMM against cuBLAS (the benches crate's `cublas` feature: the yardstick only)
+cargo build --release -p benches --features cublas --example sgemm_cublas
+cp target/release/examples/sgemm_cublas .gpu/bin/
 cp scripts/gpu-check.sh scripts/gpu_torch_ref.py benches/reference/darts_step_ref.py .gpu/
 strip .gpu/bin/* 2>/dev/null || true
 ls -la .gpu/bin && du -sh .gpu

@@ -27,6 +27,9 @@ run alloc "$b/nas-tensor-cuda_alloc"
 run search-suite "$b/nas-search-it" --ignored --test-threads 1 --nocapture backends::cuda::
 # timings, side by side with PyTorch (cuBLAS, cuDNN) on the same card
 run bench "$b/cuda_bench" cuda:0
+# SGEMM 4096 against cuBLAS in the same process, f32 (CUBLAS_DEFAULT_MATH) and TF32 tensor
+# cores (ours: mm_sgemm_tf32; cuBLAS: CUBLAS_TF32_TENSOR_OP_MATH), interleaved
+run cublas "$b/sgemm_cublas" cuda:0 20 4096
 run torch python3 "$here/gpu_torch_ref.py"
 # one first-order DARTS step (C=16, 8 cells, batch 64): nas-rs on the GPU and on this
 # machine's CPU, PyTorch on the same GPU (TF32 off)
@@ -37,5 +40,6 @@ run darts-torch python3 "$here/darts_step_ref.py" 6 16 --cuda
   echo "## GPU check: $(head -1 "$out/device.txt")"
   printf '%s\n' "${status[@]}"
   grep -h -E "sgemm|conv3x3|relative" "$out/bench.log" "$out/torch.log" "$out/search-suite.log" 2>/dev/null
+  grep -h -E "vs cuBLAS|speed-up|check:|cuBLAS unavailable|TF32:" "$out/cublas.log" 2>/dev/null
   for d in gpu cpu torch; do echo "darts step $d: $(grep -h median "$out/darts-$d.log" 2>/dev/null)"; done
 } | tee "$out/results.md"

@@ -5,7 +5,7 @@
 set -euo pipefail
 ptxas=$1
 dir=$2
-hot='^(mm_sgemm|cv_forward|cv_backward_weight|cv_backward_input|cv_dw_forward)$'
+hot='^(mm_sgemm|mm_sgemm_tf32|cv_forward|cv_forward_tf32|cv_backward_weight|cv_backward_weight_tf32|cv_backward_input|cv_dw_forward)$'
 report=$(for f in "$dir"/*.ptx; do "$ptxas" -arch=sm_90 -v "$f" -o /dev/null 2>&1; done | awk '
   /Compiling entry function/ { match($0, /\x27[^\x27]+\x27/); k = substr($0, RSTART + 1, RLENGTH - 2) }
   /bytes stack frame/ {

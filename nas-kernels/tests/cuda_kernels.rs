@@ -196,6 +196,379 @@ fn conv2d_forward_and_backward_all_paths() {
     }
 }
 
+// ---------------------------------------------------------------- TF32 tensor cores
+//
+// Error bound of a TF32 GEMM (`Cuda::with_tf32(true)`), element by element, with
+// S = sum_k |a_ik| |b_kj| (times |alpha|): rounding an operand to TF32 (10 mantissa bits,
+// nearest) moves it by at most 2^-11 of its magnitude, so a product by at most
+// (2 * 2^-11 + 2^-22) of |a b|; adding K products in f32 adds at most about K * 2^-24 of S
+// (we allow K * 2^-23, twice that, for the hardware's own adder). Hence
+// |tf32 - exact| <= (2^-10 + 2^-21 + (K + 2) * 2^-23) * S: about 1e-3 of S, where f32 alone
+// stays near 1e-6 of S. Against the exact product of the *TF32-rounded* operands only the f32
+// summation is left, (K + 2) * 2^-23 * S: that checks that every operand was rounded, and
+// rounded to nearest with ties away from zero (the data holds exact ties).
+
+/// The TF32 value nearest `x`, ties away from zero, computed in f64 from the definition: a
+/// multiple of 2^(e - 10) for x in [2^e, 2^(e+1)) (of 2^-136 for subnormals), overflowing
+/// to infinity at 2^128. NaN for NaN.
+fn tf32_reference(x: f32) -> f32 {
+    if x.is_nan() || x.is_infinite() || x == 0.0 {
+        return x;
+    }
+    let exp_field = (x.to_bits() >> 23) & 0xff;
+    let e = if exp_field == 0 {
+        -126
+    } else {
+        exp_field as i32 - 127
+    };
+    let ulp = 2f64.powi(e - 10);
+    let r = (x.abs() as f64 / ulp).round() * ulp; // f64::round: ties away from zero
+    let r = if r >= 2f64.powi(128) {
+        f64::INFINITY
+    } else {
+        r
+    };
+    (r as f32).copysign(x)
+}
+
+#[cfg(feature = "cuda-emu")]
+fn tf32_round(x: f32) -> f32 {
+    f32::from_bits(Cuda::emulated_tf32_round(x.to_bits()))
+}
+
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn tf32_rounding_matches_the_bit_level_reference() {
+    // every sign, exponent and kept mantissa (the top 19 bits), each with dropped bits below,
+    // at and above the halfway point, and a few more
+    let mut s = 0x1234_5678_u32;
+    for top in 0u32..1 << 19 {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        for low in [0, 1, 0x0fff, 0x1000, 0x1001, 0x1fff, s & 0x1fff] {
+            let bits = top << 13 | low;
+            let x = f32::from_bits(bits);
+            let got = f32::from_bits(Cuda::emulated_tf32_round(bits));
+            let want = tf32_reference(x);
+            if x.is_nan() {
+                assert!(got.is_nan(), "{bits:#010x}: NaN rounded to {got}");
+            } else {
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{bits:#010x} ({x:e}): {got:e} vs reference {want:e}"
+                );
+            }
+        }
+    }
+    // the cases by name: ties go away from zero, past the largest TF32 is infinity
+    assert_eq!(tf32_round(1.0 + 2f32.powi(-11)), 1.0 + 2f32.powi(-10));
+    assert_eq!(tf32_round(-(1.0 + 2f32.powi(-11))), -(1.0 + 2f32.powi(-10)));
+    assert_eq!(tf32_round(1.0 + 3.0 * 2f32.powi(-11)), 1.0 + 2f32.powi(-9));
+    assert_eq!(tf32_round(1.0 + 2f32.powi(-11) - 2f32.powi(-23)), 1.0);
+    assert_eq!(tf32_round(f32::MAX), f32::INFINITY);
+    assert_eq!(
+        tf32_round(f32::from_bits(0x0000_1000)),
+        f32::from_bits(0x0000_2000)
+    );
+}
+
+/// `data`, with every fifth value moved onto a TF32 tie (dropped bits exactly half a unit).
+fn tie_data(n: usize, seed: u64) -> Vec<f32> {
+    let mut v = data(n, seed);
+    for x in v.iter_mut().step_by(5) {
+        *x = f32::from_bits((x.to_bits() & !0x1fff) | 0x1000);
+    }
+    v
+}
+
+/// `op(A) op(B)` of one batch element in f64, and the sum of |products|.
+fn gemm_f64(p: &Matmul, a: &[f32], b: &[f32], z: usize, i: usize, j: usize) -> (f64, f64) {
+    let (m, n, k) = (p.m, p.n, p.k);
+    let a = &a[z * m * k..];
+    let b = if p.b_shared { b } else { &b[z * k * n..] };
+    let (mut sum, mut abs) = (0.0f64, 0.0f64);
+    for l in 0..k {
+        let x = if p.trans_a {
+            a[l * m + i]
+        } else {
+            a[i * k + l]
+        } as f64;
+        let y = if p.trans_b {
+            b[j * k + l]
+        } else {
+            b[l * n + j]
+        } as f64;
+        sum += x * y;
+        abs += (x * y).abs();
+    }
+    (sum, abs)
+}
+
+/// Checks `got` (C after the GEMM) against the f64 GEMM of `a`, `b` with `rel` times
+/// |alpha| S allowed, plus f32 rounding of the alpha/beta update.
+fn check_gemm(p: &Matmul, a: &[f32], b: &[f32], c0: &[f32], got: &[f32], rel: f64, what: &str) {
+    let mut worst = 0.0f64;
+    for z in 0..p.batch {
+        for i in 0..p.m {
+            for j in 0..p.n {
+                let idx = (z * p.m + i) * p.n + j;
+                let (sum, abs) = gemm_f64(p, a, b, z, i, j);
+                let alpha = p.alpha as f64;
+                let beta_c = if p.beta != 0.0 {
+                    p.beta as f64 * c0[idx] as f64
+                } else {
+                    0.0
+                };
+                let want = alpha * sum + beta_c;
+                let tol = rel * alpha.abs() * abs
+                    + 2f64.powi(-22) * (alpha.abs() * abs + beta_c.abs())
+                    + 1e-30;
+                let err = (got[idx] as f64 - want).abs();
+                assert!(
+                    err <= tol,
+                    "{what}: {p:?}: C[{z}][{i}][{j}] = {} vs {want} (error {err:e}, bound {tol:e})",
+                    got[idx]
+                );
+                worst = worst.max(err / (alpha.abs() * abs).max(1e-30));
+            }
+        }
+    }
+    eprintln!("{what}: {p:?}: worst error / S = {worst:.2e} (allowed {rel:.2e})");
+}
+
+fn tf32_gemm_cases() -> Vec<Matmul> {
+    let mut out = Vec::new();
+    // M, N, K below, at and across the 64 x 64 x 16 tile and the 16 x 8 x 8 mma tile
+    for &(batch, m, n, k) in &[
+        (1, 1, 1, 1),
+        (1, 70, 52, 36),
+        (2, 65, 67, 33),
+        (3, 17, 130, 20),
+        (1, 128, 64, 64),
+        (1, 9, 7, 5),
+    ] {
+        for (ta, tb, shared, beta) in [
+            (false, false, false, 0.0),
+            (true, false, false, 0.0),
+            (false, true, false, 0.5),
+            (true, true, true, 0.0),
+            (false, false, true, -1.0),
+        ] {
+            out.push(Matmul {
+                batch,
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+                b_shared: shared,
+                alpha: 0.75,
+                beta,
+            });
+        }
+    }
+    out
+}
+
+fn run_gemm(c: &Cuda, p: &Matmul, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f32> {
+    let mut out = if p.beta != 0.0 {
+        c.from_slice(c0).unwrap()
+    } else {
+        c.alloc(p.c_len()).unwrap()
+    };
+    c.matmul(
+        p,
+        &c.from_slice(a).unwrap(),
+        &c.from_slice(b).unwrap(),
+        &mut out,
+    )
+    .unwrap();
+    c.to_vec(&out).unwrap()
+}
+
+#[test]
+fn sgemm_tf32_within_the_tf32_bound() {
+    let Some(t) = t() else { return };
+    let c = t.c.with_tf32(true);
+    if !c.tf32() {
+        eprintln!(
+            "SKIPPED: {} has no TF32 tensor cores (compute capability < 8.0)",
+            c.name()
+        );
+        return;
+    }
+    for p in tf32_gemm_cases() {
+        let (a, b, c0) = (
+            tie_data(p.a_len(), 21),
+            tie_data(p.b_len(), 22),
+            data(p.c_len(), 23),
+        );
+        let got = run_gemm(&c, &p, &a, &b, &c0);
+        let k = p.k as f64;
+        let tf32_bound = 2f64.powi(-10) + 2f64.powi(-21) + (k + 2.0) * 2f64.powi(-23);
+        check_gemm(&p, &a, &b, &c0, &got, tf32_bound, "tf32 vs exact");
+        let (ar, br): (Vec<f32>, Vec<f32>) = (
+            a.iter().map(|&x| tf32_reference(x)).collect(),
+            b.iter().map(|&x| tf32_reference(x)).collect(),
+        );
+        check_gemm(
+            &p,
+            &ar,
+            &br,
+            &c0,
+            &got,
+            (k + 2.0) * 2f64.powi(-23),
+            "tf32 vs rounded operands",
+        );
+    }
+}
+
+#[test]
+fn sgemm_default_stays_exact_f32() {
+    let Some(t) = t() else { return };
+    if std::env::var("NAS_CUDA_TF32").is_ok_and(|v| v.trim() == "1") {
+        eprintln!("SKIPPED: NAS_CUDA_TF32=1 switches the device's default to TF32");
+        return;
+    }
+    assert!(!t.c.tf32(), "TF32 must be off by default");
+    for c in [t.c, t.c.with_tf32(false)] {
+        for p in tf32_gemm_cases() {
+            let (a, b, c0) = (
+                tie_data(p.a_len(), 21),
+                tie_data(p.b_len(), 22),
+                data(p.c_len(), 23),
+            );
+            let got = run_gemm(&c, &p, &a, &b, &c0);
+            // f32 FMAs: at most about K * 2^-24 of S; allow twice that
+            check_gemm(
+                &p,
+                &a,
+                &b,
+                &c0,
+                &got,
+                (p.k as f64 + 2.0) * 2f64.powi(-23),
+                "f32",
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_tf32_within_the_tf32_bound() {
+    let Some(t) = t() else { return };
+    let c = t.c.with_tf32(true);
+    if !c.tf32() {
+        eprintln!("SKIPPED: no TF32 tensor cores");
+        return;
+    }
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    let rnd = |v: &[f32]| v.iter().map(|&x| tf32_reference(x)).collect::<Vec<_>>();
+    // got vs want, allowed `rel` of S (the same op on |operands|) plus the CPU's own f32 error
+    let check = |got: &[f32], want: &[f32], s: &[f32], k: usize, rel: f64, what: &str| {
+        for i in 0..want.len() {
+            let tol = (rel + (k as f64 + 2.0) * 2f64.powi(-23)) * s[i] as f64 + 1e-30;
+            let err = (got[i] as f64 - want[i] as f64).abs();
+            assert!(
+                err <= tol,
+                "{what}: element {i}: {} vs {} (error {err:e}, bound {tol:e})",
+                got[i],
+                want[i]
+            );
+        }
+    };
+    for p in conv_cases().into_iter().filter(|p| !p.is_depthwise()) {
+        let cp = p.check().unwrap();
+        let (x, w, dy) = (
+            tie_data(p.x_len(), 24),
+            tie_data(p.w_len(), 25),
+            tie_data(p.y_len(), 26),
+        );
+        let (x_, w_, dy_) = (
+            c.from_slice(&x).unwrap(),
+            c.from_slice(&w).unwrap(),
+            c.from_slice(&dy).unwrap(),
+        );
+        let kf = (p.c_in / p.groups) * p.kh * p.kw;
+        let kw = p.n * p.out_h() * p.out_w();
+        let tf32 = 2f64.powi(-10) + 2f64.powi(-21);
+        for relu in [false, true] {
+            let conv = |x: &[f32], w: &[f32]| {
+                let mut y = vec![0.0; p.y_len()];
+                if relu {
+                    Cpu.conv2d_relu_input(&cp, x, w, &mut y).unwrap();
+                } else {
+                    Cpu.conv2d(&cp, x, w, None, &mut y).unwrap();
+                }
+                y
+            };
+            let mut got = c.alloc(p.y_len()).unwrap();
+            if relu {
+                c.conv2d_relu_input(&cp, &x_, &w_, &mut got).unwrap();
+            } else {
+                c.conv2d(&cp, &x_, &w_, None, &mut got).unwrap();
+            }
+            let got = c.to_vec(&got).unwrap();
+            let s = conv(&abs(&x), &abs(&w));
+            check(
+                &got,
+                &conv(&x, &w),
+                &s,
+                kf,
+                tf32,
+                &format!("conv2d tf32 relu={relu} {p:?}"),
+            );
+            check(
+                &got,
+                &conv(&rnd(&x), &rnd(&w)),
+                &s,
+                kf,
+                (kf as f64 + 2.0) * 2f64.powi(-23),
+                &format!("conv2d tf32 vs rounded operands relu={relu} {p:?}"),
+            );
+
+            let grad = |x: &[f32], dy: &[f32]| {
+                let mut dw = vec![0.0; p.w_len()];
+                if relu {
+                    Cpu.conv2d_backward_weight_relu_input(&cp, x, dy, &mut dw)
+                        .unwrap();
+                } else {
+                    Cpu.conv2d_backward_weight(&cp, x, dy, &mut dw, None)
+                        .unwrap();
+                }
+                dw
+            };
+            let mut gw = c.alloc(p.w_len()).unwrap();
+            if relu {
+                c.conv2d_backward_weight_relu_input(&cp, &x_, &dy_, &mut gw)
+                    .unwrap();
+            } else {
+                c.conv2d_backward_weight(&cp, &x_, &dy_, &mut gw, None)
+                    .unwrap();
+            }
+            let gw = c.to_vec(&gw).unwrap();
+            let s = grad(&abs(&x), &abs(&dy));
+            check(
+                &gw,
+                &grad(&x, &dy),
+                &s,
+                kw,
+                tf32,
+                &format!("conv2d_backward_weight tf32 relu={relu} {p:?}"),
+            );
+            check(
+                &gw,
+                &grad(&rnd(&x), &rnd(&dy)),
+                &s,
+                kw,
+                (kw as f64 + 2.0) * 2f64.powi(-23),
+                &format!("conv2d_backward_weight tf32 vs rounded operands relu={relu} {p:?}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn pooling_all_paths() {
     let Some(t) = t() else { return };

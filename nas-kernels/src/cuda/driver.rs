@@ -20,6 +20,7 @@ pub(super) struct Driver {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: &'static str,
+    cc: (i32, i32),
     modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     /// Kernels launched since the last synchronisation (the last `PENDING`), and how many.
@@ -83,6 +84,7 @@ impl Driver {
             ctx,
             stream,
             arch,
+            cc: (major, minor),
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             pending: Mutex::new((Vec::new(), 0)),
@@ -93,6 +95,11 @@ impl Driver {
         self.ctx
             .name()
             .unwrap_or_else(|_| format!("cuda:{}", self.ordinal))
+    }
+
+    /// The device's compute capability (major, minor).
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.cc
     }
 
     fn bind(&self) -> Result<()> {

@@ -17,6 +17,13 @@ unsafe extern "C" {
     ) -> i32;
     fn nas_emu_malloc(bytes: usize) -> u64;
     fn nas_emu_free(ptr: u64, bytes: usize);
+    fn nas_emu_tf32_round(bits: u32) -> u32;
+}
+
+/// The emulated device's `cvt.rna.tf32.f32` on raw bits.
+pub(super) fn tf32_round(bits: u32) -> u32 {
+    // SAFETY: a pure function of its argument.
+    unsafe { nas_emu_tf32_round(bits) }
 }
 
 pub(super) fn malloc(bytes: usize) -> Result<u64> {

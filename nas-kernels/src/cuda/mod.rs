@@ -25,6 +25,12 @@
 //!   after every launch, so the error names the one kernel).
 //! - `NAS_CUDA_POISON=1` (always on for the emulated device) fills every buffer from
 //!   [`Backend::alloc`] with NaN, so an output element a kernel forgets to write shows.
+//! - TF32 tensor cores, off by default ([`Cuda::set_tf32`], or `NAS_CUDA_TF32=1` when the
+//!   device is first opened): the SGEMM and the implicit-GEMM convolutions (forward and
+//!   weight gradient) then run `mma.sync` m16n8k8 TF32 kernels, their operands rounded to a
+//!   10-bit mantissa (`cvt.rna.tf32.f32`), products summed in f32: a relative error of about
+//!   1e-3 instead of f32's 1e-6, as PyTorch's `allow_tf32`. On compute capability below 8.0
+//!   the setting has no effect ([`Cuda::tf32`] says whether it is in effect).
 
 mod alloc;
 mod backend;
@@ -34,6 +40,7 @@ mod emu;
 
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 pub use alloc::AllocStats;
@@ -157,13 +164,21 @@ struct Ctx {
     pool: Mutex<alloc::Pool>,
     poison: bool,
     sync_each: bool,
+    /// The device-wide TF32 setting ([`Cuda::set_tf32`]).
+    tf32: AtomicBool,
+    /// Whether the device has TF32 tensor cores (compute capability >= 8.0; the emulator
+    /// models them).
+    tf32_capable: bool,
 }
 
 /// The CUDA backend for one device; cheap to copy (a reference to the device's state, which
-/// lives for the rest of the process). Get one with [`Cuda::new`].
+/// lives for the rest of the process, and this handle's TF32 override). Get one with
+/// [`Cuda::new`].
 #[derive(Clone, Copy)]
 pub struct Cuda {
     ctx: &'static Ctx,
+    /// [`Cuda::with_tf32`]: this handle's own TF32 choice, else the device's.
+    tf32: Option<bool>,
 }
 
 impl std::fmt::Debug for Cuda {
@@ -178,6 +193,15 @@ fn env_flag(name: &str) -> bool {
 
 static DEVICES: OnceLock<Mutex<HashMap<Device, &'static Ctx>>> = OnceLock::new();
 
+/// `NAS_CUDA_TF32`: unset, empty or `0` is off, `1` is on; anything else is refused.
+pub fn parse_tf32_env(v: Option<&str>) -> std::result::Result<bool, String> {
+    match v.map(str::trim) {
+        None | Some("") | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(format!("NAS_CUDA_TF32 must be 0 or 1, not `{other}`")),
+    }
+}
+
 impl Cuda {
     /// The backend of `device` (`Device::Cuda(n)`, or `Device::CudaEmu` with the `cuda-emu`
     /// feature), initialised on first use: the driver is loaded, the device opened and its
@@ -187,8 +211,15 @@ impl Cuda {
         let map = DEVICES.get_or_init(|| Mutex::new(HashMap::new()));
         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ctx) = map.get(&device) {
-            return Ok(Cuda { ctx });
+            return Ok(Cuda { ctx, tf32: None });
         }
+        let tf32 =
+            parse_tf32_env(std::env::var("NAS_CUDA_TF32").ok().as_deref()).map_err(|reason| {
+                KernelError::DeviceUnavailable {
+                    device: device.to_string(),
+                    reason,
+                }
+            })?;
         let engine = match device {
             Device::Cuda(ordinal) => Engine::Driver(driver::Driver::open(ordinal)?),
             #[cfg(feature = "cuda-emu")]
@@ -201,15 +232,60 @@ impl Cuda {
             }
         };
         let emulated = !matches!(engine, Engine::Driver(_));
+        let tf32_capable = match &engine {
+            Engine::Driver(d) => d.compute_capability() >= (8, 0),
+            #[cfg(feature = "cuda-emu")]
+            Engine::Emu => true,
+        };
         let ctx: &'static Ctx = Box::leak(Box::new(Ctx {
             device,
             engine,
             pool: Mutex::new(alloc::Pool::new(emulated)),
             poison: emulated || env_flag("NAS_CUDA_POISON"),
             sync_each: env_flag("NAS_CUDA_SYNC"),
+            tf32: AtomicBool::new(tf32),
+            tf32_capable,
         }));
         map.insert(device, ctx);
-        Ok(Cuda { ctx })
+        Ok(Cuda { ctx, tf32: None })
+    }
+
+    /// Lets the GEMMs of this device (SGEMM, and the implicit-GEMM convolutions' forward and
+    /// weight gradient) run on TF32 tensor cores, or back to exact f32 (the default; also set
+    /// by `NAS_CUDA_TF32=1` when the device is first opened). Device-wide, like PyTorch's
+    /// `torch.backends.cuda.matmul.allow_tf32`: every handle and tensor on the device follows
+    /// it, except handles from [`Cuda::with_tf32`]. TF32 keeps 10 of f32's 23 mantissa bits
+    /// of each operand (round to nearest, ties away), so results differ from f32 by about
+    /// 1e-3 relative to the sum of the magnitudes of the products; accumulation stays in f32.
+    /// A device below compute capability 8.0 has no TF32 tensor cores: the setting is kept
+    /// but has no effect there ([`Cuda::tf32`] is then false).
+    pub fn set_tf32(&self, on: bool) {
+        self.ctx.tf32.store(on, Ordering::Relaxed);
+    }
+
+    /// A handle of the same device that uses TF32 tensor cores (`on`) or exact f32 whatever
+    /// the device-wide setting ([`Cuda::set_tf32`]) is; tensors keep using the device's
+    /// setting. For comparing both on one device in one process.
+    pub fn with_tf32(&self, on: bool) -> Cuda {
+        Cuda {
+            ctx: self.ctx,
+            tf32: Some(on),
+        }
+    }
+
+    /// Whether this handle's GEMMs run on TF32 tensor cores: TF32 is on (the handle's choice,
+    /// else the device's) and the device has them (compute capability >= 8.0).
+    pub fn tf32(&self) -> bool {
+        self.ctx.tf32_capable
+            && self
+                .tf32
+                .unwrap_or_else(|| self.ctx.tf32.load(Ordering::Relaxed))
+    }
+
+    /// Whether the device has TF32 tensor cores (compute capability >= 8.0; the emulated
+    /// device models them).
+    pub fn tf32_supported(&self) -> bool {
+        self.ctx.tf32_capable
     }
 
     /// The emulated device (feature `cuda-emu`): the CUDA kernels compiled as C++ and run on
@@ -217,6 +293,14 @@ impl Cuda {
     #[cfg(feature = "cuda-emu")]
     pub fn emulated() -> Cuda {
         Cuda::new(Device::CudaEmu).expect("the emulated device always opens")
+    }
+
+    /// The emulated device's `cvt.rna.tf32.f32` (feature `cuda-emu`) on the bits of an f32:
+    /// what the TF32 kernels round each operand to on the emulated device (tests compare it
+    /// with a reference, bit for bit).
+    #[cfg(feature = "cuda-emu")]
+    pub fn emulated_tf32_round(bits: u32) -> u32 {
+        emu::tf32_round(bits)
     }
 
     /// Counts of the device's allocator (driver allocations, reuses, bytes).
@@ -261,6 +345,14 @@ impl Cuda {
         }
     }
 
+    /// The device's handle, without this handle's TF32 override.
+    fn device_handle(&self) -> Cuda {
+        Cuda {
+            ctx: self.ctx,
+            tf32: None,
+        }
+    }
+
     // ------------------------------------------------------------ memory
 
     fn raw_malloc(&self, bytes: usize) -> Result<u64> {
@@ -291,7 +383,7 @@ impl Cuda {
                 ptr: 0,
                 len: 0,
                 block: 0,
-                cuda: *self,
+                cuda: self.device_handle(),
             });
         }
         let (ptr, block) = {
@@ -323,7 +415,7 @@ impl Cuda {
             ptr,
             len,
             block,
-            cuda: *self,
+            cuda: self.device_handle(),
         })
     }
 
@@ -541,5 +633,73 @@ impl Launch {
             .map(|s| s.as_mut_ptr() as *mut c_void)
             .collect();
         cuda.launch_raw(self.kernel, self.grid, self.block, &mut ptrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf32_env_is_0_or_1() {
+        assert_eq!(parse_tf32_env(None), Ok(false));
+        assert_eq!(parse_tf32_env(Some("")), Ok(false));
+        assert_eq!(parse_tf32_env(Some("0")), Ok(false));
+        assert_eq!(parse_tf32_env(Some("1")), Ok(true));
+        assert_eq!(parse_tf32_env(Some(" 1 ")), Ok(true));
+        let e = parse_tf32_env(Some("yes")).unwrap_err();
+        assert!(e.contains("NAS_CUDA_TF32") && e.contains("`yes`"), "{e}");
+    }
+
+    /// `set_tf32` switches every handle of the device (and so tensors) to the TF32 kernels,
+    /// `with_tf32` overrides it for one handle. The data sit on TF32 ties, so the TF32 and
+    /// f32 results differ.
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn tf32_setting_is_device_wide_and_reaches_the_launches() {
+        use crate::{Backend, Conv2dParams, Matmul};
+        let c = Cuda::emulated();
+        assert!(c.tf32_supported());
+        assert!(!c.tf32(), "TF32 is off by default");
+        let vals = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| f32::from_bits((1.0f32 + i as f32 / 7.0).to_bits() & !0x1fff | 0x1000))
+                .collect()
+        };
+        let p = Matmul {
+            batch: 1,
+            m: 5,
+            n: 6,
+            k: 7,
+            trans_a: false,
+            trans_b: false,
+            b_shared: false,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        let cv = Conv2dParams::new(1, 2, 5, 5, 3, 3)
+            .padding(1)
+            .check()
+            .unwrap();
+        let run = |h: Cuda| -> (Vec<f32>, Vec<f32>) {
+            let (a, b) = (h.from_vec(vals(35)).unwrap(), h.from_vec(vals(42)).unwrap());
+            let mut out = h.alloc(30).unwrap();
+            h.matmul(&p, &a, &b, &mut out).unwrap();
+            let (x, w) = (h.from_vec(vals(50)).unwrap(), h.from_vec(vals(54)).unwrap());
+            let mut y = h.alloc(75).unwrap();
+            h.conv2d(&cv, &x, &w, None, &mut y).unwrap();
+            (h.to_vec(&out).unwrap(), h.to_vec(&y).unwrap())
+        };
+        let (f32_path, tf32_path) = (run(c.with_tf32(false)), run(c.with_tf32(true)));
+        assert_ne!(f32_path.0, tf32_path.0);
+        assert_ne!(f32_path.1, tf32_path.1);
+        assert_eq!(run(c), f32_path);
+        c.set_tf32(true);
+        let fresh = Cuda::emulated();
+        let on = (fresh.tf32(), fresh.with_tf32(false).tf32(), run(fresh));
+        c.set_tf32(false);
+        assert!(on.0 && !on.1);
+        assert_eq!(on.2, tf32_path);
+        assert_eq!(run(Cuda::emulated()), f32_path);
     }
 }

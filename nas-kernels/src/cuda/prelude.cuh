@@ -79,16 +79,19 @@ __device__ float nas_block_max(float v) {
 
 // ---------------------------------------------------------------- tiled GEMM core
 // A block of 256 threads computes a TBM x TBN tile of C = A (M x K) * B (K x N), TBK of K
-// at a time through shared memory; each thread holds a 4 x 4 register block (rows
-// ty + 16 i, columns tx + 16 j: conflict-free shared reads). Loaders fill the shared tiles
+// at a time through shared memory; each thread holds 16 accumulators acc[4][4], whose place
+// in the tile `nas_acc_row` / `nas_acc_col` give. Loaders fill the shared tiles
 // (`la.load(As, k0)`: As[k][m] for the tile's rows; `lb.load(Bs, k0)`: Bs[k][n]) with zeros
 // outside the matrix, so the core needs no bounds checks. Used by SGEMM and by the implicit-
-// GEMM convolutions.
+// GEMM convolutions, through `nas_gemm<TF32>`: the exact-f32 core (`nas_gemm_core`, FMA on
+// CUDA cores) or the TF32 tensor-core core (`nas_gemm_core_tf32`, compute capability >= 8.0).
 #define TBM 64
 #define TBN 64
 #define TBK 16
 #define TPAD 4
 
+// f32: each thread holds a 4 x 4 register block, rows ty + 16 i and columns tx + 16 j
+// (conflict-free shared reads).
 template <class LA, class LB>
 __device__ __forceinline__ void nas_gemm_core(const LA& la, const LB& lb, int K,
                                               float (*As)[TBM + TPAD], float (*Bs)[TBN + TPAD],
@@ -189,3 +192,108 @@ struct NasLoadB {
     }
 };
 
+
+// ---------------------------------------------------------------- TF32 tensor cores
+// `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32`: a warp multiplies a 16 x 8 tile of A
+// by an 8 x 8 tile of B into a 16 x 8 f32 accumulator. With g = lane / 4, q = lane % 4, the
+// PTX ISA's fragment layout (mma.m16n8k8, .tf32) is
+//   a0 = A[g][q], a1 = A[g + 8][q], a2 = A[g][q + 4], a3 = A[g + 8][q + 4]
+//   b0 = B[q][g], b1 = B[q + 4][g]
+//   c0 = C[g][2q], c1 = C[g][2q + 1], c2 = C[g + 8][2q], c3 = C[g + 8][2q + 1]
+// and the operands are TF32 values in 32-bit registers: f32s rounded by cvt.rna.tf32.f32 to
+// a 10-bit mantissa (round to nearest, ties away from zero; low 13 bits zero). The emulated
+// device (emu.h) defines both functions on the CPU with the same layout and rounding.
+#ifndef NAS_EMU
+__device__ __forceinline__ unsigned nas_cvt_tf32(float x) {
+#if __CUDA_ARCH__ >= 800
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#else
+    __trap();  // the host launches the TF32 kernels on compute capability >= 8.0 only
+    return 0u;
+#endif
+}
+__device__ __forceinline__ void nas_mma_tf32(float d[4], const unsigned a[4], const unsigned b[2]) {
+#if __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    __trap();
+#endif
+}
+#endif
+
+// TF32: the 8 warps of the block tile the 64 x 64 block tile as 2 x 4 warp tiles of 32 rows x
+// 16 columns; a warp's tile is 2 x 2 mma tiles of 16 x 8, acc[2 mi + ni][c0..c3]. A TBK = 16
+// slice of K is two mma steps: step s takes the shared rows k = 2 kk + s (kk = 0..7, the mma's
+// k index), so a fragment load reads As[2q + s (+ 8)][row0 + g]: bank 8q + g (+ const), the
+// 32 lanes on 32 banks with the row stride TBM + TPAD = 68. Every operand is rounded to TF32
+// as it leaves shared memory; the sums stay in f32.
+template <class LA, class LB>
+__device__ __forceinline__ void nas_gemm_core_tf32(const LA& la, const LB& lb, int K,
+                                                   float (*As)[TBM + TPAD],
+                                                   float (*Bs)[TBN + TPAD], float acc[4][4]) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int g = lane >> 2, q = lane & 3;
+    int r0 = (warp >> 2) * 32 + g, c0 = (warp & 3) * 16 + g;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += TBK) {
+        la.load(As, k0);
+        lb.load(Bs, k0);
+        __syncthreads();
+#pragma unroll
+        for (int s = 0; s < 2; s++) {
+            int klo = 2 * q + s, khi = klo + 8;
+            unsigned a[2][4], b[2][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++) {
+                int r = r0 + 16 * mi;
+                a[mi][0] = nas_cvt_tf32(As[klo][r]);
+                a[mi][1] = nas_cvt_tf32(As[klo][r + 8]);
+                a[mi][2] = nas_cvt_tf32(As[khi][r]);
+                a[mi][3] = nas_cvt_tf32(As[khi][r + 8]);
+            }
+#pragma unroll
+            for (int ni = 0; ni < 2; ni++) {
+                int c = c0 + 8 * ni;
+                b[ni][0] = nas_cvt_tf32(Bs[klo][c]);
+                b[ni][1] = nas_cvt_tf32(Bs[khi][c]);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 2; ni++) nas_mma_tf32(acc[2 * mi + ni], a[mi], b[ni]);
+        }
+        __syncthreads();
+    }
+}
+
+// The block tile's row and column of the calling thread's acc[i][j].
+template <bool TF32>
+__device__ __forceinline__ int nas_acc_row(int i, int j) {
+    if constexpr (TF32)
+        return (threadIdx.x >> 7) * 32 + (i >> 1) * 16 + ((threadIdx.x & 31) >> 2) + 8 * (j >> 1);
+    else
+        return threadIdx.x / 16 + 16 * i;
+}
+template <bool TF32>
+__device__ __forceinline__ int nas_acc_col(int i, int j) {
+    if constexpr (TF32)
+        return ((threadIdx.x >> 5) & 3) * 16 + (i & 1) * 8 + 2 * (threadIdx.x & 3) + (j & 1);
+    else
+        return threadIdx.x % 16 + 16 * j;
+}
+
+template <bool TF32, class LA, class LB>
+__device__ __forceinline__ void nas_gemm(const LA& la, const LB& lb, int K,
+                                         float (*As)[TBM + TPAD], float (*Bs)[TBN + TPAD],
+                                         float acc[4][4]) {
+    if constexpr (TF32)
+        nas_gemm_core_tf32(la, lb, K, As, Bs, acc);
+    else
+        nas_gemm_core(la, lb, K, As, Bs, acc);
+}

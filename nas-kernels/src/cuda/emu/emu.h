@@ -9,6 +9,12 @@
 //   complete (a thread returned early, divergent barriers) fails the launch with an error
 //   naming the kernel, where a GPU would hang or be undefined.
 // - Atomics are plain read-modify-writes (fibers switch only at barriers).
+// - TF32 tensor cores: `nas_cvt_tf32` is cvt.rna.tf32.f32 on the bits, `nas_mma_tf32` is
+//   mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling warp: each lane hands
+//   in its fragments, the 16 x 8 x 8 product is assembled with the PTX ISA's fragment layout
+//   (see prelude.cuh) and each lane gets its own four accumulators back. It needs the full
+//   warp (a warp barrier) and fails the launch on an operand that is not a TF32 value (low 13
+//   bits set: a missing cvt), where the hardware's result is undefined.
 // - Device memory is host memory with inaccessible guard pages after (and before) each
 //   buffer: an access past the end of a buffer stops the process with a message naming the
 //   kernel, block and thread (see emu_runtime.cpp).
@@ -50,6 +56,10 @@ void sync_warp();
 unsigned long long exchange(unsigned long long mine, int src_lane);
 int lane_id();
 int warp_lanes();
+
+unsigned cvt_rna_tf32(float x);
+void mma_tf32_m16n8k8(float d[4], const unsigned a[4], const unsigned b[2]);
+void fail(const char* msg);
 
 using Body = void (*)(void**);
 struct Registrar {
@@ -109,6 +119,11 @@ T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
     int src = base + ((lane % width) ^ mask);
     if (src >= emu::warp_lanes() || src - base >= width) src = lane;
     return emu::shuffle(v, src);
+}
+
+inline unsigned nas_cvt_tf32(float x) { return emu::cvt_rna_tf32(x); }
+inline void nas_mma_tf32(float d[4], const unsigned a[4], const unsigned b[2]) {
+    emu::mma_tf32_m16n8k8(d, a, b);
 }
 
 template <typename T>

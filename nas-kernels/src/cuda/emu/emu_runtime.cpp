@@ -42,6 +42,8 @@ void** body_args = nullptr;
 const char* kernel_name = "";
 bool in_launch = false;
 std::mutex launch_lock;
+std::string launch_error;  // the first error a kernel raised (emu::fail)
+unsigned mma_a[MAX_THREADS][4], mma_b[MAX_THREADS][2];
 
 std::map<std::string, Body>& registry() {
     static std::map<std::string, Body> r;
@@ -191,6 +193,71 @@ unsigned long long exchange(unsigned long long mine, int src_lane) {
     return v;
 }
 
+void fail(const char* msg) {
+    if (launch_error.empty())
+        launch_error = std::string(msg) + " (block " + std::to_string(block_idx.x) + "," +
+                       std::to_string(block_idx.y) + "," + std::to_string(block_idx.z) +
+                       " thread " + std::to_string(current) + ")";
+}
+
+// cvt.rna.tf32.f32: keep the sign, the exponent and the top 10 mantissa bits, rounding the
+// magnitude to nearest with ties away from zero (add half of the dropped 13 bits' unit, then
+// clear them; a carry moves into the exponent, past the largest finite value to infinity).
+// A NaN stays a NaN (its quiet bit set, so clearing the low bits cannot make it infinite).
+unsigned cvt_rna_tf32(float x) {
+    unsigned u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u | 0x00400000u) & 0xffffe000u;
+    return (u + 0x1000u) & 0xffffe000u;
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 d, a, b, d for the calling warp, with
+// the PTX ISA's fragment layout (g = lane / 4, q = lane % 4):
+//   a0 = A[g][q], a1 = A[g + 8][q], a2 = A[g][q + 4], a3 = A[g + 8][q + 4]
+//   b0 = B[q][g], b1 = B[q + 4][g]
+//   d0 = D[g][2q], d1 = D[g][2q + 1], d2 = D[g + 8][2q], d3 = D[g + 8][2q + 1]
+// Products of TF32 values are exact in f32 (11 + 11 significand bits); they are added to the
+// accumulator in f32, k = 0..7 in order (the hardware's order and internal precision are
+// its own: the tests bound the error, they do not expect these bits).
+void mma_tf32_m16n8k8(float d[4], const unsigned a[4], const unsigned b[2]) {
+    if (warp_lanes() != 32) fail("mma.sync needs all 32 lanes of the warp");
+    for (int i = 0; i < 4; i++)
+        if (a[i] & 0x1fffu) fail("mma.sync .tf32: an A operand is not a TF32 value (no cvt.rna.tf32.f32)");
+    for (int i = 0; i < 2; i++)
+        if (b[i] & 0x1fffu) fail("mma.sync .tf32: a B operand is not a TF32 value (no cvt.rna.tf32.f32)");
+    std::memcpy(mma_a[current], a, sizeof mma_a[0]);
+    std::memcpy(mma_b[current], b, sizeof mma_b[0]);
+    sync_warp();
+    int base = current - current % 32, lanes = warp_lanes();
+    float A[16][8] = {}, B[8][8] = {};
+    auto f = [](unsigned bits) {
+        float v;
+        std::memcpy(&v, &bits, 4);
+        return v;
+    };
+    for (int l = 0; l < lanes; l++) {
+        const unsigned* al = mma_a[base + l];
+        const unsigned* bl = mma_b[base + l];
+        int g = l >> 2, q = l & 3;
+        A[g][q] = f(al[0]);
+        A[g + 8][q] = f(al[1]);
+        A[g][q + 4] = f(al[2]);
+        A[g + 8][q + 4] = f(al[3]);
+        B[q][g] = f(bl[0]);
+        B[q + 4][g] = f(bl[1]);
+    }
+    int lane = current % 32, g = lane >> 2, q = lane & 3;
+    float out[4];
+    for (int e = 0; e < 4; e++) {
+        int row = g + 8 * (e >> 1), col = 2 * q + (e & 1);
+        float acc = d[e];
+        for (int k = 0; k < 8; k++) acc += A[row][k] * B[k][col];
+        out[e] = acc;
+    }
+    sync_warp();  // every lane has read the others' fragments
+    for (int e = 0; e < 4; e++) d[e] = out[e];
+}
+
 Registrar::Registrar(const char* name, Body b) { registry()[name] = b; }
 }  // namespace emu
 
@@ -223,12 +290,14 @@ int nas_emu_launch(const char* name, const unsigned* grid, const unsigned* block
     grid_dim = dim3{grid[0], grid[1], grid[2]};
     nthreads = (int)threads;
     in_launch = true;
+    launch_error.clear();
     std::string e;
     for (unsigned z = 0; z < grid[2] && e.empty(); z++)
         for (unsigned y = 0; y < grid[1] && e.empty(); y++)
             for (unsigned x = 0; x < grid[0] && e.empty(); x++) {
                 block_idx = dim3{x, y, z};
                 e = run_block();
+                if (e.empty()) e = launch_error;
             }
     in_launch = false;
     if (!e.empty()) return fail(e);
@@ -247,6 +316,13 @@ unsigned long long nas_emu_malloc(std::size_t bytes) {
     mprotect(b, page, PROT_NONE);
     mprotect(b + (data_pages + 1) * page, page, PROT_NONE);
     return (unsigned long long)(b + (data_pages + 1) * page - bytes);
+}
+
+// The emulated cvt.rna.tf32.f32 on raw bits (for the tests' bit-level check).
+unsigned nas_emu_tf32_round(unsigned bits) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    return emu::cvt_rna_tf32(x);
 }
 
 void nas_emu_free(unsigned long long ptr, std::size_t bytes) {

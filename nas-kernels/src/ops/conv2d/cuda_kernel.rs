@@ -65,7 +65,12 @@ pub(crate) fn forward(
     let cog = p.c_out / p.groups;
     let k = (p.c_in / p.groups) * p.kh * p.kw;
     let cols = p.n * p.out_h() * p.out_w();
-    Launch::new(M, "cv_forward")
+    let kernel = if c.tf32() {
+        "cv_forward_tf32"
+    } else {
+        "cv_forward"
+    };
+    Launch::new(M, kernel)
         .grid(cols.div_ceil(TILE), cog.div_ceil(TILE), p.groups)
         .buf(x)
         .buf(w)
@@ -139,8 +144,13 @@ pub(crate) fn backward_weight(
         .div_ceil(SPLIT_CHUNK)
         .clamp(1, (65535 / p.groups).max(1));
     let chunk = cols.div_ceil(splits);
+    let kernel = if c.tf32() {
+        "cv_backward_weight_tf32"
+    } else {
+        "cv_backward_weight"
+    };
     let launch = |dst: &CudaBuf| {
-        Launch::new(M, "cv_backward_weight")
+        Launch::new(M, kernel)
             .grid(kw.div_ceil(TILE), cog.div_ceil(TILE), p.groups * splits)
             .buf(x)
             .buf(dy)

@@ -2,7 +2,8 @@
 // - Forward and weight gradient: implicit GEMM on the prelude's tiled core, the im2col
 //   matrix read on the fly (never written); groups on blockIdx.z; the weight gradient splits
 //   its long reduction (n * out_h * out_w) over blockIdx.z too, the partial sums added in a
-//   fixed order by cv_sum_splits (deterministic).
+//   fixed order by cv_sum_splits (deterministic). Both have a `_tf32` twin on TF32 tensor
+//   cores (the prelude's `nas_gemm<true>`), launched when TF32 is on (`Cuda::set_tf32`).
 // - Input gradient: a gather, one thread per input element.
 // - Depthwise (groups == c_in == c_out): direct kernels.
 // - `relu`: the input is read through max(x, 0) (DARTS' ReLU-conv); a non-null `mask` in the
@@ -40,8 +41,9 @@ struct CvLoadCols {
     }
 };
 
-extern "C" __global__ void cv_forward(const float* x, const float* w, const float* bias, float* y,
-                                      NasConv g, int relu, int vec) {
+template <bool TF32>
+__device__ __forceinline__ void cv_forward_body(const float* x, const float* w, const float* bias,
+                                                float* y, NasConv g, int relu, int vec) {
     __shared__ float As[TBK][TBM + TPAD];
     __shared__ float Bs[TBK][TBN + TPAD];
     int grp = blockIdx.z;
@@ -63,22 +65,34 @@ extern "C" __global__ void cv_forward(const float* x, const float* w, const floa
     lb.N = N;
     lb.relu = relu != 0;
     float acc[4][4];
-    nas_gemm_core(la, lb, K, As, Bs, acc);
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16, ohw = g.oh * g.ow;
+    nas_gemm<TF32>(la, lb, K, As, Bs, acc);
+    int ohw = g.oh * g.ow;
+#pragma unroll
     for (int i = 0; i < 4; i++) {
-        int m = la.m0 + ty + 16 * i;
-        if (m >= cog) continue;
-        int oc = grp * cog + m;
-        float bv = bias ? bias[oc] : 0.0f;
+#pragma unroll
         for (int j = 0; j < 4; j++) {
-            int n = lb.n0 + tx + 16 * j;
-            if (n >= N) continue;
+            int m = la.m0 + nas_acc_row<TF32>(i, j), n = lb.n0 + nas_acc_col<TF32>(i, j);
+            if (m >= cog || n >= N) continue;
+            int oc = grp * cog + m;
+            float bv = bias ? bias[oc] : 0.0f;
             int b = n / ohw, p = n % ohw;
             y[((long long)b * g.co + oc) * ohw + p] = acc[i][j] + bv;
         }
     }
 }
+
+extern "C" __global__ void cv_forward(const float* x, const float* w, const float* bias, float* y,
+                                      NasConv g, int relu, int vec) {
+    cv_forward_body<false>(x, w, bias, y, g, relu, vec);
+}
 EMU_EXPORT(cv_forward)
+
+// The same on TF32 tensor cores (compute capability >= 8.0; `Cuda::set_tf32`).
+extern "C" __global__ void cv_forward_tf32(const float* x, const float* w, const float* bias,
+                                           float* y, NasConv g, int relu, int vec) {
+    cv_forward_body<true>(x, w, bias, y, g, relu, vec);
+}
+EMU_EXPORT(cv_forward_tf32)
 
 // A of the weight-gradient GEMM: dy as [cog, cols], cols = (b, p) from `kbase`.
 struct CvLoadDy {
@@ -119,8 +133,10 @@ struct CvLoadColsT {
 
 // blockIdx.z = grp * splits + s; split s sums cols [s * chunk, min((s + 1) * chunk, cols))
 // into dst[s][co][cig*kh*kw].
-extern "C" __global__ void cv_backward_weight(const float* x, const float* dy, float* dst,
-                                              NasConv g, int relu, int splits, int chunk) {
+template <bool TF32>
+__device__ __forceinline__ void cv_backward_weight_body(const float* x, const float* dy,
+                                                        float* dst, NasConv g, int relu,
+                                                        int splits, int chunk) {
     __shared__ float As[TBK][TBM + TPAD];
     __shared__ float Bs[TBK][TBN + TPAD];
     int grp = blockIdx.z / splits, s = blockIdx.z % splits;
@@ -145,19 +161,30 @@ extern "C" __global__ void cv_backward_weight(const float* x, const float* dy, f
     lb.N = Kw;
     lb.relu = relu != 0;
     float acc[4][4];
-    nas_gemm_core(la, lb, K > 0 ? K : 0, As, Bs, acc);
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    nas_gemm<TF32>(la, lb, K > 0 ? K : 0, As, Bs, acc);
+#pragma unroll
     for (int i = 0; i < 4; i++) {
-        int m = la.m0 + ty + 16 * i;
-        if (m >= cog) continue;
+#pragma unroll
         for (int j = 0; j < 4; j++) {
-            int n = lb.n0 + tx + 16 * j;
-            if (n >= Kw) continue;
+            int m = la.m0 + nas_acc_row<TF32>(i, j), n = lb.n0 + nas_acc_col<TF32>(i, j);
+            if (m >= cog || n >= Kw) continue;
             dst[((long long)s * g.co + grp * cog + m) * Kw + n] = acc[i][j];
         }
     }
 }
+
+extern "C" __global__ void cv_backward_weight(const float* x, const float* dy, float* dst,
+                                              NasConv g, int relu, int splits, int chunk) {
+    cv_backward_weight_body<false>(x, dy, dst, g, relu, splits, chunk);
+}
 EMU_EXPORT(cv_backward_weight)
+
+// The same on TF32 tensor cores (compute capability >= 8.0; `Cuda::set_tf32`).
+extern "C" __global__ void cv_backward_weight_tf32(const float* x, const float* dy, float* dst,
+                                                   NasConv g, int relu, int splits, int chunk) {
+    cv_backward_weight_body<true>(x, dy, dst, g, relu, splits, chunk);
+}
+EMU_EXPORT(cv_backward_weight_tf32)
 
 // out[i] = sum_s parts[s * len + i], s in order.
 extern "C" __global__ void cv_sum_splits(const float* parts, float* out, int splits, int len) {

@@ -21,10 +21,16 @@ pub(crate) fn matmul(c: &Cuda, p: &Matmul, a: &CudaBuf, b: &CudaBuf, out: &CudaB
         | (vec_a as i32) << 2
         | (vec_b as i32) << 3
         | (p.b_shared as i32) << 4;
+    // TF32 tensor cores when on (Cuda::set_tf32): same grid, arguments and tiles
+    let kernel = if c.tf32() {
+        "mm_sgemm_tf32"
+    } else {
+        "mm_sgemm"
+    };
     let mut z0 = 0;
     while z0 < p.batch {
         let zs = (p.batch - z0).min(65535);
-        Launch::new(Module::Matmul, "mm_sgemm")
+        Launch::new(Module::Matmul, kernel)
             .grid(n.div_ceil(TILE), m.div_ceil(TILE), zs)
             .buf(a)
             .buf(b)

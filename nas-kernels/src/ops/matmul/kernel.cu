@@ -3,12 +3,16 @@
 // prelude (shared-memory tiles, 4 x 4 register blocks); the loaders here read float4s when
 // the rows are contiguous along K (A) or N (B), 16-byte aligned, and K (resp. N) is a
 // multiple of 4, and single floats otherwise (the loaders are in the prelude: the
-// convolutions read their weights with them too).
+// convolutions read their weights with them too). `mm_sgemm` is exact f32 (FMA);
+// `mm_sgemm_tf32` is the same GEMM on TF32 tensor cores (compute capability >= 8.0, launched
+// only when TF32 is switched on: `Cuda::set_tf32`).
 
 // flags: bit 0 trans_a, bit 1 trans_b, bit 2 vector loads of A, bit 3 of B, bit 4 B shared
 // across the batch. `z0` is the first batch index of this launch (grids hold <= 65535).
-extern "C" __global__ void mm_sgemm(const float* a, const float* b, float* c, int M, int N,
-                                    int K, float alpha, float beta, int flags, int z0) {
+template <bool TF32>
+__device__ __forceinline__ void mm_sgemm_body(const float* a, const float* b, float* c, int M,
+                                              int N, int K, float alpha, float beta, int flags,
+                                              int z0) {
     __shared__ float As[TBK][TBM + TPAD];
     __shared__ float Bs[TBK][TBN + TPAD];
     bool ta = flags & 1, tb = flags & 2;
@@ -30,19 +34,29 @@ extern "C" __global__ void mm_sgemm(const float* a, const float* b, float* c, in
     lb.trans = tb;
     lb.vec = (flags & 8) != 0;
     float acc[4][4];
-    nas_gemm_core(la, lb, K, As, Bs, acc);
+    nas_gemm<TF32>(la, lb, K, As, Bs, acc);
     float* cz = c + z * M * N;
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll
     for (int i = 0; i < 4; i++) {
-        int m = la.m0 + ty + 16 * i;
-        if (m >= M) continue;
+#pragma unroll
         for (int j = 0; j < 4; j++) {
-            int n = lb.n0 + tx + 16 * j;
-            if (n >= N) continue;
+            int m = la.m0 + nas_acc_row<TF32>(i, j), n = lb.n0 + nas_acc_col<TF32>(i, j);
+            if (m >= M || n >= N) continue;
             float v = alpha * acc[i][j];
             if (beta != 0.0f) v += beta * cz[(long long)m * N + n];
             cz[(long long)m * N + n] = v;
         }
     }
 }
+
+extern "C" __global__ void mm_sgemm(const float* a, const float* b, float* c, int M, int N,
+                                    int K, float alpha, float beta, int flags, int z0) {
+    mm_sgemm_body<false>(a, b, c, M, N, K, alpha, beta, flags, z0);
+}
 EMU_EXPORT(mm_sgemm)
+
+extern "C" __global__ void mm_sgemm_tf32(const float* a, const float* b, float* c, int M, int N,
+                                         int K, float alpha, float beta, int flags, int z0) {
+    mm_sgemm_body<true>(a, b, c, M, N, K, alpha, beta, flags, z0);
+}
+EMU_EXPORT(mm_sgemm_tf32)
