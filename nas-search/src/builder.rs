@@ -830,7 +830,11 @@ impl SearchReport {
             text += &format!(
                 "outputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, {}checkpoint.json, checkpoint.journal}}\n",
                 dir.display(),
-                if self.front.is_some() { "front.json, front.svg, " } else { "" }
+                if self.front.is_some() {
+                    "front.json, front.svg, "
+                } else {
+                    ""
+                }
             );
         }
         text
@@ -1578,8 +1582,8 @@ pub fn write_outputs(dir: &Path, report: &SearchReport) -> Result<()> {
     p.add("test (of the incumbent)", best_test_t, Style::Line);
     p.save(dir.join("progress_time.svg"))?;
     if let Some(front) = &report.front {
-        let text = serde_json::to_string_pretty(front)
-            .map_err(|e| SearchError::Serde(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(front).map_err(|e| SearchError::Serde(e.to_string()))?;
         write_file_atomic(&dir.join("front.json"), (text + "\n").as_bytes())?;
         front
             .plot(&format!("{title}: Pareto front ({})", front.objectives))

@@ -247,11 +247,7 @@ pub fn hypervolume_2d(points: &[[f64; 2]], reference: [f64; 2]) -> f64 {
 /// The hypervolume of trials in the accuracy/cost plane: the area between the reference point
 /// (`ref_accuracy` %, `ref_cost`) and the trials' (accuracy, cost) points, where `accuracy`
 /// picks the accuracy of each trial (validation or test). Failed trials add nothing.
-pub fn accuracy_cost_hypervolume(
-    points: &[(f64, f64)],
-    ref_accuracy: f64,
-    ref_cost: f64,
-) -> f64 {
+pub fn accuracy_cost_hypervolume(points: &[(f64, f64)], ref_accuracy: f64, ref_cost: f64) -> f64 {
     let pts: Vec<[f64; 2]> = points.iter().map(|&(a, c)| [-a, c]).collect();
     hypervolume_2d(&pts, [-ref_accuracy, ref_cost])
 }
@@ -308,7 +304,10 @@ impl ParetoFront {
                 vecs.push(v.to_vec());
             }
         }
-        let first = non_dominated_sort(&vecs).into_iter().next().unwrap_or_default();
+        let first = non_dominated_sort(&vecs)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let mut front: Vec<FrontMember> = first
             .iter()
             .map(|&k| {
@@ -324,8 +323,7 @@ impl ParetoFront {
             .collect();
         front.sort_by(|a, b| a.cost.total_cmp(&b.cost).then(a.trial.cmp(&b.trial)));
         let points: Vec<(f64, f64)> = vecs.iter().map(|v| (-v[0], v[1])).collect();
-        let ref_cost =
-            ref_cost.unwrap_or_else(|| points.iter().map(|p| p.1).fold(0.0, f64::max));
+        let ref_cost = ref_cost.unwrap_or_else(|| points.iter().map(|p| p.1).fold(0.0, f64::max));
         let hv = accuracy_cost_hypervolume(
             &front
                 .iter()
@@ -363,7 +361,11 @@ impl ParetoFront {
         if let Some(s) = p.series.last_mut() {
             s.colour = Some("#b0b0b0".into());
         }
-        let front: Vec<(f64, f64)> = self.front.iter().map(|m| (m.cost, m.valid_accuracy)).collect();
+        let front: Vec<(f64, f64)> = self
+            .front
+            .iter()
+            .map(|m| (m.cost, m.valid_accuracy))
+            .collect();
         let mut steps = Vec::new();
         for (i, &(c, a)) in front.iter().enumerate() {
             if i > 0 {
@@ -444,7 +446,10 @@ impl Limits {
 
     /// Checks the limits (finite and positive), naming the flag of a bad one.
     pub fn check(&self) -> Result<()> {
-        for (flag, v) in [("--max-params", self.max_params), ("--max-flops", self.max_flops)] {
+        for (flag, v) in [
+            ("--max-params", self.max_params),
+            ("--max-flops", self.max_flops),
+        ] {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0)
             {
@@ -454,6 +459,18 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// The limits as flags (`--max-params 1000000 --max-flops 2e8`).
+    pub fn flags(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(v) = self.max_params {
+            out.push(format!("--max-params {v}"));
+        }
+        if let Some(v) = self.max_flops {
+            out.push(format!("--max-flops {v}"));
+        }
+        out.join(" ")
     }
 
     /// Why `cost` breaks a limit (`None`: within every limit).
@@ -475,8 +492,12 @@ impl Limits {
 /// The closed-form cost of an architecture as the evaluator will report it.
 pub type CostFn<A> = Arc<dyn Fn(&A) -> Result<NetworkCost> + Send + Sync>;
 
-/// Most proposals in a row a [`Constrained`] strategy rejects before it gives up.
-pub const MAX_REJECTED_IN_A_ROW: u64 = 100_000;
+/// Proposals in a row a [`Constrained`] strategy rejects before it replaces the next one.
+pub const REPLACE_AFTER: u64 = 100;
+
+/// Random samples a [`Constrained`] strategy draws to find a replacement within the limits
+/// before it gives up.
+pub const MAX_SAMPLES: u64 = 100_000;
 
 /// Any strategy under hard [`Limits`]: each proposal of the wrapped strategy is costed in
 /// closed form (the cost the evaluator would report) before it is evaluated; one over a limit
@@ -484,9 +505,12 @@ pub const MAX_REJECTED_IN_A_ROW: u64 = 100_000;
 /// a failed trial (reason: which limit, cost 0, in the order it was asked, so the strategy's
 /// FIFO holds) and asked again, until it proposes one within the limits. So random search
 /// samples uniformly from the feasible set (rejection sampling), evolution draws another
-/// mutation, and model-based strategies learn that the region failed. After
-/// [`MAX_REJECTED_IN_A_ROW`] rejections in a row the search stops with an error naming the
-/// limits.
+/// mutation, and strategies that learn from failures avoid the region. A strategy that ignores
+/// failed trials (TPE) could propose the same infeasible region forever: after
+/// [`REPLACE_AFTER`] rejections in a row, the next proposal's architecture is replaced by a
+/// uniform random sample within the limits (the strategy is then told that architecture's
+/// result, as for a `--prefilter` warm start). When [`MAX_SAMPLES`] random samples find none,
+/// the search stops with an error naming the limits.
 pub struct Constrained<S: SearchSpace> {
     inner: Box<dyn Strategy<S>>,
     limits: Limits,
@@ -555,33 +579,43 @@ impl<S: SearchSpace> Strategy<S> for Constrained<S> {
         serde_json::json!({ "inner": self.inner.config(), "limits": self.limits })
     }
     fn ask(&mut self, space: &S, rng: &mut dyn RngCore) -> Result<Ask<S::Arch>> {
-        for _ in 0..MAX_REJECTED_IN_A_ROW {
+        let mut streak = 0;
+        loop {
             self.flush(space)?;
-            match self.inner.ask(space, rng)? {
-                Ask::Evaluate(c) => {
-                    let cost = (self.cost)(&c.arch)?;
-                    match self.limits.violation(&cost) {
-                        None => {
-                            self.state.queue.push_back(None);
-                            return Ok(Ask::Evaluate(c));
-                        }
-                        Some(reason) => {
-                            self.state.rejected += 1;
-                            self.state
-                                .queue
-                                .push_back(Some((c.arch, c.fidelity, reason)));
-                        }
+            let mut c = match self.inner.ask(space, rng)? {
+                Ask::Evaluate(c) => c,
+                other => return Ok(other),
+            };
+            if streak >= REPLACE_AFTER {
+                for _ in 0..MAX_SAMPLES {
+                    let a = space.sample(rng);
+                    if self.limits.violation(&(self.cost)(&a)?).is_none() {
+                        c.arch = a;
+                        self.state.queue.push_back(None);
+                        return Ok(Ask::Evaluate(c));
                     }
                 }
-                other => return Ok(other),
+                return Err(SearchError::Setting(format!(
+                    "no architecture fits the limits {}: {} proposals and {MAX_SAMPLES} random \
+                     samples were all over them",
+                    self.limits.flags(),
+                    self.inner.name()
+                )));
+            }
+            match self.limits.violation(&(self.cost)(&c.arch)?) {
+                None => {
+                    self.state.queue.push_back(None);
+                    return Ok(Ask::Evaluate(c));
+                }
+                Some(reason) => {
+                    streak += 1;
+                    self.state.rejected += 1;
+                    self.state
+                        .queue
+                        .push_back(Some((c.arch, c.fidelity, reason)));
+                }
             }
         }
-        Err(SearchError::Setting(format!(
-            "{} proposed {MAX_REJECTED_IN_A_ROW} candidates in a row over the limits ({}); \
-             no architecture it finds fits them",
-            self.inner.name(),
-            serde_json::to_string(&self.limits).unwrap_or_default()
-        )))
     }
     fn tell(&mut self, space: &S, trial: &Trial<S::Arch>) -> Result<()> {
         self.flush(space)?;

@@ -253,10 +253,7 @@ impl Plot {
             );
         }
         for (i, ser) in self.series.iter().enumerate() {
-            let col = ser
-                .colour
-                .as_deref()
-                .unwrap_or(COLOURS[i % COLOURS.len()]);
+            let col = ser.colour.as_deref().unwrap_or(COLOURS[i % COLOURS.len()]);
             let mapped: Vec<(f64, f64)> = ser
                 .points
                 .iter()

@@ -232,7 +232,10 @@ impl<S: SearchSpace> Strategy<S> for Nsga2<S::Arch> {
         let obj = objectives_of("nsga2", self.config.objectives, trial)?;
         let st = &mut self.state;
         if st.told >= st.asked {
-            return Err(SearchError::strategy("nsga2", "told more results than asked"));
+            return Err(SearchError::strategy(
+                "nsga2",
+                "told more results than asked",
+            ));
         }
         st.told += 1;
         if let Some(obj) = obj {
@@ -377,7 +380,10 @@ impl<S: SearchSpace> Strategy<S> for ParetoEvolution<S::Arch> {
         if st.asked == 0 && st.round > 0 {
             // A new round: mutate members of the front of everything evaluated.
             let pts: Vec<Vec<f64>> = st.archive.iter().map(|m| m.obj.to_vec()).collect();
-            let mut front = non_dominated_sort(&pts).into_iter().next().unwrap_or_default();
+            let mut front = non_dominated_sort(&pts)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             st.queue.clear();
             if front.is_empty() {
                 st.round_size = self.config.initial_size;
@@ -414,7 +420,10 @@ impl<S: SearchSpace> Strategy<S> for ParetoEvolution<S::Arch> {
         let obj = objectives_of("pareto", self.config.objectives, trial)?;
         let st = &mut self.state;
         if st.told >= st.asked {
-            return Err(SearchError::strategy("pareto", "told more results than asked"));
+            return Err(SearchError::strategy(
+                "pareto",
+                "told more results than asked",
+            ));
         }
         st.told += 1;
         if let Some(obj) = obj {
@@ -443,7 +452,8 @@ impl<S: SearchSpace> Strategy<S> for ParetoEvolution<S::Arch> {
 impl super::StrategyConfig for ParetoConfig {
     const NAME: &'static str = "pareto";
     const ALIASES: &'static [&'static str] = &["pareto-evolution", "archai"];
-    const ABOUT: &'static str = "Pareto evolution (Archai style): mutate members of the current front, --objectives";
+    const ABOUT: &'static str =
+        "Pareto evolution (Archai style): mutate members of the current front, --objectives";
     fn build<S: SearchSpace>(&self, _space: &S) -> Result<Box<dyn Strategy<S>>> {
         Ok(Box::new(ParetoEvolution::new(self.clone())?))
     }
