@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod faults;
+mod moo;
 mod rnn;
 mod search;
 mod slurm;
