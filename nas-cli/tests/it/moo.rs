@@ -1,6 +1,6 @@
 //! `nas search --objectives` and `--max-params`/`--max-flops`: the front printed and written,
 //! limits honoured, a resumed multi-objective search equal to an uninterrupted one, bad values
-//! refused with exit code 1 naming the flag.
+//! refused naming the flag, with the exit code of every malformed flag value (2, as clap's).
 
 use crate::common::{fails, nas, ok_json};
 use std::fs;
@@ -125,7 +125,7 @@ fn a_resumed_multi_objective_search_equals_an_uninterrupted_one() {
 }
 
 #[test]
-fn bad_objectives_and_limits_exit_1_naming_the_flag() {
+fn bad_objectives_and_limits_are_usage_errors_naming_the_flag() {
     for (flag, bad) in [
         ("--objectives", "acc,latency"),
         ("--objectives", "acc"),
@@ -135,7 +135,8 @@ fn bad_objectives_and_limits_exit_1_naming_the_flag() {
         ("--max-flops", "0"),
         ("--max-flops", "nan"),
     ] {
-        let err = fails(&table_search(&["--strategy", "nsga2", flag, bad]), 1);
+        let arg = format!("{flag}={bad}");
+        let err = fails(&table_search(&["--strategy", "nsga2", &arg]), 2);
         assert!(err.contains(flag), "{flag} {bad}: {err}");
     }
 }
