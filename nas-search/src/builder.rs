@@ -271,6 +271,9 @@ pub struct SearchReport {
     /// strategy's); also written to `front.json` and drawn in `front.svg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front: Option<crate::pareto::ParetoFront>,
+    /// Proposals over `--max-params`/`--max-flops`, rejected unevaluated (all sessions).
+    #[serde(default)]
+    pub rejected: u64,
     /// The output directory (not written to `summary.json`).
     #[serde(skip)]
     pub output_dir: Option<PathBuf>,
@@ -333,6 +336,7 @@ impl SearchReport {
             trials,
             cut: outcome.cut.iter().map(|(id, _)| *id).collect(),
             front: None,
+            rejected: 0,
             output_dir: None,
         })
     }
@@ -644,6 +648,9 @@ where
         &outcome,
         start.elapsed().as_secs_f64(),
     )?;
+    if !moo.limits.is_empty() {
+        report.rejected = built.save_state()?["rejected"].as_u64().unwrap_or(0);
+    }
     if let Some(objectives) = moo.objectives {
         // The hypervolume's reference cost: the limit when there is one, else the largest
         // cost evaluated.
@@ -823,6 +830,12 @@ impl SearchReport {
             self.stop,
             self.wall_time_s,
         );
+        if self.rejected > 0 {
+            text += &format!(
+                "{} proposals over the cost limits were rejected unevaluated\n",
+                self.rejected
+            );
+        }
         if let Some(front) = &self.front {
             text += &front.lines();
         }
