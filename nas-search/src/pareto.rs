@@ -244,9 +244,9 @@ pub fn hypervolume_2d(points: &[[f64; 2]], reference: [f64; 2]) -> f64 {
     area
 }
 
-/// The hypervolume of trials in the accuracy/cost plane: the area between the reference point
-/// (`ref_accuracy` %, `ref_cost`) and the trials' (accuracy, cost) points, where `accuracy`
-/// picks the accuracy of each trial (validation or test). Failed trials add nothing.
+/// The hypervolume of (accuracy %, cost) points, accuracy maximised and cost minimised: the
+/// area that the points dominate and that dominates the reference point (`ref_accuracy` %,
+/// `ref_cost`), in % x cost units (not normalised).
 pub fn accuracy_cost_hypervolume(points: &[(f64, f64)], ref_accuracy: f64, ref_cost: f64) -> f64 {
     let pts: Vec<[f64; 2]> = points.iter().map(|&(a, c)| [-a, c]).collect();
     hypervolume_2d(&pts, [-ref_accuracy, ref_cost])
