@@ -13,7 +13,9 @@
 //! params_vs_accuracy.svg: every cell's parameters against its test accuracy). With two
 //! strategies or more, Welch's one-sided t-test of the first against each other one is printed,
 //! or with `--baseline LABEL` of each other one against that one (runs `i` of every strategy
-//! share seed `--seed + i`).
+//! share seed `--seed + i`). `--objectives acc,params` (or `acc,flops`) also scores each run by
+//! the hypervolume of its front (reference: 0 % and the table's largest cost) and tests every
+//! strategy's against `--baseline` (default `random`).
 
 use nas_search::benchmark::{BenchmarkConfig, params_accuracy_plot, run_nb201_benchmark};
 use nas_search::stats::welch;
@@ -54,12 +56,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--cost-budget" => {
                 cfg.cost_budget = Some(val()?.parse().map_err(|e| format!("--cost-budget: {e}"))?)
             }
+            "--objectives" => {
+                cfg.objectives = Some(nas_search::pareto::Objectives::parse(&val()?)?)
+            }
             "--out" => out = Some(PathBuf::from(val()?)),
             "-h" | "--help" => {
                 println!(
                     "nb201_benchmark [--runs N] [--budget EVALS] [--dataset cifar10|cifar100|imagenet16-120] \
                      [--strategies random,rea,reinforce,local,hyperband] [--threads T] [--seed S] \
-                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter] [--baseline LABEL]"
+                     [--skip-equivalent] [--cost-budget EPOCHS] [--out DIR] [--scatter] [--baseline LABEL] \
+                     [--objectives acc,params|acc,flops]"
                 );
                 return Ok(());
             }
@@ -99,6 +105,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "{name} > {baseline}: Welch t = {:.2}, df = {:.0}, one-sided p = {:.2e}",
             w.t, w.df, w.p_greater
         );
+    }
+    if let Some(md) = report.hypervolume_markdown() {
+        print!("{md}");
+        let base = baseline.clone().unwrap_or_else(|| "random".into());
+        for (name, w) in report.hypervolume_welch_against(&base) {
+            println!(
+                "hypervolume {name} > {base}: Welch t = {:.2}, df = {:.0}, one-sided p = {:.2e}",
+                w.t, w.df, w.p_greater
+            );
+        }
+        println!("mean hypervolume at {marks:?} evaluations:");
+        for r in &report.strategies {
+            let v: Vec<String> = marks
+                .iter()
+                .map(|&m| format!("{:.4}", r.hypervolume_anytime[m - 1]))
+                .collect();
+            println!("  {:<10} {}", r.name, v.join("  "));
+        }
     }
     println!("anytime mean reported accuracy at {marks:?} evaluations:");
     for r in &report.strategies {

@@ -36,6 +36,11 @@ pub struct BenchmarkConfig {
     /// anytime curve.
     #[serde(default)]
     pub cost_budget: Option<f64>,
+    /// Multi-objective benchmark: the objectives whose front each run is scored by (the
+    /// hypervolume of [`StrategyReport::hypervolume`]); also set in every strategy that takes
+    /// objectives.
+    #[serde(default)]
+    pub objectives: Option<crate::pareto::Objectives>,
 }
 
 impl BenchmarkConfig {
@@ -55,6 +60,7 @@ impl BenchmarkConfig {
             base_seed: 0,
             skip_equivalent: false,
             cost_budget: None,
+            objectives: None,
         }
     }
 }
@@ -76,6 +82,51 @@ pub struct StrategyReport {
     pub anytime_mean: Vec<f64>,
     /// Standard deviation over runs of the same.
     pub anytime_std: Vec<f64>,
+    /// With objectives: each run's hypervolume after the last evaluation, of the front of
+    /// the evaluated cells by (12-epoch validation accuracy, cost), reference point accuracy
+    /// 0 % and the largest cost in the table, as a fraction of that box.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypervolume: Vec<f64>,
+    /// The same front scored with its members' 200-epoch test accuracies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypervolume_test: Vec<f64>,
+    /// Mean over runs of the (validation) hypervolume after `e + 1` evaluations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypervolume_anytime: Vec<f64>,
+}
+
+/// Hypervolumes of one run: after each evaluation (validation), and at the end with test
+/// accuracies.
+fn run_hypervolumes(
+    trials: &[crate::history::Trial<nas_space::nb201::Nb201Cell>],
+    objectives: crate::pareto::Objectives,
+    ref_cost: f64,
+) -> (Vec<f64>, f64) {
+    use crate::pareto::accuracy_cost_hypervolume;
+    let scale = 100.0 * ref_cost;
+    let mut valid = Vec::new();
+    let mut test = Vec::new();
+    let mut curve = Vec::new();
+    for t in trials {
+        if let (Some(m), Some([_, c])) = (t.metrics(), objectives.of_trial(t)) {
+            valid.push((m.valid_accuracy, c));
+            test.push((m.test_accuracy.unwrap_or(f64::NAN), c));
+        }
+        if t.cached_from.is_none() {
+            curve.push(accuracy_cost_hypervolume(&valid, 0.0, ref_cost) / scale);
+        }
+    }
+    // The front is chosen by validation accuracy; its members are then scored by test.
+    let vecs: Vec<Vec<f64>> = valid.iter().map(|&(a, c)| vec![-a, c]).collect();
+    let front = crate::pareto::non_dominated_sort(&vecs)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let chosen: Vec<(f64, f64)> = front.iter().map(|&i| test[i]).collect();
+    (
+        curve,
+        accuracy_cost_hypervolume(&chosen, 0.0, ref_cost) / scale,
+    )
 }
 
 /// Results of a benchmark.
@@ -89,6 +140,9 @@ pub struct BenchmarkReport {
     pub strategies: Vec<StrategyReport>,
     /// Wall time of the whole benchmark, seconds.
     pub wall_time_s: f64,
+    /// With objectives: the reference cost of the hypervolumes (the table's largest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervolume_reference: Option<f64>,
 }
 
 /// Runs the benchmark: `runs` searches of `budget` evaluations per strategy, distributed over
@@ -108,10 +162,17 @@ pub fn run_nb201_benchmark(
     }
     let t0 = std::time::Instant::now();
     let optimum = table.optimum(cfg.dataset).test_200[cfg.dataset.column()];
+    let ref_cost = cfg.objectives.map(|o| {
+        table
+            .rows()
+            .iter()
+            .map(|r| o.cost.of_cost(&r.cost[cfg.dataset.column()]))
+            .fold(0.0, f64::max)
+    });
     let evaluator = Nb201Evaluator::new(table, cfg.dataset);
     let n_jobs = cfg.runs * cfg.strategies.len();
     let next = AtomicUsize::new(0);
-    type RunResult = (f64, Vec<f64>);
+    type RunResult = (f64, Vec<f64>, Option<(Vec<f64>, f64)>);
     let results: Mutex<Vec<Option<Result<RunResult>>>> =
         Mutex::new((0..n_jobs).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -124,7 +185,11 @@ pub fn run_nb201_benchmark(
                     }
                     let (si, run) = (j / cfg.runs, j % cfg.runs);
                     let r = (|| -> Result<RunResult> {
-                        let mut strategy = cfg.strategies[si].build(&Nb201Space)?;
+                        let mut kind = cfg.strategies[si].clone();
+                        if let Some(o) = cfg.objectives {
+                            kind.set_objectives(o);
+                        }
+                        let mut strategy = kind.build(&Nb201Space)?;
                         let budget = Budget {
                             max_cost: cfg.cost_budget,
                             ..Budget::evaluations(cfg.budget)
@@ -144,7 +209,13 @@ pub fn run_nb201_benchmark(
                             .collect();
                         let last = curve.last().copied().unwrap_or(f64::NAN);
                         curve.resize(cfg.budget as usize, last);
-                        Ok((best, curve))
+                        let hv = cfg.objectives.zip(ref_cost).map(|(o, r)| {
+                            let (mut c, test) = run_hypervolumes(&out.history.trials, o, r);
+                            let last = c.last().copied().unwrap_or(0.0);
+                            c.resize(cfg.budget as usize, last);
+                            (c, test)
+                        });
+                        Ok((best, curve, hv))
                     })();
                     if let Ok(mut res) = results.lock() {
                         res[j] = Some(r);
@@ -161,14 +232,27 @@ pub fn run_nb201_benchmark(
     for kind in &cfg.strategies {
         let mut finals = Vec::with_capacity(cfg.runs);
         let mut curves = Vec::with_capacity(cfg.runs);
+        let (mut hv, mut hv_test, mut hv_curves) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..cfg.runs {
-            let (b, c) = it
+            let (b, c, h) = it
                 .next()
                 .flatten()
                 .ok_or_else(|| SearchError::Config("a benchmark run did not finish".into()))??;
             finals.push(b);
             curves.push(c);
+            if let Some((curve, test)) = h {
+                hv.push(curve.last().copied().unwrap_or(0.0));
+                hv_test.push(test);
+                hv_curves.push(curve);
+            }
         }
+        let hypervolume_anytime: Vec<f64> = if hv_curves.is_empty() {
+            Vec::new()
+        } else {
+            (0..cfg.budget as usize)
+                .map(|e| mean(&hv_curves.iter().map(|c| c[e]).collect::<Vec<f64>>()))
+                .collect()
+        };
         let len = cfg.budget as usize;
         let mut anytime_mean = Vec::with_capacity(len);
         let mut anytime_std = Vec::with_capacity(len);
@@ -190,6 +274,9 @@ pub fn run_nb201_benchmark(
             final_test: finals,
             anytime_mean,
             anytime_std,
+            hypervolume: hv,
+            hypervolume_test: hv_test,
+            hypervolume_anytime,
         });
     }
     Ok(BenchmarkReport {
@@ -197,6 +284,7 @@ pub fn run_nb201_benchmark(
         optimum,
         strategies: reports,
         wall_time_s: t0.elapsed().as_secs_f64(),
+        hypervolume_reference: ref_cost,
     })
 }
 
@@ -255,6 +343,49 @@ impl BenchmarkReport {
                 )
             })
             .collect()
+    }
+
+    /// Welch's one-sided t-test of every other strategy's final (validation) hypervolume
+    /// against the strategy labelled `baseline` (alternative: the other's mean is larger).
+    pub fn hypervolume_welch_against(&self, baseline: &str) -> Vec<(String, crate::stats::Welch)> {
+        let Some(base) = self.strategies.iter().find(|s| s.name == baseline) else {
+            return Vec::new();
+        };
+        self.strategies
+            .iter()
+            .filter(|s| s.name != baseline && !s.hypervolume.is_empty())
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    crate::stats::welch(&s.hypervolume, &base.hypervolume),
+                )
+            })
+            .collect()
+    }
+
+    /// With objectives: a Markdown table of the hypervolumes (validation and test), mean ±
+    /// std over the runs.
+    pub fn hypervolume_markdown(&self) -> Option<String> {
+        let o = self.config.objectives?;
+        let mut s = format!(
+            "hypervolume of each run's front (chosen by 12-epoch validation accuracy) as a fraction of the box from (0 %, {} {}) to (100 %, 0)\n\n| strategy | hypervolume ({}, 12-ep. validation), mean ± std over {} runs | same front, 200-ep. test accuracy |\n| --- | --- | --- |\n",
+            o.cost.name(),
+            self.hypervolume_reference.unwrap_or(f64::NAN),
+            o.label(),
+            self.config.runs
+        );
+        for r in &self.strategies {
+            let _ = writeln!(
+                s,
+                "| {} | {:.4} ± {:.4} | {:.4} ± {:.4} |",
+                r.name,
+                mean(&r.hypervolume),
+                std_dev(&r.hypervolume),
+                mean(&r.hypervolume_test),
+                std_dev(&r.hypervolume_test)
+            );
+        }
+        Some(s)
     }
 
     /// A Markdown table: strategy, mean ± std of the reported accuracy, gap to the optimum.
@@ -325,7 +456,11 @@ impl BenchmarkReport {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| SearchError::io(&p, e))
         };
-        w("summary.md", self.markdown())?;
+        let mut md = self.markdown();
+        if let Some(hv) = self.hypervolume_markdown() {
+            md = md + "\n" + &hv;
+        }
+        w("summary.md", md)?;
         w(
             "report.json",
             serde_json::to_string_pretty(self).map_err(|e| SearchError::Serde(e.to_string()))?,

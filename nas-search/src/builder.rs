@@ -169,6 +169,9 @@ pub struct Search {
     observer: Option<Arc<dyn Observer>>,
     executor: ExecutorSettings,
     prefilter: Option<String>,
+    objectives: Option<String>,
+    max_params: Option<String>,
+    max_flops: Option<String>,
 }
 
 impl Default for Search {
@@ -264,6 +267,13 @@ pub struct SearchReport {
     /// them again).
     #[serde(default)]
     pub cut: Vec<u64>,
+    /// The Pareto front of a search with objectives (`--objectives`, or a multi-objective
+    /// strategy's); also written to `front.json` and drawn in `front.svg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<crate::pareto::ParetoFront>,
+    /// Proposals over `--max-params`/`--max-flops`, rejected unevaluated (all sessions).
+    #[serde(default)]
+    pub rejected: u64,
     /// The output directory (not written to `summary.json`).
     #[serde(skip)]
     pub output_dir: Option<PathBuf>,
@@ -325,6 +335,8 @@ impl SearchReport {
             wall_time_s,
             trials,
             cut: outcome.cut.iter().map(|(id, _)| *id).collect(),
+            front: None,
+            rejected: 0,
             output_dir: None,
         })
     }
@@ -556,6 +568,7 @@ pub fn run_recorded<S, E>(
     space: &S,
     strategy: &StrategyKind,
     warm_start: &[S::Arch],
+    moo: &crate::pareto::MooRun<S::Arch>,
     evaluator: &E,
     config: &SearchConfig,
     dir: Option<&Path>,
@@ -569,7 +582,7 @@ where
     E: Evaluator<S::Arch> + ?Sized,
 {
     let start = Instant::now();
-    let build = || crate::prefilter::build_warm(strategy, warm_start, space);
+    let build = || moo.wrap(crate::prefilter::build_warm(strategy, warm_start, space)?);
     let mut built = build()?;
     check_config(config)?;
     let held = match &config.checkpoint {
@@ -626,7 +639,7 @@ where
         }
         events.sync();
     }
-    let report = SearchReport::from_outcome(
+    let mut report = SearchReport::from_outcome(
         space.name(),
         json!({ "name": strategy.name(), "config": built.config() }),
         evaluator.name(),
@@ -635,6 +648,22 @@ where
         &outcome,
         start.elapsed().as_secs_f64(),
     )?;
+    if !moo.limits.is_empty() {
+        report.rejected = built.save_state()?["rejected"].as_u64().unwrap_or(0);
+    }
+    if let Some(objectives) = moo.objectives {
+        // The hypervolume's reference cost: the limit when there is one, else the largest
+        // cost evaluated.
+        let limit = match objectives.cost {
+            crate::pareto::CostKind::Params => moo.limits.max_params,
+            crate::pareto::CostKind::Flops => moo.limits.max_flops,
+        };
+        report.front = Some(crate::pareto::ParetoFront::of_trials(
+            &outcome.history.trials,
+            objectives,
+            limit,
+        ));
+    }
     let _guard = persist_guard();
     events.write(report.end_event())?;
     events.sync();
@@ -801,10 +830,24 @@ impl SearchReport {
             self.stop,
             self.wall_time_s,
         );
+        if self.rejected > 0 {
+            text += &format!(
+                "{} proposals over the cost limits were rejected unevaluated\n",
+                self.rejected
+            );
+        }
+        if let Some(front) = &self.front {
+            text += &front.lines();
+        }
         if let Some(dir) = dir {
             text += &format!(
-                "outputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, checkpoint.json, checkpoint.journal}}\n",
-                dir.display()
+                "outputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, {}checkpoint.json, checkpoint.journal}}\n",
+                dir.display(),
+                if self.front.is_some() {
+                    "front.json, front.svg, "
+                } else {
+                    ""
+                }
             );
         }
         text
@@ -868,6 +911,9 @@ impl Search {
             observer: None,
             executor: ExecutorSettings::default(),
             prefilter: None,
+            objectives: None,
+            max_params: None,
+            max_flops: None,
         }
     }
 
@@ -902,6 +948,48 @@ impl Search {
         self.prefilter = spec.map(str::to_string);
         self
     }
+
+    /// `--objectives acc,params` ([`crate::pareto::Objectives::parse`]): the objectives of a
+    /// multi-objective strategy, and of the Pareto front reported for any strategy.
+    pub fn objectives(mut self, spec: Option<&str>) -> Self {
+        self.objectives = spec.map(str::to_string);
+        self
+    }
+
+    /// `--max-params N` (`1e6`, `1.5M`): candidates with more parameters are never
+    /// evaluated ([`crate::pareto::Constrained`]).
+    pub fn max_params(mut self, limit: Option<&str>) -> Self {
+        self.max_params = limit.map(str::to_string);
+        self
+    }
+
+    /// `--max-flops N`: candidates with more multiply-accumulates are never evaluated.
+    pub fn max_flops(mut self, limit: Option<&str>) -> Self {
+        self.max_flops = limit.map(str::to_string);
+        self
+    }
+
+    /// The parsed `--objectives`, `--max-params` and `--max-flops`.
+    fn moo_settings(&self) -> Result<crate::pareto::MooSettings> {
+        use crate::pareto::{Limits, Objectives};
+        let parse = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| Limits::parse_value(flag, t))
+                .transpose()
+        };
+        Ok(crate::pareto::MooSettings {
+            objectives: self
+                .objectives
+                .as_deref()
+                .map(Objectives::parse)
+                .transpose()?,
+            limits: Limits {
+                max_params: parse("--max-params", &self.max_params)?,
+                max_flops: parse("--max-flops", &self.max_flops)?,
+            },
+        })
+    }
+
     /// How candidates are evaluated, by name ([`DEFAULT_EVALUATOR`] by default).
     pub fn evaluator(mut self, name: &str) -> Self {
         self.evaluator = name.into();
@@ -1068,7 +1156,13 @@ impl Search {
         let space = self.registry.space(&self.space)?;
         self.setup.check()?;
         let name = self.strategy.split(':').next().unwrap_or("").trim();
+        let mut moo = self.moo_settings()?;
         if let Ok(method) = Method::parse(name) {
+            if moo != crate::pareto::MooSettings::default() {
+                return Err(SearchError::Setting(format!(
+                    "--objectives, --max-params and --max-flops apply to multi-trial strategies, not the one-shot {name}"
+                )));
+            }
             return self.run_oneshot(space, method).map(Finished::OneShot);
         }
         let mut strategy = StrategyKind::parse(&self.strategy)
@@ -1094,6 +1188,10 @@ impl Search {
         let def = self.registry.evaluator(&self.evaluator)?;
         let fidelity = def.fidelity(&self.setup)?;
         strategy.set_fidelity(fidelity, def.trains())?;
+        match moo.objectives {
+            Some(o) => strategy.set_objectives(o),
+            None => moo.objectives = strategy.objectives(),
+        }
         let prefilter = self
             .prefilter
             .as_deref()
@@ -1167,6 +1265,7 @@ impl Search {
         let mut report = space.search(SearchRun {
             strategy: &strategy,
             prefilter,
+            moo,
             evaluator,
             config: &config,
             dir,
@@ -1495,6 +1594,14 @@ pub fn write_outputs(dir: &Path, report: &SearchReport) -> Result<()> {
     p.add("validation", best_valid_t, Style::Line);
     p.add("test (of the incumbent)", best_test_t, Style::Line);
     p.save(dir.join("progress_time.svg"))?;
+    if let Some(front) = &report.front {
+        let text =
+            serde_json::to_string_pretty(front).map_err(|e| SearchError::Serde(e.to_string()))?;
+        write_file_atomic(&dir.join("front.json"), (text + "\n").as_bytes())?;
+        front
+            .plot(&format!("{title}: Pareto front ({})", front.objectives))
+            .save(dir.join("front.svg"))?;
+    }
     let pts: Vec<(f64, f64)> = report
         .trials
         .iter()

@@ -96,6 +96,14 @@ pub trait Evaluator<A>: Send + Sync {
 
     /// Evaluates one architecture at one fidelity.
     fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError>;
+
+    /// The parameters and FLOPs [`Evaluator::evaluate`] would report for `arch`, in closed
+    /// form and without evaluating (`None`: this evaluator cannot tell). Hard cost limits
+    /// (`--max-params`, [`crate::pareto::Constrained`]) check candidates with it.
+    fn network_cost(&self, arch: &A) -> Option<crate::nets::NetworkCost> {
+        let _ = arch;
+        None
+    }
 }
 
 impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
@@ -104,6 +112,9 @@ impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
     }
     fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError> {
         (**self).evaluate(request)
+    }
+    fn network_cost(&self, arch: &A) -> Option<crate::nets::NetworkCost> {
+        (**self).network_cost(arch)
     }
 }
 

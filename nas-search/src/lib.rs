@@ -42,6 +42,7 @@ pub mod memory;
 pub mod nets;
 pub mod oneshot;
 pub mod outdir;
+pub mod pareto;
 pub mod plot;
 pub mod predictor;
 pub mod prefilter;

@@ -23,6 +23,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Line or dots.
     pub style: Style,
+    /// A fixed colour (`"#b0b0b0"`); `None`: the next one of the palette.
+    pub colour: Option<String>,
 }
 
 /// A plot with axes, ticks, a legend and optional horizontal reference line.
@@ -110,6 +112,7 @@ impl Plot {
             name: name.into(),
             points,
             style,
+            colour: None,
         });
         self
     }
@@ -250,7 +253,7 @@ impl Plot {
             );
         }
         for (i, ser) in self.series.iter().enumerate() {
-            let col = COLOURS[i % COLOURS.len()];
+            let col = ser.colour.as_deref().unwrap_or(COLOURS[i % COLOURS.len()]);
             let mapped: Vec<(f64, f64)> = ser
                 .points
                 .iter()

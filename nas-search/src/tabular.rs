@@ -349,6 +349,10 @@ impl Evaluator<Nb201Cell> for Nb201Evaluator {
             cost: req.fidelity as f64,
         })
     }
+
+    fn network_cost(&self, arch: &Nb201Cell) -> Option<NetworkCost> {
+        Some(self.table.get(arch).cost[self.dataset.column()])
+    }
 }
 
 /// Channels of the first stage in NAS-Bench-201.

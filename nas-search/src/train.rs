@@ -571,6 +571,14 @@ impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
     fn evaluate(&self, request: &EvalRequest<'_, A>) -> Result<Metrics, EvalError> {
         self.evaluate_observed(request, &mut |_| {})
     }
+
+    fn network_cost(&self, arch: &A) -> Option<NetworkCost> {
+        Some(self.family.cost(
+            arch,
+            self.splits.train.shape(),
+            self.splits.train.num_classes(),
+        ))
+    }
 }
 
 #[cfg(test)]

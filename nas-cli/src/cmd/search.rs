@@ -40,6 +40,10 @@ Examples:
       --limit-train counts sequences of 64 characters); the search sees 100 * 2^-bpc
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
+  nas search --evaluator nb201-table --strategy nsga2 --objectives acc,params --max-params 1e6 -n 100
+      multi-objective: NSGA-II (or pareto: Archai-style Pareto evolution) for validation
+      accuracy against parameters, never evaluating a cell over 1e6 parameters; prints the
+      Pareto front, writes front.json and front.svg (dominated points grey)
   nas search --strategy darts --epochs 2 --limit-train 1000 --out runs/d1
       one-shot: DARTS (darts, darts2 = second order), GDAS (gdas), PC-DARTS (pcdarts, K = 4
       partial channels; --channels a multiple of 4), beta-DARTS (beta-darts, logsumexp
@@ -115,6 +119,19 @@ pub struct SearchArgs {
     /// first proposals, e.g. synflow:1000.
     #[arg(long)]
     pub prefilter: Option<String>,
+    /// Objectives of a multi-objective search: acc,params or acc,flops (validation accuracy
+    /// against the network's parameters or multiply-accumulates). Sets the objectives of
+    /// nsga2 and pareto (default acc,params); with any other strategy, the Pareto front of
+    /// what it evaluated is reported. Writes front.json and front.svg.
+    #[arg(long)]
+    pub objectives: Option<String>,
+    /// Hard limit on parameters (1e6, 250000, 1.5M): a candidate over it is never evaluated;
+    /// the strategy is told it failed and asked for another.
+    #[arg(long)]
+    pub max_params: Option<String>,
+    /// Hard limit on multiply-accumulates of one forward pass (2e8, 150M), as --max-params.
+    #[arg(long)]
+    pub max_flops: Option<String>,
     /// Fraction of the training set held out for validation (what the search optimises).
     #[arg(long, default_value_t = b::DEFAULT_VALID_FRACTION)]
     pub valid_fraction: f64,
@@ -197,6 +214,9 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("ray_gpus", a.ray_gpus.map(|v| v.to_string())),
         ("ray_python", a.ray_python.clone()),
         ("prefilter", a.prefilter.clone()),
+        ("objectives", a.objectives.clone()),
+        ("max_params", a.max_params.clone()),
+        ("max_flops", a.max_flops.clone()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), v?)))
@@ -349,6 +369,9 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
         .lr(a.lr)
         .batch_size(a.batch_size)
         .prefilter(a.prefilter.as_deref())
+        .objectives(a.objectives.as_deref())
+        .max_params(a.max_params.as_deref())
+        .max_flops(a.max_flops.as_deref())
         .valid_fraction(a.valid_fraction)
         .seed(a.seed)
         .workers(a.workers)

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod faults;
+mod moo;
 mod ray;
 mod rnn;
 mod search;

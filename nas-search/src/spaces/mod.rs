@@ -51,7 +51,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nas_space::SearchSpace;
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::builder::{SearchReport, TrialRecord, run_recorded};
@@ -267,6 +267,8 @@ pub struct SearchRun<'a> {
     pub extra: serde_json::Value,
     /// Score this many random architectures with a proxy and propose the best first.
     pub prefilter: Option<PrefilterSpec>,
+    /// Objectives of the reported front and hard cost limits.
+    pub moo: crate::pareto::MooSettings,
     /// Called once the checks pass, with the trials a checkpoint already holds.
     pub on_start: &'a mut dyn FnMut(u64),
     /// Called after every finished trial.
@@ -555,10 +557,13 @@ impl<D: SpaceDef> Space for D {
             })?,
             None => Vec::new(),
         };
+        let probe = space.sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+        let moo = crate::pareto::MooRun::for_evaluator(run.moo, evaluator.clone(), &probe)?;
         run_recorded(
             &space,
             run.strategy,
             &warm,
+            &moo,
             &*evaluator,
             run.config,
             run.dir,

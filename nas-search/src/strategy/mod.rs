@@ -18,6 +18,7 @@ mod controller;
 mod evolution;
 mod hyperband;
 mod local;
+mod nsga2;
 mod random;
 mod reinforce;
 mod tpe;
@@ -27,6 +28,7 @@ pub use controller::{ControllerConfig, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
 pub use hyperband::{BohbConfig, Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};
+pub use nsga2::{Nsga2, Nsga2Config, ParetoConfig, ParetoEvolution};
 pub use random::{RandomConfig, RandomSearch};
 pub use reinforce::{Reinforce, ReinforceConfig};
 pub use tpe::{Tpe, TpeConfig};
@@ -97,6 +99,16 @@ pub trait StrategyConfig:
     fn fidelities(&self, fidelity: u32) -> Vec<u32> {
         vec![fidelity]
     }
+    /// The objectives of a multi-objective strategy (`None`: it maximises validation
+    /// accuracy alone).
+    fn objectives(&self) -> Option<crate::pareto::Objectives> {
+        None
+    }
+    /// Sets the objectives of a multi-objective strategy (`--objectives`); the others ignore
+    /// them (the search still reports the front of what they evaluated).
+    fn set_objectives(&mut self, objectives: crate::pareto::Objectives) {
+        let _ = objectives;
+    }
 }
 
 /// Declares [`StrategyKind`] from one list of `Variant(Config)`: the only place that lists the
@@ -159,6 +171,14 @@ macro_rules! strategies {
             pub fn fidelities(&self, fidelity: u32) -> Vec<u32> {
                 match self { $(StrategyKind::$variant(c) => c.fidelities(fidelity),)+ }
             }
+            /// See [`StrategyConfig::objectives`].
+            pub fn objectives(&self) -> Option<crate::pareto::Objectives> {
+                match self { $(StrategyKind::$variant(c) => c.objectives(),)+ }
+            }
+            /// See [`StrategyConfig::set_objectives`].
+            pub fn set_objectives(&mut self, objectives: crate::pareto::Objectives) {
+                match self { $(StrategyKind::$variant(c) => c.set_objectives(objectives),)+ }
+            }
             /// Builds the strategy for `space`.
             pub fn build<S: SearchSpace>(&self, space: &S) -> Result<Box<dyn Strategy<S>>> {
                 match self { $(StrategyKind::$variant(c) => c.build(space),)+ }
@@ -186,6 +206,10 @@ strategies! {
     Bananas(BananasConfig),
     /// BOHB: [`Hyperband`] with TPE proposals.
     Bohb(BohbConfig),
+    /// [`Nsga2`].
+    Nsga2(Nsga2Config),
+    /// [`ParetoEvolution`].
+    Pareto(ParetoConfig),
 }
 
 impl StrategyKind {

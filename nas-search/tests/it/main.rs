@@ -13,6 +13,7 @@ mod oneshot_pcdarts;
 mod oneshot_regularised;
 mod oneshot_search;
 mod oneshot_spos;
+mod pareto;
 mod prefilter;
 mod registry;
 mod resume;

@@ -62,6 +62,8 @@ fn strategies() -> Vec<(String, Box<dyn Strategy<Nb201Space>>, Budget)> {
         "hyperband:brackets=1:eta=4",
         "bananas",
         "bohb",
+        "nsga2",
+        "pareto",
     ] {
         let kind = StrategyKind::parse(spec).unwrap();
         let budget = if kind.fidelities(12).len() > 1 {
@@ -74,6 +76,13 @@ fn strategies() -> Vec<(String, Box<dyn Strategy<Nb201Space>>, Budget)> {
     out.push((
         "tpe".into(),
         Box::new(Tpe::new(TpeConfig::default()).unwrap()),
+        Budget::evaluations(120),
+    ));
+    let mut flops = StrategyKind::parse("nsga2").unwrap();
+    flops.set_objectives(nas_search::pareto::Objectives::parse("acc,flops").unwrap());
+    out.push((
+        "nsga2 acc,flops".into(),
+        flops.build(&Nb201Space).unwrap(),
         Budget::evaluations(120),
     ));
     let lstm = LstmController::new(ControllerConfig::default(), &Nb201Space.decisions()).unwrap();

@@ -126,7 +126,9 @@ fn the_strategy_registry_names_parses_and_labels_every_strategy() {
             "tpe",
             "lstm-controller",
             "bananas",
-            "bohb"
+            "bohb",
+            "nsga2",
+            "pareto"
         ]
     );
     for k in StrategyKind::all() {

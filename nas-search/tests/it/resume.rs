@@ -43,11 +43,27 @@ fn config(kind: &str, checkpoint: Option<&Path>) -> (StrategyKind, SearchConfig)
     (kind, cfg)
 }
 
+/// `KIND` or `KIND<PARAMS`: the strategy, under `--max-params PARAMS` in the second form.
 fn search(kind: &str, checkpoint: Option<&Path>, slow: bool) -> SearchOutcome<Nb201Cell> {
     let table = Nb201Table::embedded().unwrap();
     let ev = Nb201Evaluator::new(table, Dataset::Cifar10);
+    let (kind, limit) = match kind.split_once('<') {
+        Some((k, l)) => (k, Some(l.parse::<f64>().unwrap())),
+        None => (kind, None),
+    };
     let (kind, cfg) = config(kind, checkpoint);
     let mut s = kind.build(&Nb201Space).unwrap();
+    if let Some(max) = limit {
+        let costs = ev.clone();
+        s = Box::new(nas_search::pareto::Constrained::new(
+            s,
+            nas_search::pareto::Limits {
+                max_params: Some(max),
+                ..Default::default()
+            },
+            std::sync::Arc::new(move |a: &Nb201Cell| Ok(costs.network_cost(a).unwrap())),
+        ));
+    }
     if slow {
         run_search(&Nb201Space, s.as_mut(), &Slow(ev), &cfg).unwrap()
     } else {
@@ -88,9 +104,19 @@ fn killed_search_resumes_to_the_uninterrupted_history() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as usize;
-    for (i, kind) in ["rea", "reinforce", "local", "hyperband", "bananas", "bohb"]
-        .iter()
-        .enumerate()
+    for (i, kind) in [
+        "rea",
+        "reinforce",
+        "local",
+        "hyperband",
+        "bananas",
+        "bohb",
+        "nsga2",
+        "pareto",
+        "nsga2<300000",
+    ]
+    .iter()
+    .enumerate()
     {
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("search.ckpt");
