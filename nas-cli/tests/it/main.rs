@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod faults;
+mod mpi;
 mod rnn;
 mod search;
 mod slurm;
