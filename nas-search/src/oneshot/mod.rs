@@ -37,6 +37,8 @@
 //! `history.json`, and at the end `alphas.svg` (SPOS / RSWS: `candidates.json` instead),
 //! `genotype.txt` and `result.json`, checkpointing to
 //! `checkpoint.bin` (every `checkpoint_every` steps and at each epoch end).
+//! [`run_oneshot_parallel`] runs the same search data-parallel over a
+//! [`crate::dist::Communicator`]'s ranks (each on a shard of every batch; rank 0 writes).
 //!
 //! Differences from the original code, all deliberate: the learning rate of epoch `t` is the
 //! cosine value at `t` (the original's scheduler call order gave epoch 0 the value at 1); the
