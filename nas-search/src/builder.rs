@@ -172,6 +172,8 @@ pub struct Search {
     objectives: Option<String>,
     max_params: Option<String>,
     max_flops: Option<String>,
+    comm: Option<Arc<dyn crate::dist::Communicator>>,
+    sync_bn: bool,
 }
 
 impl Default for Search {
@@ -914,6 +916,8 @@ impl Search {
             objectives: None,
             max_params: None,
             max_flops: None,
+            comm: None,
+            sync_bn: false,
         }
     }
 
@@ -1134,6 +1138,20 @@ impl Search {
         self.executor = executor;
         self
     }
+    /// Runs a one-shot DARTS search data-parallel over `comm`'s ranks
+    /// ([`crate::oneshot::run_oneshot_parallel`]); every rank builds the same `Search` and
+    /// calls [`Search::run_any`]. Rank 0 alone creates, locks and writes the output directory
+    /// and reports progress. A multi-trial search on more than one rank is refused.
+    pub fn communicator(mut self, comm: Arc<dyn crate::dist::Communicator>) -> Self {
+        self.comm = Some(comm);
+        self
+    }
+    /// Data-parallel one-shot searches: synchronised batch norm (`--sync-bn`; see
+    /// [`crate::oneshot::OneShotConfig::sync_bn`]).
+    pub fn sync_bn(mut self, on: bool) -> Self {
+        self.sync_bn = on;
+        self
+    }
     /// Print one line per trial to standard error (off by default).
     pub fn verbose(mut self, on: bool) -> Self {
         self.observer = on.then(|| Arc::new(TrialLines) as Arc<dyn Observer>);
@@ -1164,6 +1182,21 @@ impl Search {
                 )));
             }
             return self.run_oneshot(space, method).map(Finished::OneShot);
+        }
+        if let Some(c) = &self.comm
+            && c.size() > 1
+        {
+            return Err(SearchError::Setting(format!(
+                "--strategy {name}: {} processes were started (MPI), but only one-shot DARTS \
+                 searches run data-parallel; run multi-trial searches as one process (their \
+                 trials spread with --workers or --executor slurm)",
+                c.size()
+            )));
+        }
+        if self.sync_bn {
+            return Err(SearchError::Setting(format!(
+                "--sync-bn applies to data-parallel one-shot searches, not --strategy {name}"
+            )));
         }
         let mut strategy = StrategyKind::parse(&self.strategy)
             .map_err(|e| SearchError::Setting(format!("--strategy: {e}")))?;
@@ -1352,6 +1385,7 @@ impl Search {
             config.w_lr = lr;
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
+        config.sync_bn = self.sync_bn;
         if method.samples_paths()
             && let Some(n) = self.budget.max_evaluations
         {
@@ -1369,6 +1403,33 @@ impl Search {
             }
             _ => splits.train,
         };
+        // Data-parallel: the ranks other than 0 touch no directory and report nothing; rank 0
+        // tells them whether to resume.
+        let comm = self.comm.clone().filter(|c| c.size() > 1);
+        if let Some(c) = &comm
+            && c.rank() != 0
+        {
+            let start = Instant::now();
+            let outcome = crate::oneshot::run_oneshot_parallel(
+                &config,
+                &train,
+                Path::new(""),
+                false,
+                c.clone(),
+                &mut |_| {},
+            )?;
+            return Ok(OneShotReport {
+                method: m.into(),
+                space: space.name().into(),
+                genotype: outcome.genotype.to_string(),
+                history: outcome.history,
+                paths: outcome.paths,
+                resumed_from_step: outcome.resumed_from_step,
+                steps_run: outcome.steps_run,
+                wall_time_s: start.elapsed().as_secs_f64(),
+                output_dir: String::new(),
+            });
+        }
         if self.memory_check {
             // A supernet that cannot fit is refused before anything is built or written.
             check_limit(
@@ -1411,6 +1472,20 @@ impl Search {
             data,
             dir.display()
         );
+        let header = match &comm {
+            Some(c) => format!(
+                "{header}; data-parallel on {} {} ranks, each on 1/{} of every batch ({})",
+                c.size(),
+                c.kind(),
+                c.size(),
+                if config.sync_bn {
+                    "batch norm synchronised"
+                } else {
+                    "batch norm per rank"
+                }
+            ),
+            None => header,
+        };
         if let Some(o) = &self.observer {
             o.started(&Started {
                 dir: Some(&dir),
@@ -1422,11 +1497,22 @@ impl Search {
         }
         let start = Instant::now();
         let observer = self.observer.clone();
-        let outcome = run_oneshot_observed(&config, &train, &dir, resume, &mut |e| {
+        let mut observe = |e: &crate::oneshot::Event<'_>| {
             if let Some(o) = &observer {
                 o.oneshot(e);
             }
-        })?;
+        };
+        let outcome = match comm {
+            Some(c) => crate::oneshot::run_oneshot_parallel(
+                &config,
+                &train,
+                &dir,
+                resume,
+                c,
+                &mut observe,
+            )?,
+            None => run_oneshot_observed(&config, &train, &dir, resume, &mut observe)?,
+        };
         Ok(OneShotReport {
             method: m.into(),
             space: space.name().into(),

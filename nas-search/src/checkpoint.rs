@@ -92,6 +92,12 @@ pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
 /// Reads and verifies a checkpoint, returning its JSON payload.
 pub fn read_verified(path: &Path) -> Result<Vec<u8>> {
     let bytes = fs::read(path).map_err(|e| SearchError::io(path, e))?;
+    verify_bytes(path, &bytes)
+}
+
+/// Verifies the bytes of a checkpoint read elsewhere (a data-parallel run's rank 0 reads the
+/// file and broadcasts it), returning its payload; `path` names it in errors.
+pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| {
         bad(
             path,

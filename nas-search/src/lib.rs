@@ -34,6 +34,7 @@ pub mod benchmark;
 pub mod builder;
 pub mod checkpoint;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod evaluator;
 pub mod executor;

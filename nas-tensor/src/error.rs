@@ -43,6 +43,9 @@ pub enum TensorError {
     /// Serialisation or deserialisation of an optimizer state failed.
     #[error("serialisation: {0}")]
     Serde(String),
+    /// A collective operation across processes (a synchronised batch norm's reduction) failed.
+    #[error("collective: {0}")]
+    Collective(String),
     /// File system error.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -84,6 +84,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod storage;
+pub mod sync_bn;
 pub mod tensor;
 
 pub use checkpoint::checkpoint;

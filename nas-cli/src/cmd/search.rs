@@ -183,6 +183,12 @@ pub struct SearchArgs {
     /// [default: python].
     #[arg(long)]
     pub ray_python: Option<String>,
+    /// Data-parallel one-shot searches (started by mpirun -np N or srun --mpi=pmix; a build
+    /// with the mpi feature): batch-norm statistics over the whole batch across the ranks
+    /// (PyTorch's SyncBatchNorm) instead of each rank's shard (DDP's default).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub sync_bn: bool,
 }
 
 /// The settings of a search as option id -> command-line value (what `settings.json` holds).
@@ -217,6 +223,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("objectives", a.objectives.clone()),
         ("max_params", a.max_params.clone()),
         ("max_flops", a.max_flops.clone()),
+        ("sync_bn", a.sync_bn.then(|| "true".to_string())),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), v?)))
@@ -342,6 +349,34 @@ impl Observer for Bars {
 
 /// Runs `nas search`.
 pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> {
+    // One of several MPI ranks? (MPI's world with the mpi feature; an error when a launcher
+    // started several copies of a build without it.)
+    let comm =
+        nas_search::dist::from_environment().map_err(|e| CliError::Unsupported(e.to_string()))?;
+    if comm.size() == 1 {
+        return run_rank(args, out, given, None);
+    }
+    let rank = comm.rank();
+    match run_rank(args, out, given, Some(comm.clone())) {
+        // the result is printed once, by rank 0
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // the other ranks may be waiting in a collective this rank will never join: end
+            // the whole run (MPI_Abort) after saying why
+            eprintln!("nas: error (rank {rank} of {}): {e}", comm.size());
+            comm.abort(e.exit_code());
+            Err(e)
+        }
+    }
+}
+
+fn run_rank(
+    args: &SearchArgs,
+    out: &Out,
+    given: &HashSet<String>,
+    comm: Option<Arc<dyn nas_search::dist::Communicator>>,
+) -> Result<()> {
+    let rank = comm.as_ref().map_or(0, |c| c.rank());
     let merged = resume_args(args, given)?;
     let a = merged.as_ref().unwrap_or(args);
     let bars = Arc::new(Bars {
@@ -403,7 +438,14 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
                 }
             },
         })
-        .observer(bars.clone());
+        .sync_bn(a.sync_bn);
+    // data-parallel: rank 0 alone reports progress and writes settings.json
+    if rank == 0 {
+        search = search.observer(bars.clone());
+    }
+    if let Some(c) = comm {
+        search = search.communicator(c);
+    }
     if let Some(d) = &a.data {
         search = search.data(d.clone());
     }
@@ -415,7 +457,11 @@ pub fn run(args: &SearchArgs, out: &Out, given: &HashSet<String>) -> Result<()> 
     for bar in [bars.trials.get(), bars.epochs.get()].into_iter().flatten() {
         bar.finish_and_clear();
     }
-    match finished? {
+    let finished = finished?;
+    if rank != 0 {
+        return Ok(());
+    }
+    match finished {
         Finished::Search(report) => {
             let dir = report.output_dir.clone().unwrap_or_default();
             let mut value =

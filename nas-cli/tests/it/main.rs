@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod moo;
 mod ray;
+mod mpi;
 mod rnn;
 mod search;
 mod slurm;

@@ -76,7 +76,7 @@ fn bad(path: &Path, problem: impl Into<String>) -> OneShotError {
 }
 
 impl OneShotSearch {
-    fn full_data_fingerprint(&self) -> String {
+    pub(crate) fn full_data_fingerprint(&self) -> String {
         format!(
             "{}-{}",
             data_fingerprint(&self.train),
@@ -145,7 +145,20 @@ impl OneShotSearch {
     /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
     /// same settings and data. An error names what differs (settings, data) or what is broken.
     pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
-        let (mut meta, blob) = read_meta(path)?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| OneShotError::from(crate::error::SearchError::io(path, e)))?;
+        Self::load_checkpoint_bytes(path, &bytes, config, data)
+    }
+
+    /// [`OneShotSearch::load_checkpoint`] from the file's bytes, read elsewhere (a data-parallel
+    /// run's rank 0 reads the file and broadcasts it); `path` names it in errors.
+    pub fn load_checkpoint_bytes(
+        path: &Path,
+        bytes: &[u8],
+        config: &OneShotConfig,
+        data: &Dataset,
+    ) -> Result<Self> {
+        let (mut meta, blob) = meta_of(path, crate::checkpoint::verify_bytes(path, bytes)?)?;
         // How often checkpoints are written does not change the search; more epochs extend it
         // (the learning-rate and temperature schedules then run over the new number of epochs
         // from the step where it stopped).
@@ -281,7 +294,10 @@ impl OneShotSearch {
 }
 
 fn read_meta(path: &Path) -> Result<(Meta, Vec<u8>)> {
-    let payload = read_verified(path)?;
+    meta_of(path, read_verified(path)?)
+}
+
+fn meta_of(path: &Path, payload: Vec<u8>) -> Result<(Meta, Vec<u8>)> {
     if payload.len() < 8 {
         return Err(bad(path, "payload too short"));
     }

@@ -24,6 +24,9 @@ pub enum OneShotError {
     /// A data-set error.
     #[error(transparent)]
     DataSet(#[from] crate::data::DataError),
+    /// A collective of a data-parallel run failed (a rank left, MPI error).
+    #[error(transparent)]
+    Comm(#[from] crate::dist::CommError),
     /// A checkpoint that cannot be used: corrupt, or written by a different search.
     #[error("one-shot checkpoint {path}: {problem}")]
     Checkpoint {

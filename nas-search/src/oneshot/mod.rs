@@ -37,6 +37,8 @@
 //! `history.json`, and at the end `alphas.svg` (SPOS / RSWS: `candidates.json` instead),
 //! `genotype.txt` and `result.json`, checkpointing to
 //! `checkpoint.bin` (every `checkpoint_every` steps and at each epoch end).
+//! [`run_oneshot_parallel`] runs the same search data-parallel over a
+//! [`crate::dist::Communicator`]'s ranks (each on a shard of every batch; rank 0 writes).
 //!
 //! Differences from the original code, all deliberate: the learning rate of epoch `t` is the
 //! cosine value at `t` (the original's scheduler call order gave epoch 0 the value at 1); the
@@ -60,6 +62,7 @@ pub mod spos;
 pub mod supernet;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -73,6 +76,7 @@ pub use spos::{PathCandidate, PathSearch, path_indices, path_mixing, sample_path
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 
 use crate::data::Dataset;
+use crate::dist::Communicator;
 
 /// The checkpoint file name inside the output directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
@@ -132,10 +136,10 @@ pub enum Event<'a> {
     Epoch(&'a EpochRecord),
 }
 
-/// Writes `v` as pretty JSON, atomically (a kill leaves the old file or the new one whole).
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| OneShotError::Config(e.to_string()))?;
-    Ok(crate::builder::write_file_atomic(path, s.as_bytes())?)
+/// `v` as pretty JSON (written atomically by the caller: a kill leaves the old file or the new
+/// one whole).
+fn pretty<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| OneShotError::Config(e.to_string()))
 }
 
 /// Runs (or, with `resume`, continues) a one-shot search on `train_data` (a training set; it is
@@ -159,27 +163,127 @@ pub fn run_oneshot_observed(
     resume: bool,
     observe: &mut dyn FnMut(&Event<'_>),
 ) -> Result<OneShotOutcome> {
+    run_oneshot_inner(config, train_data, out_dir, resume, None, observe)
+}
+
+/// [`run_oneshot_observed`] data-parallel over `comm`'s ranks
+/// ([`OneShotSearch::with_communicator`]); every rank calls it with the same settings and data.
+/// Rank 0 alone reads and writes `out_dir` and decides `resume`; it broadcasts the checkpoint
+/// it resumes from, so the other ranks need no access to the directory and write nothing
+/// (their `out_dir` and `resume` are ignored). Every rank returns the same outcome.
+pub fn run_oneshot_parallel(
+    config: &OneShotConfig,
+    train_data: &Dataset,
+    out_dir: &Path,
+    resume: bool,
+    comm: Arc<dyn Communicator>,
+    observe: &mut dyn FnMut(&Event<'_>),
+) -> Result<OneShotOutcome> {
+    run_oneshot_inner(config, train_data, out_dir, resume, Some(comm), observe)
+}
+
+/// Rank 0's checkpoint for the others: a tag byte (0: start afresh, 1: the checkpoint's bytes
+/// follow, 2: rank 0 failed to read it, its message follows).
+fn share_checkpoint(comm: &dyn Communicator, ckpt: &Path, resume: bool) -> Result<Option<Vec<u8>>> {
+    let mut msg = Vec::new();
+    let mut mine = Err(None);
+    if comm.rank() == 0 {
+        if resume {
+            match std::fs::read(ckpt) {
+                Ok(b) => {
+                    msg.push(1);
+                    msg.extend_from_slice(&b);
+                    mine = Ok(Some(b));
+                }
+                Err(e) => {
+                    let e = if e.kind() == std::io::ErrorKind::NotFound {
+                        OneShotError::Checkpoint {
+                            path: ckpt.to_path_buf(),
+                            problem: "cannot resume: no checkpoint there".into(),
+                        }
+                    } else {
+                        OneShotError::io(ckpt, e)
+                    };
+                    msg.push(2);
+                    msg.extend_from_slice(e.to_string().as_bytes());
+                    mine = Err(Some(e));
+                }
+            }
+        } else {
+            msg.push(0);
+            mine = Ok(None);
+        }
+    }
+    comm.broadcast_bytes(&mut msg, 0)?;
+    if comm.rank() == 0 {
+        return mine.map_err(|e| e.expect("rank 0 keeps its error"));
+    }
+    match msg.first() {
+        Some(0) => Ok(None),
+        Some(1) => Ok(Some(msg[1..].to_vec())),
+        _ => Err(OneShotError::Config(format!(
+            "rank 0 could not read the checkpoint to resume from: {}",
+            String::from_utf8_lossy(msg.get(1..).unwrap_or_default())
+        ))),
+    }
+}
+
+fn run_oneshot_inner(
+    config: &OneShotConfig,
+    train_data: &Dataset,
+    out_dir: &Path,
+    resume: bool,
+    comm: Option<Arc<dyn Communicator>>,
+    observe: &mut dyn FnMut(&Event<'_>),
+) -> Result<OneShotOutcome> {
     let epochs_dir = out_dir.join("epochs");
     let ckpt = out_dir.join(CHECKPOINT_FILE);
-    let (mut s, resumed_from_step) = if resume {
-        if !ckpt.exists() {
-            return Err(OneShotError::Checkpoint {
-                path: ckpt,
-                problem: "cannot resume: no checkpoint there".into(),
-            });
+    // Data-parallel: rank 0 alone touches the directory.
+    let writer = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    let (mut s, resumed_from_step) = match &comm {
+        None if resume => {
+            if !ckpt.exists() {
+                return Err(OneShotError::Checkpoint {
+                    path: ckpt,
+                    problem: "cannot resume: no checkpoint there".into(),
+                });
+            }
+            let s = OneShotSearch::load_checkpoint(&ckpt, config, train_data)?;
+            let g = s.global_step();
+            (s, Some(g))
         }
-        let s = OneShotSearch::load_checkpoint(&ckpt, config, train_data)?;
-        let g = s.global_step();
-        (s, Some(g))
-    } else {
-        (OneShotSearch::new(config.clone(), train_data)?, None)
+        None => (OneShotSearch::new(config.clone(), train_data)?, None),
+        Some(c) => {
+            let (s, from) = match share_checkpoint(c.as_ref(), &ckpt, resume)? {
+                Some(bytes) => {
+                    let s =
+                        OneShotSearch::load_checkpoint_bytes(&ckpt, &bytes, config, train_data)?;
+                    let g = s.global_step();
+                    (s, Some(g))
+                }
+                None => (OneShotSearch::new(config.clone(), train_data)?, None),
+            };
+            (s.with_communicator(c.clone())?, from)
+        }
     };
     // Checked: from here on, writes (checkpoints under the persist guard, so that a signal
     // handler taking it never exits in the middle of one).
-    std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
+    if writer {
+        std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
+    }
     let save = |s: &OneShotSearch| {
+        if !writer {
+            return Ok(());
+        }
         let _g = crate::outdir::persist_guard();
         s.save_checkpoint(&ckpt)
+    };
+    let write_json = |path: &Path, v: &dyn Fn() -> Result<String>| {
+        if writer {
+            Ok(crate::builder::write_file_atomic(path, v()?.as_bytes())?)
+        } else {
+            Ok::<(), OneShotError>(())
+        }
     };
     let start = s.global_step();
     while !s.is_done() {
@@ -199,9 +303,9 @@ pub fn run_oneshot_observed(
         let rec = s.finish_epoch()?;
         write_json(
             &epochs_dir.join(format!("epoch_{:03}.json", rec.epoch)),
-            &rec,
+            &|| pretty(&rec),
         )?;
-        write_json(&out_dir.join("history.json"), &s.history())?;
+        write_json(&out_dir.join("history.json"), &|| pretty(&s.history()))?;
         save(&s)?;
         observe(&Event::Epoch(&rec));
     }
@@ -209,23 +313,27 @@ pub fn run_oneshot_observed(
     let (genotype, paths) = if config.method.samples_paths() {
         // SPOS / RSWS: the path search over the trained supernet (no architecture weights).
         let p = s.search_paths()?;
-        write_json(&out_dir.join("candidates.json"), &p)?;
+        write_json(&out_dir.join("candidates.json"), &|| pretty(&p))?;
         (p.best_genotype(), Some(p))
     } else {
-        save_heatmap(
-            &arch,
-            &format!(
-                "{} on {}: softmax of the architecture weights after {} epochs",
-                config.method.name(),
-                config.space.name(),
-                s.epoch()
-            ),
-            &out_dir.join("alphas.svg"),
-        )?;
+        if writer {
+            save_heatmap(
+                &arch,
+                &format!(
+                    "{} on {}: softmax of the architecture weights after {} epochs",
+                    config.method.name(),
+                    config.space.name(),
+                    s.epoch()
+                ),
+                &out_dir.join("alphas.svg"),
+            )?;
+        }
         (s.genotype()?, None)
     };
     let gpath = out_dir.join("genotype.txt");
-    crate::builder::write_file_atomic(&gpath, format!("{genotype}\n").as_bytes())?;
+    if writer {
+        crate::builder::write_file_atomic(&gpath, format!("{genotype}\n").as_bytes())?;
+    }
     let outcome = OneShotOutcome {
         method: config.method,
         space: config.space,
@@ -237,6 +345,6 @@ pub fn run_oneshot_observed(
         steps_run: s.global_step() - start,
         out_dir: out_dir.to_path_buf(),
     };
-    write_json(&out_dir.join("result.json"), &outcome)?;
+    write_json(&out_dir.join("result.json"), &|| pretty(&outcome))?;
     Ok(outcome)
 }

@@ -7,17 +7,20 @@ use nas_tensor::optim::{
     Adam, AdamConfig, AdamState, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, SgdState,
     clip_grad_norm,
 };
-use nas_tensor::{Device, Tensor, no_grad};
+use nas_tensor::sync_bn::{SyncBn, with_sync_bn};
+use nas_tensor::{Device, Tensor, TensorError, no_grad};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::arch::{ArchParams, ArchSnapshot};
 use super::derive::{derive_darts_genotype, derive_nb201_cell};
 use super::error::{OneShotError, Result};
 use super::supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 use crate::data::Dataset;
+use crate::dist::{Communicator, shard_range};
 
 /// The one-shot strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +179,11 @@ pub struct OneShotConfig {
     /// normal cell, 3 parameter-free ops of the 6 NB201 edges).
     #[serde(default)]
     pub plus_threshold: Option<usize>,
+    /// Data-parallel runs ([`OneShotSearch::with_communicator`]): batch-norm statistics of the
+    /// whole batch across the ranks (`--sync-bn`, PyTorch's `SyncBatchNorm`) instead of each
+    /// rank's shard (PyTorch DDP's default). No effect on a single process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_bn: bool,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -238,6 +246,7 @@ impl OneShotConfig {
             bn_batches: default_bn_batches(),
             beta_lambda: default_beta_lambda(),
             plus_threshold: None,
+            sync_bn: false,
             device: Device::Cpu,
         }
     }
@@ -466,6 +475,11 @@ pub struct OneShotSearch {
     train_order: Vec<usize>,
     valid_order: Vec<usize>,
     order_epoch: Option<usize>,
+    /// Data-parallel: the ranks this search runs on (`None`: one process, no collectives).
+    pub(crate) comm: Option<Arc<dyn Communicator>>,
+    /// This rank's share of the current (weight-training, architecture) batch (1 without a
+    /// communicator).
+    shard_weights: (f32, f32),
 }
 
 /// Where a forward pass takes its mixing from.
@@ -605,7 +619,171 @@ impl OneShotSearch {
             train_order: Vec::new(),
             valid_order: Vec::new(),
             order_epoch: None,
+            comm: None,
+            shard_weights: (1.0, 1.0),
         })
+    }
+
+    /// Makes this search data-parallel over `comm`'s ranks (every rank builds the same search,
+    /// same settings and data, and calls this): each rank takes its contiguous shard of every
+    /// weight-training and architecture batch ([`shard_range`]), and after each backward pass
+    /// the gradients of the architecture weights (the architecture step) and of the network
+    /// weights (the weight step) are summed over the ranks in one flat buffer each, every
+    /// rank's weighted by its share of the batch, so every rank takes the step one process
+    /// takes on the whole batch. Batch norm normalises each shard by its own statistics (as
+    /// PyTorch's DDP does) unless [`OneShotConfig::sync_bn`]. Only the first-order DARTS
+    /// methods run data-parallel (darts, pcdarts, beta-darts, darts-plus).
+    ///
+    /// Collective: rank 0 broadcasts its settings and data fingerprint, and a rank whose own
+    /// differ refuses to start.
+    pub fn with_communicator(mut self, comm: Arc<dyn Communicator>) -> Result<OneShotSearch> {
+        let m = self.config.method;
+        let size = comm.size();
+        if !matches!(
+            m,
+            Method::Darts1 | Method::PcDarts | Method::BetaDarts | Method::DartsPlus
+        ) {
+            return Err(OneShotError::Config(format!(
+                "{} does not run data-parallel ({size} ranks); data-parallel runs support darts, \
+                 pcdarts, beta-darts and darts-plus (first order)",
+                m.name()
+            )));
+        }
+        if self.config.sync_bn && self.config.recompute_cells > 0 {
+            return Err(OneShotError::Config(
+                "--sync-bn with recomputed cells is not supported".into(),
+            ));
+        }
+        // every rank needs at least one example of every batch
+        let b = self.config.batch_size;
+        let n = self.train.len();
+        let last = self.steps_per_epoch() - 1;
+        let smallest_train = (n - last * b).min(b);
+        let valid_batch = b.min(self.valid.len());
+        if smallest_train < size || valid_batch < size {
+            return Err(OneShotError::Config(format!(
+                "{size} ranks need at least {size} examples in every batch, but a \
+                 weight-training batch has {smallest_train} and an architecture batch \
+                 {valid_batch} (raise --batch-size or --limit-train, or use fewer ranks)"
+            )));
+        }
+        // the same search on every rank
+        let mine = format!(
+            "{}\n{}",
+            serde_json::to_string(&self.config).map_err(|e| OneShotError::Config(e.to_string()))?,
+            self.full_data_fingerprint()
+        );
+        let mut root = mine.clone().into_bytes();
+        comm.broadcast_bytes(&mut root, 0).map_err(comm_err)?;
+        if root != mine.as_bytes() {
+            return Err(OneShotError::Config(format!(
+                "rank {} has other settings or data than rank 0 (every rank must be started \
+                 with the same arguments and data): rank 0 {:?}, rank {} {mine:?}",
+                comm.rank(),
+                String::from_utf8_lossy(&root),
+                comm.rank()
+            )));
+        }
+        self.comm = Some(comm);
+        Ok(self)
+    }
+
+    /// The communicator of a data-parallel search.
+    pub fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
+        self.comm.as_ref()
+    }
+
+    /// This rank's `[lo, hi)` of a batch of `len` and its share `(hi - lo) / len`.
+    fn shard(&self, len: usize) -> ((usize, usize), f32) {
+        match &self.comm {
+            None => ((0, len), 1.0),
+            Some(c) => {
+                let (lo, hi) = shard_range(len, c.rank(), c.size());
+                ((lo, hi), ((hi - lo) as f64 / len as f64) as f32)
+            }
+        }
+    }
+
+    /// Data-parallel: the batch-norm synchronisation of a pass over a shard of share `weight`.
+    fn sync_bn(&self, weight: f32) -> Option<SyncBn> {
+        let comm = self.comm.as_ref()?;
+        // one rank has nothing to synchronise: plain batch norm (as PyTorch's SyncBatchNorm
+        // falls back to it), so one rank is the single-process run bit for bit
+        if !self.config.sync_bn || comm.size() == 1 {
+            return None;
+        }
+        let comm = comm.clone();
+        Some(SyncBn {
+            reduce: Arc::new(move |buf: &mut [f64]| {
+                comm.allreduce_sum_f64(buf)
+                    .map_err(|e| TensorError::Collective(e.to_string()))
+            }),
+            weight: weight as f64,
+        })
+    }
+
+    /// Data-parallel: every rank takes rank 0's batch-norm running statistics (PyTorch DDP's
+    /// `broadcast_buffers`). Running statistics are read only in evaluation mode, so doing it
+    /// before each evaluation makes every rank evaluate as rank 0, whose statistics (the ones
+    /// its checkpoints hold) are never changed by the others: a resumed run, whose ranks all
+    /// load rank 0's, evaluates as the uninterrupted one.
+    fn broadcast_buffers(&self) -> Result<()> {
+        let Some(comm) = &self.comm else {
+            return Ok(());
+        };
+        let bufs = self.net.named_buffers();
+        let mut bytes = Vec::new();
+        if comm.rank() == 0 {
+            for (_, t) in &bufs {
+                for v in t.to_vec()? {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        comm.broadcast_bytes(&mut bytes, 0).map_err(comm_err)?;
+        let mut off = 0;
+        for (name, t) in &bufs {
+            let end = off + 4 * t.numel();
+            let chunk = bytes.get(off..end).ok_or_else(|| {
+                OneShotError::Config(format!("rank 0 sent too few buffer values for {name}"))
+            })?;
+            let v: Vec<f32> = chunk
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            t.set_data(&v)?;
+            off = end;
+        }
+        Ok(())
+    }
+
+    /// Data-parallel: sums `weight` times the gradients of `params` over the ranks, in one
+    /// flat buffer (tensors without a gradient take no part: the graph, hence which tensors
+    /// have one, is the same on every rank).
+    fn allreduce_grads(&self, params: &[Tensor], weight: f32) -> Result<()> {
+        let Some(comm) = &self.comm else {
+            return Ok(());
+        };
+        let mut flat: Vec<f32> = Vec::new();
+        let mut lens = Vec::with_capacity(params.len());
+        for p in params {
+            match p.grad_vec()? {
+                Some(g) => {
+                    flat.extend(g.iter().map(|v| v * weight));
+                    lens.push(Some(g.len()));
+                }
+                None => lens.push(None),
+            }
+        }
+        comm.allreduce_sum_f32(&mut flat).map_err(comm_err)?;
+        let mut off = 0;
+        for (p, len) in params.iter().zip(lens) {
+            if let Some(len) = len {
+                p.set_grad(Some(&flat[off..off + len]))?;
+                off += len;
+            }
+        }
+        Ok(())
     }
 
     /// The settings.
@@ -690,7 +868,8 @@ impl OneShotSearch {
         }
     }
 
-    /// The (weight-training, architecture) batches of step `step` of the current epoch.
+    /// The (weight-training, architecture) batches of step `step` of the current epoch (in a
+    /// data-parallel search, this rank's shards of them).
     pub fn batch_pair(&mut self, step: usize) -> Result<(SearchBatch, SearchBatch)> {
         self.ensure_orders();
         let b = self.config.batch_size;
@@ -703,12 +882,20 @@ impl OneShotSearch {
             )));
         }
         let hi = (lo + b).min(n);
-        let t = gather(&self.train, &self.train_order[lo..hi], self.config.device)?;
         let nv = self.valid.len();
         let vidx: Vec<usize> = (0..b.min(nv))
             .map(|i| self.valid_order[(lo + i) % nv])
             .collect();
-        let v = gather(&self.valid, &vidx, self.config.device)?;
+        // data-parallel: this rank's shard of each
+        let ((ta, tb), tw) = self.shard(hi - lo);
+        let ((va, vb), vw) = self.shard(vidx.len());
+        self.shard_weights = (tw, vw);
+        let t = gather(
+            &self.train,
+            &self.train_order[lo + ta..lo + tb],
+            self.config.device,
+        )?;
+        let v = gather(&self.valid, &vidx[va..vb], self.config.device)?;
         Ok((t, v))
     }
 
@@ -750,6 +937,19 @@ impl OneShotSearch {
         batch: &SearchBatch,
         src: MixSource<'_>,
         only: Option<&[Tensor]>,
+        weight: f32,
+    ) -> Result<(f32, u64)> {
+        with_sync_bn(self.sync_bn(weight), || {
+            self.loss_backward_inner(what, batch, src, only)
+        })
+    }
+
+    fn loss_backward_inner(
+        &self,
+        what: &str,
+        batch: &SearchBatch,
+        src: MixSource<'_>,
+        only: Option<&[Tensor]>,
     ) -> Result<(f32, u64)> {
         let (x, y) = (&batch.x, &batch.y[..]);
         let (lv, pred) = match src {
@@ -778,7 +978,9 @@ impl OneShotSearch {
     /// One weight step on `batch` under `src`: returns (loss, correct).
     fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
         self.zero_all();
-        let (lv, corr) = self.loss_backward("training loss", batch, src, None)?;
+        let w = self.shard_weights.0;
+        let (lv, corr) = self.loss_backward("training loss", batch, src, None, w)?;
+        self.allreduce_grads(&self.w_params, w)?;
         clip_grad_norm(&self.w_params, self.config.grad_clip)?;
         self.w_opt.step()?;
         Ok((lv, corr))
@@ -786,16 +988,21 @@ impl OneShotSearch {
 
     /// First-order architecture gradient: d L_valid / d alpha at the current weights, left in
     /// the architecture tensors' `.grad` (the weights' gradients are not computed: see
-    /// [`Tensor::backward_for`]). Returns (loss, correct).
+    /// [`Tensor::backward_for`]). Returns (loss, correct). Data-parallel: the gradient is the
+    /// whole batch's (summed over the ranks), the loss and count this rank's shard's.
     pub fn arch_grad_first_order(&mut self, batch: &SearchBatch) -> Result<(f32, u64)> {
         self.zero_all();
         let alphas = self.arch.tensors();
-        self.loss_backward(
+        let w = self.shard_weights.1;
+        let r = self.loss_backward(
             "architecture loss",
             batch,
             MixSource::SoftRecorded,
             Some(&alphas),
-        )
+            w,
+        )?;
+        self.allreduce_grads(&alphas, w)?;
+        Ok(r)
     }
 
     /// beta-DARTS: the regulariser `lambda * sum over cell types of the mean over edges of
@@ -861,6 +1068,7 @@ impl OneShotSearch {
             batch,
             MixSource::SoftRecorded,
             Some(&alphas),
+            1.0,
         )?;
         self.arch.tensors().iter().map(grad_or_zeros).collect()
     }
@@ -894,6 +1102,7 @@ impl OneShotSearch {
             train,
             MixSource::SoftDetached,
             None,
+            1.0,
         )?;
         let c = self.w_opt.config();
         let (mom, wd) = (c.momentum, c.weight_decay);
@@ -919,6 +1128,7 @@ impl OneShotSearch {
             valid,
             MixSource::SoftRecorded,
             None,
+            1.0,
         )?;
         let g_a: Vec<Tensor> = self
             .arch
@@ -1049,13 +1259,25 @@ impl OneShotSearch {
                 (tl, tc, sl, sc)
             }
         };
+        // losses as sums over the examples; data-parallel: over every rank's shard
+        let mut st = [
+            tl as f64 * tb.y.len() as f64,
+            tc as f64,
+            tb.y.len() as f64,
+            sl as f64 * vb.y.len() as f64,
+            sc as f64,
+            vb.y.len() as f64,
+        ];
+        if let Some(c) = &self.comm {
+            c.allreduce_sum_f64(&mut st).map_err(comm_err)?;
+        }
         let s = &mut self.sums;
-        EpochSums::add(&mut s.train_loss_bits, tl as f64 * tb.y.len() as f64);
-        s.train_correct += tc;
-        s.train_seen += tb.y.len() as u64;
-        EpochSums::add(&mut s.search_loss_bits, sl as f64 * vb.y.len() as f64);
-        s.search_correct += sc;
-        s.search_seen += vb.y.len() as u64;
+        EpochSums::add(&mut s.train_loss_bits, st[0]);
+        s.train_correct += st[1] as u64;
+        s.train_seen += st[2] as u64;
+        EpochSums::add(&mut s.search_loss_bits, st[3]);
+        s.search_correct += st[4] as u64;
+        s.search_seen += st[5] as u64;
         self.step_in_epoch += 1;
         self.global_step += 1;
         Ok(())
@@ -1129,6 +1351,7 @@ impl OneShotSearch {
 
     /// Closes the current epoch: evaluation (if configured), derivation, record.
     pub(crate) fn finish_epoch(&mut self) -> Result<EpochRecord> {
+        self.broadcast_buffers()?;
         let (valid_loss, valid_acc) = if self.config.eval_each_epoch {
             let (l, a) = self.evaluate_valid()?;
             (Some(l), Some(a))
@@ -1210,6 +1433,11 @@ impl OneShotSearch {
         self.a_opt.load_state(adam)?;
         Ok(())
     }
+}
+
+/// A failed collective as a one-shot error.
+fn comm_err(e: crate::dist::CommError) -> OneShotError {
+    OneShotError::Comm(e)
 }
 
 /// The gradient of `t` as a tensor on its device (zeros when it has none).

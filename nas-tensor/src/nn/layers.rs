@@ -126,7 +126,9 @@ impl Module for Linear {
 }
 
 /// Batch normalisation over channels (PyTorch's `BatchNorm2d`: eps 1e-5, momentum 0.1,
-/// running statistics tracked; affine `weight`/`bias` optional).
+/// running statistics tracked; affine `weight`/`bias` optional). In training mode with a
+/// [`crate::sync_bn::SyncBn`] installed on the thread it normalises by the statistics of the
+/// whole batch across data-parallel ranks ([`Tensor::batch_norm_synced`]).
 pub struct BatchNorm2d {
     /// Scale (`gamma`), initialised to 1, when affine.
     pub weight: Option<Tensor>,
@@ -160,6 +162,19 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.training.get()
+            && let Some(sync) = crate::sync_bn::current()
+        {
+            return x.batch_norm_synced(
+                self.weight.as_ref(),
+                self.bias.as_ref(),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                self.momentum,
+                self.eps,
+                &sync,
+            );
+        }
         x.batch_norm(
             self.weight.as_ref(),
             self.bias.as_ref(),

@@ -17,4 +17,5 @@ mod optim;
 mod pool;
 mod recurrent;
 mod reference;
+mod sync_bn;
 mod torch_export;
