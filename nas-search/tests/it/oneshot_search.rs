@@ -247,6 +247,8 @@ fn resume_after_sigkill_is_bit_identical() {
         (Method::Spos, SpaceKind::Nb201),
         (Method::RandomWs, SpaceKind::Darts),
         (Method::PcDarts, SpaceKind::Darts),
+        (Method::Enas, SpaceKind::Nb201),
+        (Method::Enas, SpaceKind::Darts),
     ] {
         let cfg = resume_config(method, space);
         let full = tempfile::tempdir().unwrap();
