@@ -387,6 +387,7 @@ fn bad_settings_are_errors() {
     let mut cfg = tiny_config(Method::Darts1, SpaceKind::Nb201);
     cfg.train_portion = 1.0;
     assert!(OneShotSearch::new(cfg, &data).is_err());
-    assert!(Method::parse("enas").is_err());
+    assert!(Method::parse("nas").is_err());
+    assert_eq!(Method::parse("enas").unwrap(), Method::Enas);
     assert!(SpaceKind::parse("nb101").is_err());
 }
