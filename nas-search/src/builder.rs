@@ -1340,12 +1340,6 @@ impl Search {
                 self.evaluator
             )));
         }
-        if self.strategy.contains(':') {
-            return Err(SearchError::Setting(format!(
-                "--strategy {m}: one-shot strategies take no :key=value settings; use --epochs, \
-                 --channels, --cells, --batch-size, --lr, --limit-train"
-            )));
-        }
         if !self.executor.is_local() {
             return Err(SearchError::Setting(format!(
                 "--strategy {m}: a one-shot search trains one supernet in this process; \
@@ -1386,6 +1380,18 @@ impl Search {
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
         config.sync_bn = self.sync_bn;
+        // `name:key=value:key=value`, the syntax of the multi-trial strategies' settings
+        for kv in self.strategy.split(':').skip(1) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                SearchError::Setting(format!(
+                    "--strategy {}: setting {kv:?} is not key=value",
+                    self.strategy
+                ))
+            })?;
+            config
+                .apply_setting(k.trim(), v.trim())
+                .map_err(|e| SearchError::Setting(format!("--strategy {}: {e}", self.strategy)))?;
+        }
         if method.samples_paths()
             && let Some(n) = self.budget.max_evaluations
         {

@@ -5,7 +5,8 @@
 //! `u64 LE json_len`, a JSON document (settings, position, generator, optimizer scalars,
 //! history, a data fingerprint and a table of contents), then the raw little-endian `f32`
 //! sections the table lists: every network parameter and BN buffer (by name), the architecture
-//! logits, the SGD momentum buffers and the Adam moments. Floats never pass through decimal
+//! logits, the SGD momentum buffers and the Adam moments (ENAS: also the controller's parameters
+//! and Adam moments, its baseline as bits in the JSON part). Floats never pass through decimal
 //! text, so a resumed search continues exactly.
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use super::error::{OneShotError, Result};
 use super::search::{EpochRecord, EpochSums, OneShotConfig, OneShotSearch};
 use crate::checkpoint::{fnv1a64, read_verified, write_atomic};
 use crate::data::Dataset;
+use crate::strategy::ControllerState;
 
 const FORMAT: &str = "nas-rs one-shot search";
 const VERSION: u32 = 1;
@@ -39,6 +41,18 @@ struct Meta {
     adam_steps: Vec<Option<u64>>,
     history: Vec<EpochRecord>,
     sections: Vec<(String, usize)>,
+    /// ENAS: the controller's Adam settings, steps per parameter and baseline (as f64 bits);
+    /// its parameters and moments are `ctrl.*` sections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    controller: Option<ControllerMeta>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ControllerMeta {
+    adam_config: AdamConfig,
+    adam_steps: Vec<Option<u64>>,
+    baseline_num_bits: u64,
+    baseline_den_bits: u64,
 }
 
 /// Where a checkpoint stands (read without rebuilding the search).
@@ -113,6 +127,32 @@ impl OneShotSearch {
                 push(format!("adam.exp_avg_sq.{i}"), &p.exp_avg_sq);
             }
         }
+        let controller = match &self.controller {
+            None => None,
+            Some(c) => {
+                let st = c.state()?;
+                for (i, p) in st.params.iter().enumerate() {
+                    push(format!("ctrl.param.{i}"), p);
+                }
+                for (i, p) in st.adam.params.iter().enumerate() {
+                    if let Some(p) = p {
+                        push(format!("ctrl.adam.exp_avg.{i}"), &p.exp_avg);
+                        push(format!("ctrl.adam.exp_avg_sq.{i}"), &p.exp_avg_sq);
+                    }
+                }
+                Some(ControllerMeta {
+                    adam_config: st.adam.config,
+                    adam_steps: st
+                        .adam
+                        .params
+                        .iter()
+                        .map(|p| p.as_ref().map(|p| p.step))
+                        .collect(),
+                    baseline_num_bits: st.baseline_num.to_bits(),
+                    baseline_den_bits: st.baseline_den.to_bits(),
+                })
+            }
+        };
         let meta = Meta {
             format: FORMAT.into(),
             version: VERSION,
@@ -132,6 +172,7 @@ impl OneShotSearch {
                 .collect(),
             history: self.history.clone(),
             sections,
+            controller,
         };
         let json = serde_json::to_vec(&meta).map_err(|e| bad(path, e.to_string()))?;
         let mut payload = Vec::with_capacity(8 + json.len() + blob.len());
@@ -269,6 +310,41 @@ impl OneShotSearch {
                 }),
                 None => None,
             });
+        }
+        match (&mut s.controller, meta.controller) {
+            (None, None) => {}
+            (Some(c), Some(cm)) => {
+                let shapes: Vec<usize> = c.parameters().iter().map(|p| p.numel()).collect();
+                if cm.adam_steps.len() != shapes.len() {
+                    return Err(bad(path, "wrong number of controller Adam states"));
+                }
+                let mut params = Vec::with_capacity(shapes.len());
+                for (i, &n) in shapes.iter().enumerate() {
+                    params.push(take(format!("ctrl.param.{i}"), n)?);
+                }
+                let mut aps = Vec::with_capacity(shapes.len());
+                for (i, (st, &n)) in cm.adam_steps.iter().zip(&shapes).enumerate() {
+                    aps.push(match st {
+                        Some(step) => Some(AdamParamState {
+                            step: *step,
+                            exp_avg: take(format!("ctrl.adam.exp_avg.{i}"), n)?,
+                            exp_avg_sq: take(format!("ctrl.adam.exp_avg_sq.{i}"), n)?,
+                        }),
+                        None => None,
+                    });
+                }
+                c.load(ControllerState {
+                    params,
+                    adam: AdamState {
+                        config: cm.adam_config,
+                        params: aps,
+                    },
+                    baseline_num: f64::from_bits(cm.baseline_num_bits),
+                    baseline_den: f64::from_bits(cm.baseline_den_bits),
+                })?;
+            }
+            (Some(_), None) => return Err(bad(path, "it holds no controller state")),
+            (None, Some(_)) => return Err(bad(path, "it holds a controller this search has not")),
         }
         if let Some(name) = map.keys().next() {
             return Err(bad(path, format!("unexpected section {name}")));

@@ -1,5 +1,5 @@
 //! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, PC-DARTS,
-//! and single-path weight sharing (SPOS, random search with weight sharing) over the DARTS and
+//! and single-path weight sharing (SPOS, random search with weight sharing, ENAS) over the DARTS and
 //! NAS-Bench-201 spaces, with exact checkpoint/resume.
 //!
 //! * [`supernet`]: the DARTS supernet (stem, 8 cells with reductions at 1/3 and 2/3 of the depth,
@@ -26,6 +26,9 @@
 //!   connections (DARTS normal cell) or parameter-free ops (NB201), the record saying why.
 //! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
 //!   path per step, then a path search scored by inherited weights with BN recalibration.
+//! * [`enas`]: ENAS: training on one path per step sampled by an LSTM controller, which is
+//!   trained by REINFORCE on its samples' validation-batch accuracy; derivation keeps the best
+//!   of the controller's samples.
 //! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).
 //! * [`checkpoint`]: checkpoints holding weights, BN statistics, architecture weights, both
 //!   optimizers, the noise generator, epoch and step; a resumed search is bit-identical to an
@@ -55,6 +58,7 @@
 pub mod arch;
 pub mod checkpoint;
 pub mod derive;
+pub mod enas;
 pub mod error;
 pub mod heatmap;
 pub mod search;

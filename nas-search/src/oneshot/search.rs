@@ -51,6 +51,11 @@ pub enum Method {
     /// derived cell meets [`OneShotConfig::plus_threshold`] (`darts-plus`; see
     /// [`OneShotConfig::plus_count`]).
     DartsPlus,
+    /// ENAS (Pham et al. 2018): the weights are trained on one path per step drawn from an
+    /// LSTM controller, which is trained by REINFORCE on the validation accuracy of its
+    /// samples with the shared weights; derivation keeps the best of `candidates` samples
+    /// (`enas`; see [`super::enas`]).
+    Enas,
 }
 
 impl Method {
@@ -65,9 +70,10 @@ impl Method {
             "rsws" | "random-ws" => Ok(Method::RandomWs),
             "beta-darts" | "betadarts" => Ok(Method::BetaDarts),
             "darts-plus" | "dartsplus" | "darts+" => Ok(Method::DartsPlus),
+            "enas" => Ok(Method::Enas),
             _ => Err(OneShotError::Config(format!(
                 "unknown one-shot strategy {s:?} (expected darts, darts2, gdas, pcdarts, \
-                 beta-darts, darts-plus, spos or rsws)"
+                 beta-darts, darts-plus, spos, rsws or enas)"
             ))),
         }
     }
@@ -82,6 +88,7 @@ impl Method {
             Method::RandomWs => "rsws",
             Method::BetaDarts => "beta-darts",
             Method::DartsPlus => "darts-plus",
+            Method::Enas => "enas",
         }
     }
     /// Is the method DARTS with softmax mixing (first or second order, PC-DARTS, beta-DARTS,
@@ -96,10 +103,10 @@ impl Method {
                 | Method::DartsPlus
         )
     }
-    /// Does the method train sampled paths and then search them ([`super::spos`]) instead of
-    /// learning architecture weights?
+    /// Does the method train sampled paths and then search them ([`super::spos`],
+    /// [`super::enas`]) instead of learning architecture weights?
     pub fn samples_paths(self) -> bool {
-        matches!(self, Method::Spos | Method::RandomWs)
+        matches!(self, Method::Spos | Method::RandomWs | Method::Enas)
     }
 }
 
@@ -184,6 +191,28 @@ pub struct OneShotConfig {
     /// rank's shard (PyTorch DDP's default). No effect on a single process.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sync_bn: bool,
+    /// ENAS: the controller's Adam learning rate (0.0035, ENAS' CIFAR-10 cell search).
+    #[serde(default = "default_ctrl_lr")]
+    pub ctrl_lr: f32,
+    /// ENAS: weight of the entropy term added to the reward (1e-4, as ENAS).
+    #[serde(default = "default_ctrl_entropy_weight")]
+    pub ctrl_entropy_weight: f32,
+    /// ENAS: decay of the moving-average baseline (0.99, as ENAS).
+    #[serde(default = "default_ctrl_baseline_decay")]
+    pub ctrl_baseline_decay: f64,
+    /// ENAS: LSTM units of the controller (64, as ENAS).
+    #[serde(default = "default_ctrl_hidden")]
+    pub ctrl_hidden: usize,
+    /// ENAS: the controller's logits are `tanh_constant * tanh(raw / temperature)` (1.1, as
+    /// ENAS' cell search).
+    #[serde(default = "default_ctrl_tanh_constant")]
+    pub ctrl_tanh_constant: f32,
+    /// ENAS: the temperature of that bound (5, as ENAS).
+    #[serde(default = "default_ctrl_temperature")]
+    pub ctrl_temperature: f32,
+    /// ENAS: controller samples (rewards) per controller step, one Adam step on their mean (1).
+    #[serde(default = "default_ctrl_samples")]
+    pub ctrl_samples: usize,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -207,6 +236,27 @@ fn default_bn_batches() -> usize {
 }
 fn default_beta_lambda() -> f32 {
     50.0
+}
+fn default_ctrl_lr() -> f32 {
+    0.0035
+}
+fn default_ctrl_entropy_weight() -> f32 {
+    1e-4
+}
+fn default_ctrl_baseline_decay() -> f64 {
+    0.99
+}
+fn default_ctrl_hidden() -> usize {
+    64
+}
+fn default_ctrl_tanh_constant() -> f32 {
+    1.1
+}
+fn default_ctrl_temperature() -> f32 {
+    5.0
+}
+fn default_ctrl_samples() -> usize {
+    1
 }
 
 impl OneShotConfig {
@@ -247,6 +297,13 @@ impl OneShotConfig {
             beta_lambda: default_beta_lambda(),
             plus_threshold: None,
             sync_bn: false,
+            ctrl_lr: default_ctrl_lr(),
+            ctrl_entropy_weight: default_ctrl_entropy_weight(),
+            ctrl_baseline_decay: default_ctrl_baseline_decay(),
+            ctrl_hidden: default_ctrl_hidden(),
+            ctrl_tanh_constant: default_ctrl_tanh_constant(),
+            ctrl_temperature: default_ctrl_temperature(),
+            ctrl_samples: default_ctrl_samples(),
             device: Device::Cpu,
         }
     }
@@ -316,12 +373,159 @@ impl OneShotConfig {
                 ));
             }
         }
+        if self.method == Method::Enas {
+            let ok = self.ctrl_lr > 0.0
+                && self.ctrl_lr.is_finite()
+                && self.ctrl_entropy_weight >= 0.0
+                && self.ctrl_entropy_weight.is_finite()
+                && (0.0..1.0).contains(&self.ctrl_baseline_decay)
+                && self.ctrl_hidden > 0
+                && self.ctrl_tanh_constant > 0.0
+                && self.ctrl_tanh_constant.is_finite()
+                && self.ctrl_temperature > 0.0
+                && self.ctrl_temperature.is_finite()
+                && self.ctrl_samples > 0;
+            if !ok {
+                return bad(format!(
+                    "ENAS needs ctrl_lr > 0, entropy_weight >= 0, baseline_decay in [0, 1), \
+                     hidden > 0, tanh_constant > 0, temperature > 0 and samples > 0, got \
+                     ctrl_lr = {}, entropy_weight = {}, baseline_decay = {}, hidden = {}, \
+                     tanh_constant = {}, temperature = {}, samples = {}",
+                    self.ctrl_lr,
+                    self.ctrl_entropy_weight,
+                    self.ctrl_baseline_decay,
+                    self.ctrl_hidden,
+                    self.ctrl_tanh_constant,
+                    self.ctrl_temperature,
+                    self.ctrl_samples
+                ));
+            }
+        }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
             return bad(format!(
                 "GDAS needs 0 < tau_min <= tau_max, got {} and {}",
                 self.tau_min, self.tau_max
             ));
         }
+        Ok(())
+    }
+
+    /// The settings `method` takes as `--strategy name:key=value`: (key, the
+    /// [`OneShotConfig`] field it sets, what it is).
+    pub fn settings_of(method: Method) -> &'static [(&'static str, &'static str, &'static str)] {
+        const ARCH: [(&str, &str, &str); 2] = [
+            (
+                "arch_lr",
+                "a_lr",
+                "Adam learning rate of the architecture weights",
+            ),
+            ("arch_weight_decay", "a_weight_decay", "their weight decay"),
+        ];
+        match method {
+            Method::Darts1 => &ARCH,
+            Method::Darts2 => &[
+                ARCH[0],
+                ARCH[1],
+                ("unroll_r", "unroll_r", "finite-difference step / ||v||"),
+            ],
+            Method::Gdas => &[
+                ARCH[0],
+                ARCH[1],
+                ("tau_max", "tau_max", "initial Gumbel temperature"),
+                ("tau_min", "tau_min", "final Gumbel temperature"),
+            ],
+            Method::PcDarts => &[
+                ARCH[0],
+                ARCH[1],
+                ("k", "pc_k", "1/K of the channels go through the ops"),
+            ],
+            Method::BetaDarts => &[
+                ARCH[0],
+                ARCH[1],
+                (
+                    "lambda",
+                    "beta_lambda",
+                    "final weight of the beta regulariser",
+                ),
+            ],
+            Method::DartsPlus => &[
+                ARCH[0],
+                ARCH[1],
+                (
+                    "threshold",
+                    "plus_threshold",
+                    "stop when the derived cell has this many skips (NB201: parameter-free ops)",
+                ),
+            ],
+            Method::Spos | Method::RandomWs => &[(
+                "bn_batches",
+                "bn_batches",
+                "batches that recalibrate BN per candidate",
+            )],
+            Method::Enas => &[
+                ("ctrl_lr", "ctrl_lr", "controller Adam learning rate"),
+                (
+                    "entropy_weight",
+                    "ctrl_entropy_weight",
+                    "entropy term in the reward",
+                ),
+                (
+                    "baseline_decay",
+                    "ctrl_baseline_decay",
+                    "moving-average baseline decay",
+                ),
+                ("hidden", "ctrl_hidden", "controller LSTM units"),
+                ("tanh_constant", "ctrl_tanh_constant", "logit bound"),
+                ("temperature", "ctrl_temperature", "logit temperature"),
+                (
+                    "samples",
+                    "ctrl_samples",
+                    "controller samples per controller step",
+                ),
+                (
+                    "bn_batches",
+                    "bn_batches",
+                    "BN recalibration batches of the epoch's cell",
+                ),
+            ],
+        }
+    }
+
+    /// Sets the method's setting `key` (see [`OneShotConfig::settings_of`]) from the text
+    /// `value` (JSON: a number, or `null` for an optional one). An unknown key or a value of the
+    /// wrong type is an error naming the key; ranges are checked by
+    /// [`OneShotConfig::validate`].
+    pub fn apply_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        let list = OneShotConfig::settings_of(self.method);
+        let Some(&(_, field, _)) = list.iter().find(|(k, _, _)| *k == key) else {
+            let keys: Vec<&str> = list.iter().map(|(k, _, _)| *k).collect();
+            return Err(OneShotError::Config(format!(
+                "unknown setting {key:?} for {} (its settings: {})",
+                self.method.name(),
+                keys.join(", ")
+            )));
+        };
+        let bad = |e: String| {
+            OneShotError::Config(format!(
+                "bad value {value:?} for {} setting {key}: {e}",
+                self.method.name()
+            ))
+        };
+        let v: serde_json::Value = serde_json::from_str(value).map_err(|e| bad(e.to_string()))?;
+        let mut obj = serde_json::to_value(&*self).map_err(|e| bad(e.to_string()))?;
+        obj.as_object_mut()
+            .ok_or_else(|| bad("settings are not an object".into()))?
+            .insert(field.to_string(), v);
+        let device = self.device;
+        let mut new: OneShotConfig = serde_json::from_value(obj).map_err(|e| bad(e.to_string()))?;
+        new.device = device;
+        // a range error after this setting is this setting's (the settings before it passed)
+        self.validate()?;
+        new.validate().map_err(|e| match e {
+            OneShotError::Config(m) => bad(m),
+            other => other,
+        })?;
+        *self = new;
         Ok(())
     }
 
@@ -472,6 +676,8 @@ pub struct OneShotSearch {
     pub(crate) global_step: u64,
     pub(crate) sums: EpochSums,
     pub(crate) history: Vec<EpochRecord>,
+    /// ENAS: the controller.
+    pub(crate) controller: Option<crate::strategy::LstmController>,
     train_order: Vec<usize>,
     valid_order: Vec<usize>,
     order_epoch: Option<usize>,
@@ -586,6 +792,13 @@ impl OneShotSearch {
             a.move_to(config.device)?;
         }
         let noise_seed: u64 = rand::Rng::random(&mut seeder);
+        let controller = if config.method == Method::Enas {
+            // drawn after every other seed, so the other methods' streams are unchanged
+            let init_seed: u64 = rand::Rng::random(&mut seeder);
+            Some(super::enas::controller_for(&config, init_seed)?)
+        } else {
+            None
+        };
         let w_params = net.parameters();
         let w_opt = Sgd::new(
             w_params.clone(),
@@ -616,6 +829,7 @@ impl OneShotSearch {
             global_step: 0,
             sums: EpochSums::default(),
             history: Vec::new(),
+            controller,
             train_order: Vec::new(),
             valid_order: Vec::new(),
             order_epoch: None,
@@ -975,6 +1189,27 @@ impl OneShotSearch {
         Ok((lv, corr))
     }
 
+    /// One weight step on `batch` under the path mixing `mix`: returns (loss, correct).
+    pub(crate) fn weight_step_on(
+        &mut self,
+        batch: &SearchBatch,
+        mix: &Mixing,
+    ) -> Result<(f32, u64)> {
+        self.weight_step(batch, MixSource::Fixed(mix))
+    }
+
+    /// Loss and correct count of `batch` under `mix` in the supernet's current mode, without
+    /// gradients (a training-mode pass updates BN running statistics).
+    pub(crate) fn batch_loss(&self, batch: &SearchBatch, mix: &Mixing) -> Result<(f32, u64)> {
+        no_grad(|| -> Result<(f32, u64)> {
+            let logits = self.net.forward_mix(&batch.x, mix)?;
+            Ok((
+                logits.cross_entropy(&batch.y)?.item()?,
+                correct(&logits, &batch.y)?,
+            ))
+        })
+    }
+
     /// One weight step on `batch` under `src`: returns (loss, correct).
     fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
         self.zero_all();
@@ -1224,6 +1459,7 @@ impl OneShotSearch {
                 let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
                 (tl, tc, sl, sc)
             }
+            Method::Enas => self.enas_step(&tb, &vb)?,
             Method::Spos | Method::RandomWs => {
                 // one uniformly sampled path: its weight step, then (no gradient) its loss on
                 // the architecture batch, the numbers the other methods report there
@@ -1287,6 +1523,11 @@ impl OneShotSearch {
     /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
     /// statistics for SPOS/RSWS: see [`super::spos`]), without gradients.
     pub fn evaluate_valid(&mut self) -> Result<(f64, f64)> {
+        if self.config.method == Method::Enas {
+            let g = self.enas_derive()?.best_genotype();
+            let batches = self.bn_batches()?;
+            return self.path_accuracy(&g, &batches);
+        }
         if self.config.method.samples_paths() {
             let batches = self.bn_batches()?;
             return self.path_accuracy(&self.reference_path(), &batches);
@@ -1329,7 +1570,7 @@ impl OneShotSearch {
             | Method::PcDarts
             | Method::BetaDarts
             | Method::DartsPlus => self.detached_soft(),
-            Method::Spos | Method::RandomWs => {
+            Method::Spos | Method::RandomWs | Method::Enas => {
                 super::spos::path_mixing(&self.reference_path(), self.config.device)
             }
             Method::Gdas => {
@@ -1352,13 +1593,27 @@ impl OneShotSearch {
     /// Closes the current epoch: evaluation (if configured), derivation, record.
     pub(crate) fn finish_epoch(&mut self) -> Result<EpochRecord> {
         self.broadcast_buffers()?;
+        // ENAS: the epoch's cell is the best of the controller's samples
+        let enas_pick = if self.config.method == Method::Enas {
+            Some(self.enas_derive()?.best_genotype())
+        } else {
+            None
+        };
         let (valid_loss, valid_acc) = if self.config.eval_each_epoch {
-            let (l, a) = self.evaluate_valid()?;
+            let (l, a) = match &enas_pick {
+                Some(g) => {
+                    let batches = self.bn_batches()?;
+                    self.path_accuracy(g, &batches)?
+                }
+                None => self.evaluate_valid()?,
+            };
             (Some(l), Some(a))
         } else {
             (None, None)
         };
-        let genotype = if self.config.method.samples_paths() {
+        let genotype = if let Some(g) = enas_pick {
+            g
+        } else if self.config.method.samples_paths() {
             self.reference_path()
         } else {
             self.genotype()?

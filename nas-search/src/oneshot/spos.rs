@@ -216,6 +216,36 @@ fn propose<S: SearchSpace>(
     Ok(out)
 }
 
+/// NAS-Bench-201: Spearman's rho between the distinct candidates' supernet accuracy and their
+/// table accuracy, with how many it is over (`None` on the DARTS space).
+pub(crate) fn table_spearman(
+    space: SpaceKind,
+    candidates: &[PathCandidate],
+) -> Option<(f64, usize)> {
+    let distinct: Vec<&PathCandidate> = candidates.iter().filter(|c| c.same_as.is_none()).collect();
+    match space {
+        SpaceKind::Nb201 => {
+            let x: Vec<f64> = distinct.iter().map(|c| c.valid_acc).collect();
+            let y: Vec<f64> = distinct
+                .iter()
+                .map(|c| c.nb201_cifar10_test.unwrap_or(f64::NAN))
+                .collect();
+            Some(crate::proxies::spearman(&x, &y))
+        }
+        SpaceKind::Darts => None,
+    }
+}
+
+/// NAS-Bench-201: the cell's 200-epoch CIFAR-10 test accuracy (%) from the embedded table.
+pub(crate) fn table_accuracy(g: &Genotype) -> Option<f64> {
+    match g {
+        Genotype::Nb201(c) => crate::tabular::Nb201Table::embedded()
+            .ok()
+            .map(|t| t.get(c).test_200[0]),
+        Genotype::Darts(_) => None,
+    }
+}
+
 impl OneShotSearch {
     /// The reference path of this run (drawn from the seed; see the module docs).
     pub fn reference_path(&self) -> Genotype {
@@ -317,6 +347,7 @@ impl OneShotSearch {
         let spec = match method {
             Method::Spos => "rea",
             Method::RandomWs => "random",
+            Method::Enas => return self.enas_derive(),
             other => {
                 return Err(OneShotError::Config(format!(
                     "{} does not search sampled paths",
@@ -358,19 +389,7 @@ impl OneShotSearch {
                 best = i;
             }
         }
-        let distinct: Vec<&PathCandidate> =
-            candidates.iter().filter(|c| c.same_as.is_none()).collect();
-        let spearman_vs_table = match space {
-            SpaceKind::Nb201 => {
-                let x: Vec<f64> = distinct.iter().map(|c| c.valid_acc).collect();
-                let y: Vec<f64> = distinct
-                    .iter()
-                    .map(|c| c.nb201_cifar10_test.unwrap_or(f64::NAN))
-                    .collect();
-                Some(crate::proxies::spearman(&x, &y))
-            }
-            SpaceKind::Darts => None,
-        };
+        let spearman_vs_table = table_spearman(space, &candidates);
         Ok(PathSearch {
             method: method.name().into(),
             strategy: strategy.label(),

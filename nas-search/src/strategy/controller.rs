@@ -80,12 +80,18 @@ pub struct LstmController {
     baseline_den: f64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    params: Vec<Vec<f32>>,
-    adam: AdamState,
-    baseline_num: f64,
-    baseline_den: f64,
+/// The whole mutable state of an [`LstmController`] (parameters, Adam moments, baseline), as
+/// [`LstmController::state`] returns it and [`LstmController::load`] takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerState {
+    /// Parameter values in [`LstmController::parameters`] order.
+    pub params: Vec<Vec<f32>>,
+    /// Adam's state.
+    pub adam: AdamState,
+    /// Numerator of the bias-corrected moving-average baseline.
+    pub baseline_num: f64,
+    /// Its denominator (0 before the first reward).
+    pub baseline_den: f64,
 }
 
 fn tensor_err(e: nas_tensor::TensorError) -> SearchError {
@@ -229,9 +235,15 @@ impl LstmController {
 
     /// Samples one choice per decision, each conditioned on the earlier ones.
     pub fn sample(&self, rng: &mut dyn RngCore) -> Result<Vec<usize>> {
+        Ok(self.sample_with_probs(rng)?.0)
+    }
+
+    /// [`LstmController::sample`], also returning the probability each sampled choice had.
+    pub fn sample_with_probs(&self, rng: &mut dyn RngCore) -> Result<(Vec<usize>, Vec<f64>)> {
         no_grad(|| {
             let (mut h, mut c) = self.zero_state()?;
             let mut choices = Vec::with_capacity(self.sizes.len());
+            let mut probs = Vec::with_capacity(self.sizes.len());
             for d in 0..self.sizes.len() {
                 (h, c) = self.step(&choices, &h, &c)?;
                 let p = softmax(&self.head(d, &h)?.to_vec().map_err(tensor_err)?);
@@ -246,9 +258,119 @@ impl LstmController {
                     }
                 }
                 choices.push(pick);
+                probs.push(p[pick]);
             }
-            Ok(choices)
+            Ok((choices, probs))
         })
+    }
+
+    /// ENAS' entropy term of a sample whose choices had probabilities `probs`: the sum over
+    /// decisions of `-log p * p` (ENAS adds `entropy_weight` times this to the reward, with no
+    /// gradient through it).
+    pub fn sample_entropy(probs: &[f64]) -> f64 {
+        probs
+            .iter()
+            .map(|&p| if p > 0.0 { -p.ln() * p } else { 0.0 })
+            .sum()
+    }
+
+    /// The REINFORCE loss of a batch of samples, `mean_i advantage_i * -log p(choices_i)`, as
+    /// a scalar with a graph: its gradient is minus the REINFORCE estimate of the gradient of
+    /// the expected reward.
+    pub fn reinforce_loss(&self, batch: &[(Vec<usize>, f64)]) -> Result<Tensor> {
+        if batch.is_empty() {
+            return Err(SearchError::strategy(
+                "lstm-controller",
+                "a REINFORCE step needs at least one sample",
+            ));
+        }
+        let n = batch.len() as f32;
+        let mut total: Option<Tensor> = None;
+        for (choices, advantage) in batch {
+            let term = self.neg_log_prob(choices)?.scale((*advantage as f32) / n);
+            total = Some(match total {
+                None => term,
+                Some(t) => t.add(&term).map_err(tensor_err)?,
+            });
+        }
+        Ok(total.expect("at least one sample"))
+    }
+
+    /// One REINFORCE step on a batch of `(choices, reward)` samples: each reward updates the
+    /// moving-average baseline in turn and its advantage is taken against the updated
+    /// baseline (as ENAS does), then one Adam step on [`LstmController::reinforce_loss`].
+    /// Returns the advantages.
+    pub fn reinforce_step(&mut self, samples: &[(Vec<usize>, f64)]) -> Result<Vec<f64>> {
+        let mut batch = Vec::with_capacity(samples.len());
+        for (choices, reward) in samples {
+            if !reward.is_finite() {
+                return Err(SearchError::strategy(
+                    "lstm-controller",
+                    format!("reward {reward} is not finite"),
+                ));
+            }
+            let m = self.config.baseline_momentum;
+            self.baseline_num = m * self.baseline_num + (1.0 - m) * reward;
+            self.baseline_den = m * self.baseline_den + (1.0 - m);
+            batch.push((
+                choices.clone(),
+                reward - self.baseline_num / self.baseline_den,
+            ));
+        }
+        for p in self.parameters() {
+            p.zero_grad();
+        }
+        let loss = self.reinforce_loss(&batch)?;
+        loss.backward().map_err(tensor_err)?;
+        self.opt.step().map_err(tensor_err)?;
+        Ok(batch.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// The whole mutable state (see [`ControllerState`]).
+    pub fn state(&self) -> Result<ControllerState> {
+        let params = self
+            .parameters()
+            .iter()
+            .map(Tensor::to_vec)
+            .collect::<nas_tensor::Result<_>>()
+            .map_err(tensor_err)?;
+        Ok(ControllerState {
+            params,
+            adam: self.opt.state().map_err(tensor_err)?,
+            baseline_num: self.baseline_num,
+            baseline_den: self.baseline_den,
+        })
+    }
+
+    /// Restores a state from [`LstmController::state`] of a controller of the same shape.
+    pub fn load(&mut self, st: ControllerState) -> Result<()> {
+        let bad =
+            |m: String| SearchError::strategy("lstm-controller", format!("bad saved state: {m}"));
+        let params = self.parameters();
+        if st.params.len() != params.len()
+            || st
+                .params
+                .iter()
+                .zip(&params)
+                .any(|(v, p)| v.len() != p.numel())
+        {
+            return Err(bad(format!(
+                "its parameters do not fit a controller of decisions {:?} and {} units",
+                self.sizes, self.config.hidden
+            )));
+        }
+        for (v, p) in st.params.iter().zip(&params) {
+            p.set_data(v).map_err(tensor_err)?;
+        }
+        self.opt.load_state(st.adam).map_err(tensor_err)?;
+        self.baseline_num = st.baseline_num;
+        self.baseline_den = st.baseline_den;
+        Ok(())
+    }
+
+    /// The decisions' sizes.
+    pub fn decisions(&self) -> &[usize] {
+        &self.sizes
     }
 
     /// `-log p(choices)` as a scalar with a graph: one teacher-forced pass of the fused LSTM
@@ -289,16 +411,7 @@ impl LstmController {
     }
 
     fn update(&mut self, choices: &[usize], reward: f64) -> Result<()> {
-        let m = self.config.baseline_momentum;
-        self.baseline_num = m * self.baseline_num + (1.0 - m) * reward;
-        self.baseline_den = m * self.baseline_den + (1.0 - m);
-        let advantage = reward - self.baseline_num / self.baseline_den;
-        for p in self.parameters() {
-            p.zero_grad();
-        }
-        let loss = self.neg_log_prob(choices)?.scale(advantage as f32);
-        loss.backward().map_err(tensor_err)?;
-        self.opt.step().map_err(tensor_err)
+        self.reinforce_step(&[(choices.to_vec(), reward)]).map(drop)
     }
 }
 
@@ -336,44 +449,13 @@ impl<S: SearchSpace> Strategy<S> for LstmController {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        let params = self
-            .parameters()
-            .iter()
-            .map(Tensor::to_vec)
-            .collect::<nas_tensor::Result<_>>()
-            .map_err(tensor_err)?;
-        let saved = SavedState {
-            params,
-            adam: self.opt.state().map_err(tensor_err)?,
-            baseline_num: self.baseline_num,
-            baseline_den: self.baseline_den,
-        };
-        serde_json::to_value(saved).map_err(|e| SearchError::Serde(e.to_string()))
+        serde_json::to_value(self.state()?).map_err(|e| SearchError::Serde(e.to_string()))
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let bad =
-            |m: String| SearchError::strategy("lstm-controller", format!("bad saved state: {m}"));
-        let st: SavedState = serde_json::from_value(state).map_err(|e| bad(e.to_string()))?;
-        let params = self.parameters();
-        if st.params.len() != params.len()
-            || st
-                .params
-                .iter()
-                .zip(&params)
-                .any(|(v, p)| v.len() != p.numel())
-        {
-            return Err(bad(format!(
-                "its parameters do not fit a controller of decisions {:?} and {} units",
-                self.sizes, self.config.hidden
-            )));
-        }
-        for (v, p) in st.params.iter().zip(&params) {
-            p.set_data(v).map_err(tensor_err)?;
-        }
-        self.opt.load_state(st.adam).map_err(tensor_err)?;
-        self.baseline_num = st.baseline_num;
-        self.baseline_den = st.baseline_den;
-        Ok(())
+        let st: ControllerState = serde_json::from_value(state).map_err(|e| {
+            SearchError::strategy("lstm-controller", format!("bad saved state: {e}"))
+        })?;
+        self.load(st)
     }
 }
 

@@ -24,7 +24,7 @@ mod reinforce;
 mod tpe;
 
 pub use bananas::{Bananas, BananasConfig};
-pub use controller::{ControllerConfig, LstmController};
+pub use controller::{ControllerConfig, ControllerState, LstmController};
 pub use evolution::{ReaConfig, RegularizedEvolution};
 pub use hyperband::{BohbConfig, Hyperband, HyperbandConfig};
 pub use local::{LocalSearch, LocalSearchConfig};
@@ -277,7 +277,10 @@ impl StrategyKind {
             .collect();
         list.push(
             "one-shot: darts, darts2 (second order), gdas, pcdarts (partial channels), beta-darts, \
-             darts-plus (early stop), spos (single path + evolution), rsws (single path + random search)"
+             darts-plus (early stop), spos (single path + evolution), rsws (single path + random search), \
+             enas (single path from an LSTM controller trained by REINFORCE); settings as \
+             name:key=value (pcdarts:k=2, beta-darts:lambda=5, darts-plus:threshold=4, \
+             enas:ctrl_lr=0.0035:entropy_weight=0.0001)"
                 .into(),
         );
         list.join("; ")

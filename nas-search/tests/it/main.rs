@@ -9,6 +9,7 @@ mod nb201_strategies;
 mod nb201_tpe;
 mod no_test_leak;
 mod oneshot_dist;
+mod oneshot_enas;
 mod oneshot_grad;
 mod oneshot_pcdarts;
 mod oneshot_regularised;

@@ -247,6 +247,8 @@ fn resume_after_sigkill_is_bit_identical() {
         (Method::Spos, SpaceKind::Nb201),
         (Method::RandomWs, SpaceKind::Darts),
         (Method::PcDarts, SpaceKind::Darts),
+        (Method::Enas, SpaceKind::Nb201),
+        (Method::Enas, SpaceKind::Darts),
     ] {
         let cfg = resume_config(method, space);
         let full = tempfile::tempdir().unwrap();
@@ -385,6 +387,7 @@ fn bad_settings_are_errors() {
     let mut cfg = tiny_config(Method::Darts1, SpaceKind::Nb201);
     cfg.train_portion = 1.0;
     assert!(OneShotSearch::new(cfg, &data).is_err());
-    assert!(Method::parse("enas").is_err());
+    assert!(Method::parse("nas").is_err());
+    assert_eq!(Method::parse("enas").unwrap(), Method::Enas);
     assert!(SpaceKind::parse("nb101").is_err());
 }

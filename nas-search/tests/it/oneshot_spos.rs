@@ -370,5 +370,5 @@ fn bad_spos_settings_are_errors() {
     assert_eq!(Method::parse("random-ws").unwrap(), Method::RandomWs);
     assert_eq!(Method::parse("spos").unwrap().name(), "spos");
     let e = Method::parse("sposs").unwrap_err().to_string();
-    assert!(e.contains("spos or rsws"), "{e}");
+    assert!(e.contains("spos, rsws or enas"), "{e}");
 }
