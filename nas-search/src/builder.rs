@@ -52,14 +52,15 @@ use serde_json::json;
 
 use crate::data::{DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
-use crate::evaluator::EvalSetup;
+use crate::evaluator::{EvalSetup, load_data};
+use crate::nets::rnn::RnnSupernet;
 use crate::evaluator::Evaluator;
 use crate::executor::{ExecutorSettings, SetupSpec, SpecTemplate};
 use crate::history::{Outcome, Trial};
 use crate::memory::{NetSize, check_limit};
 use crate::oneshot::{
     CHECKPOINT_FILE, Event as OneShotEvent, Method, OneShotConfig, OneShotSearch, SpaceKind,
-    run_oneshot_observed,
+    Supernet, run_oneshot_observed, run_oneshot_on,
 };
 use crate::outdir::{DirLock, LOCK_FILE, create_unique_dir, persist_guard};
 use crate::plot::{Plot, Style};
@@ -1251,6 +1252,10 @@ impl Search {
         }
         if let Some(lr) = self.setup.lr {
             config.w_lr = lr;
+            if kind == SpaceKind::Rnn {
+                // the recurrent search's learning rate is constant (the original's)
+                config.w_lr_min = lr;
+            }
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
         if method.samples_paths()
@@ -1263,29 +1268,45 @@ impl Search {
         // created and its settings are written
         config.validate()?;
         let data = self.setup.data_for(space)?;
-        let splits = data.load()?.prepare(0.0, self.setup.seed)?;
-        let train = match self.setup.train_examples {
-            Some(n) if n < splits.train.len() => {
-                splits.train.subset(&(0..n).collect::<Vec<_>>())?
+        let input = if kind == SpaceKind::Rnn {
+            let LoadedData::Text(corpus) = load_data(&data, 0.0, self.setup.seed)? else {
+                return Err(SearchError::Setting(format!(
+                    "--data {data}: the recurrent space searches text"
+                )));
+            };
+            let mut corpus = (*corpus).clone();
+            if let Some(n) = self.setup.train_examples {
+                // --limit-train counts training sequences of TEXT_BPTT characters
+                let keep = n.saturating_mul(crate::rnn::TEXT_BPTT);
+                corpus.train.truncate(keep.max(2));
             }
-            _ => splits.train,
+            OneShotInput::Text(corpus)
+        } else {
+            let splits = data.load()?.prepare(0.0, self.setup.seed)?;
+            let train = match self.setup.train_examples {
+                Some(n) if n < splits.train.len() => {
+                    splits.train.subset(&(0..n).collect::<Vec<_>>())?
+                }
+                _ => splits.train,
+            };
+            if self.memory_check {
+                // A supernet that cannot fit is refused before anything is built or written.
+                check_limit(
+                    NetSize::Supernet {
+                        darts: kind == SpaceKind::Darts,
+                        channels: config.c,
+                        cells: config.layers,
+                    },
+                    &train,
+                    None,
+                    config.batch_size,
+                    1,
+                    self.max_memory,
+                    "this one-shot search's supernet",
+                )?;
+            }
+            OneShotInput::Images(train)
         };
-        if self.memory_check {
-            // A supernet that cannot fit is refused before anything is built or written.
-            check_limit(
-                NetSize::Supernet {
-                    darts: kind == SpaceKind::Darts,
-                    channels: config.c,
-                    cells: config.layers,
-                },
-                &train,
-                None,
-                config.batch_size,
-                1,
-                self.max_memory,
-                "this one-shot search's supernet",
-            )?;
-        }
         let out = OutDir::open(&self.output, self.resume, CHECKPOINT_FILE)?;
         let dir = out
             .path()
@@ -1299,19 +1320,41 @@ impl Search {
         let ck = dir.join(CHECKPOINT_FILE);
         let resume = self.resume.unwrap_or(ck.exists());
         if resume && ck.exists() {
-            drop(OneShotSearch::load_checkpoint(&ck, &config, &train)?);
+            match &input {
+                OneShotInput::Images(train) => drop(OneShotSearch::<Supernet>::resume(
+                    &ck, &config, train,
+                )?),
+                OneShotInput::Text(corpus) => drop(OneShotSearch::<RnnSupernet>::resume(
+                    &ck, &config, corpus,
+                )?),
+            }
         }
-        let header = format!(
-            "{m} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half \
-             trains the weights, half the architecture); outputs in {}",
-            kind.name(),
-            config.c,
-            config.layers,
-            config.epochs,
-            train.len(),
-            data,
-            dir.display()
-        );
+        let header = match &input {
+            OneShotInput::Images(train) => format!(
+                "{m} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half \
+                 trains the weights, half the architecture); outputs in {}",
+                kind.name(),
+                config.c,
+                config.layers,
+                config.epochs,
+                train.len(),
+                data,
+                dir.display()
+            ),
+            OneShotInput::Text(corpus) => format!(
+                "{m} on the recurrent supernet ({} hidden units, windows of {}, batch {}): {} \
+                 epoch(s) on the {} training characters of {} (the first {} train the weights, \
+                 the rest the architecture); outputs in {}",
+                config.c,
+                config.bptt,
+                config.batch_size,
+                config.epochs,
+                corpus.train.len(),
+                data,
+                config.train_portion,
+                dir.display()
+            ),
+        };
         if let Some(o) = &self.observer {
             o.started(&Started {
                 dir: Some(&dir),
@@ -1323,11 +1366,19 @@ impl Search {
         }
         let start = Instant::now();
         let observer = self.observer.clone();
-        let outcome = run_oneshot_observed(&config, &train, &dir, resume, &mut |e| {
+        let mut observe = |e: &OneShotEvent<'_>| {
             if let Some(o) = &observer {
                 o.oneshot(e);
             }
-        })?;
+        };
+        let outcome = match &input {
+            OneShotInput::Images(train) => {
+                run_oneshot_observed(&config, train, &dir, resume, &mut observe)?
+            }
+            OneShotInput::Text(corpus) => {
+                run_oneshot_on::<RnnSupernet>(&config, corpus, &dir, resume, &mut observe)?
+            }
+        };
         Ok(OneShotReport {
             method: m.into(),
             space: space.name().into(),
@@ -1340,6 +1391,12 @@ impl Search {
             output_dir: dir.display().to_string(),
         })
     }
+}
+
+/// What a one-shot search reads: the training images, or a text corpus (recurrent space).
+enum OneShotInput {
+    Images(crate::data::Dataset),
+    Text(crate::data::text::TextCorpus),
 }
 
 /// The output directory of a search, locked for this process. A directory this run created

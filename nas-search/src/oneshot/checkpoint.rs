@@ -10,12 +10,12 @@
 
 use std::path::Path;
 
-use nas_tensor::nn::Module;
 use nas_tensor::optim::{AdamConfig, AdamParamState, AdamState, SgdConfig, SgdState};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
+use super::net::OneShotNet;
 use super::search::{EpochRecord, EpochSums, OneShotConfig, OneShotSearch};
 use crate::checkpoint::{fnv1a64, read_verified, write_atomic};
 use crate::data::Dataset;
@@ -76,12 +76,16 @@ fn bad(path: &Path, problem: impl Into<String>) -> OneShotError {
 }
 
 impl OneShotSearch {
+    /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
+    /// same settings and data. An error names what differs (settings, data) or what is broken.
+    pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
+        OneShotSearch::resume(path, config, data)
+    }
+}
+
+impl<N: OneShotNet> OneShotSearch<N> {
     fn full_data_fingerprint(&self) -> String {
-        format!(
-            "{}-{}",
-            data_fingerprint(&self.train),
-            data_fingerprint(&self.valid)
-        )
+        N::fingerprint(&self.data)
     }
 
     /// Writes a checkpoint to `path` (atomically).
@@ -99,6 +103,9 @@ impl OneShotSearch {
         }
         for (i, a) in self.arch.tensors().iter().enumerate() {
             push(format!("alpha.{i}"), &a.to_vec()?);
+        }
+        for (name, t) in N::carried_state(&self.data) {
+            push(name, &t.to_vec()?);
         }
         let sgd = self.sgd_state()?;
         for (i, b) in sgd.momentum_buffers.iter().enumerate() {
@@ -143,8 +150,9 @@ impl OneShotSearch {
     }
 
     /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
-    /// same settings and data. An error names what differs (settings, data) or what is broken.
-    pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
+    /// same settings and input ([`OneShotSearch::start`]'s). An error names what differs
+    /// (settings, data) or what is broken.
+    pub fn resume(path: &Path, config: &OneShotConfig, input: &N::Input) -> Result<Self> {
         let (mut meta, blob) = read_meta(path)?;
         // How often checkpoints are written does not change the search; more epochs extend it
         // (the learning-rate and temperature schedules then run over the new number of epochs
@@ -184,7 +192,7 @@ impl OneShotSearch {
                 ),
             ));
         }
-        let mut s = OneShotSearch::new(config.clone(), data)?;
+        let mut s = OneShotSearch::<N>::start(config.clone(), input)?;
         let fp = s.full_data_fingerprint();
         if fp != meta.data_fingerprint {
             return Err(bad(
@@ -232,6 +240,10 @@ impl OneShotSearch {
         for (i, a) in s.arch.tensors().iter().enumerate() {
             let v = take(format!("alpha.{i}"), a.numel())?;
             a.set_data(&v)?;
+        }
+        for (name, t) in N::carried_state(&s.data) {
+            let v = take(name, t.numel())?;
+            t.set_data(&v)?;
         }
         let mut bufs = Vec::new();
         for (i, p) in s.w_params.iter().enumerate() {

@@ -55,9 +55,11 @@ pub mod checkpoint;
 pub mod derive;
 pub mod error;
 pub mod heatmap;
+pub mod net;
 pub mod search;
 pub mod spos;
 pub mod supernet;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -65,10 +67,14 @@ use serde::Serialize;
 
 pub use arch::{ArchParams, ArchSnapshot};
 pub use checkpoint::{CheckpointProgress, checkpoint_progress};
-pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell};
+pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell, derive_rnn_cell};
+pub use net::OneShotNet;
 pub use error::{OneShotError, Result};
 pub use heatmap::{heatmap_svg, save_heatmap};
-pub use search::{EpochRecord, Genotype, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS};
+pub use search::{
+    EpochRecord, Genotype, ImageHalves, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS,
+};
+pub use text::{TextBatch, TextHalves};
 pub use spos::{PathCandidate, PathSearch, path_indices, path_mixing, sample_path};
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 
@@ -103,6 +109,19 @@ pub struct OneShotOutcome {
 impl EpochRecord {
     /// One line for a progress log: losses, accuracies and the derived genotype.
     pub fn line(&self) -> String {
+        if let Genotype::Rnn(g) = &self.genotype {
+            // text: losses in bits per character
+            let bpc = |nats: f64| nats / std::f64::consts::LN_2;
+            let valid = self
+                .valid_loss
+                .map_or("n/a".into(), |l| format!("{:.3} bpc", bpc(l)));
+            return format!(
+                "epoch {:>3}  train {:.3} bpc  arch-half {:.3} bpc (eval {valid})  {g}",
+                self.epoch + 1,
+                bpc(self.train_loss),
+                bpc(self.search_loss)
+            );
+        }
         let valid = self
             .valid_acc
             .map_or("n/a".into(), |a| format!("{:5.1}%", a * 100.0));
@@ -159,6 +178,19 @@ pub fn run_oneshot_observed(
     resume: bool,
     observe: &mut dyn FnMut(&Event<'_>),
 ) -> Result<OneShotOutcome> {
+    run_oneshot_on::<Supernet>(config, train_data, out_dir, resume, observe)
+}
+
+/// [`run_oneshot_observed`] for any supernet: `input` is what [`OneShotSearch::start`] reads
+/// (the recurrent space: a [`crate::data::text::TextCorpus`], with
+/// [`crate::nets::rnn::RnnSupernet`]). Same outputs, checkpoints and resumption.
+pub fn run_oneshot_on<N: OneShotNet>(
+    config: &OneShotConfig,
+    input: &N::Input,
+    out_dir: &Path,
+    resume: bool,
+    observe: &mut dyn FnMut(&Event<'_>),
+) -> Result<OneShotOutcome> {
     let epochs_dir = out_dir.join("epochs");
     let ckpt = out_dir.join(CHECKPOINT_FILE);
     let (mut s, resumed_from_step) = if resume {
@@ -168,16 +200,16 @@ pub fn run_oneshot_observed(
                 problem: "cannot resume: no checkpoint there".into(),
             });
         }
-        let s = OneShotSearch::load_checkpoint(&ckpt, config, train_data)?;
+        let s = OneShotSearch::<N>::resume(&ckpt, config, input)?;
         let g = s.global_step();
         (s, Some(g))
     } else {
-        (OneShotSearch::new(config.clone(), train_data)?, None)
+        (OneShotSearch::<N>::start(config.clone(), input)?, None)
     };
     // Checked: from here on, writes (checkpoints under the persist guard, so that a signal
     // handler taking it never exits in the middle of one).
     std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
-    let save = |s: &OneShotSearch| {
+    let save = |s: &OneShotSearch<N>| {
         let _g = crate::outdir::persist_guard();
         s.save_checkpoint(&ckpt)
     };
@@ -208,7 +240,7 @@ pub fn run_oneshot_observed(
     let arch = s.arch().snapshot()?;
     let (genotype, paths) = if config.method.samples_paths() {
         // SPOS / RSWS: the path search over the trained supernet (no architecture weights).
-        let p = s.search_paths()?;
+        let p = N::search_paths(&mut s)?;
         write_json(&out_dir.join("candidates.json"), &p)?;
         (p.best_genotype(), Some(p))
     } else {

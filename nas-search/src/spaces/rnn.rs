@@ -9,6 +9,7 @@ use nas_space::rnn::{NUM_NODES, RnnGenotype, RnnSpace};
 use super::{NetShape, Purpose, SpaceDef};
 use crate::data::DataKind;
 use crate::nets::rnn::CellKind;
+use crate::oneshot::SpaceKind;
 use crate::train::TrainRecipe;
 
 /// DARTS recurrent cells (Liu et al. 2019): 8 nodes after a highway layer, each reading one
@@ -55,7 +56,7 @@ impl SpaceDef for Rnn {
         let hidden = match purpose {
             Purpose::Search => 64,
             Purpose::Train => 128,
-            Purpose::Supernet => return None,
+            Purpose::Supernet => 64,
         };
         Some(NetShape {
             channels: hidden,
@@ -71,6 +72,10 @@ impl SpaceDef for Rnn {
             grad_clip: Some(0.5),
             ..TrainRecipe::default()
         }
+    }
+
+    fn supernet(&self) -> Option<SpaceKind> {
+        Some(SpaceKind::Rnn)
     }
 
     fn lm_core(arch: &RnnGenotype) -> Option<CellKind> {

@@ -11,6 +11,7 @@ mod no_test_leak;
 mod oneshot_grad;
 mod oneshot_pcdarts;
 mod oneshot_regularised;
+mod oneshot_rnn;
 mod oneshot_search;
 mod oneshot_spos;
 mod prefilter;
