@@ -52,12 +52,12 @@ use serde_json::json;
 
 use crate::data::{DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
-use crate::evaluator::{EvalSetup, load_data};
-use crate::nets::rnn::RnnSupernet;
 use crate::evaluator::Evaluator;
+use crate::evaluator::{EvalSetup, load_data};
 use crate::executor::{ExecutorSettings, SetupSpec, SpecTemplate};
 use crate::history::{Outcome, Trial};
 use crate::memory::{NetSize, check_limit};
+use crate::nets::rnn::RnnSupernet;
 use crate::oneshot::{
     CHECKPOINT_FILE, Event as OneShotEvent, Method, OneShotConfig, OneShotSearch, SpaceKind,
     Supernet, run_oneshot_observed, run_oneshot_on,
@@ -1321,12 +1321,12 @@ impl Search {
         let resume = self.resume.unwrap_or(ck.exists());
         if resume && ck.exists() {
             match &input {
-                OneShotInput::Images(train) => drop(OneShotSearch::<Supernet>::resume(
-                    &ck, &config, train,
-                )?),
-                OneShotInput::Text(corpus) => drop(OneShotSearch::<RnnSupernet>::resume(
-                    &ck, &config, corpus,
-                )?),
+                OneShotInput::Images(train) => {
+                    drop(OneShotSearch::<Supernet>::resume(&ck, &config, train)?)
+                }
+                OneShotInput::Text(corpus) => {
+                    drop(OneShotSearch::<RnnSupernet>::resume(&ck, &config, corpus)?)
+                }
             }
         }
         let header = match &input {

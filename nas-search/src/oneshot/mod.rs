@@ -1,6 +1,7 @@
 //! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, PC-DARTS,
 //! and single-path weight sharing (SPOS, random search with weight sharing) over the DARTS and
-//! NAS-Bench-201 spaces, with exact checkpoint/resume.
+//! NAS-Bench-201 spaces, and DARTS (first and second order) over the DARTS recurrent space on
+//! text, with exact checkpoint/resume.
 //!
 //! * [`supernet`]: the DARTS supernet (stem, 8 cells with reductions at 1/3 and 2/3 of the depth,
 //!   14 mixed edges over 8 primitives, `none` included, pools followed by non-affine BN,
@@ -24,9 +25,15 @@
 //!   [`OneShotConfig::beta_lambda`]; DARTS+ (Liang et al. 2019): first order, stopped at the end
 //!   of the first epoch whose derived cell has [`OneShotConfig::plus_threshold`] skip
 //!   connections (DARTS normal cell) or parameter-free ops (NB201), the record saying why.
+//! * [`net`]: [`OneShotNet`], what [`OneShotSearch`] trains; [`text`]: DARTS first and second
+//!   order on the DARTS recurrent space ([`crate::nets::rnn::RnnSupernet`] over a text corpus,
+//!   its training stream split into weight and architecture halves, truncated BPTT with the
+//!   state carried across steps; the original recurrent search's SGD at 20, clip 0.25, Adam at
+//!   3e-3), started with [`run_oneshot_on`] or [`OneShotSearch::start`].
 //! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
 //!   path per step, then a path search scored by inherited weights with BN recalibration.
-//! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).
+//! * [`derive`]: the DARTS, NAS-Bench-201 and DARTS recurrent derivation rules (ties
+//!   documented there).
 //! * [`checkpoint`]: checkpoints holding weights, BN statistics, architecture weights, both
 //!   optimizers, the noise generator, epoch and step; a resumed search is bit-identical to an
 //!   uninterrupted one (same thread count).
@@ -68,15 +75,15 @@ use serde::Serialize;
 pub use arch::{ArchParams, ArchSnapshot};
 pub use checkpoint::{CheckpointProgress, checkpoint_progress};
 pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell, derive_rnn_cell};
-pub use net::OneShotNet;
 pub use error::{OneShotError, Result};
 pub use heatmap::{heatmap_svg, save_heatmap};
+pub use net::OneShotNet;
 pub use search::{
     EpochRecord, Genotype, ImageHalves, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS,
 };
-pub use text::{TextBatch, TextHalves};
 pub use spos::{PathCandidate, PathSearch, path_indices, path_mixing, sample_path};
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
+pub use text::{TextBatch, TextHalves};
 
 use crate::data::Dataset;
 

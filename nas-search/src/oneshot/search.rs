@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchParams, ArchSnapshot};
 use super::derive::{derive_darts_genotype, derive_nb201_cell, derive_rnn_cell};
-use super::net::OneShotNet;
 use super::error::{OneShotError, Result};
+use super::net::OneShotNet;
 use super::supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 use crate::data::Dataset;
 
@@ -689,7 +689,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         self.history.last().is_some_and(|r| r.stop_reason.is_some())
     }
 
-
     /// Steps per epoch.
     pub fn steps_per_epoch(&self) -> usize {
         N::steps_per_epoch(&self.config, &self.data)
@@ -719,7 +718,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         })
     }
 
-
     pub(crate) fn check_finite(&self, what: &str, v: f32) -> Result<()> {
         if v.is_finite() {
             Ok(())
@@ -732,12 +730,10 @@ impl<N: OneShotNet> OneShotSearch<N> {
         }
     }
 
-
     /// The current learning rate of the weights.
     pub fn lr(&self) -> f32 {
         self.schedule.lr_at(self.epoch)
     }
-
 
     pub(crate) fn zero_all(&self) {
         for p in &self.w_params {
@@ -747,7 +743,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
             a.zero_grad();
         }
     }
-
 
     /// One weight step: zeroed gradients, `pass` (a loss and its backward pass), clipping,
     /// SGD; returns what `pass` returned.
@@ -771,7 +766,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         N::loss_backward(self, "architecture loss", batch, true, Some(&alphas))
     }
 
-
     /// beta-DARTS: the regulariser `lambda * sum over cell types of the mean over edges of
     /// logsumexp(alpha_edge)` at the current op logits (edge logits, if any, are not
     /// regularised), computed in f64 on the host.
@@ -794,7 +788,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         Ok(lambda as f64 * total)
     }
 
-
     /// beta-DARTS: adds the gradient of [`OneShotSearch::beta_regulariser`],
     /// `lambda / edges * softmax(alpha)` per cell type, to the op logits' `.grad` (computed on
     /// their device).
@@ -814,12 +807,10 @@ impl<N: OneShotNet> OneShotSearch<N> {
         Ok(())
     }
 
-
     /// Copies of the weights on their device.
     fn weights_data(&self) -> Vec<Tensor> {
         self.w_params.iter().map(Tensor::detach).collect()
     }
-
 
     fn set_weights(&self, w: &[Tensor]) -> Result<()> {
         for (p, v) in self.w_params.iter().zip(w) {
@@ -827,7 +818,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         }
         Ok(())
     }
-
 
     /// Gradient of the training loss w.r.t. the architecture weights at the current weights
     /// (used by the Hessian-vector product); one tensor per architecture tensor.
@@ -843,7 +833,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         )?;
         self.arch.tensors().iter().map(grad_or_zeros).collect()
     }
-
 
     /// The second-order (unrolled) architecture gradient of DARTS, left in the architecture
     /// tensors' `.grad`, with `xi` the virtual step size (the current weight learning rate):
@@ -891,13 +880,8 @@ impl<N: OneShotNet> OneShotSearch<N> {
         let buffers = self.net.buffer_snapshot();
         // (the weight gradient v is needed too, so not `arch_grad_first_order`)
         self.zero_all();
-        let (lv, corr) = N::loss_backward(
-            self,
-            "architecture loss (unrolled step)",
-            valid,
-            true,
-            None,
-        )?;
+        let (lv, corr) =
+            N::loss_backward(self, "architecture loss (unrolled step)", valid, true, None)?;
         let g_a: Vec<Tensor> = self
             .arch
             .tensors()
@@ -962,7 +946,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         Ok((lv, corr))
     }
 
-
     /// One search step (one architecture step and one weight step; GDAS: weights first, as in
     /// its code; DARTS: architecture first, as in its code).
     pub fn step(&mut self) -> Result<()> {
@@ -990,8 +973,8 @@ impl<N: OneShotNet> OneShotSearch<N> {
                     self.add_beta_regulariser_grad(self.config.beta_lambda_at(self.epoch))?;
                 }
                 self.a_opt.step()?;
-                let (tl, tc) =
-                    self.weight_step_by(|s| N::loss_backward(s, "training loss", &tb, false, None))?;
+                let (tl, tc) = self
+                    .weight_step_by(|s| N::loss_backward(s, "training loss", &tb, false, None))?;
                 (tl, tc, sl, sc)
             }
             Method::Spos | Method::RandomWs | Method::Gdas => N::single_path_step(self, &tb, &vb)?,
@@ -1000,14 +983,16 @@ impl<N: OneShotNet> OneShotSearch<N> {
         EpochSums::add(&mut s.train_loss_bits, tl as f64 * N::batch_len(&tb) as f64);
         s.train_correct += tc;
         s.train_seen += N::batch_len(&tb);
-        EpochSums::add(&mut s.search_loss_bits, sl as f64 * N::batch_len(&vb) as f64);
+        EpochSums::add(
+            &mut s.search_loss_bits,
+            sl as f64 * N::batch_len(&vb) as f64,
+        );
         s.search_correct += sc;
         s.search_seen += N::batch_len(&vb);
         self.step_in_epoch += 1;
         self.global_step += 1;
         Ok(())
     }
-
 
     /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
     /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
@@ -1079,7 +1064,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         Ok(rec)
     }
 
-
     /// Runs the rest of the current epoch and closes it.
     pub fn run_epoch(&mut self) -> Result<EpochRecord> {
         while self.step_in_epoch < self.steps_per_epoch() {
@@ -1087,7 +1071,6 @@ impl<N: OneShotNet> OneShotSearch<N> {
         }
         self.finish_epoch()
     }
-
 
     /// Weight-optimizer state (for checkpoints).
     pub(crate) fn sgd_state(&self) -> Result<SgdState> {
@@ -1122,7 +1105,6 @@ impl OneShotSearch<Supernet> {
         }
     }
 
-
     /// The (weight-training, architecture) batches of step `step` of the current epoch.
     pub fn batch_pair(&mut self, step: usize) -> Result<(SearchBatch, SearchBatch)> {
         self.ensure_orders();
@@ -1136,7 +1118,11 @@ impl OneShotSearch<Supernet> {
             )));
         }
         let hi = (lo + b).min(n);
-        let t = gather(&self.data.train, &self.data.train_order[lo..hi], self.config.device)?;
+        let t = gather(
+            &self.data.train,
+            &self.data.train_order[lo..hi],
+            self.config.device,
+        )?;
         let nv = self.data.valid.len();
         let vidx: Vec<usize> = (0..b.min(nv))
             .map(|i| self.data.valid_order[(lo + i) % nv])
@@ -1145,11 +1131,9 @@ impl OneShotSearch<Supernet> {
         Ok((t, v))
     }
 
-
     fn detached_soft(&self) -> Result<Mixing> {
         self.arch.detached().soft()
     }
-
 
     /// Loss of `batch` and its gradients (accumulated; with `only`, just those leaves'), under
     /// the mixing `src` describes: returns (loss, correct).
@@ -1183,7 +1167,6 @@ impl OneShotSearch<Supernet> {
         let corr = pred.iter().zip(y).filter(|(a, b)| a == b).count() as u64;
         Ok((lv, corr))
     }
-
 
     /// One weight step on `batch` under `src`: returns (loss, correct).
     fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
@@ -1252,7 +1235,6 @@ impl OneShotSearch<Supernet> {
         self.evaluate_valid_with(&mix)
     }
 
-
     /// Loss and accuracy on the whole architecture half in evaluation mode under `mix`,
     /// without gradients.
     pub fn evaluate_valid_with(&mut self, mix: &Mixing) -> Result<(f64, f64)> {
@@ -1280,7 +1262,6 @@ impl OneShotSearch<Supernet> {
         result
     }
 
-
     fn eval_mixing(&self) -> Result<Mixing> {
         match self.config.method {
             Method::Darts1
@@ -1307,7 +1288,6 @@ impl OneShotSearch<Supernet> {
             }
         }
     }
-
 }
 
 impl OneShotNet for Supernet {

@@ -91,8 +91,7 @@ pub fn path_indices(g: &Genotype) -> Result<(Vec<usize>, Option<Vec<usize>>)> {
             Some(darts_cell_indices(&d.reduce, "reduction")?),
         )),
         Genotype::Rnn(_) => Err(OneShotError::Config(
-            "recurrent cells have no path mixing (single-path methods run on image spaces)"
-                .into(),
+            "recurrent cells have no path mixing (single-path methods run on image spaces)".into(),
         )),
     }
 }
@@ -231,7 +230,6 @@ impl<N: super::net::OneShotNet> OneShotSearch<N> {
 }
 
 impl OneShotSearch {
-
     /// The fixed weight-half batches that recalibrate BN statistics (`bn_batches` batches of
     /// a permutation drawn from the seed, wrapping around a small weight half).
     pub fn bn_batches(&self) -> Result<Vec<SearchBatch>> {

@@ -19,7 +19,7 @@ pub struct Rnn;
 impl SpaceDef for Rnn {
     type Space = RnnSpace;
     const NAME: &'static str = "rnn";
-    const ABOUT: &'static str = "DARTS recurrent cell: 8 nodes, each one earlier node through tanh/relu/sigmoid/identity; trained as a character language model on text (--channels = hidden units, --limit-train = training sequences of 64 characters; --cells and --valid-fraction unused)";
+    const ABOUT: &'static str = "DARTS recurrent cell: 8 nodes, each one earlier node through tanh/relu/sigmoid/identity; trained as a character language model on text (--channels = hidden units, --limit-train = training sequences of 64 characters; --cells and --valid-fraction unused); one-shot: --strategy darts|darts2 on the recurrent supernet (64 hidden units)";
     const LABEL: &'static str = "recurrent cell";
     const PLURAL: &'static str = "recurrent cells";
     const NATIVE_FORMAT: Option<&'static str> = Some("darts");

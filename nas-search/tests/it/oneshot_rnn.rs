@@ -100,7 +100,10 @@ fn one_hot_supernet_is_the_standalone_cell() {
             let (gp, gq) = (gp.unwrap(), gq.unwrap());
             let scale = gq.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             let d = max_diff(&gp, &gq);
-            assert!(d <= 1e-5 * scale.max(1e-3), "{g}: {name} grads differ by {d}");
+            assert!(
+                d <= 1e-5 * scale.max(1e-3),
+                "{g}: {name} grads differ by {d}"
+            );
             compared += 1;
         }
         assert_eq!(compared, net.parameters().len());
@@ -169,12 +172,7 @@ fn loss_at(s: &OneShotSearch<RnnSupernet>, b: &TextBatch) -> f64 {
     no_grad(|| {
         let mix = s.arch().normal.detach().softmax(1).unwrap();
         s.supernet()
-            .window_loss(
-                &b.window,
-                &b.state,
-                &mut ChaCha8Rng::seed_from_u64(0),
-                &mix,
-            )
+            .window_loss(&b.window, &b.state, &mut ChaCha8Rng::seed_from_u64(0), &mix)
             .unwrap()
             .0
             .item()
@@ -245,7 +243,10 @@ fn first_order_architecture_gradient_matches_finite_differences() {
     let (scale, err) = compare(&g, &fd);
     eprintln!("|fd| {scale:.4e}  |analytic - fd| {err:.4e}");
     assert!(scale > 1e-3, "gradient too small to test: {scale}");
-    assert!(err < 0.02 * scale, "first-order gradient off: {err} vs {scale}");
+    assert!(
+        err < 0.02 * scale,
+        "first-order gradient off: {err} vs {scale}"
+    );
     // `none` (column 0) gets a gradient too: its weight is in the softmax
     assert!((0..RNN_EDGES).any(|e| g[e * 5].abs() > 1e-6));
 }
@@ -317,7 +318,10 @@ fn second_order_gradient_matches_the_unrolled_objective() {
     let (_, err1) = compare(&first, &fd);
     eprintln!("|fd| {scale:.4e}  |second - fd| {err2:.4e}  |first - fd| {err1:.4e}");
     assert!(scale > 1e-3, "gradient too small to test: {scale}");
-    assert!(err2 < 0.05 * scale, "second-order gradient off: {err2} vs {scale}");
+    assert!(
+        err2 < 0.05 * scale,
+        "second-order gradient off: {err2} vs {scale}"
+    );
     assert!(
         err1 > 4.0 * err2,
         "the test cannot tell the orders apart: {err1} vs {err2}"
@@ -441,7 +445,10 @@ fn rnn_resume_after_sigkill_is_bit_identical() {
         let ca = std::fs::read(full.path().join(CHECKPOINT_FILE)).unwrap();
         let cb = std::fs::read(&ckpt).unwrap();
         assert!(ca == cb, "{method:?}: final checkpoints differ");
-        eprintln!("{method:?}: killed at step {}, resumed, identical", p.global_step);
+        eprintln!(
+            "{method:?}: killed at step {}, resumed, identical",
+            p.global_step
+        );
     }
 }
 
