@@ -140,7 +140,7 @@ impl OneShotNet for RnnSupernet {
             *d.carried.borrow_mut() = [d.zeros(device)?, d.zeros(device)?];
         }
         let seed = s.config.seed
-            ^ 0xd20b_0u64.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ 0x000d_20b0_u64.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ (s.global_step + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         *d.dropout_rng.borrow_mut() = ChaCha8Rng::seed_from_u64(seed);
         let carried = d.carried.borrow();
