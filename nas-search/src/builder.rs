@@ -52,14 +52,15 @@ use serde_json::json;
 
 use crate::data::{DataSpec, LoadedData};
 use crate::error::{Result, SearchError};
-use crate::evaluator::EvalSetup;
 use crate::evaluator::Evaluator;
+use crate::evaluator::{EvalSetup, load_data};
 use crate::executor::{ExecutorSettings, SetupSpec, SpecTemplate};
 use crate::history::{Outcome, Trial};
 use crate::memory::{NetSize, check_limit};
+use crate::nets::rnn::RnnSupernet;
 use crate::oneshot::{
     CHECKPOINT_FILE, Event as OneShotEvent, Method, OneShotConfig, OneShotSearch, SpaceKind,
-    run_oneshot_observed,
+    Supernet, run_oneshot_observed, run_oneshot_on,
 };
 use crate::outdir::{DirLock, LOCK_FILE, create_unique_dir, persist_guard};
 use crate::plot::{Plot, Style};
@@ -1377,6 +1378,10 @@ impl Search {
         }
         if let Some(lr) = self.setup.lr {
             config.w_lr = lr;
+            if kind == SpaceKind::Rnn {
+                // the recurrent search's learning rate is constant (the original's)
+                config.w_lr_min = lr;
+            }
         }
         config.checkpoint_every = ONESHOT_CHECKPOINT_EVERY;
         config.sync_bn = self.sync_bn;
@@ -1402,23 +1407,65 @@ impl Search {
         // created and its settings are written
         config.validate()?;
         let data = self.setup.data_for(space)?;
-        let splits = data.load()?.prepare(0.0, self.setup.seed)?;
-        let train = match self.setup.train_examples {
-            Some(n) if n < splits.train.len() => {
-                splits.train.subset(&(0..n).collect::<Vec<_>>())?
+        let input = if kind == SpaceKind::Rnn {
+            let LoadedData::Text(corpus) = load_data(&data, 0.0, self.setup.seed)? else {
+                return Err(SearchError::Setting(format!(
+                    "--data {data}: the recurrent space searches text"
+                )));
+            };
+            let mut corpus = (*corpus).clone();
+            if let Some(n) = self.setup.train_examples {
+                // --limit-train counts training sequences of TEXT_BPTT characters
+                let keep = n.saturating_mul(crate::rnn::TEXT_BPTT);
+                corpus.train.truncate(keep.max(2));
             }
-            _ => splits.train,
+            OneShotInput::Text(corpus)
+        } else {
+            let splits = data.load()?.prepare(0.0, self.setup.seed)?;
+            let train = match self.setup.train_examples {
+                Some(n) if n < splits.train.len() => {
+                    splits.train.subset(&(0..n).collect::<Vec<_>>())?
+                }
+                _ => splits.train,
+            };
+            if self.memory_check {
+                // A supernet that cannot fit is refused before anything is built or written.
+                check_limit(
+                    NetSize::Supernet {
+                        darts: kind == SpaceKind::Darts,
+                        channels: config.c,
+                        cells: config.layers,
+                    },
+                    &train,
+                    None,
+                    config.batch_size,
+                    1,
+                    self.max_memory,
+                    "this one-shot search's supernet",
+                )?;
+            }
+            OneShotInput::Images(train)
         };
         // Data-parallel: the ranks other than 0 touch no directory and report nothing; rank 0
-        // tells them whether to resume.
+        // tells them whether to resume. The image supernets alone run data-parallel.
         let comm = self.comm.clone().filter(|c| c.size() > 1);
         if let Some(c) = &comm
+            && kind == SpaceKind::Rnn
+        {
+            return Err(SearchError::Setting(format!(
+                "--strategy {m} --space {}: data-parallel one-shot search ({} ranks) runs on \
+                 the image supernets only; run the recurrent search in one process",
+                space.name(),
+                c.size()
+            )));
+        }
+        if let (Some(c), OneShotInput::Images(train)) = (&comm, &input)
             && c.rank() != 0
         {
             let start = Instant::now();
             let outcome = crate::oneshot::run_oneshot_parallel(
                 &config,
-                &train,
+                train,
                 Path::new(""),
                 false,
                 c.clone(),
@@ -1436,22 +1483,6 @@ impl Search {
                 output_dir: String::new(),
             });
         }
-        if self.memory_check {
-            // A supernet that cannot fit is refused before anything is built or written.
-            check_limit(
-                NetSize::Supernet {
-                    darts: kind == SpaceKind::Darts,
-                    channels: config.c,
-                    cells: config.layers,
-                },
-                &train,
-                None,
-                config.batch_size,
-                1,
-                self.max_memory,
-                "this one-shot search's supernet",
-            )?;
-        }
         let out = OutDir::open(&self.output, self.resume, CHECKPOINT_FILE)?;
         let dir = out
             .path()
@@ -1465,19 +1496,41 @@ impl Search {
         let ck = dir.join(CHECKPOINT_FILE);
         let resume = self.resume.unwrap_or(ck.exists());
         if resume && ck.exists() {
-            drop(OneShotSearch::load_checkpoint(&ck, &config, &train)?);
+            match &input {
+                OneShotInput::Images(train) => {
+                    drop(OneShotSearch::<Supernet>::resume(&ck, &config, train)?)
+                }
+                OneShotInput::Text(corpus) => {
+                    drop(OneShotSearch::<RnnSupernet>::resume(&ck, &config, corpus)?)
+                }
+            }
         }
-        let header = format!(
-            "{m} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half \
-             trains the weights, half the architecture); outputs in {}",
-            kind.name(),
-            config.c,
-            config.layers,
-            config.epochs,
-            train.len(),
-            data,
-            dir.display()
-        );
+        let header = match &input {
+            OneShotInput::Images(train) => format!(
+                "{m} on the {} supernet (C={}, {} cells): {} epoch(s) on {} images of {} (half \
+                 trains the weights, half the architecture); outputs in {}",
+                kind.name(),
+                config.c,
+                config.layers,
+                config.epochs,
+                train.len(),
+                data,
+                dir.display()
+            ),
+            OneShotInput::Text(corpus) => format!(
+                "{m} on the recurrent supernet ({} hidden units, windows of {}, batch {}): {} \
+                 epoch(s) on the {} training characters of {} (the first {} train the weights, \
+                 the rest the architecture); outputs in {}",
+                config.c,
+                config.bptt,
+                config.batch_size,
+                config.epochs,
+                corpus.train.len(),
+                data,
+                config.train_portion,
+                dir.display()
+            ),
+        };
         let header = match &comm {
             Some(c) => format!(
                 "{header}; data-parallel on {} {} ranks, each on 1/{} of every batch ({})",
@@ -1503,21 +1556,21 @@ impl Search {
         }
         let start = Instant::now();
         let observer = self.observer.clone();
-        let mut observe = |e: &crate::oneshot::Event<'_>| {
+        let mut observe = |e: &OneShotEvent<'_>| {
             if let Some(o) = &observer {
                 o.oneshot(e);
             }
         };
-        let outcome = match comm {
-            Some(c) => crate::oneshot::run_oneshot_parallel(
-                &config,
-                &train,
-                &dir,
-                resume,
-                c,
-                &mut observe,
-            )?,
-            None => run_oneshot_observed(&config, &train, &dir, resume, &mut observe)?,
+        let outcome = match (&input, comm) {
+            (OneShotInput::Images(train), Some(c)) => {
+                crate::oneshot::run_oneshot_parallel(&config, train, &dir, resume, c, &mut observe)?
+            }
+            (OneShotInput::Images(train), None) => {
+                run_oneshot_observed(&config, train, &dir, resume, &mut observe)?
+            }
+            (OneShotInput::Text(corpus), _) => {
+                run_oneshot_on::<RnnSupernet>(&config, corpus, &dir, resume, &mut observe)?
+            }
         };
         Ok(OneShotReport {
             method: m.into(),
@@ -1531,6 +1584,12 @@ impl Search {
             output_dir: dir.display().to_string(),
         })
     }
+}
+
+/// What a one-shot search reads: the training images, or a text corpus (recurrent space).
+enum OneShotInput {
+    Images(crate::data::Dataset),
+    Text(crate::data::text::TextCorpus),
 }
 
 /// The output directory of a search, locked for this process. A directory this run created

@@ -309,3 +309,88 @@ fn killed_rnn_search_resumes_to_the_same_trials() {
     };
     assert_eq!(strip(&resumed), strip(&reference));
 }
+
+/// `nas search --space rnn --strategy darts|darts2` runs DARTS on the recurrent supernet: per
+/// epoch outputs, the derived cell in the DARTS recurrent format, which `nas train --space rnn`
+/// then trains; methods the recurrent space lacks are usage errors.
+#[test]
+fn rnn_darts_search_then_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_text(tmp.path());
+    for method in ["darts", "darts2"] {
+        let dir = tmp.path().join(method);
+        let d = dir.to_str().unwrap();
+        let args = [
+            "--json",
+            "search",
+            "--space",
+            "rnn",
+            "--strategy",
+            method,
+            "--data",
+            &data,
+            "--epochs",
+            "2",
+            "--limit-train",
+            "20",
+            "--channels",
+            "8",
+            "--batch-size",
+            "4",
+            "--out",
+            d,
+        ];
+        let v = ok_json(&nas(&args));
+        assert_eq!(v["method"], method, "{v}");
+        assert_eq!(v["space"], "rnn");
+        let history = v["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2);
+        for e in history {
+            assert!(e["train_loss"].as_f64().unwrap().is_finite(), "{e}");
+            assert!(e["valid_loss"].as_f64().is_some(), "{e}");
+            assert_eq!(e["arch"]["alpha_normal"].as_array().unwrap().len(), 36);
+        }
+        let g = fs::read_to_string(dir.join("genotype.txt")).unwrap();
+        assert!(g.starts_with("Genotype(recurrent=[("), "{g}");
+        assert_eq!(g.trim(), v["genotype"].as_str().unwrap());
+        for f in [
+            "epochs/epoch_000.json",
+            "epochs/epoch_001.json",
+            "history.json",
+        ] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let cell = format!("@{}", dir.join("genotype.txt").display());
+        let t = ok_json(&nas(&[
+            "--json",
+            "train",
+            "--space",
+            "rnn",
+            &cell,
+            "--channels",
+            "8",
+            "--epochs",
+            "1",
+            "--data",
+            &data,
+            "--limit-train",
+            "40",
+            "--batch-size",
+            "8",
+        ]));
+        assert!(t["test_bpc"].as_f64().unwrap() > 1.0, "{t}");
+    }
+    let o = nas(&[
+        "search",
+        "--space",
+        "rnn",
+        "--strategy",
+        "gdas",
+        "--data",
+        &data,
+        "--out",
+        tmp.path().join("gdas").to_str().unwrap(),
+    ]);
+    bad_input(&o, "gdas");
+    assert!(!tmp.path().join("gdas").exists());
+}

@@ -21,7 +21,7 @@
 //! The input projection `x_t W_x^T` of every step is one GEMM over the window.
 
 use nas_space::rnn::{NUM_NODES, RnnActivation, RnnGenotype};
-use nas_tensor::nn::{LstmLayer, Mode, Module, TensorKind, Window, lookup_in};
+use nas_tensor::nn::{BatchNorm2d, LstmLayer, Mode, Module, TensorKind, Window, lookup_in};
 use nas_tensor::{Device, Result, Tensor, TensorError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -140,6 +140,46 @@ fn highway(s: &Tensor, cg: &Tensor, a: RnnActivation, d: usize) -> Result<Tensor
     s.add(&c.mul(&g.sub(s)?)?)
 }
 
+/// Mixed edges of the recurrent supernet: node `i` (`1..=8`) has the `i` predecessors
+/// `0..i`, so `1 + 2 + ... + 8 = 36`; rows of the architecture weights are ordered by node,
+/// then predecessor (the original code's `offset`).
+pub const RNN_EDGES: usize = NUM_NODES * (NUM_NODES + 1) / 2;
+
+/// The first architecture-weight row of node `i` (`1..=8`): its predecessor `j` is row
+/// `rnn_edge_offset(i) + j`.
+pub fn rnn_edge_offset(i: usize) -> usize {
+    (i - 1) * i / 2
+}
+
+/// Node `i` of the mixed cell (the DARTS code's search cell): for every predecessor `j < i`,
+/// `[c | g] = (s_j * m_h) W_i^T` and, for every activation `k`, the highway step
+/// `s_j + sigmoid(c) * (act_k(g) - s_j)`; the node is the sum of all `4 i` of them weighted by
+/// `mix[offset + j, k]` (`none`, column 0, adds nothing but its weight stays in the softmax).
+fn mixed_node(
+    states: &[Tensor],
+    w: &Tensor,
+    mix: &Tensor,
+    i: usize,
+    d: usize,
+    masked: &dyn Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut terms = Vec::with_capacity(4 * i);
+    for s in &states[..i] {
+        let cg = masked(s)?.linear(w, None)?;
+        let c = cg.narrow(1, 0, d)?.sigmoid();
+        let g = cg.narrow(1, d, d)?;
+        for a in RnnActivation::ALL {
+            terms.push(s.add(&c.mul(&act(a, &g).sub(s)?)?)?);
+        }
+    }
+    // rows offset..offset+i, activation columns 1..5, flattened predecessor-major as `terms`
+    let weights = mix
+        .narrow(0, rnn_edge_offset(i), i)?
+        .narrow(1, 1, RnnActivation::ALL.len())?
+        .reshape(&[4 * i])?;
+    Tensor::weighted_sum(&terms, &weights)
+}
+
 impl RnnLm {
     /// A model of `vocab` symbols and `hidden` units with `cell` as its core, initialised
     /// from `seed`.
@@ -224,6 +264,21 @@ impl RnnLm {
         state: &[Tensor],
         rng: &mut ChaCha8Rng,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.forward_window_with(window, state, rng, None, None)
+    }
+
+    /// [`RnnLm::forward_window`]; with `mix` (`[RNN_EDGES, 5]`, a row per (node, predecessor)
+    /// pair, columns in [`nas_space::rnn::RNN_PRIMITIVES`] order) the DARTS core runs as the
+    /// supernet's mixed cell (see [`RnnSupernet`]) instead of its genotype, with `bn` (if
+    /// any) normalising node 0 and every mixed node.
+    fn forward_window_with(
+        &self,
+        window: &Window,
+        state: &[Tensor],
+        rng: &mut ChaCha8Rng,
+        mix: Option<&Tensor>,
+        bn: Option<&BatchNorm2d>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let (t, n, d) = (window.steps, window.batch, self.hidden);
         let p = self.dropout;
         let train = self.training.get();
@@ -262,12 +317,24 @@ impl RnnLm {
                     let c0 = cg0.narrow(1, 0, d)?.sigmoid();
                     let g0 = cg0.narrow(1, d, d)?.tanh();
                     let s0 = h.add(&c0.mul(&g0.sub(&h)?)?)?;
-                    let mut states = vec![s0];
+                    let norm = |s: Tensor| -> Result<Tensor> {
+                        match bn {
+                            Some(bn) => bn.forward(&s.reshape(&[n, d, 1, 1])?)?.reshape(&[n, d]),
+                            None => Ok(s),
+                        }
+                    };
+                    let mut states = vec![norm(s0)?];
                     for (k, w) in core.w_nodes.iter().enumerate() {
-                        let (a, j) = core.genotype.nodes[k];
-                        let s = &states[j];
-                        let cg = masked(s)?.linear(w, None)?;
-                        states.push(highway(s, &cg, a, d)?);
+                        let next = match mix {
+                            None => {
+                                let (a, j) = core.genotype.nodes[k];
+                                let s = &states[j];
+                                let cg = masked(s)?.linear(w, None)?;
+                                highway(s, &cg, a, d)?
+                            }
+                            Some(m) => norm(mixed_node(&states, w, m, k + 1, d, &masked)?)?,
+                        };
+                        states.push(next);
                     }
                     let mut sum = states[1].clone();
                     for s in &states[2..] {
@@ -360,4 +427,161 @@ pub fn rnn_lm_params(cell: &CellKind, vocab: usize, hidden: usize) -> usize {
         CellKind::Lstm => 4 * d * (2 * d + 1),
     };
     v * d + v + core
+}
+
+/// The DARTS recurrent supernet (Liu et al. 2019, the original code's `rnn/model_search.py`):
+/// the language model of [`RnnLm`] whose cell mixes, at every node `i`, all `i` earlier nodes
+/// and all 4 activations, weighted by the softmax of the architecture weights (`[RNN_EDGES, 5]`
+/// rows, `none` included; see [`RnnSupernet::forward_window`]). Each node keeps one `W_i`
+/// shared by its predecessors, as in the original, so its parameters are exactly those of
+/// any [`RnnLm`] of the same size: [`RnnSupernet::standalone`] gives the network of one
+/// genotype with the supernet's weights, and one-hot architecture weights compute that network.
+///
+/// With `node_bn` (what the search uses), node 0 and every mixed node go through one shared
+/// non-affine batch normalisation, as in the original search model (`self.bn`): a node sums
+/// `i` rows of weights that each add up to one, so without it node 8 is about 6 times its
+/// inputs' size and the state explodes over the steps of a window (a search without it
+/// diverges within a few steps). Without `node_bn` a one-hot supernet is exactly its derived
+/// cell (tested); with it, the derived cell is the one-hot supernet without the
+/// normalisation, as in the original.
+pub struct RnnSupernet {
+    lm: RnnLm,
+    bn: Option<BatchNorm2d>,
+}
+
+impl RnnSupernet {
+    /// A supernet of `vocab` symbols and `hidden` units, initialised from `seed` exactly as
+    /// [`RnnLm::new`] initialises a DARTS cell, with or without the nodes' batch normalisation.
+    pub fn new(
+        vocab: usize,
+        hidden: usize,
+        dropout: RnnDropout,
+        seed: u64,
+        node_bn: bool,
+    ) -> Result<Self> {
+        let any = nas_space::rnn::DARTS_V2_RNN;
+        Ok(RnnSupernet {
+            lm: RnnLm::new(&CellKind::Darts(any), vocab, hidden, dropout, seed)?,
+            bn: node_bn.then(|| BatchNorm2d::new(hidden, false)),
+        })
+    }
+
+    /// The underlying model (its parameters are the supernet's).
+    pub fn lm(&self) -> &RnnLm {
+        &self.lm
+    }
+
+    /// The shapes of the recurrent state for `n` sequences (`[[n, hidden]]`).
+    pub fn state_shapes(&self, n: usize) -> Vec<Vec<usize>> {
+        self.lm.state_shapes(n)
+    }
+
+    /// The logits `[T * n, V]` of one window from `state` under the mixing weights `mix`
+    /// (`[RNN_EDGES, 5]`, rows summing to one: the softmax of the architecture weights, recorded
+    /// when their gradient is wanted), and the state at the window's end. Dropout as
+    /// [`RnnLm::forward_window`].
+    pub fn forward_window(
+        &self,
+        window: &Window,
+        state: &[Tensor],
+        rng: &mut ChaCha8Rng,
+        mix: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let k = nas_space::rnn::RNN_PRIMITIVES.len();
+        if mix.shape() != [RNN_EDGES, k] {
+            return Err(TensorError::Shape {
+                op: "RnnSupernet::forward_window",
+                detail: format!(
+                    "mixing weights must be [{RNN_EDGES}, {k}], got {:?}",
+                    mix.shape()
+                ),
+            });
+        }
+        self.lm
+            .forward_window_with(window, state, rng, Some(mix), self.bn.as_ref())
+    }
+
+    /// The mean cross-entropy (nats per character) of one window under `mix`, and the state
+    /// at its end.
+    pub fn window_loss(
+        &self,
+        window: &Window,
+        state: &[Tensor],
+        rng: &mut ChaCha8Rng,
+        mix: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (logits, state) = self.forward_window(window, state, rng, mix)?;
+        Ok((logits.cross_entropy(&window.targets)?, state))
+    }
+
+    /// The standalone network of `genotype` holding copies of the supernet's weights (same
+    /// names, same values, same dropout) on the supernet's device.
+    pub fn standalone(&self, genotype: &RnnGenotype) -> Result<RnnLm> {
+        let lm = RnnLm::new(
+            &CellKind::Darts(*genotype),
+            self.lm.vocab,
+            self.lm.hidden,
+            self.lm.dropout,
+            0,
+        )?;
+        lm.to_device(self.lm.device())?;
+        let mine = self.lm.state_dict();
+        for (name, t) in lm.state_dict() {
+            let src = mine
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s)
+                .ok_or_else(|| TensorError::InvalidArgument {
+                    op: "RnnSupernet::standalone",
+                    detail: format!("no tensor {name} in the supernet"),
+                })?;
+            t.copy_from(src)?;
+        }
+        lm.set_training(self.lm.is_training());
+        Ok(lm)
+    }
+}
+
+impl Module for RnnSupernet {
+    /// The logits of [`Module::forward`] of [`RnnLm`] under uniform mixing weights.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let k = nas_space::rnn::RNN_PRIMITIVES.len();
+        let uniform = Tensor::full_on(&[RNN_EDGES, k], 1.0 / k as f32, self.lm.device())?;
+        if x.ndim() != 2 {
+            return Err(TensorError::Shape {
+                op: "RnnSupernet::forward",
+                detail: format!("ids must be [T, n], got {:?}", x.shape()),
+            });
+        }
+        let (t, n) = (x.shape()[0], x.shape()[1]);
+        let inputs: Vec<usize> = x.to_vec()?.iter().map(|&v| v as usize).collect();
+        let window = Window {
+            steps: t,
+            batch: n,
+            targets: inputs.clone(),
+            inputs,
+        };
+        let state = self
+            .state_shapes(n)
+            .iter()
+            .map(|s| Tensor::zeros_on(s, self.lm.device()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        Ok(self.forward_window(&window, &state, &mut rng, &uniform)?.0)
+    }
+
+    fn own_tensors(&self, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.lm.own_tensors(f)
+    }
+
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        self.lm.children(f);
+        if let Some(bn) = &self.bn {
+            f("bn", bn);
+        }
+    }
+
+    fn own_mode(&self) -> Option<&Mode> {
+        self.lm.own_mode()
+    }
 }

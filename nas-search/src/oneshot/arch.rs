@@ -58,6 +58,9 @@ pub fn edge_labels(space: SpaceKind) -> Vec<String> {
             .iter()
             .map(|(s, t)| format!("{t}<-{s}"))
             .collect(),
+        SpaceKind::Rnn => (1..=nas_space::rnn::NUM_NODES)
+            .flat_map(|i| (0..i).map(move |j| format!("{j}->{i}")))
+            .collect(),
     }
 }
 
@@ -141,6 +144,7 @@ impl ArchParams {
         let sizes: &[usize] = match self.space {
             SpaceKind::Darts => &[2, 3, 4, 5],
             SpaceKind::Nb201 => &[1, 2, 3],
+            SpaceKind::Rnn => &[1, 2, 3, 4, 5, 6, 7, 8],
         };
         let mut parts = Vec::with_capacity(sizes.len());
         let mut first = 0;

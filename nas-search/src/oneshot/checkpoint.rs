@@ -11,12 +11,12 @@
 
 use std::path::Path;
 
-use nas_tensor::nn::Module;
 use nas_tensor::optim::{AdamConfig, AdamParamState, AdamState, SgdConfig, SgdState};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
+use super::net::OneShotNet;
 use super::search::{EpochRecord, EpochSums, OneShotConfig, OneShotSearch};
 use crate::checkpoint::{fnv1a64, read_verified, write_atomic};
 use crate::data::Dataset;
@@ -90,12 +90,27 @@ fn bad(path: &Path, problem: impl Into<String>) -> OneShotError {
 }
 
 impl OneShotSearch {
+    /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
+    /// same settings and data. An error names what differs (settings, data) or what is broken.
+    pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
+        OneShotSearch::resume(path, config, data)
+    }
+
+    /// [`OneShotSearch::load_checkpoint`] from the file's bytes, read elsewhere (a data-parallel
+    /// run's rank 0 reads the file and broadcasts it); `path` names it in errors.
+    pub fn load_checkpoint_bytes(
+        path: &Path,
+        bytes: &[u8],
+        config: &OneShotConfig,
+        data: &Dataset,
+    ) -> Result<Self> {
+        OneShotSearch::resume_bytes(path, bytes, config, data)
+    }
+}
+
+impl<N: OneShotNet> OneShotSearch<N> {
     pub(crate) fn full_data_fingerprint(&self) -> String {
-        format!(
-            "{}-{}",
-            data_fingerprint(&self.train),
-            data_fingerprint(&self.valid)
-        )
+        N::fingerprint(&self.data)
     }
 
     /// Writes a checkpoint to `path` (atomically).
@@ -113,6 +128,9 @@ impl OneShotSearch {
         }
         for (i, a) in self.arch.tensors().iter().enumerate() {
             push(format!("alpha.{i}"), &a.to_vec()?);
+        }
+        for (name, t) in N::carried_state(&self.data) {
+            push(name, &t.to_vec()?);
         }
         let sgd = self.sgd_state()?;
         for (i, b) in sgd.momentum_buffers.iter().enumerate() {
@@ -184,20 +202,21 @@ impl OneShotSearch {
     }
 
     /// Rebuilds a search from a checkpoint written by [`OneShotSearch::save_checkpoint`] for the
-    /// same settings and data. An error names what differs (settings, data) or what is broken.
-    pub fn load_checkpoint(path: &Path, config: &OneShotConfig, data: &Dataset) -> Result<Self> {
+    /// same settings and input ([`OneShotSearch::start`]'s). An error names what differs
+    /// (settings, data) or what is broken.
+    pub fn resume(path: &Path, config: &OneShotConfig, input: &N::Input) -> Result<Self> {
         let bytes = std::fs::read(path)
             .map_err(|e| OneShotError::from(crate::error::SearchError::io(path, e)))?;
-        Self::load_checkpoint_bytes(path, &bytes, config, data)
+        Self::resume_bytes(path, &bytes, config, input)
     }
 
-    /// [`OneShotSearch::load_checkpoint`] from the file's bytes, read elsewhere (a data-parallel
-    /// run's rank 0 reads the file and broadcasts it); `path` names it in errors.
-    pub fn load_checkpoint_bytes(
+    /// [`OneShotSearch::resume`] from the file's bytes, read elsewhere (a data-parallel run's
+    /// rank 0 reads the file and broadcasts it); `path` names it in errors.
+    pub fn resume_bytes(
         path: &Path,
         bytes: &[u8],
         config: &OneShotConfig,
-        data: &Dataset,
+        input: &N::Input,
     ) -> Result<Self> {
         let (mut meta, blob) = meta_of(path, crate::checkpoint::verify_bytes(path, bytes)?)?;
         // How often checkpoints are written does not change the search; more epochs extend it
@@ -238,7 +257,7 @@ impl OneShotSearch {
                 ),
             ));
         }
-        let mut s = OneShotSearch::new(config.clone(), data)?;
+        let mut s = OneShotSearch::<N>::start(config.clone(), input)?;
         let fp = s.full_data_fingerprint();
         if fp != meta.data_fingerprint {
             return Err(bad(
@@ -286,6 +305,10 @@ impl OneShotSearch {
         for (i, a) in s.arch.tensors().iter().enumerate() {
             let v = take(format!("alpha.{i}"), a.numel())?;
             a.set_data(&v)?;
+        }
+        for (name, t) in N::carried_state(&s.data) {
+            let v = take(name, t.numel())?;
+            t.set_data(&v)?;
         }
         let mut bufs = Vec::new();
         for (i, p) in s.w_params.iter().enumerate() {

@@ -6,17 +6,22 @@
 //!   its strongest non-`none` op.
 //! * [`derive_nb201_cell`]: the NAS-Bench-201 rule: per edge, the op with the largest weight,
 //!   `none` included.
+//! * [`derive_rnn_cell`]: the DARTS recurrent rule (the original code's `rnn/model_search.py`
+//!   `_parse`): node `i` keeps the predecessor whose best non-`none` weight is largest, with
+//!   that activation.
 //!
 //! Tie-breaking (deterministic, and the same as the original Python code, which uses a stable
 //! sort and a strict `>` when scanning ops):
 //! * among edges with equal scores, the one from the lower-numbered input node ranks first;
 //! * among ops with equal weights, the one listed first in the primitive order wins
-//!   ([`nas_space::darts::DARTS_PRIMITIVES`] or [`nas_space::nb201::Nb201Op::ALL`]).
+//!   ([`nas_space::darts::DARTS_PRIMITIVES`], [`nas_space::nb201::Nb201Op::ALL`] or
+//!   [`nas_space::rnn::RNN_PRIMITIVES`]).
 //!
 //! NaN weights are rejected with an error instead of producing an arbitrary genotype.
 
 use nas_space::darts::{DARTS_PRIMITIVES, DartsCell, DartsGenotype, DartsOp, NUM_NODES};
 use nas_space::nb201::{Nb201Cell, Nb201Op};
+use nas_space::rnn::{NUM_NODES as RNN_NODES, RNN_PRIMITIVES, RnnActivation, RnnGenotype};
 
 use super::error::{OneShotError, Result};
 
@@ -115,4 +120,35 @@ pub fn derive_nb201_cell(weights: &[Vec<f32>]) -> Result<Nb201Cell> {
         *op = Nb201Op::from_index(argmax_from(&weights[e], 0)).expect("index below 5");
     }
     Ok(Nb201Cell::new(ops))
+}
+
+/// The DARTS recurrent rule on `36 x 5` weights (rows: node `i = 1..=8`, then predecessor
+/// `j < i`, as [`crate::nets::rnn::rnn_edge_offset`]; columns in
+/// [`nas_space::rnn::RNN_PRIMITIVES`] order, `none` first): per node, the predecessor whose
+/// strongest non-`none` weight is largest (the lower-numbered one on ties) with that
+/// activation (the first listed on ties).
+pub fn derive_rnn_cell(weights: &[Vec<f32>]) -> Result<RnnGenotype> {
+    use crate::nets::rnn::{RNN_EDGES, rnn_edge_offset};
+    check_matrix(
+        "recurrent-cell derivation",
+        weights,
+        RNN_EDGES,
+        RNN_PRIMITIVES.len(),
+    )?;
+    let mut nodes = [(RnnActivation::Tanh, 0usize); RNN_NODES];
+    for (k, node) in nodes.iter_mut().enumerate() {
+        let i = k + 1;
+        let rows = &weights[rnn_edge_offset(i)..rnn_edge_offset(i) + i];
+        let score = |j: usize| rows[j][argmax_from(&rows[j], 1)];
+        let mut best = 0;
+        for j in 1..i {
+            if score(j) > score(best) {
+                best = j;
+            }
+        }
+        let a = RnnActivation::from_index(argmax_from(&rows[best], 1) - 1)
+            .expect("columns 1..5 are the activations");
+        *node = (a, best);
+    }
+    Ok(RnnGenotype::new(nodes)?)
 }

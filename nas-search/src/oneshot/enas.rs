@@ -69,8 +69,16 @@ pub(crate) fn controller_for(config: &OneShotConfig, init_seed: u64) -> Result<L
     let decisions = match config.space {
         SpaceKind::Nb201 => Nb201Space.decisions(),
         SpaceKind::Darts => DartsSpace.decisions(),
+        SpaceKind::Rnn => return Err(enas_not_on_rnn()),
     };
     Ok(LstmController::new(cc, &decisions)?)
+}
+
+/// ENAS runs on the image spaces only.
+fn enas_not_on_rnn() -> OneShotError {
+    OneShotError::Config(
+        "enas is not available on the recurrent space (darts and darts2 are)".into(),
+    )
 }
 
 /// One architecture from the controller: its choices, genotype, and the probability of each
@@ -84,6 +92,7 @@ pub fn draw(
     let g = match space {
         SpaceKind::Nb201 => Genotype::Nb201(Nb201Space.decode_decisions(&choices)?),
         SpaceKind::Darts => Genotype::Darts(DartsSpace.decode_decisions(&choices)?),
+        SpaceKind::Rnn => return Err(enas_not_on_rnn()),
     };
     Ok((choices, g, probs))
 }
@@ -149,10 +158,10 @@ impl OneShotSearch {
     /// The fixed architecture-half batch that scores the derivation's samples (the first
     /// `batch_size` examples of a permutation drawn from the seed).
     pub fn enas_derive_batch(&self) -> Result<SearchBatch> {
-        let n = self.valid.len();
+        let n = self.data.valid.len();
         let order = epoch_order(n, self.config.seed, DERIVE_BATCH_SALT, 0);
         let b = self.config.batch_size.min(n);
-        gather(&self.valid, &order[..b], self.config.device)
+        gather(&self.data.valid, &order[..b], self.config.device)
     }
 
     /// ENAS' derivation (see the module docs): `candidates` samples of the controller, each

@@ -1,6 +1,7 @@
 //! One-shot architecture search on nas-tensor: DARTS (first and second order), GDAS, PC-DARTS,
 //! and single-path weight sharing (SPOS, random search with weight sharing, ENAS) over the DARTS and
-//! NAS-Bench-201 spaces, with exact checkpoint/resume.
+//! NAS-Bench-201 spaces, and DARTS (first and second order) over the DARTS recurrent space on
+//! text, with exact checkpoint/resume.
 //!
 //! * [`supernet`]: the DARTS supernet (stem, 8 cells with reductions at 1/3 and 2/3 of the depth,
 //!   14 mixed edges over 8 primitives, `none` included, pools followed by non-affine BN,
@@ -24,12 +25,18 @@
 //!   [`OneShotConfig::beta_lambda`]; DARTS+ (Liang et al. 2019): first order, stopped at the end
 //!   of the first epoch whose derived cell has [`OneShotConfig::plus_threshold`] skip
 //!   connections (DARTS normal cell) or parameter-free ops (NB201), the record saying why.
+//! * [`net`]: [`OneShotNet`], what [`OneShotSearch`] trains; [`text`]: DARTS first and second
+//!   order on the DARTS recurrent space ([`crate::nets::rnn::RnnSupernet`] over a text corpus,
+//!   its training stream split into weight and architecture halves, truncated BPTT with the
+//!   state carried across steps; the original recurrent search's SGD at 20, clip 0.25, Adam at
+//!   3e-3), started with [`run_oneshot_on`] or [`OneShotSearch::start`].
 //! * [`spos`]: SPOS and random search with weight sharing: training on one uniformly sampled
 //!   path per step, then a path search scored by inherited weights with BN recalibration.
 //! * [`enas`]: ENAS: training on one path per step sampled by an LSTM controller, which is
 //!   trained by REINFORCE on its samples' validation-batch accuracy; derivation keeps the best
 //!   of the controller's samples.
-//! * [`derive`]: the DARTS and NAS-Bench-201 derivation rules (ties documented there).
+//! * [`derive`]: the DARTS, NAS-Bench-201 and DARTS recurrent derivation rules (ties
+//!   documented there).
 //! * [`checkpoint`]: checkpoints holding weights, BN statistics, architecture weights, both
 //!   optimizers, the noise generator, epoch and step; a resumed search is bit-identical to an
 //!   uninterrupted one (same thread count).
@@ -61,9 +68,11 @@ pub mod derive;
 pub mod enas;
 pub mod error;
 pub mod heatmap;
+pub mod net;
 pub mod search;
 pub mod spos;
 pub mod supernet;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,12 +81,16 @@ use serde::Serialize;
 
 pub use arch::{ArchParams, ArchSnapshot};
 pub use checkpoint::{CheckpointProgress, checkpoint_progress};
-pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell};
+pub use derive::{derive_darts_cell, derive_darts_genotype, derive_nb201_cell, derive_rnn_cell};
 pub use error::{OneShotError, Result};
 pub use heatmap::{heatmap_svg, save_heatmap};
-pub use search::{EpochRecord, Genotype, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS};
+pub use net::OneShotNet;
+pub use search::{
+    EpochRecord, Genotype, ImageHalves, Method, OneShotConfig, OneShotSearch, RECOMPUTE_CELLS,
+};
 pub use spos::{PathCandidate, PathSearch, path_indices, path_mixing, sample_path};
 pub use supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
+pub use text::{TextBatch, TextHalves};
 
 use crate::data::Dataset;
 use crate::dist::Communicator;
@@ -111,6 +124,19 @@ pub struct OneShotOutcome {
 impl EpochRecord {
     /// One line for a progress log: losses, accuracies and the derived genotype.
     pub fn line(&self) -> String {
+        if let Genotype::Rnn(g) = &self.genotype {
+            // text: losses in bits per character
+            let bpc = |nats: f64| nats / std::f64::consts::LN_2;
+            let valid = self
+                .valid_loss
+                .map_or("n/a".into(), |l| format!("{:.3} bpc", bpc(l)));
+            return format!(
+                "epoch {:>3}  train {:.3} bpc  arch-half {:.3} bpc (eval {valid})  {g}",
+                self.epoch + 1,
+                bpc(self.train_loss),
+                bpc(self.search_loss)
+            );
+        }
         let valid = self
             .valid_acc
             .map_or("n/a".into(), |a| format!("{:5.1}%", a * 100.0));
@@ -167,7 +193,20 @@ pub fn run_oneshot_observed(
     resume: bool,
     observe: &mut dyn FnMut(&Event<'_>),
 ) -> Result<OneShotOutcome> {
-    run_oneshot_inner(config, train_data, out_dir, resume, None, observe)
+    run_oneshot_inner::<Supernet>(config, train_data, out_dir, resume, None, observe)
+}
+
+/// [`run_oneshot_observed`] for any supernet: `input` is what [`OneShotSearch::start`] reads
+/// (the recurrent space: a [`crate::data::text::TextCorpus`], with
+/// [`crate::nets::rnn::RnnSupernet`]). Same outputs, checkpoints and resumption.
+pub fn run_oneshot_on<N: OneShotNet>(
+    config: &OneShotConfig,
+    input: &N::Input,
+    out_dir: &Path,
+    resume: bool,
+    observe: &mut dyn FnMut(&Event<'_>),
+) -> Result<OneShotOutcome> {
+    run_oneshot_inner::<N>(config, input, out_dir, resume, None, observe)
 }
 
 /// [`run_oneshot_observed`] data-parallel over `comm`'s ranks
@@ -183,7 +222,7 @@ pub fn run_oneshot_parallel(
     comm: Arc<dyn Communicator>,
     observe: &mut dyn FnMut(&Event<'_>),
 ) -> Result<OneShotOutcome> {
-    run_oneshot_inner(config, train_data, out_dir, resume, Some(comm), observe)
+    run_oneshot_inner::<Supernet>(config, train_data, out_dir, resume, Some(comm), observe)
 }
 
 /// Rank 0's checkpoint for the others: a tag byte (0: start afresh, 1: the checkpoint's bytes
@@ -232,9 +271,9 @@ fn share_checkpoint(comm: &dyn Communicator, ckpt: &Path, resume: bool) -> Resul
     }
 }
 
-fn run_oneshot_inner(
+fn run_oneshot_inner<N: OneShotNet>(
     config: &OneShotConfig,
-    train_data: &Dataset,
+    input: &N::Input,
     out_dir: &Path,
     resume: bool,
     comm: Option<Arc<dyn Communicator>>,
@@ -252,22 +291,21 @@ fn run_oneshot_inner(
                     problem: "cannot resume: no checkpoint there".into(),
                 });
             }
-            let s = OneShotSearch::load_checkpoint(&ckpt, config, train_data)?;
+            let s = OneShotSearch::<N>::resume(&ckpt, config, input)?;
             let g = s.global_step();
             (s, Some(g))
         }
-        None => (OneShotSearch::new(config.clone(), train_data)?, None),
+        None => (OneShotSearch::<N>::start(config.clone(), input)?, None),
         Some(c) => {
             let (s, from) = match share_checkpoint(c.as_ref(), &ckpt, resume)? {
                 Some(bytes) => {
-                    let s =
-                        OneShotSearch::load_checkpoint_bytes(&ckpt, &bytes, config, train_data)?;
+                    let s = OneShotSearch::<N>::resume_bytes(&ckpt, &bytes, config, input)?;
                     let g = s.global_step();
                     (s, Some(g))
                 }
-                None => (OneShotSearch::new(config.clone(), train_data)?, None),
+                None => (OneShotSearch::<N>::start(config.clone(), input)?, None),
             };
-            (s.with_communicator(c.clone())?, from)
+            (N::with_communicator(s, c.clone())?, from)
         }
     };
     // Checked: from here on, writes (checkpoints under the persist guard, so that a signal
@@ -275,7 +313,7 @@ fn run_oneshot_inner(
     if writer {
         std::fs::create_dir_all(&epochs_dir).map_err(|e| OneShotError::io(&epochs_dir, e))?;
     }
-    let save = |s: &OneShotSearch| {
+    let save = |s: &OneShotSearch<N>| {
         if !writer {
             return Ok(());
         }
@@ -316,7 +354,7 @@ fn run_oneshot_inner(
     let arch = s.arch().snapshot()?;
     let (genotype, paths) = if config.method.samples_paths() {
         // SPOS / RSWS: the path search over the trained supernet (no architecture weights).
-        let p = s.search_paths()?;
+        let p = N::search_paths(&mut s)?;
         write_json(&out_dir.join("candidates.json"), &|| pretty(&p))?;
         (p.best_genotype(), Some(p))
     } else {

@@ -2,6 +2,7 @@
 
 use nas_space::darts::DartsGenotype;
 use nas_space::nb201::Nb201Cell;
+use nas_space::rnn::RnnGenotype;
 use nas_tensor::nn::Module;
 use nas_tensor::optim::{
     Adam, AdamConfig, AdamState, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, SgdState,
@@ -16,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::arch::{ArchParams, ArchSnapshot};
-use super::derive::{derive_darts_genotype, derive_nb201_cell};
+use super::derive::{derive_darts_genotype, derive_nb201_cell, derive_rnn_cell};
 use super::error::{OneShotError, Result};
+use super::net::OneShotNet;
 use super::supernet::{HardWeights, Mixing, SpaceKind, Supernet, SupernetConfig};
 use crate::data::Dataset;
 use crate::dist::{Communicator, shard_range};
@@ -213,6 +215,9 @@ pub struct OneShotConfig {
     /// ENAS: controller samples (rewards) per controller step, one Adam step on their mean (1).
     #[serde(default = "default_ctrl_samples")]
     pub ctrl_samples: usize,
+    /// Recurrent space: steps per truncated-BPTT window of both halves (35, the original's).
+    #[serde(default = "default_bptt")]
+    pub bptt: usize,
     /// Where the supernet, the architecture weights and the batches live (a run setting, not
     /// saved in checkpoints).
     #[serde(skip)]
@@ -258,6 +263,9 @@ fn default_ctrl_temperature() -> f32 {
 fn default_ctrl_samples() -> usize {
     1
 }
+fn default_bptt() -> usize {
+    35
+}
 
 impl OneShotConfig {
     /// The original hyper-parameters for `method` on `space` (C = 16; 8 DARTS cells or 5 NB201
@@ -270,6 +278,7 @@ impl OneShotConfig {
             layers: match space {
                 SpaceKind::Darts => 8,
                 SpaceKind::Nb201 => 5,
+                SpaceKind::Rnn => 1,
             },
             epochs: 50,
             batch_size: 64,
@@ -304,8 +313,32 @@ impl OneShotConfig {
             ctrl_tanh_constant: default_ctrl_tanh_constant(),
             ctrl_temperature: default_ctrl_temperature(),
             ctrl_samples: default_ctrl_samples(),
+            bptt: default_bptt(),
             device: Device::Cpu,
         }
+        .with_space_defaults()
+    }
+
+    /// The original recurrent search's settings where the space is [`SpaceKind::Rnn`]
+    /// (`rnn/train_search.py` of the DARTS code; sizes scaled to a character model): plain SGD
+    /// at a constant 20 with weight decay 5e-7 and clip 0.25, Adam at 3e-3 with betas
+    /// (0.9, 0.999) and weight decay 1e-3, windows of 35 steps, batch 64 (the original's
+    /// 256 on words), 128 hidden units (`c`; the original's 300).
+    fn with_space_defaults(mut self) -> Self {
+        if self.space == SpaceKind::Rnn {
+            self.c = 128;
+            self.layers = 1;
+            self.w_lr = 20.0;
+            self.w_lr_min = 20.0;
+            self.w_momentum = 0.0;
+            self.w_weight_decay = 5e-7;
+            self.grad_clip = 0.25;
+            self.a_lr = 3e-3;
+            self.a_beta1 = 0.9;
+            self.a_beta2 = 0.999;
+            self.a_weight_decay = 1e-3;
+        }
+        self
     }
 
     /// Checks the settings.
@@ -365,6 +398,7 @@ impl OneShotConfig {
             let most = match self.space {
                 SpaceKind::Darts => 8,
                 SpaceKind::Nb201 => 6,
+                SpaceKind::Rnn => 8,
             };
             if t == 0 || t > most {
                 return bad(format!(
@@ -399,6 +433,17 @@ impl OneShotConfig {
                     self.ctrl_temperature,
                     self.ctrl_samples
                 ));
+            }
+        }
+        if self.space == SpaceKind::Rnn {
+            if !matches!(self.method, Method::Darts1 | Method::Darts2) {
+                return bad(format!(
+                    "{} is not available on the recurrent space (darts and darts2 are)",
+                    self.method.name()
+                ));
+            }
+            if self.c == 0 || self.bptt == 0 {
+                return bad("the recurrent supernet needs positive hidden units and bptt".into());
             }
         }
         if self.method == Method::Gdas && !(self.tau_min > 0.0 && self.tau_max >= self.tau_min) {
@@ -543,7 +588,7 @@ impl OneShotConfig {
     pub fn plus_threshold_or_default(&self) -> usize {
         self.plus_threshold.unwrap_or(match self.space {
             SpaceKind::Darts => 2,
-            SpaceKind::Nb201 => 3,
+            SpaceKind::Nb201 | SpaceKind::Rnn => 3,
         })
     }
 
@@ -570,6 +615,11 @@ impl OneShotConfig {
                     )
                 })
                 .count(),
+            Genotype::Rnn(g) => g
+                .nodes
+                .iter()
+                .filter(|(a, _)| *a == nas_space::rnn::RnnActivation::Identity)
+                .count(),
         }
     }
 
@@ -591,6 +641,8 @@ pub enum Genotype {
     Darts(DartsGenotype),
     /// A NAS-Bench-201 cell.
     Nb201(Nb201Cell),
+    /// A DARTS recurrent cell.
+    Rnn(RnnGenotype),
 }
 
 impl std::fmt::Display for Genotype {
@@ -598,6 +650,7 @@ impl std::fmt::Display for Genotype {
         match self {
             Genotype::Darts(g) => write!(f, "{g}"),
             Genotype::Nb201(c) => write!(f, "{c}"),
+            Genotype::Rnn(g) => write!(f, "{g}"),
         }
     }
 }
@@ -660,17 +713,21 @@ impl EpochSums {
 /// A one-shot search in progress: supernet, architecture weights, both optimizers, noise
 /// generator and position. Drive it with [`OneShotSearch::step`] /
 /// [`OneShotSearch::run_epoch`], or use [`super::run_oneshot`].
-pub struct OneShotSearch {
+///
+/// Generic over what it trains ([`OneShotNet`]): the image supernets ([`Supernet`], the
+/// default, started by [`OneShotSearch::new`]) and the recurrent supernet
+/// ([`crate::nets::rnn::RnnSupernet`], started by [`OneShotSearch::start`] on a text corpus)
+/// share every line of the bilevel loop.
+pub struct OneShotSearch<N: OneShotNet = Supernet> {
     pub(crate) config: OneShotConfig,
-    pub(crate) net: Supernet,
+    pub(crate) net: N,
     pub(crate) arch: ArchParams,
     pub(crate) w_params: Vec<Tensor>,
     pub(crate) w_opt: Sgd,
     pub(crate) a_opt: Adam,
     pub(crate) schedule: CosineAnnealingLr,
     pub(crate) rng: ChaCha8Rng,
-    pub(crate) train: Dataset,
-    pub(crate) valid: Dataset,
+    pub(crate) data: N::Data,
     pub(crate) epoch: usize,
     pub(crate) step_in_epoch: usize,
     pub(crate) global_step: u64,
@@ -678,14 +735,20 @@ pub struct OneShotSearch {
     pub(crate) history: Vec<EpochRecord>,
     /// ENAS: the controller.
     pub(crate) controller: Option<crate::strategy::LstmController>,
-    train_order: Vec<usize>,
-    valid_order: Vec<usize>,
-    order_epoch: Option<usize>,
     /// Data-parallel: the ranks this search runs on (`None`: one process, no collectives).
     pub(crate) comm: Option<Arc<dyn Communicator>>,
     /// This rank's share of the current (weight-training, architecture) batch (1 without a
     /// communicator).
-    shard_weights: (f32, f32),
+    pub(crate) shard_weights: (f32, f32),
+}
+
+/// The image search's halves of its training set and their batch orders.
+pub struct ImageHalves {
+    pub(crate) train: Dataset,
+    pub(crate) valid: Dataset,
+    train_order: Vec<usize>,
+    valid_order: Vec<usize>,
+    order_epoch: Option<usize>,
 }
 
 /// Where a forward pass takes its mixing from.
@@ -743,47 +806,15 @@ pub(crate) fn epoch_order(n: usize, seed: u64, salt: u64, epoch: usize) -> Vec<u
     v
 }
 
-impl OneShotSearch {
-    /// Starts a search on `data` (the training set: its first `train_portion` trains the
-    /// weights, the rest the architecture, as the original split).
-    pub fn new(config: OneShotConfig, data: &Dataset) -> Result<OneShotSearch> {
+impl<N: OneShotNet> OneShotSearch<N> {
+    /// Starts a search of `config` on `input` (the supernet's [`OneShotNet::Input`]).
+    pub fn start(config: OneShotConfig, input: &N::Input) -> Result<Self> {
         config.validate()?;
-        let n = data.len();
-        let n_train = ((n as f64) * config.train_portion).floor() as usize;
-        if n_train == 0 || n_train >= n {
-            return Err(OneShotError::Data(format!(
-                "{} examples cannot be split {} / {} into weight and architecture parts",
-                n,
-                config.train_portion,
-                1.0 - config.train_portion
-            )));
-        }
-        let train = data.subset(&(0..n_train).collect::<Vec<_>>())?;
-        let valid = data.subset(&(n_train..n).collect::<Vec<_>>())?;
-        let (c_in, h, w) = data.shape();
-        let min_side = match config.space {
-            SpaceKind::Darts => 4,
-            SpaceKind::Nb201 => 4,
-        };
-        if h < min_side || w < min_side {
-            return Err(OneShotError::Data(format!(
-                "images of {h}x{w} are too small for two reductions (need at least {min_side}x{min_side})"
-            )));
-        }
-        let net_config = SupernetConfig {
-            space: config.space,
-            c: config.c,
-            layers: config.layers,
-            in_channels: c_in,
-            classes: data.num_classes(),
-        };
         let mut seeder = ChaCha8Rng::seed_from_u64(config.seed);
         let net_seed: u64 = rand::Rng::random(&mut seeder);
-        let pcdarts = config.method == Method::PcDarts;
-        let k = if pcdarts { config.pc_k } else { 1 };
-        let net = Supernet::new_partial(net_config, net_seed, k)?;
+        let (net, data) = N::build(&config, input, net_seed)?;
         let mut arch = ArchParams::new(config.space, &mut seeder);
-        if pcdarts {
+        if config.method == Method::PcDarts {
             arch = arch.with_edge_betas(&mut seeder);
         }
         // Both move before the optimizers exist, whose state follows the parameters' device.
@@ -822,84 +853,16 @@ impl OneShotSearch {
             a_opt,
             schedule,
             rng: ChaCha8Rng::seed_from_u64(noise_seed),
-            train,
-            valid,
+            data,
             epoch: 0,
             step_in_epoch: 0,
             global_step: 0,
             sums: EpochSums::default(),
             history: Vec::new(),
             controller,
-            train_order: Vec::new(),
-            valid_order: Vec::new(),
-            order_epoch: None,
             comm: None,
             shard_weights: (1.0, 1.0),
         })
-    }
-
-    /// Makes this search data-parallel over `comm`'s ranks (every rank builds the same search,
-    /// same settings and data, and calls this): each rank takes its contiguous shard of every
-    /// weight-training and architecture batch ([`shard_range`]), and after each backward pass
-    /// the gradients of the architecture weights (the architecture step) and of the network
-    /// weights (the weight step) are summed over the ranks in one flat buffer each, every
-    /// rank's weighted by its share of the batch, so every rank takes the step one process
-    /// takes on the whole batch. Batch norm normalises each shard by its own statistics (as
-    /// PyTorch's DDP does) unless [`OneShotConfig::sync_bn`]. Only the first-order DARTS
-    /// methods run data-parallel (darts, pcdarts, beta-darts, darts-plus).
-    ///
-    /// Collective: rank 0 broadcasts its settings and data fingerprint, and a rank whose own
-    /// differ refuses to start.
-    pub fn with_communicator(mut self, comm: Arc<dyn Communicator>) -> Result<OneShotSearch> {
-        let m = self.config.method;
-        let size = comm.size();
-        if !matches!(
-            m,
-            Method::Darts1 | Method::PcDarts | Method::BetaDarts | Method::DartsPlus
-        ) {
-            return Err(OneShotError::Config(format!(
-                "{} does not run data-parallel ({size} ranks); data-parallel runs support darts, \
-                 pcdarts, beta-darts and darts-plus (first order)",
-                m.name()
-            )));
-        }
-        if self.config.sync_bn && self.config.recompute_cells > 0 {
-            return Err(OneShotError::Config(
-                "--sync-bn with recomputed cells is not supported".into(),
-            ));
-        }
-        // every rank needs at least one example of every batch
-        let b = self.config.batch_size;
-        let n = self.train.len();
-        let last = self.steps_per_epoch() - 1;
-        let smallest_train = (n - last * b).min(b);
-        let valid_batch = b.min(self.valid.len());
-        if smallest_train < size || valid_batch < size {
-            return Err(OneShotError::Config(format!(
-                "{size} ranks need at least {size} examples in every batch, but a \
-                 weight-training batch has {smallest_train} and an architecture batch \
-                 {valid_batch} (raise --batch-size or --limit-train, or use fewer ranks)"
-            )));
-        }
-        // the same search on every rank
-        let mine = format!(
-            "{}\n{}",
-            serde_json::to_string(&self.config).map_err(|e| OneShotError::Config(e.to_string()))?,
-            self.full_data_fingerprint()
-        );
-        let mut root = mine.clone().into_bytes();
-        comm.broadcast_bytes(&mut root, 0).map_err(comm_err)?;
-        if root != mine.as_bytes() {
-            return Err(OneShotError::Config(format!(
-                "rank {} has other settings or data than rank 0 (every rank must be started \
-                 with the same arguments and data): rank 0 {:?}, rank {} {mine:?}",
-                comm.rank(),
-                String::from_utf8_lossy(&root),
-                comm.rank()
-            )));
-        }
-        self.comm = Some(comm);
-        Ok(self)
     }
 
     /// The communicator of a data-parallel search.
@@ -1004,38 +967,51 @@ impl OneShotSearch {
     pub fn config(&self) -> &OneShotConfig {
         &self.config
     }
+
     /// The supernet.
-    pub fn supernet(&self) -> &Supernet {
+    pub fn supernet(&self) -> &N {
         &self.net
+    }
+
+    /// The data the search reads and its position in it ([`OneShotNet::Data`]).
+    pub fn data(&self) -> &N::Data {
+        &self.data
     }
     /// The architecture weights.
     pub fn arch(&self) -> &ArchParams {
         &self.arch
     }
+
     /// Current epoch (0-based; equals `epochs` when finished).
     pub fn epoch(&self) -> usize {
         self.epoch
     }
+
     /// Steps done in the current epoch.
     pub fn step_in_epoch(&self) -> usize {
         self.step_in_epoch
     }
+
     /// Steps done in total.
     pub fn global_step(&self) -> u64 {
         self.global_step
     }
+
     /// The network weights (what the SGD optimizer updates), in [`Module::parameters`] order.
     pub fn weights(&self) -> &[Tensor] {
         &self.w_params
     }
+
     /// Records of the finished epochs.
     pub fn history(&self) -> &[EpochRecord] {
         &self.history
     }
+
     /// Is the search finished (all epochs run, or DARTS+ stopped it early)?
     pub fn is_done(&self) -> bool {
         self.epoch >= self.config.epochs || self.stopped_early()
     }
+
     /// Did DARTS+ stop the search early (the last epoch record says why)?
     pub fn stopped_early(&self) -> bool {
         self.history.last().is_some_and(|r| r.stop_reason.is_some())
@@ -1043,11 +1019,7 @@ impl OneShotSearch {
 
     /// Steps per epoch.
     pub fn steps_per_epoch(&self) -> usize {
-        let full = self.train.len().div_ceil(self.config.batch_size);
-        match self.config.steps_per_epoch {
-            Some(s) => s.min(full),
-            None => full,
-        }
+        N::steps_per_epoch(&self.config, &self.data)
     }
 
     /// The genotype the current architecture weights derive.
@@ -1070,50 +1042,11 @@ impl OneShotSearch {
                 s.weights_reduce.as_deref().unwrap_or(&[]),
             )?),
             SpaceKind::Nb201 => Genotype::Nb201(derive_nb201_cell(&s.weights_normal)?),
+            SpaceKind::Rnn => Genotype::Rnn(derive_rnn_cell(&s.weights_normal)?),
         })
     }
 
-    fn ensure_orders(&mut self) {
-        if self.order_epoch != Some(self.epoch) {
-            let s = self.config.seed;
-            self.train_order = epoch_order(self.train.len(), s, 1, self.epoch);
-            self.valid_order = epoch_order(self.valid.len(), s, 2, self.epoch);
-            self.order_epoch = Some(self.epoch);
-        }
-    }
-
-    /// The (weight-training, architecture) batches of step `step` of the current epoch (in a
-    /// data-parallel search, this rank's shards of them).
-    pub fn batch_pair(&mut self, step: usize) -> Result<(SearchBatch, SearchBatch)> {
-        self.ensure_orders();
-        let b = self.config.batch_size;
-        let n = self.train.len();
-        let lo = step * b;
-        if lo >= n {
-            return Err(OneShotError::Config(format!(
-                "step {step} is past the end of the epoch ({} steps)",
-                n.div_ceil(b)
-            )));
-        }
-        let hi = (lo + b).min(n);
-        let nv = self.valid.len();
-        let vidx: Vec<usize> = (0..b.min(nv))
-            .map(|i| self.valid_order[(lo + i) % nv])
-            .collect();
-        // data-parallel: this rank's shard of each
-        let ((ta, tb), tw) = self.shard(hi - lo);
-        let ((va, vb), vw) = self.shard(vidx.len());
-        self.shard_weights = (tw, vw);
-        let t = gather(
-            &self.train,
-            &self.train_order[lo + ta..lo + tb],
-            self.config.device,
-        )?;
-        let v = gather(&self.valid, &vidx[va..vb], self.config.device)?;
-        Ok((t, v))
-    }
-
-    fn check_finite(&self, what: &str, v: f32) -> Result<()> {
+    pub(crate) fn check_finite(&self, what: &str, v: f32) -> Result<()> {
         if v.is_finite() {
             Ok(())
         } else {
@@ -1130,11 +1063,7 @@ impl OneShotSearch {
         self.schedule.lr_at(self.epoch)
     }
 
-    fn detached_soft(&self) -> Result<Mixing> {
-        self.arch.detached().soft()
-    }
-
-    fn zero_all(&self) {
+    pub(crate) fn zero_all(&self) {
         for p in &self.w_params {
             p.zero_grad();
         }
@@ -1143,79 +1072,16 @@ impl OneShotSearch {
         }
     }
 
-    /// Loss of `batch` and its gradients (accumulated; with `only`, just those leaves'), under
-    /// the mixing `src` describes: returns (loss, correct).
-    fn loss_backward(
-        &self,
-        what: &str,
-        batch: &SearchBatch,
-        src: MixSource<'_>,
-        only: Option<&[Tensor]>,
-        weight: f32,
-    ) -> Result<(f32, u64)> {
-        with_sync_bn(self.sync_bn(weight), || {
-            self.loss_backward_inner(what, batch, src, only)
-        })
-    }
-
-    fn loss_backward_inner(
-        &self,
-        what: &str,
-        batch: &SearchBatch,
-        src: MixSource<'_>,
-        only: Option<&[Tensor]>,
-    ) -> Result<(f32, u64)> {
-        let (x, y) = (&batch.x, &batch.y[..]);
-        let (lv, pred) = match src {
-            MixSource::Fixed(m) => self.net.loss_backward_plain(x, y, m, only)?,
-            MixSource::SoftDetached | MixSource::SoftRecorded => {
-                let make = || -> Result<Mixing> {
-                    if matches!(src, MixSource::SoftDetached) {
-                        self.detached_soft()
-                    } else {
-                        self.arch.soft()
-                    }
-                };
-                if self.config.recompute_cells > 0 {
-                    let k = self.config.recompute_cells;
-                    self.net.loss_backward_recompute(x, y, &make, k, only)?
-                } else {
-                    self.net.loss_backward_plain(x, y, &make()?, only)?
-                }
-            }
-        };
-        self.check_finite(what, lv)?;
-        let corr = pred.iter().zip(y).filter(|(a, b)| a == b).count() as u64;
-        Ok((lv, corr))
-    }
-
-    /// One weight step on `batch` under the path mixing `mix`: returns (loss, correct).
-    pub(crate) fn weight_step_on(
+    /// One weight step: zeroed gradients, `pass` (a loss and its backward pass), clipping,
+    /// SGD; returns what `pass` returned. Data-parallel: the weights' gradients are summed
+    /// over the ranks (each weighted by its share of the batch) before clipping.
+    pub(crate) fn weight_step_by(
         &mut self,
-        batch: &SearchBatch,
-        mix: &Mixing,
+        pass: impl FnOnce(&Self) -> Result<(f32, u64)>,
     ) -> Result<(f32, u64)> {
-        self.weight_step(batch, MixSource::Fixed(mix))
-    }
-
-    /// Loss and correct count of `batch` under `mix` in the supernet's current mode, without
-    /// gradients (a training-mode pass updates BN running statistics).
-    pub(crate) fn batch_loss(&self, batch: &SearchBatch, mix: &Mixing) -> Result<(f32, u64)> {
-        no_grad(|| -> Result<(f32, u64)> {
-            let logits = self.net.forward_mix(&batch.x, mix)?;
-            Ok((
-                logits.cross_entropy(&batch.y)?.item()?,
-                correct(&logits, &batch.y)?,
-            ))
-        })
-    }
-
-    /// One weight step on `batch` under `src`: returns (loss, correct).
-    fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
         self.zero_all();
-        let w = self.shard_weights.0;
-        let (lv, corr) = self.loss_backward("training loss", batch, src, None, w)?;
-        self.allreduce_grads(&self.w_params, w)?;
+        let (lv, corr) = pass(self)?;
+        self.allreduce_grads(&self.w_params, self.shard_weights.0)?;
         clip_grad_norm(&self.w_params, self.config.grad_clip)?;
         self.w_opt.step()?;
         Ok((lv, corr))
@@ -1225,18 +1091,11 @@ impl OneShotSearch {
     /// the architecture tensors' `.grad` (the weights' gradients are not computed: see
     /// [`Tensor::backward_for`]). Returns (loss, correct). Data-parallel: the gradient is the
     /// whole batch's (summed over the ranks), the loss and count this rank's shard's.
-    pub fn arch_grad_first_order(&mut self, batch: &SearchBatch) -> Result<(f32, u64)> {
+    pub fn arch_grad_first_order(&mut self, batch: &N::Batch) -> Result<(f32, u64)> {
         self.zero_all();
         let alphas = self.arch.tensors();
-        let w = self.shard_weights.1;
-        let r = self.loss_backward(
-            "architecture loss",
-            batch,
-            MixSource::SoftRecorded,
-            Some(&alphas),
-            w,
-        )?;
-        self.allreduce_grads(&alphas, w)?;
+        let r = N::loss_backward(self, "architecture loss", batch, true, Some(&alphas))?;
+        self.allreduce_grads(&alphas, self.shard_weights.1)?;
         Ok(r)
     }
 
@@ -1295,15 +1154,15 @@ impl OneShotSearch {
 
     /// Gradient of the training loss w.r.t. the architecture weights at the current weights
     /// (used by the Hessian-vector product); one tensor per architecture tensor.
-    fn train_arch_grad(&self, batch: &SearchBatch) -> Result<Vec<Tensor>> {
+    fn train_arch_grad(&self, batch: &N::Batch) -> Result<Vec<Tensor>> {
         self.zero_all();
         let alphas = self.arch.tensors();
-        self.loss_backward(
+        N::loss_backward(
+            self,
             "training loss (Hessian-vector product)",
             batch,
-            MixSource::SoftRecorded,
+            true,
             Some(&alphas),
-            1.0,
         )?;
         self.arch.tensors().iter().map(grad_or_zeros).collect()
     }
@@ -1321,24 +1180,20 @@ impl OneShotSearch {
     /// Everything is tensor arithmetic on the supernet's device (only `||v||` is read back,
     /// to choose `R`). The weights are restored bit-exactly afterwards; the BN running
     /// statistics touched by the unrolled forward pass are restored too (the original runs it
-    /// on a copy of the model). Returns the loss and correct count of the unrolled validation
+    /// on a copy of the model). On text, the recurrent state each half carries to the next
+    /// step is the one of the last pass over its batch, as in the original: the unrolled
+    /// validation pass, and the weight step that follows. Returns the loss and correct count of the unrolled validation
     /// pass.
     pub fn arch_grad_second_order(
         &mut self,
-        train: &SearchBatch,
-        valid: &SearchBatch,
+        train: &N::Batch,
+        valid: &N::Batch,
         xi: f32,
     ) -> Result<(f32, u64)> {
         let w0 = self.weights_data();
         // 1. Training gradient at w.
         self.zero_all();
-        self.loss_backward(
-            "training loss (unrolled step)",
-            train,
-            MixSource::SoftDetached,
-            None,
-            1.0,
-        )?;
+        N::loss_backward(self, "training loss (unrolled step)", train, false, None)?;
         let c = self.w_opt.config();
         let (mom, wd) = (c.momentum, c.weight_decay);
         no_grad(|| -> Result<()> {
@@ -1358,13 +1213,8 @@ impl OneShotSearch {
         let buffers = self.net.buffer_snapshot();
         // (the weight gradient v is needed too, so not `arch_grad_first_order`)
         self.zero_all();
-        let (lv, corr) = self.loss_backward(
-            "architecture loss (unrolled step)",
-            valid,
-            MixSource::SoftRecorded,
-            None,
-            1.0,
-        )?;
+        let (lv, corr) =
+            N::loss_backward(self, "architecture loss (unrolled step)", valid, true, None)?;
         let g_a: Vec<Tensor> = self
             .arch
             .tensors()
@@ -1440,7 +1290,7 @@ impl OneShotSearch {
         let lr = self.lr();
         self.w_opt.set_lr(lr);
         let step = self.step_in_epoch;
-        let (tb, vb) = self.batch_pair(step)?;
+        let (tb, vb) = N::batch_pair(self, step)?;
         let (tl, tc, sl, sc) = match self.config.method {
             Method::Darts1
             | Method::Darts2
@@ -1456,54 +1306,17 @@ impl OneShotSearch {
                     self.add_beta_regulariser_grad(self.config.beta_lambda_at(self.epoch))?;
                 }
                 self.a_opt.step()?;
-                let (tl, tc) = self.weight_step(&tb, MixSource::SoftDetached)?;
+                let (tl, tc) = self
+                    .weight_step_by(|s| N::loss_backward(s, "training loss", &tb, false, None))?;
                 (tl, tc, sl, sc)
             }
-            Method::Enas => self.enas_step(&tb, &vb)?,
-            Method::Spos | Method::RandomWs => {
-                // one uniformly sampled path: its weight step, then (no gradient) its loss on
-                // the architecture batch, the numbers the other methods report there
-                let g = super::spos::sample_path(self.config.space, &mut self.rng);
-                let mix = super::spos::path_mixing(&g, self.config.device)?;
-                let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
-                let (sl, sc) = no_grad(|| -> Result<(f32, u64)> {
-                    let logits = self.net.forward_mix(&vb.x, &mix)?;
-                    Ok((
-                        logits.cross_entropy(&vb.y)?.item()?,
-                        correct(&logits, &vb.y)?,
-                    ))
-                })?;
-                self.check_finite("architecture-half loss", sl)?;
-                (tl, tc, sl, sc)
-            }
-            Method::Gdas => {
-                let tau = self.config.tau_at(self.epoch);
-                let mix = { self.arch.detached().gumbel(tau, &mut self.rng)? };
-                let (tl, tc) = self.weight_step(&tb, MixSource::Fixed(&mix))?;
-                drop(mix);
-                self.zero_all();
-                let mix = self.arch.gumbel(tau, &mut self.rng)?;
-                let logits = self.net.forward_mix(&vb.x, &mix)?;
-                let loss = logits.cross_entropy(&vb.y)?;
-                let sl = loss.item()?;
-                self.check_finite("architecture loss", sl)?;
-                let sc = correct(&logits, &vb.y)?;
-                drop(logits);
-                drop(mix);
-                loss.backward_for(&self.arch.tensors())?;
-                self.a_opt.step()?;
-                (tl, tc, sl, sc)
+            Method::Spos | Method::RandomWs | Method::Gdas | Method::Enas => {
+                N::single_path_step(self, &tb, &vb)?
             }
         };
         // losses as sums over the examples; data-parallel: over every rank's shard
-        let mut st = [
-            tl as f64 * tb.y.len() as f64,
-            tc as f64,
-            tb.y.len() as f64,
-            sl as f64 * vb.y.len() as f64,
-            sc as f64,
-            vb.y.len() as f64,
-        ];
+        let (tn, vn) = (N::batch_len(&tb) as f64, N::batch_len(&vb) as f64);
+        let mut st = [tl as f64 * tn, tc as f64, tn, sl as f64 * vn, sc as f64, vn];
         if let Some(c) = &self.comm {
             c.allreduce_sum_f64(&mut st).map_err(comm_err)?;
         }
@@ -1521,90 +1334,20 @@ impl OneShotSearch {
 
     /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
     /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
-    /// statistics for SPOS/RSWS: see [`super::spos`]), without gradients.
+    /// statistics for SPOS/RSWS: see [`super::spos`]; on text, the loss in nats and the
+    /// accuracy per character), without gradients.
     pub fn evaluate_valid(&mut self) -> Result<(f64, f64)> {
-        if self.config.method == Method::Enas {
-            let g = self.enas_derive()?.best_genotype();
-            let batches = self.bn_batches()?;
-            return self.path_accuracy(&g, &batches);
-        }
-        if self.config.method.samples_paths() {
-            let batches = self.bn_batches()?;
-            return self.path_accuracy(&self.reference_path(), &batches);
-        }
-        let mix = self.eval_mixing()?;
-        self.evaluate_valid_with(&mix)
-    }
-
-    /// Loss and accuracy on the whole architecture half in evaluation mode under `mix`,
-    /// without gradients.
-    pub fn evaluate_valid_with(&mut self, mix: &Mixing) -> Result<(f64, f64)> {
-        self.net.set_training(false);
-        let result = (|| -> Result<(f64, f64)> {
-            let b = self.config.batch_size;
-            let n = self.valid.len();
-            let (mut loss, mut corr) = (0.0f64, 0u64);
-            for lo in (0..n).step_by(b) {
-                let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
-                let batch = gather(&self.valid, &idx, self.config.device)?;
-                let (l, c) = no_grad(|| -> Result<(f32, u64)> {
-                    let logits = self.net.forward_mix(&batch.x, mix)?;
-                    Ok((
-                        logits.cross_entropy(&batch.y)?.item()?,
-                        correct(&logits, &batch.y)?,
-                    ))
-                })?;
-                loss += l as f64 * idx.len() as f64;
-                corr += c;
-            }
-            Ok((loss / n as f64, corr as f64 / n as f64))
-        })();
-        self.net.set_training(true);
-        result
-    }
-
-    fn eval_mixing(&self) -> Result<Mixing> {
-        match self.config.method {
-            Method::Darts1
-            | Method::Darts2
-            | Method::PcDarts
-            | Method::BetaDarts
-            | Method::DartsPlus => self.detached_soft(),
-            Method::Spos | Method::RandomWs | Method::Enas => {
-                super::spos::path_mixing(&self.reference_path(), self.config.device)
-            }
-            Method::Gdas => {
-                // argmax per edge on the device; the `e` indices come to the host to steer
-                // which op runs
-                let hard = |a: &Tensor| -> Result<HardWeights> {
-                    HardWeights::one_hot(a.argmax_rows()?, a.shape()[1], a.device())
-                };
-                Ok(Mixing::Hard {
-                    normal: hard(&self.arch.normal)?,
-                    reduce: match &self.arch.reduce {
-                        Some(r) => Some(hard(r)?),
-                        None => None,
-                    },
-                })
-            }
-        }
+        N::evaluate_valid(self)
     }
 
     /// Closes the current epoch: evaluation (if configured), derivation, record.
     pub(crate) fn finish_epoch(&mut self) -> Result<EpochRecord> {
         self.broadcast_buffers()?;
         // ENAS: the epoch's cell is the best of the controller's samples
-        let enas_pick = if self.config.method == Method::Enas {
-            Some(self.enas_derive()?.best_genotype())
-        } else {
-            None
-        };
+        let enas_pick = N::controller_pick(self)?;
         let (valid_loss, valid_acc) = if self.config.eval_each_epoch {
             let (l, a) = match &enas_pick {
-                Some(g) => {
-                    let batches = self.bn_batches()?;
-                    self.path_accuracy(g, &batches)?
-                }
+                Some(g) => N::evaluate_pick(self, g)?,
                 None => self.evaluate_valid()?,
             };
             (Some(l), Some(a))
@@ -1622,7 +1365,7 @@ impl OneShotSearch {
             Genotype::Nb201(cell) => crate::tabular::Nb201Table::embedded()
                 .ok()
                 .map(|t| t.get(&cell).test_200[0]),
-            Genotype::Darts(_) => None,
+            Genotype::Darts(_) | Genotype::Rnn(_) => None,
         };
         let stop_reason = if self.config.method == Method::DartsPlus {
             let n = OneShotConfig::plus_count(&genotype);
@@ -1632,7 +1375,7 @@ impl OneShotSearch {
                     "DARTS+ early stop: the derived normal cell has {n} skip connections \
                      (threshold {t})"
                 ),
-                SpaceKind::Nb201 => format!(
+                SpaceKind::Nb201 | SpaceKind::Rnn => format!(
                     "DARTS+ early stop: the derived cell has {n} parameter-free ops \
                      (threshold {t})"
                 ),
@@ -1679,10 +1422,12 @@ impl OneShotSearch {
     pub(crate) fn sgd_state(&self) -> Result<SgdState> {
         Ok(self.w_opt.state()?)
     }
+
     /// Architecture-optimizer state (for checkpoints).
     pub(crate) fn adam_state(&self) -> Result<AdamState> {
         Ok(self.a_opt.state()?)
     }
+
     pub(crate) fn load_optimizers(&mut self, sgd: SgdState, adam: AdamState) -> Result<()> {
         self.w_opt.load_state(sgd)?;
         self.a_opt.load_state(adam)?;
@@ -1693,6 +1438,444 @@ impl OneShotSearch {
 /// A failed collective as a one-shot error.
 fn comm_err(e: crate::dist::CommError) -> OneShotError {
     OneShotError::Comm(e)
+}
+
+impl OneShotSearch<Supernet> {
+    /// Starts a search on `data` (the training set: its first `train_portion` trains the
+    /// weights, the rest the architecture, as the original split).
+    pub fn new(config: OneShotConfig, data: &Dataset) -> Result<OneShotSearch> {
+        OneShotSearch::start(config, data)
+    }
+
+    /// Makes this search data-parallel over `comm`'s ranks (every rank builds the same search,
+    /// same settings and data, and calls this): each rank takes its contiguous shard of every
+    /// weight-training and architecture batch ([`shard_range`]), and after each backward pass
+    /// the gradients of the architecture weights (the architecture step) and of the network
+    /// weights (the weight step) are summed over the ranks in one flat buffer each, every
+    /// rank's weighted by its share of the batch, so every rank takes the step one process
+    /// takes on the whole batch. Batch norm normalises each shard by its own statistics (as
+    /// PyTorch's DDP does) unless [`OneShotConfig::sync_bn`]. Only the first-order DARTS
+    /// methods run data-parallel (darts, pcdarts, beta-darts, darts-plus).
+    ///
+    /// Collective: rank 0 broadcasts its settings and data fingerprint, and a rank whose own
+    /// differ refuses to start.
+    pub fn with_communicator(mut self, comm: Arc<dyn Communicator>) -> Result<OneShotSearch> {
+        let m = self.config.method;
+        let size = comm.size();
+        if !matches!(
+            m,
+            Method::Darts1 | Method::PcDarts | Method::BetaDarts | Method::DartsPlus
+        ) {
+            return Err(OneShotError::Config(format!(
+                "{} does not run data-parallel ({size} ranks); data-parallel runs support darts, \
+                 pcdarts, beta-darts and darts-plus (first order)",
+                m.name()
+            )));
+        }
+        if self.config.sync_bn && self.config.recompute_cells > 0 {
+            return Err(OneShotError::Config(
+                "--sync-bn with recomputed cells is not supported".into(),
+            ));
+        }
+        // every rank needs at least one example of every batch
+        let b = self.config.batch_size;
+        let n = self.data.train.len();
+        let last = self.steps_per_epoch() - 1;
+        let smallest_train = (n - last * b).min(b);
+        let valid_batch = b.min(self.data.valid.len());
+        if smallest_train < size || valid_batch < size {
+            return Err(OneShotError::Config(format!(
+                "{size} ranks need at least {size} examples in every batch, but a \
+                 weight-training batch has {smallest_train} and an architecture batch \
+                 {valid_batch} (raise --batch-size or --limit-train, or use fewer ranks)"
+            )));
+        }
+        // the same search on every rank
+        let mine = format!(
+            "{}\n{}",
+            serde_json::to_string(&self.config).map_err(|e| OneShotError::Config(e.to_string()))?,
+            self.full_data_fingerprint()
+        );
+        let mut root = mine.clone().into_bytes();
+        comm.broadcast_bytes(&mut root, 0).map_err(comm_err)?;
+        if root != mine.as_bytes() {
+            return Err(OneShotError::Config(format!(
+                "rank {} has other settings or data than rank 0 (every rank must be started \
+                 with the same arguments and data): rank 0 {:?}, rank {} {mine:?}",
+                comm.rank(),
+                String::from_utf8_lossy(&root),
+                comm.rank()
+            )));
+        }
+        self.comm = Some(comm);
+        Ok(self)
+    }
+
+    fn ensure_orders(&mut self) {
+        if self.data.order_epoch != Some(self.epoch) {
+            let s = self.config.seed;
+            self.data.train_order = epoch_order(self.data.train.len(), s, 1, self.epoch);
+            self.data.valid_order = epoch_order(self.data.valid.len(), s, 2, self.epoch);
+            self.data.order_epoch = Some(self.epoch);
+        }
+    }
+
+    /// The (weight-training, architecture) batches of step `step` of the current epoch (in a
+    /// data-parallel search, this rank's shards of them).
+    pub fn batch_pair(&mut self, step: usize) -> Result<(SearchBatch, SearchBatch)> {
+        self.ensure_orders();
+        let b = self.config.batch_size;
+        let n = self.data.train.len();
+        let lo = step * b;
+        if lo >= n {
+            return Err(OneShotError::Config(format!(
+                "step {step} is past the end of the epoch ({} steps)",
+                n.div_ceil(b)
+            )));
+        }
+        let hi = (lo + b).min(n);
+        let nv = self.data.valid.len();
+        let vidx: Vec<usize> = (0..b.min(nv))
+            .map(|i| self.data.valid_order[(lo + i) % nv])
+            .collect();
+        // data-parallel: this rank's shard of each
+        let ((ta, tb), tw) = self.shard(hi - lo);
+        let ((va, vb), vw) = self.shard(vidx.len());
+        self.shard_weights = (tw, vw);
+        let t = gather(
+            &self.data.train,
+            &self.data.train_order[lo + ta..lo + tb],
+            self.config.device,
+        )?;
+        let v = gather(&self.data.valid, &vidx[va..vb], self.config.device)?;
+        Ok((t, v))
+    }
+
+    fn detached_soft(&self) -> Result<Mixing> {
+        self.arch.detached().soft()
+    }
+
+    /// Loss of `batch` and its gradients (accumulated; with `only`, just those leaves'), under
+    /// the mixing `src` describes: returns (loss, correct). Data-parallel with
+    /// [`OneShotConfig::sync_bn`]: batch norm over the whole batch, this rank's shard weighted
+    /// by its share (of the architecture batch for the recorded softmax, else of the
+    /// weight-training batch).
+    fn loss_backward(
+        &self,
+        what: &str,
+        batch: &SearchBatch,
+        src: MixSource<'_>,
+        only: Option<&[Tensor]>,
+    ) -> Result<(f32, u64)> {
+        let weight = match src {
+            MixSource::SoftRecorded => self.shard_weights.1,
+            MixSource::SoftDetached | MixSource::Fixed(_) => self.shard_weights.0,
+        };
+        with_sync_bn(self.sync_bn(weight), || {
+            self.loss_backward_inner(what, batch, src, only)
+        })
+    }
+
+    fn loss_backward_inner(
+        &self,
+        what: &str,
+        batch: &SearchBatch,
+        src: MixSource<'_>,
+        only: Option<&[Tensor]>,
+    ) -> Result<(f32, u64)> {
+        let (x, y) = (&batch.x, &batch.y[..]);
+        let (lv, pred) = match src {
+            MixSource::Fixed(m) => self.net.loss_backward_plain(x, y, m, only)?,
+            MixSource::SoftDetached | MixSource::SoftRecorded => {
+                let make = || -> Result<Mixing> {
+                    if matches!(src, MixSource::SoftDetached) {
+                        self.detached_soft()
+                    } else {
+                        self.arch.soft()
+                    }
+                };
+                if self.config.recompute_cells > 0 {
+                    let k = self.config.recompute_cells;
+                    self.net.loss_backward_recompute(x, y, &make, k, only)?
+                } else {
+                    self.net.loss_backward_plain(x, y, &make()?, only)?
+                }
+            }
+        };
+        self.check_finite(what, lv)?;
+        let corr = pred.iter().zip(y).filter(|(a, b)| a == b).count() as u64;
+        Ok((lv, corr))
+    }
+
+    /// One weight step on `batch` under `src`: returns (loss, correct).
+    fn weight_step(&mut self, batch: &SearchBatch, src: MixSource<'_>) -> Result<(f32, u64)> {
+        self.weight_step_by(|s| s.loss_backward("training loss", batch, src, None))
+    }
+
+    /// One weight step on `batch` under the path mixing `mix`: returns (loss, correct).
+    pub(crate) fn weight_step_on(
+        &mut self,
+        batch: &SearchBatch,
+        mix: &Mixing,
+    ) -> Result<(f32, u64)> {
+        self.weight_step(batch, MixSource::Fixed(mix))
+    }
+
+    /// Loss and correct count of `batch` under `mix` in the supernet's current mode, without
+    /// gradients (a training-mode pass updates BN running statistics).
+    pub(crate) fn batch_loss(&self, batch: &SearchBatch, mix: &Mixing) -> Result<(f32, u64)> {
+        no_grad(|| -> Result<(f32, u64)> {
+            let logits = self.net.forward_mix(&batch.x, mix)?;
+            Ok((
+                logits.cross_entropy(&batch.y)?.item()?,
+                correct(&logits, &batch.y)?,
+            ))
+        })
+    }
+
+    /// GDAS, SPOS, RSWS and ENAS: one step on `tb` (weights) and `vb` (architecture).
+    fn single_path_step(
+        &mut self,
+        tb: &SearchBatch,
+        vb: &SearchBatch,
+    ) -> Result<(f32, u64, f32, u64)> {
+        Ok(match self.config.method {
+            Method::Enas => self.enas_step(tb, vb)?,
+            Method::Spos | Method::RandomWs => {
+                // one uniformly sampled path: its weight step, then (no gradient) its loss on
+                // the architecture batch, the numbers the other methods report there
+                let g = super::spos::sample_path(self.config.space, &mut self.rng);
+                let mix = super::spos::path_mixing(&g, self.config.device)?;
+                let (tl, tc) = self.weight_step(tb, MixSource::Fixed(&mix))?;
+                let (sl, sc) = no_grad(|| -> Result<(f32, u64)> {
+                    let logits = self.net.forward_mix(&vb.x, &mix)?;
+                    Ok((
+                        logits.cross_entropy(&vb.y)?.item()?,
+                        correct(&logits, &vb.y)?,
+                    ))
+                })?;
+                self.check_finite("architecture-half loss", sl)?;
+                (tl, tc, sl, sc)
+            }
+            Method::Gdas => {
+                let tau = self.config.tau_at(self.epoch);
+                let mix = { self.arch.detached().gumbel(tau, &mut self.rng)? };
+                let (tl, tc) = self.weight_step(tb, MixSource::Fixed(&mix))?;
+                drop(mix);
+                self.zero_all();
+                let mix = self.arch.gumbel(tau, &mut self.rng)?;
+                let logits = self.net.forward_mix(&vb.x, &mix)?;
+                let loss = logits.cross_entropy(&vb.y)?;
+                let sl = loss.item()?;
+                self.check_finite("architecture loss", sl)?;
+                let sc = correct(&logits, &vb.y)?;
+                drop(logits);
+                drop(mix);
+                loss.backward_for(&self.arch.tensors())?;
+                self.a_opt.step()?;
+                (tl, tc, sl, sc)
+            }
+            _ => {
+                return Err(OneShotError::Config(format!(
+                    "{} does not sample paths",
+                    self.config.method.name()
+                )));
+            }
+        })
+    }
+
+    /// Loss and accuracy on the whole architecture half in evaluation mode (softmax mixing for
+    /// DARTS, the argmax op per edge for GDAS, the reference path with recalibrated BN
+    /// statistics for SPOS/RSWS, the best of the controller's samples with recalibrated BN
+    /// statistics for ENAS: see [`super::spos`], [`super::enas`]), without gradients.
+    fn evaluate_valid_image(&mut self) -> Result<(f64, f64)> {
+        if self.config.method == Method::Enas {
+            let g = self.enas_derive()?.best_genotype();
+            let batches = self.bn_batches()?;
+            return self.path_accuracy(&g, &batches);
+        }
+        if self.config.method.samples_paths() {
+            let batches = self.bn_batches()?;
+            return self.path_accuracy(&self.reference_path(), &batches);
+        }
+        let mix = self.eval_mixing()?;
+        self.evaluate_valid_with(&mix)
+    }
+
+    /// Loss and accuracy on the whole architecture half in evaluation mode under `mix`,
+    /// without gradients.
+    pub fn evaluate_valid_with(&mut self, mix: &Mixing) -> Result<(f64, f64)> {
+        self.net.set_training(false);
+        let result = (|| -> Result<(f64, f64)> {
+            let b = self.config.batch_size;
+            let n = self.data.valid.len();
+            let (mut loss, mut corr) = (0.0f64, 0u64);
+            for lo in (0..n).step_by(b) {
+                let idx: Vec<usize> = (lo..(lo + b).min(n)).collect();
+                let batch = gather(&self.data.valid, &idx, self.config.device)?;
+                let (l, c) = no_grad(|| -> Result<(f32, u64)> {
+                    let logits = self.net.forward_mix(&batch.x, mix)?;
+                    Ok((
+                        logits.cross_entropy(&batch.y)?.item()?,
+                        correct(&logits, &batch.y)?,
+                    ))
+                })?;
+                loss += l as f64 * idx.len() as f64;
+                corr += c;
+            }
+            Ok((loss / n as f64, corr as f64 / n as f64))
+        })();
+        self.net.set_training(true);
+        result
+    }
+
+    fn eval_mixing(&self) -> Result<Mixing> {
+        match self.config.method {
+            Method::Darts1
+            | Method::Darts2
+            | Method::PcDarts
+            | Method::BetaDarts
+            | Method::DartsPlus => self.detached_soft(),
+            Method::Spos | Method::RandomWs | Method::Enas => {
+                super::spos::path_mixing(&self.reference_path(), self.config.device)
+            }
+            Method::Gdas => {
+                // argmax per edge on the device; the `e` indices come to the host to steer
+                // which op runs
+                let hard = |a: &Tensor| -> Result<HardWeights> {
+                    HardWeights::one_hot(a.argmax_rows()?, a.shape()[1], a.device())
+                };
+                Ok(Mixing::Hard {
+                    normal: hard(&self.arch.normal)?,
+                    reduce: match &self.arch.reduce {
+                        Some(r) => Some(hard(r)?),
+                        None => None,
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl OneShotNet for Supernet {
+    type Input = Dataset;
+    type Data = ImageHalves;
+    type Batch = SearchBatch;
+
+    fn build(config: &OneShotConfig, data: &Dataset, seed: u64) -> Result<(Self, ImageHalves)> {
+        let n = data.len();
+        let n_train = ((n as f64) * config.train_portion).floor() as usize;
+        if n_train == 0 || n_train >= n {
+            return Err(OneShotError::Data(format!(
+                "{} examples cannot be split {} / {} into weight and architecture parts",
+                n,
+                config.train_portion,
+                1.0 - config.train_portion
+            )));
+        }
+        let train = data.subset(&(0..n_train).collect::<Vec<_>>())?;
+        let valid = data.subset(&(n_train..n).collect::<Vec<_>>())?;
+        let (c_in, h, w) = data.shape();
+        let min_side = 4;
+        if h < min_side || w < min_side {
+            return Err(OneShotError::Data(format!(
+                "images of {h}x{w} are too small for two reductions (need at least {min_side}x{min_side})"
+            )));
+        }
+        let net_config = SupernetConfig {
+            space: config.space,
+            c: config.c,
+            layers: config.layers,
+            in_channels: c_in,
+            classes: data.num_classes(),
+        };
+        let k = if config.method == Method::PcDarts {
+            config.pc_k
+        } else {
+            1
+        };
+        let net = Supernet::new_partial(net_config, seed, k)?;
+        let halves = ImageHalves {
+            train,
+            valid,
+            train_order: Vec::new(),
+            valid_order: Vec::new(),
+            order_epoch: None,
+        };
+        Ok((net, halves))
+    }
+
+    fn fingerprint(d: &ImageHalves) -> String {
+        format!(
+            "{}-{}",
+            super::checkpoint::data_fingerprint(&d.train),
+            super::checkpoint::data_fingerprint(&d.valid)
+        )
+    }
+
+    fn steps_per_epoch(config: &OneShotConfig, d: &ImageHalves) -> usize {
+        let full = d.train.len().div_ceil(config.batch_size);
+        match config.steps_per_epoch {
+            Some(s) => s.min(full),
+            None => full,
+        }
+    }
+
+    fn batch_pair(s: &mut OneShotSearch, step: usize) -> Result<(SearchBatch, SearchBatch)> {
+        s.batch_pair(step)
+    }
+
+    fn batch_len(b: &SearchBatch) -> u64 {
+        b.y.len() as u64
+    }
+
+    fn loss_backward(
+        s: &OneShotSearch,
+        what: &str,
+        batch: &SearchBatch,
+        recorded: bool,
+        only: Option<&[Tensor]>,
+    ) -> Result<(f32, u64)> {
+        let src = if recorded {
+            MixSource::SoftRecorded
+        } else {
+            MixSource::SoftDetached
+        };
+        s.loss_backward(what, batch, src, only)
+    }
+
+    fn single_path_step(
+        s: &mut OneShotSearch,
+        tb: &SearchBatch,
+        vb: &SearchBatch,
+    ) -> Result<(f32, u64, f32, u64)> {
+        s.single_path_step(tb, vb)
+    }
+
+    fn evaluate_valid(s: &mut OneShotSearch) -> Result<(f64, f64)> {
+        s.evaluate_valid_image()
+    }
+
+    fn search_paths(s: &mut OneShotSearch) -> Result<super::spos::PathSearch> {
+        s.search_paths()
+    }
+
+    fn with_communicator(s: OneShotSearch, comm: Arc<dyn Communicator>) -> Result<OneShotSearch> {
+        s.with_communicator(comm)
+    }
+
+    fn controller_pick(s: &mut OneShotSearch) -> Result<Option<Genotype>> {
+        Ok(if s.config.method == Method::Enas {
+            Some(s.enas_derive()?.best_genotype())
+        } else {
+            None
+        })
+    }
+
+    fn evaluate_pick(s: &mut OneShotSearch, g: &Genotype) -> Result<(f64, f64)> {
+        let batches = s.bn_batches()?;
+        s.path_accuracy(g, &batches)
+    }
 }
 
 /// The gradient of `t` as a tensor on its device (zeros when it has none).

@@ -52,6 +52,7 @@ pub fn sample_path(space: SpaceKind, rng: &mut dyn RngCore) -> Genotype {
     match space {
         SpaceKind::Nb201 => Genotype::Nb201(Nb201Space.sample(rng)),
         SpaceKind::Darts => Genotype::Darts(DartsSpace.sample(rng)),
+        SpaceKind::Rnn => Genotype::Rnn(nas_space::rnn::RnnSpace.sample(rng)),
     }
 }
 
@@ -89,6 +90,9 @@ pub fn path_indices(g: &Genotype) -> Result<(Vec<usize>, Option<Vec<usize>>)> {
             darts_cell_indices(&d.normal, "normal")?,
             Some(darts_cell_indices(&d.reduce, "reduction")?),
         )),
+        Genotype::Rnn(_) => Err(OneShotError::Config(
+            "recurrent cells have no path mixing (single-path methods run on image spaces)".into(),
+        )),
     }
 }
 
@@ -98,6 +102,7 @@ pub fn path_mixing(g: &Genotype, device: Device) -> Result<Mixing> {
     let k = match g {
         Genotype::Nb201(_) => Nb201Op::ALL.len(),
         Genotype::Darts(_) => DARTS_PRIMITIVES.len(),
+        Genotype::Rnn(_) => nas_space::rnn::RNN_PRIMITIVES.len(),
     };
     Ok(Mixing::Hard {
         normal: HardWeights::one_hot(normal, k, device)?,
@@ -181,7 +186,7 @@ fn propose<S: SearchSpace>(
             Genotype::Nb201(c) => crate::tabular::Nb201Table::embedded()
                 .ok()
                 .map(|t| t.get(&c).test_200[0]),
-            Genotype::Darts(_) => None,
+            Genotype::Darts(_) | Genotype::Rnn(_) => None,
         };
         st.tell(
             space,
@@ -217,7 +222,7 @@ fn propose<S: SearchSpace>(
 }
 
 /// NAS-Bench-201: Spearman's rho between the distinct candidates' supernet accuracy and their
-/// table accuracy, with how many it is over (`None` on the DARTS space).
+/// table accuracy, with how many it is over (`None` on the DARTS and recurrent spaces).
 pub(crate) fn table_spearman(
     space: SpaceKind,
     candidates: &[PathCandidate],
@@ -232,7 +237,7 @@ pub(crate) fn table_spearman(
                 .collect();
             Some(crate::proxies::spearman(&x, &y))
         }
-        SpaceKind::Darts => None,
+        SpaceKind::Darts | SpaceKind::Rnn => None,
     }
 }
 
@@ -242,27 +247,29 @@ pub(crate) fn table_accuracy(g: &Genotype) -> Option<f64> {
         Genotype::Nb201(c) => crate::tabular::Nb201Table::embedded()
             .ok()
             .map(|t| t.get(c).test_200[0]),
-        Genotype::Darts(_) => None,
+        Genotype::Darts(_) | Genotype::Rnn(_) => None,
     }
 }
 
-impl OneShotSearch {
+impl<N: super::net::OneShotNet> OneShotSearch<N> {
     /// The reference path of this run (drawn from the seed; see the module docs).
     pub fn reference_path(&self) -> Genotype {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ REFERENCE_SALT);
         sample_path(self.config.space, &mut rng)
     }
+}
 
+impl OneShotSearch {
     /// The fixed weight-half batches that recalibrate BN statistics (`bn_batches` batches of
     /// a permutation drawn from the seed, wrapping around a small weight half).
     pub fn bn_batches(&self) -> Result<Vec<SearchBatch>> {
-        let n = self.train.len();
+        let n = self.data.train.len();
         let order = epoch_order(n, self.config.seed, BN_ORDER_SALT, 0);
         let b = self.config.batch_size.min(n);
         (0..self.config.bn_batches)
             .map(|i| {
                 let idx: Vec<usize> = (0..b).map(|j| order[(i * b + j) % n]).collect();
-                gather(&self.train, &idx, self.config.device)
+                gather(&self.data.train, &idx, self.config.device)
             })
             .collect()
     }
@@ -376,6 +383,11 @@ impl OneShotSearch {
                 |d| Genotype::Darts(*d),
                 &mut eval,
             )?,
+            SpaceKind::Rnn => {
+                return Err(OneShotError::Config(
+                    "single-path methods run on image spaces only".into(),
+                ));
+            }
         };
         if candidates.is_empty() {
             return Err(OneShotError::Config(format!(

@@ -29,6 +29,9 @@ pub enum SpaceKind {
     Darts,
     /// The NAS-Bench-201 space: one cell type, 6 edges over 5 ops.
     Nb201,
+    /// The DARTS recurrent-cell space: 36 mixed (node, predecessor) edges over 5 primitives
+    /// (`none` and 4 activations), searched on text by [`crate::nets::rnn::RnnSupernet`].
+    Rnn,
 }
 
 impl SpaceKind {
@@ -37,8 +40,9 @@ impl SpaceKind {
         match s {
             "darts" => Ok(SpaceKind::Darts),
             "nb201" | "nas-bench-201" => Ok(SpaceKind::Nb201),
+            "rnn" => Ok(SpaceKind::Rnn),
             _ => Err(OneShotError::Config(format!(
-                "unknown one-shot space {s:?} (expected darts or nb201)"
+                "unknown one-shot space {s:?} (expected darts, nb201 or rnn)"
             ))),
         }
     }
@@ -47,6 +51,7 @@ impl SpaceKind {
         match self {
             SpaceKind::Darts => "darts",
             SpaceKind::Nb201 => "nb201",
+            SpaceKind::Rnn => "rnn",
         }
     }
     /// Number of mixed edges per cell.
@@ -54,6 +59,7 @@ impl SpaceKind {
         match self {
             SpaceKind::Darts => 14,
             SpaceKind::Nb201 => 6,
+            SpaceKind::Rnn => crate::nets::rnn::RNN_EDGES,
         }
     }
     /// The candidate op names, in architecture-weight column order (`none` first).
@@ -61,6 +67,7 @@ impl SpaceKind {
         match self {
             SpaceKind::Darts => DARTS_PRIMITIVES.to_vec(),
             SpaceKind::Nb201 => Nb201Op::ALL.iter().map(|o| o.as_str()).collect(),
+            SpaceKind::Rnn => nas_space::rnn::RNN_PRIMITIVES.to_vec(),
         }
     }
     /// Number of candidate ops per edge.
@@ -99,6 +106,9 @@ impl SupernetConfig {
         }
         if self.layers == 0 {
             return bad("supernet needs at least one layer".into());
+        }
+        if self.space == SpaceKind::Rnn {
+            return bad("the recurrent space has its own supernet (RnnSupernet)".into());
         }
         if self.space == SpaceKind::Darts && self.layers < 3 {
             return bad(format!(
@@ -573,6 +583,11 @@ impl Supernet {
         let rng = &mut ChaCha8Rng::seed_from_u64(seed);
         let c = config.c;
         let (body, c_last) = match config.space {
+            SpaceKind::Rnn => {
+                return Err(OneShotError::Config(
+                    "the recurrent space has its own supernet (RnnSupernet)".into(),
+                ));
+            }
             SpaceKind::Darts => {
                 let stem_multiplier = 3;
                 let c_stem = stem_multiplier * c;

@@ -9,6 +9,7 @@ use nas_space::rnn::{NUM_NODES, RnnGenotype, RnnSpace};
 use super::{NetShape, Purpose, SpaceDef};
 use crate::data::DataKind;
 use crate::nets::rnn::CellKind;
+use crate::oneshot::SpaceKind;
 use crate::train::TrainRecipe;
 
 /// DARTS recurrent cells (Liu et al. 2019): 8 nodes after a highway layer, each reading one
@@ -18,7 +19,7 @@ pub struct Rnn;
 impl SpaceDef for Rnn {
     type Space = RnnSpace;
     const NAME: &'static str = "rnn";
-    const ABOUT: &'static str = "DARTS recurrent cell: 8 nodes, each one earlier node through tanh/relu/sigmoid/identity; trained as a character language model on text (--channels = hidden units, --limit-train = training sequences of 64 characters; --cells and --valid-fraction unused)";
+    const ABOUT: &'static str = "DARTS recurrent cell: 8 nodes, each one earlier node through tanh/relu/sigmoid/identity; trained as a character language model on text (--channels = hidden units, --limit-train = training sequences of 64 characters; --cells and --valid-fraction unused); one-shot: --strategy darts|darts2 on the recurrent supernet (64 hidden units)";
     const LABEL: &'static str = "recurrent cell";
     const PLURAL: &'static str = "recurrent cells";
     const NATIVE_FORMAT: Option<&'static str> = Some("darts");
@@ -55,7 +56,7 @@ impl SpaceDef for Rnn {
         let hidden = match purpose {
             Purpose::Search => 64,
             Purpose::Train => 128,
-            Purpose::Supernet => return None,
+            Purpose::Supernet => 64,
         };
         Some(NetShape {
             channels: hidden,
@@ -71,6 +72,10 @@ impl SpaceDef for Rnn {
             grad_clip: Some(0.5),
             ..TrainRecipe::default()
         }
+    }
+
+    fn supernet(&self) -> Option<SpaceKind> {
+        Some(SpaceKind::Rnn)
     }
 
     fn lm_core(arch: &RnnGenotype) -> Option<CellKind> {

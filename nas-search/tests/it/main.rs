@@ -13,6 +13,7 @@ mod oneshot_enas;
 mod oneshot_grad;
 mod oneshot_pcdarts;
 mod oneshot_regularised;
+mod oneshot_rnn;
 mod oneshot_search;
 mod oneshot_spos;
 mod pareto;

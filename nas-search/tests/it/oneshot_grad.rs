@@ -322,6 +322,7 @@ fn gdas_hard_forward_and_straight_through_gradient() {
                 arch.normal.clone(),
                 (3..6).filter(|&e| idx_n[e] == 2 || idx_n[e] == 3).collect(),
             ),
+            SpaceKind::Rnn => unreachable!("an image space"),
         };
         {
             let g = t.grad_vec().unwrap().expect("logits get a gradient");

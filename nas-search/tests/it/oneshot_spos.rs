@@ -353,6 +353,7 @@ fn spos_and_rsws_train_search_and_write_outputs() {
                 let accs: Vec<u64> = p.candidates.iter().map(|c| c.valid_acc.to_bits()).collect();
                 assert!(accs.iter().any(|&a| a != accs[0]), "{accs:?}");
             }
+            SpaceKind::Rnn => unreachable!("an image space"),
         }
     }
 }

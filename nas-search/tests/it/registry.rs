@@ -104,7 +104,7 @@ fn the_builtin_registry_lists_each_space_and_evaluator_once() {
         .filter(|s| s.supernet().is_some())
         .map(|s| s.name())
         .collect();
-    assert_eq!(supernets, ["nb201", "darts"]);
+    assert_eq!(supernets, ["nb201", "darts", "rnn"]);
     // An unknown name is a usage error listing the known ones.
     match r.space("imagenet") {
         Err(SearchError::Setting(m)) => assert!(m.contains("nb201, darts"), "{m}"),
