@@ -495,3 +495,29 @@ fn carried_state_is_part_of_the_search() {
         .to_string();
     assert!(e.contains("gdas"), "{e}");
 }
+
+/// ENAS and data-parallel runs are image-only: the recurrent space refuses both, naming the
+/// method and the space, instead of running something else.
+#[test]
+fn enas_and_data_parallel_are_refused_on_the_recurrent_space() {
+    let c = corpus(600);
+    let mut enas = tiny_config(Method::Enas);
+    enas.epochs = 1;
+    let e = OneShotSearch::<RnnSupernet>::start(enas, &c)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("enas") && e.contains("recurrent"), "{e}");
+    let mut cfg = tiny_config(Method::Darts1);
+    cfg.epochs = 1;
+    let s = OneShotSearch::<RnnSupernet>::start(cfg, &c).unwrap();
+    let comm = nas_search::dist::ThreadGroup::new(1).pop().unwrap();
+    let e = RnnSupernet::with_communicator(s, std::sync::Arc::new(comm))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("darts") && e.contains("rnn") && e.contains("data-parallel"),
+        "{e}"
+    );
+}
