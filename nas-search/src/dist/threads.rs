@@ -124,17 +124,23 @@ impl ThreadGroup {
     }
 }
 
-fn sum_f32(all: &[Payload], _size: usize) -> Result<Payload, String> {
-    let mut acc: Option<Vec<f32>> = None;
+/// Sums the ranks' equal-length buffers in rank order (so every rank gets the same bits);
+/// `get` takes a rank's buffer out of its payload (`None`: another collective, named `kind`).
+fn sum_in_rank_order<T: Copy + std::ops::AddAssign>(
+    all: &[Payload],
+    kind: &str,
+    get: fn(&Payload) -> Option<&Vec<T>>,
+) -> Result<Vec<T>, String> {
+    let mut acc: Option<Vec<T>> = None;
     for (r, p) in all.iter().enumerate() {
-        let Payload::F32(v) = p else {
+        let Some(v) = get(p) else {
             return Err(format!(
-                "rank {r} joined an f32 sum with another collective"
+                "rank {r} joined an {kind} sum with another collective"
             ));
         };
         match &mut acc {
             None => acc = Some(v.clone()),
-            Some(a) if a.len() == v.len() => a.iter_mut().zip(v).for_each(|(s, x)| *s += x),
+            Some(a) if a.len() == v.len() => a.iter_mut().zip(v).for_each(|(s, &x)| *s += x),
             Some(a) => {
                 return Err(format!(
                     "ranks summed buffers of different lengths ({} on rank 0, {} on rank {r})",
@@ -144,30 +150,27 @@ fn sum_f32(all: &[Payload], _size: usize) -> Result<Payload, String> {
             }
         }
     }
-    Ok(Payload::F32(acc.unwrap_or_default()))
+    Ok(acc.unwrap_or_default())
+}
+
+fn sum_f32(all: &[Payload], _size: usize) -> Result<Payload, String> {
+    fn get(p: &Payload) -> Option<&Vec<f32>> {
+        match p {
+            Payload::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    sum_in_rank_order(all, "f32", get).map(Payload::F32)
 }
 
 fn sum_f64(all: &[Payload], _size: usize) -> Result<Payload, String> {
-    let mut acc: Option<Vec<f64>> = None;
-    for (r, p) in all.iter().enumerate() {
-        let Payload::F64(v) = p else {
-            return Err(format!(
-                "rank {r} joined an f64 sum with another collective"
-            ));
-        };
-        match &mut acc {
-            None => acc = Some(v.clone()),
-            Some(a) if a.len() == v.len() => a.iter_mut().zip(v).for_each(|(s, x)| *s += x),
-            Some(a) => {
-                return Err(format!(
-                    "ranks summed buffers of different lengths ({} on rank 0, {} on rank {r})",
-                    a.len(),
-                    v.len()
-                ));
-            }
+    fn get(p: &Payload) -> Option<&Vec<f64>> {
+        match p {
+            Payload::F64(v) => Some(v),
+            _ => None,
         }
     }
-    Ok(Payload::F64(acc.unwrap_or_default()))
+    sum_in_rank_order(all, "f64", get).map(Payload::F64)
 }
 
 /// The root's bytes: the root's deposit is tagged by a leading 1, the others' by 0.
