@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use nas_kernels::backend::BatchNormParams;
 
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, arg_err};
 use crate::storage::{self, Storage};
-use crate::tensor::{Tensor, check_same_device, new_data};
+use crate::tensor::{Tensor, new_data};
 
 /// A sum over the ranks, in place: every rank passes a buffer of the same length and gets the
 /// element-wise sum of all ranks' buffers (an allreduce).
@@ -95,34 +95,8 @@ impl Tensor {
         sync: &SyncBn,
     ) -> Result<Tensor> {
         let op = "batch_norm_synced";
-        if self.ndim() != 4 {
-            return shape_err(op, format!("need [n, c, h, w], got {:?}", self.shape()));
-        }
-        let (n, c, h, w) = (
-            self.shape()[0],
-            self.shape()[1],
-            self.shape()[2],
-            self.shape()[3],
-        );
-        for (name, t) in [
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ] {
-            if let Some(t) = t {
-                check_same_device(op, self, t)?;
-                if t.shape() != [c] {
-                    return shape_err(op, format!("{name} must be [{c}], got {:?}", t.shape()));
-                }
-            }
-        }
-        if weight.is_some() != bias.is_some() {
-            return arg_err(
-                op,
-                "weight and bias must be given together (affine) or not at all",
-            );
-        }
+        let (n, c, h, w) =
+            crate::ops::conv::batch_norm_args(op, self, weight, bias, running_mean, running_var)?;
         if !(sync.weight > 0.0 && sync.weight.is_finite()) {
             return arg_err(
                 op,

@@ -57,6 +57,47 @@ impl ConvOptions {
     }
 }
 
+/// Checks the arguments of a batch norm of `x` (`[n, c, h, w]`; weight, bias and the running
+/// statistics, where given, `[c]` on `x`'s device; weight and bias together) and returns
+/// `x`'s dimensions. Shared by [`Tensor::batch_norm`] and the synchronised batch norm.
+pub(crate) fn batch_norm_args(
+    op: &'static str,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+) -> Result<(usize, usize, usize, usize)> {
+    let (n, c, h, w) = nchw(op, x)?;
+    for (name, t) in [
+        ("weight", weight),
+        ("bias", bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ] {
+        if let Some(t) = t {
+            check_same_device(op, x, t)?;
+            if t.shape() != [c] {
+                return shape_err(
+                    op,
+                    format!(
+                        "{name} must be [{c}] for input {:?}, got {:?}",
+                        x.shape(),
+                        t.shape()
+                    ),
+                );
+            }
+        }
+    }
+    if weight.is_some() != bias.is_some() {
+        return arg_err(
+            op,
+            "weight and bias must be given together (affine) or not at all",
+        );
+    }
+    Ok((n, c, h, w))
+}
+
 fn nchw(op: &'static str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
     match *t.shape() {
         [n, c, h, w] => Ok((n, c, h, w)),
@@ -373,33 +414,7 @@ impl Tensor {
         eps: f32,
     ) -> Result<Tensor> {
         let op = "batch_norm";
-        let (n, c, h, w) = nchw(op, self)?;
-        for (name, t) in [
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ] {
-            if let Some(t) = t {
-                check_same_device(op, self, t)?;
-                if t.shape() != [c] {
-                    return shape_err(
-                        op,
-                        format!(
-                            "{name} must be [{c}] for input {:?}, got {:?}",
-                            self.shape(),
-                            t.shape()
-                        ),
-                    );
-                }
-            }
-        }
-        if weight.is_some() != bias.is_some() {
-            return arg_err(
-                op,
-                "weight and bias must be given together (affine) or not at all",
-            );
-        }
+        let (n, c, h, w) = batch_norm_args(op, self, weight, bias, running_mean, running_var)?;
         let p = BatchNormParams {
             n,
             c,
