@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::Conv2dParams;
-use super::shared::{par_chunks_mut, partial_weight_grads};
+use super::shared::{par_chunks_mut, par_split_mut, partial_weight_grads, threads_for};
 use crate::workspace::with_scratch;
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
@@ -64,6 +64,71 @@ fn pad_into(
         }
     };
     dst[c * hp * wp..].fill(0.0);
+}
+
+/// One plane of [`pad_into`] into a buffer whose padding is already zero (from an earlier
+/// [`pad_into`] or [`zero_padded`] of the same geometry): only the `h` interior rows are
+/// written. Planes padded one after another into one scratch buffer thus zero it once.
+#[allow(clippy::too_many_arguments)]
+fn pad_plane_interior(
+    src: &[f32],
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    dst: &mut [f32],
+    relu: bool,
+) {
+    let wp = w + 2 * pw;
+    assert!(src.len() >= h * w && dst.len() >= (h + 2 * ph) * wp);
+    // SAFETY: AVX-512F is available wherever this module's kernels run (`available`); the
+    // bounds were checked above.
+    unsafe {
+        let dst = dst.as_mut_ptr().add(ph * wp + pw);
+        if relu {
+            copy_rows::<true>(src.as_ptr(), h, w, wp, dst)
+        } else {
+            copy_rows::<false>(src.as_ptr(), h, w, wp, dst)
+        }
+    }
+}
+
+/// Zeroes `buf` (a padded plane plus slack) so that [`pad_plane_interior`] can fill it.
+fn zero_padded(buf: &mut [f32]) {
+    buf.fill(0.0);
+}
+
+/// `h` rows of `w` floats from `src` (contiguous) to `dst` (row pitch `pitch`), ReLU'd if
+/// `RELU`.
+///
+/// # Safety
+/// AVX-512F; `src` holds `h * w` floats, `dst` `(h - 1) * pitch + w`.
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_rows<const RELU: bool>(
+    src: *const f32,
+    h: usize,
+    w: usize,
+    pitch: usize,
+    dst: *mut f32,
+) {
+    let zero = _mm512_setzero_ps();
+    // SAFETY: (whole body) every load is masked to the `w` floats of one source row, every
+    // store to the `w` floats of one destination row.
+    unsafe {
+        for y in 0..h {
+            let (from, to) = (src.add(y * w), dst.add(y * pitch));
+            let mut j = 0;
+            while j < w {
+                let m = mask(w - j);
+                let mut v = _mm512_maskz_loadu_ps(m, from.add(j));
+                if RELU {
+                    v = _mm512_max_ps(v, zero);
+                }
+                _mm512_mask_storeu_ps(to.add(j), m, v);
+                j += 16;
+            }
+        }
+    }
 }
 
 /// The row loops of [`pad_into`].
@@ -1038,29 +1103,37 @@ fn depthwise_planes(
     // small planes: one long row over the flat padded plane fills the vector lanes
     let fl = flat_len(s);
     let flat_len_or_0 = fl.unwrap_or(0);
-    par_chunks_mut(p, dst, p.c_in * ohw, &|b, db| {
+    // one task per thread, each over a run of images with one scratch buffer whose padding is
+    // zeroed once
+    let parts = threads_for(p).min(p.n).max(1);
+    let image = p.c_in * ohw;
+    par_split_mut(p, dst, image, parts, |_, images, dimg| {
         with_scratch(s.hp * s.wp + SLACK + flat_len_or_0 + 16, |buf| {
             let (pad, rest) = buf.split_at_mut(s.hp * s.wp + SLACK);
-            for c in 0..p.c_in {
-                let i = b * p.c_in + c;
-                pad_into(&src[i * hw..(i + 1) * hw], 1, h, w_in, ph, pw, pad, relu);
-                let yi = &mut db[c * ohw..(c + 1) * ohw];
-                // SAFETY: AVX-512F checked by `available`; `dw_plane` writes the
-                // `s.oh * s.ow` floats of plane `yi` (or of `yflat`); the flat form's loads end
-                // inside the padded plane plus slack (see `flat_len`).
-                unsafe {
-                    let wc = w.as_ptr().add(c * kk);
-                    match fl {
-                        None => dw_plane(s, pad.as_ptr(), wc, yi.as_mut_ptr()),
-                        Some(len) => {
-                            let yflat = aligned(rest, len);
-                            dw_plane(&flat(s, len), pad.as_ptr(), wc, yflat.as_mut_ptr());
-                            unflatten(yflat, 1, len, s.oh, s.ow, s.wp, yi);
+            zero_padded(pad);
+            for (k, b) in images.enumerate() {
+                let db = &mut dimg[k * image..(k + 1) * image];
+                for c in 0..p.c_in {
+                    let i = b * p.c_in + c;
+                    pad_plane_interior(&src[i * hw..(i + 1) * hw], h, w_in, ph, pw, pad, relu);
+                    let yi = &mut db[c * ohw..(c + 1) * ohw];
+                    // SAFETY: AVX-512F checked by `available`; `dw_plane` writes the
+                    // `s.oh * s.ow` floats of plane `yi` (or of `yflat`); the flat form's
+                    // loads end inside the padded plane plus slack (see `flat_len`).
+                    unsafe {
+                        let wc = w.as_ptr().add(c * kk);
+                        match fl {
+                            None => dw_plane(s, pad.as_ptr(), wc, yi.as_mut_ptr()),
+                            Some(len) => {
+                                let yflat = aligned(rest, len);
+                                dw_plane(&flat(s, len), pad.as_ptr(), wc, yflat.as_mut_ptr());
+                                unflatten(yflat, 1, len, s.oh, s.ow, s.wp, yi);
+                            }
                         }
                     }
-                }
-                if let Some(m) = mask {
-                    relu_mask(yi, &m[i * ohw..(i + 1) * ohw]);
+                    if let Some(m) = mask {
+                        relu_mask(yi, &m[i * ohw..(i + 1) * ohw]);
+                    }
                 }
             }
         });
@@ -1117,10 +1190,11 @@ fn depthwise_backward_weight_s1(
     let s = depthwise_geometry(p, (hp, wp), (oh, ow));
     partial_weight_grads(p, dw, &|part, images| {
         with_scratch(hp * wp + SLACK, |xpad| {
+            zero_padded(xpad);
             for b in images {
                 for c in 0..p.c_in {
                     let i = b * p.c_in + c;
-                    pad_into(&x[i * hw..(i + 1) * hw], 1, p.h, p.w, ph, pw, xpad, relu);
+                    pad_plane_interior(&x[i * hw..(i + 1) * hw], p.h, p.w, ph, pw, xpad, relu);
                     let dwc = &mut part[c * kk..(c + 1) * kk];
                     // SAFETY: AVX-512F checked by `available`.
                     unsafe { dw_plane_grad(&s, xpad.as_ptr(), dy.as_ptr().add(i * ohw), dwc) };
