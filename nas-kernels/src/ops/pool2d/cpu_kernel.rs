@@ -28,15 +28,24 @@ fn per_image(
     len: usize,
     f: &(dyn Fn(usize, &mut [f32]) + Sync),
 ) {
-    if p.x_len() >= 1 << 16 {
+    if threaded(p) {
         parallel_chunks_mut(out, len, f);
     } else {
         out.chunks_mut(len).enumerate().for_each(|(b, o)| f(b, o));
     }
 }
 
+/// Whether a pooling runs on threads (one task per image) or on the calling thread (then all
+/// planes in one call: one scratch buffer, its padding filled once).
+fn threaded(p: &Pool2dParams) -> bool {
+    p.x_len() >= 1 << 16
+}
+
 /// Forward pooling.
 pub(crate) fn forward(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
+    if !threaded(p) {
+        return rows::forward_planes(p, p.n * p.c, x, y);
+    }
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
     per_image(p, y, yl, &|b, yb| {
@@ -46,6 +55,9 @@ pub(crate) fn forward(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
 
 /// Backward pooling: `dx` (overwritten) from `dy`; max recomputes the arg-max from `x`.
 pub(crate) fn backward(p: &Pool2dParams, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    if !threaded(p) {
+        return rows::backward_planes(p, p.n * p.c, x, dy, dx);
+    }
     let yl = p.c * p.out_h() * p.out_w();
     let xl = p.c * p.h * p.w;
     per_image(p, dx, xl, &|b, dxb| {
@@ -197,12 +209,35 @@ pub(crate) mod rows {
         }
     }
 
-    /// Copies a plane into the middle of `xpad`, filling the border with `fill`.
-    fn pad(p: &Pool2dParams, g: &Geo, x: &[f32], fill: f32, xpad: &mut [f32]) {
+    /// Copies a plane into the middle of `xpad`, whose border already holds the fill value
+    /// (`xpad.fill(fill)` once before the first plane: planes only overwrite the middle).
+    fn pad(p: &Pool2dParams, g: &Geo, x: &[f32], xpad: &mut [f32]) {
         let (ph, pw) = p.padding;
-        xpad.fill(fill);
         for iy in 0..p.h {
-            xpad[(iy + ph) * g.wp + pw..][..p.w].copy_from_slice(&x[iy * p.w..(iy + 1) * p.w]);
+            copy_row(
+                &mut xpad[(iy + ph) * g.wp + pw..][..p.w],
+                &x[iy * p.w..(iy + 1) * p.w],
+            );
+        }
+    }
+
+    /// `dst.copy_from_slice(src)` for the short rows of these planes (8 to 34 floats) as
+    /// inline vector moves: `copy_from_slice` calls `memcpy`, whose per-call cost dominated.
+    #[inline(always)]
+    fn copy_row(dst: &mut [f32], src: &[f32]) {
+        assert_eq!(dst.len(), src.len());
+        let (d16, dt) = dst.as_chunks_mut::<16>();
+        let (s16, st) = src.as_chunks::<16>();
+        for (d, s) in d16.iter_mut().zip(s16) {
+            *d = *s;
+        }
+        let (d4, dt) = dt.as_chunks_mut::<4>();
+        let (s4, st) = st.as_chunks::<4>();
+        for (d, s) in d4.iter_mut().zip(s4) {
+            *d = *s;
+        }
+        for (d, s) in dt.iter_mut().zip(st) {
+            *d = *s;
         }
     }
 
@@ -229,7 +264,10 @@ pub(crate) mod rows {
     fn unpad(p: &Pool2dParams, g: &Geo, xpad: &[f32], x: &mut [f32]) {
         let (ph, pw) = p.padding;
         for iy in 0..p.h {
-            x[iy * p.w..(iy + 1) * p.w].copy_from_slice(&xpad[(iy + ph) * g.wp + pw..][..p.w]);
+            copy_row(
+                &mut x[iy * p.w..(iy + 1) * p.w],
+                &xpad[(iy + ph) * g.wp + pw..][..p.w],
+            );
         }
     }
 
@@ -359,8 +397,9 @@ pub(crate) mod rows {
             if let PoolKind::Avg { count_include_pad } = p.kind {
                 stride1_counts(p, &g, count_include_pad, cnt);
             }
+            xpad.fill(fill);
             for bc in 0..planes {
-                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], fill, xpad);
+                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], xpad);
                 v.copy_from_slice(&xpad[..nv]);
                 for ky in 1..g.kh {
                     let rows = &xpad[ky * g.wp..ky * g.wp + nv];
@@ -384,7 +423,7 @@ pub(crate) mod rows {
                 for oy in 0..oh {
                     let (yr, or) = (&mut yp[oy * ow..(oy + 1) * ow], &o[oy * g.wp..][..ow]);
                     if max {
-                        yr.copy_from_slice(or);
+                        copy_row(yr, or);
                     } else {
                         let cr = &cnt[oy * ow..(oy + 1) * ow];
                         for ((yv, &ov), &c) in yr.iter_mut().zip(or).zip(cr) {
@@ -408,13 +447,14 @@ pub(crate) mod rows {
             let (v, rest) = rest.split_at_mut(g.wp);
             let (out1, cols) = rest.split_at_mut(g.ow1);
             column_counts(p, ow, cols);
+            xpad.fill(fill);
             for bc in 0..planes {
-                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], fill, xpad);
+                pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], xpad);
                 let yp = &mut y[bc * oh * ow..(bc + 1) * oh * ow];
                 for oy in 0..oh {
                     // vertical pass over the window's rows, then horizontal over its columns
                     let r = oy * sy;
-                    v.copy_from_slice(&xpad[r * g.wp..(r + 1) * g.wp]);
+                    copy_row(v, &xpad[r * g.wp..(r + 1) * g.wp]);
                     for ky in 1..g.kh {
                         let row = &xpad[(r + ky) * g.wp..(r + ky + 1) * g.wp];
                         if max {
@@ -423,7 +463,7 @@ pub(crate) mod rows {
                             v.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
                         }
                     }
-                    out1.copy_from_slice(&v[..g.ow1]);
+                    copy_row(out1, &v[..g.ow1]);
                     for kx in 1..g.kw {
                         let col = &v[kx..kx + g.ow1];
                         if max {
@@ -434,7 +474,7 @@ pub(crate) mod rows {
                     }
                     let yr = &mut yp[oy * ow..(oy + 1) * ow];
                     if sx == 1 {
-                        yr.copy_from_slice(&out1[..ow]);
+                        copy_row(yr, &out1[..ow]);
                     } else {
                         for (ox, o) in yr.iter_mut().enumerate() {
                             *o = out1[ox * sx];
@@ -496,13 +536,14 @@ pub(crate) mod rows {
             // no tap index is -1: the margins never match
             at.fill(-1.0);
             gf.fill(0.0);
+            xpad.fill(f32::NEG_INFINITY);
             for bc in 0..planes {
                 let xp = &x[bc * p.h * p.w..(bc + 1) * p.h * p.w];
-                pad(p, &g, xp, f32::NEG_INFINITY, xpad);
+                pad(p, &g, xp, xpad);
                 let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];
                 for oy in 0..oh {
                     let o = margin + oy * g.wp;
-                    gf[o..o + ow].copy_from_slice(&gp[oy * ow..(oy + 1) * ow]);
+                    copy_row(&mut gf[o..o + ow], &gp[oy * ow..(oy + 1) * ow]);
                 }
                 // SAFETY: AVX-512F was detected by the caller; the sizes are as documented.
                 unsafe { max_flat_avx512(&g, (no, margin), (ph, p.h), first, xpad, gf, at, dxpad) };
@@ -699,15 +740,12 @@ pub(crate) mod rows {
             let (m, rest) = rest.split_at_mut(g.ow1);
             let (at, cols) = rest.split_at_mut(g.ow1);
             column_counts(p, ow, cols);
+            if max {
+                xpad.fill(f32::NEG_INFINITY);
+            }
             for bc in 0..planes {
                 if max {
-                    pad(
-                        p,
-                        &g,
-                        &x[bc * p.h * p.w..(bc + 1) * p.h * p.w],
-                        f32::NEG_INFINITY,
-                        xpad,
-                    );
+                    pad(p, &g, &x[bc * p.h * p.w..(bc + 1) * p.h * p.w], xpad);
                 }
                 dxpad.fill(0.0);
                 let gp = &dy[bc * oh * ow..(bc + 1) * oh * ow];
@@ -716,7 +754,7 @@ pub(crate) mod rows {
                     // the output gradient on the stride-1 grid (zeros between strided outputs)
                     let gr = &gp[oy * ow..(oy + 1) * ow];
                     if sx == 1 {
-                        g1[..ow].copy_from_slice(gr);
+                        copy_row(&mut g1[..ow], gr);
                     } else {
                         g1.fill(0.0);
                         for (ox, &gv) in gr.iter().enumerate() {
