@@ -67,14 +67,25 @@ pub(crate) use avx512_dispatch;
 /// another is `L` dependent f64 additions, which for rows of a few hundred elements cost
 /// more than the row itself. The halving rounds are vector additions, and pairwise is at
 /// least as accurate as the running sum. `L` is a power of two.
+///
+/// Rounds above 16 lanes add in f32 (one 16-float vector per add; each such sum rounds once,
+/// as the lane accumulators did at every step), the last 16 lanes in f64: converting all `L`
+/// lanes to f64 first made the reduction cost as much as summing a 64-float row.
 #[inline(always)]
 pub(crate) fn lane_sum<const L: usize>(lanes: &[f32; L]) -> f64 {
     debug_assert!(L.is_power_of_two());
-    let mut d = [0.0f64; L];
-    for j in 0..L {
-        d[j] = lanes[j] as f64;
-    }
+    let mut f = *lanes;
     let mut w = L;
+    while w > 16 {
+        w /= 2;
+        for j in 0..w {
+            f[j] += f[j + w];
+        }
+    }
+    let mut d = [0.0f64; 16];
+    for j in 0..w {
+        d[j] = f[j] as f64;
+    }
     while w > 1 {
         w /= 2;
         for j in 0..w {
