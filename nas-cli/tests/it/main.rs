@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod moo;
 mod mpi;
+mod protocol;
 mod ray;
 mod rnn;
 mod search;
