@@ -358,7 +358,11 @@ impl EvaluatorDef for TrainDef {
         let per_trial = if ladder.len() > 1 {
             let rungs: Vec<String> = ladder.iter().map(u32::to_string).collect();
             let name = strategy.name();
-            let capital = name[..1].to_uppercase() + &name[1..];
+            // an acronym is written in capitals (BOHB), a name capitalised (Hyperband)
+            let capital = match name {
+                "bohb" => name.to_uppercase(),
+                _ => name[..1].to_uppercase() + &name[1..],
+            };
             format!("trained {} epoch(s) by {capital}'s rungs", rungs.join("/"))
         } else {
             format!("each trained {} epoch(s)", setup.epochs)
