@@ -55,7 +55,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 } else {
                     "--search-dataset"
                 };
-                let d = Dataset::parse(&val()?).map_err(|e| format!("{flag}: {e}"))?;
+                let d = Dataset::parse_option(flag, &val()?)?;
                 if let Some((other, prev)) = dataset_flags.iter().find(|(_, p)| *p != d) {
                     return Err(format!(
                         "{flag} {} and {other} {} disagree (--dataset is --search-dataset; give one)",

@@ -57,10 +57,21 @@ impl Dataset {
             "cifar10" => Ok(Dataset::Cifar10),
             "cifar100" => Ok(Dataset::Cifar100),
             "imagenet16120" | "imagenet" | "imagenet16" => Ok(Dataset::ImageNet16_120),
-            _ => Err(SearchError::Config(format!(
-                "unknown NAS-Bench-201 data set {s:?} (expected cifar10, cifar100 or imagenet16-120)"
-            ))),
+            _ => Err(SearchError::Config(Dataset::unknown(s))),
         }
+    }
+
+    /// Parses a data set named by the option `flag`: an unknown name is a usage error
+    /// ([`SearchError::Setting`]) naming the option.
+    pub fn parse_option(flag: &str, s: &str) -> Result<Dataset> {
+        Dataset::parse(s)
+            .map_err(|_| SearchError::Setting(format!("{flag}: {}", Dataset::unknown(s))))
+    }
+
+    fn unknown(s: &str) -> String {
+        format!(
+            "unknown NAS-Bench-201 data set {s:?} (expected cifar10, cifar100 or imagenet16-120)"
+        )
     }
 
     /// Short name (`cifar10`, `cifar100`, `imagenet16-120`).
@@ -384,8 +395,12 @@ pub fn parse_report(spec: &str) -> Result<Vec<Dataset>> {
     }
     let mut out = Vec::new();
     for name in spec.split(',') {
-        let d = Dataset::parse(name.trim())
-            .map_err(|e| SearchError::Setting(format!("--report {spec:?}: {e}, or all")))?;
+        let d = Dataset::parse(name.trim()).map_err(|_| {
+            SearchError::Setting(format!(
+                "--report {spec:?}: {}, or all",
+                Dataset::unknown(name.trim())
+            ))
+        })?;
         if !out.contains(&d) {
             out.push(d);
         }
@@ -418,12 +433,9 @@ pub fn apply_protocol(
         return Ok(());
     }
     if let Some(d) = search_dataset {
-        let d = Dataset::parse(d)
-            .map_err(|e| SearchError::Setting(format!("--search-dataset: {e}")))?;
-        setup.table_dataset = d.name().into();
+        setup.table_dataset = Dataset::parse_option("--search-dataset", d)?.name().into();
     } else {
-        Dataset::parse(&setup.table_dataset)
-            .map_err(|e| SearchError::Setting(format!("--table-dataset: {e}")))?;
+        Dataset::parse_option("--table-dataset", &setup.table_dataset)?;
     }
     if let Some(r) = &setup.table_report {
         parse_report(r)?;
@@ -477,8 +489,7 @@ impl EvaluatorDef for TableDef {
                 space.name()
             )));
         }
-        let ds = Dataset::parse(&setup.table_dataset)
-            .map_err(|e| SearchError::Setting(format!("--table-dataset: {e}")))?;
+        let ds = Dataset::parse_option("--table-dataset", &setup.table_dataset)?;
         let report = match &setup.table_report {
             Some(r) => parse_report(r)?,
             None => Vec::new(),

@@ -137,6 +137,7 @@ fn bad_protocol_settings_are_usage_errors_naming_the_option() {
     };
     let e = setting(table_search("random", Some("svhn"), None, 0).run());
     assert!(e.contains("--search-dataset") && e.contains("svhn"), "{e}");
+    assert!(!e.contains("invalid setting"), "one message, not two: {e}");
     let e = setting(table_search("random", None, Some("cifar10,mnist"), 0).run());
     assert!(e.contains("--report") && e.contains("mnist"), "{e}");
     let e = setting(
