@@ -21,8 +21,14 @@ pub struct BenchmarkConfig {
     pub runs: usize,
     /// Evaluations per run.
     pub budget: u64,
-    /// The data set searched and reported.
+    /// The data set searched (its 12-epoch validation accuracy is what strategies see) and
+    /// reported.
     pub dataset: Dataset,
+    /// Data sets whose 200-epoch test accuracy of each run's final choice is also reported
+    /// ([`StrategyReport::reported`]): the NAS-Bench-201 paper's protocol searches on CIFAR-10
+    /// and reports all three. Empty: the searched one only.
+    #[serde(default)]
+    pub report: Vec<Dataset>,
     /// The strategies compared.
     pub strategies: Vec<StrategyKind>,
     /// Threads running independent runs (each run evaluates on its own thread).
@@ -61,6 +67,7 @@ impl BenchmarkConfig {
             skip_equivalent: false,
             cost_budget: None,
             objectives: None,
+            report: Vec::new(),
         }
     }
 }
@@ -93,6 +100,23 @@ pub struct StrategyReport {
     /// Mean over runs of the (validation) hypervolume after `e + 1` evaluations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypervolume_anytime: Vec<f64>,
+    /// One entry per [`BenchmarkConfig::report`] data set: the 200-epoch test accuracy there of
+    /// each run's final choice (chosen on [`BenchmarkConfig::dataset`]'s validation accuracy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<ReportedAccuracy>,
+}
+
+/// The final choices' test accuracy on one reported data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportedAccuracy {
+    /// The data set.
+    pub dataset: Dataset,
+    /// 200-epoch test accuracy of each run's final choice, run order.
+    pub final_test: Vec<f64>,
+    /// Their mean.
+    pub mean: f64,
+    /// Their sample standard deviation.
+    pub std: f64,
 }
 
 /// Hypervolumes of one run: after each evaluation (validation), and at the end with test
@@ -169,10 +193,10 @@ pub fn run_nb201_benchmark(
             .map(|r| o.cost.of_cost(&r.cost[cfg.dataset.column()]))
             .fold(0.0, f64::max)
     });
-    let evaluator = Nb201Evaluator::new(table, cfg.dataset);
+    let evaluator = Nb201Evaluator::new(table.clone(), cfg.dataset);
     let n_jobs = cfg.runs * cfg.strategies.len();
     let next = AtomicUsize::new(0);
-    type RunResult = (f64, Vec<f64>, Option<(Vec<f64>, f64)>);
+    type RunResult = (f64, Vec<f64>, Option<(Vec<f64>, f64)>, Vec<f64>);
     let results: Mutex<Vec<Option<Result<RunResult>>>> =
         Mutex::new((0..n_jobs).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -201,6 +225,15 @@ pub fn run_nb201_benchmark(
                             .best()
                             .and_then(|t| t.metrics().and_then(|m| m.test_accuracy))
                             .unwrap_or(f64::NAN);
+                        // the final choice (by validation on cfg.dataset) on the reported sets
+                        let reported: Vec<f64> = cfg
+                            .report
+                            .iter()
+                            .map(|d| {
+                                out.best()
+                                    .map_or(f64::NAN, |t| table.get(&t.arch).test_200[d.column()])
+                            })
+                            .collect();
                         let mut curve: Vec<f64> = out
                             .history
                             .anytime_reported()
@@ -215,7 +248,7 @@ pub fn run_nb201_benchmark(
                             c.resize(cfg.budget as usize, last);
                             (c, test)
                         });
-                        Ok((best, curve, hv))
+                        Ok((best, curve, hv, reported))
                     })();
                     if let Ok(mut res) = results.lock() {
                         res[j] = Some(r);
@@ -233,13 +266,17 @@ pub fn run_nb201_benchmark(
         let mut finals = Vec::with_capacity(cfg.runs);
         let mut curves = Vec::with_capacity(cfg.runs);
         let (mut hv, mut hv_test, mut hv_curves) = (Vec::new(), Vec::new(), Vec::new());
+        let mut reported: Vec<Vec<f64>> = vec![Vec::with_capacity(cfg.runs); cfg.report.len()];
         for _ in 0..cfg.runs {
-            let (b, c, h) = it
+            let (b, c, h, rep) = it
                 .next()
                 .flatten()
                 .ok_or_else(|| SearchError::Config("a benchmark run did not finish".into()))??;
             finals.push(b);
             curves.push(c);
+            for (all, v) in reported.iter_mut().zip(rep) {
+                all.push(v);
+            }
             if let Some((curve, test)) = h {
                 hv.push(curve.last().copied().unwrap_or(0.0));
                 hv_test.push(test);
@@ -277,6 +314,17 @@ pub fn run_nb201_benchmark(
             hypervolume: hv,
             hypervolume_test: hv_test,
             hypervolume_anytime,
+            reported: cfg
+                .report
+                .iter()
+                .zip(reported)
+                .map(|(&dataset, final_test)| ReportedAccuracy {
+                    dataset,
+                    mean: mean(&final_test),
+                    std: std_dev(&final_test),
+                    final_test,
+                })
+                .collect(),
         });
     }
     Ok(BenchmarkReport {
@@ -406,6 +454,33 @@ impl BenchmarkReport {
         s
     }
 
+    /// With [`BenchmarkConfig::report`]: the NAS-Bench-201 paper's table (its Table 5's
+    /// layout): one row per strategy, one column per reported data set, test accuracy of the
+    /// final choices mean ± std; the search data set is named in the header.
+    pub fn report_markdown(&self) -> Option<String> {
+        let c = &self.config;
+        if c.report.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = c.report.iter().map(|d| d.name()).collect();
+        let mut s = format!(
+            "searched on {} (12-epoch validation), reported: 200-epoch test accuracy, mean ± std over {} runs\n| strategy | {} |\n|{}\n",
+            c.dataset.name(),
+            c.runs,
+            names.join(" | "),
+            " --- |".repeat(names.len() + 1)
+        );
+        for r in &self.strategies {
+            let cells: Vec<String> = r
+                .reported
+                .iter()
+                .map(|a| format!("{:.2} ± {:.2}", a.mean, a.std))
+                .collect();
+            let _ = writeln!(s, "| {} | {} |", r.name, cells.join(" | "));
+        }
+        Some(s)
+    }
+
     /// The anytime curves as CSV: `evaluations,<name>_mean,<name>_std,...`.
     pub fn anytime_csv(&self) -> String {
         let mut s = String::from("evaluations");
@@ -459,6 +534,9 @@ impl BenchmarkReport {
         let mut md = self.markdown();
         if let Some(hv) = self.hypervolume_markdown() {
             md = md + "\n" + &hv;
+        }
+        if let Some(rep) = self.report_markdown() {
+            md = md + "\n" + &rep;
         }
         w("summary.md", md)?;
         w(

@@ -104,6 +104,14 @@ pub trait Evaluator<A>: Send + Sync {
         let _ = arch;
         None
     }
+
+    /// Test accuracies (%) of `arch` on the data sets the user asked to have reported
+    /// (`--report`), by data-set name. Called once, for the final choice, after the search has
+    /// ended: never shown to a strategy. Default: none (only [`Metrics::test_accuracy`]).
+    fn reported_tests(&self, arch: &A) -> Vec<(String, f64)> {
+        let _ = arch;
+        Vec::new()
+    }
 }
 
 impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
@@ -115,6 +123,9 @@ impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
     }
     fn network_cost(&self, arch: &A) -> Option<crate::nets::NetworkCost> {
         (**self).network_cost(arch)
+    }
+    fn reported_tests(&self, arch: &A) -> Vec<(String, f64)> {
+        (**self).reported_tests(arch)
     }
 }
 
@@ -155,6 +166,10 @@ pub struct EvalSetup {
     pub table_dataset: String,
     /// The NAS-Bench-201 table's fidelity (12 or 200).
     pub table_epochs: u32,
+    /// The NAS-Bench-201 data sets whose 200-epoch test accuracy of the final choice is
+    /// reported (`--report`: a data set name, a comma-separated list, or `all`); `None`: only
+    /// the searched one, as [`Metrics::test_accuracy`].
+    pub table_report: Option<String>,
     /// The loaded data (the builder loads it for an evaluator that trains).
     pub loaded: Option<LoadedData>,
     /// Called after every training epoch.
@@ -343,7 +358,11 @@ impl EvaluatorDef for TrainDef {
         let per_trial = if ladder.len() > 1 {
             let rungs: Vec<String> = ladder.iter().map(u32::to_string).collect();
             let name = strategy.name();
-            let capital = name[..1].to_uppercase() + &name[1..];
+            // an acronym is written in capitals (BOHB), a name capitalised (Hyperband)
+            let capital = match name {
+                "bohb" => name.to_uppercase(),
+                _ => name[..1].to_uppercase() + &name[1..],
+            };
             format!("trained {} epoch(s) by {capital}'s rungs", rungs.join("/"))
         } else {
             format!("each trained {} epoch(s)", setup.epochs)

@@ -57,10 +57,21 @@ impl Dataset {
             "cifar10" => Ok(Dataset::Cifar10),
             "cifar100" => Ok(Dataset::Cifar100),
             "imagenet16120" | "imagenet" | "imagenet16" => Ok(Dataset::ImageNet16_120),
-            _ => Err(SearchError::Config(format!(
-                "unknown NAS-Bench-201 data set {s:?} (expected cifar10, cifar100 or imagenet16-120)"
-            ))),
+            _ => Err(SearchError::Config(Dataset::unknown(s))),
         }
+    }
+
+    /// Parses a data set named by the option `flag`: an unknown name is a usage error
+    /// ([`SearchError::Setting`]) naming the option.
+    pub fn parse_option(flag: &str, s: &str) -> Result<Dataset> {
+        Dataset::parse(s)
+            .map_err(|_| SearchError::Setting(format!("{flag}: {}", Dataset::unknown(s))))
+    }
+
+    fn unknown(s: &str) -> String {
+        format!(
+            "unknown NAS-Bench-201 data set {s:?} (expected cifar10, cifar100 or imagenet16-120)"
+        )
     }
 
     /// Short name (`cifar10`, `cifar100`, `imagenet16-120`).
@@ -302,12 +313,25 @@ impl Nb201Table {
 pub struct Nb201Evaluator {
     table: Arc<Nb201Table>,
     dataset: Dataset,
+    report: Vec<Dataset>,
 }
 
 impl Nb201Evaluator {
     /// An evaluator on `dataset`.
     pub fn new(table: Arc<Nb201Table>, dataset: Dataset) -> Self {
-        Nb201Evaluator { table, dataset }
+        Nb201Evaluator {
+            table,
+            dataset,
+            report: Vec::new(),
+        }
+    }
+
+    /// The same evaluator, also reporting the final choice's 200-epoch test accuracy on
+    /// `datasets` ([`Evaluator::reported_tests`]; the paper's protocol searches on CIFAR-10 and
+    /// reports all three). What a strategy sees does not change.
+    pub fn with_report(mut self, datasets: Vec<Dataset>) -> Self {
+        self.report = datasets;
+        self
     }
 
     /// The table.
@@ -353,6 +377,70 @@ impl Evaluator<Nb201Cell> for Nb201Evaluator {
     fn network_cost(&self, arch: &Nb201Cell) -> Option<NetworkCost> {
         Some(self.table.get(arch).cost[self.dataset.column()])
     }
+
+    fn reported_tests(&self, arch: &Nb201Cell) -> Vec<(String, f64)> {
+        let r = self.table.get(arch);
+        self.report
+            .iter()
+            .map(|d| (d.name().to_string(), r.test_200[d.column()]))
+            .collect()
+    }
+}
+
+/// Parses `--report`: `all`, or one or more comma-separated data set names (in the order
+/// given, without repeats).
+pub fn parse_report(spec: &str) -> Result<Vec<Dataset>> {
+    if spec.trim().eq_ignore_ascii_case("all") {
+        return Ok(Dataset::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in spec.split(',') {
+        let d = Dataset::parse(name.trim()).map_err(|_| {
+            SearchError::Setting(format!(
+                "--report {spec:?}: {}, or all",
+                Dataset::unknown(name.trim())
+            ))
+        })?;
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// The search protocol on the table, applied to `setup` for the evaluator named `evaluator`:
+/// `--search-dataset` (`search_dataset`) replaces the table's data set (the one whose
+/// validation accuracy the strategy sees), and `--report` is checked. Both are refused, naming
+/// them, with an evaluator other than the table's, and an unknown data set is a usage error
+/// naming the option.
+pub fn apply_protocol(
+    setup: &mut EvalSetup,
+    search_dataset: Option<&str>,
+    evaluator: &str,
+) -> Result<()> {
+    let table = TableDef.name();
+    if evaluator != table {
+        for (given, flag) in [
+            (search_dataset.is_some(), "--search-dataset"),
+            (setup.table_report.is_some(), "--report"),
+        ] {
+            if given {
+                return Err(SearchError::Setting(format!(
+                    "{flag} applies to --evaluator {table} (the NAS-Bench-201 table's data sets), not {evaluator}"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    if let Some(d) = search_dataset {
+        setup.table_dataset = Dataset::parse_option("--search-dataset", d)?.name().into();
+    } else {
+        Dataset::parse_option("--table-dataset", &setup.table_dataset)?;
+    }
+    if let Some(r) = &setup.table_report {
+        parse_report(r)?;
+    }
+    Ok(())
 }
 
 /// Channels of the first stage in NAS-Bench-201.
@@ -401,9 +489,13 @@ impl EvaluatorDef for TableDef {
                 space.name()
             )));
         }
-        let ds = Dataset::parse(&setup.table_dataset)?;
+        let ds = Dataset::parse_option("--table-dataset", &setup.table_dataset)?;
+        let report = match &setup.table_report {
+            Some(r) => parse_report(r)?,
+            None => Vec::new(),
+        };
         Ok(AnyEvaluator::new::<Nb201Cell>(Arc::new(
-            Nb201Evaluator::new(Nb201Table::embedded()?, ds),
+            Nb201Evaluator::new(Nb201Table::embedded()?, ds).with_report(report),
         )))
     }
     fn describe(
@@ -413,8 +505,15 @@ impl EvaluatorDef for TableDef {
         strategy: &StrategyKind,
         evaluations: u64,
     ) -> String {
+        let report = match setup.table_report.as_deref().map(parse_report) {
+            Some(Ok(r)) => {
+                let names: Vec<&str> = r.iter().map(|d| d.name()).collect();
+                format!(", reports test accuracy on {}", names.join(", "))
+            }
+            _ => String::new(),
+        };
         format!(
-            "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch accuracy), {evaluations} evaluations",
+            "searching NAS-Bench-201 cells with {} on the table ({}, sees {}-epoch validation accuracy{report}), {evaluations} evaluations",
             strategy.name(),
             Dataset::parse(&setup.table_dataset).map_or("?", |d| d.name()),
             setup.table_epochs,

@@ -127,6 +127,8 @@ impl SetupSpec {
             net: self.net,
             table_dataset: self.table_dataset.clone(),
             table_epochs: self.table_epochs,
+            // reported once for the final choice by the search itself, never by a trial
+            table_report: None,
             loaded: None,
             on_epoch: None,
         })

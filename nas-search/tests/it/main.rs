@@ -18,6 +18,7 @@ mod oneshot_search;
 mod oneshot_spos;
 mod pareto;
 mod prefilter;
+mod protocol;
 mod registry;
 mod resume;
 mod rnn_lm;
