@@ -5,6 +5,9 @@
 //! direct reference [`mod@reference`] in the tests):
 //! - 1x1, stride 1, no padding, groups 1: a GEMM per image (`[c_out, c_in] x [c_in, h*w]`);
 //! - depthwise (`groups == c_in == c_out`): direct kernels, forward and backward;
+//! - stride 1 with AVX-512: register-blocked direct kernels on a padded copy of each image;
+//! - other strides with AVX-512, kernels larger than 1x1: a direct forward on a phase-split
+//!   copy of each image (`strided.rs`), gradients as below;
 //! - everything else: im2col into a reused per-thread workspace, then GEMM per group.
 
 pub(crate) mod cpu_kernel;

@@ -52,6 +52,7 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
 }
 
 /// Geometry of the phase split of one image (see the module documentation).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Phases {
     /// Rows and columns of one phase plane.
@@ -63,6 +64,7 @@ struct Phases {
     len: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Phases {
     fn new(p: &Conv2dParams) -> Self {
         let (sh, sw) = p.stride;
@@ -97,6 +99,7 @@ impl Phases {
 
 /// Copies `c` planes of `h x w` into their zero-padded phases (`dst` holds at least
 /// `c * ph.cs` floats; everything in that range is written).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn split_phases(p: &Conv2dParams, ph: &Phases, c: usize, src: &[f32], dst: &mut [f32]) {
     let (sh, sw) = p.stride;
     let (pt, pl) = p.padding;
@@ -161,7 +164,7 @@ mod avx512 {
         // even input columns (2k) -> phase pl % 2 at k + pl / 2; odd (2k + 1) -> phase
         // (pl + 1) % 2 at k + (pl + 1) / 2
         let even_to = (pl % 2) * pq + pl / 2;
-        let odd_to = ((pl + 1) % 2) * pq + (pl + 1) / 2;
+        let odd_to = ((pl + 1) % 2) * pq + pl.div_ceil(2);
         let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         let n = row.len();
