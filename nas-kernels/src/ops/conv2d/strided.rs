@@ -287,8 +287,10 @@ mod avx512 {
         let xl = p.c_in * p.h * p.w;
         let ph = Phases::new(p);
         let taps = ph.taps(p);
-        // every read: tap offset (inside one group's phase copy) + flat position < len
-        debug_assert!(taps.iter().all(|&t| t + ph.len <= cig * ph.cs + SLACK));
+        // every read: tap offset (inside one group's phase copy) + flat position < len; the
+        // unsafe kernel relies on it, so it is checked in release builds too (one pass over
+        // `c_in * kh * kw` offsets per call)
+        assert!(taps.iter().all(|&t| t + ph.len <= cig * ph.cs + SLACK));
         with_scratch(p.groups * glen, |wt| {
             // wt[g][t][ocg] = w[g * cog + ocg][t]
             for g in 0..p.groups {
