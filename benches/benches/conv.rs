@@ -2,11 +2,35 @@
 //! at 1 and 2 threads, on the workloads of `nas_kernels::workloads`. Compare with
 //! `benches/reference/conv_ref.py` (PyTorch CPU); results are recorded in docs/PERF.md.
 //!
+//! The forward alone of the dense 3x3 convolutions NAS runs (the conv16 and conv32 shapes of
+//! issue 20, NB201's stride-2 reduction convolution), with flops as criterion's throughput
+//! "elements" (so it reports GFLOP/s), is in the same groups.
+//!
 //! `cargo bench -p benches --bench conv`
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use nas_kernels::threads;
-use nas_kernels::workloads::{BatchNormFwdBwd, Conv3x3FwdBwd, SepConvBlock};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use nas_kernels::workloads::{BatchNormFwdBwd, Conv3x3FwdBwd, SepConvBlock, data};
+use nas_kernels::{Backend, Conv2dParams, Cpu, threads};
+
+/// Forward-only cases: name and shape.
+fn forward_cases() -> [(&'static str, Conv2dParams); 3] {
+    [
+        (
+            "conv3x3_fwd_64x16x32x32",
+            Conv2dParams::new(64, 16, 32, 32, 16, 3).padding(1),
+        ),
+        (
+            "conv3x3_fwd_64x32x16x16",
+            Conv2dParams::new(64, 32, 16, 16, 32, 3).padding(1),
+        ),
+        (
+            "conv3x3_s2_fwd_64x16x32x32_to_32",
+            Conv2dParams::new(64, 16, 32, 32, 32, 3)
+                .padding(1)
+                .stride(2),
+        ),
+    ]
+}
 
 fn bench(c: &mut Criterion) {
     let mut conv = Conv3x3FwdBwd::new();
@@ -29,6 +53,17 @@ fn bench(c: &mut Criterion) {
         g.bench_function("batchnorm_fwd_bwd_64x16x32x32", |b| {
             b.iter(|| bn.step().unwrap())
         });
+        for (name, p) in forward_cases() {
+            let c = p.check().expect("valid parameters");
+            let (x, w) = (data(p.x_len(), 1), data(p.w_len(), 2));
+            let mut y = vec![0.0; p.y_len()];
+            g.throughput(Throughput::Elements(
+                2 * (p.y_len() * p.c_in * p.kh * p.kw) as u64,
+            ));
+            g.bench_function(name, |b| {
+                b.iter(|| Cpu.conv2d(&c, &x, &w, None, &mut y).unwrap())
+            });
+        }
         g.finish();
     }
     threads::set_num_threads(before);

@@ -8,6 +8,9 @@
 //!   on a zero-padded copy of the image (no im2col); the input gradient is the same kernel on
 //!   the padded output gradient with flipped, transposed weights; the weight gradient a
 //!   register-blocked correlation of input and output gradient.
+//! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
+//!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
+//!   its gradients are im2col's.
 //! - [`Path::Im2col`]: everything else: im2col into a pooled workspace, then
 //!   [`sgemm`](crate::gemm::sgemm) per group.
 //!
@@ -28,6 +31,8 @@ mod depthwise;
 mod im2col;
 #[path = "one_by_one.rs"]
 mod one_by_one;
+#[path = "strided.rs"]
+mod strided;
 
 #[cfg(not(target_arch = "x86_64"))]
 #[path = "direct_portable.rs"]
@@ -49,6 +54,9 @@ pub(crate) enum Path {
     Direct,
     /// Register-blocked AVX-512 depthwise kernels, stride 1.
     DepthwiseDirect,
+    /// AVX-512 direct forward on a phase-split copy, any stride (`strided.rs`); its
+    /// gradients are im2col's.
+    Strided,
 }
 
 fn is_1x1(p: &Conv2dParams) -> bool {
@@ -65,6 +73,7 @@ pub(crate) fn applicable(path: Path, p: &Conv2dParams) -> bool {
         Path::DepthwiseDirect => {
             p.is_depthwise() && direct::available() && matches!(p.stride, (1, 1) | (2, 2))
         }
+        Path::Strided => strided::available(),
     }
 }
 
@@ -80,6 +89,8 @@ pub(crate) fn choose(p: &Conv2dParams) -> Path {
         Path::OneByOne
     } else if applicable(Path::Direct, p) {
         Path::Direct
+    } else if applicable(Path::Strided, p) && strided::pays(p) {
+        Path::Strided
     } else {
         Path::Im2col
     }
@@ -166,6 +177,7 @@ pub(crate) fn forward_with(
         Path::Depthwise => depthwise::forward(p, x, w, y),
         Path::Direct => direct::forward(p, x, w, y),
         Path::DepthwiseDirect => direct::depthwise_forward(p, x, w, y, false),
+        Path::Strided => strided::forward(p, x, w, y),
     }
     if let Some(b) = bias {
         let ohw = p.out_h() * p.out_w();
@@ -187,7 +199,7 @@ pub(crate) fn backward_input_with(
     dx: &mut [f32],
 ) {
     match path {
-        Path::Im2col => im2col::backward_input(p, w, dy, dx),
+        Path::Im2col | Path::Strided => im2col::backward_input(p, w, dy, dx),
         Path::OneByOne => one_by_one::backward_input(p, w, dy, dx),
         Path::Depthwise => depthwise::backward_input(p, w, dy, dx),
         Path::Direct => {
@@ -223,7 +235,7 @@ pub(crate) fn backward_weight_with(
     dbias: Option<&mut [f32]>,
 ) {
     match path {
-        Path::Im2col => im2col::backward_weight(p, x, dy, dw),
+        Path::Im2col | Path::Strided => im2col::backward_weight(p, x, dy, dw),
         Path::OneByOne => one_by_one::backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
         Path::Direct => direct::backward_weight(p, x, dy, dw),

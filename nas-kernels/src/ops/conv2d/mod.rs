@@ -5,6 +5,9 @@
 //! direct reference [`mod@reference`] in the tests):
 //! - 1x1, stride 1, no padding, groups 1: a GEMM per image (`[c_out, c_in] x [c_in, h*w]`);
 //! - depthwise (`groups == c_in == c_out`): direct kernels, forward and backward;
+//! - stride 1 with AVX-512: register-blocked direct kernels on a padded copy of each image;
+//! - other strides with AVX-512, kernels larger than 1x1: a direct forward on a phase-split
+//!   copy of each image (`strided.rs`), gradients as below;
 //! - everything else: im2col into a reused per-thread workspace, then GEMM per group.
 
 pub(crate) mod cpu_kernel;
@@ -302,6 +305,7 @@ mod tests {
             Path::Depthwise,
             Path::Direct,
             Path::DepthwiseDirect,
+            Path::Strided,
         ] {
             if !applicable(path, p) {
                 continue;
@@ -495,9 +499,11 @@ mod tests {
             .padding(1)
             .groups(32);
         let pw = Conv2dParams::new(8, 32, 32, 40, 24, 1);
+        // stride 2: the phase-split direct forward (`Path::Strided`) where AVX-512 runs
+        let s2 = Conv2dParams::new(8, 16, 32, 40, 32, 3).padding(1).stride(2);
         let small = Conv2dParams::new(2, 4, 5, 7, 4, 3).padding(1);
         let before = crate::threads::num_threads();
-        for q in [p, dp, pw] {
+        for q in [p, dp, pw, s2] {
             crate::threads::set_num_threads(2);
             assert_eq!(super::cpu_kernel::threads_for(&q), 2, "{q:?}");
         }
@@ -517,7 +523,7 @@ mod tests {
                 .unwrap();
             (y, dx, dw)
         };
-        for p in [p, dp, pw] {
+        for p in [p, dp, pw, s2] {
             crate::threads::set_num_threads(1);
             let one = run(&p);
             crate::threads::set_num_threads(3);
