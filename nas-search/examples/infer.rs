@@ -21,6 +21,9 @@
 //! ```
 //! Defaults: 10 reps, 2 warm-up forwards, every network; `reps` is divided by 4 (at least 3)
 //! for `darts_v2_c36` at batch 64, whose forward takes seconds. Threads: `NAS_THREADS`.
+//! `NAS_INFER_CHUNK=k` runs each batch as forwards of `k` images whose logits are concatenated
+//! (the same logits: evaluation mode treats images independently), to measure how much a
+//! large batch loses to activations that no longer fit in cache.
 
 use std::time::Instant;
 
@@ -65,6 +68,20 @@ fn build(name: &str) -> Result<Box<dyn Module>, Box<dyn std::error::Error>> {
     })
 }
 
+/// The network's logits on `x`, computed `chunk` images at a time (all at once when `chunk` is
+/// at least the batch): smaller forwards keep their activations in cache.
+fn forward_chunked(net: &dyn Module, x: &Tensor, chunk: usize) -> nas_tensor::Result<Tensor> {
+    let n = x.shape()[0];
+    if chunk >= n {
+        return net.forward(x);
+    }
+    let parts = (0..n)
+        .step_by(chunk)
+        .map(|s| net.forward(&x.narrow(0, s, chunk.min(n - s))?))
+        .collect::<nas_tensor::Result<Vec<_>>>()?;
+    Tensor::concat(&parts, 0)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, what: &str, d: usize| -> Result<usize, String> {
@@ -80,6 +97,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         NETS.to_vec()
     };
     let threads = nas_tensor::threads::num_threads();
+    let chunk = match std::env::var("NAS_INFER_CHUNK") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| format!("NAS_INFER_CHUNK={v:?}: need a positive integer"))?,
+        Err(_) => usize::MAX,
+    };
     for name in nets {
         let net = build(name)?;
         net.set_training(false);
@@ -96,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut check = 0.0f32;
             for rep in 0..warmup + reps {
                 let t = Instant::now();
-                let y = no_grad(|| net.forward(&x))?;
+                let y = no_grad(|| forward_chunked(net.as_ref(), &x, chunk))?;
                 let dt = t.elapsed().as_secs_f64() * 1e3;
                 if rep >= warmup {
                     times.push(dt);
@@ -109,7 +134,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             times.sort_by(f64::total_cmp);
             println!(
-                "{name}/batch={batch}/threads={threads} median_ms {:.3} min_ms {:.3} reps {reps} params {params} logit0 {check:.4}",
+                "{name}/batch={batch}/threads={threads}{} median_ms {:.3} min_ms {:.3} reps {reps} params {params} logit0 {check:.4}",
+                if chunk < batch {
+                    format!("/chunk={chunk}")
+                } else {
+                    String::new()
+                },
                 times[times.len() / 2],
                 times[0]
             );

@@ -25,6 +25,7 @@ use nas_search::nets::NetworkFamily;
 use nas_search::nets::nb201::Nb201Family;
 use nas_search::train::{TrainRecipe, train_network};
 use nas_space::nb201::Nb201Cell;
+use nas_tensor::graph_nodes_recorded;
 
 const BEST: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
 
@@ -51,24 +52,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cells_per_stage: 1,
     };
     let mut net = family.build(&cell, train.shape(), train.num_classes(), 0)?;
+    // per step: its end, and graph nodes recorded and buffer-pool (hits, misses) so far
+    let mark = || {
+        let (hits, misses, _) = nas_tensor::buf::pool_stats();
+        (Instant::now(), graph_nodes_recorded(), hits, misses)
+    };
     let mut marks = Vec::with_capacity(warmup + reps + 1);
-    marks.push(Instant::now());
+    marks.push(mark());
     let stats = train_network(net.as_mut(), &train, &recipe, warmup + reps, 0, &mut |_| {
-        marks.push(Instant::now())
+        marks.push(mark())
     })?;
     let mut times: Vec<f64> = marks
         .windows(2)
         .skip(warmup)
-        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .map(|w| (w[1].0 - w[0].0).as_secs_f64() * 1e3)
         .collect();
+    let (first, last) = (&marks[warmup], &marks[marks.len() - 1]);
+    let per_step = |a: u64, b: u64| (b - a) as f64 / reps as f64;
     times.sort_by(f64::total_cmp);
     println!(
-        "main_step/batch={}/threads={} median_ms {:.3} min_ms {:.3} reps {reps} last_loss {:.4} cell {cell_text}",
+        "main_step/batch={}/threads={} median_ms {:.3} min_ms {:.3} reps {reps} last_loss {:.4} cell {cell_text}\n  per step: {:.0} graph nodes, buffer pool {:.1} reused and {:.1} fresh buffers",
         recipe.batch_size,
         nas_tensor::threads::num_threads(),
         times[times.len() / 2],
         times[0],
         stats.last().map_or(f64::NAN, |s| s.train_loss),
+        per_step(first.1, last.1),
+        per_step(first.2, last.2),
+        per_step(first.3, last.3),
     );
     Ok(())
 }
