@@ -13,7 +13,8 @@
 # average.
 set -u
 what=${1:-both}; rounds=${2:-1}
-case $what in infer|main_step|both) ;; *) echo "usage: $0 [infer|main_step|both] [ROUNDS]" >&2; exit 2;; esac
+case $what in infer|main_step|both) ;; *) echo "$0: unknown mode \"$what\" (infer, main_step or both); usage: $0 [infer|main_step|both] [ROUNDS]" >&2; exit 2;; esac
+case $rounds in ''|*[!0-9]*|0) echo "$0: ROUNDS must be a positive integer, got \"$rounds\"" >&2; exit 2;; esac
 B=${CARGO_TARGET_DIR:-target}/release/examples
 J=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}
 PY=${PYTHON:-/tmp/ref/bin/python}
