@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod faults;
+mod hp;
 mod moo;
 mod mpi;
 mod ray;
