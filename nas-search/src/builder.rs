@@ -849,7 +849,9 @@ impl SearchReport {
             text += &front.lines();
         }
         if let Some(flags) = &self.train_flags {
-            let best = dir.map_or("BEST".into(), |d| format!("@{}", d.join("best.txt").display()));
+            let best = dir.map_or("BEST".into(), |d| {
+                format!("@{}", d.join("best.txt").display())
+            });
             text += &format!(
                 "the best trial's hyperparameters: {flags}\n  train it with: nas train {best} {flags}\n"
             );

@@ -175,7 +175,9 @@ impl HpSpec {
                 };
                 return Err(bad(
                     part,
-                    format!("unknown hyperparameter {name:?}: known are lr, batch, width, depth{more}"),
+                    format!(
+                        "unknown hyperparameter {name:?}: known are lr, batch, width, depth{more}"
+                    ),
                 ));
             };
             if dims.iter().any(|d| d.name == hp) {
@@ -233,7 +235,10 @@ fn parse_domain(hp: HpName, part: &str, domain: &str) -> Result<Vec<f64>> {
                 Ok(v) if v > 0 => Ok(v as f64),
                 _ => Err(bad(
                     part,
-                    format!("{s:?} is not a positive integer ({} is a count)", hp.as_str()),
+                    format!(
+                        "{s:?} is not a positive integer ({} is a count)",
+                        hp.as_str()
+                    ),
                 )),
             }
         } else {
@@ -713,6 +718,7 @@ pub struct HpTrainEvaluator<A> {
     shape: NetShape,
     on_epoch: Option<EpochHook>,
     name: String,
+    spec: HpSpec,
 }
 
 impl<A> HpTrainEvaluator<A> {
@@ -763,11 +769,7 @@ impl<A> HpTrainEvaluator<A> {
             recipe,
         )
         .map_err(|e| SearchError::Config(e.to_string()))?;
-        let name = format!(
-            "{}/hp[{}]",
-            Evaluator::<A>::name(&base),
-            spec.text()
-        );
+        let name = format!("{}/hp[{}]", Evaluator::<A>::name(&base), spec.text());
         Ok(HpTrainEvaluator {
             families,
             splits,
@@ -775,7 +777,13 @@ impl<A> HpTrainEvaluator<A> {
             shape,
             on_epoch,
             name,
+            spec: spec.clone(),
         })
+    }
+
+    /// The hyperparameters it trains candidates with.
+    pub fn spec(&self) -> &HpSpec {
+        &self.spec
     }
 
     /// The network size a candidate with `hp` trains at.
@@ -894,11 +902,7 @@ pub fn evaluator_for<D: SpaceDef>(
 /// A joint search of the space `D` and `setup.hp` ([`crate::spaces::Space::search`] with
 /// `run.hp` set): [`run_recorded`] over [`HpSpace`] with [`HpTrainEvaluator`]; then `best.txt`
 /// holds the architecture alone and the report the best values as `nas train` flags.
-pub fn search<D: SpaceDef>(
-    def: &D,
-    run: SearchRun<'_>,
-    setup: &EvalSetup,
-) -> Result<SearchReport> {
+pub fn search<D: SpaceDef>(def: &D, run: SearchRun<'_>, setup: &EvalSetup) -> Result<SearchReport> {
     if run.prefilter.is_some() {
         return Err(SearchError::Setting(
             "--prefilter with --hp: the proxies score architectures at the default width and \
@@ -906,7 +910,10 @@ pub fn search<D: SpaceDef>(
                 .into(),
         ));
     }
-    let spec = setup.hp.clone().expect("run.hp is set with setup.hp");
+    let spec = setup
+        .hp
+        .clone()
+        .ok_or_else(|| SearchError::Config("a joint search without --hp".into()))?;
     let evaluator = Arc::new(evaluator_for(def, setup)?);
     let space = HpSpace {
         inner: def.space(),
@@ -962,18 +969,18 @@ pub fn eval_trial<D: SpaceDef>(
     }
     let space = HpSpace {
         inner: def.space(),
-        spec: setup.hp.clone().expect("checked by evaluator_for"),
+        spec: evaluator.spec.clone(),
     };
     let arch: HpArch<<D::Space as SearchSpace>::Arch> = serde_json::from_value(spec.arch.clone())
         .map_err(|e| {
-            SearchError::Setting(format!(
-                "the trial's architecture is not a {} architecture with hyperparameters: {e}",
-                D::NAME
-            ))
-        })?;
-    space.validate(&arch).map_err(|e| {
-        SearchError::Setting(format!("the trial's architecture: {e}"))
+        SearchError::Setting(format!(
+            "the trial's architecture is not a {} architecture with hyperparameters: {e}",
+            D::NAME
+        ))
     })?;
+    space
+        .validate(&arch)
+        .map_err(|e| SearchError::Setting(format!("the trial's architecture: {e}")))?;
     Ok(evaluate_trial(
         &evaluator,
         &arch,
@@ -983,7 +990,7 @@ pub fn eval_trial<D: SpaceDef>(
     ))
 }
 
-/// Names of the flags `--hp` cannot be combined with for the hyperparameters it searches.
+/// Refuses a flag that fixes a value `spec` searches (`--lr` with `lr=...`), naming both.
 pub fn conflicts(spec: &HpSpec, setup: &EvalSetup) -> Result<()> {
     let set = [
         (HpName::Lr, setup.lr.is_some()),
@@ -1009,7 +1016,10 @@ pub fn conflicts(spec: &HpSpec, setup: &EvalSetup) -> Result<()> {
 /// The largest network of the grid (for the memory check): `shape` with the largest width and
 /// depth `spec` searches.
 pub fn largest_shape(spec: Option<&HpSpec>, shape: NetShape) -> NetShape {
-    let max = |n, d: usize| spec.and_then(|s| s.max(n)).map_or(d, |v| v.round() as usize);
+    let max = |n, d: usize| {
+        spec.and_then(|s| s.max(n))
+            .map_or(d, |v| v.round() as usize)
+    };
     NetShape {
         channels: max(HpName::Width, shape.channels),
         cells: max(HpName::Depth, shape.cells),

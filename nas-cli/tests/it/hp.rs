@@ -14,7 +14,13 @@ fn bad_hp_specs_exit_2_naming_hp() {
         let err = fails(&o, 2);
         assert!(err.contains("--hp") && err.contains(want), "{spec}: {err}");
     }
-    let o = nas(&["search", "--hp", "lr=0.05|0.1", "--evaluator", "nb201-table"]);
+    let o = nas(&[
+        "search",
+        "--hp",
+        "lr=0.05|0.1",
+        "--evaluator",
+        "nb201-table",
+    ]);
     let err = fails(&o, 2);
     assert!(err.contains("--hp") && err.contains("nb201-table"), "{err}");
 }
@@ -30,14 +36,23 @@ fn the_best_values_train_with_nas_train() {
     args.extend(common);
     let v = ok_json(&nas(&args));
     let flags = v["train_flags"].as_str().unwrap().to_string();
-    assert!(flags.starts_with("--lr 0.") && flags.contains(" --batch-size "), "{flags}");
+    assert!(
+        flags.starts_with("--lr 0.") && flags.contains(" --batch-size "),
+        "{flags}"
+    );
     // the values are recorded next to each architecture, and resumed with the search
     for t in v["trials"].as_array().unwrap() {
         let arch = t["arch"].as_str().unwrap();
-        assert!(arch.contains(" [lr=0.") && arch.contains(",batch="), "{arch}");
+        assert!(
+            arch.contains(" [lr=0.") && arch.contains(",batch="),
+            "{arch}"
+        );
     }
     let settings = std::fs::read_to_string(dir.join("settings.json")).unwrap();
-    assert!(settings.contains(&format!("\"hp\": \"{hp}\"")), "{settings}");
+    assert!(
+        settings.contains(&format!("\"hp\": \"{hp}\"")),
+        "{settings}"
+    );
     let best = format!("@{}", dir.join("best.txt").display());
     let mut args = vec!["--json", "train", &best, "--cells", "1"];
     args.extend(common);

@@ -57,7 +57,10 @@ fn bad_specs_are_refused_naming_hp_and_the_part() {
     for (spec, want) in [
         ("foo=1..2", "unknown hyperparameter \"foo\""),
         ("epochs=1..3", "epochs is the fidelity"),
-        ("lr=0.2..0.01", "lower bound 0.2 is not below the upper bound 0.01"),
+        (
+            "lr=0.2..0.01",
+            "lower bound 0.2 is not below the upper bound 0.01",
+        ),
         ("lr=0.1..0.1", "not below"),
         ("lr=-0.1..0.2", "-0.1 is not a learning rate"),
         ("lr=0|0.1", "0 is not a learning rate"),
@@ -151,12 +154,20 @@ fn the_product_space_has_every_value_and_refuses_others() {
     assert_eq!(seen.len(), 24, "sampling reaches every combination");
     let mut bad = a.clone();
     bad.hp.batch = Some(48);
-    assert!(s.validate(&bad).unwrap_err().to_string().contains("batch=48"));
+    assert!(
+        s.validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("batch=48")
+    );
     let mut bad = a.clone();
     bad.hp.width = Some(8);
     assert!(s.validate(&bad).is_err(), "width is not searched");
     assert!(s.decode_decisions(&[0, 0, 0, 0, 0, 0, 8, 0]).is_err());
-    assert!(s.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").is_err());
+    assert!(
+        s.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+            .is_err()
+    );
 }
 
 fn evaluator(spec: &str, examples: usize) -> HpTrainEvaluator<Nb201Cell> {
@@ -236,15 +247,32 @@ fn a_trial_trains_with_its_own_values() {
     // the network of its width and depth
     let cost = ev.network_cost(&HpArch { arch: cell, hp }).unwrap();
     assert_eq!(m.params, Some(cost.params));
-    let wide = HpValues { width: Some(4), ..hp };
-    assert!(ev.network_cost(&HpArch { arch: cell, hp: wide }).unwrap().params > cost.params);
+    let wide = HpValues {
+        width: Some(4),
+        ..hp
+    };
+    assert!(
+        ev.network_cost(&HpArch {
+            arch: cell,
+            hp: wide
+        })
+        .unwrap()
+        .params
+            > cost.params
+    );
     // another batch size trains differently (same seed, same everything else)
-    let (other, _) = run(HpValues { batch: Some(16), ..hp });
+    let (other, _) = run(HpValues {
+        batch: Some(16),
+        ..hp
+    });
     assert_ne!(other.loss, m.loss);
     // values off the grid are refused, not trained at a default
     let off = HpArch {
         arch: cell,
-        hp: HpValues { width: Some(8), ..hp },
+        hp: HpValues {
+            width: Some(8),
+            ..hp
+        },
     };
     assert!(ev.network_cost(&off).is_none());
 }
@@ -273,7 +301,9 @@ fn every_multi_trial_strategy_searches_hyperparameters() {
     assert!(all.len() >= 11, "{all:?}");
     for kind in all {
         let name = kind.name();
-        let r = tiny(kind, 6).run().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r = tiny(kind, 6)
+            .run()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.trials.len(), 6, "{name}");
         let mut seen = HashSet::new();
         for t in &r.trials {
@@ -287,7 +317,10 @@ fn every_multi_trial_strategy_searches_hyperparameters() {
         assert!(seen.len() >= 2, "{name}: one combination in all: {seen:?}");
         let flags = r.train_flags.clone().unwrap();
         assert_eq!(flags, hp_of(&r.best.arch).train_flags(), "{name}");
-        assert!(flags.contains("--lr ") && flags.contains("--batch-size "), "{flags}");
+        assert!(
+            flags.contains("--lr ") && flags.contains("--batch-size "),
+            "{flags}"
+        );
     }
 }
 
@@ -316,7 +349,10 @@ fn resume_keeps_the_hyperparameters() {
     assert_eq!(archs(&resumed), archs(&whole), "as if never interrupted");
     // best.txt is the architecture alone (nas train reads it), summary.json has the flags
     let best = std::fs::read_to_string(out.join("best.txt")).unwrap();
-    assert!(best.parse::<Nb201Cell>().is_ok() || best.trim().parse::<Nb201Cell>().is_ok(), "{best}");
+    assert!(
+        best.parse::<Nb201Cell>().is_ok() || best.trim().parse::<Nb201Cell>().is_ok(),
+        "{best}"
+    );
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
     assert!(summary.contains("\"train_flags\": \"--lr "), "{summary}");
     // another --hp cannot continue it
@@ -338,7 +374,10 @@ fn hp_is_refused_where_it_cannot_apply() {
         .run()
         .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("--hp") && text.contains("nb201-table"), "{text}");
+    assert!(
+        text.contains("--hp") && text.contains("nb201-table"),
+        "{text}"
+    );
     assert!(matches!(e, nas_search::SearchError::Setting(_)));
     let e = Search::new()
         .hp(Some("lr=0.1|0.2"))
@@ -363,7 +402,10 @@ fn a_trial_spec_carries_the_hyperparameters() {
     let mut setup = search.setup().clone();
     setup.hp = Some(HpSpec::parse("lr=log:0.01..0.2,batch=16|32,width=2|3").unwrap());
     let spec_setup = SetupSpec::of(&setup);
-    assert_eq!(spec_setup.hp.as_deref(), Some("lr=log:0.01..0.2,batch=16|32,width=2|3"));
+    assert_eq!(
+        spec_setup.hp.as_deref(),
+        Some("lr=log:0.01..0.2,batch=16|32,width=2|3")
+    );
     let json = serde_json::to_string(&spec_setup).unwrap();
     let back: SetupSpec = serde_json::from_str(&json).unwrap();
     assert_eq!(back.to_setup().unwrap().hp, setup.hp);
@@ -385,8 +427,9 @@ fn a_trial_spec_carries_the_hyperparameters() {
         seed: trial_seed(3, 4),
     };
     let registry = Registry::builtin();
-    let out = nas_search::executor::run_trial(&registry, &spec(serde_json::to_value(&arch).unwrap()))
-        .unwrap();
+    let out =
+        nas_search::executor::run_trial(&registry, &spec(serde_json::to_value(&arch).unwrap()))
+            .unwrap();
     let TrialOutcome::Finished(f) = out else {
         panic!("{out:?}")
     };
