@@ -177,6 +177,7 @@ pub struct Search {
     comm: Option<Arc<dyn crate::dist::Communicator>>,
     sync_bn: bool,
     search_dataset: Option<String>,
+    hp: Option<String>,
 }
 
 impl Default for Search {
@@ -287,6 +288,10 @@ pub struct SearchReport {
     /// The output directory (not written to `summary.json`).
     #[serde(skip)]
     pub output_dir: Option<PathBuf>,
+    /// With `--hp`: the best trial's hyperparameters as `nas train` flags
+    /// (`--lr 0.05 --batch-size 64`; [`crate::hp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_flags: Option<String>,
 }
 
 impl SearchReport {
@@ -349,6 +354,7 @@ impl SearchReport {
             front: None,
             rejected: 0,
             output_dir: None,
+            train_flags: None,
         })
     }
 
@@ -862,6 +868,14 @@ impl SearchReport {
         if let Some(front) = &self.front {
             text += &front.lines();
         }
+        if let Some(flags) = &self.train_flags {
+            let best = dir.map_or("BEST".into(), |d| {
+                format!("@{}", d.join("best.txt").display())
+            });
+            text += &format!(
+                "the best trial's hyperparameters: {flags}\n  train it with: nas train {best} {flags}\n"
+            );
+        }
         if let Some(dir) = dir {
             text += &format!(
                 "outputs: {}/{{summary.json, best.txt, events.jsonl, progress.svg, progress_time.svg, params_accuracy.svg, {}checkpoint.json, checkpoint.journal}}\n",
@@ -925,6 +939,7 @@ impl Search {
                 table_report: None,
                 loaded: None,
                 on_epoch: None,
+                hp: None,
             },
             budget: Budget::evaluations(DEFAULT_EVALUATIONS),
             workers: 1,
@@ -941,6 +956,7 @@ impl Search {
             comm: None,
             sync_bn: false,
             search_dataset: None,
+            hp: None,
         }
     }
 
@@ -983,6 +999,12 @@ impl Search {
         self
     }
 
+    /// `--hp NAME=DOMAIN,...` (`lr=log:0.01..0.2,batch=32|64|128`): hyperparameters of the
+    /// train evaluator searched jointly with the architecture ([`crate::hp`]).
+    pub fn hp(mut self, spec: Option<&str>) -> Self {
+        self.hp = spec.map(String::from);
+        self
+    }
     /// `--max-params N` (`1e6`, `1.5M`): candidates with more parameters are never
     /// evaluated ([`crate::pareto::Constrained`]).
     pub fn max_params(mut self, limit: Option<&str>) -> Self {
@@ -1217,6 +1239,11 @@ impl Search {
                     "--objectives, --max-params and --max-flops apply to multi-trial strategies, not the one-shot {name}"
                 )));
             }
+            if self.hp.is_some() {
+                return Err(SearchError::Setting(format!(
+                    "--hp searches hyperparameters with multi-trial strategies, not the one-shot {name} (its supernet trains with one recipe)"
+                )));
+            }
             return self.run_oneshot(space, method).map(Finished::OneShot);
         }
         if let Some(c) = &self.comm
@@ -1275,6 +1302,25 @@ impl Search {
                 strategy.fidelities(fidelity)
             )));
         }
+        if let Some(text) = &self.hp {
+            let spec = crate::hp::HpSpec::parse(text)?;
+            if def.name() != "train" {
+                return Err(SearchError::Setting(format!(
+                    "--hp with --evaluator {}: the evaluator's results were measured with fixed \
+                     hyperparameters; --hp needs --evaluator train",
+                    def.name()
+                )));
+            }
+            if prefilter.is_some() {
+                return Err(SearchError::Setting(
+                    "--prefilter with --hp: the proxies score architectures at the default width \
+                     and recipe, not candidates with their own hyperparameters; use one or the other"
+                        .into(),
+                ));
+            }
+            crate::hp::conflicts(&spec, &setup)?;
+            setup.hp = Some(spec);
+        }
         let mut epochs = None;
         if def.trains() {
             let data = setup.load(space)?;
@@ -1282,6 +1328,7 @@ impl Search {
                 && let LoadedData::Images(splits) = &data
                 && let Some(size) = setup
                     .shape_for(space, Purpose::Search)
+                    .map(|s| crate::hp::largest_shape(setup.hp.as_ref(), s))
                     .and_then(|s| space.memory(s))
             {
                 let recipe = setup.recipe_for(space);
@@ -1289,7 +1336,7 @@ impl Search {
                     size,
                     &splits.train,
                     recipe.train_examples,
-                    recipe.batch_size,
+                    crate::hp::largest_batch(setup.hp.as_ref(), recipe.batch_size),
                     self.workers,
                     self.max_memory,
                     "training these candidates",
@@ -1317,6 +1364,13 @@ impl Search {
         let out = OutDir::open(&self.output, self.resume, "checkpoint.json")?;
         let dir = out.path();
         let mut header = def.describe(space, &setup, &strategy, evaluations);
+        if let Some(spec) = &setup.hp {
+            header += &format!(
+                "; with hyperparameters {} ({} combinations)",
+                spec.text(),
+                spec.combinations()
+            );
+        }
         if let Some(d) = dir {
             header += &format!("; outputs in {}", d.display());
         }
@@ -1357,6 +1411,7 @@ impl Search {
                     o.trial(r);
                 }
             },
+            hp: setup.hp.is_some().then_some(&setup),
         });
         if started.get() {
             out.keep();

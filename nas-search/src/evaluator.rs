@@ -174,6 +174,8 @@ pub struct EvalSetup {
     pub loaded: Option<LoadedData>,
     /// Called after every training epoch.
     pub on_epoch: Option<EpochHook>,
+    /// Hyperparameters searched with the architecture (`--hp`; [`crate::hp`]).
+    pub hp: Option<crate::hp::HpSpec>,
 }
 
 impl EvalSetup {

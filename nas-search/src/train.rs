@@ -120,7 +120,7 @@ impl Default for TrainRecipe {
 }
 
 impl TrainRecipe {
-    fn validate(&self) -> Result<(), TrainError> {
+    pub(crate) fn validate(&self) -> Result<(), TrainError> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(TrainError::Config(format!(
                 "learning rate must be positive, got {}",

@@ -43,6 +43,9 @@ Examples:
       --limit-train counts sequences of 64 characters); the search sees 100 * 2^-bpc
   nas search --strategy 'evolution:population_size=20:sample_size=5' --evaluator nb201-table -n 200
   nas search --strategy hyperband --epochs 4      (successive halving from 1 to 4 epochs)
+  nas search --hp 'lr=log:0.01..0.2,batch=32|64|128' -n 12 --epochs 1 --limit-train 1000
+      hyperparameters searched jointly with the cell (any multi-trial strategy); each trial's
+      values are recorded next to its architecture, the best ones printed as nas train flags
   nas search --evaluator nb201-table --strategy nsga2 --objectives acc,params --max-params 1e6 -n 100
       multi-objective: NSGA-II (or pareto: Archai-style Pareto evolution) for validation
       accuracy against parameters, never evaluating a cell over 1e6 parameters; prints the
@@ -128,6 +131,13 @@ pub struct SearchArgs {
     /// Training mini-batch size [default: the space's recipe].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Hyperparameters searched with the architecture (train evaluator, multi-trial
+    /// strategies): NAME=DOMAIN,... with names lr, batch, width (as --channels), depth (as
+    /// --cells); domains log:A..B (8 log-spaced values), A..B (8 evenly spaced values; an
+    /// integer range of at most 8: all of them) or a|b|c, e.g. lr=log:0.01..0.2,batch=32|64|128.
+    /// Records show each trial's values; the best ones are printed as nas train flags.
+    #[arg(long)]
+    pub hp: Option<String>,
     /// PROXY:SAMPLES[:KEEP]: score SAMPLES random architectures with a zero-cost proxy
     /// (synflow on nb201; params, flops) and make the best KEEP (default 10) the strategy's
     /// first proposals, e.g. synflow:1000.
@@ -236,6 +246,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("ray_gpus", a.ray_gpus.map(|v| v.to_string())),
         ("ray_python", a.ray_python.clone()),
         ("prefilter", a.prefilter.clone()),
+        ("hp", a.hp.clone()),
         ("objectives", a.objectives.clone()),
         ("max_params", a.max_params.clone()),
         ("max_flops", a.max_flops.clone()),
@@ -444,6 +455,7 @@ fn run_rank(
         .lr(a.lr)
         .batch_size(a.batch_size)
         .prefilter(a.prefilter.as_deref())
+        .hp(a.hp.as_deref())
         .objectives(a.objectives.as_deref())
         .max_params(a.max_params.as_deref())
         .max_flops(a.max_flops.as_deref())

@@ -5,6 +5,7 @@ mod bohb_train;
 mod cli;
 mod common;
 mod faults;
+mod hp;
 mod moo;
 mod mpi;
 mod protocol;

@@ -82,6 +82,9 @@ pub struct SetupSpec {
     pub table_dataset: String,
     /// [`EvalSetup::table_epochs`].
     pub table_epochs: u32,
+    /// [`EvalSetup::hp`], as its text (absent: no hyperparameters searched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hp: Option<String>,
 }
 
 impl SetupSpec {
@@ -100,6 +103,7 @@ impl SetupSpec {
             net: setup.net,
             table_dataset: setup.table_dataset.clone(),
             table_epochs: setup.table_epochs,
+            hp: setup.hp.as_ref().map(crate::hp::HpSpec::text),
         }
     }
 
@@ -131,6 +135,11 @@ impl SetupSpec {
             table_report: None,
             loaded: None,
             on_epoch: None,
+            hp: self
+                .hp
+                .as_deref()
+                .map(crate::hp::HpSpec::parse)
+                .transpose()?,
         })
     }
 }
@@ -251,6 +260,15 @@ pub fn run_trial(registry: &Registry, spec: &TrialSpec) -> Result<TrialOutcome> 
     let setup = spec.template.setup.to_setup()?;
     setup.check()?;
     def.fidelity(&setup)?;
+    if setup.hp.is_some() {
+        if def.name() != "train" {
+            return Err(SearchError::Setting(format!(
+                "the trial spec searches hyperparameters (hp), which the {} evaluator has not",
+                def.name()
+            )));
+        }
+        return space.eval_hp_trial(&setup, spec);
+    }
     let arch = space.parse(&spec.arch.to_string())?;
     let evaluator = def.build(space, &setup)?;
     space.eval_trial(

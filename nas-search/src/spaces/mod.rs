@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use crate::builder::{SearchReport, TrialRecord, run_recorded};
 use crate::data::{DataKind, LoadedData};
 use crate::error::{Result, SearchError, quote};
-use crate::evaluator::{EvaluatorDef, TrainDef};
+use crate::evaluator::{EvalSetup, EvaluatorDef, TrainDef};
 use crate::executor::TrialOutcome;
 use crate::memory::NetSize;
 use crate::nets::rnn::CellKind;
@@ -273,6 +273,10 @@ pub struct SearchRun<'a> {
     pub on_start: &'a mut dyn FnMut(u64),
     /// Called after every finished trial.
     pub on_trial: &'a mut dyn FnMut(&TrialRecord),
+    /// With `--hp`: the evaluation settings (whose [`EvalSetup::hp`] is set) each candidate's
+    /// training is made from; the search is then over [`crate::hp::HpSpace`] and `evaluator`
+    /// is not used.
+    pub hp: Option<&'a EvalSetup>,
 }
 
 /// A registered space, type-erased: what the builder, the evaluators and the CLI use. Every
@@ -355,6 +359,12 @@ pub trait Space: Send + Sync {
     ) -> Result<AnyEvaluator>;
     /// Runs a multi-trial search (see [`run_recorded`]).
     fn search(&self, run: SearchRun<'_>) -> Result<SearchReport>;
+    /// One trial of a search with `--hp` from its spec ([`crate::hp::eval_trial`]).
+    fn eval_hp_trial(
+        &self,
+        setup: &EvalSetup,
+        spec: &crate::executor::TrialSpec,
+    ) -> Result<TrialOutcome>;
     /// Evaluates one trial of a search the way its loop does ([`crate::executor::run_trial`]),
     /// after checking that `evaluator` is the one named `evaluator_id`.
     fn eval_trial(
@@ -541,6 +551,9 @@ impl<D: SpaceDef> Space for D {
         ))
     }
     fn search(&self, run: SearchRun<'_>) -> Result<SearchReport> {
+        if let Some(setup) = run.hp {
+            return crate::hp::search(self, run, setup);
+        }
         let evaluator = run
             .evaluator
             .get::<<D::Space as SearchSpace>::Arch>()
@@ -571,6 +584,13 @@ impl<D: SpaceDef> Space for D {
             run.on_start,
             run.on_trial,
         )
+    }
+    fn eval_hp_trial(
+        &self,
+        setup: &EvalSetup,
+        spec: &crate::executor::TrialSpec,
+    ) -> Result<TrialOutcome> {
+        crate::hp::eval_trial(self, setup, spec)
     }
     fn eval_trial(
         &self,

@@ -5,6 +5,7 @@ mod backends;
 mod bananas;
 mod bohb;
 mod executor;
+mod hp;
 mod inference;
 mod nb201_strategies;
 mod nb201_tpe;
