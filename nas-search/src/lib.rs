@@ -39,6 +39,7 @@ pub mod error;
 pub mod evaluator;
 pub mod executor;
 pub mod history;
+pub mod latency;
 pub mod memory;
 pub mod nets;
 pub mod oneshot;
