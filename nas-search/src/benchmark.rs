@@ -186,11 +186,20 @@ pub fn run_nb201_benchmark(
     }
     let t0 = std::time::Instant::now();
     let optimum = table.optimum(cfg.dataset).test_200[cfg.dataset.column()];
+    if let Some(o) = cfg.objectives
+        && o.cost == crate::pareto::CostKind::Latency
+    {
+        return Err(SearchError::Config(
+            "the table benchmark has no latency objective (it would measure every network); \
+             use acc,params or acc,flops"
+                .into(),
+        ));
+    }
     let ref_cost = cfg.objectives.map(|o| {
         table
             .rows()
             .iter()
-            .map(|r| o.cost.of_cost(&r.cost[cfg.dataset.column()]))
+            .filter_map(|r| o.cost.of_cost(&r.cost[cfg.dataset.column()]))
             .fold(0.0, f64::max)
     });
     let evaluator = Nb201Evaluator::new(table.clone(), cfg.dataset);

@@ -174,6 +174,7 @@ pub struct Search {
     objectives: Option<String>,
     max_params: Option<String>,
     max_flops: Option<String>,
+    max_latency_ms: Option<String>,
     comm: Option<Arc<dyn crate::dist::Communicator>>,
     sync_bn: bool,
     search_dataset: Option<String>,
@@ -239,6 +240,9 @@ pub struct TrialRecord {
     pub params: Option<u64>,
     /// FLOPs.
     pub flops: Option<u64>,
+    /// Measured CPU latency (ms), when latency is an objective or a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
     /// Why it failed, if it did.
     pub failure: Option<String>,
     /// Evaluation wall time (s).
@@ -383,6 +387,7 @@ pub fn record<A: Display + PartialEq>(t: &Trial<A>) -> TrialRecord {
         loss: m.and_then(|m| m.loss),
         params: m.and_then(|m| m.params),
         flops: m.and_then(|m| m.flops),
+        latency_ms: m.and_then(|m| m.latency_ms),
         failure: match &t.outcome {
             Outcome::Failed { reason } => Some(reason.clone()),
             Outcome::Ok(_) => None,
@@ -678,6 +683,7 @@ where
         let limit = match objectives.cost {
             crate::pareto::CostKind::Params => moo.limits.max_params,
             crate::pareto::CostKind::Flops => moo.limits.max_flops,
+            crate::pareto::CostKind::Latency => moo.limits.max_latency_ms,
         };
         report.front = Some(crate::pareto::ParetoFront::of_trials(
             &outcome.history.trials,
@@ -953,6 +959,7 @@ impl Search {
             objectives: None,
             max_params: None,
             max_flops: None,
+            max_latency_ms: None,
             comm: None,
             sync_bn: false,
             search_dataset: None,
@@ -1018,7 +1025,14 @@ impl Search {
         self
     }
 
-    /// The parsed `--objectives`, `--max-params` and `--max-flops`.
+    /// `--max-latency-ms X`: candidates whose measured CPU latency ([`crate::latency`]) is
+    /// more than `X` milliseconds are never evaluated.
+    pub fn max_latency_ms(mut self, limit: Option<&str>) -> Self {
+        self.max_latency_ms = limit.map(str::to_string);
+        self
+    }
+
+    /// The parsed `--objectives`, `--max-params`, `--max-flops` and `--max-latency-ms`.
     fn moo_settings(&self) -> Result<crate::pareto::MooSettings> {
         use crate::pareto::{Limits, Objectives};
         let parse = |flag: &str, v: &Option<String>| {
@@ -1035,6 +1049,7 @@ impl Search {
             limits: Limits {
                 max_params: parse("--max-params", &self.max_params)?,
                 max_flops: parse("--max-flops", &self.max_flops)?,
+                max_latency_ms: parse("--max-latency-ms", &self.max_latency_ms)?,
             },
         })
     }
@@ -1236,7 +1251,7 @@ impl Search {
         if let Ok(method) = Method::parse(name) {
             if moo != crate::pareto::MooSettings::default() {
                 return Err(SearchError::Setting(format!(
-                    "--objectives, --max-params and --max-flops apply to multi-trial strategies, not the one-shot {name}"
+                    "--objectives, --max-params, --max-flops and --max-latency-ms apply to multi-trial strategies, not the one-shot {name}"
                 )));
             }
             if self.hp.is_some() {

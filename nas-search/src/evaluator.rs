@@ -59,6 +59,11 @@ pub struct Metrics {
     pub params: Option<u64>,
     /// Multiply-accumulates of one forward pass of one image (see [`crate::nb201_cost`]).
     pub flops: Option<u64>,
+    /// Measured CPU inference latency of the network in milliseconds (the summed latency
+    /// table of [`crate::latency`]), added by the search when latency is an objective or a
+    /// limit; evaluators leave it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
     /// Cost of the evaluation in the evaluator's simulated unit (the table: training epochs).
     /// Budgets by cost count this, not wall time.
     pub cost: f64,
@@ -112,6 +117,14 @@ pub trait Evaluator<A>: Send + Sync {
         let _ = arch;
         Vec::new()
     }
+
+    /// The ops (with shapes) of the network [`Evaluator::evaluate`] would run for `arch`,
+    /// for its measured latency ([`crate::latency`]; `--objectives acc,latency`,
+    /// `--max-latency-ms`). `None`: this evaluator cannot tell.
+    fn network_ops(&self, arch: &A) -> Option<Vec<crate::latency::LatOp>> {
+        let _ = arch;
+        None
+    }
 }
 
 impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
@@ -126,6 +139,9 @@ impl<A, E: Evaluator<A> + ?Sized> Evaluator<A> for &E {
     }
     fn reported_tests(&self, arch: &A) -> Vec<(String, f64)> {
         (**self).reported_tests(arch)
+    }
+    fn network_ops(&self, arch: &A) -> Option<Vec<crate::latency::LatOp>> {
+        (**self).network_ops(arch)
     }
 }
 

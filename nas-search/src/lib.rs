@@ -40,6 +40,7 @@ pub mod evaluator;
 pub mod executor;
 pub mod history;
 pub mod hp;
+pub mod latency;
 pub mod memory;
 pub mod nets;
 pub mod oneshot;

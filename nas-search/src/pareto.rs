@@ -27,6 +27,9 @@ pub enum CostKind {
     Params,
     /// Multiply-accumulates of one forward pass ([`crate::Metrics::flops`]).
     Flops,
+    /// Measured CPU inference latency in milliseconds ([`crate::Metrics::latency_ms`], from
+    /// the latency table of [`crate::latency`]).
+    Latency,
 }
 
 impl CostKind {
@@ -35,6 +38,7 @@ impl CostKind {
         match self {
             CostKind::Params => "params",
             CostKind::Flops => "flops",
+            CostKind::Latency => "latency",
         }
     }
 
@@ -43,20 +47,31 @@ impl CostKind {
         match self {
             CostKind::Params => m.params.map(|p| p as f64),
             CostKind::Flops => m.flops.map(|f| f as f64),
+            CostKind::Latency => m.latency_ms,
         }
     }
 
-    /// This cost of a closed-form network cost.
-    pub fn of_cost(self, c: &NetworkCost) -> f64 {
+    /// This cost of a closed-form network cost (`None` for latency, which is measured).
+    pub fn of_cost(self, c: &NetworkCost) -> Option<f64> {
         match self {
-            CostKind::Params => c.params as f64,
-            CostKind::Flops => c.flops as f64,
+            CostKind::Params => Some(c.params as f64),
+            CostKind::Flops => Some(c.flops as f64),
+            CostKind::Latency => None,
+        }
+    }
+
+    /// The axis label of this cost in plots and summaries.
+    pub fn axis_label(self) -> &'static str {
+        match self {
+            CostKind::Params => "params",
+            CostKind::Flops => "flops",
+            CostKind::Latency => "latency (ms, measured CPU)",
         }
     }
 }
 
 /// The objectives of a multi-objective search: validation accuracy (maximised) and one cost
-/// (minimised). Parsed from `acc,params` or `acc,flops`.
+/// (minimised). Parsed from `acc,params`, `acc,flops` or `acc,latency`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Objectives {
     /// The cost objective.
@@ -72,12 +87,12 @@ impl Default for Objectives {
 }
 
 impl Objectives {
-    /// Parses `--objectives`: `acc` (or `accuracy`) and one of `params`, `flops`, separated by
-    /// a comma, in either order. Errors name `--objectives` and what is wrong.
+    /// Parses `--objectives`: `acc` (or `accuracy`) and one of `params`, `flops`, `latency`,
+    /// separated by a comma, in either order. Errors name `--objectives` and what is wrong.
     pub fn parse(spec: &str) -> Result<Objectives> {
         let bad = |why: String| {
             SearchError::Setting(format!(
-                "--objectives {spec:?}: {why} (expected acc,params or acc,flops)"
+                "--objectives {spec:?}: {why} (expected acc,params, acc,flops or acc,latency)"
             ))
         };
         let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
@@ -92,21 +107,17 @@ impl Objectives {
         for p in parts {
             match p {
                 "acc" | "accuracy" if !acc => acc = true,
-                "params" | "flops" if cost.is_none() => {
-                    cost = Some(if p == "params" {
-                        CostKind::Params
-                    } else {
-                        CostKind::Flops
+                "params" | "flops" | "latency" if cost.is_none() => {
+                    cost = Some(match p {
+                        "params" => CostKind::Params,
+                        "flops" => CostKind::Flops,
+                        _ => CostKind::Latency,
                     })
                 }
-                "acc" | "accuracy" | "params" | "flops" => {
-                    return Err(bad(format!("{p} is given twice")));
-                }
-                "latency" => {
-                    return Err(bad(
-                        "latency is not an objective of this version of nas (params and flops are)"
-                            .into(),
-                    ));
+                "acc" | "accuracy" | "params" | "flops" | "latency" => {
+                    return Err(bad(format!(
+                        "{p} is given twice, or with another cost (one cost objective)"
+                    )));
                 }
                 other => return Err(bad(format!("unknown objective {other:?}"))),
             }
@@ -345,7 +356,12 @@ impl ParetoFront {
     pub fn plot(&self, title: &str) -> crate::plot::Plot {
         use crate::plot::{Plot, Style};
         let cost = self.objectives.split(',').nth(1).unwrap_or("cost");
-        let mut p = Plot::new(title, cost, "validation accuracy (%)");
+        let axis = if cost == "latency" {
+            CostKind::Latency.axis_label()
+        } else {
+            cost
+        };
+        let mut p = Plot::new(title, axis, "validation accuracy (%)");
         let on_front = |a: f64, c: f64| {
             self.front
                 .iter()
@@ -408,8 +424,8 @@ impl ParetoFront {
     }
 }
 
-/// Hard limits on a candidate's cost (`--max-params`, `--max-flops`): a candidate over any of
-/// them is never evaluated.
+/// Hard limits on a candidate's cost (`--max-params`, `--max-flops`, `--max-latency-ms`): a
+/// candidate over any of them is never evaluated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Most parameters.
@@ -418,12 +434,20 @@ pub struct Limits {
     /// Most multiply-accumulates of one forward pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_flops: Option<f64>,
+    /// Most measured CPU latency, milliseconds ([`crate::latency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<f64>,
 }
 
 impl Limits {
     /// Whether no limit is set.
     pub fn is_empty(&self) -> bool {
-        self.max_params.is_none() && self.max_flops.is_none()
+        self.max_params.is_none() && self.max_flops.is_none() && self.max_latency_ms.is_none()
+    }
+
+    /// Whether a limit on the closed-form cost (parameters or FLOPs) is set.
+    pub fn has_network_limit(&self) -> bool {
+        self.max_params.is_some() || self.max_flops.is_some()
     }
 
     /// Parses one limit's value (`1e6`, `250000`, `1.5M`, `2G`): a finite positive number;
@@ -449,6 +473,7 @@ impl Limits {
         for (flag, v) in [
             ("--max-params", self.max_params),
             ("--max-flops", self.max_flops),
+            ("--max-latency-ms", self.max_latency_ms),
         ] {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0)
@@ -470,6 +495,9 @@ impl Limits {
         if let Some(v) = self.max_flops {
             out.push(format!("--max-flops {v}"));
         }
+        if let Some(v) = self.max_latency_ms {
+            out.push(format!("--max-latency-ms {v}"));
+        }
         out.join(" ")
     }
 
@@ -487,10 +515,22 @@ impl Limits {
         }
         None
     }
+
+    /// Why a measured latency of `ms` milliseconds breaks `--max-latency-ms` (`None`: within
+    /// it, or no such limit).
+    pub fn latency_violation(&self, ms: f64) -> Option<String> {
+        match self.max_latency_ms {
+            Some(m) if ms > m => Some(format!("{ms:.3} ms over --max-latency-ms {m}")),
+            _ => None,
+        }
+    }
 }
 
 /// The closed-form cost of an architecture as the evaluator will report it.
 pub type CostFn<A> = Arc<dyn Fn(&A) -> Result<NetworkCost> + Send + Sync>;
+
+/// The measured latency of an architecture's network, milliseconds ([`crate::latency`]).
+pub type LatencyFn<A> = Arc<dyn Fn(&A) -> Result<f64> + Send + Sync>;
 
 /// Proposals in a row a [`Constrained`] strategy rejects before it replaces the next one.
 pub const REPLACE_AFTER: u64 = 100;
@@ -515,6 +555,7 @@ pub struct Constrained<S: SearchSpace> {
     inner: Box<dyn Strategy<S>>,
     limits: Limits,
     cost: CostFn<S::Arch>,
+    latency: Option<LatencyFn<S::Arch>>,
     state: ConstrainedState<S::Arch>,
 }
 
@@ -536,12 +577,36 @@ impl<S: SearchSpace> Constrained<S> {
             inner,
             limits,
             cost,
+            latency: None,
             state: ConstrainedState {
                 queue: VecDeque::new(),
                 rejected: 0,
                 inner: serde_json::Value::Null,
             },
         }
+    }
+
+    /// Checks `--max-latency-ms` with `latency` (the closed-form `cost` is then only called
+    /// when a parameter or FLOP limit is set).
+    pub fn with_latency(mut self, latency: LatencyFn<S::Arch>) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Why `arch` breaks a limit (`None`: within all of them).
+    fn violation(&self, arch: &S::Arch) -> Result<Option<String>> {
+        if self.limits.has_network_limit()
+            && let Some(v) = self.limits.violation(&(self.cost)(arch)?)
+        {
+            return Ok(Some(v));
+        }
+        if self.limits.max_latency_ms.is_some() {
+            let f = self.latency.as_ref().ok_or_else(|| {
+                SearchError::Setting("--max-latency-ms is set but no latency model is known".into())
+            })?;
+            return Ok(self.limits.latency_violation(f(arch)?));
+        }
+        Ok(None)
     }
 
     /// Proposals rejected so far.
@@ -589,7 +654,7 @@ impl<S: SearchSpace> Strategy<S> for Constrained<S> {
             if streak >= REPLACE_AFTER {
                 for _ in 0..MAX_SAMPLES {
                     let a = space.sample(rng);
-                    if self.limits.violation(&(self.cost)(&a)?).is_none() {
+                    if self.violation(&a)?.is_none() {
                         c.arch = a;
                         self.state.queue.push_back(None);
                         return Ok(Ask::Evaluate(c));
@@ -602,7 +667,7 @@ impl<S: SearchSpace> Strategy<S> for Constrained<S> {
                     self.inner.name()
                 )));
             }
-            match self.limits.violation(&(self.cost)(&c.arch)?) {
+            match self.violation(&c.arch)? {
                 None => {
                     self.state.queue.push_back(None);
                     return Ok(Ask::Evaluate(c));
@@ -662,8 +727,11 @@ pub struct MooRun<A> {
     pub objectives: Option<Objectives>,
     /// Hard limits.
     pub limits: Limits,
-    /// The closed-form cost of a candidate (needed when `limits` is not empty).
+    /// The closed-form cost of a candidate (needed under `--max-params`/`--max-flops`).
     pub cost: Option<CostFn<A>>,
+    /// The measured latency of a candidate (needed under `--max-latency-ms`; the search sets
+    /// it, see [`crate::latency::for_search`]).
+    pub latency: Option<LatencyFn<A>>,
 }
 
 impl<A> Default for MooRun<A> {
@@ -672,6 +740,7 @@ impl<A> Default for MooRun<A> {
             objectives: None,
             limits: Limits::default(),
             cost: None,
+            latency: None,
         }
     }
 }
@@ -685,11 +754,12 @@ impl<A: 'static> MooRun<A> {
         evaluator: Arc<dyn crate::Evaluator<A>>,
         probe: &A,
     ) -> Result<MooRun<A>> {
-        if settings.limits.is_empty() {
+        if !settings.limits.has_network_limit() {
             return Ok(MooRun {
                 objectives: settings.objectives,
                 limits: settings.limits,
                 cost: None,
+                latency: None,
             });
         }
         let flag = if settings.limits.max_params.is_some() {
@@ -714,6 +784,7 @@ impl<A: 'static> MooRun<A> {
                     ))
                 })
             })),
+            latency: None,
         })
     }
 
@@ -725,9 +796,23 @@ impl<A: 'static> MooRun<A> {
         if self.limits.is_empty() {
             return Ok(strategy);
         }
-        let cost = self.cost.clone().ok_or_else(|| {
-            SearchError::Setting("cost limits are set but no cost function is known".into())
-        })?;
-        Ok(Box::new(Constrained::new(strategy, self.limits, cost)))
+        let cost = match self.cost.clone() {
+            Some(c) => c,
+            None if !self.limits.has_network_limit() => Arc::new(|_: &A| -> Result<NetworkCost> {
+                Err(SearchError::Setting(
+                    "no closed-form cost: no --max-params or --max-flops".into(),
+                ))
+            }),
+            None => {
+                return Err(SearchError::Setting(
+                    "cost limits are set but no cost function is known".into(),
+                ));
+            }
+        };
+        let mut c = Constrained::new(strategy, self.limits, cost);
+        if let Some(l) = &self.latency {
+            c = c.with_latency(l.clone());
+        }
+        Ok(Box::new(c))
     }
 }

@@ -227,6 +227,7 @@ impl Evaluator<ToyArch> for ToyObjective {
             loss: Some(1.0 - visible / 100.0),
             params: None,
             flops: None,
+            latency_ms: None,
             cost: f,
         })
     }

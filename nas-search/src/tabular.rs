@@ -370,12 +370,31 @@ impl Evaluator<Nb201Cell> for Nb201Evaluator {
             loss: None,
             params: Some(r.cost[c].params),
             flops: Some(r.cost[c].flops),
+            latency_ms: None,
             cost: req.fidelity as f64,
         })
     }
 
     fn network_cost(&self, arch: &Nb201Cell) -> Option<NetworkCost> {
         Some(self.table.get(arch).cost[self.dataset.column()])
+    }
+
+    /// The benchmark's own network (C = 16, N = 5) at the data set's input size (32x32, or
+    /// 16x16 for ImageNet16-120), 3 channels, its classes: the network whose accuracy the
+    /// table holds.
+    fn network_ops(&self, arch: &Nb201Cell) -> Option<Vec<crate::latency::LatOp>> {
+        let side = self.dataset.input_size() as usize;
+        Some(crate::latency::nb201_ops(
+            arch,
+            &crate::nets::nb201::Nb201Config {
+                channels: CHANNELS as usize,
+                cells_per_stage: CELLS_PER_STAGE as usize,
+                in_channels: 3,
+                classes: self.dataset.classes() as usize,
+            },
+            side,
+            side,
+        ))
     }
 
     fn reported_tests(&self, arch: &Nb201Cell) -> Vec<(String, f64)> {

@@ -541,6 +541,7 @@ impl<F> TrainEvaluator<F> {
                 loss: t.valid_loss,
                 params: Some(t.cost.params),
                 flops: Some(t.cost.flops),
+                latency_ms: None,
                 cost: epochs as f64,
             }),
             Err(TrainError::Config(m)) => Err(EvalError::Fatal(m)),
@@ -578,6 +579,14 @@ impl<A, F: NetworkFamily<A>> Evaluator<A> for TrainEvaluator<F> {
             self.splits.train.shape(),
             self.splits.train.num_classes(),
         ))
+    }
+
+    fn network_ops(&self, arch: &A) -> Option<Vec<crate::latency::LatOp>> {
+        self.family.ops(
+            arch,
+            self.splits.train.shape(),
+            self.splits.train.num_classes(),
+        )
     }
 }
 

@@ -50,6 +50,8 @@ Examples:
       multi-objective: NSGA-II (or pareto: Archai-style Pareto evolution) for validation
       accuracy against parameters, never evaluating a cell over 1e6 parameters; prints the
       Pareto front, writes front.json and front.svg (dominated points grey)
+  nas search --evaluator nb201-table --strategy nsga2 --objectives acc,latency --max-latency-ms 4 -n 100
+      accuracy against CPU latency measured here (a per-op table, summed per network)
   nas search --strategy darts --epochs 2 --limit-train 1000 --out runs/d1
       one-shot: DARTS (darts, darts2 = second order), GDAS (gdas), PC-DARTS (pcdarts, K = 4
       partial channels; --channels a multiple of 4), beta-DARTS (beta-darts, logsumexp
@@ -143,8 +145,11 @@ pub struct SearchArgs {
     /// first proposals, e.g. synflow:1000.
     #[arg(long)]
     pub prefilter: Option<String>,
-    /// Objectives of a multi-objective search: acc,params or acc,flops (validation accuracy
-    /// against the network's parameters or multiply-accumulates). Sets the objectives of
+    /// Objectives of a multi-objective search: acc,params, acc,flops or acc,latency
+    /// (validation accuracy against the network's parameters, multiply-accumulates, or CPU
+    /// inference latency measured here with nas-rs's kernels: a per-op latency table, batch 1,
+    /// 1 thread, min of 20, summed per network and kept in DIR/latency_table.json; with
+    /// nb201-table, the benchmark's C=16, N=5 network at the data set's input size). Sets the objectives of
     /// nsga2 and pareto (default acc,params); with any other strategy, the Pareto front of
     /// what it evaluated is reported. Writes front.json and front.svg.
     #[arg(long)]
@@ -156,6 +161,10 @@ pub struct SearchArgs {
     /// Hard limit on multiply-accumulates of one forward pass (2e8, 150M), as --max-params.
     #[arg(long)]
     pub max_flops: Option<String>,
+    /// Hard limit on the network's measured CPU latency in milliseconds (2.5), as
+    /// --max-params; latency as in --objectives acc,latency.
+    #[arg(long)]
+    pub max_latency_ms: Option<String>,
     /// Fraction of the training set held out for validation (what the search optimises).
     #[arg(long, default_value_t = b::DEFAULT_VALID_FRACTION)]
     pub valid_fraction: f64,
@@ -250,6 +259,7 @@ fn settings_of(a: &SearchArgs) -> BTreeMap<String, String> {
         ("objectives", a.objectives.clone()),
         ("max_params", a.max_params.clone()),
         ("max_flops", a.max_flops.clone()),
+        ("max_latency_ms", a.max_latency_ms.clone()),
         ("sync_bn", a.sync_bn.then(|| "true".to_string())),
     ]
     .into_iter()
@@ -459,6 +469,7 @@ fn run_rank(
         .objectives(a.objectives.as_deref())
         .max_params(a.max_params.as_deref())
         .max_flops(a.max_flops.as_deref())
+        .max_latency_ms(a.max_latency_ms.as_deref())
         .valid_fraction(a.valid_fraction)
         .seed(a.seed)
         .workers(a.workers)

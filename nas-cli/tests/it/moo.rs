@@ -129,7 +129,12 @@ fn a_resumed_multi_objective_search_equals_an_uninterrupted_one() {
 #[test]
 fn bad_objectives_and_limits_are_usage_errors_naming_the_flag() {
     for (flag, bad) in [
-        ("--objectives", "acc,latency"),
+        ("--objectives", "acc,latency,params"),
+        ("--objectives", "latency,flops"),
+        ("--max-latency-ms", "0"),
+        ("--max-latency-ms", "-2"),
+        ("--max-latency-ms", "nan"),
+        ("--max-latency-ms", "fast"),
         ("--objectives", "acc"),
         ("--objectives", "params,flops"),
         ("--max-params", "-1"),
@@ -141,4 +146,52 @@ fn bad_objectives_and_limits_are_usage_errors_naming_the_flag() {
         let err = fails(&table_search(&["--strategy", "nsga2", &arg]), 2);
         assert!(err.contains(flag), "{flag} {bad}: {err}");
     }
+}
+
+#[test]
+fn a_latency_search_writes_a_front_with_a_latency_axis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let r = ok_json(&table_search(&[
+        "--strategy",
+        "nsga2",
+        "--objectives",
+        "acc,latency",
+        "--max-latency-ms",
+        "1e3",
+        "-n",
+        "12",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 12);
+    assert!(trials.iter().all(|t| {
+        t["latency_ms"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0 && v <= 1e3)
+    }));
+    let front: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("front.json")).unwrap()).unwrap();
+    assert_eq!(front["objectives"], "acc,latency");
+    assert!(!front["front"].as_array().unwrap().is_empty());
+    let svg = fs::read_to_string(dir.join("front.svg")).unwrap();
+    assert!(svg.contains("latency (ms"), "no latency axis label");
+    let table: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("latency_table.json")).unwrap()).unwrap();
+    assert_eq!(table["key"]["settings"]["threads"], 1);
+    // A corrupt table in the directory is an error naming it, not a panic.
+    fs::write(dir.join("latency_table.json"), "{ truncated").unwrap();
+    let out = nas(&[
+        "search",
+        "--resume",
+        "--out",
+        dir.to_str().unwrap(),
+        "-n",
+        "14",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("latency_table.json"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -40,6 +40,17 @@ pub trait NetworkFamily<A>: Send + Sync {
     ) -> Result<Box<dyn Module>, TensorError>;
     /// Parameters and FLOPs of that network.
     fn cost(&self, arch: &A, input: (usize, usize, usize), classes: usize) -> NetworkCost;
+    /// The ops of that network's forward pass with their shapes, for the latency table
+    /// ([`crate::latency`]); `None`: this family does not list them.
+    fn ops(
+        &self,
+        arch: &A,
+        input: (usize, usize, usize),
+        classes: usize,
+    ) -> Option<Vec<crate::latency::LatOp>> {
+        let _ = (arch, input, classes);
+        None
+    }
 }
 
 impl<A, F: NetworkFamily<A> + ?Sized> NetworkFamily<A> for Box<F> {
@@ -57,6 +68,14 @@ impl<A, F: NetworkFamily<A> + ?Sized> NetworkFamily<A> for Box<F> {
     }
     fn cost(&self, arch: &A, input: (usize, usize, usize), classes: usize) -> NetworkCost {
         (**self).cost(arch, input, classes)
+    }
+    fn ops(
+        &self,
+        arch: &A,
+        input: (usize, usize, usize),
+        classes: usize,
+    ) -> Option<Vec<crate::latency::LatOp>> {
+        (**self).ops(arch, input, classes)
     }
 }
 

@@ -368,6 +368,19 @@ impl NetworkFamily<Nb201Cell> for Nb201Family {
     fn cost(&self, arch: &Nb201Cell, input: (usize, usize, usize), classes: usize) -> NetworkCost {
         nb201_cost(arch, &self.config(input, classes), input.1, input.2)
     }
+    fn ops(
+        &self,
+        arch: &Nb201Cell,
+        input: (usize, usize, usize),
+        classes: usize,
+    ) -> Option<Vec<crate::latency::LatOp>> {
+        Some(crate::latency::nb201_ops(
+            arch,
+            &self.config(input, classes),
+            input.1,
+            input.2,
+        ))
+    }
 }
 
 #[cfg(test)]

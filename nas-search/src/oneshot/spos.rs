@@ -200,6 +200,7 @@ fn propose<S: SearchSpace>(
                     loss: Some(valid_loss),
                     params: None,
                     flops: None,
+                    latency_ms: None,
                     cost: 1.0,
                 }),
                 cost: 1.0,

@@ -320,6 +320,7 @@ impl<A: Send + Sync> Evaluator<A> for TextEvaluator<A> {
                 loss: Some(r.valid_bpc),
                 params: Some(r.params as u64),
                 flops: None,
+                latency_ms: None,
                 cost: recipe.epochs as f64,
             }),
             Err(e @ TrainError::Cut { .. }) => Err(EvalError::Cut {

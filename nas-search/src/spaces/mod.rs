@@ -571,7 +571,25 @@ impl<D: SpaceDef> Space for D {
             None => Vec::new(),
         };
         let probe = space.sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-        let moo = crate::pareto::MooRun::for_evaluator(run.moo, evaluator.clone(), &probe)?;
+        let mut moo = crate::pareto::MooRun::for_evaluator(run.moo, evaluator.clone(), &probe)?;
+        let evaluator = match crate::latency::for_search(
+            &run.moo,
+            crate::latency::LatencySettings::default(),
+            &evaluator,
+            &probe,
+            run.dir,
+            run.config.executor.is_some(),
+        )? {
+            Some(model) => {
+                let (ev, m) = (evaluator.clone(), model.clone());
+                moo.latency = Some(Arc::new(move |a: &<D::Space as SearchSpace>::Arch| {
+                    crate::latency::latency_of(&*ev, &m, a)
+                }));
+                Arc::new(crate::latency::WithLatency::new(evaluator, model))
+                    as Arc<dyn crate::Evaluator<<D::Space as SearchSpace>::Arch>>
+            }
+            None => evaluator,
+        };
         run_recorded(
             &space,
             run.strategy,

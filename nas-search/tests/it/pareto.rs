@@ -222,12 +222,17 @@ fn objectives_parse_and_bad_ones_name_the_flag() {
         Objectives::parse("flops, acc").unwrap().label(),
         "acc,flops"
     );
+    assert_eq!(
+        Objectives::parse("latency,acc").unwrap().label(),
+        "acc,latency"
+    );
     for bad in [
         "acc",
         "acc,params,flops",
         "params,flops",
         "acc,acc",
         "acc,size",
+        "acc,latency,params",
         "",
     ] {
         let e = Objectives::parse(bad).unwrap_err().to_string();
@@ -314,7 +319,7 @@ fn bad_objectives_and_limits_are_refused_naming_the_flag() {
             .unwrap_err()
             .to_string()
     };
-    let e = run(Some("acc,latency"), None, None, "nsga2");
+    let e = run(Some("latency,params"), None, None, "nsga2");
     assert!(e.contains("--objectives"), "{e}");
     let e = run(Some("params"), None, None, "random");
     assert!(e.contains("--objectives"), "{e}");
@@ -375,4 +380,101 @@ fn nsga2_and_pareto_evolution_find_larger_fronts_than_random_search() {
     );
     assert!(nsga2 > random, "nsga2 {nsga2} random {random}");
     assert!(pareto > random, "pareto {pareto} random {random}");
+}
+
+/// Conv3x3 edges of a cell: the injected "latency" of the constraint test.
+fn conv3x3(c: &nas_space::nb201::Nb201Cell) -> f64 {
+    c.ops
+        .iter()
+        .filter(|o| **o == nas_space::nb201::Nb201Op::NorConv3x3)
+        .count() as f64
+}
+
+#[test]
+fn a_latency_limit_rejects_cells_over_it_with_injected_latencies() {
+    use nas_search::pareto::{Constrained, Limits};
+    let ev = Nb201Evaluator::new(Nb201Table::embedded().unwrap(), Dataset::Cifar10);
+    let run = |limit: Option<f64>| {
+        let mut s = StrategyKind::parse("rea")
+            .unwrap()
+            .build(&Nb201Space)
+            .unwrap();
+        if let Some(max) = limit {
+            let c = Constrained::new(
+                s,
+                Limits {
+                    max_latency_ms: Some(max),
+                    ..Default::default()
+                },
+                // never called: there is no parameter or FLOP limit
+                std::sync::Arc::new(|_: &nas_space::nb201::Nb201Cell| -> nas_search::Result<nas_search::nets::NetworkCost> {
+                    panic!("the closed-form cost was asked for")
+                }),
+            )
+            .with_latency(std::sync::Arc::new(|c: &nas_space::nb201::Nb201Cell| {
+                Ok(conv3x3(c) + 0.5)
+            }));
+            s = Box::new(c);
+        }
+        run_search(
+            &Nb201Space,
+            s.as_mut(),
+            &ev,
+            &SearchConfig::new(3, Budget::evaluations(60)),
+        )
+        .unwrap()
+        .history
+        .trials
+    };
+    let limited = run(Some(2.0));
+    assert_eq!(limited.len(), 60);
+    assert!(limited.iter().all(|t| conv3x3(&t.arch) + 0.5 <= 2.0));
+    // Without the limit the same search evaluates cells over it.
+    assert!(run(None).iter().any(|t| conv3x3(&t.arch) + 0.5 > 2.0));
+}
+
+#[test]
+fn a_latency_search_on_the_table_measures_sums_and_keeps_the_limit() {
+    use nas_search::latency::{LatencySettings, LatencyTable, TABLE_FILE, TableKey, nb201_ops};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lat");
+    let run = |limit: Option<&str>, out: &std::path::Path| {
+        Search::new()
+            .space("nb201")
+            .evaluator("nb201-table")
+            .strategy_spec("nsga2")
+            .objectives(Some("acc,latency"))
+            .max_latency_ms(limit)
+            .evaluations(30)
+            .seed(1)
+            .output_dir(out)
+            .run()
+            .unwrap()
+    };
+    let free = run(None, &tmp.path().join("free"));
+    let lat: Vec<f64> = free.trials.iter().map(|t| t.latency_ms.unwrap()).collect();
+    let mut sorted = lat.clone();
+    sorted.sort_by(f64::total_cmp);
+    let limit = sorted[sorted.len() / 2];
+    let r = run(Some(&limit.to_string()), &dir);
+    assert!(r.trials.iter().all(|t| t.latency_ms.unwrap() <= limit));
+    let front = r.front.unwrap();
+    assert_eq!(front.objectives, "acc,latency");
+    assert_eq!(front.reference.1, limit);
+    // Each trial's latency is its network's ops summed over the saved table.
+    let table = LatencyTable::load(
+        &dir.join(TABLE_FILE),
+        &TableKey::this_machine(LatencySettings::default()),
+    )
+    .unwrap()
+    .unwrap();
+    let config = nas_search::nets::nb201::Nb201Config::default();
+    for t in &r.trials {
+        let cell: nas_space::nb201::Nb201Cell = t.arch.parse().unwrap();
+        let sum: f64 = nb201_ops(&cell, &config, 32, 32)
+            .iter()
+            .map(|o| table.entries[&o.key()])
+            .sum();
+        assert!((sum - t.latency_ms.unwrap()).abs() < 1e-9, "{}", t.arch);
+    }
 }

@@ -138,6 +138,7 @@ fn nan_and_panics_fail_the_trial_and_fatal_errors_stop_the_search() {
                     loss: None,
                     params: None,
                     flops: None,
+                    latency_ms: None,
                     cost: 1.0,
                 }),
                 9 => Err(EvalError::Fatal("device lost".into())),
@@ -147,6 +148,7 @@ fn nan_and_panics_fail_the_trial_and_fatal_errors_stop_the_search() {
                     loss: None,
                     params: None,
                     flops: None,
+                    latency_ms: None,
                     cost: 1.0,
                 }),
             }
@@ -602,6 +604,7 @@ fn workers_split_the_thread_budget() {
                 loss: None,
                 params: None,
                 flops: None,
+                latency_ms: None,
                 cost: 1.0,
             })
         }
