@@ -1333,6 +1333,19 @@ impl Search {
                         .into(),
                 ));
             }
+            let latency = moo
+                .objectives
+                .as_ref()
+                .is_some_and(|o| o.cost == crate::pareto::CostKind::Latency)
+                || moo.limits.max_latency_ms.is_some();
+            if latency {
+                return Err(SearchError::Setting(
+                    "--hp with --objectives acc,latency or --max-latency-ms: the latency table \
+                     costs an architecture's network at one width and depth, not candidates \
+                     with their own; use one or the other"
+                        .into(),
+                ));
+            }
             crate::hp::conflicts(&spec, &setup)?;
             setup.hp = Some(spec);
         }

@@ -393,6 +393,19 @@ fn hp_is_refused_where_it_cannot_apply() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("--hp"), "{e}");
+    // latency is costed at one width and depth: refused rather than silently left out
+    for (objectives, limit) in [(Some("acc,latency"), None), (None, Some("5"))] {
+        let e = Search::new()
+            .hp(Some(SPEC))
+            .objectives(objectives)
+            .max_latency_ms(limit)
+            .evaluations(2)
+            .run()
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--hp") && text.contains("latency"), "{text}");
+        assert!(matches!(e, nas_search::SearchError::Setting(_)));
+    }
 }
 
 #[test]
