@@ -199,11 +199,10 @@ impl<S: SearchSpace> Strategy<S> for Bananas<S::Arch> {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let st: BananasState<S::Arch> = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("bananas", format!("bad saved state: {e}")))?;
+        let st: BananasState<S::Arch> = super::state_from_json("bananas", state)?;
         self.seen = st
             .observations
             .iter()

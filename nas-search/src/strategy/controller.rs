@@ -449,12 +449,10 @@ impl<S: SearchSpace> Strategy<S> for LstmController {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(self.state()?).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state()?)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let st: ControllerState = serde_json::from_value(state).map_err(|e| {
-            SearchError::strategy("lstm-controller", format!("bad saved state: {e}"))
-        })?;
+        let st: ControllerState = super::state_from_json("lstm-controller", state)?;
         self.load(st)
     }
 }

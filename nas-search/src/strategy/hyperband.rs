@@ -276,12 +276,11 @@ impl<S: SearchSpace> Strategy<S> for Hyperband<S::Arch> {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         let name = Strategy::<S>::name(self);
-        let mut st: HbState<S::Arch> = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy(name, format!("bad saved state: {e}")))?;
+        let mut st: HbState<S::Arch> = super::state_from_json(name, state)?;
         if self.bohb.is_some() && st.observations.is_empty() {
             // Saved before any result (an empty list is not written).
             st.observations = vec![Vec::new(); self.config.fidelities.len()];

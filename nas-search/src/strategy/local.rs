@@ -165,11 +165,10 @@ impl<S: SearchSpace> Strategy<S> for LocalSearch<S::Arch> {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let st: LsState<S::Arch> = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("local", format!("bad saved state: {e}")))?;
+        let st: LsState<S::Arch> = super::state_from_json("local", state)?;
         self.index = st.known.iter().cloned().collect();
         self.state = st;
         Ok(())

@@ -77,6 +77,21 @@ pub trait Strategy<S: SearchSpace>: Send {
     fn load_state(&mut self, state: serde_json::Value) -> Result<()>;
 }
 
+/// A strategy's state as JSON, for [`Strategy::save_state`].
+pub(crate) fn state_to_json<T: Serialize>(state: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(state).map_err(|e| SearchError::Serde(e.to_string()))
+}
+
+/// A state written by [`state_to_json`], for [`Strategy::load_state`]; a state that does not
+/// parse is an error naming the strategy.
+pub(crate) fn state_from_json<T: serde::de::DeserializeOwned>(
+    strategy: &str,
+    state: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(state)
+        .map_err(|e| SearchError::strategy(strategy, format!("bad saved state: {e}")))
+}
+
 /// What a strategy module declares once so that the registry ([`strategies!`] below) can name,
 /// configure and build it: its name and aliases, a one-line description, its settings (the
 /// `Serialize` form of the config, with `Default` as the documented defaults) and how to build

@@ -255,11 +255,10 @@ impl<S: SearchSpace> Strategy<S> for Nsga2<S::Arch> {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        self.state = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("nsga2", format!("bad saved state: {e}")))?;
+        self.state = super::state_from_json("nsga2", state)?;
         Ok(())
     }
 }
@@ -440,11 +439,10 @@ impl<S: SearchSpace> Strategy<S> for ParetoEvolution<S::Arch> {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        self.state = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("pareto", format!("bad saved state: {e}")))?;
+        self.state = super::state_from_json("pareto", state)?;
         Ok(())
     }
 }

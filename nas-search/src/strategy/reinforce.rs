@@ -196,11 +196,10 @@ impl<S: SearchSpace> Strategy<S> for Reinforce {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let st: ReinforceState = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("reinforce", format!("bad saved state: {e}")))?;
+        let st: ReinforceState = super::state_from_json("reinforce", state)?;
         let shape: Vec<usize> = st.logits.iter().map(|l| l.len()).collect();
         if shape != self.sizes {
             return Err(SearchError::strategy(

@@ -225,11 +225,10 @@ impl<S: SearchSpace> Strategy<S> for Tpe {
         Ok(())
     }
     fn save_state(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(&self.state).map_err(|e| SearchError::Serde(e.to_string()))
+        super::state_to_json(&self.state)
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        self.state = serde_json::from_value(state)
-            .map_err(|e| SearchError::strategy("tpe", format!("bad saved state: {e}")))?;
+        self.state = super::state_from_json("tpe", state)?;
         Ok(())
     }
 }
