@@ -123,13 +123,13 @@ pub(crate) fn backward_weight(
     backward_weight_with(path, p, x, dy, dw, dbias)
 }
 
-/// Forward convolution (no bias) of `relu(x)`. The AVX-512 depthwise kernels apply the ReLU
-/// while staging each input plane; other paths convolve a ReLU'd copy.
+/// Forward convolution (no bias) of `relu(x)`. The AVX-512 direct and depthwise kernels
+/// apply the ReLU while staging each input plane; other paths convolve a ReLU'd copy.
 pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
-    if choose(p) == Path::DepthwiseDirect {
-        direct::depthwise_forward(p, x, w, y, true)
-    } else {
-        with_relu(x, |r| forward(p, r, w, None, y))
+    match choose(p) {
+        Path::DepthwiseDirect => direct::depthwise_forward(p, x, w, y, true),
+        Path::Direct => direct::forward_relu(p, x, w, y),
+        _ => with_relu(x, |r| forward(p, r, w, None, y)),
     }
 }
 
@@ -144,8 +144,8 @@ pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32]
 }
 
 /// Input gradient of a convolution whose input was `relu(x)`, through the ReLU:
-/// `dx = conv_backward_input(dy) * (x > 0)`. The AVX-512 depthwise kernels mask each plane as
-/// they finish it; other paths mask afterwards.
+/// `dx = conv_backward_input(dy) * (x > 0)`. The AVX-512 direct and depthwise kernels mask
+/// each image or plane as they finish it; other paths mask afterwards.
 pub(crate) fn backward_input_relu_mask(
     p: &Conv2dParams,
     w: &[f32],
@@ -153,8 +153,11 @@ pub(crate) fn backward_input_relu_mask(
     x: &[f32],
     dx: &mut [f32],
 ) {
-    if choose(p) == Path::DepthwiseDirect && (flip_ok(p) || p.stride == (2, 2)) {
+    let path = choose(p);
+    if path == Path::DepthwiseDirect && (flip_ok(p) || p.stride == (2, 2)) {
         direct::depthwise_backward_input(p, w, dy, dx, Some(x))
+    } else if path == Path::Direct && flip_ok(p) {
+        direct::backward_input_masked(p, w, dy, dx, Some(x))
     } else {
         backward_input(p, w, dy, dx);
         relu_mask(dx, x);

@@ -521,6 +521,16 @@ fn run_s1(
 }
 
 pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
+    forward_staged(p, x, w, y, false)
+}
+
+/// [`forward`] of `relu(x)`: the ReLU is applied while each image is copied into its padded
+/// scratch plane, so no ReLU'd tensor is written.
+pub(super) fn forward_relu(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
+    forward_staged(p, x, w, y, true)
+}
+
+fn forward_staged(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (ph, pw) = p.padding;
@@ -563,7 +573,7 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
                     ph,
                     pw,
                     xpad,
-                    false,
+                    relu,
                 );
                 run_s1(&s, fl, p.groups, cig, cog, xpad, wt, yb);
             });
@@ -572,6 +582,19 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
 }
 
 pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    backward_input_masked(p, w, dy, dx, None)
+}
+
+/// [`backward_input`], then ReLU's backward where `mask` is given (`dx = 0` where
+/// `mask <= 0`; the gradient of a convolution of `relu(mask)`), applied to each image's
+/// gradient as soon as it is computed, while it is still in cache.
+pub(super) fn backward_input_masked(
+    p: &Conv2dParams,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (dh, dw) = p.dilation;
@@ -625,6 +648,9 @@ pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [
                     false,
                 );
                 run_s1(&s, fl, p.groups, cog, cig, gpad, wt, dxb);
+                if let Some(m) = mask {
+                    relu_mask(dxb, &m[b * xl..(b + 1) * xl]);
+                }
             });
         });
     });

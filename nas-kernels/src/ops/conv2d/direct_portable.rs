@@ -12,6 +12,21 @@ pub(super) fn forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
 pub(super) fn backward_input(p: &Conv2dParams, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     super::im2col::backward_input(p, w, dy, dx)
 }
+pub(super) fn forward_relu(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32]) {
+    super::shared::with_relu(x, |r| super::im2col::forward(p, r, w, y))
+}
+pub(super) fn backward_input_masked(
+    p: &Conv2dParams,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
+    super::im2col::backward_input(p, w, dy, dx);
+    if let Some(x) = mask {
+        super::shared::relu_mask(dx, x);
+    }
+}
 pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     super::im2col::backward_weight(p, x, dy, dw)
 }
