@@ -91,26 +91,13 @@ fn conv(
     Ok(CountedConv2d(raw_conv(c_in, c_out, k, options, rng)?))
 }
 
-/// Implements [`Module`] for a struct whose only state is a `Sequential` field `op` and a
-/// `training` flag, named `op.<i>` as in PyTorch.
-macro_rules! seq_module {
-    ($t:ty) => {
-        impl Module for $t {
-            fn forward(&self, x: &Tensor) -> Result<Tensor> {
-                self.op.forward(x)
-            }
-            fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
-                f("op", &self.op)
-            }
-        }
-    };
-}
-
 /// ReLU, `k x k` convolution (no bias), batch norm: NB201's `nor_conv_kxk` and DARTS' cell
-/// preprocessing. Parameters `op.1.weight`, `op.2.{weight,bias}`.
+/// preprocessing. Parameters `op.1.weight`, `op.2.{weight,bias}` (the indices of PyTorch's
+/// `Sequential(ReLU, Conv2d, BatchNorm2d)`). The ReLU and the convolution run as one
+/// [`Tensor::relu_conv2d`] op: the same values without a ReLU'd activation kept per block.
 pub struct ReLUConvBN {
-    /// `Sequential(ReLU, Conv2d, BatchNorm2d)`.
-    pub op: Sequential,
+    conv: Conv2d,
+    bn: BatchNorm2d,
 }
 
 impl ReLUConvBN {
@@ -132,14 +119,34 @@ impl ReLUConvBN {
             .padding(padding)
             .dilation(dilation);
         Ok(ReLUConvBN {
-            op: Sequential::new()
-                .push(ReLU::new())
-                .push(conv(c_in, c_out, k, o, rng)?)
-                .push(BatchNorm2d::new(c_out, affine)),
+            conv: raw_conv(c_in, c_out, k, o, rng)?,
+            bn: BatchNorm2d::new(c_out, affine),
         })
     }
+
+    /// The same layers as three separate modules, `Sequential(ReLU, Conv2d, BatchNorm2d)`
+    /// (same names and values), for callers that take the ReLU out (the NB201 supernet applies
+    /// one ReLU shared by all the ops of an edge).
+    pub fn into_sequential(self) -> Sequential {
+        Sequential::new()
+            .push(ReLU::new())
+            .push(CountedConv2d(self.conv))
+            .push(self.bn)
+    }
 }
-seq_module!(ReLUConvBN);
+
+impl Module for ReLUConvBN {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.conv;
+        let y = x.relu_conv2d(&c.weight, c.options)?;
+        record_conv_out(c, y.shape());
+        self.bn.forward(&y)
+    }
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("op.1", &self.conv);
+        f("op.2", &self.bn);
+    }
+}
 
 /// ReLU, two bias-free convolutions, BN: the block DARTS' separable and dilated convolutions
 /// are made of. The ReLU and both convolutions run as one [`Tensor::relu_conv_conv`] op, which

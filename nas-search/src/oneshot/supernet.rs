@@ -244,8 +244,12 @@ impl MixedEdge {
         let mut pre_relu = Vec::new();
         for name in space.op_names().into_iter().skip(1) {
             let shared: Option<Sequential> = match name {
-                "nor_conv_1x1" => Some(ReLUConvBN::new(c, c, 1, stride, 0, 1, false, rng)?.op),
-                "nor_conv_3x3" => Some(ReLUConvBN::new(c, c, 3, stride, 1, 1, false, rng)?.op),
+                "nor_conv_1x1" => {
+                    Some(ReLUConvBN::new(c, c, 1, stride, 0, 1, false, rng)?.into_sequential())
+                }
+                "nor_conv_3x3" => {
+                    Some(ReLUConvBN::new(c, c, 3, stride, 1, 1, false, rng)?.into_sequential())
+                }
                 _ => None,
             };
             if let Some(seq) = shared {

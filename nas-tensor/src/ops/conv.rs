@@ -237,6 +237,46 @@ impl Tensor {
         ))
     }
 
+    /// `conv2d(relu(self), weight, o)` (no bias) as one recorded op that keeps only its input
+    /// and the weight for backward: the ReLU is never written out. The backend applies it as
+    /// the convolution stages its input
+    /// ([`Backend::conv2d_relu_input`](nas_kernels::Backend::conv2d_relu_input)), masks the
+    /// input gradient by `self > 0` and re-applies the ReLU for the weight gradient.
+    ///
+    /// This is the ReLU -> convolution of NAS-Bench-201's `nor_conv_kxk` and DARTS' cell
+    /// preprocessing: one ReLU'd activation fewer per block, and no separate ReLU passes
+    /// forward and backward. The values equal those of `relu` followed by `conv2d` exactly.
+    pub fn relu_conv2d(&self, weight: &Tensor, o: ConvOptions) -> Result<Tensor> {
+        let op = "relu_conv2d";
+        check_same_device(op, self, weight)?;
+        let p = conv_params(op, self.shape(), weight, None, o)?;
+        let mut y = Storage::alloc(self.device(), p.y_len())?;
+        storage::conv2d_relu_input(&p, &self.read(), &weight.read(), &mut y)?;
+        let (xc, wc) = (self.data.clone(), weight.clone());
+        Ok(Tensor::from_op(
+            op,
+            vec![p.n, p.c_out, p.out_h(), p.out_w()],
+            y,
+            &[self, weight],
+            move |g, needs| {
+                let x = xc.read().unwrap_or_else(|e| e.into_inner());
+                let mut dx = None;
+                if needs[0] {
+                    let mut b = Storage::alloc(g.device(), p.x_len())?;
+                    storage::conv2d_backward_input_relu_mask(&p, &wc.read(), g, &x, &mut b)?;
+                    dx = Some(b);
+                }
+                let mut dw = None;
+                if needs[1] {
+                    let mut b = Storage::alloc(g.device(), p.w_len())?;
+                    storage::conv2d_backward_weight_relu_input(&p, &x, g, &mut b)?;
+                    dw = Some(b);
+                }
+                Ok(vec![dx, dw])
+            },
+        ))
+    }
+
     /// `conv2d(conv2d(relu(self), w1, o1), w2, o2)` (no biases) as one recorded op that keeps
     /// only its input and the two weights for backward: the first convolution's output is
     /// recomputed there when the second weight's gradient needs it, and is not needed at all

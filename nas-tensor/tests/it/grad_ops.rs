@@ -275,6 +275,60 @@ fn avg_pool_excludes_padding_from_the_divisor() {
 }
 
 #[test]
+fn relu_conv2d_matches_relu_then_conv2d_and_finite_differences() {
+    // (c, c_out, k, stride, padding, dilation, groups, h): the stride-1 direct path (3x3, 5x5,
+    // dilated), a strided and a grouped convolution, and a 1x1
+    let cases = [
+        (3, 4, 3, 1, 1, 1, 1, 6),
+        (2, 5, 5, 1, 2, 1, 1, 7),
+        (3, 3, 3, 1, 2, 2, 1, 6),
+        (3, 4, 3, 2, 1, 1, 1, 7),
+        (4, 6, 3, 1, 1, 1, 2, 5),
+        (3, 4, 1, 1, 0, 1, 1, 5),
+    ];
+    for (i, &(c, co, k, s, pad, d, g, h)) in cases.iter().enumerate() {
+        let o = ConvOptions::default()
+            .stride(s)
+            .padding(pad)
+            .dilation(d)
+            .groups(g);
+        let x = spaced(&[2, c, h, h], 500 + i as u64);
+        let w = Tensor::randn(&[co, c / g, k, k], 510 + i as u64).param();
+        let inputs = [x, w];
+        check(
+            &format!("relu_conv2d case {i}"),
+            |t| t[0].relu_conv2d(&t[1], o),
+            &inputs,
+        );
+        let oh = (h + 2 * pad - d * (k - 1) - 1) / s + 1;
+        let probe = Tensor::randn(&[2, co, oh, oh], 520 + i as u64);
+        let run = |fused: bool| {
+            for t in &inputs {
+                t.zero_grad();
+            }
+            let [x, w] = &inputs;
+            let y = if fused {
+                x.relu_conv2d(w, o).unwrap()
+            } else {
+                x.relu().conv2d(w, None, o).unwrap()
+            };
+            y.mul(&probe).unwrap().sum().backward().unwrap();
+            let grads: Vec<Vec<f32>> = inputs
+                .iter()
+                .map(|t| t.grad_vec().unwrap().unwrap())
+                .collect();
+            (y.to_vec().unwrap(), grads)
+        };
+        assert_eq!(run(true), run(false), "case {i}: fused equals separate ops");
+    }
+    // a weight that does not fit is an error naming the op
+    let x = Tensor::randn(&[1, 2, 4, 4], 1).param();
+    let bad = Tensor::randn(&[3, 4, 3, 3], 3);
+    let err = x.relu_conv2d(&bad, ConvOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("relu_conv2d"), "{err}");
+}
+
+#[test]
 fn relu_conv_conv_matches_the_three_ops_and_finite_differences() {
     // (c, c_out, k, stride, dilation, h): separable (stride 1 and 2) and dilated blocks
     for (i, &(c, co, k, s, d, h)) in [(3, 4, 3, 1, 1, 5), (3, 3, 3, 2, 1, 6), (2, 3, 3, 1, 2, 6)]

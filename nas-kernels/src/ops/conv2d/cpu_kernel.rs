@@ -7,7 +7,9 @@
 //! - [`Path::Direct`] (x86-64 with AVX-512, stride 1): a register-blocked direct convolution
 //!   on a zero-padded copy of the image (no im2col); the input gradient is the same kernel on
 //!   the padded output gradient with flipped, transposed weights; the weight gradient a
-//!   register-blocked correlation of input and output gradient.
+//!   register-blocked correlation of input and output gradient. A ReLU on the input (the
+//!   `*_relu_input` / `*_relu_mask` entry points) is applied while padding, and its mask on
+//!   each image's input gradient as soon as that is computed.
 //! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
 //!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
 //!   its gradients are im2col's.
@@ -134,12 +136,13 @@ pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut
 }
 
 /// Weight gradient (no bias) of a convolution whose input was `relu(x)` (see
-/// [`forward_relu_input`]).
+/// [`forward_relu_input`]). The AVX-512 direct and depthwise kernels apply the ReLU while
+/// staging each input plane; other paths read a ReLU'd copy.
 pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    if choose(p) == Path::DepthwiseDirect {
-        direct::depthwise_backward_weight(p, x, dy, dw, true)
-    } else {
-        with_relu(x, |r| backward_weight(p, r, dy, dw, None))
+    match choose(p) {
+        Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, true),
+        Path::Direct => direct::backward_weight_relu(p, x, dy, dw),
+        _ => with_relu(x, |r| backward_weight(p, r, dy, dw, None)),
     }
 }
 

@@ -657,6 +657,16 @@ pub(super) fn backward_input_masked(
 }
 
 pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    backward_weight_staged(p, x, dy, dw, false)
+}
+
+/// [`backward_weight`] of a convolution of `relu(x)`: the ReLU is applied while each image is
+/// copied into its padded scratch plane.
+pub(super) fn backward_weight_relu(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    backward_weight_staged(p, x, dy, dw, true)
+}
+
+fn backward_weight_staged(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (ph, pw) = p.padding;
@@ -706,8 +716,9 @@ pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
     let nbv = (run_vectors / (ks.oh * ks.ow.div_ceil(16))).clamp(1, 16);
     let ximg = p.c_in * hp * wp;
     let yimg = p.groups * glen_y;
-    // an unpadded 1x1 reads the images in place when no vector load can run past the end
-    let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w).is_multiple_of(16);
+    // an unpadded 1x1 reads the images in place when no vector load can run past the end (and
+    // no ReLU is applied)
+    let x_as_is = kk == 1 && (ph, pw) == (0, 0) && (p.h * p.w).is_multiple_of(16) && !relu;
     partial_weight_grads(p, dw, &|accv, mine| {
         with_scratch(nbv * (ximg + yimg) + SLACK + 16, |scratch| {
             let (xpad, rest) = scratch.split_at_mut(nbv * ximg + SLACK);
@@ -720,7 +731,7 @@ pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
                     if !x_as_is {
                         let xb = &x[b * xl..(b + 1) * xl];
                         let dst = &mut xpad[i * ximg..(i + 1) * ximg + SLACK];
-                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst, false);
+                        pad_into(xb, p.c_in, p.h, p.w, ph, pw, dst, relu);
                     }
                     if let Some(len) = fl {
                         let dst = &mut dyflat[i * yimg..(i + 1) * yimg];

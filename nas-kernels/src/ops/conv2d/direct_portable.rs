@@ -30,6 +30,9 @@ pub(super) fn backward_input_masked(
 pub(super) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     super::im2col::backward_weight(p, x, dy, dw)
 }
+pub(super) fn backward_weight_relu(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    super::shared::with_relu(x, |r| super::im2col::backward_weight(p, r, dy, dw))
+}
 pub(super) fn depthwise_forward(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut [f32], relu: bool) {
     if relu {
         super::shared::with_relu(x, |r| super::depthwise::forward(p, r, w, y))
