@@ -235,8 +235,12 @@ fn mask(n: usize) -> __mmask16 {
     }
 }
 
-/// One output tile: `R` output channels x `V` vectors of one output row.
+/// One output tile: `R` output channels x `V` vectors, vector `v` at `v * step.0` floats into
+/// the padded input and `v * step.1` into each output plane: `(16, 16)` for `V` vectors of one
+/// row, `(wp, ow)` for one vector in each of `V` rows (planes at most 16 wide, which would
+/// otherwise leave `R` accumulators, too few to hide the multiply-add latency).
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize, const V: usize>(
     s: &S1,
     x: *const f32,
@@ -244,6 +248,7 @@ unsafe fn tile<const R: usize, const V: usize>(
     ldw: usize,
     y: *mut f32,
     m: [__mmask16; V],
+    step: (usize, usize),
 ) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let plane = s.hp * s.wp;
@@ -258,7 +263,7 @@ unsafe fn tile<const R: usize, const V: usize>(
                     let xs = xr.add(kx * s.dw);
                     let mut xv = [_mm512_setzero_ps(); V];
                     for v in 0..V {
-                        xv[v] = _mm512_loadu_ps(xs.add(16 * v));
+                        xv[v] = _mm512_loadu_ps(xs.add(step.0 * v));
                     }
                     let wk = wr.add(kx * ldw);
                     for r in 0..R {
@@ -272,7 +277,7 @@ unsafe fn tile<const R: usize, const V: usize>(
         }
         for r in 0..R {
             for v in 0..V {
-                _mm512_mask_storeu_ps(y.add(r * s.oh * s.ow + 16 * v), m[v], acc[r][v]);
+                _mm512_mask_storeu_ps(y.add(r * s.oh * s.ow + step.1 * v), m[v], acc[r][v]);
             }
         }
     }
@@ -301,6 +306,11 @@ macro_rules! by_r {
 /// `y` `cout * oh * ow` floats.
 #[target_feature(enable = "avx512f")]
 unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f32) {
+    if s.ow <= 16 && s.oh > 1 {
+        // SAFETY: the caller's contract.
+        unsafe { conv_s1_rows(s, xp, wt, ldw, y) };
+        return;
+    }
     let mut oc0 = 0;
     while oc0 < s.cout {
         let r = (s.cout - oc0).min(8);
@@ -313,17 +323,54 @@ unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f3
                     let xr = xp.add(oy * s.wp + ox0);
                     let yo = y.add(oc0 * s.oh * s.ow + oy * s.ow + ox0);
                     let w0 = wt.add(oc0);
-                    if rem > 16 {
+                    let step = (16, 16);
+                    if rem > 32 {
+                        let m = [0xffff, 0xffff, mask(rem - 32)];
+                        by_r!(r, tile, 3, (s, xr, w0, ldw, yo, m, step));
+                        ox0 += 48;
+                    } else if rem > 16 {
                         let m = [0xffff, mask(rem - 16)];
-                        by_r!(r, tile, 2, (s, xr, w0, ldw, yo, m));
+                        by_r!(r, tile, 2, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 32;
                     } else {
                         let m = [mask(rem)];
-                        by_r!(r, tile, 1, (s, xr, w0, ldw, yo, m));
+                        by_r!(r, tile, 1, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 16;
                     }
                 }
             }
+        }
+        oc0 += r;
+    }
+}
+
+/// [`conv_s1`] for rows of at most 16 outputs: each tile takes one vector from each of up to
+/// three rows, so that `R x 3` accumulators are in flight instead of `R`.
+///
+/// # Safety
+/// As [`conv_s1`], with `s.ow <= 16`.
+#[target_feature(enable = "avx512f")]
+unsafe fn conv_s1_rows(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f32) {
+    let m = mask(s.ow);
+    let step = (s.wp, s.ow);
+    let mut oc0 = 0;
+    while oc0 < s.cout {
+        let r = (s.cout - oc0).min(8);
+        let mut oy = 0;
+        while oy < s.oh {
+            // SAFETY: offsets stay inside the buffers described at `conv_s1`; each tile's
+            // vectors are whole rows `oy..oy + V` below `oh`.
+            unsafe {
+                let xr = xp.add(oy * s.wp);
+                let yo = y.add(oc0 * s.oh * s.ow + oy * s.ow);
+                let w0 = wt.add(oc0);
+                match s.oh - oy {
+                    1 => by_r!(r, tile, 1, (s, xr, w0, ldw, yo, [m], step)),
+                    2 => by_r!(r, tile, 2, (s, xr, w0, ldw, yo, [m; 2], step)),
+                    _ => by_r!(r, tile, 3, (s, xr, w0, ldw, yo, [m; 3], step)),
+                }
+            }
+            oy += (s.oh - oy).min(3);
         }
         oc0 += r;
     }

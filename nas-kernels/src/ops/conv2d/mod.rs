@@ -404,6 +404,14 @@ mod tests {
             Conv2dParams::new(19, 13, 8, 8, 11, 3).padding(1),
             Conv2dParams::new(17, 6, 5, 5, 7, 5).padding(2),
             Conv2dParams::new(21, 9, 6, 7, 10, 1),
+            // rows of at most 16 outputs take one vector from each of up to three rows (heights
+            // leaving tails of 1 and 2 rows, 11 output channels: a register-block remainder);
+            // rows of more than 32 three vectors of one row
+            Conv2dParams::new(2, 5, 16, 16, 11, 3).padding(1),
+            Conv2dParams::new(2, 4, 14, 14, 9, 3).padding(1),
+            Conv2dParams::new(2, 3, 15, 16, 5, 3).padding(2).dilation(2),
+            Conv2dParams::new(2, 3, 7, 16, 4, 5).padding(2),
+            Conv2dParams::new(2, 3, 5, 40, 9, 3).padding(1),
         ];
         for (i, p) in cases.iter().enumerate() {
             check_all_paths(p, i as u64).unwrap();
