@@ -1,10 +1,11 @@
 //! Per-pass timings (forward, input gradient, weight gradient) of the 3x3, 1x1 and depthwise
 //! 3x3 stride-1 convolutions at the three stages of the NAS-Bench-201 and DARTS networks at
 //! batch 64 (16x32x32, 32x16x16, 64x8x8), in GFLOP/s: shows how the kernels cope with small
-//! planes.
+//! planes. With the argument `main`, the stages of the main job's network instead (8x28x28,
+//! 16x14x14, 32x7x7).
 //! Minimum over repetitions; threads from `NAS_THREADS`.
 //!
-//! `cargo run --release -p nas-kernels --example conv_stages`
+//! `cargo run --release -p nas-kernels --example conv_stages [-- main]`
 
 use nas_kernels::workloads::{best_seconds, data};
 use nas_kernels::{Backend, Conv2dParams, Cpu};
@@ -22,10 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Conv2dParams::new(64, c, hw, hw, c, 3).padding(1).groups(c)
         }),
     ];
-    for ((name, make), (c, hw)) in kinds
-        .iter()
-        .flat_map(|k| [(16usize, 32usize), (32, 16), (64, 8)].map(|s| (k, s)))
-    {
+    // `main`: the stages of the main job's network (C = 8 on 28x28 Fashion-MNIST images)
+    let stages = match std::env::args().nth(1).as_deref() {
+        Some("main") => [(8usize, 28usize), (16, 14), (32, 7)],
+        _ => [(16, 32), (32, 16), (64, 8)],
+    };
+    for ((name, make), (c, hw)) in kinds.iter().flat_map(|k| stages.map(|s| (k, s))) {
         let p = make(c, hw);
         let x = data(p.x_len(), 1);
         let w = data(p.w_len(), 2);

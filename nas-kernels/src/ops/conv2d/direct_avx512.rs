@@ -324,7 +324,9 @@ unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f3
                     let yo = y.add(oc0 * s.oh * s.ow + oy * s.ow + ox0);
                     let w0 = wt.add(oc0);
                     let step = (16, 16);
-                    if rem > 32 {
+                    // three vectors per tile, but two and two for the last four (a tile of
+                    // one vector has only `R` accumulators)
+                    if rem > 32 && rem.div_ceil(16) != 4 {
                         let m = [0xffff, 0xffff, mask(rem - 32)];
                         by_r!(r, tile, 3, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 48;

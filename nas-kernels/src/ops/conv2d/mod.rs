@@ -412,6 +412,8 @@ mod tests {
             Conv2dParams::new(2, 3, 15, 16, 5, 3).padding(2).dilation(2),
             Conv2dParams::new(2, 3, 7, 16, 4, 5).padding(2),
             Conv2dParams::new(2, 3, 5, 40, 9, 3).padding(1),
+            Conv2dParams::new(2, 3, 5, 62, 9, 3).padding(1),
+            Conv2dParams::new(3, 8, 7, 7, 8, 3).padding(1),
         ];
         for (i, p) in cases.iter().enumerate() {
             check_all_paths(p, i as u64).unwrap();
