@@ -1,5 +1,5 @@
 //! Per-pass timings (forward, input gradient, weight gradient) of the 3x3, 1x1 and depthwise
-//! 3x3 stride-1 convolutions at the three stages of the NAS-Bench-201 and DARTS networks at
+//! 3x3 stride-1 convolutions and of the 3x3 stride-2 convolution that enters each stage at the three stages of the NAS-Bench-201 and DARTS networks at
 //! batch 64 (16x32x32, 32x16x16, 64x8x8), in GFLOP/s: shows how the kernels cope with small
 //! planes. With the argument `main`, the stages of the main job's network instead (8x28x28,
 //! 16x14x14, 32x7x7).
@@ -14,9 +14,15 @@ use nas_kernels::{Backend, Conv2dParams, Cpu};
 type MakeConv = fn(usize, usize) -> Conv2dParams;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let kinds: [(&str, MakeConv); 3] = [
+    let kinds: [(&str, MakeConv); 4] = [
         ("3x3", |c, hw| {
             Conv2dParams::new(64, c, hw, hw, c, 3).padding(1)
+        }),
+        // the reduction block's strided convolution into the stage (`c` -> `2c`, half size)
+        ("3x3s2", |c, hw| {
+            Conv2dParams::new(64, c, hw, hw, 2 * c, 3)
+                .padding(1)
+                .stride(2)
         }),
         ("1x1", |c, hw| Conv2dParams::new(64, c, hw, hw, c, 1)),
         ("dw3x3", |c, hw| {
@@ -39,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![0.0; p.w_len()],
         );
         let gflop = 2.0 * (p.y_len() * (c / p.groups) * p.kh * p.kw) as f64 / 1e9;
+
         let tf = best_seconds(20, || {
             Cpu.conv2d(&p.check().expect("valid parameters"), &x, &w, None, &mut y)
                 .expect("fwd")
