@@ -40,6 +40,27 @@ mod direct;
 #[cfg(target_arch = "x86_64")]
 #[path = "direct_avx512.rs"]
 mod direct;
+#[cfg(target_arch = "x86_64")]
+#[path = "dw_avx512.rs"]
+pub(crate) mod dw_avx512;
+
+/// Whether the channels-last AVX-512 weight gradient (`dw_avx512.rs`) is the faster one for
+/// `p` on the direct path (3x3, stride 1, column dilation 1, at least 16 input channels per
+/// group).
+fn dw16_pays(p: &Conv2dParams) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return dw_avx512::pays(p);
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The weight gradient of `dw_avx512.rs` (only called where [`dw16_pays`]).
+fn dw16(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
+    #[cfg(target_arch = "x86_64")]
+    dw_avx512::backward_weight(p, x, dy, dw, relu);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("{p:?} {} {} {} {relu}", x.len(), dy.len(), dw.len());
+}
 
 /// An implementation strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +159,8 @@ pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut
 pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     if choose(p) == Path::DepthwiseDirect {
         direct::depthwise_backward_weight(p, x, dy, dw, true)
+    } else if choose(p) == Path::Direct && dw16_pays(p) {
+        dw16(p, x, dy, dw, true)
     } else {
         with_relu(x, |r| backward_weight(p, r, dy, dw, None))
     }
@@ -238,6 +261,7 @@ pub(crate) fn backward_weight_with(
         Path::Im2col | Path::Strided => im2col::backward_weight(p, x, dy, dw),
         Path::OneByOne => one_by_one::backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
+        Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, false),
         Path::Direct => direct::backward_weight(p, x, dy, dw),
         Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, false),
     }
