@@ -7,7 +7,9 @@
 //! - [`Path::Direct`] (x86-64 with AVX-512, stride 1): a register-blocked direct convolution
 //!   on a zero-padded copy of the image (no im2col); the input gradient is the same kernel on
 //!   the padded output gradient with flipped, transposed weights; the weight gradient a
-//!   register-blocked correlation of input and output gradient.
+//!   register-blocked correlation of input and output gradient, for 3x3 kernels with at least
+//!   16 input channels per group vectorised over input channels on a channels-last copy of
+//!   the input (`dw_avx512.rs`), else over output columns with horizontal sums.
 //! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
 //!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
 //!   its gradients are im2col's.
