@@ -7,9 +7,11 @@
 //! - [`Path::Direct`] (x86-64 with AVX-512, stride 1): a register-blocked direct convolution
 //!   on a zero-padded copy of the image (no im2col); the input gradient is the same kernel on
 //!   the padded output gradient with flipped, transposed weights; the weight gradient a
-//!   register-blocked correlation of input and output gradient. A ReLU on the input (the
-//!   `*_relu_input` / `*_relu_mask` entry points) is applied while padding, and its mask on
-//!   each image's input gradient as soon as that is computed.
+//!   register-blocked correlation of input and output gradient, for 3x3 kernels with at least
+//!   16 input channels per group vectorised over input channels on a channels-last copy of
+//!   the input (`dw_avx512.rs`), else over output columns with horizontal sums. A ReLU on the
+//!   input (the `*_relu_input` / `*_relu_mask` entry points) is applied while staging, and its
+//!   mask on each image's input gradient as soon as that is computed.
 //! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
 //!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
 //!   its input gradient as one stride-1 direct convolution per phase (`strided_grad.rs`),
@@ -45,6 +47,27 @@ mod direct;
 #[cfg(target_arch = "x86_64")]
 #[path = "direct_avx512.rs"]
 mod direct;
+#[cfg(target_arch = "x86_64")]
+#[path = "dw_avx512.rs"]
+pub(crate) mod dw_avx512;
+
+/// Whether the channels-last AVX-512 weight gradient (`dw_avx512.rs`) is the faster one for
+/// `p` on the direct path (3x3, stride 1, column dilation 1, at least 16 input channels per
+/// group).
+fn dw16_pays(p: &Conv2dParams) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return dw_avx512::pays(p);
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The weight gradient of `dw_avx512.rs` (only called where [`dw16_pays`]).
+fn dw16(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
+    #[cfg(target_arch = "x86_64")]
+    dw_avx512::backward_weight(p, x, dy, dw, relu);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("{p:?} {} {} {} {relu}", x.len(), dy.len(), dw.len());
+}
 
 /// An implementation strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +168,7 @@ pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut
 pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     match choose(p) {
         Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, true),
+        Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, true),
         Path::Direct => direct::backward_weight_relu(p, x, dy, dw),
         _ => with_relu(x, |r| backward_weight(p, r, dy, dw, None)),
     }
@@ -252,6 +276,7 @@ pub(crate) fn backward_weight_with(
         Path::Strided => im2col::backward_weight(p, x, dy, dw),
         Path::OneByOne => one_by_one::backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
+        Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, false),
         Path::Direct => direct::backward_weight(p, x, dy, dw),
         Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, false),
     }

@@ -501,6 +501,87 @@ mod tests {
         }
     }
 
+    /// The channels-last weight gradient (`dw_avx512.rs`) on `p`, of `relu(x)` when `relu`,
+    /// against the reference; `p` must be applicable.
+    #[cfg(target_arch = "x86_64")]
+    fn check_dw16(
+        p: &Conv2dParams,
+        seed: u64,
+        relu: bool,
+    ) -> std::result::Result<(), TestCaseError> {
+        use super::cpu_kernel::dw_avx512;
+        prop_assert!(dw_avx512::applicable(p), "{:?}", p);
+        let x = data(p.x_len(), seed);
+        let dy = data(p.y_len(), seed + 1);
+        let xr: Vec<f32> = x
+            .iter()
+            .map(|v| if relu { v.max(0.0) } else { *v })
+            .collect();
+        let mut dw_ref = vec![0.0; p.w_len()];
+        reference::backward_weight(p, &xr, &dy, &mut dw_ref, None);
+        let mut dw = vec![f32::NAN; p.w_len()];
+        dw_avx512::backward_weight(p, &x, &dy, &mut dw, relu);
+        close(&dw, &dw_ref, 2e-4, &format!("dw_avx512 relu={relu} {p:?}"))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn channels_last_weight_gradient_matches_reference(n in 1usize..4, cig in 1usize..40, cog in 1usize..9,
+                                                           groups in 1usize..3, h in 1usize..11, w in 1usize..36,
+                                                           pad in 0usize..3, dh in 1usize..3, relu in any::<bool>(),
+                                                           seed in 0u64..1_000_000) {
+            prop_assume!(super::cpu_kernel::dw_avx512::applicable(&Conv2dParams::new(1, 1, 3, 3, 1, 3)));
+            let mut p = Conv2dParams::new(n, cig * groups, h, w, cog * groups, 3).padding(pad).groups(groups);
+            p.dilation = (dh, 1);
+            prop_assume!(p.validate().is_ok());
+            check_dw16(&p, seed, relu)?;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn channels_last_weight_gradient_blockings() {
+        // register tiles of 3, 2 and 1 output channels (every remainder of cout by 3, 2 + 2
+        // for 4), input channels in blocks of 16 (1..3, 16, 17, 33: lanes left idle), rows
+        // wider than one staged 16 x 16 transpose (17, 33), row dilation 2, groups, padding 0
+        // and 2, and runs of several small images (8x8 and 3x3 planes, batch not a multiple of
+        // the run)
+        if !super::cpu_kernel::dw_avx512::applicable(&Conv2dParams::new(1, 1, 3, 3, 1, 3)) {
+            return;
+        }
+        let mut cases = vec![];
+        for cout in 1..=8 {
+            cases.push(Conv2dParams::new(2, 5, 6, 9, cout, 3).padding(1));
+        }
+        for cin in [1, 2, 3, 16, 17, 33] {
+            cases.push(Conv2dParams::new(2, cin, 7, 17, 4, 3).padding(1));
+        }
+        cases.push(Conv2dParams::new(2, 18, 9, 33, 6, 3).padding(2));
+        cases.push(Conv2dParams::new(3, 16, 6, 5, 16, 3));
+        cases.push(Conv2dParams::new(2, 32, 12, 10, 10, 3).padding(1).groups(2));
+        cases.push(Conv2dParams::new(19, 20, 8, 8, 7, 3).padding(1));
+        cases.push(Conv2dParams::new(37, 16, 3, 3, 16, 3).padding(1));
+        let mut d2 = Conv2dParams::new(2, 17, 9, 11, 5, 3).padding(2);
+        d2.dilation = (2, 1);
+        cases.push(d2);
+        for (i, p) in cases.iter().enumerate() {
+            check_dw16(p, 40 + i as u64, i % 2 == 1).unwrap();
+            check_dw16(p, 90 + i as u64, i % 2 == 0).unwrap();
+        }
+        // not this kernel's: column dilation, 5x5, stride 2
+        let mut dw2 = Conv2dParams::new(1, 16, 9, 9, 4, 3).padding(2);
+        dw2.dilation = (1, 2);
+        for p in [
+            dw2,
+            Conv2dParams::new(1, 16, 9, 9, 4, 5),
+            Conv2dParams::new(1, 16, 9, 9, 4, 3).stride(2),
+        ] {
+            assert!(!super::cpu_kernel::dw_avx512::applicable(&p), "{p:?}");
+        }
+    }
+
     #[test]
     fn thread_counts_agree() {
         // large enough to be spread over threads (see `cpu_kernel::threads_for`)
