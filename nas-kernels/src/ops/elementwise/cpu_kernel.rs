@@ -552,10 +552,16 @@ mod tests {
                 let tasks = n.div_ceil(len);
                 assert!(len.is_multiple_of(16), "n {n} threads {threads}: {len}");
                 assert!(len <= CHUNK + 15, "n {n} threads {threads}: {len}");
-                assert!(tasks.is_multiple_of(threads), "n {n} threads {threads}: {tasks}");
+                assert!(
+                    tasks.is_multiple_of(threads),
+                    "n {n} threads {threads}: {tasks}"
+                );
                 // the last task is within one line per task of the others
                 let last = n - (tasks - 1) * len;
-                assert!(last + 16 * tasks >= len, "n {n} threads {threads}: {last} {len}");
+                assert!(
+                    last + 16 * tasks >= len,
+                    "n {n} threads {threads}: {last} {len}"
+                );
             }
         }
     }
