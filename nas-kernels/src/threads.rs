@@ -16,7 +16,10 @@
 //! Tasks run on a persistent pool of parked worker threads (spawned on first use, grown when a
 //! larger thread count is asked for), so a call costs a wake-up (a few microseconds) rather than
 //! a thread spawn, and workers keep their thread-local scratch buffers between calls. Calls
-//! from different outer threads are serialised.
+//! from different outer threads are serialised. After a job, workers spin on an atomic
+//! generation counter for a while before they park, and the caller spins on an atomic count of
+//! finished helpers: neither takes the mutex nor reads the clock on every spin, and the
+//! condition variables are signalled only when a thread has actually parked.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -281,27 +284,55 @@ unsafe impl Send for JobPtr {}
 
 struct State {
     job: Option<JobPtr>,
-    /// Workers this generation needs, how many have joined, how many have finished.
+    /// Workers this generation needs and how many have joined.
     wanted: usize,
     joined: usize,
-    finished: usize,
     /// Workers spawned so far.
     workers: usize,
+    /// Workers parked on `work` (the caller wakes them only when this is not 0).
+    parked: usize,
 }
 
-/// Persistent worker threads parked on a condition variable.
+/// Persistent worker threads: they spin on `generation` for a while after each job, then park
+/// on a condition variable. The spinning sides (the caller waiting for its helpers, workers
+/// waiting for the next job) read atomics only; the mutex is taken to hand a job out, and to
+/// park or wake a parked thread.
 struct Pool {
     state: Mutex<State>,
     work: Condvar,
     done: Condvar,
     /// Bumped for every job; workers spin on it briefly before parking.
     generation: AtomicU64,
+    /// Helpers that have finished the current job (reset under `state` before it is published).
+    finished: AtomicUsize,
+    /// True while the caller is parked on `done` (set and cleared under `state`).
+    caller_parked: AtomicBool,
     /// Serialises callers from different outer threads.
     caller: Mutex<()>,
 }
 
 /// How long a worker spins for the next job (and a caller for completion) before parking.
 const SPIN: Duration = Duration::from_micros(30);
+
+/// Spin-loop iterations between two reads of the clock (a clock read costs more than a spin).
+const SPINS_PER_CLOCK: u32 = 64;
+
+/// Spins until `ready()` or until `SPIN` has passed; true when `ready()` held.
+#[inline]
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if ready() {
+            return true;
+        }
+        spins += 1;
+        if spins.is_multiple_of(SPINS_PER_CLOCK) && start.elapsed() >= SPIN {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
@@ -310,12 +341,14 @@ fn pool() -> &'static Pool {
             job: None,
             wanted: 0,
             joined: 0,
-            finished: 0,
             workers: 0,
+            parked: 0,
         }),
         work: Condvar::new(),
         done: Condvar::new(),
         generation: AtomicU64::new(0),
+        finished: AtomicUsize::new(0),
+        caller_parked: AtomicBool::new(false),
         caller: Mutex::new(()),
     })
 }
@@ -335,7 +368,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
         };
-        let helpers = {
+        let (helpers, wake) = {
             let mut st = lock(&self.state);
             while st.workers < helpers {
                 let spawned = std::thread::Builder::new()
@@ -353,29 +386,25 @@ impl Pool {
             st.job = Some(ptr);
             st.wanted = helpers;
             st.joined = 0;
-            st.finished = 0;
+            self.finished.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
-            helpers
+            // Spinning workers see the new generation; parked ones need the condition
+            // variable (they count themselves in `parked` under this lock before waiting).
+            (helpers, st.parked > 0)
         };
-        self.work.notify_all();
+        if wake {
+            self.work.notify_all();
+        }
         job.work();
-        // Wait for the helpers: spin briefly, then park.
-        let start = Instant::now();
-        loop {
-            let st = lock(&self.state);
-            if st.finished == helpers {
-                break;
-            }
-            if start.elapsed() < SPIN {
-                drop(st);
-                std::hint::spin_loop();
-                continue;
-            }
-            let mut st = st;
-            while st.finished < helpers {
+        // Wait for the helpers: spin briefly on the counter, then park.
+        let all_done = || self.finished.load(Ordering::SeqCst) == helpers;
+        if !spin_until(all_done) {
+            let mut st = lock(&self.state);
+            self.caller_parked.store(true, Ordering::SeqCst);
+            while !all_done() {
                 st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-            break;
+            self.caller_parked.store(false, Ordering::SeqCst);
         }
         lock(&self.state).job = None;
         if job.panicked.load(Ordering::Relaxed) {
@@ -387,11 +416,8 @@ impl Pool {
         let mut seen = 0u64;
         loop {
             // Spin briefly for the next job, then park.
-            let start = Instant::now();
-            while self.generation.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
-                std::hint::spin_loop();
-            }
-            let job = {
+            spin_until(|| self.generation.load(Ordering::Acquire) != seen);
+            let (job, wanted) = {
                 let mut st = lock(&self.state);
                 loop {
                     let g = self.generation.load(Ordering::Acquire);
@@ -399,10 +425,12 @@ impl Pool {
                         seen = g;
                         if st.job.is_some() && st.joined < st.wanted {
                             st.joined += 1;
-                            break st.job;
+                            break (st.job, st.wanted);
                         }
                     }
+                    st.parked += 1;
                     st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.parked -= 1;
                 }
             };
             if let Some(JobPtr(ptr)) = job {
@@ -410,9 +438,14 @@ impl Pool {
                 // which needs this worker's increment below.
                 unsafe { (*ptr).work() };
             }
-            let mut st = lock(&self.state);
-            st.finished += 1;
-            if st.finished == st.wanted {
+            // The last helper wakes the caller if it has parked. With sequentially consistent
+            // order, either the caller's check of `finished` (made under the lock, before it
+            // waits) sees this increment, or this load sees `caller_parked` and the lock below
+            // waits until the caller is inside `wait`.
+            if self.finished.fetch_add(1, Ordering::SeqCst) + 1 == wanted
+                && self.caller_parked.load(Ordering::SeqCst)
+            {
+                let _st = lock(&self.state);
                 self.done.notify_one();
             }
         }
@@ -542,6 +575,34 @@ mod tests {
         });
         assert_eq!(total.load(Ordering::Relaxed), 8 * 45);
         assert!(!in_parallel());
+    }
+
+    /// The parking paths: workers that parked between jobs are woken for the next one, and a
+    /// caller that parked while its helper was still busy is woken when the helper finishes
+    /// (each run longer than the spin). A lost wake-up hangs, so the calls run on a thread and
+    /// the test fails when they have not all returned within a minute.
+    #[test]
+    fn parked_workers_and_callers_are_woken() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for round in 0..20u64 {
+                // idle longer than the spin: the worker parks
+                std::thread::sleep(SPIN * 4);
+                let total = AtomicU64::new(0);
+                parallel_for_threads(2, 2, &|t| {
+                    if t == 1 {
+                        // the other thread waits longer than the spin: the caller or the
+                        // worker parks, whichever took task 0
+                        std::thread::sleep(SPIN * 4);
+                    }
+                    total.fetch_add(t as u64 + round, Ordering::Relaxed);
+                });
+                assert_eq!(total.load(Ordering::Relaxed), 1 + 2 * round);
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("a parked thread was not woken");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::{BinaryOp, UnaryOp};
 use crate::simd::{avx512_dispatch, lane_sum};
-use crate::threads::parallel_chunks_mut;
+use crate::threads::{num_threads, parallel_chunks_mut};
 
 /// `y[i] = f(x[i])`.
 #[inline(always)]
@@ -24,18 +24,33 @@ fn head(out: &[f32]) -> usize {
     out.as_ptr().align_offset(64).min(out.len())
 }
 
-/// Elements per task when an elementwise op is spread over threads.
+/// Elements per task when an elementwise op is spread over threads (at most; see
+/// [`task_len`]), and the length up to which it stays on the calling thread.
 const CHUNK: usize = 1 << 16;
+
+/// Elements per task for an `n`-element elementwise op on `threads` threads: at most about
+/// [`CHUNK`], in a number of nearly equal tasks that is a multiple of `threads` (so no thread
+/// waits for a last, lone task: 401,408 elements on 2 threads are 8 tasks of 50,176, not 6 of
+/// 65,536 and one of 8,192), each a whole number of 64-byte lines. `n` when the op stays on
+/// the calling thread (`n <= CHUNK` or one thread).
+fn task_len(n: usize, threads: usize) -> usize {
+    if n <= CHUNK || threads <= 1 {
+        return n.max(1);
+    }
+    let tasks = n.div_ceil(CHUNK).next_multiple_of(threads);
+    n.div_ceil(tasks).next_multiple_of(16)
+}
 
 /// Runs `f(x_chunk, y_chunk)` over matching chunks of `x` and `y`, on threads when large.
 fn chunked(x: &[f32], y: &mut [f32], f: &(dyn Fn(&[f32], &mut [f32]) + Sync)) {
     let n = y.len();
-    if n <= CHUNK {
+    let len = task_len(n, num_threads());
+    if n <= len {
         f(x, y);
         return;
     }
-    parallel_chunks_mut(y, CHUNK, |t, y| {
-        let lo = t * CHUNK;
+    parallel_chunks_mut(y, len, |t, y| {
+        let lo = t * len;
         f(&x[lo..lo + y.len()], y);
     });
 }
@@ -72,12 +87,13 @@ fn unary_body(op: UnaryOp, x: &[f32], y: &mut [f32]) {
 /// `dx = dy * op'(x)`, chunked over threads when large.
 pub(crate) fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
     let n = dx.len();
-    if n <= CHUNK {
+    let len = task_len(n, num_threads());
+    if n <= len {
         unary_backward_serial(op, x, y, dy, dx);
         return;
     }
-    parallel_chunks_mut(dx, CHUNK, |t, d| {
-        let lo = t * CHUNK;
+    parallel_chunks_mut(dx, len, |t, d| {
+        let lo = t * len;
         let hi = lo + d.len();
         unary_backward_serial(op, &x[lo..hi], &y[lo..hi], &dy[lo..hi], d);
     });
@@ -323,13 +339,14 @@ fn axpy_body(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Runs `f(offset, out_chunk)` over `CHUNK`-sized chunks of `out`, on threads when large.
+/// Runs `f(offset, out_chunk)` over chunks of `out` ([`task_len`]), on threads when large.
 fn chunked_out(n: usize, out: &mut [f32], f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-    if n <= CHUNK {
+    let len = task_len(n, num_threads());
+    if n <= len {
         f(0, out);
         return;
     }
-    parallel_chunks_mut(out, CHUNK, |t, out| f(t * CHUNK, out));
+    parallel_chunks_mut(out, len, |t, out| f(t * len, out));
 }
 
 /// `out = sum_k w[k] * xs[k]`, chunk by chunk (the chunk stays in cache while the K inputs
@@ -520,6 +537,33 @@ mod tests {
         a.iter()
             .zip(b)
             .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+    }
+
+    /// Threaded elementwise ops split into a multiple of the thread count of nearly equal
+    /// tasks, each whole 64-byte lines and at most about `CHUNK`, covering the op.
+    #[test]
+    fn tasks_are_balanced_over_threads() {
+        assert_eq!(task_len(CHUNK, 2), CHUNK);
+        assert_eq!(task_len(CHUNK + 1, 1), CHUNK + 1);
+        assert_eq!(task_len(401_408, 2), 50_176);
+        for threads in [2usize, 3, 4, 16] {
+            for n in [CHUNK + 1, 100_352, 200_704, 401_408, 1_000_003, 3 * CHUNK] {
+                let len = task_len(n, threads);
+                let tasks = n.div_ceil(len);
+                assert!(len.is_multiple_of(16), "n {n} threads {threads}: {len}");
+                assert!(len <= CHUNK + 15, "n {n} threads {threads}: {len}");
+                assert!(
+                    tasks.is_multiple_of(threads),
+                    "n {n} threads {threads}: {tasks}"
+                );
+                // the last task is within one line per task of the others
+                let last = n - (tasks - 1) * len;
+                assert!(
+                    last + 16 * tasks >= len,
+                    "n {n} threads {threads}: {last} {len}"
+                );
+            }
+        }
     }
 
     /// The portable bodies (what CPUs without AVX-512 run) against the dispatched kernels (the
