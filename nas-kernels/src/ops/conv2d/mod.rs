@@ -414,6 +414,9 @@ mod tests {
             Conv2dParams::new(2, 3, 5, 40, 9, 3).padding(1),
             Conv2dParams::new(2, 3, 5, 62, 9, 3).padding(1),
             Conv2dParams::new(3, 8, 7, 7, 8, 3).padding(1),
+            // the main job's reduction convolutions (stride 2 into 14x14 and 7x7)
+            Conv2dParams::new(2, 8, 28, 28, 16, 3).padding(1).stride(2),
+            Conv2dParams::new(2, 16, 14, 14, 32, 3).padding(1).stride(2),
         ];
         for (i, p) in cases.iter().enumerate() {
             check_all_paths(p, i as u64).unwrap();

@@ -14,8 +14,7 @@
 //! The weight gradient splits the same way (each tap belongs to one phase), but per-phase
 //! sub-kernels of 1 or 2 taps a side ran slower than im2col's GEMM on NB201's and the main
 //! job's reduction shapes (`conv_stages`, 3x3s2 rows, 1 thread, under load: 38-57 GFLOP/s
-//! against im2col's 38-108), so it
-//! stays on im2col.
+//! against im2col's 38-108), so it stays on im2col.
 
 use super::Conv2dParams;
 use super::direct;
