@@ -531,21 +531,21 @@ impl SharedOutputs {
             _ => None,
         };
         if let Some(hit) = self.done.iter().find(|d| d.key == key) {
-            match (own, &hit.stats) {
-                (None, None) => return Ok(hit.out.clone()),
+            let reuse = match (own, &hit.stats) {
+                (None, None) => true,
                 (Some(own), Some((before, updated))) => {
-                    if same_bits(&own[0].to_vec()?, &before[0])
-                        && same_bits(&own[1].to_vec()?, &before[1])
-                    {
+                    let equal = same_bits(&own[0].to_vec()?, &before[0])
+                        && same_bits(&own[1].to_vec()?, &before[1]);
+                    if equal {
                         own[0].copy_from(&updated[0])?;
                         own[1].copy_from(&updated[1])?;
-                        return Ok(hit.out.clone());
                     }
+                    equal
                 }
-                _ => {}
-            }
+                _ => false,
+            };
             // statistics that differ (or a different kind of op): computed separately
-            return run();
+            return if reuse { Ok(hit.out.clone()) } else { run() };
         }
         let stats = match own {
             Some(s) => Some((
