@@ -334,6 +334,13 @@ pub fn pool_stats() -> (u64, u64, usize) {
     })
 }
 
+/// The most floats (capacity) of pool-sized buffers live at once on this thread so far: the
+/// activations and gradients a step holds at its peak, without the pool's free buffers (what
+/// the pool adds on top is at most a sixteenth of this plus 64 MiB).
+pub fn pool_peak_live() -> usize {
+    POOL.with(|p| p.borrow().peak)
+}
+
 /// Overwrites every buffer kept in this thread's pool with `value`. For tests: an op that
 /// took a buffer with [`Buf::for_overwrite`] and read it before writing every value would
 /// give a different (non-finite, with `f32::NAN`) result afterwards.

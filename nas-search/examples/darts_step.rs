@@ -9,7 +9,10 @@
 //! Threads: `NAS_THREADS` (default: all cores). Device: `NAS_DEVICE` (`cpu` by default;
 //! `cuda:0` needs the `cuda` feature; every step reads its losses back to the host, so a step's
 //! time includes the device's work). The first step is reported separately (it includes
-//! buffer-pool warm-up and, on a GPU, compiling the kernels).
+//! buffer-pool warm-up and, on a GPU, compiling the kernels). `NAS_POOL=0` turns the CPU
+//! buffer pool off (the peak resident set is then what the step holds at once; each step
+//! also prints the pool's peak of live buffers), `NAS_SHARE=0` makes every mixed edge compute
+//! its own pools (`Supernet::set_share_outputs`: the layout before issue 20's memory round).
 
 use std::time::Instant;
 
@@ -39,6 +42,17 @@ fn cpu_seconds() -> f64 {
             .unwrap_or(f64::NAN)
     };
     (tick(11) + tick(12)) / 100.0
+}
+
+/// An on/off environment variable: unset or `1` is on, `0` off, anything else an error.
+fn env_switch(name: &str) -> Result<bool, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(true),
+        Ok(v) if v == "1" => Ok(true),
+        Ok(v) if v == "0" => Ok(false),
+        Ok(v) => Err(format!("{name}={v:?}: expected 0 or 1")),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -77,7 +91,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.device = d.parse().map_err(|e| format!("NAS_DEVICE={d:?}: {e}"))?;
         cfg.device.open()?;
     }
+    // NAS_POOL=0: no buffer pool, so the peak resident set is what the step holds at once
+    // (for accounting; slower: freed buffers go back to the allocator)
+    if !env_switch("NAS_POOL")? {
+        nas_tensor::buf::set_pooling(false);
+    }
+    // NAS_SHARE=0: every mixed edge computes its own pools (for before/after measurements)
+    let share = env_switch("NAS_SHARE")?;
     let mut s = OneShotSearch::new(cfg, &data)?;
+    s.supernet().set_share_outputs(share);
     println!(
         "DARTS supernet C={c} layers={layers} batch={batch} method={} device={} recomputed cells={} threads={} params={}",
         method.name(),
@@ -95,9 +117,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dc = cpu_seconds() - c0;
         let (hits, misses, pooled) = nas_tensor::buf::pool_stats();
         println!(
-            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held)",
+            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held; peak live {:.0} MiB)",
             vm_hwm_mib().unwrap_or(f64::NAN),
-            pooled as f64 * 4.0 / (1 << 20) as f64
+            pooled as f64 * 4.0 / (1 << 20) as f64,
+            nas_tensor::buf::pool_peak_live() as f64 * 4.0 / (1 << 20) as f64
         );
         times.push(dt);
     }

@@ -361,18 +361,45 @@ fn shift_for_stride2(x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-impl Module for FactorizedReduce {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.relu();
-        let out = match &self.conv_2 {
-            None => conv_forward(&self.conv_1, &x)?,
-            Some(c2) => {
-                let a = conv_forward(&self.conv_1, &x)?;
-                let b = conv_forward(c2, &shift_for_stride2(&x)?)?;
+impl FactorizedReduce {
+    /// What the convolutions read, computed from the input `x` alone: its ReLU and, for
+    /// stride 2, the ReLU shifted by one pixel. Factorized reductions on the same input can
+    /// share them ([`FactorizedReduce::forward_inputs`]): the DARTS supernet's four stride-2
+    /// `skip_connect` edges out of one state keep one copy instead of four.
+    pub fn inputs(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let rx = x.relu();
+        let shifted = match self.conv_2 {
+            Some(_) => Some(shift_for_stride2(&rx)?),
+            None => None,
+        };
+        Ok((rx, shifted))
+    }
+
+    /// The forward pass from [`FactorizedReduce::inputs`] of the input (same values as
+    /// `forward`).
+    pub fn forward_inputs(&self, rx: &Tensor, shifted: Option<&Tensor>) -> Result<Tensor> {
+        let out = match (&self.conv_2, shifted) {
+            (None, _) => conv_forward(&self.conv_1, rx)?,
+            (Some(c2), Some(sh)) => {
+                let a = conv_forward(&self.conv_1, rx)?;
+                let b = conv_forward(c2, sh)?;
                 Tensor::concat(&[a, b], 1)?
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "FactorizedReduce",
+                    "stride 2 needs the shifted input (see FactorizedReduce::inputs)",
+                ));
             }
         };
         self.bn.forward(&out)
+    }
+}
+
+impl Module for FactorizedReduce {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (rx, shifted) = self.inputs(x)?;
+        self.forward_inputs(&rx, shifted.as_ref())
     }
     fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
         f("conv_1", &self.conv_1);

@@ -7,20 +7,21 @@
 //! built from them: softmaxed weights (DARTS) or a hard Gumbel sample (GDAS).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nas_space::darts::DARTS_PRIMITIVES;
 use nas_space::nb201::Nb201Op;
 use nas_tensor::nn::{
     BatchNorm2d, Conv2d, Linear, Mode, Module, ReLU, Sequential, TensorKind, join_name,
 };
-use nas_tensor::{ConvOptions, Tensor};
+use nas_tensor::{ConvOptions, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OneShotError, Result};
 use crate::nets::darts::{darts_cell_forward, darts_edge_stride, darts_preprocess};
-use crate::nets::ops::{ReLUConvBN, ResNetBasicBlock, build_op};
+use crate::nets::ops::{FactorizedReduce, ReLUConvBN, ResNetBasicBlock, build_op};
 
 /// Which cell space the supernet searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +217,8 @@ fn rows(w: &Tensor) -> Result<Vec<Tensor>> {
 /// [`SepConv`](crate::nets::ops::SepConv)).
 struct MixedEdge {
     ops: Vec<Box<dyn Module>>,
+    /// Per op: can another edge on the same input share its output (see [`SharedOutputs`])?
+    shareable: Vec<Shareable>,
     /// Does op `i` take the shared ReLU of the input (its own ReLU removed)?
     pre_relu: Vec<bool>,
     stride: usize,
@@ -242,6 +245,7 @@ impl MixedEdge {
         let c = c_full / k;
         let mut ops: Vec<Box<dyn Module>> = Vec::new();
         let mut pre_relu = Vec::new();
+        let mut shareable = Vec::new();
         for name in space.op_names().into_iter().skip(1) {
             let shared: Option<Sequential> = match name {
                 "nor_conv_1x1" => {
@@ -255,21 +259,40 @@ impl MixedEdge {
             if let Some(seq) = shared {
                 ops.push(Box::new(strip_relu(seq)));
                 pre_relu.push(true);
+                shareable.push(Shareable::No);
+                continue;
+            }
+            pre_relu.push(false);
+            if name == "skip_connect" && stride == 2 {
+                // a factorized reduction (as `build_op` builds it), whose ReLU and shifted
+                // input the edges out of the same state share
+                let fr = Arc::new(FactorizedReduce::new(c, c, stride, false, rng)?);
+                shareable.push(Shareable::ReductionInputs(Arc::clone(&fr)));
+                ops.push(Box::new(SharedReduce(fr)));
                 continue;
             }
             let op = build_op(name, c, c, stride, false, rng)?;
-            pre_relu.push(false);
             if space == SpaceKind::Darts && name.contains("pool") {
                 // DARTS: pools are followed by a non-affine BN inside the supernet.
-                ops.push(Box::new(
-                    Sequential::new().push(op).push(BatchNorm2d::new(c, false)),
-                ));
+                let bn = BatchNorm2d::new(c, false);
+                shareable.push(Shareable::WithStats([
+                    bn.running_mean.clone(),
+                    bn.running_var.clone(),
+                ]));
+                ops.push(Box::new(Sequential::new().push(op).push(bn)));
             } else {
+                // a pool with `c_in == c_out` is the bare pool (no parameters, no state)
+                shareable.push(if name.contains("pool") {
+                    Shareable::Stateless
+                } else {
+                    Shareable::No
+                });
                 ops.push(op);
             }
         }
         Ok(MixedEdge {
             ops,
+            shareable,
             pre_relu,
             stride,
             c: c_full,
@@ -290,7 +313,7 @@ impl MixedEdge {
             x.narrow(1, 0, p)?
         };
         let (mut outs, mut ws) = (Vec::new(), Vec::new());
-        self.soft_terms(&xa, std::slice::from_ref(row), 0, &mut outs, &mut ws)?;
+        self.soft_terms(&xa, std::slice::from_ref(row), 0, None, &mut outs, &mut ws)?;
         let mixed = Tensor::weighted_sum(&outs, &ws[0])?;
         if self.k == 1 {
             return Ok(mixed);
@@ -314,19 +337,33 @@ impl MixedEdge {
     }
 
     /// Under softmax mixing, the edge's terms: every op's output (`none` left out: it adds
-    /// nothing) and the matching weights of row `e`, pushed onto `outs` and `ws`.
+    /// nothing) and the matching weights of row `e`, pushed onto `outs` and `ws`. With
+    /// `shared` (the cell's outputs so far and which of its states `x` is), the
+    /// parameter-free ops reuse an output another edge computed on the same state.
     fn soft_terms(
         &self,
         x: &Tensor,
         rows: &[Tensor],
         e: usize,
+        mut shared: Option<(&mut SharedOutputs, usize)>,
         outs: &mut Vec<Tensor>,
         ws: &mut Vec<Tensor>,
     ) -> Result<()> {
         ws.push(rows[e].narrow(0, 1, self.ops.len())?);
         let mut rx = None;
         for i in 0..self.ops.len() {
-            outs.push(self.run_op(i, x, &mut rx)?);
+            let out = match (shared.as_mut(), &self.shareable[i]) {
+                (None, _) | (_, Shareable::No) => self.run_op(i, x, &mut rx)?,
+                (Some((cache, state)), Shareable::ReductionInputs(fr)) => {
+                    let (rx, shifted) = cache.reduction_inputs(*state, fr, x)?;
+                    fr.forward_inputs(&rx, shifted.as_ref())?
+                }
+                (Some((cache, state)), kind) => {
+                    let key = (*state, i, self.stride);
+                    cache.output(key, kind, || self.run_op(i, x, &mut rx))?
+                }
+            };
+            outs.push(out);
         }
         Ok(())
     }
@@ -400,6 +437,141 @@ fn channel_shuffle(x: &Tensor, g: usize) -> Result<Tensor> {
         .reshape(&[n, c, h, w])?)
 }
 
+/// Whether an op of a mixed edge computes the same output on the same input in every edge.
+enum Shareable {
+    /// It has parameters (or is the identity, which costs nothing).
+    No,
+    /// A bare pool: no parameters, no state.
+    Stateless,
+    /// A pool and a non-affine batch norm (the DARTS space): no parameters, but running
+    /// statistics (these handles) that each edge updates; equal statistics give equal outputs
+    /// and equal updates.
+    WithStats([Tensor; 2]),
+    /// A factorized reduction (stride-2 `skip_connect`): it has weights, but its ReLU and
+    /// shifted input depend on the input alone.
+    ReductionInputs(Arc<FactorizedReduce>),
+}
+
+/// A factorized reduction held by its edge and by the edge's [`Shareable`] entry.
+struct SharedReduce(Arc<FactorizedReduce>);
+
+impl Module for SharedReduce {
+    fn forward(&self, x: &Tensor) -> nas_tensor::Result<Tensor> {
+        self.0.forward(x)
+    }
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        self.0.children(f)
+    }
+}
+
+/// The outputs of parameter-free ops computed so far in one forward pass of a cell.
+///
+/// Every edge out of the same state computes the same pools of it: a DARTS cell has 14 edges
+/// but 5 distinct inputs, so 28 pool outputs (each followed by a non-affine batch norm) are 10
+/// distinct tensors. The first edge computes one; the others on the same state (and stride)
+/// take it, so the graph keeps (and backward runs) 10 pool-and-BN ops per cell instead of 28.
+/// The forward values are those of separate ops exactly: the batch norm of an edge that
+/// takes another's output is skipped only when its running statistics equal (bit for bit)
+/// those the computing edge had before its update, and they then receive that edge's
+/// updated statistics (what running its own batch norm would have written). Likewise the
+/// stride-2 `skip_connect` edges (factorized reductions, 4 per state in a reduction cell) share
+/// the ReLU and the shifted copy of their input: one of each per state instead of four, each
+/// input twice the size of the cell's activations. Gradients are
+/// equal up to rounding (the edges' output gradients are summed before one backward
+/// instead of after several). Only on the CPU (the check reads the statistics) and
+/// without synchronised batch norm (every rank must run the same collectives).
+struct SharedOutputs {
+    enabled: bool,
+    done: Vec<SharedOutput>,
+    /// Per state: a factorized reduction's ReLU and shifted input.
+    reduction_inputs: Vec<(usize, Tensor, Option<Tensor>)>,
+}
+
+struct SharedOutput {
+    /// (state index in the cell, op index in the edge, stride).
+    key: (usize, usize, usize),
+    out: Tensor,
+    /// The running statistics of the edge that computed `out`, before its update, and
+    /// handles on them (updated).
+    stats: Option<([Vec<f32>; 2], [Tensor; 2])>,
+}
+
+impl SharedOutputs {
+    fn new(wanted: bool, x: &Tensor) -> SharedOutputs {
+        SharedOutputs {
+            enabled: wanted
+                && x.device() == Device::Cpu
+                && nas_tensor::sync_bn::current().is_none(),
+            done: Vec::new(),
+            reduction_inputs: Vec::new(),
+        }
+    }
+
+    /// The ReLU and shifted input that `fr` reads, for state `state` (`x`).
+    fn reduction_inputs(
+        &mut self,
+        state: usize,
+        fr: &FactorizedReduce,
+        x: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        if let Some((_, rx, sh)) = self.reduction_inputs.iter().find(|r| r.0 == state) {
+            return Ok((rx.clone(), sh.clone()));
+        }
+        let (rx, sh) = fr.inputs(x)?;
+        self.reduction_inputs.push((state, rx.clone(), sh.clone()));
+        Ok((rx, sh))
+    }
+
+    /// The output of the op `key` for an edge whose op is `kind`: one computed earlier in this
+    /// pass where that is exact, else `run()` (remembered for the next edges).
+    fn output(
+        &mut self,
+        key: (usize, usize, usize),
+        kind: &Shareable,
+        run: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let own = match kind {
+            Shareable::WithStats(s) => Some(s),
+            _ => None,
+        };
+        if let Some(hit) = self.done.iter().find(|d| d.key == key) {
+            let reuse = match (own, &hit.stats) {
+                (None, None) => true,
+                (Some(own), Some((before, updated))) => {
+                    let equal = same_bits(&own[0].to_vec()?, &before[0])
+                        && same_bits(&own[1].to_vec()?, &before[1]);
+                    if equal {
+                        own[0].copy_from(&updated[0])?;
+                        own[1].copy_from(&updated[1])?;
+                    }
+                    equal
+                }
+                _ => false,
+            };
+            // statistics that differ (or a different kind of op): computed separately
+            return if reuse { Ok(hit.out.clone()) } else { run() };
+        }
+        let stats = match own {
+            Some(s) => Some((
+                [s[0].to_vec()?, s[1].to_vec()?],
+                [s[0].clone(), s[1].clone()],
+            )),
+            None => None,
+        };
+        let out = run()?;
+        self.done.push(SharedOutput {
+            key,
+            out: out.clone(),
+            stats,
+        });
+        Ok(out)
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// A node of a search cell: the sum of the mixed edges `first..first + inputs.len()` applied
 /// to `inputs`. Under softmax mixing it is one weighted sum over every op of every incoming
 /// edge, so neither the per-edge sums nor the additions between them are materialised (or
@@ -409,12 +581,14 @@ fn node_sum(
     first: usize,
     inputs: &[Tensor],
     mix: EdgeMix<'_>,
+    shared: &mut SharedOutputs,
 ) -> Result<Tensor> {
     match mix {
         EdgeMix::Soft(rows) => {
             let (mut outs, mut ws) = (Vec::new(), Vec::new());
             for (j, x) in inputs.iter().enumerate() {
-                edges[first + j].soft_terms(x, rows, first + j, &mut outs, &mut ws)?;
+                let sh = shared.enabled.then_some((&mut *shared, j));
+                edges[first + j].soft_terms(x, rows, first + j, sh, &mut outs, &mut ws)?;
             }
             let w = if ws.len() == 1 {
                 ws.pop().expect("one row")
@@ -481,10 +655,13 @@ impl DartsCellNet {
         })
     }
 
-    fn forward(&self, s0: &Tensor, s1: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
+    /// The cell's output; `share`: may edges on the same state share their parameter-free
+    /// ops' outputs ([`SharedOutputs`])?
+    fn forward(&self, s0: &Tensor, s1: &Tensor, mix: EdgeMix<'_>, share: bool) -> Result<Tensor> {
         let mut offset = 0;
+        let mut shared = SharedOutputs::new(share, s0);
         darts_cell_forward([&self.pre0, &self.pre1], s0, s1, 4, |_, states| {
-            let node = node_sum(&self.edges, offset, states, mix)?;
+            let node = node_sum(&self.edges, offset, states, mix, &mut shared)?;
             offset += states.len();
             Ok(node)
         })
@@ -524,11 +701,12 @@ struct Nb201CellNet {
 }
 
 impl Nb201CellNet {
-    fn forward(&self, x: &Tensor, mix: EdgeMix<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mix: EdgeMix<'_>, share: bool) -> Result<Tensor> {
         let mut nodes = vec![x.clone()];
         let mut e = 0;
+        let mut shared = SharedOutputs::new(share, x);
         for i in 1..4 {
-            let node = node_sum(&self.edges, e, &nodes[..i], mix)?;
+            let node = node_sum(&self.edges, e, &nodes[..i], mix, &mut shared)?;
             e += i;
             nodes.push(node);
         }
@@ -565,6 +743,8 @@ pub struct Supernet {
     body: Body,
     classifier: Linear,
     training: Mode,
+    /// Do edges on the same state share their parameter-free ops' outputs ([`SharedOutputs`])?
+    share_outputs: AtomicBool,
 }
 
 impl Supernet {
@@ -678,12 +858,21 @@ impl Supernet {
             body,
             classifier,
             training: Mode::default(),
+            share_outputs: AtomicBool::new(true),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> SupernetConfig {
         self.config
+    }
+
+    /// Turns off (or back on) the sharing of parameter-free ops' outputs between the edges of a
+    /// cell that read the same state ([`SharedOutputs`]; on by default). Sharing changes no
+    /// value of the forward pass: off, every edge computes its own pools, as before; for
+    /// tests and measurements.
+    pub fn set_share_outputs(&self, on: bool) {
+        self.share_outputs.store(on, Ordering::Relaxed);
     }
 
     /// Logits `[n, classes]` of a batch `[n, in_channels, h, w]` under `mix`.
@@ -699,6 +888,7 @@ impl Supernet {
         self.check_input(x)?;
         let rm = self.prepare(mix)?;
         let (m_normal, m_reduce) = rm.views();
+        let share = self.share_outputs.load(Ordering::Relaxed);
         let feat = match &self.body {
             Body::Darts { stem, cells: all } => {
                 let s = stem.forward(x)?;
@@ -712,7 +902,7 @@ impl Supernet {
                             let (params, buffers) = cell.params_and_buffers();
                             let seg = Arc::clone(cell);
                             nas_tensor::checkpoint(&inputs, &params, &buffers, move |ins| {
-                                seg.forward(&ins[0], &ins[1], EdgeMix::Soft(&ins[2..]))
+                                seg.forward(&ins[0], &ins[1], EdgeMix::Soft(&ins[2..]), share)
                                     .map_err(|e| match e {
                                         OneShotError::Tensor(t) => t,
                                         other => nas_tensor::TensorError::InvalidArgument {
@@ -722,7 +912,7 @@ impl Supernet {
                                     })
                             })?
                         }
-                        _ => cell.forward(&s0, &s1, m)?,
+                        _ => cell.forward(&s0, &s1, m, share)?,
                     };
                     s0 = std::mem::replace(&mut s1, out);
                 }
@@ -736,7 +926,7 @@ impl Supernet {
                 let mut h = stem.forward(x)?;
                 for layer in layers {
                     h = match layer {
-                        Nb201Layer::Cell(c) => c.forward(&h, m_normal)?,
+                        Nb201Layer::Cell(c) => c.forward(&h, m_normal, share)?,
                         Nb201Layer::Block(b) => b.forward(&h)?,
                     };
                 }

@@ -434,3 +434,101 @@ fn gdas_sampling_rejects_non_finite_weights_and_is_seeded() {
     };
     assert!(err.to_string().contains("non-finite"), "{err}");
 }
+
+/// Edges on the same state share their parameter-free ops' outputs (pools and their
+/// non-affine BN, a factorized reduction's ReLU and shifted input) where that changes no value:
+/// logits and BN running statistics equal those of separate ops bit for bit, gradients up to
+/// summation order; an edge whose BN statistics differ from the computing edge's gets its own
+/// pool (checked in evaluation, where the statistics normalise). The graph is smaller by
+/// exactly the shared ops.
+#[test]
+fn shared_edge_outputs_change_no_value() {
+    let data = digits();
+    let (x, y) = batch(&data, 8, 0);
+    for (space, layers, saved) in [
+        // 5 cells x 18 pool + BN pairs, and 2 reduction cells x 6 x (ReLU, two narrows)
+        (SpaceKind::Darts, 5, 5 * 36 + 2 * 18),
+        // 3 cells x 3 of 6 average pools (its one parameter-free op)
+        (SpaceKind::Nb201, 1, 3 * 3),
+    ] {
+        let cfg = SupernetConfig {
+            space,
+            c: 4,
+            layers,
+            in_channels: 1,
+            classes: 10,
+        };
+        let (shared, separate) = (
+            Supernet::new(cfg, 7).unwrap(),
+            Supernet::new(cfg, 7).unwrap(),
+        );
+        separate.set_share_outputs(false);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let shape = [space.num_edges(), space.num_ops()];
+        let alphas: Vec<Vec<f32>> = (0..if space.has_reduce() { 2 } else { 1 })
+            .map(|_| Tensor::randn_with(&shape, &mut rng).to_vec().unwrap())
+            .collect();
+        let mut runs = Vec::new();
+        for net in [&shared, &separate] {
+            let a: Vec<Tensor> = alphas
+                .iter()
+                .map(|v| Tensor::from_vec(v.clone(), &shape).unwrap().param())
+                .collect();
+            let n0 = nas_tensor::graph_nodes_recorded();
+            let logits = net.forward_mix(&x, &soft(&a)).unwrap();
+            let nodes = nas_tensor::graph_nodes_recorded() - n0;
+            logits.cross_entropy(&y).unwrap().backward().unwrap();
+            let mut grads: Vec<f32> = Vec::new();
+            for t in a.iter().chain(&net.parameters()) {
+                grads.extend(t.grad_vec().unwrap().unwrap());
+            }
+            let buffers: Vec<Vec<f32>> = net
+                .named_buffers()
+                .iter()
+                .map(|(_, b)| b.to_vec().unwrap())
+                .collect();
+            runs.push((logits.to_vec().unwrap(), buffers, grads, nodes));
+        }
+        let (s, p) = (&runs[0], &runs[1]);
+        assert_eq!(s.0, p.0, "{space:?}: logits");
+        assert_eq!(s.1, p.1, "{space:?}: BN running statistics");
+        let scale = p.2.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        let worst =
+            s.2.iter()
+                .zip(&p.2)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{space:?}: gradient differs by {worst} (scale {scale})"
+        );
+        assert_eq!(p.3 - s.3, saved as u64, "{space:?}: graph nodes saved");
+        // An edge whose pool BN statistics differ from the first edge's on that state must
+        // normalise with its own (evaluation uses them); perturb the second edge's.
+        if space == SpaceKind::Darts {
+            let name = "cells.0._ops.2._ops.1.1.running_var";
+            for net in [&shared, &separate] {
+                let (_, rv) = net
+                    .named_buffers()
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap();
+                rv.set_data(&vec![3.0; rv.numel()]).unwrap();
+                net.set_training(false);
+            }
+            let a: Vec<Tensor> = alphas
+                .iter()
+                .map(|v| Tensor::from_vec(v.clone(), &shape).unwrap())
+                .collect();
+            let out: Vec<Vec<f32>> = [&shared, &separate]
+                .iter()
+                .map(|net| {
+                    no_grad(|| net.forward_mix(&x, &soft(&a)))
+                        .unwrap()
+                        .to_vec()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(out[0], out[1], "evaluation with differing statistics");
+        }
+    }
+}
