@@ -39,7 +39,8 @@ use rand_chacha::ChaCha8Rng;
 
 enum Stage {
     Cell(Nb201CellModule),
-    Block(ResNetBasicBlock),
+    /// Boxed: a block holds two ReLU-conv-BN layers inline, several times a cell's size.
+    Block(Box<ResNetBasicBlock>),
 }
 
 impl Stage {
@@ -102,9 +103,9 @@ impl ProxyNetwork {
         for stage in 0..3 {
             let c_stage = c << stage;
             if stage > 0 {
-                stages.push(Stage::Block(ResNetBasicBlock::new(
+                stages.push(Stage::Block(Box::new(ResNetBasicBlock::new(
                     c_prev, c_stage, 2, &mut rng,
-                )?));
+                )?)));
             }
             for _ in 0..config.cells_per_stage {
                 stages.push(Stage::Cell(Nb201CellModule::new(cell, c_stage, &mut rng)?));

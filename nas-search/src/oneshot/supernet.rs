@@ -732,7 +732,8 @@ enum Body {
 
 enum Nb201Layer {
     Cell(Nb201CellNet),
-    Block(ResNetBasicBlock),
+    /// Boxed: a block holds two ReLU-conv-BN layers inline, several times a cell's size.
+    Block(Box<ResNetBasicBlock>),
 }
 
 /// A one-shot supernet over the network weights; see the module docs.
@@ -826,9 +827,9 @@ impl Supernet {
                 for stage in 0..3 {
                     let c_stage = c << stage;
                     if stage > 0 {
-                        layers.push(Nb201Layer::Block(ResNetBasicBlock::new(
+                        layers.push(Nb201Layer::Block(Box::new(ResNetBasicBlock::new(
                             c_prev, c_stage, 2, rng,
-                        )?));
+                        )?)));
                     }
                     for _ in 0..n {
                         let edges = (0..6)
