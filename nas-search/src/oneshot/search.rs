@@ -190,7 +190,9 @@ pub struct OneShotConfig {
     pub plus_threshold: Option<usize>,
     /// Data-parallel runs ([`OneShotSearch::with_communicator`]): batch-norm statistics of the
     /// whole batch across the ranks (`--sync-bn`, PyTorch's `SyncBatchNorm`) instead of each
-    /// rank's shard (PyTorch DDP's default). No effect on a single process.
+    /// rank's shard (PyTorch DDP's default). On a single process it only keeps the edges'
+    /// parameter-free ops unshared (as several ranks run them), so that one rank does the
+    /// arithmetic of several.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sync_bn: bool,
     /// ENAS: the controller's Adam learning rate (0.0035, ENAS' CIFAR-10 cell search).
@@ -1795,6 +1797,12 @@ impl OneShotNet for Supernet {
             1
         };
         let net = Supernet::new_partial(net_config, seed, k)?;
+        // Sharing is off under synchronised batch norm (the statistics it compares are the
+        // rank's own), so a --sync-bn search keeps the unshared layout on every rank count:
+        // one rank then does the same arithmetic as several, up to the all-reduce's order.
+        if config.sync_bn {
+            net.set_share_outputs(false);
+        }
         let halves = ImageHalves {
             train,
             valid,

@@ -14,8 +14,7 @@
 //!   mask on each image's input gradient as soon as that is computed.
 //! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
 //!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
-//!   its input gradient as one stride-1 direct convolution per phase (`strided_grad.rs`),
-//!   its weight gradient im2col's (the per-phase form measured slower there).
+//!   its gradients are im2col's.
 //! - [`Path::Im2col`]: everything else: im2col into a pooled workspace, then
 //!   [`sgemm`](crate::gemm::sgemm) per group.
 //!
@@ -38,8 +37,6 @@ mod im2col;
 mod one_by_one;
 #[path = "strided.rs"]
 mod strided;
-#[path = "strided_grad.rs"]
-mod strided_grad;
 
 #[cfg(not(target_arch = "x86_64"))]
 #[path = "direct_portable.rs"]
@@ -83,8 +80,7 @@ pub(crate) enum Path {
     /// Register-blocked AVX-512 depthwise kernels, stride 1.
     DepthwiseDirect,
     /// AVX-512 direct forward on a phase-split copy, any stride (`strided.rs`); its
-    /// input gradient as stride-1 direct convolutions per phase (`strided_grad.rs`), its
-    /// weight gradient im2col's.
+    /// gradients are im2col's.
     Strided,
 }
 
@@ -189,8 +185,6 @@ pub(crate) fn backward_input_relu_mask(
         direct::depthwise_backward_input(p, w, dy, dx, Some(x))
     } else if path == Path::Direct && flip_ok(p) {
         direct::backward_input_masked(p, w, dy, dx, Some(x))
-    } else if path == Path::Strided {
-        strided_grad::backward_input(p, w, dy, dx, Some(x))
     } else {
         backward_input(p, w, dy, dx);
         relu_mask(dx, x);
@@ -235,8 +229,7 @@ pub(crate) fn backward_input_with(
     dx: &mut [f32],
 ) {
     match path {
-        Path::Im2col => im2col::backward_input(p, w, dy, dx),
-        Path::Strided => strided_grad::backward_input(p, w, dy, dx, None),
+        Path::Im2col | Path::Strided => im2col::backward_input(p, w, dy, dx),
         Path::OneByOne => one_by_one::backward_input(p, w, dy, dx),
         Path::Depthwise => depthwise::backward_input(p, w, dy, dx),
         Path::Direct => {
@@ -272,8 +265,7 @@ pub(crate) fn backward_weight_with(
     dbias: Option<&mut [f32]>,
 ) {
     match path {
-        Path::Im2col => im2col::backward_weight(p, x, dy, dw),
-        Path::Strided => im2col::backward_weight(p, x, dy, dw),
+        Path::Im2col | Path::Strided => im2col::backward_weight(p, x, dy, dw),
         Path::OneByOne => one_by_one::backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
         Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, false),
