@@ -274,6 +274,25 @@ fn avg_pool_excludes_padding_from_the_divisor() {
     );
 }
 
+/// The output of `f()` and the gradients of `inputs` (zeroed first) of `sum(f() * probe)`: for
+/// comparing a fused op with the separate ops it replaces.
+fn values_and_grads(
+    inputs: &[Tensor],
+    probe: &Tensor,
+    f: impl FnOnce() -> Tensor,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    for t in inputs {
+        t.zero_grad();
+    }
+    let y = f();
+    y.mul(probe).unwrap().sum().backward().unwrap();
+    let grads = inputs
+        .iter()
+        .map(|t| t.grad_vec().unwrap().unwrap())
+        .collect();
+    (y.to_vec().unwrap(), grads)
+}
+
 #[test]
 fn relu_conv2d_matches_relu_then_conv2d_and_finite_differences() {
     // (c, c_out, k, stride, padding, dilation, groups, h): the stride-1 direct path (3x3, 5x5,
@@ -302,24 +321,12 @@ fn relu_conv2d_matches_relu_then_conv2d_and_finite_differences() {
         );
         let oh = (h + 2 * pad - d * (k - 1) - 1) / s + 1;
         let probe = Tensor::randn(&[2, co, oh, oh], 520 + i as u64);
-        let run = |fused: bool| {
-            for t in &inputs {
-                t.zero_grad();
-            }
-            let [x, w] = &inputs;
-            let y = if fused {
-                x.relu_conv2d(w, o).unwrap()
-            } else {
-                x.relu().conv2d(w, None, o).unwrap()
-            };
-            y.mul(&probe).unwrap().sum().backward().unwrap();
-            let grads: Vec<Vec<f32>> = inputs
-                .iter()
-                .map(|t| t.grad_vec().unwrap().unwrap())
-                .collect();
-            (y.to_vec().unwrap(), grads)
-        };
-        assert_eq!(run(true), run(false), "case {i}: fused equals separate ops");
+        let [x, w] = &inputs;
+        assert_eq!(
+            values_and_grads(&inputs, &probe, || x.relu_conv2d(w, o).unwrap()),
+            values_and_grads(&inputs, &probe, || x.relu().conv2d(w, None, o).unwrap()),
+            "case {i}: fused equals separate ops"
+        );
     }
     // a weight that does not fit is an error naming the op
     let x = Tensor::randn(&[1, 2, 4, 4], 1).param();
@@ -353,25 +360,18 @@ fn relu_conv_conv_matches_the_three_ops_and_finite_differences() {
         );
         // the same values and gradients as ReLU, conv, conv recorded separately
         let probe = Tensor::randn(&[2, co, h.div_ceil(s), h.div_ceil(s)], 430 + i as u64);
-        let run = |fused: bool| {
-            for t in &inputs {
-                t.zero_grad();
-            }
-            let [x, w1, w2] = &inputs;
-            let y = if fused {
-                x.relu_conv_conv(w1, o1, w2, o2).unwrap()
-            } else {
-                let r = x.relu().conv2d(w1, None, o1).unwrap();
-                r.conv2d(w2, None, o2).unwrap()
-            };
-            y.mul(&probe).unwrap().sum().backward().unwrap();
-            let grads: Vec<Vec<f32>> = inputs
-                .iter()
-                .map(|t| t.grad_vec().unwrap().unwrap())
-                .collect();
-            (y.to_vec().unwrap(), grads)
+        let [x, w1, w2] = &inputs;
+        let separate = || {
+            let r = x.relu().conv2d(w1, None, o1).unwrap();
+            r.conv2d(w2, None, o2).unwrap()
         };
-        assert_eq!(run(true), run(false), "case {i}: fused equals separate ops");
+        assert_eq!(
+            values_and_grads(&inputs, &probe, || x
+                .relu_conv_conv(w1, o1, w2, o2)
+                .unwrap()),
+            values_and_grads(&inputs, &probe, separate),
+            "case {i}: fused equals separate ops"
+        );
         // only the input's gradient: the weights' stay untouched
         for t in &inputs {
             t.zero_grad();
