@@ -8,13 +8,15 @@
 //!   on a zero-padded copy of the image (no im2col); the input gradient is the same kernel on
 //!   the padded output gradient with flipped, transposed weights; the weight gradient a
 //!   register-blocked correlation of input and output gradient, for 3x3 kernels with at least
-//!   16 input channels per group vectorised over input channels on a channels-last copy of
+//!   8 input channels per group vectorised over input channels on a channels-last copy of
 //!   the input (`dw_avx512.rs`), else over output columns with horizontal sums. A ReLU on the
 //!   input (the `*_relu_input` / `*_relu_mask` entry points) is applied while staging, and its
 //!   mask on each image's input gradient as soon as that is computed.
 //! - [`Path::Strided`] (x86-64 with AVX-512, any stride, kernels larger than 1x1): the forward
 //!   as a direct convolution on a phase-split copy of the image (`strided.rs`; no im2col);
-//!   its gradients are im2col's.
+//!   its gradients are im2col's, except the weight gradient of 3x3 stride-2 kernels with at
+//!   least 8 input channels per group (`dw_avx512.rs` on a copy split into even and odd
+//!   columns).
 //! - [`Path::Im2col`]: everything else: im2col into a pooled workspace, then
 //!   [`sgemm`](crate::gemm::sgemm) per group.
 //!
@@ -49,17 +51,17 @@ mod direct;
 pub(crate) mod dw_avx512;
 
 /// Whether the channels-last AVX-512 weight gradient (`dw_avx512.rs`) is the faster one for
-/// `p` on the direct path (3x3, stride 1, column dilation 1, at least 16 input channels per
-/// group).
-fn dw16_pays(p: &Conv2dParams) -> bool {
+/// `p` on the direct and strided paths (3x3, stride 1 or 2, column dilation 1, at least 8
+/// input channels per group).
+fn dw_cl_pays(p: &Conv2dParams) -> bool {
     #[cfg(target_arch = "x86_64")]
     return dw_avx512::pays(p);
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
 
-/// The weight gradient of `dw_avx512.rs` (only called where [`dw16_pays`]).
-fn dw16(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
+/// The weight gradient of `dw_avx512.rs` (only called where [`dw_cl_pays`]).
+fn dw_cl(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
     #[cfg(target_arch = "x86_64")]
     dw_avx512::backward_weight(p, x, dy, dw, relu);
     #[cfg(not(target_arch = "x86_64"))]
@@ -80,7 +82,7 @@ pub(crate) enum Path {
     /// Register-blocked AVX-512 depthwise kernels, stride 1.
     DepthwiseDirect,
     /// AVX-512 direct forward on a phase-split copy, any stride (`strided.rs`); its
-    /// gradients are im2col's.
+    /// gradients are im2col's (but see [`dw_cl_pays`]).
     Strided,
 }
 
@@ -164,7 +166,7 @@ pub(crate) fn forward_relu_input(p: &Conv2dParams, x: &[f32], w: &[f32], y: &mut
 pub(crate) fn backward_weight_relu_input(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     match choose(p) {
         Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, true),
-        Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, true),
+        Path::Direct | Path::Strided if dw_cl_pays(p) => dw_cl(p, x, dy, dw, true),
         Path::Direct => direct::backward_weight_relu(p, x, dy, dw),
         _ => with_relu(x, |r| backward_weight(p, r, dy, dw, None)),
     }
@@ -265,10 +267,10 @@ pub(crate) fn backward_weight_with(
     dbias: Option<&mut [f32]>,
 ) {
     match path {
+        Path::Direct | Path::Strided if dw_cl_pays(p) => dw_cl(p, x, dy, dw, false),
         Path::Im2col | Path::Strided => im2col::backward_weight(p, x, dy, dw),
         Path::OneByOne => one_by_one::backward_weight(p, x, dy, dw),
         Path::Depthwise => depthwise::backward_weight(p, x, dy, dw),
-        Path::Direct if dw16_pays(p) => dw16(p, x, dy, dw, false),
         Path::Direct => direct::backward_weight(p, x, dy, dw),
         Path::DepthwiseDirect => direct::depthwise_backward_weight(p, x, dy, dw, false),
     }

@@ -1,14 +1,23 @@
-//! Weight gradient of the stride-1 3x3 convolution (column dilation 1) with AVX-512, vectorised
-//! over 16 input channels: no horizontal reductions, and each register tile covers many
-//! outputs.
+//! Weight gradient of the 3x3 convolution (stride 1 or 2, column dilation 1) with AVX-512,
+//! vectorised over input channels: no horizontal reductions, and each register tile covers
+//! many outputs.
 //!
-//! `dw[oc, ic, ky, kx] = sum_{b, oy, ox} dy[b, oc, oy, ox] * xp[b, ic, oy + ky dh, ox + kx]`
-//! (`xp` the zero-padded input). The input is staged per image as blocks of 16 channels,
-//! channels last and zero-padded (`[icb][hp][wp][16]`, the transpose done 16 x 16 in
-//! registers), so the 16 input channels of one tap at one position are one aligned vector. A
-//! register tile holds `OCB` (1 to 3) output channels x the 9 taps, each a vector over 16 input
-//! channels (27 accumulators); per output position it loads 9 input vectors and broadcasts
-//! `OCB` output-gradient values, for `9 OCB` fused multiply-adds.
+//! `dw[oc, ic, ky, kx] = sum_{b, oy, ox} dy[b, oc, oy, ox] * xp[b, ic, s oy + ky dh, s ox + kx]`
+//! (`xp` the zero-padded input, `s` the stride). The input is staged per image as blocks of
+//! `L` (16 or 8) channels, channels last and zero-padded (`[icb][hp][s][wq][L]`, the transpose
+//! done 16 x 16 in registers); at stride 2 each row is split into its even and odd columns
+//! (`wq` positions each), so that the positions one tap reads for neighbouring outputs are
+//! neighbours in the copy.
+//!
+//! - 16 lanes: the 16 input channels of one tap at one position are one aligned vector. A
+//!   register tile holds `OCB` (1 to 3) output channels x the 9 taps, each a vector over 16
+//!   input channels (27 accumulators); per output position it loads 9 input vectors and
+//!   broadcasts `OCB` output-gradient values, for `9 OCB` fused multiply-adds.
+//! - 8 lanes (a block of 8 channels would leave half of every 16-lane vector idle): one vector
+//!   holds the 8 channels of one tap at *two neighbouring output positions* (they are
+//!   neighbours in the copy), against the two positions' output gradients (each broadcast to 8
+//!   lanes by one permute); the two halves of each accumulator are added at the end. A row of
+//!   odd length ends with one position under a mask.
 //!
 //! The row-vectorised kernel of `direct_avx512.rs` (`dw_s1`) instead holds 5 output channels x
 //! 3 taps of one input channel, each a vector over 16 output columns reduced horizontally at
@@ -28,30 +37,44 @@ const K: usize = 3;
 /// loading and storing the accumulators is paid rarely.
 const RUN_POSITIONS: usize = 512;
 
-/// Whether [`backward_weight`] computes `p` (AVX-512F, stride 1, a 3x3 kernel, column
-/// dilation 1).
+/// Whether [`backward_weight`] computes `p` (AVX-512F, stride 1 or 2 both ways, a 3x3
+/// kernel, column dilation 1).
 pub(crate) fn applicable(p: &Conv2dParams) -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
-        && p.stride == (1, 1)
+        && matches!(p.stride, (1, 1) | (2, 2))
         && (p.kh, p.kw) == (K, K)
         && p.dilation.1 == 1
 }
 
-/// Whether [`backward_weight`] is the faster weight gradient for `p`: at least 16 input
+/// Whether [`backward_weight`] is the faster weight gradient for `p`: at least 8 input
 /// channels per group (fewer leave lanes of every vector idle).
 pub(super) fn pays(p: &Conv2dParams) -> bool {
-    applicable(p) && p.c_in / p.groups >= 16
+    applicable(p) && p.c_in / p.groups >= 8
+}
+
+/// Channels per staged block for `cig` input channels per group: 8 where the channels fill
+/// an odd number of 8-blocks (a 16-lane block would leave 8 lanes idle in one of them), else
+/// 16.
+pub(crate) fn lanes_for(cig: usize) -> usize {
+    if cig.div_ceil(8) % 2 == 1 { 8 } else { 16 }
 }
 
 /// Geometry of one group's staged input and output gradient.
 #[derive(Clone, Copy)]
 struct G {
-    /// Padded input columns.
-    wp: usize,
+    /// Staged positions per column phase of a row (`wp` at stride 1, `ceil(wp / 2)` at 2).
+    wq: usize,
     oh: usize,
     ow: usize,
     /// Row dilation.
     dh: usize,
+}
+
+/// Offset in floats, within a staged row of `L`-channel positions split into `S` column
+/// phases of `wq`, of padded column `kx` (the column tap `kx` reads for output 0).
+#[inline(always)]
+fn col<const L: usize, const S: usize>(kx: usize, wq: usize) -> usize {
+    ((kx % S) * wq + kx / S) * L
 }
 
 #[inline(always)]
@@ -101,22 +124,24 @@ unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
     }
 }
 
-/// Stages `nch <= 16` channel planes of `h x w` (contiguous, from `x`) into one padded,
-/// channels-last block `out[(y + ph) * wp + x + pw][0..16]` (lanes past `nch` zero), ReLU'd
-/// if `RELU`. The padding positions of `out` are left as they are (zero from the caller).
+/// Stages `nch <= L` channel planes of `h x w` (contiguous, from `x`) into one padded,
+/// channels-last block of `L`-channel positions, padded column `c` of row `r` at
+/// `out[(r * S * wq + col(c)) * L..][..L]` (lanes past `nch` zero), ReLU'd if `RELU`. The
+/// padding positions of `out` are left as they are (zero from the caller).
 ///
 /// # Safety
-/// AVX-512F; `x` holds `nch * h * w` floats, `out` `(h + 2 ph) * wp * 16`.
+/// AVX-512F; `x` holds `nch * h * w` floats, `out` `(h + 2 ph) * S * wq * L`, with
+/// `S * wq >= w + 2 pw`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn stage_block<const RELU: bool>(
+unsafe fn stage_block<const RELU: bool, const L: usize, const S: usize>(
     x: *const f32,
     nch: usize,
     h: usize,
     w: usize,
     ph: usize,
     pw: usize,
-    wp: usize,
+    wq: usize,
     out: *mut f32,
 ) {
     let zero = _mm512_setzero_ps();
@@ -125,6 +150,7 @@ unsafe fn stage_block<const RELU: bool>(
     unsafe {
         for y in 0..h {
             let mut x0 = 0;
+            let dst = out.add((y + ph) * S * wq * L);
             while x0 < w {
                 let n = (w - x0).min(16);
                 let m = mask(n);
@@ -134,9 +160,13 @@ unsafe fn stage_block<const RELU: bool>(
                     *ri = if RELU { _mm512_max_ps(v, zero) } else { v };
                 }
                 let c = transpose16(&r);
-                let dst = out.add(((y + ph) * wp + x0 + pw) * 16);
                 for (j, cj) in c.iter().enumerate().take(n) {
-                    _mm512_storeu_ps(dst.add(16 * j), *cj);
+                    let d = dst.add(col::<L, S>(x0 + j + pw, wq));
+                    if L == 16 {
+                        _mm512_storeu_ps(d, *cj);
+                    } else {
+                        _mm256_storeu_ps(d, _mm512_castps512_ps256(*cj));
+                    }
                 }
                 x0 += 16;
             }
@@ -144,15 +174,15 @@ unsafe fn stage_block<const RELU: bool>(
     }
 }
 
-/// One register tile: adds into `acc_out[(o * 9 + t) * 16 ..][..16]` (output channel `oc0 + o`,
-/// tap `t`, 16 input channels) the sums over the `nb.0` images of a run.
+/// One 16-lane register tile: adds into `acc_out[(o * 9 + t) * 16 ..][..16]` (output channel
+/// `oc0 + o`, tap `t`, 16 input channels) the sums over the `nb.0` images of a run.
 ///
 /// # Safety
-/// AVX-512F; `xb` a staged block (`hp * wp * 16` floats, `nb.1` floats between images), `dy`
-/// the plane of output channel `oc0` (`OCB` planes of `oh * ow`, `nb.2` floats between
-/// images), `acc_out` `OCB * 9 * 16` floats.
+/// AVX-512F; `xb` a staged 16-lane block (`hp * S * wq * 16` floats, `nb.1` floats between
+/// images), `dy` the plane of output channel `oc0` (`OCB` planes of `oh * ow`, `nb.2` floats
+/// between images), `acc_out` `OCB * 9 * 16` floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const OCB: usize>(
+unsafe fn tile<const OCB: usize, const S: usize>(
     g: &G,
     nb: (usize, usize, usize),
     xb: *const f32,
@@ -161,15 +191,16 @@ unsafe fn tile<const OCB: usize>(
 ) {
     let (nb, xs, ys) = nb;
     let ohw = g.oh * g.ow;
-    let row = g.dh * g.wp * 16;
+    let rowf = S * g.wq * 16;
+    let row = g.dh * rowf;
     let mut acc = [[_mm512_setzero_ps(); K * K]; OCB];
     // SAFETY: (whole body) tap (ky, kx) of output (oy, ox) reads padded position
-    // (oy + ky dh, ox + kx), inside the block (oh + 2 dh = hp, ow + 2 = wp); the output
-    // gradient reads stay inside the OCB planes of each image.
+    // (S oy + ky dh, S ox + kx), inside the block; the output gradient reads stay inside the
+    // OCB planes of each image.
     unsafe {
         for b in 0..nb {
             for oy in 0..g.oh {
-                let r0 = xb.add(b * xs + oy * g.wp * 16);
+                let r0 = xb.add(b * xs + oy * S * rowf);
                 let gy = dy.add(b * ys + oy * g.ow);
                 for ox in 0..g.ow {
                     let mut d = [_mm512_setzero_ps(); OCB];
@@ -179,13 +210,101 @@ unsafe fn tile<const OCB: usize>(
                     let xr = r0.add(ox * 16);
                     for ky in 0..K {
                         for kx in 0..K {
-                            let xv = _mm512_loadu_ps(xr.add(ky * row + kx * 16));
+                            let xv = _mm512_loadu_ps(xr.add(ky * row + col::<16, S>(kx, g.wq)));
                             for o in 0..OCB {
                                 acc[o][ky * K + kx] =
                                     _mm512_fmadd_ps(xv, d[o], acc[o][ky * K + kx]);
                             }
                         }
                     }
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            for (t, v) in a.iter().enumerate() {
+                let p = acc_out.add((o * K * K + t) * 16);
+                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *v));
+            }
+        }
+    }
+}
+
+/// One output position pair (or, under the masks `xm = 0x00ff`, `dm = 1`, one position) of
+/// the 8-lane tile: `xr` the staged position of output `ox` (tap 0), `gy` its output gradient.
+///
+/// # Safety
+/// As [`tile8`]; `xm` covers only staged positions inside the block, `dm` only outputs of the
+/// row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair8<const OCB: usize, const S: usize>(
+    acc: &mut [[__m512; K * K]; OCB],
+    xr: *const f32,
+    gy: *const f32,
+    ohw: usize,
+    row: usize,
+    wq: usize,
+    xm: __mmask16,
+    dm: __mmask16,
+) {
+    // lanes 0..8 take the first position's gradient, lanes 8..16 the second's
+    // SAFETY: (whole body) the caller's masks keep the loads inside the block and the row.
+    unsafe {
+        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mut d = [_mm512_setzero_ps(); OCB];
+        for (o, dv) in d.iter_mut().enumerate() {
+            *dv = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(dm, gy.add(o * ohw)));
+        }
+        for ky in 0..K {
+            for kx in 0..K {
+                let xv = _mm512_maskz_loadu_ps(xm, xr.add(ky * row + col::<8, S>(kx, wq)));
+                for o in 0..OCB {
+                    acc[o][ky * K + kx] = _mm512_fmadd_ps(xv, d[o], acc[o][ky * K + kx]);
+                }
+            }
+        }
+    }
+}
+
+/// One 8-lane register tile: adds into `acc_out[(o * 9 + t) * 16 ..][..16]` (output channel
+/// `oc0 + o`, tap `t`; lanes `i` and `8 + i` both input channel `i` of the block, summed by
+/// the caller) the sums over the `nb.0` images of a run.
+///
+/// # Safety
+/// AVX-512F; `xb` a staged 8-lane block (`hp * S * wq * 8` floats, `nb.1` floats between
+/// images), `dy` the plane of output channel `oc0` (`OCB` planes of `oh * ow`, `nb.2` floats
+/// between images), `acc_out` `OCB * 9 * 16` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile8<const OCB: usize, const S: usize>(
+    g: &G,
+    nb: (usize, usize, usize),
+    xb: *const f32,
+    dy: *const f32,
+    acc_out: *mut f32,
+) {
+    let (nb, xs, ys) = nb;
+    let ohw = g.oh * g.ow;
+    let rowf = S * g.wq * 8;
+    let row = g.dh * rowf;
+    let mut acc = [[_mm512_setzero_ps(); K * K]; OCB];
+    // SAFETY: (whole body) tap (ky, kx) of outputs ox and ox + 1 (ox + 1 < ow) reads the
+    // neighbouring staged positions of padded columns S ox + kx and S (ox + 1) + kx of row
+    // S oy + ky dh, inside the block; the last output of an odd row reads only the first
+    // (mask 0x00ff) and its own gradient (mask 1).
+    unsafe {
+        for b in 0..nb {
+            for oy in 0..g.oh {
+                let r0 = xb.add(b * xs + oy * S * rowf);
+                let gy = dy.add(b * ys + oy * g.ow);
+                let mut ox = 0;
+                while ox + 2 <= g.ow {
+                    let (xr, gr) = (r0.add(ox * 8), gy.add(ox));
+                    pair8::<OCB, S>(&mut acc, xr, gr, ohw, row, g.wq, 0xffff, 0b11);
+                    ox += 2;
+                }
+                if ox < g.ow {
+                    let (xr, gr) = (r0.add(ox * 8), gy.add(ox));
+                    pair8::<OCB, S>(&mut acc, xr, gr, ohw, row, g.wq, 0x00ff, 0b1);
                 }
             }
         }
@@ -214,30 +333,59 @@ fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
     &mut buf[off..off + len]
 }
 
-/// Weight gradient `dw` (`[c_out, c_in / groups, 3, 3]`, overwritten) of a stride-1 3x3
-/// convolution with column dilation 1 ([`applicable`]), of `relu(x)` when `relu` is set.
+/// Weight gradient `dw` (`[c_out, c_in / groups, 3, 3]`, overwritten) of a 3x3 convolution
+/// ([`applicable`]), of `relu(x)` when `relu` is set, on blocks of [`lanes_for`] channels.
 pub(crate) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut [f32], relu: bool) {
-    assert!(applicable(p));
+    backward_weight_lanes(p, lanes_for(p.c_in / p.groups), x, dy, dw, relu)
+}
+
+/// [`backward_weight`] on blocks of `lanes` (8 or 16) input channels.
+pub(crate) fn backward_weight_lanes(
+    p: &Conv2dParams,
+    lanes: usize,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    relu: bool,
+) {
+    assert!(applicable(p) && matches!(lanes, 8 | 16), "{p:?} {lanes}");
+    match (lanes, p.stride.0) {
+        (8, 1) => run::<8, 1>(p, x, dy, dw, relu),
+        (8, _) => run::<8, 2>(p, x, dy, dw, relu),
+        (_, 1) => run::<16, 1>(p, x, dy, dw, relu),
+        _ => run::<16, 2>(p, x, dy, dw, relu),
+    }
+}
+
+/// [`backward_weight_lanes`] for `L` lanes and stride `S`.
+fn run<const L: usize, const S: usize>(
+    p: &Conv2dParams,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    relu: bool,
+) {
     let (oh, ow) = (p.out_h(), p.out_w());
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let (ph, pw) = p.padding;
     let (hp, wp) = (p.h + 2 * ph, p.w + 2 * pw);
+    let wq = wp.div_ceil(S);
     let g = G {
-        wp,
+        wq,
         oh,
         ow,
         dh: p.dilation.0,
     };
-    debug_assert!(oh + (K - 1) * g.dh == hp && ow + K - 1 == wp);
+    debug_assert!(S * (oh - 1) + (K - 1) * g.dh < hp && S * (ow - 1) + K - 1 < wp);
     let kk = K * K;
-    let cib = cig.div_ceil(16);
-    let block = hp * wp * 16;
+    let cib = cig.div_ceil(L);
+    let block = hp * S * wq * L;
     // one image staged: every group's input-channel blocks
     let ximg = p.groups * cib * block;
     let (hw, ohw) = (p.h * p.w, oh * ow);
     let (xl, yl) = (p.c_in * hw, p.c_out * ohw);
     let nbv = RUN_POSITIONS.div_ceil(ohw).clamp(1, 16).min(p.n);
-    // the transposed partial gradient: [group][icb][oc][tap][16 input channels]
+    // the transposed partial gradient: [group][icb][oc][tap][16 lanes]
     let tlen = p.groups * cib * cog * kk * 16;
     partial_weight_grads(p, dw, &|accv, mine| {
         with_scratch(nbv * ximg + tlen + 32, |scratch| {
@@ -254,8 +402,8 @@ pub(crate) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
                     let xi = &x[(b0 + i) * xl..(b0 + i + 1) * xl];
                     for gi in 0..p.groups {
                         for icb in 0..cib {
-                            let c0 = gi * cig + icb * 16;
-                            let nch = (cig - icb * 16).min(16);
+                            let c0 = gi * cig + icb * L;
+                            let nch = (cig - icb * L).min(L);
                             let src = &xi[c0 * hw..(c0 + nch) * hw];
                             let dst = &mut xb[i * ximg + (gi * cib + icb) * block..][..block];
                             // SAFETY: AVX-512F (`applicable`); `src` holds the `nch` planes,
@@ -263,9 +411,9 @@ pub(crate) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
                             unsafe {
                                 let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
                                 if relu {
-                                    stage_block::<true>(s, nch, p.h, p.w, ph, pw, wp, d)
+                                    stage_block::<true, L, S>(s, nch, p.h, p.w, ph, pw, wq, d)
                                 } else {
-                                    stage_block::<false>(s, nch, p.h, p.w, ph, pw, wp, d)
+                                    stage_block::<false, L, S>(s, nch, p.h, p.w, ph, pw, wq, d)
                                 }
                             }
                         }
@@ -289,10 +437,13 @@ pub(crate) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
                             let nbs = (nb, ximg, yl);
                             // SAFETY: AVX-512F; the sizes were checked above.
                             unsafe {
-                                match o {
-                                    1 => tile::<1>(&g, nbs, xs, ds, os),
-                                    2 => tile::<2>(&g, nbs, xs, ds, os),
-                                    _ => tile::<3>(&g, nbs, xs, ds, os),
+                                match (L, o) {
+                                    (8, 1) => tile8::<1, S>(&g, nbs, xs, ds, os),
+                                    (8, 2) => tile8::<2, S>(&g, nbs, xs, ds, os),
+                                    (8, _) => tile8::<3, S>(&g, nbs, xs, ds, os),
+                                    (_, 1) => tile::<1, S>(&g, nbs, xs, ds, os),
+                                    (_, 2) => tile::<2, S>(&g, nbs, xs, ds, os),
+                                    _ => tile::<3, S>(&g, nbs, xs, ds, os),
                                 }
                             }
                             oc0 += o;
@@ -301,15 +452,16 @@ pub(crate) fn backward_weight(p: &Conv2dParams, x: &[f32], dy: &[f32], dw: &mut 
                 }
                 b0 += nb;
             }
-            // back to [oc][ic][tap]
+            // back to [oc][ic][tap] (at 8 lanes, lanes i and 8 + i both hold channel i)
             for gi in 0..p.groups {
                 for oc in 0..cog {
                     for ic in 0..cig {
-                        let (icb, lane) = (ic / 16, ic % 16);
+                        let (icb, lane) = (ic / L, ic % L);
                         let src = ((gi * cib + icb) * cog + oc) * kk * 16 + lane;
                         let dst = ((gi * cog + oc) * cig + ic) * kk;
                         for t in 0..kk {
-                            accv[dst + t] += dwt[src + t * 16];
+                            let v = dwt[src + t * 16];
+                            accv[dst + t] += if L == 8 { v + dwt[src + t * 16 + 8] } else { v };
                         }
                     }
                 }

@@ -504,10 +504,11 @@ mod tests {
         }
     }
 
-    /// The channels-last weight gradient (`dw_avx512.rs`) on `p`, of `relu(x)` when `relu`,
-    /// against the reference; `p` must be applicable.
+    /// The channels-last weight gradient (`dw_avx512.rs`) on `p`, on blocks of 8 and of 16
+    /// input channels, of `relu(x)` when `relu`, against the reference; `p` must be
+    /// applicable.
     #[cfg(target_arch = "x86_64")]
-    fn check_dw16(
+    fn check_dw_cl(
         p: &Conv2dParams,
         seed: u64,
         relu: bool,
@@ -522,9 +523,12 @@ mod tests {
             .collect();
         let mut dw_ref = vec![0.0; p.w_len()];
         reference::backward_weight(p, &xr, &dy, &mut dw_ref, None);
-        let mut dw = vec![f32::NAN; p.w_len()];
-        dw_avx512::backward_weight(p, &x, &dy, &mut dw, relu);
-        close(&dw, &dw_ref, 2e-4, &format!("dw_avx512 relu={relu} {p:?}"))
+        for lanes in [8, 16] {
+            let mut dw = vec![f32::NAN; p.w_len()];
+            dw_avx512::backward_weight_lanes(p, lanes, &x, &dy, &mut dw, relu);
+            close(&dw, &dw_ref, 2e-4, &format!("dw_avx512 {lanes} lanes relu={relu} {p:?}"))?;
+        }
+        Ok(())
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -533,13 +537,14 @@ mod tests {
         #[test]
         fn channels_last_weight_gradient_matches_reference(n in 1usize..4, cig in 1usize..40, cog in 1usize..9,
                                                            groups in 1usize..3, h in 1usize..11, w in 1usize..36,
-                                                           pad in 0usize..3, dh in 1usize..3, relu in any::<bool>(),
-                                                           seed in 0u64..1_000_000) {
+                                                           pad in 0usize..3, dh in 1usize..3, stride in 1usize..3,
+                                                           relu in any::<bool>(), seed in 0u64..1_000_000) {
             prop_assume!(super::cpu_kernel::dw_avx512::applicable(&Conv2dParams::new(1, 1, 3, 3, 1, 3)));
-            let mut p = Conv2dParams::new(n, cig * groups, h, w, cog * groups, 3).padding(pad).groups(groups);
+            let mut p = Conv2dParams::new(n, cig * groups, h, w, cog * groups, 3)
+                .padding(pad).groups(groups).stride(stride);
             p.dilation = (dh, 1);
             prop_assume!(p.validate().is_ok());
-            check_dw16(&p, seed, relu)?;
+            check_dw_cl(&p, seed, relu)?;
         }
     }
 
@@ -547,10 +552,13 @@ mod tests {
     #[test]
     fn channels_last_weight_gradient_blockings() {
         // register tiles of 3, 2 and 1 output channels (every remainder of cout by 3, 2 + 2
-        // for 4), input channels in blocks of 16 (1..3, 16, 17, 33: lanes left idle), rows
-        // wider than one staged 16 x 16 transpose (17, 33), row dilation 2, groups, padding 0
-        // and 2, and runs of several small images (8x8 and 3x3 planes, batch not a multiple of
-        // the run)
+        // for 4), input channels in blocks of 8 and 16 (1..3, 8, 9, 16, 17, 24, 33: lanes left
+        // idle), rows wider than one staged 16 x 16 transpose (17, 33), rows of odd and even
+        // length (the 8-lane kernel's pairs of outputs and masked last output), row dilation
+        // 2, groups, padding 0 and 2, runs of several small images (8x8 and 3x3 planes, batch
+        // not a multiple of the run), each at stride 1 and 2 (odd and even input sizes: the
+        // even and odd columns of the stride-2 copy of unequal length); and the main job's
+        // convolutions into each stage
         if !super::cpu_kernel::dw_avx512::applicable(&Conv2dParams::new(1, 1, 3, 3, 1, 3)) {
             return;
         }
@@ -558,31 +566,50 @@ mod tests {
         for cout in 1..=8 {
             cases.push(Conv2dParams::new(2, 5, 6, 9, cout, 3).padding(1));
         }
-        for cin in [1, 2, 3, 16, 17, 33] {
+        for cin in [1, 2, 3, 8, 9, 16, 17, 24, 33] {
             cases.push(Conv2dParams::new(2, cin, 7, 17, 4, 3).padding(1));
         }
+        cases.push(Conv2dParams::new(2, 8, 5, 6, 5, 3).padding(1));
         cases.push(Conv2dParams::new(2, 18, 9, 33, 6, 3).padding(2));
         cases.push(Conv2dParams::new(3, 16, 6, 5, 16, 3));
         cases.push(Conv2dParams::new(2, 32, 12, 10, 10, 3).padding(1).groups(2));
+        cases.push(Conv2dParams::new(2, 16, 12, 11, 10, 3).padding(1).groups(2));
         cases.push(Conv2dParams::new(19, 20, 8, 8, 7, 3).padding(1));
         cases.push(Conv2dParams::new(37, 16, 3, 3, 16, 3).padding(1));
         let mut d2 = Conv2dParams::new(2, 17, 9, 11, 5, 3).padding(2);
         d2.dilation = (2, 1);
         cases.push(d2);
-        for (i, p) in cases.iter().enumerate() {
-            check_dw16(p, 40 + i as u64, i % 2 == 1).unwrap();
-            check_dw16(p, 90 + i as u64, i % 2 == 0).unwrap();
+        let strided: Vec<_> = cases.iter().map(|p| p.stride(2)).collect();
+        cases.extend(strided);
+        for (c, hw) in [(8, 28), (16, 14), (32, 7)] {
+            cases.push(Conv2dParams::new(2, c, hw, hw, c, 3).padding(1));
+            cases.push(Conv2dParams::new(2, c, hw, hw, 2 * c, 3).padding(1).stride(2));
         }
-        // not this kernel's: column dilation, 5x5, stride 2
+        for (i, p) in cases.iter().enumerate() {
+            if p.validate().is_err() {
+                continue;
+            }
+            check_dw_cl(p, 40 + i as u64, i % 2 == 1).unwrap();
+            check_dw_cl(p, 90 + i as u64, i % 2 == 0).unwrap();
+        }
+        // not this kernel's: column dilation, 5x5, stride 3, unequal strides
         let mut dw2 = Conv2dParams::new(1, 16, 9, 9, 4, 3).padding(2);
         dw2.dilation = (1, 2);
+        let mut s12 = Conv2dParams::new(1, 16, 9, 9, 4, 3);
+        s12.stride = (1, 2);
         for p in [
             dw2,
             Conv2dParams::new(1, 16, 9, 9, 4, 5),
-            Conv2dParams::new(1, 16, 9, 9, 4, 3).stride(2),
+            Conv2dParams::new(1, 16, 9, 9, 4, 3).stride(3),
+            s12,
         ] {
             assert!(!super::cpu_kernel::dw_avx512::applicable(&p), "{p:?}");
         }
+        // the lanes: 8 where a 16-lane block would leave 8 lanes idle
+        let lanes: Vec<_> = [1, 8, 9, 16, 17, 24, 25, 32]
+            .map(super::cpu_kernel::dw_avx512::lanes_for)
+            .into();
+        assert_eq!(lanes, [8, 8, 16, 16, 8, 8, 16, 16]);
     }
 
     #[test]
