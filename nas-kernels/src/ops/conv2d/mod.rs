@@ -526,7 +526,12 @@ mod tests {
         for lanes in [8, 16] {
             let mut dw = vec![f32::NAN; p.w_len()];
             dw_avx512::backward_weight_lanes(p, lanes, &x, &dy, &mut dw, relu);
-            close(&dw, &dw_ref, 2e-4, &format!("dw_avx512 {lanes} lanes relu={relu} {p:?}"))?;
+            close(
+                &dw,
+                &dw_ref,
+                2e-4,
+                &format!("dw_avx512 {lanes} lanes relu={relu} {p:?}"),
+            )?;
         }
         Ok(())
     }
@@ -583,7 +588,11 @@ mod tests {
         cases.extend(strided);
         for (c, hw) in [(8, 28), (16, 14), (32, 7)] {
             cases.push(Conv2dParams::new(2, c, hw, hw, c, 3).padding(1));
-            cases.push(Conv2dParams::new(2, c, hw, hw, 2 * c, 3).padding(1).stride(2));
+            cases.push(
+                Conv2dParams::new(2, c, hw, hw, 2 * c, 3)
+                    .padding(1)
+                    .stride(2),
+            );
         }
         for (i, p) in cases.iter().enumerate() {
             if p.validate().is_err() {
