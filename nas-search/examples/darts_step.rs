@@ -117,10 +117,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dc = cpu_seconds() - c0;
         let (hits, misses, pooled) = nas_tensor::buf::pool_stats();
         println!(
-            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held; peak live {:.0} MiB)",
+            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held; peak live {:.0} MiB, pooled then {:.0} MiB; resized {})",
             vm_hwm_mib().unwrap_or(f64::NAN),
             pooled as f64 * 4.0 / (1 << 20) as f64,
-            nas_tensor::buf::pool_peak_live() as f64 * 4.0 / (1 << 20) as f64
+            nas_tensor::buf::pool_peak_live() as f64 * 4.0 / (1 << 20) as f64,
+            nas_tensor::buf::pool_floats_at_peak() as f64 * 4.0 / (1 << 20) as f64,
+            nas_tensor::buf::pool_resized()
         );
         times.push(dt);
     }
