@@ -11,7 +11,8 @@
 //! time includes the device's work). The first step is reported separately (it includes
 //! buffer-pool warm-up and, on a GPU, compiling the kernels). `NAS_POOL=0` turns the CPU
 //! buffer pool off (the peak resident set is then what the step holds at once; each step
-//! also prints the pool's peak of live buffers), `NAS_SHARE=0` makes every mixed edge compute
+//! also prints the pool's peak of live buffers, what the pool held when that peak was reached,
+//! and how many misses it served by resizing a pooled buffer), `NAS_SHARE=0` makes every mixed edge compute
 //! its own pools (`Supernet::set_share_outputs`: the layout before issue 20's memory round).
 
 use std::time::Instant;
