@@ -10,11 +10,16 @@
 //! smallest fit), since activations of different sizes come and go between the stages of a
 //! network and between recomputed cells. How much the pool keeps follows what the program
 //! needs: live and pooled floats together stay within the peak of simultaneously live buffers
-//! seen on the thread plus a sixteenth (and 64 MiB), and a fresh allocation beyond that bound
-//! first frees the largest pooled buffers. The slack is small because whatever the pool holds
-//! counts in the process's peak memory. (A DARTS search step that peaks at 7.6 GB of
-//! activations gets them all back next step; with the former fixed 1 GiB cap and exact-size
-//! reuse the rest were faulted in again every step.)
+//! seen on the thread plus a sixty-fourth (and 16 MiB). A request that no pooled vector fits and
+//! that would break that bound resizes the nearest pooled vector (`realloc`: for a mapped block
+//! a shrink unmaps its tail and a growth remaps it, so the pages that stay are not faulted in
+//! again); a fresh allocation beyond the bound first frees the largest pooled buffers. The
+//! slack is small because whatever the pool holds counts in the process's peak memory, and
+//! what it frees really leaves the process: large blocks are mapped from the OS (glibc's
+//! `M_MMAP_THRESHOLD` held at 128 KiB, see `large_buffers_from_the_os`), not left in the heap,
+//! where fragmentation made the resident set grow step after step. (A DARTS search step that
+//! peaks at 7.6 GB of activations gets them all back next step; with the former fixed 1 GiB
+//! cap and exact-size reuse the rest were faulted in again every step.)
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,9 +27,36 @@ use std::ops::{Deref, DerefMut};
 
 /// Buffers shorter than this are not pooled (the allocator handles them well).
 const MIN_POOLED: usize = 1024;
-/// Live plus pooled floats may exceed the peak of live floats by a sixteenth plus this much
-/// (64 MiB).
-const FLOOR_FLOATS: usize = 16 << 20;
+/// Live plus pooled floats may exceed the peak of live floats by a sixty-fourth of it
+/// plus `FLOOR_FLOATS`.
+const SLACK_DIV: usize = 64;
+/// (16 MiB.)
+const FLOOR_FLOATS: usize = 4 << 20;
+/// Allocations of at least this many bytes are mapped from the OS (and unmapped when freed).
+const MMAP_THRESHOLD: i32 = 128 << 10;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    fn mallopt(param: i32, value: i32) -> i32;
+}
+
+/// Makes glibc's malloc map allocations of `MMAP_THRESHOLD` bytes and more from the OS and
+/// give them back when freed (once per process). glibc starts with this threshold but raises
+/// it (up to 32 MiB) whenever such a block is freed; then freed activations stay in the heap,
+/// fragmented, still counted in the resident set, and a step that needs other sizes takes
+/// more. Fixed, what the pool frees leaves the process. Elsewhere: nothing.
+fn large_buffers_from_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // M_MMAP_THRESHOLD
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes malloc's tunables; glibc serialises it with malloc.
+        ONCE.call_once(|| unsafe {
+            mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        });
+    }
+}
 
 struct FreeList {
     enabled: bool,
@@ -40,10 +72,15 @@ struct FreeList {
     floor: usize,
     hits: u64,
     misses: u64,
+    /// Misses served by resizing a pooled vector of another size.
+    resized: u64,
+    /// Pooled floats when `peak` last rose (diagnostic).
+    floats_at_peak: usize,
 }
 
 impl Default for FreeList {
     fn default() -> Self {
+        large_buffers_from_the_os();
         FreeList {
             enabled: true,
             by_cap: BTreeMap::new(),
@@ -53,6 +90,8 @@ impl Default for FreeList {
             floor: FLOOR_FLOATS,
             hits: 0,
             misses: 0,
+            floats_at_peak: 0,
+            resized: 0,
         }
     }
 }
@@ -60,13 +99,14 @@ impl Default for FreeList {
 impl FreeList {
     /// The most `live + floats` may be.
     fn bound(&self) -> usize {
-        self.peak + self.peak / 16 + self.floor
+        self.peak + self.peak / SLACK_DIV + self.floor
     }
 
     /// Counts `len` more live floats; frees pooled buffers while live plus pooled floats
     /// exceed the bound.
     fn add_live(&mut self, len: usize) {
         self.live += len;
+        let rose = self.live > self.peak;
         self.peak = self.peak.max(self.live);
         let bound = self.bound();
         // free the largest pooled buffers first
@@ -82,6 +122,26 @@ impl FreeList {
                 last.remove();
             }
         }
+        if rose {
+            self.floats_at_peak = self.floats;
+        }
+    }
+}
+
+impl FreeList {
+    /// The pooled vector nearest to `len` floats outside `len..=2 len`: the smallest larger
+    /// one, else the largest.
+    fn take_nearest(&mut self, len: usize) -> Option<Vec<f32>> {
+        let cap = match self.by_cap.range(2 * len + 1..).next() {
+            Some((&cap, _)) => cap,
+            None => *self.by_cap.last_key_value()?.0,
+        };
+        let list = self.by_cap.get_mut(&cap)?;
+        let v = list.pop();
+        if list.is_empty() {
+            self.by_cap.remove(&cap);
+        }
+        v
     }
 }
 
@@ -200,12 +260,33 @@ impl Buf {
                         }
                         None => None,
                     };
+                    if v.is_none() && p.live + p.floats + len > p.bound() {
+                        // A fresh buffer would push pooled ones out: resize the nearest instead
+                        // (the smallest larger one, else the largest), so its pages that
+                        // stay are not faulted in again.
+                        if let Some(mut v) = p.take_nearest(len) {
+                            p.floats -= v.capacity();
+                            if v.capacity() > len {
+                                v.truncate(len);
+                                v.shrink_to(len);
+                            } else {
+                                v.reserve_exact(len - v.len());
+                            }
+                            v.resize(len, 0.0);
+                            p.resized += 1;
+                            p.add_live(v.capacity());
+                            return Some(v);
+                        }
+                    }
                     match v {
                         Some(mut v) => {
                             let cap = v.capacity();
                             p.floats -= cap;
                             p.live += cap;
-                            p.peak = p.peak.max(p.live);
+                            if p.live > p.peak {
+                                p.peak = p.live;
+                                p.floats_at_peak = p.floats;
+                            }
                             p.hits += 1;
                             if v.len() >= len {
                                 v.truncate(len);
@@ -336,9 +417,20 @@ pub fn pool_stats() -> (u64, u64, usize) {
 
 /// The most floats (capacity) of pool-sized buffers live at once on this thread so far: the
 /// activations and gradients a step holds at its peak, without the pool's free buffers (what
-/// the pool adds on top is at most a sixteenth of this plus 64 MiB).
+/// the pool adds on top is at most a sixty-fourth of this plus 16 MiB).
 pub fn pool_peak_live() -> usize {
     POOL.with(|p| p.borrow().peak)
+}
+
+/// Misses of this thread's pool served by resizing a pooled buffer of another size.
+pub fn pool_resized() -> u64 {
+    POOL.with(|p| p.borrow().resized)
+}
+
+/// Floats this thread's pool held when the live peak was last raised: what the pool added to
+/// the process's memory at its peak (at most the slack over the peak).
+pub fn pool_floats_at_peak() -> usize {
+    POOL.with(|p| p.borrow().floats_at_peak)
 }
 
 /// Overwrites every buffer kept in this thread's pool with `value`. For tests: an op that
@@ -422,8 +514,8 @@ mod tests {
             20_000,
             "everything up to the peak comes back"
         );
-        // other sizes: pooled buffers are freed so that live + pooled stays within the peak
-        // plus a sixteenth
+        // other sizes: pooled buffers are resized or freed so that live + pooled stays within
+        // the peak plus a sixty-fourth
         let b: Vec<Buf> = (0..5).map(|_| Buf::for_overwrite(3000)).collect();
         let (live, pooled) = POOL.with(|p| (p.borrow().live, p.borrow().floats));
         assert_eq!(live, 15_000);
@@ -439,6 +531,39 @@ mod tests {
             "a new peak holds no pooled buffers of other sizes"
         );
         drop(c);
+        POOL.with(|p| *p.borrow_mut() = FreeList::default());
+    }
+
+    #[test]
+    fn a_request_no_pooled_buffer_fits_resizes_the_nearest_when_a_fresh_one_would_break_the_bound()
+    {
+        POOL.with(|p| {
+            *p.borrow_mut() = FreeList {
+                floor: 0,
+                ..FreeList::default()
+            }
+        });
+        let state = || POOL.with(|p| (p.borrow().live, p.borrow().floats, p.borrow().resized));
+        let a = [Buf::zeros(10_000), Buf::zeros(2_000)];
+        drop(a);
+        assert_eq!(state(), (0, 12_000, 0));
+        // 3000: nothing pooled in 3000..=6000, and a fresh buffer would take live + pooled to
+        // 15,000, over the bound (12,000 + 187): the nearest larger vector shrinks
+        let mut b = Buf::for_overwrite(3000);
+        assert_eq!(state(), (3000, 2000, 1));
+        assert_eq!((b.len(), b.as_vec().capacity()), (3000, 3000));
+        b[2999] = 1.0;
+        // 8000 (3000 + 2000 + 8000 > the bound): only the 2000 one is left: it grows, zeroed
+        let c = Buf::zeros(8000);
+        assert_eq!(state(), (11_000, 0, 2));
+        assert_eq!(c.as_vec().capacity(), 8000);
+        assert!(c.iter().all(|&v| v == 0.0));
+        drop((b, c));
+        assert_eq!(state(), (0, 11_000, 2));
+        // within the bound a request nothing fits takes a fresh buffer, the pool untouched
+        let d = Buf::zeros(1100);
+        assert_eq!(state(), (1100, 11_000, 2));
+        drop(d);
         POOL.with(|p| *p.borrow_mut() = FreeList::default());
     }
 }

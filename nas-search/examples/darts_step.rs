@@ -11,7 +11,8 @@
 //! time includes the device's work). The first step is reported separately (it includes
 //! buffer-pool warm-up and, on a GPU, compiling the kernels). `NAS_POOL=0` turns the CPU
 //! buffer pool off (the peak resident set is then what the step holds at once; each step
-//! also prints the pool's peak of live buffers), `NAS_SHARE=0` makes every mixed edge compute
+//! also prints the pool's peak of live buffers, what the pool held when that peak was reached,
+//! and how many misses it served by resizing a pooled buffer), `NAS_SHARE=0` makes every mixed edge compute
 //! its own pools (`Supernet::set_share_outputs`: the layout before issue 20's memory round).
 
 use std::time::Instant;
@@ -117,10 +118,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dc = cpu_seconds() - c0;
         let (hits, misses, pooled) = nas_tensor::buf::pool_stats();
         println!(
-            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held; peak live {:.0} MiB)",
+            "step {i}: {dt:.3} s wall, {dc:.2} s CPU  (VmHWM {:.0} MiB; buffer pool: {hits} reused, {misses} fresh, {:.0} MiB held; peak live {:.0} MiB, pooled then {:.0} MiB; resized {})",
             vm_hwm_mib().unwrap_or(f64::NAN),
             pooled as f64 * 4.0 / (1 << 20) as f64,
-            nas_tensor::buf::pool_peak_live() as f64 * 4.0 / (1 << 20) as f64
+            nas_tensor::buf::pool_peak_live() as f64 * 4.0 / (1 << 20) as f64,
+            nas_tensor::buf::pool_floats_at_peak() as f64 * 4.0 / (1 << 20) as f64,
+            nas_tensor::buf::pool_resized()
         );
         times.push(dt);
     }

@@ -68,6 +68,89 @@ pub(crate) struct Inner {
     pub(crate) requires_grad: bool,
     pub(crate) is_leaf: bool,
     pub(crate) node: Mutex<Option<Node>>,
+    /// How a gradient rule that reads this tensor's values may get them again instead of
+    /// keeping them (see [`Recompute`]); `None`: keep them.
+    pub(crate) recompute: Option<Arc<Recompute>>,
+}
+
+/// The values of an op's output, computed again on demand: gradient rules that read the
+/// output (a weighted sum's weight gradient, the op's own rule) hold this instead of the values,
+/// so the values are freed once the forward pass is done with them. The first reader in
+/// backward recomputes and caches them; the op's own rule, which runs after every reader,
+/// takes them out of the cache, so they live only while the op's part of backward runs.
+pub(crate) struct Recompute {
+    f: Box<dyn Fn() -> Result<Storage> + Send + Sync>,
+    cache: Mutex<Option<Arc<Storage>>>,
+}
+
+impl Recompute {
+    pub(crate) fn new(f: impl Fn() -> Result<Storage> + Send + Sync + 'static) -> Recompute {
+        Recompute {
+            f: Box::new(f),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The values, recomputed on the first call and cached for the next readers.
+    pub(crate) fn get(&self) -> Result<Arc<Storage>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cache.as_ref() {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new((self.f)()?);
+        *cache = Some(Arc::clone(&v));
+        Ok(v)
+    }
+
+    /// The values for their last reader: taken out of the cache (recomputed when not there),
+    /// so they are freed once the caller drops them.
+    pub(crate) fn take(&self) -> Result<Arc<Storage>> {
+        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match cached {
+            Some(v) => Ok(v),
+            None => Ok(Arc::new((self.f)()?)),
+        }
+    }
+}
+
+/// An input's values as a gradient rule keeps them: the values themselves, or their
+/// [`Recompute`] when the op that made them gave one.
+pub(crate) enum Saved {
+    Data(Data),
+    Recompute(Arc<Recompute>),
+}
+
+/// Read access to [`Saved`] values.
+pub(crate) enum SavedRead<'a> {
+    Guard(std::sync::RwLockReadGuard<'a, Storage>),
+    Owned(Arc<Storage>),
+}
+
+impl std::ops::Deref for SavedRead<'_> {
+    type Target = Storage;
+    fn deref(&self) -> &Storage {
+        match self {
+            SavedRead::Guard(g) => g,
+            SavedRead::Owned(s) => s,
+        }
+    }
+}
+
+impl Saved {
+    /// What a gradient rule keeps of `t` to read its values in backward.
+    pub(crate) fn of(t: &Tensor) -> Saved {
+        match &t.inner.recompute {
+            Some(r) => Saved::Recompute(Arc::clone(r)),
+            None => Saved::Data(t.data.clone()),
+        }
+    }
+
+    pub(crate) fn read(&self) -> Result<SavedRead<'_>> {
+        Ok(match self {
+            Saved::Data(d) => SavedRead::Guard(d.read().unwrap_or_else(|e| e.into_inner())),
+            Saved::Recompute(r) => SavedRead::Owned(r.get()?),
+        })
+    }
 }
 
 impl Inner {
@@ -240,6 +323,7 @@ impl Tensor {
                 requires_grad,
                 is_leaf,
                 node: Mutex::new(node),
+                recompute: None,
             }),
             data,
         }

@@ -271,7 +271,6 @@ impl MixedEdge {
                 ops.push(Box::new(SharedReduce(fr)));
                 continue;
             }
-            let op = build_op(name, c, c, stride, false, rng)?;
             if space == SpaceKind::Darts && name.contains("pool") {
                 // DARTS: pools are followed by a non-affine BN inside the supernet.
                 let bn = BatchNorm2d::new(c, false);
@@ -279,16 +278,21 @@ impl MixedEdge {
                     bn.running_mean.clone(),
                     bn.running_var.clone(),
                 ]));
-                ops.push(Box::new(Sequential::new().push(op).push(bn)));
-            } else {
-                // a pool with `c_in == c_out` is the bare pool (no parameters, no state)
-                shareable.push(if name.contains("pool") {
-                    Shareable::Stateless
-                } else {
-                    Shareable::No
-                });
-                ops.push(op);
+                ops.push(Box::new(PoolBn {
+                    max: name == "max_pool_3x3",
+                    stride,
+                    bn,
+                }));
+                continue;
             }
+            let op = build_op(name, c, c, stride, false, rng)?;
+            // a pool with `c_in == c_out` is the bare pool (no parameters, no state)
+            shareable.push(if name.contains("pool") {
+                Shareable::Stateless
+            } else {
+                Shareable::No
+            });
+            ops.push(op);
         }
         Ok(MixedEdge {
             ops,
@@ -450,6 +454,46 @@ enum Shareable {
     /// A factorized reduction (stride-2 `skip_connect`): it has weights, but its ReLU and
     /// shifted input depend on the input alone.
     ReductionInputs(Arc<FactorizedReduce>),
+}
+
+/// A DARTS search edge's pooling candidate: a 3x3 pool (padding 1; average pooling without the
+/// padded zeros) and a non-affine batch norm, as `Sequential[pool, bn]` (same tensor names:
+/// the batch norm is child `1`), computed by [`Tensor::pool_batch_norm`], whose output is
+/// recomputed in backward instead of kept (by the batch norm's rule and by the weighted sum's
+/// architecture gradient). Under synchronised batch norm: the pool, then the module's batch
+/// norm (which synchronises).
+struct PoolBn {
+    max: bool,
+    stride: usize,
+    bn: BatchNorm2d,
+}
+
+impl Module for PoolBn {
+    fn forward(&self, x: &Tensor) -> nas_tensor::Result<Tensor> {
+        let training = self.bn.is_training();
+        if training && nas_tensor::sync_bn::current().is_some() {
+            let pooled = if self.max {
+                x.max_pool2d(3, self.stride, 1)?
+            } else {
+                x.avg_pool2d(3, self.stride, 1)?
+            };
+            return self.bn.forward(&pooled);
+        }
+        x.pool_batch_norm(
+            self.max,
+            3,
+            self.stride,
+            1,
+            Some(&self.bn.running_mean),
+            Some(&self.bn.running_var),
+            training,
+            self.bn.momentum,
+            self.bn.eps,
+        )
+    }
+    fn children(&self, f: &mut dyn FnMut(&str, &dyn Module)) {
+        f("1", &self.bn);
+    }
 }
 
 /// A factorized reduction held by its edge and by the edge's [`Shareable`] entry.

@@ -1,6 +1,8 @@
 //! 2-D convolution, pooling and batch norm: shape checking and gradient rules here, compute in
 //! the `nas_kernels` backend.
 
+use std::sync::Arc;
+
 use nas_kernels::Checked;
 
 use crate::TensorError;
@@ -8,7 +10,7 @@ use nas_kernels::backend::{BatchNormParams, Conv2dParams, Pool2dParams, PoolKind
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::storage::{self, Storage};
-use crate::tensor::{Tensor, check_same_device, new_data};
+use crate::tensor::{Recompute, Tensor, check_same_device, new_data};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's `Conv2d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -435,6 +437,147 @@ impl Tensor {
                 Ok(vec![Some(dx)])
             },
         ))
+    }
+
+    /// A pool (`max`, or average with `count_include_pad = false`; window `k`) followed by a
+    /// non-affine batch norm, as [`Tensor::max_pool2d`] / [`Tensor::avg_pool2d`] then
+    /// [`Tensor::batch_norm`] with no weight and bias: the same values and running-statistics
+    /// updates, bit for bit, and the same gradient. In training its output is not kept for
+    /// backward: the rule keeps the input (which the ops that produced and read it usually keep
+    /// anyway) and computes the pool and the normalisation again when backward reaches it, and a
+    /// weighted sum that reads the output for its weights' gradient
+    /// ([`Tensor::weighted_sum`]) gets it recomputed the same way (once per backward: the
+    /// first reader computes it, this op's rule, the last, frees it). The DARTS supernet's
+    /// pooling candidates: each output would otherwise be kept through the whole step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pool_batch_norm(
+        &self,
+        max: bool,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let op = "pool_batch_norm";
+        let (n, c, h, w) = batch_norm_args(op, self, None, None, running_mean, running_var)?;
+        let kind = if max {
+            PoolKind::Max
+        } else {
+            PoolKind::Avg {
+                count_include_pad: false,
+            }
+        };
+        let pp = Pool2dParams::new(kind, n, c, h, w, k, stride, padding)
+            .check()
+            .map_err(|e| TensorError::InvalidArgument {
+                op,
+                detail: format!(
+                    "window {k}, stride {stride}, padding {padding} on input {:?}: {e}",
+                    self.shape()
+                ),
+            })?;
+        let bp = BatchNormParams {
+            n,
+            c,
+            hw: pp.out_h() * pp.out_w(),
+            eps,
+            momentum,
+            training,
+        }
+        .check()?;
+        let dev = self.device();
+        let mut y = Storage::alloc(dev, pp.y_len())?;
+        let mut save_mean = Storage::zeros(dev, c)?;
+        let mut save_invstd = Storage::zeros(dev, c)?;
+        {
+            let mut z = Storage::alloc(dev, pp.y_len())?;
+            storage::pool2d(&pp, &self.read(), &mut z)?;
+            let mut rm = running_mean.map(|t| t.write());
+            let mut rv = running_var.map(|t| t.write());
+            storage::batch_norm(
+                &bp,
+                &z,
+                None,
+                None,
+                rm.as_deref_mut(),
+                rv.as_deref_mut(),
+                &mut y,
+                &mut save_mean,
+                &mut save_invstd,
+            )?;
+        }
+        drop(save_mean);
+        let y = new_data(y);
+        let shape = vec![n, c, pp.out_h(), pp.out_w()];
+        // In training the output is a function of the input alone (batch statistics): recompute
+        // it. In evaluation it depends on the running statistics, which may change: keep it.
+        let recompute = training.then(|| {
+            let x = self.data.clone();
+            Arc::new(Recompute::new(move || {
+                let x = x.read().unwrap_or_else(|e| e.into_inner());
+                let mut z = Storage::alloc(x.device(), pp.y_len())?;
+                storage::pool2d(&pp, &x, &mut z)?;
+                let mut y = Storage::alloc(x.device(), bp.x_len())?;
+                let mut m = Storage::zeros(x.device(), bp.c)?;
+                let mut s = Storage::zeros(x.device(), bp.c)?;
+                storage::batch_norm(&bp, &z, None, None, None, None, &mut y, &mut m, &mut s)?;
+                Ok(y)
+            }))
+        });
+        let saved_y = match &recompute {
+            Some(_) => None,
+            None => Some(y.clone()),
+        };
+        let rc = recompute.clone();
+        // max pooling's rule reads the input; the recomputation reads it in both kinds
+        let xc = match (kind, &recompute) {
+            (PoolKind::Max, _) | (_, Some(_)) => self.data.clone(),
+            _ => new_data(Storage::zeros(dev, 0)?),
+        };
+        let mut out = Tensor::from_op_data(op, shape, y, &[self], move |g, _| {
+            // the rule of a non-affine batch norm as `batch_norm` runs it (x-hat = y, "gamma" =
+            // the inverse std), then the pool's
+            let y = match (&rc, &saved_y) {
+                (Some(r), _) => crate::tensor::SavedRead::Owned(r.take()?),
+                (None, Some(y)) => {
+                    crate::tensor::SavedRead::Guard(y.read().unwrap_or_else(|e| e.into_inner()))
+                }
+                (None, None) => unreachable!("kept or recomputed"),
+            };
+            let mut dz = Storage::alloc(g.device(), bp.x_len())?;
+            storage::batch_norm_backward(
+                &bp,
+                &y,
+                Some(&save_invstd),
+                &Storage::zeros(g.device(), c)?,
+                &Storage::full(g.device(), c, 1.0)?,
+                g,
+                &mut dz,
+                None,
+                None,
+            )?;
+            drop(y);
+            let mut dx = Storage::alloc(g.device(), pp.x_len())?;
+            storage::pool2d_backward(
+                &pp,
+                &xc.read().unwrap_or_else(|e| e.into_inner()),
+                None,
+                &dz,
+                &mut dx,
+            )?;
+            Ok(vec![Some(dx)])
+        });
+        if let Some(r) = recompute
+            && out.requires_grad()
+            && let Some(inner) = Arc::get_mut(&mut out.inner)
+        {
+            inner.recompute = Some(r);
+        }
+        Ok(out)
     }
 
     /// Batch normalisation over the channels of `self: [n, c, h, w]` (PyTorch's `BatchNorm2d`).

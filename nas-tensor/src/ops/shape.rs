@@ -10,7 +10,7 @@ use crate::error::{Result, arg_err, shape_err};
 use crate::ops::elementwise::bin;
 use crate::ops::reduce::split_at_dim;
 use crate::storage::{self, Storage};
-use crate::tensor::{Tensor, check_same_device, numel};
+use crate::tensor::{Saved, Tensor, check_same_device, numel};
 
 impl Tensor {
     /// Same values, new shape (same number of elements). One dimension may be `usize::MAX`
@@ -274,7 +274,10 @@ impl Tensor {
         let mut refs: Vec<&Tensor> = xs.iter().collect();
         refs.push(weights);
         // The inputs' values are read only for the weights' gradient.
-        let xs_c: Option<Vec<Tensor>> = weights.requires_grad().then(|| xs.to_vec());
+        // (An input whose op can recompute its values is kept as that recipe, not as values.)
+        let xs_c: Option<Vec<Saved>> = weights
+            .requires_grad()
+            .then(|| xs.iter().map(Saved::of).collect());
         let k = xs.len();
         let wc = weights.clone();
         Ok(Tensor::from_op(
@@ -313,7 +316,7 @@ impl Tensor {
                     .collect::<Result<_>>()?;
                 let mut dw = Storage::zeros(dev, k)?;
                 {
-                    let guards: Vec<_> = xs_c.iter().map(|t| t.read()).collect();
+                    let guards: Vec<_> = xs_c.iter().map(Saved::read).collect::<Result<_>>()?;
                     let xv: Vec<&Storage> = guards.iter().map(|g| &**g).collect();
                     let mut dv: Vec<&mut Storage> = dxs.iter_mut().collect();
                     storage::weighted_sum_backward(&wc.read(), &xv, g, &mut dv, &mut dw)?;

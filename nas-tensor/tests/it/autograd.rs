@@ -433,3 +433,81 @@ fn an_allocation_that_cannot_fit_is_an_error() {
     let x = nas_tensor::Tensor::ones(&[2, 3]);
     assert!(x.reshape(&[3, 2]).is_ok(), "ordinary sizes still allocate");
 }
+
+/// One pass of `pool_batch_norm` (`fused`) or a pool then a non-affine batch norm, read by two
+/// weighted sums (the DARTS pattern: edges of two nodes share a pool of one state), returning
+/// the output's values, the running statistics, the gradients of the input and both weight
+/// vectors, and whether the output's values were still held after the forward pass.
+fn pool_bn_pass(fused: bool, max: bool, stride: usize, training: bool) -> (Vec<Vec<f32>>, bool) {
+    let x = Tensor::randn(&[4, 3, 7, 7], 1).param();
+    let (rm, rv) = (
+        Tensor::from_slice(&[0.1, -0.2, 0.3], &[3]).unwrap(),
+        Tensor::from_slice(&[1.5, 0.7, 1.1], &[3]).unwrap(),
+    );
+    let (w1, w2) = (
+        Tensor::randn(&[2], 2).param(),
+        Tensor::randn(&[2], 3).param(),
+    );
+    let y = if fused {
+        x.pool_batch_norm(max, 3, stride, 1, Some(&rm), Some(&rv), training, 0.1, 1e-5)
+    } else {
+        let p = if max {
+            x.max_pool2d(3, stride, 1)
+        } else {
+            x.avg_pool2d(3, stride, 1)
+        };
+        p.unwrap()
+            .batch_norm(None, None, Some(&rm), Some(&rv), training, 0.1, 1e-5)
+    }
+    .unwrap();
+    let other = x.avg_pool2d(3, stride, 1).unwrap();
+    let t = Tensor::randn(y.shape(), 4);
+    let s1 = Tensor::weighted_sum(&[y.clone(), other.clone()], &w1).unwrap();
+    let s2 = Tensor::weighted_sum(&[other, y.clone()], &w2).unwrap();
+    let loss = s1
+        .mul(&s1)
+        .unwrap()
+        .add(&s2.mul(&t).unwrap())
+        .unwrap()
+        .sum();
+    let values = y.to_vec().unwrap();
+    let weak = y.downgrade();
+    drop(y);
+    let kept = weak.values_alive();
+    loss.backward().unwrap();
+    let out = vec![
+        values,
+        rm.to_vec().unwrap(),
+        rv.to_vec().unwrap(),
+        x.grad_vec().unwrap().unwrap(),
+        w1.grad_vec().unwrap().unwrap(),
+        w2.grad_vec().unwrap().unwrap(),
+    ];
+    (out, kept)
+}
+
+#[test]
+fn pool_batch_norm_recomputes_its_output_and_equals_pool_then_batch_norm() {
+    for max in [false, true] {
+        for stride in [1, 2] {
+            for training in [true, false] {
+                let case = format!("max {max}, stride {stride}, training {training}");
+                let (fused, fused_kept) = pool_bn_pass(true, max, stride, training);
+                let (plain, plain_kept) = pool_bn_pass(false, max, stride, training);
+                // values, running statistics and every gradient equal bit for bit (the
+                // recomputed output is the forward's)
+                for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
+                    let (a, b): (Vec<u32>, Vec<u32>) = (
+                        a.iter().map(|v| v.to_bits()).collect(),
+                        b.iter().map(|v| v.to_bits()).collect(),
+                    );
+                    assert_eq!(a, b, "{case}: output {i}");
+                }
+                assert!(plain_kept, "{case}: the separate ops keep the output");
+                // in training nothing keeps the output: the batch norm's rule and the weighted
+                // sums recompute it; in evaluation it is kept
+                assert_eq!(fused_kept, !training, "{case}: output kept");
+            }
+        }
+    }
+}
