@@ -354,6 +354,26 @@ impl Tensor {
         ))
     }
 
+    /// The checked pooling of this `[n, c, h, w]` input (`window`: size, stride, padding); the
+    /// error names `op`, the window and the input's shape.
+    fn pool_params(
+        &self,
+        op: &'static str,
+        kind: PoolKind,
+        (n, c, h, w): (usize, usize, usize, usize),
+        (k, stride, padding): (usize, usize, usize),
+    ) -> Result<Checked<Pool2dParams>> {
+        Pool2dParams::new(kind, n, c, h, w, k, stride, padding)
+            .check()
+            .map_err(|e| TensorError::InvalidArgument {
+                op,
+                detail: format!(
+                    "window {k}, stride {stride}, padding {padding} on input {:?}: {e}",
+                    self.shape()
+                ),
+            })
+    }
+
     fn pool(
         &self,
         op: &'static str,
@@ -363,15 +383,7 @@ impl Tensor {
         padding: usize,
     ) -> Result<Tensor> {
         let (n, c, h, w) = nchw(op, self)?;
-        let p = Pool2dParams::new(kind, n, c, h, w, k, stride, padding)
-            .check()
-            .map_err(|e| TensorError::InvalidArgument {
-                op,
-                detail: format!(
-                    "window {k}, stride {stride}, padding {padding} on input {:?}: {e}",
-                    self.shape()
-                ),
-            })?;
+        let p = self.pool_params(op, kind, (n, c, h, w), (k, stride, padding))?;
         let mut y = Storage::alloc(self.device(), p.y_len())?;
         storage::pool2d(&p, &self.read(), &mut y)?;
         // The CPU backend finds max pooling's arg-max from the input, so the output is not kept;
@@ -471,15 +483,7 @@ impl Tensor {
                 count_include_pad: false,
             }
         };
-        let pp = Pool2dParams::new(kind, n, c, h, w, k, stride, padding)
-            .check()
-            .map_err(|e| TensorError::InvalidArgument {
-                op,
-                detail: format!(
-                    "window {k}, stride {stride}, padding {padding} on input {:?}: {e}",
-                    self.shape()
-                ),
-            })?;
+        let pp = self.pool_params(op, kind, (n, c, h, w), (k, stride, padding))?;
         let bp = BatchNormParams {
             n,
             c,

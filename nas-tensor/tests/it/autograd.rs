@@ -151,6 +151,44 @@ fn errors_are_typed_and_name_op_and_shapes() {
 
     let e = Tensor::concat(&[Tensor::zeros(&[2, 3]), Tensor::zeros(&[3, 3])], 1).unwrap_err();
     assert!(matches!(e, TensorError::Shape { op: "concat", .. }), "{e}");
+
+    // a pooling window wider than the padded input: the op, the window and the input's shape
+    let x = Tensor::zeros(&[1, 2, 3, 3]);
+    let e = x.max_pool2d(5, 1, 0).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            TensorError::InvalidArgument {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        msg.contains("window 5") && msg.contains("[1, 2, 3, 3]"),
+        "{msg}"
+    );
+    let (rm, rv) = (Tensor::zeros(&[2]), Tensor::ones(&[2]));
+    let e = x
+        .pool_batch_norm(false, 5, 1, 0, Some(&rm), Some(&rv), true, 0.1, 1e-5)
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            TensorError::InvalidArgument {
+                op: "pool_batch_norm",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        msg.contains("window 5") && msg.contains("[1, 2, 3, 3]"),
+        "{msg}"
+    );
 }
 
 #[test]
