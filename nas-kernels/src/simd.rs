@@ -5,6 +5,13 @@
 //! its `#[inline(always)]` body from inside a `#[target_feature(enable = "avx512f")]`
 //! function, so LLVM compiles the same source loop a second time for 16-float vectors; on
 //! other CPUs (and other architectures) it calls the body as compiled for the baseline.
+//!
+//! Also the small pieces the AVX-512 kernels share: [`lane_sum`], [`first_lanes`] (a row
+//! tail's lane mask) and `transpose16` (a 16 x 16 register transpose: GEMM packing, the
+//! channels-last staging of the convolution weight gradient).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 /// Whether the CPU has AVX-512F (std caches the detection: one load and a bit test).
 #[inline]
@@ -93,6 +100,52 @@ pub(crate) fn lane_sum<const L: usize>(lanes: &[f32; L]) -> f64 {
         }
     }
     d[0]
+}
+
+/// The mask of the first `min(n, 16)` lanes of a 16-lane vector (AVX-512's `__mmask16`): the
+/// loads and stores of a row's last, partial vector.
+#[inline(always)]
+pub(crate) fn first_lanes(n: usize) -> u16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
+/// Transposes the 16 x 16 block held in `r` (row `i` in `r[i]`) in place: afterwards `r[j]`
+/// holds column `j`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn transpose16(r: &mut [__m512; 16]) {
+    // Stage 1: interleave pairs of rows (within 128-bit lanes).
+    let mut a = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Stage 2: interleave 64-bit pairs: `b[4 i + c]` holds, in lane `l`, column `4 l + c` of
+    // rows `4 i .. 4 i + 4`.
+    let mut b = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        for h in 0..2 {
+            let x = _mm512_castps_pd(a[4 * i + h]);
+            let y = _mm512_castps_pd(a[4 * i + 2 + h]);
+            b[4 * i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(x, y));
+            b[4 * i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x, y));
+        }
+    }
+    // Stages 3 and 4: a 4 x 4 transpose of 128-bit lanes for each `c`.
+    for c in 0..4 {
+        let u0 = _mm512_shuffle_f32x4::<0x88>(b[c], b[4 + c]);
+        let u1 = _mm512_shuffle_f32x4::<0xDD>(b[c], b[4 + c]);
+        let u2 = _mm512_shuffle_f32x4::<0x88>(b[8 + c], b[12 + c]);
+        let u3 = _mm512_shuffle_f32x4::<0xDD>(b[8 + c], b[12 + c]);
+        r[c] = _mm512_shuffle_f32x4::<0x88>(u0, u2);
+        r[4 + c] = _mm512_shuffle_f32x4::<0x88>(u1, u3);
+        r[8 + c] = _mm512_shuffle_f32x4::<0xDD>(u0, u2);
+        r[12 + c] = _mm512_shuffle_f32x4::<0xDD>(u1, u3);
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,9 @@
 //!   [`Tensor::split`], [`Tensor::weighted_sum`] (DARTS mixed op), `dropout`, and
 //!   [`Tensor::relu_conv2d`] and [`Tensor::relu_conv_conv`] (ReLU, conv (, conv) as one op
 //!   that keeps only its input: NB201's `nor_conv` and the block of DARTS' separable and
-//!   dilated convolutions); recurrent models:
+//!   dilated convolutions), [`Tensor::pool_batch_norm`] (pool, then non-affine batch norm, as
+//!   one op whose output is recomputed in backward rather than kept: DARTS' pooling
+//!   candidates); recurrent models:
 //!   [`Tensor::embedding`] (gather rows; scatter-add backward), [`Tensor::lstm_cell`],
 //!   [`Tensor::lstm`] (a fused multi-step LSTM layer: one GEMM for the input projection of
 //!   all steps, one backend call for the recurrence and one for its backward through time),

@@ -10,6 +10,7 @@ use std::arch::x86_64::*;
 
 use super::Conv2dParams;
 use super::shared::{par_chunks_mut, par_split_mut, partial_weight_grads, threads_for};
+use crate::simd::first_lanes;
 use crate::workspace::with_scratch;
 
 /// Floats of slack after each padded buffer: vector loads may run past the last row.
@@ -119,7 +120,7 @@ unsafe fn copy_rows<const RELU: bool>(
             let (from, to) = (src.add(y * w), dst.add(y * pitch));
             let mut j = 0;
             while j < w {
-                let m = mask(w - j);
+                let m = first_lanes(w - j);
                 let mut v = _mm512_maskz_loadu_ps(m, from.add(j));
                 if RELU {
                     v = _mm512_max_ps(v, zero);
@@ -157,7 +158,7 @@ unsafe fn pad_rows<const RELU: bool>(
                 let row = dst.add((ch * hp + y) * wp);
                 let mut j = 0;
                 while j < wp {
-                    _mm512_mask_storeu_ps(row.add(j), mask(wp - j), zero);
+                    _mm512_mask_storeu_ps(row.add(j), first_lanes(wp - j), zero);
                     j += 16;
                 }
                 if y < ph || y >= ph + h {
@@ -166,7 +167,7 @@ unsafe fn pad_rows<const RELU: bool>(
                 let from = src.add((ch * h + y - ph) * w);
                 let mut j = 0;
                 while j < w {
-                    let m = mask(w - j);
+                    let m = first_lanes(w - j);
                     let mut v = _mm512_maskz_loadu_ps(m, from.add(j));
                     if RELU {
                         v = _mm512_max_ps(v, zero);
@@ -238,7 +239,7 @@ unsafe fn unflatten_rows(
                 let (from, to) = (flat.add(ch * len + oy * wp), y.add((ch * oh + oy) * ow));
                 let mut j = 0;
                 while j < ow {
-                    let m = mask(ow - j);
+                    let m = first_lanes(ow - j);
                     _mm512_mask_storeu_ps(to.add(j), m, _mm512_maskz_loadu_ps(m, from.add(j)));
                     j += 16;
                 }
@@ -256,15 +257,6 @@ fn flatten(y: &[f32], c: usize, len: usize, oh: usize, ow: usize, wp: usize, dst
             let end = if oy + 1 < oh { (oy + 1) * wp } else { len };
             plane[oy * wp + ow..end].fill(0.0);
         }
-    }
-}
-
-#[inline(always)]
-fn mask(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        ((1u32 << n) - 1) as u16
     }
 }
 
@@ -360,15 +352,15 @@ unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f3
                     // three vectors per tile, but two and two for the last four (a tile of
                     // one vector has only `R` accumulators)
                     if rem > 32 && rem.div_ceil(16) != 4 {
-                        let m = [0xffff, 0xffff, mask(rem - 32)];
+                        let m = [0xffff, 0xffff, first_lanes(rem - 32)];
                         by_r!(r, tile, 3, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 48;
                     } else if rem > 16 {
-                        let m = [0xffff, mask(rem - 16)];
+                        let m = [0xffff, first_lanes(rem - 16)];
                         by_r!(r, tile, 2, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 32;
                     } else {
-                        let m = [mask(rem)];
+                        let m = [first_lanes(rem)];
                         by_r!(r, tile, 1, (s, xr, w0, ldw, yo, m, step));
                         ox0 += 16;
                     }
@@ -386,7 +378,7 @@ unsafe fn conv_s1(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f3
 /// As [`conv_s1`], with `s.ow <= 16`.
 #[target_feature(enable = "avx512f")]
 unsafe fn conv_s1_rows(s: &S1, xp: *const f32, wt: *const f32, ldw: usize, y: *mut f32) {
-    let m = mask(s.ow);
+    let m = first_lanes(s.ow);
     let step = (s.wp, s.ow);
     let mut oc0 = 0;
     while oc0 < s.cout {
@@ -434,7 +426,7 @@ unsafe fn dw_tile<const R: usize, const T: usize>(
                 let gr = dy.add(b * ys + oy * s.ow);
                 let mut ox0 = 0;
                 while ox0 < s.ow {
-                    let m = mask(s.ow - ox0);
+                    let m = first_lanes(s.ow - ox0);
                     let mut xv = [_mm512_setzero_ps(); T];
                     for t in 0..T {
                         xv[t] = _mm512_loadu_ps(xr.add(ox0 + t * s.dw));
@@ -998,10 +990,10 @@ unsafe fn dw_plane_rows<const K: usize>(s: &S1, xp: *const f32, w: *const f32, y
                 unsafe {
                     let t = (xp.add(r0 * s.wp + ox0), w, y.add(r0 * s.ow + ox0));
                     if K == 3 && rem > 16 {
-                        dw_rows_k::<2, K>(&sd, rb, t, [0xffff, mask(rem - 16)]);
+                        dw_rows_k::<2, K>(&sd, rb, t, [0xffff, first_lanes(rem - 16)]);
                         ox0 += 32;
                     } else {
-                        dw_rows_k::<1, K>(&sd, rb, t, [mask(rem)]);
+                        dw_rows_k::<1, K>(&sd, rb, t, [first_lanes(rem)]);
                         ox0 += 16;
                     }
                 }
@@ -1039,10 +1031,10 @@ unsafe fn dw_plane(s: &S1, xp: *const f32, w: *const f32, y: *mut f32) {
                 let xr = xp.add(oy * s.wp + ox0);
                 let yo = y.add(oy * s.ow + ox0);
                 if rem > 16 {
-                    by_rb!(rb, 2, (s, xr, w, yo, [0xffff, mask(rem - 16)]));
+                    by_rb!(rb, 2, (s, xr, w, yo, [0xffff, first_lanes(rem - 16)]));
                     ox0 += 32;
                 } else {
-                    by_rb!(rb, 1, (s, xr, w, yo, [mask(rem)]));
+                    by_rb!(rb, 1, (s, xr, w, yo, [first_lanes(rem)]));
                     ox0 += 16;
                 }
             }
@@ -1066,7 +1058,7 @@ unsafe fn dw_grad_tile<const TR: usize, const TC: usize>(
         for oy in 0..s.oh {
             let mut ox0 = 0;
             while ox0 < s.ow {
-                let g = _mm512_maskz_loadu_ps(mask(s.ow - ox0), dy.add(oy * s.ow + ox0));
+                let g = _mm512_maskz_loadu_ps(first_lanes(s.ow - ox0), dy.add(oy * s.ow + ox0));
                 for a in 0..TR {
                     let xr = x.add((oy + a * s.dh) * s.wp + ox0);
                     for b in 0..TC {
@@ -1104,7 +1096,7 @@ unsafe fn dw_grad_rows<const TR: usize, const TC: usize>(
         for i in 0..s.oh + (TR - 1) * s.dh {
             let mut ox0 = 0;
             while ox0 < s.ow {
-                let m = mask(s.ow - ox0);
+                let m = first_lanes(s.ow - ox0);
                 let xr = x.add(i * s.wp + ox0);
                 let mut xv = [_mm512_setzero_ps(); TC];
                 for b in 0..TC {
@@ -1366,7 +1358,7 @@ unsafe fn relu_mask_avx512(d: &mut [f32], x: &[f32]) {
     let (dp, xp) = (d.as_mut_ptr(), x.as_ptr());
     let mut i = 0;
     while i < n {
-        let m = mask(n - i);
+        let m = first_lanes(n - i);
         // SAFETY: AVX-512F (the caller's contract); loads and stores are masked to the `n - i`
         // floats left, and `x` is at least as long as `d`.
         unsafe {
@@ -1405,7 +1397,7 @@ mod s2 {
 
     use super::super::Conv2dParams;
     use super::super::shared::{par_chunks_mut, partial_weight_grads};
-    use super::mask;
+    use crate::simd::first_lanes;
     use crate::workspace::with_scratch;
 
     /// Geometry of one phase-split plane.
@@ -1506,7 +1498,7 @@ mod s2 {
             let (e0, o0) = (r * 2 * g.half, (r * 2 + 1) * g.half);
             let mut c = 0;
             while c < g.half {
-                let m = mask(g.half - c);
+                let m = first_lanes(g.half - c);
                 // SAFETY: `row` holds 2 * c + 32 <= SPLIT_MAX + 32 floats; the stores are
                 // masked to the `half - c` columns left in each phase of row r.
                 unsafe {
@@ -1554,7 +1546,7 @@ mod s2 {
             let (e0, o0) = (r * 2 * g.half, (r * 2 + 1) * g.half);
             let mut c = 0;
             while c < g.half {
-                let m = super::mask(g.half - c);
+                let m = super::first_lanes(g.half - c);
                 // SAFETY: loads masked to the `half - c` columns left in each phase of row r;
                 // `row` holds 2 * c + 32 <= SPLIT_MAX + 32 floats.
                 unsafe {
@@ -1573,7 +1565,7 @@ mod s2 {
             }
             let mut ix = 0;
             while ix < g.w {
-                let m = super::mask(g.w - ix);
+                let m = super::first_lanes(g.w - ix);
                 let o = iy * g.w + ix;
                 // SAFETY: masked to the `w - ix` columns left in row iy of x (and mask); the
                 // staged row holds `pw + w <= 2 * half` columns.
@@ -1614,7 +1606,7 @@ mod s2 {
             let rows = (g.oh - oy).min(4);
             let mut ox = 0;
             while ox < g.ow {
-                let m = mask(g.ow - ox);
+                let m = first_lanes(g.ow - ox);
                 let mut acc = [_mm512_setzero_ps(); 4];
                 // SAFETY: masked lanes are the in-range outputs, whose taps lie inside the
                 // split plane (`tap(oy, ky, kx) + ox + lane < len`).
@@ -1664,7 +1656,7 @@ mod s2 {
             let (even, odd) = (r * 2 * g.half, (r * 2 + 1) * g.half);
             let mut c0 = 0;
             while c0 < g.half {
-                let m = mask(g.half - c0);
+                let m = first_lanes(g.half - c0);
                 let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                 for ky in 0..g.kh {
                     let ry = ky * g.dh;
@@ -1712,7 +1704,7 @@ mod s2 {
                 for oy in 0..g.oh {
                     let mut ox = 0;
                     while ox < g.ow {
-                        let m = mask(g.ow - ox);
+                        let m = first_lanes(g.ow - ox);
                         // SAFETY: as in `plane_forward`.
                         unsafe {
                             let gv = _mm512_maskz_loadu_ps(m, dy.as_ptr().add(oy * g.ow + ox));

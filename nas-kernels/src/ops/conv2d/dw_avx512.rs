@@ -28,6 +28,7 @@ use std::arch::x86_64::*;
 
 use super::Conv2dParams;
 use super::shared::partial_weight_grads;
+use crate::simd::{first_lanes, transpose16};
 use crate::workspace::with_scratch;
 
 /// Taps per side: only 3x3 kernels take this path.
@@ -77,53 +78,6 @@ fn col<const L: usize, const S: usize>(kx: usize, wq: usize) -> usize {
     ((kx % S) * wq + kx / S) * L
 }
 
-#[inline(always)]
-fn mask(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        ((1u32 << n) - 1) as u16
-    }
-}
-
-/// Transposes 16 rows of 16 floats in registers: `c[j][i] = r[i][j]`.
-#[inline(always)]
-unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
-    // SAFETY: register-only AVX-512F operations; the caller has AVX-512F.
-    unsafe {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4 q + k]: column 4 L + k of rows 4 q .. 4 q + 3, in 128-bit lane L
-        let mut u = [_mm512_setzero_ps(); 16];
-        for q in 0..4 {
-            let (a0, a1) = (_mm512_castps_pd(t[4 * q]), _mm512_castps_pd(t[4 * q + 2]));
-            let (b0, b1) = (
-                _mm512_castps_pd(t[4 * q + 1]),
-                _mm512_castps_pd(t[4 * q + 3]),
-            );
-            u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a1));
-            u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a1));
-            u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b0, b1));
-            u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b0, b1));
-        }
-        let mut c = [_mm512_setzero_ps(); 16];
-        for k in 0..4 {
-            let v_lo = _mm512_shuffle_f32x4::<0x44>(u[k], u[4 + k]);
-            let v_hi = _mm512_shuffle_f32x4::<0xEE>(u[k], u[4 + k]);
-            let w_lo = _mm512_shuffle_f32x4::<0x44>(u[8 + k], u[12 + k]);
-            let w_hi = _mm512_shuffle_f32x4::<0xEE>(u[8 + k], u[12 + k]);
-            c[k] = _mm512_shuffle_f32x4::<0x88>(v_lo, w_lo);
-            c[4 + k] = _mm512_shuffle_f32x4::<0xDD>(v_lo, w_lo);
-            c[8 + k] = _mm512_shuffle_f32x4::<0x88>(v_hi, w_hi);
-            c[12 + k] = _mm512_shuffle_f32x4::<0xDD>(v_hi, w_hi);
-        }
-        c
-    }
-}
-
 /// Stages `nch <= L` channel planes of `h x w` (contiguous, from `x`) into one padded,
 /// channels-last block of `L`-channel positions, padded column `c` of row `r` at
 /// `out[(r * S * wq + col(c)) * L..][..L]` (lanes past `nch` zero), ReLU'd if `RELU`. The
@@ -153,13 +107,14 @@ unsafe fn stage_block<const RELU: bool, const L: usize, const S: usize>(
             let dst = out.add((y + ph) * S * wq * L);
             while x0 < w {
                 let n = (w - x0).min(16);
-                let m = mask(n);
+                let m = first_lanes(n);
                 let mut r = [zero; 16];
                 for (i, ri) in r.iter_mut().enumerate().take(nch) {
                     let v = _mm512_maskz_loadu_ps(m, x.add((i * h + y) * w + x0));
                     *ri = if RELU { _mm512_max_ps(v, zero) } else { v };
                 }
-                let c = transpose16(&r);
+                transpose16(&mut r);
+                let c = r;
                 for (j, cj) in c.iter().enumerate().take(n) {
                     let d = dst.add(col::<L, S>(x0 + j + pw, wq));
                     if L == 16 {

@@ -138,19 +138,11 @@ mod avx512 {
     use super::super::Conv2dParams;
     use super::super::shared::par_chunks_mut;
     use super::{Phases, split_phases};
+    use crate::simd::first_lanes;
     use crate::workspace::with_scratch;
 
     /// Floats of slack after the phase copy: the last tile's loads run past the last plane.
     const SLACK: usize = 64;
-
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as u16
-        }
-    }
 
     /// Splits one input row into its two column phases: input column `ix` goes to phase
     /// `(ix + pl) % 2` at position `(ix + pl) / 2`; `out[0..]` is phase 0's row, `out[pq..]`
@@ -175,12 +167,12 @@ mod avx512 {
             // SAFETY: loads masked to the row; stores masked to the `rem / 2` (rounded)
             // values, which end inside the phase rows by the size condition above.
             unsafe {
-                let a = _mm512_maskz_loadu_ps(mask(rem), src.add(i));
-                let b = _mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), src.add(i + 16));
+                let a = _mm512_maskz_loadu_ps(first_lanes(rem), src.add(i));
+                let b = _mm512_maskz_loadu_ps(first_lanes(rem.saturating_sub(16)), src.add(i + 16));
                 let e = _mm512_permutex2var_ps(a, ie, b);
                 let o = _mm512_permutex2var_ps(a, io, b);
-                _mm512_mask_storeu_ps(dst.add(even_to + i / 2), mask(rem.div_ceil(2)), e);
-                _mm512_mask_storeu_ps(dst.add(odd_to + i / 2), mask(rem / 2), o);
+                _mm512_mask_storeu_ps(dst.add(even_to + i / 2), first_lanes(rem.div_ceil(2)), e);
+                _mm512_mask_storeu_ps(dst.add(odd_to + i / 2), first_lanes(rem / 2), o);
             }
             i += 32;
         }
@@ -269,7 +261,7 @@ mod avx512 {
                         by_r!(r, 2, (taps, x, w, cout, y, len, [0xffff, 0xffff]));
                         i0 += 32;
                     } else {
-                        by_r!(r, 1, (taps, x, w, cout, y, len, [mask(len - i0)]));
+                        by_r!(r, 1, (taps, x, w, cout, y, len, [first_lanes(len - i0)]));
                         i0 += 16;
                     }
                 }
